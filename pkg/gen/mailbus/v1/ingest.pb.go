@@ -2605,9 +2605,12 @@ type AckWriteBackRequest struct {
 	// New upstream identities from a move or an append.
 	Placements []*UpstreamPlacement `protobuf:"bytes,4,rep,name=placements,proto3" json:"placements,omitempty"`
 	// UIDVALIDITY of a mailbox created upstream.
-	Uidvalidity   uint32 `protobuf:"varint,5,opt,name=uidvalidity,proto3" json:"uidvalidity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uidvalidity uint32 `protobuf:"varint,5,opt,name=uidvalidity,proto3" json:"uidvalidity,omitempty"`
+	// Messages found to no longer exist upstream while applying it; the store
+	// deletes them (the store follows the server).
+	GoneMessageIds []string `protobuf:"bytes,6,rep,name=gone_message_ids,json=goneMessageIds,proto3" json:"gone_message_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AckWriteBackRequest) Reset() {
@@ -2673,6 +2676,13 @@ func (x *AckWriteBackRequest) GetUidvalidity() uint32 {
 		return x.Uidvalidity
 	}
 	return 0
+}
+
+func (x *AckWriteBackRequest) GetGoneMessageIds() []string {
+	if x != nil {
+		return x.GoneMessageIds
+	}
+	return nil
 }
 
 // AckWriteBackResponse is the output of AckWriteBack.
@@ -2895,7 +2905,7 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x11UpstreamPlacement\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x122\n" +
-	"\bupstream\x18\x02 \x01(\v2\x16.mailbus.v1.UpstreamIdR\bupstream\"\xe9\x01\n" +
+	"\bupstream\x18\x02 \x01(\v2\x16.mailbus.v1.UpstreamIdR\bupstream\"\x93\x02\n" +
 	"\x13AckWriteBackRequest\x12!\n" +
 	"\fwriteback_id\x18\x01 \x01(\tR\vwritebackId\x126\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1c.mailbus.v1.WriteBackOutcomeR\aoutcome\x12\x16\n" +
@@ -2903,7 +2913,8 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"placements\x18\x04 \x03(\v2\x1d.mailbus.v1.UpstreamPlacementR\n" +
 	"placements\x12 \n" +
-	"\vuidvalidity\x18\x05 \x01(\rR\vuidvalidity\"\x16\n" +
+	"\vuidvalidity\x18\x05 \x01(\rR\vuidvalidity\x12(\n" +
+	"\x10gone_message_ids\x18\x06 \x03(\tR\x0egoneMessageIds\"\x16\n" +
 	"\x14AckWriteBackResponse*\x93\x01\n" +
 	"\x10WriteBackOutcome\x12\"\n" +
 	"\x1eWRITE_BACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +

@@ -196,7 +196,7 @@ type GetChangesResponse struct {
 	DeletedMessageIds []string `protobuf:"bytes,6,rep,name=deleted_message_ids,json=deletedMessageIds,proto3" json:"deleted_message_ids,omitempty"`
 	// Mailboxes created.
 	CreatedMailboxIds []string `protobuf:"bytes,7,rep,name=created_mailbox_ids,json=createdMailboxIds,proto3" json:"created_mailbox_ids,omitempty"`
-	// Mailboxes renamed or whose counts changed.
+	// Mailboxes renamed or whose role changed.
 	UpdatedMailboxIds []string `protobuf:"bytes,8,rep,name=updated_mailbox_ids,json=updatedMailboxIds,proto3" json:"updated_mailbox_ids,omitempty"`
 	// Mailboxes deleted.
 	DeletedMailboxIds []string `protobuf:"bytes,9,rep,name=deleted_mailbox_ids,json=deletedMailboxIds,proto3" json:"deleted_mailbox_ids,omitempty"`

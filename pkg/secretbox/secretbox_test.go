@@ -1,0 +1,108 @@
+package secretbox
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func mustKey(t *testing.T) []byte {
+	t.Helper()
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSealOpen(t *testing.T) {
+	k1, k2 := mustKey(t), mustKey(t)
+	old, err := New(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := old.Seal([]byte("hunter2"), "account-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("hunter2")) {
+		t.Fatal("plaintext visible in sealed value")
+	}
+	rotated, err := New(k2, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		box     *Box
+		sealed  []byte
+		owner   string
+		want    string
+		wantErr error
+	}{
+		{"same key", old, sealed, "account-1", "hunter2", nil},
+		{"old key kept during rotation", rotated, sealed, "account-1", "hunter2", nil},
+		{"other owner", old, sealed, "account-2", "", ErrCorrupt},
+		{"unknown key", mustBox(t, k2), sealed, "account-1", "", ErrNoKey},
+		{"truncated", old, sealed[:10], "account-1", "", ErrCorrupt},
+		{"tampered", old, flipLast(sealed), "account-1", "", ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.box.Open(tt.sealed, tt.owner)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func mustBox(t *testing.T, k []byte) *Box {
+	t.Helper()
+	b, err := New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func flipLast(b []byte) []byte {
+	c := bytes.Clone(b)
+	c[len(c)-1] ^= 1
+	return c
+}
+
+func TestKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "key")
+	k := mustKey(t)
+	if err := WriteKeyFile(path, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteKeyFile(path, k); err == nil {
+		t.Fatal("overwrote an existing key file")
+	}
+	got, err := LoadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, k) {
+		t.Fatal("key changed on the way through the file")
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	for _, bad := range []string{"", "short", "zz" + string(make([]byte, 62))} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) succeeded", bad)
+		}
+	}
+	hex := "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	k, err := ParseKey(hex)
+	if err != nil || k[31] != 0x1f {
+		t.Fatalf("hex key: %v %x", err, k)
+	}
+}

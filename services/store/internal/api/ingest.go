@@ -1,0 +1,194 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/store/internal/db"
+)
+
+// Ingest batching: the store commits when a batch reaches either bound, or
+// when the fetcher flushes or ends the stream.
+const (
+	ingestBatchMessages = 256
+	ingestBatchBytes    = 32 << 20
+)
+
+// Ingest implements IngestService.
+type Ingest struct {
+	mailbusv1.UnimplementedIngestServiceServer
+	DB  *db.DB
+	Log *slog.Logger
+	// MaxMessageSize refuses larger messages (reported per message).
+	MaxMessageSize int64
+}
+
+// GetAccountSecret implements IngestService.
+func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccountSecretRequest) (*mailbusv1.GetAccountSecretResponse, error) {
+	secret, gen, err := s.DB.AccountSecret(ctx, req.AccountId)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.GetAccountSecretResponse{Secret: secret, Generation: gen}, nil
+}
+
+// ReportAccountStatus implements IngestService.
+func (s *Ingest) ReportAccountStatus(ctx context.Context, req *mailbusv1.ReportAccountStatusRequest) (*mailbusv1.ReportAccountStatusResponse, error) {
+	if err := s.DB.ReportStatus(ctx, req.AccountId, req.Status); err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.ReportAccountStatusResponse{}, nil
+}
+
+// UpsertMailboxes implements IngestService.
+func (s *Ingest) UpsertMailboxes(ctx context.Context, req *mailbusv1.UpsertMailboxesRequest) (*mailbusv1.UpsertMailboxesResponse, error) {
+	out, err := s.DB.UpsertMailboxes(ctx, req.AccountId, req.Mailboxes)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.UpsertMailboxesResponse{Mailboxes: out}, nil
+}
+
+// ListMailboxSyncStates implements IngestService.
+func (s *Ingest) ListMailboxSyncStates(ctx context.Context, req *mailbusv1.ListMailboxSyncStatesRequest) (*mailbusv1.ListMailboxSyncStatesResponse, error) {
+	out, _, err := s.DB.ListMailboxSyncStates(ctx, req.AccountId)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.ListMailboxSyncStatesResponse{Mailboxes: out}, nil
+}
+
+// SetMailboxSyncState implements IngestService.
+func (s *Ingest) SetMailboxSyncState(ctx context.Context, req *mailbusv1.SetMailboxSyncStateRequest) (*mailbusv1.SetMailboxSyncStateResponse, error) {
+	if err := s.DB.SetMailboxSyncState(ctx, req.MailboxId, req.State); err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.SetMailboxSyncStateResponse{}, nil
+}
+
+// IngestMessages implements IngestService. It buffers one message at a
+// time (up to the size limit; a larger one is drained and reported, not
+// stored) and commits batches.
+func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
+	ctx := stream.Context()
+	var (
+		batch      []db.IngestItem
+		batchBytes int
+		cur        *db.IngestItem
+		buf        []byte
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return stream.Send(&mailbusv1.IngestMessagesResponse{})
+		}
+		results, state, err := s.DB.Ingest(ctx, batch)
+		if err != nil {
+			return toStatus(ctx, s.Log, err)
+		}
+		batch, batchBytes = batch[:0], 0
+		return stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state})
+	}
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			if cur != nil {
+				return status.Error(codes.InvalidArgument, "stream ended inside a message (no end_of_message)")
+			}
+			if len(batch) > 0 {
+				return flush()
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if req.Meta != nil {
+			if cur != nil {
+				return invalidArg("meta", "a new message started before the last one ended (end_of_message)")
+			}
+			cur = &db.IngestItem{Meta: req.Meta}
+			buf = buf[:0]
+			if int64(req.Meta.Size) > s.MaxMessageSize {
+				cur.Err = tooLarge(int64(req.Meta.Size), s.MaxMessageSize)
+			}
+		}
+		if len(req.Data) > 0 {
+			if cur == nil {
+				return invalidArg("data", "data outside a message (send meta first)")
+			}
+			if cur.Err == nil {
+				if int64(len(buf)+len(req.Data)) > s.MaxMessageSize {
+					cur.Err = tooLarge(int64(len(buf)+len(req.Data)), s.MaxMessageSize)
+					buf = nil
+				} else {
+					buf = append(buf, req.Data...)
+				}
+			}
+		}
+		if req.EndOfMessage {
+			if cur == nil {
+				return invalidArg("end_of_message", "no message to end (send meta first)")
+			}
+			if cur.Err == nil {
+				cur.Raw = append([]byte(nil), buf...)
+			}
+			batch = append(batch, *cur)
+			batchBytes += len(cur.Raw)
+			cur = nil
+		}
+		if req.Flush || len(batch) >= ingestBatchMessages || batchBytes >= ingestBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func tooLarge(size, max int64) error {
+	return fmt.Errorf("%d bytes, more than the limit of %d: %w", size, max, db.ErrTooLarge)
+}
+
+// ListUpstreamIds implements IngestService.
+func (s *Ingest) ListUpstreamIds(req *mailbusv1.ListUpstreamIdsRequest, stream mailbusv1.IngestService_ListUpstreamIdsServer) error {
+	ctx := stream.Context()
+	err := s.DB.ListUpstreamIds(ctx, req.AccountId, req.MailboxId, 5000, func(batch []*mailbusv1.UpstreamMessage) error {
+		return stream.Send(&mailbusv1.ListUpstreamIdsResponse{Messages: batch})
+	})
+	return toStatus(ctx, s.Log, err)
+}
+
+// ApplyUpstreamChanges implements IngestService.
+func (s *Ingest) ApplyUpstreamChanges(ctx context.Context, req *mailbusv1.ApplyUpstreamChangesRequest) (*mailbusv1.ApplyUpstreamChangesResponse, error) {
+	state, applied, err := s.DB.ApplyUpstreamChanges(ctx, req.AccountId, req.Changes)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.ApplyUpstreamChangesResponse{State: state, Applied: applied}, nil
+}
+
+// ListPendingWriteBacks implements IngestService.
+func (s *Ingest) ListPendingWriteBacks(ctx context.Context, req *mailbusv1.ListPendingWriteBacksRequest) (*mailbusv1.ListPendingWriteBacksResponse, error) {
+	max, err := pageSize("max", req.Max, 100, 1000)
+	if err != nil {
+		return nil, err
+	}
+	wbs, err := s.DB.ListPendingWriteBacks(ctx, req.AccountId, max)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.ListPendingWriteBacksResponse{Writebacks: wbs}, nil
+}
+
+// AckWriteBack implements IngestService.
+func (s *Ingest) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackRequest) (*mailbusv1.AckWriteBackResponse, error) {
+	if err := s.DB.AckWriteBack(ctx, req); err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.AckWriteBackResponse{}, nil
+}

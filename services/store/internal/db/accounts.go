@@ -1,0 +1,493 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// DefaultPollInterval applies when an account does not set one.
+const DefaultPollInterval = 60 * time.Second
+
+// accountColumns is what scanAccount reads.
+const accountColumns = `id, name, protocol, config, secret IS NOT NULL, status, modseq, generation, created_at, updated_at`
+
+// ValidateAccount checks an account's configuration and fills defaults. It
+// names the offending field in its error.
+func ValidateAccount(a *mailbusv1.Account) error {
+	a.Name = strings.TrimSpace(a.Name)
+	switch {
+	case a.Name == "":
+		return invalid("account.name", "required")
+	case len(a.Name) > 200:
+		return invalid("account.name", "longer than 200 characters")
+	case strings.ContainsAny(a.Name, "\x00\r\n"):
+		return invalid("account.name", "contains a control character")
+	}
+	switch a.Protocol {
+	case mailbusv1.Protocol_PROTOCOL_IMAP, mailbusv1.Protocol_PROTOCOL_POP3:
+	default:
+		return invalid("account.protocol", "must be PROTOCOL_IMAP or PROTOCOL_POP3")
+	}
+	a.Host = strings.TrimSpace(a.Host)
+	if a.Host == "" || strings.ContainsAny(a.Host, " /\x00") || len(a.Host) > 253 {
+		return invalid("account.host", "must be a host name or address")
+	}
+	if a.Port == 0 || a.Port > 65535 {
+		return invalid("account.port", "must be 1 to 65535")
+	}
+	switch a.Security {
+	case mailbusv1.Security_SECURITY_TLS, mailbusv1.Security_SECURITY_STARTTLS, mailbusv1.Security_SECURITY_NONE:
+	default:
+		return invalid("account.security", "must be SECURITY_TLS, SECURITY_STARTTLS or SECURITY_NONE (plaintext only when asked for)")
+	}
+	if a.Username == "" {
+		return invalid("account.username", "required")
+	}
+	if a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_UNSPECIFIED {
+		a.AuthMethod = mailbusv1.AuthMethod_AUTH_METHOD_PASSWORD
+	}
+	if a.AuthMethod != mailbusv1.AuthMethod_AUTH_METHOD_PASSWORD && a.AuthMethod != mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2 {
+		return invalid("account.auth_method", "unknown method %d", a.AuthMethod)
+	}
+	if a.Protocol == mailbusv1.Protocol_PROTOCOL_POP3 {
+		if a.Pop3Mode == mailbusv1.Pop3Mode_POP3_MODE_UNSPECIFIED {
+			a.Pop3Mode = mailbusv1.Pop3Mode_POP3_MODE_KEEP
+		}
+		if a.Pop3Mode != mailbusv1.Pop3Mode_POP3_MODE_KEEP && a.Pop3Mode != mailbusv1.Pop3Mode_POP3_MODE_DELETE {
+			return invalid("account.pop3_mode", "unknown mode %d", a.Pop3Mode)
+		}
+		if len(a.FolderInclude)+len(a.FolderExclude)+len(a.IdleFolders) > 0 {
+			return invalid("account.folder_include", "POP3 accounts have no folders")
+		}
+	} else if a.Pop3Mode != mailbusv1.Pop3Mode_POP3_MODE_UNSPECIFIED {
+		return invalid("account.pop3_mode", "only for POP3 accounts")
+	}
+	if a.PollInterval == nil {
+		a.PollInterval = durationpb.New(DefaultPollInterval)
+	}
+	if err := a.PollInterval.CheckValid(); err != nil || a.PollInterval.AsDuration() < time.Second {
+		return invalid("account.poll_interval", "must be at least 1s")
+	}
+	for _, list := range []struct {
+		field string
+		v     []string
+	}{{"account.folder_include", a.FolderInclude}, {"account.folder_exclude", a.FolderExclude}, {"account.idle_folders", a.IdleFolders}} {
+		if len(list.v) > 100 {
+			return invalid(list.field, "more than 100 entries")
+		}
+		for _, p := range list.v {
+			if p == "" || len(p) > 1000 || strings.ContainsAny(p, "\x00\r\n") {
+				return invalid(list.field, "entry %q is not a valid folder pattern", p)
+			}
+		}
+	}
+	if len(a.Secret) > 16<<10 {
+		return invalid("account.secret", "longer than 16 KiB")
+	}
+	return nil
+}
+
+// configOf is what is kept in accounts.config: the account minus secret,
+// status and the columns of its own.
+func configOf(a *mailbusv1.Account) ([]byte, error) {
+	c := proto.Clone(a).(*mailbusv1.Account)
+	c.Id, c.Secret, c.Status, c.Generation, c.State, c.CreateTime, c.UpdateTime = "", "", nil, 0, 0, nil, nil
+	return proto.Marshal(c)
+}
+
+// CreateAccount stores a new account and returns it without its secret.
+func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv1.Account, error) {
+	if a == nil {
+		return nil, invalid("account", "required")
+	}
+	a = proto.Clone(a).(*mailbusv1.Account)
+	if err := ValidateAccount(a); err != nil {
+		return nil, err
+	}
+	config, err := configOf(a)
+	if err != nil {
+		return nil, fmt.Errorf("db: account config: %w", err)
+	}
+	var id int64
+	err = d.inTx(ctx, nil, func(t *tx) error {
+		var n int
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM accounts WHERE name = ?`, a.Name).Scan(&n); err != nil {
+			return fmt.Errorf("db: create account: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("account name %q: %w", a.Name, ErrConflict)
+		}
+		now := t.d.nowMicros()
+		if err := t.queryRow(ctx, `INSERT INTO accounts (name, protocol, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			a.Name, int(a.Protocol), config, now, now).Scan(&id); err != nil {
+			return fmt.Errorf("db: create account: %w", err)
+		}
+		if a.Secret != "" {
+			if err := t.setSecret(ctx, id, a.Secret); err != nil {
+				return err
+			}
+		}
+		// Every account has an inbox from the start.
+		_, err := t.createMailbox(ctx, id, "INBOX", "", mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.GetAccount(ctx, formatID(id))
+}
+
+func (t *tx) setSecret(ctx context.Context, accountID int64, secret string) error {
+	sealed, err := t.d.secrets.Seal([]byte(secret), "account/"+formatID(accountID))
+	if err != nil {
+		return fmt.Errorf("db: seal secret: %w", err)
+	}
+	if _, err := t.exec(ctx, `UPDATE accounts SET secret = ? WHERE id = ?`, sealed, accountID); err != nil {
+		return fmt.Errorf("db: store secret: %w", err)
+	}
+	return nil
+}
+
+// GetAccount returns an account by id.
+func (d *DB) GetAccount(ctx context.Context, id string) (*mailbusv1.Account, error) {
+	n, err := parseID("account_id", id)
+	if err != nil {
+		return nil, err
+	}
+	row := d.r.QueryRowContext(ctx, d.rebind(`SELECT `+accountColumns+` FROM accounts WHERE id = ?`), n)
+	a, err := scanAccount(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("account", id)
+	}
+	return a, err
+}
+
+// GetAccountByName returns an account by name.
+func (d *DB) GetAccountByName(ctx context.Context, name string) (*mailbusv1.Account, error) {
+	if name == "" {
+		return nil, invalid("name", "required")
+	}
+	row := d.r.QueryRowContext(ctx, d.rebind(`SELECT `+accountColumns+` FROM accounts WHERE name = ?`), name)
+	a, err := scanAccount(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("account", name)
+	}
+	return a, err
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanAccount(s scanner) (*mailbusv1.Account, error) {
+	var (
+		id, modseq, generation, created, updated int64
+		name                                     string
+		protocol                                 int
+		config, status                           []byte
+		hasSecret                                bool
+	)
+	if err := s.Scan(&id, &name, &protocol, &config, &hasSecret, &status, &modseq, &generation, &created, &updated); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("db: read account: %w", err)
+	}
+	a := &mailbusv1.Account{}
+	if err := proto.Unmarshal(config, a); err != nil {
+		return nil, fmt.Errorf("db: account %d config: %w", id, err)
+	}
+	a.Id, a.Name, a.Protocol = formatID(id), name, mailbusv1.Protocol(protocol)
+	a.Generation, a.State = uint64(generation), uint64(modseq)
+	a.CreateTime = timestamppb.New(time.UnixMicro(created))
+	a.UpdateTime = timestamppb.New(time.UnixMicro(updated))
+	a.Status = &mailbusv1.AccountStatus{}
+	if len(status) > 0 {
+		if err := proto.Unmarshal(status, a.Status); err != nil {
+			return nil, fmt.Errorf("db: account %d status: %w", id, err)
+		}
+	}
+	return a, nil
+}
+
+// ListAccounts returns up to limit accounts with ids above after, ordered by
+// id; protocol filters when set.
+func (d *DB) ListAccounts(ctx context.Context, after int64, limit int, protocol mailbusv1.Protocol) ([]*mailbusv1.Account, error) {
+	q := `SELECT ` + accountColumns + ` FROM accounts WHERE id > ?`
+	args := []any{after}
+	if protocol != mailbusv1.Protocol_PROTOCOL_UNSPECIFIED {
+		q += ` AND protocol = ?`
+		args = append(args, int(protocol))
+	}
+	q += ` ORDER BY id LIMIT ?`
+	args = append(args, limit)
+	rows, err := d.r.QueryContext(ctx, d.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("db: list accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []*mailbusv1.Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("db: list accounts: %w", err)
+	}
+	return out, nil
+}
+
+// updatable maps update-mask paths to what they copy.
+var updatable = map[string]func(dst, src *mailbusv1.Account){
+	"name":                 func(d, s *mailbusv1.Account) { d.Name = s.Name },
+	"host":                 func(d, s *mailbusv1.Account) { d.Host = s.Host },
+	"port":                 func(d, s *mailbusv1.Account) { d.Port = s.Port },
+	"security":             func(d, s *mailbusv1.Account) { d.Security = s.Security },
+	"insecure_skip_verify": func(d, s *mailbusv1.Account) { d.InsecureSkipVerify = s.InsecureSkipVerify },
+	"username":             func(d, s *mailbusv1.Account) { d.Username = s.Username },
+	"auth_method":          func(d, s *mailbusv1.Account) { d.AuthMethod = s.AuthMethod },
+	"secret":               func(d, s *mailbusv1.Account) { d.Secret = s.Secret },
+	"pop3_mode":            func(d, s *mailbusv1.Account) { d.Pop3Mode = s.Pop3Mode },
+	"poll_interval":        func(d, s *mailbusv1.Account) { d.PollInterval = s.PollInterval },
+	"folder_include":       func(d, s *mailbusv1.Account) { d.FolderInclude = s.FolderInclude },
+	"folder_exclude":       func(d, s *mailbusv1.Account) { d.FolderExclude = s.FolderExclude },
+	"idle_folders":         func(d, s *mailbusv1.Account) { d.IdleFolders = s.IdleFolders },
+}
+
+// UpdateAccount copies the fields named in paths from a onto the stored
+// account, increases its generation and un-parks it.
+func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []string) (*mailbusv1.Account, error) {
+	if a == nil {
+		return nil, invalid("account", "required")
+	}
+	id, err := parseID("account.id", a.Id)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, invalid("update_mask", "names no field")
+	}
+	for _, p := range paths {
+		if _, ok := updatable[p]; !ok {
+			if p == "protocol" {
+				return nil, invalid("update_mask", "protocol cannot change: delete the account and add it again")
+			}
+			return nil, invalid("update_mask", "unknown or read-only field %q", p)
+		}
+	}
+	err = d.inTx(ctx, nil, func(t *tx) error {
+		if _, err := t.lock(ctx, id); err != nil {
+			return err
+		}
+		cur, err := scanAccount(t.queryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id))
+		if err != nil {
+			return fmt.Errorf("db: update account: %w", err)
+		}
+		cur.Secret = ""
+		for _, p := range paths {
+			updatable[p](cur, a)
+		}
+		if err := ValidateAccount(cur); err != nil {
+			return err
+		}
+		if containsPath(paths, "name") {
+			var n int
+			if err := t.queryRow(ctx, `SELECT COUNT(*) FROM accounts WHERE name = ? AND id <> ?`, cur.Name, id).Scan(&n); err != nil {
+				return fmt.Errorf("db: update account: %w", err)
+			}
+			if n > 0 {
+				return fmt.Errorf("account name %q: %w", cur.Name, ErrConflict)
+			}
+		}
+		config, err := configOf(cur)
+		if err != nil {
+			return fmt.Errorf("db: account config: %w", err)
+		}
+		// Any update un-parks the account: the fetcher tries again with the
+		// new configuration.
+		status := cur.Status
+		if status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED, Reason: "account updated; waiting for the fetcher"}
+		}
+		statusBytes, err := proto.Marshal(status)
+		if err != nil {
+			return fmt.Errorf("db: account status: %w", err)
+		}
+		if _, err := t.exec(ctx, `UPDATE accounts SET name = ?, config = ?, status = ?, generation = generation + 1, updated_at = ? WHERE id = ?`,
+			cur.Name, config, statusBytes, t.d.nowMicros(), id); err != nil {
+			return fmt.Errorf("db: update account: %w", err)
+		}
+		if containsPath(paths, "secret") {
+			if a.Secret == "" {
+				_, err = t.exec(ctx, `UPDATE accounts SET secret = NULL WHERE id = ?`, id)
+				return err
+			}
+			return t.setSecret(ctx, id, a.Secret)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.GetAccount(ctx, a.Id)
+}
+
+func containsPath(paths []string, p string) bool {
+	for _, x := range paths {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// DeleteAccount removes an account and everything it holds. Events already
+// in the outbox still go out; no new per-message events are written, the
+// deletion itself is the signal (an account.status event with reason
+// "account deleted").
+func (d *DB) DeleteAccount(ctx context.Context, id string) error {
+	n, err := parseID("account_id", id)
+	if err != nil {
+		return err
+	}
+	return d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_SYSTEM}, func(t *tx) error {
+		a, err := t.lock(ctx, n)
+		if err != nil {
+			return err
+		}
+		if err := t.emit(ctx, n, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{
+			Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: "account deleted", UpdateTime: timestamppb.New(t.d.now())},
+		}}}); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM messages WHERE account_id = ?`,
+			`DELETE FROM writebacks WHERE account_id = ?`,
+			`DELETE FROM mailboxes WHERE account_id = ?`,
+			`DELETE FROM accounts WHERE id = ?`,
+		} {
+			if _, err := t.exec(ctx, q, n); err != nil {
+				return fmt.Errorf("db: delete account: %w", err)
+			}
+		}
+		delete(t.accounts, n)
+		return nil
+	})
+}
+
+// AccountSecret returns the decrypted secret and the generation.
+func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, error) {
+	n, err := parseID("account_id", id)
+	if err != nil {
+		return "", 0, err
+	}
+	var sealed []byte
+	var gen int64
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT secret, generation FROM accounts WHERE id = ?`), n).Scan(&sealed, &gen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, notFound("account", id)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("db: read secret: %w", err)
+	}
+	if sealed == nil {
+		return "", uint64(gen), nil
+	}
+	plain, err := d.secrets.Open(sealed, "account/"+id)
+	if err != nil {
+		return "", 0, fmt.Errorf("db: open secret of account %s: %w", id, err)
+	}
+	return string(plain), uint64(gen), nil
+}
+
+// ReportStatus records an account's status and writes an account.status
+// event when it differs from the stored one (update_time aside).
+func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountStatus) error {
+	n, err := parseID("account_id", id)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return invalid("status", "required")
+	}
+	st = proto.Clone(st).(*mailbusv1.AccountStatus)
+	st.UpdateTime = nil
+	if len(st.Reason) > 2000 {
+		st.Reason = st.Reason[:2000]
+	}
+	return d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}, func(t *tx) error {
+		a, err := t.lock(ctx, n)
+		if err != nil {
+			return err
+		}
+		var old []byte
+		if err := t.queryRow(ctx, `SELECT status FROM accounts WHERE id = ?`, n).Scan(&old); err != nil {
+			return fmt.Errorf("db: read status: %w", err)
+		}
+		prev := &mailbusv1.AccountStatus{}
+		if len(old) > 0 {
+			if err := proto.Unmarshal(old, prev); err != nil {
+				return fmt.Errorf("db: read status: %w", err)
+			}
+		}
+		prev.UpdateTime = nil
+		if st.LastSuccessTime == nil {
+			st.LastSuccessTime = prev.LastSuccessTime
+		}
+		if proto.Equal(prev, st) {
+			return nil
+		}
+		st.UpdateTime = timestamppb.New(t.d.now())
+		b, err := proto.Marshal(st)
+		if err != nil {
+			return fmt.Errorf("db: status: %w", err)
+		}
+		if _, err := t.exec(ctx, `UPDATE accounts SET status = ? WHERE id = ?`, b, n); err != nil {
+			return fmt.Errorf("db: write status: %w", err)
+		}
+		return t.emit(ctx, n, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{Status: st}}})
+	})
+}
+
+// AccountState returns the account's current state and the lowest state
+// from which changes can still be calculated.
+func (d *DB) AccountState(ctx context.Context, id string) (state, minState uint64, err error) {
+	n, err := parseID("account_id", id)
+	if err != nil {
+		return 0, 0, err
+	}
+	var s, m int64
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT modseq, min_state FROM accounts WHERE id = ?`), n).Scan(&s, &m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, notFound("account", id)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("db: account state: %w", err)
+	}
+	return uint64(s), uint64(m), nil
+}
+
+// accountProtocol returns an account's protocol (read path).
+func (d *DB) accountProtocol(ctx context.Context, id int64) (mailbusv1.Protocol, error) {
+	var p int
+	err := d.r.QueryRowContext(ctx, d.rebind(`SELECT protocol FROM accounts WHERE id = ?`), id).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, notFound("account", strconv.FormatInt(id, 10))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("db: account: %w", err)
+	}
+	return mailbusv1.Protocol(p), nil
+}

@@ -1,0 +1,193 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
+
+	"github.com/mailbus/mailbus/pkg/secretbox"
+)
+
+// Dialect is the SQL flavour of a database.
+type Dialect int
+
+const (
+	// SQLite is the embedded default.
+	SQLite Dialect = iota + 1
+	// Postgres is for scale-out.
+	Postgres
+)
+
+func (d Dialect) String() string {
+	if d == Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// Config says which database to open.
+type Config struct {
+	// URL is "postgres://..." for PostgreSQL; empty means SQLite in DataDir.
+	URL string
+	// DataDir holds the SQLite database file "mailbus.db".
+	DataDir string
+	// Secrets seals and opens account secrets.
+	Secrets *secretbox.Box
+	// MaxMessageSize refuses larger messages; 0 means 64 MiB.
+	MaxMessageSize int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DB is the store's database.
+type DB struct {
+	dialect Dialect
+	// w takes every write. On SQLite it has one connection, so writes are
+	// serialised in the process instead of failing with SQLITE_BUSY.
+	w *sql.DB
+	// r serves reads; on PostgreSQL it is the same pool as w.
+	r       *sql.DB
+	secrets *secretbox.Box
+	maxSize int64
+	now     func() time.Time
+	// onCommit is called after every transaction that wrote events.
+	onCommit func()
+}
+
+// Open opens (creating if needed) the database and applies migrations.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Secrets == nil {
+		return nil, errors.New("db: no secrets box")
+	}
+	d := &DB{secrets: cfg.Secrets, maxSize: cfg.MaxMessageSize, now: cfg.Now}
+	if d.maxSize <= 0 {
+		d.maxSize = 64 << 20
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	var err error
+	switch {
+	case strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://"):
+		d.dialect = Postgres
+		d.w, err = sql.Open("pgx", cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("db: open postgres: %w", err)
+		}
+		d.w.SetMaxOpenConns(32)
+		d.w.SetMaxIdleConns(8)
+		d.r = d.w
+	case cfg.URL == "":
+		d.dialect = SQLite
+		if cfg.DataDir == "" {
+			return nil, errors.New("db: neither a database URL nor a data directory")
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("db: data directory: %w", err)
+		}
+		path := filepath.Join(cfg.DataDir, "mailbus.db")
+		dsn := sqliteDSN(path)
+		if d.w, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
+			return nil, fmt.Errorf("db: open sqlite: %w", err)
+		}
+		d.w.SetMaxOpenConns(1)
+		if d.r, err = sql.Open("sqlite", dsn+"&mode=ro"); err != nil {
+			return nil, fmt.Errorf("db: open sqlite: %w", err)
+		}
+		d.r.SetMaxOpenConns(8)
+	default:
+		return nil, fmt.Errorf("db: unsupported database URL scheme in %q (want postgres://)", redactURL(cfg.URL))
+	}
+	if err := d.w.PingContext(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("db: connect %s: %w", d.dialect, err)
+	}
+	if err := d.migrate(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
+		q.Add("_pragma", p)
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// redactURL drops the password from a database URL for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// Dialect reports the SQL flavour.
+func (d *DB) Dialect() Dialect { return d.dialect }
+
+// OnCommit sets a function called after each transaction that wrote events
+// (the relay's wake-up). It must not block.
+func (d *DB) OnCommit(f func()) { d.onCommit = f }
+
+// Close closes the database.
+func (d *DB) Close() error {
+	var errs []error
+	if d.w != nil {
+		errs = append(errs, d.w.Close())
+	}
+	if d.r != nil && d.r != d.w {
+		errs = append(errs, d.r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that the database answers.
+func (d *DB) Ping(ctx context.Context) error {
+	return d.w.PingContext(ctx)
+}
+
+// rebind turns ? placeholders into $1, $2... for PostgreSQL.
+func (d *DB) rebind(q string) string {
+	if d.dialect != Postgres {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// placeholders returns "?,?,...,?" with n marks.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?,", n-1) + "?"
+}
+
+func (d *DB) micros(t time.Time) int64 { return t.UnixMicro() }
+
+func (d *DB) nowMicros() int64 { return d.now().UnixMicro() }

@@ -1,0 +1,453 @@
+package db
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/mailflags"
+	"github.com/mailbus/mailbus/pkg/mailmsg"
+)
+
+// IngestItem is one message to ingest.
+type IngestItem struct {
+	Meta *mailbusv1.IngestMeta
+	Raw  []byte
+	// Err, when set, is reported as the item's result without storing it
+	// (for example, the stream refused it as too large).
+	Err error
+}
+
+// prepared is an IngestItem with what can be computed outside the
+// transaction.
+type prepared struct {
+	item    IngestItem
+	hash    string
+	summary []byte
+	flags   []string
+	date    int64
+}
+
+func (d *DB) prepare(it IngestItem) (*prepared, error) {
+	if it.Err != nil {
+		return nil, it.Err
+	}
+	if it.Meta == nil {
+		return nil, invalid("meta", "required")
+	}
+	if int64(len(it.Raw)) > d.maxSize {
+		return nil, fmt.Errorf("%d bytes, more than the limit of %d: %w", len(it.Raw), d.maxSize, ErrTooLarge)
+	}
+	sum := sha256.Sum256(it.Raw)
+	p := &prepared{item: it, hash: hex.EncodeToString(sum[:])}
+	parsed := mailmsg.Parse(it.Raw, nil)
+	s := &mailbusv1.MessageSummary{Envelope: parsed.Envelope, HasAttachments: parsed.HasAttachments, Preview: parsed.Preview}
+	var err error
+	if p.summary, err = proto.Marshal(s); err != nil {
+		return nil, fmt.Errorf("db: summary: %w", err)
+	}
+	// Flags come from the server: keep the valid ones rather than refuse
+	// the message.
+	for _, f := range it.Meta.Flags {
+		if c, err := mailflags.Canonical(f); err == nil {
+			p.flags = append(p.flags, c)
+		}
+	}
+	p.flags, _ = mailflags.Normalize(p.flags)
+	p.date = d.nowMicros()
+	if it.Meta.InternalDate != nil && it.Meta.InternalDate.IsValid() {
+		p.date = it.Meta.InternalDate.AsTime().UnixMicro()
+	}
+	return p, nil
+}
+
+// Ingest stores a batch of messages in one transaction, idempotently by
+// upstream identity. A message already stored is reported with created
+// false; an invalid one gets an error in its result and the others go on.
+// The returned state is the last account state the batch produced.
+func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.IngestResult, uint64, error) {
+	preps := make([]*prepared, len(items))
+	results := make([]*mailbusv1.IngestResult, len(items))
+	for i, it := range items {
+		results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
+		p, err := d.prepare(it)
+		if err != nil {
+			results[i].Error = err.Error()
+			continue
+		}
+		preps[i] = p
+	}
+	var state uint64
+	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
+	err := d.inTx(ctx, origin, func(t *tx) error {
+		for i, p := range preps {
+			if p == nil {
+				continue
+			}
+			id, created, st, err := t.ingestOne(ctx, p)
+			switch {
+			case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrPrecondition):
+				results[i].Error = err.Error()
+				results[i].MessageId, results[i].Created = "", false
+			case err != nil:
+				return err
+			default:
+				results[i].MessageId, results[i].Created, results[i].Error = formatID(id), created, ""
+				state = uint64(st)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return results, state, nil
+}
+
+func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool, state int64, err error) {
+	meta := p.item.Meta
+	acct, err := parseID("meta.account_id", meta.AccountId)
+	if err != nil {
+		return 0, false, 0, err
+	}
+	a, err := t.lock(ctx, acct)
+	if err != nil {
+		return 0, false, 0, err
+	}
+	up := meta.Upstream
+	var mailbox, upMailbox int64
+	var uidl sql.NullString
+	switch a.protocol {
+	case mailbusv1.Protocol_PROTOCOL_POP3:
+		if up.GetUidl() == "" || len(up.GetUidl()) > 70 {
+			return 0, false, 0, invalid("meta.upstream.uidl", "required for POP3, 1 to 70 characters")
+		}
+		uidl = sql.NullString{String: up.Uidl, Valid: true}
+		err = t.queryRow(ctx, `SELECT id FROM messages WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&id)
+		if err == nil {
+			return id, false, a.modseq, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+		if err := t.queryRow(ctx, `SELECT id FROM mailboxes WHERE account_id = ? AND role = ?`, acct, int(mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX)).Scan(&mailbox); err != nil {
+			return 0, false, 0, fmt.Errorf("db: POP3 account %d has no inbox: %w", acct, err)
+		}
+	default:
+		if up.GetUid() == 0 || up.GetUidvalidity() == 0 {
+			return 0, false, 0, invalid("meta.upstream", "IMAP messages need mailbox_id, uidvalidity and uid")
+		}
+		if mailbox, err = parseID("meta.upstream.mailbox_id", up.MailboxId); err != nil {
+			return 0, false, 0, err
+		}
+		mb, err := t.mailboxByID(ctx, mailbox)
+		if err != nil || mb.Mailbox.AccountId != meta.AccountId {
+			return 0, false, 0, notFound("mailbox", up.MailboxId)
+		}
+		upMailbox = mailbox
+		err = t.queryRow(ctx, `SELECT id FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid)).Scan(&id)
+		if err == nil {
+			return id, false, a.modseq, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+		// The upstream echo of a device's move or append: the same bytes
+		// in the destination, with a write-back still pending. Adopt the
+		// new identity instead of storing a second copy.
+		err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND pending_writebacks > 0 AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
+		if err == nil {
+			if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ? WHERE id = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid), id); err != nil {
+				return 0, false, 0, fmt.Errorf("db: adopt echo: %w", err)
+			}
+			return id, false, a.modseq, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+	}
+	id, state, err = t.insertMessage(ctx, a, p, mailbox, upMailbox, int64(up.GetUidvalidity()), int64(up.GetUid()), uidl)
+	return id, true, state, err
+}
+
+// insertMessage stores the blob (once per hash) and the message row, with a
+// message.created event.
+func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, mailbox, upMailbox, uidvalidity, uid int64, uidl sql.NullString) (int64, int64, error) {
+	if err := t.putBlob(ctx, p.hash, p.item.Raw); err != nil {
+		return 0, 0, err
+	}
+	state := a.next()
+	var id int64
+	err := t.queryRow(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		a.id, mailbox, upMailbox, uidvalidity, uid, uidl, p.hash, len(p.item.Raw), mailflags.Join(p.flags),
+		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state).Scan(&id)
+	if err != nil {
+		return 0, 0, fmt.Errorf("db: insert message: %w", err)
+	}
+	m := &messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state}
+	s, err := m.toSummary()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: &mailbusv1.MessageCreated{Message: s}}}); err != nil {
+		return 0, 0, err
+	}
+	return id, state, nil
+}
+
+func (t *tx) putBlob(ctx context.Context, hash string, raw []byte) error {
+	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`, hash, len(raw), raw, t.d.nowMicros()); err != nil {
+		return fmt.Errorf("db: store blob: %w", err)
+	}
+	return nil
+}
+
+// AppendMessage stores a message a device appends to a mailbox of an IMAP
+// account, and records the write-back that appends it upstream.
+func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailboxID string, raw []byte, flags []string, date time.Time) (*mailbusv1.MessageSummary, error) {
+	mb, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		return nil, invalid("raw", "required")
+	}
+	if flags, err = normalizeFlags("flags", flags); err != nil {
+		return nil, err
+	}
+	if date.IsZero() {
+		date = d.now()
+	}
+	p, err := d.prepare(IngestItem{Meta: &mailbusv1.IngestMeta{Flags: flags, InternalDate: timestamppb.New(date)}, Raw: raw})
+	if err != nil {
+		return nil, err
+	}
+	var out *mailbusv1.MessageSummary
+	err = d.inTx(ctx, origin, func(t *tx) error {
+		box, err := t.mailboxByID(ctx, mb)
+		if err != nil {
+			return err
+		}
+		acct, _ := parseID("account_id", box.Mailbox.AccountId)
+		a, err := t.lock(ctx, acct)
+		if err != nil {
+			return err
+		}
+		if a.protocol != mailbusv1.Protocol_PROTOCOL_IMAP || box.Mailbox.LocalOnly {
+			return fmt.Errorf("appending needs an IMAP server, and this mailbox has none (POP3 is download-only): %w", ErrPrecondition)
+		}
+		id, _, err := t.insertMessage(ctx, a, p, mb, 0, 0, 0, sql.NullString{})
+		if err != nil {
+			return err
+		}
+		m, err := t.messageByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if out, err = m.toSummary(); err != nil {
+			return err
+		}
+		return t.addWriteBack(ctx, acct, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_Append{Append: &mailbusv1.AppendWriteBack{
+			MessageId: out.Id, MailboxId: mailboxID, MailboxName: box.Mailbox.Name, Flags: flags, InternalDate: timestamppb.New(date),
+		}}})
+	})
+	return out, err
+}
+
+// ListUpstreamIds calls fn with batches of the stored upstream identities of
+// an account (POP3) or of one mailbox (IMAP), ordered by uid or id.
+func (d *DB) ListUpstreamIds(ctx context.Context, accountID, mailboxID string, batch int, fn func([]*mailbusv1.UpstreamMessage) error) error {
+	acct, err := parseID("account_id", accountID)
+	if err != nil {
+		return err
+	}
+	if _, err := d.accountProtocol(ctx, acct); err != nil {
+		return err
+	}
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE account_id = ? AND uidl IS NOT NULL AND id > ? ORDER BY id LIMIT ?`
+	args := []any{acct}
+	if mailboxID != "" {
+		mb, err := parseID("mailbox_id", mailboxID)
+		if err != nil {
+			return err
+		}
+		q = `SELECT ` + messageColumns + ` FROM messages WHERE account_id = ? AND up_mailbox_id = ? AND uid > 0 AND id > ? ORDER BY id LIMIT ?`
+		args = append(args, mb)
+	}
+	var after int64
+	for {
+		rows, err := d.r.QueryContext(ctx, d.rebind(q), append(args, after, batch)...)
+		if err != nil {
+			return fmt.Errorf("db: list upstream ids: %w", err)
+		}
+		var out []*mailbusv1.UpstreamMessage
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("db: list upstream ids: %w", err)
+			}
+			out = append(out, &mailbusv1.UpstreamMessage{MessageId: formatID(m.id), Upstream: m.upstream(), Flags: m.flags, ContentHash: m.hash})
+			after = m.id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("db: list upstream ids: %w", err)
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		if err := fn(out); err != nil {
+			return err
+		}
+		if len(out) < batch {
+			return nil
+		}
+	}
+}
+
+// ApplyUpstreamChanges applies changes seen upstream in one transaction.
+// A change that is already true makes no event. It returns the account
+// state and how many changes changed something.
+func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes []*mailbusv1.UpstreamChange) (uint64, uint32, error) {
+	acct, err := parseID("account_id", accountID)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(changes) > 10000 {
+		return 0, 0, invalid("changes", "more than 10000")
+	}
+	var state uint64
+	var applied uint32
+	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
+	err = d.inTx(ctx, origin, func(t *tx) error {
+		applied = 0
+		a, err := t.lock(ctx, acct)
+		if err != nil {
+			return err
+		}
+		for i, c := range changes {
+			n, err := t.applyUpstream(ctx, a, accountID, c)
+			if err != nil {
+				return fmt.Errorf("changes[%d]: %w", i, err)
+			}
+			applied += n
+		}
+		state = uint64(a.modseq)
+		return nil
+	})
+	return state, applied, err
+}
+
+func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID string, c *mailbusv1.UpstreamChange) (uint32, error) {
+	mailboxOf := func(field, id string) (*mailbusv1.MailboxSyncState, error) {
+		n, err := parseID(field, id)
+		if err != nil {
+			return nil, err
+		}
+		mb, err := t.mailboxByID(ctx, n)
+		if err != nil || mb.Mailbox.AccountId != accountID {
+			return nil, notFound("mailbox", id)
+		}
+		return mb, nil
+	}
+	switch ch := c.GetChange().(type) {
+	case *mailbusv1.UpstreamChange_Flags:
+		up := ch.Flags.GetUpstream()
+		m, err := t.messageByUpstream(ctx, a.id, up)
+		if err != nil || m == nil {
+			return 0, err
+		}
+		if m.pending > 0 {
+			// A device change to this message is on its way upstream; the
+			// server's flags are read again after it is applied.
+			return 0, nil
+		}
+		var flags []string
+		for _, f := range ch.Flags.Flags {
+			if c, err := mailflags.Canonical(f); err == nil {
+				flags = append(flags, c)
+			}
+		}
+		flags, _ = mailflags.Normalize(flags)
+		added, removed := mailflags.Diff(m.flags, flags)
+		changed, err := t.setFlags(ctx, a, m, added, removed)
+		if err != nil || !changed {
+			return 0, err
+		}
+		return 1, nil
+	case *mailbusv1.UpstreamChange_Expunge:
+		mb, err := mailboxOf("expunge.mailbox_id", ch.Expunge.MailboxId)
+		if err != nil {
+			return 0, err
+		}
+		var n uint32
+		for _, uid := range ch.Expunge.Uids {
+			m, err := t.messageByUpstream(ctx, a.id, &mailbusv1.UpstreamId{MailboxId: mb.Mailbox.Id, Uidvalidity: ch.Expunge.Uidvalidity, Uid: uid})
+			if err != nil {
+				return 0, err
+			}
+			if m == nil || m.pending > 0 {
+				continue
+			}
+			if err := t.deleteMessageRow(ctx, a.id, m.id, m.mailbox); err != nil {
+				return 0, err
+			}
+			n++
+		}
+		return n, nil
+	case *mailbusv1.UpstreamChange_MailboxRename:
+		mb, err := mailboxOf("mailbox_rename.mailbox_id", ch.MailboxRename.MailboxId)
+		if err != nil {
+			return 0, err
+		}
+		if err := ValidateMailboxName("mailbox_rename.new_name", ch.MailboxRename.NewName); err != nil {
+			return 0, err
+		}
+		if mb.Mailbox.Name == ch.MailboxRename.NewName {
+			return 0, nil
+		}
+		if err := t.mailboxNameFree(ctx, a.id, ch.MailboxRename.NewName, 0); err != nil {
+			return 0, err
+		}
+		_, err = t.renameMailbox(ctx, mb.Mailbox, ch.MailboxRename.NewName)
+		return 1, err
+	case *mailbusv1.UpstreamChange_MailboxDelete:
+		mb, err := mailboxOf("mailbox_delete.mailbox_id", ch.MailboxDelete.MailboxId)
+		if err != nil {
+			return 0, err
+		}
+		if mb.Mailbox.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX {
+			return 0, invalid("mailbox_delete.mailbox_id", "the inbox cannot be deleted")
+		}
+		return 1, t.deleteMailbox(ctx, mb.Mailbox)
+	default:
+		return 0, invalid("change", "empty")
+	}
+}
+
+// messageByUpstream finds a message by IMAP identity; nil when none.
+func (t *tx) messageByUpstream(ctx context.Context, accountID int64, up *mailbusv1.UpstreamId) (*messageRow, error) {
+	mb, err := parseID("upstream.mailbox_id", up.GetMailboxId())
+	if err != nil {
+		return nil, err
+	}
+	m, err := scanMessage(t.queryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ? AND account_id = ?`,
+		mb, int64(up.GetUidvalidity()), int64(up.GetUid()), accountID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: find message: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,501 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// MaxMailboxes is the most mailboxes one account may have.
+const MaxMailboxes = 10000
+
+const mailboxColumns = `id, account_id, name, delimiter, role, local_only, modseq, uidvalidity, synced_uidnext, synced_highestmodseq, initial_sync_done, synced_lowest_uid`
+
+func scanMailbox(s scanner) (*mailbusv1.MailboxSyncState, error) {
+	var (
+		id, account, modseq, uidvalidity, uidnext, hms, lowest int64
+		name, delim                                            string
+		role, localOnly, done                                  int
+	)
+	if err := s.Scan(&id, &account, &name, &delim, &role, &localOnly, &modseq, &uidvalidity, &uidnext, &hms, &done, &lowest); err != nil {
+		return nil, err
+	}
+	return &mailbusv1.MailboxSyncState{
+		Mailbox: &mailbusv1.Mailbox{
+			Id: formatID(id), AccountId: formatID(account), Name: name, Delimiter: delim,
+			Role: mailbusv1.MailboxRole(role), LocalOnly: localOnly != 0, State: uint64(modseq),
+		},
+		Uidvalidity:         uint32(uidvalidity),
+		SyncedUidnext:       uint32(uidnext),
+		SyncedHighestmodseq: uint64(hms),
+		InitialSyncDone:     done != 0,
+		SyncedLowestUid:     uint32(lowest),
+	}, nil
+}
+
+// ValidateMailboxName checks a mailbox name given by a device or a server.
+func ValidateMailboxName(field, name string) error {
+	switch {
+	case name == "":
+		return invalid(field, "required")
+	case len(name) > 1000:
+		return invalid(field, "longer than 1000 bytes")
+	case !utf8.ValidString(name):
+		return invalid(field, "not valid UTF-8")
+	case strings.ContainsAny(name, "\x00\r\n*%"):
+		return invalid(field, "contains a character not allowed in a mailbox name")
+	}
+	return nil
+}
+
+func isInbox(name string) bool { return strings.EqualFold(name, "INBOX") }
+
+// createMailbox inserts a mailbox and writes its mailbox.created event.
+func (t *tx) createMailbox(ctx context.Context, accountID int64, name, delim string, role mailbusv1.MailboxRole, localOnly bool) (*mailbusv1.Mailbox, error) {
+	a, err := t.lock(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	var count int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM mailboxes WHERE account_id = ?`, accountID).Scan(&count); err != nil {
+		return nil, fmt.Errorf("db: count mailboxes: %w", err)
+	}
+	if count >= MaxMailboxes {
+		return nil, fmt.Errorf("account has %d mailboxes, the most allowed: %w", count, ErrPrecondition)
+	}
+	if isInbox(name) {
+		name = "INBOX"
+	}
+	state := a.next()
+	var id int64
+	err = t.queryRow(ctx, `INSERT INTO mailboxes (account_id, name, delimiter, role, local_only, modseq) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		accountID, name, delim, int(role), boolInt(localOnly), state).Scan(&id)
+	if err != nil {
+		return nil, fmt.Errorf("db: create mailbox: %w", err)
+	}
+	mb := &mailbusv1.Mailbox{Id: formatID(id), AccountId: formatID(accountID), Name: name, Delimiter: delim, Role: role, LocalOnly: localOnly, State: uint64(state)}
+	if err := t.emit(ctx, accountID, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxCreated{MailboxCreated: &mailbusv1.MailboxCreated{Mailbox: mb}}}); err != nil {
+		return nil, err
+	}
+	return mb, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mailboxByID reads a mailbox inside a transaction.
+func (t *tx) mailboxByID(ctx context.Context, id int64) (*mailbusv1.MailboxSyncState, error) {
+	m, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("mailbox", formatID(id))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: read mailbox: %w", err)
+	}
+	return m, nil
+}
+
+// MailboxAccount returns the account id of a mailbox.
+func (d *DB) MailboxAccount(ctx context.Context, mailboxID string) (string, error) {
+	id, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return "", err
+	}
+	var acct int64
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT account_id FROM mailboxes WHERE id = ?`), id).Scan(&acct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("mailbox", mailboxID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("db: mailbox: %w", err)
+	}
+	return formatID(acct), nil
+}
+
+// ListMailboxes returns an account's mailboxes with message counts, and the
+// account state they were read at.
+func (d *DB) ListMailboxes(ctx context.Context, accountID string) ([]*mailbusv1.Mailbox, uint64, error) {
+	states, state, err := d.ListMailboxSyncStates(ctx, accountID)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, _ := parseID("account_id", accountID)
+	counts := map[string][2]uint32{}
+	rows, err := d.r.QueryContext(ctx, d.rebind(`SELECT mailbox_id, COUNT(*), SUM(1 - seen) FROM messages WHERE account_id = ? GROUP BY mailbox_id`), n)
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: count messages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var mb, total, unread int64
+		if err := rows.Scan(&mb, &total, &unread); err != nil {
+			return nil, 0, fmt.Errorf("db: count messages: %w", err)
+		}
+		counts[formatID(mb)] = [2]uint32{uint32(total), uint32(unread)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("db: count messages: %w", err)
+	}
+	out := make([]*mailbusv1.Mailbox, len(states))
+	for i, s := range states {
+		c := counts[s.Mailbox.Id]
+		s.Mailbox.TotalMessages, s.Mailbox.UnreadMessages = c[0], c[1]
+		out[i] = s.Mailbox
+	}
+	return out, state, nil
+}
+
+// ListMailboxSyncStates returns an account's mailboxes, ordered by name,
+// with their sync cursors, and the account state.
+func (d *DB) ListMailboxSyncStates(ctx context.Context, accountID string) ([]*mailbusv1.MailboxSyncState, uint64, error) {
+	n, err := parseID("account_id", accountID)
+	if err != nil {
+		return nil, 0, err
+	}
+	// One read transaction, so that the state matches the list.
+	rtx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: list mailboxes: %w", err)
+	}
+	defer rtx.Rollback()
+	var state int64
+	err = rtx.QueryRowContext(ctx, d.rebind(`SELECT modseq FROM accounts WHERE id = ?`), n).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, notFound("account", accountID)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: list mailboxes: %w", err)
+	}
+	rows, err := rtx.QueryContext(ctx, d.rebind(`SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? ORDER BY name`), n)
+	if err != nil {
+		return nil, 0, fmt.Errorf("db: list mailboxes: %w", err)
+	}
+	defer rows.Close()
+	var out []*mailbusv1.MailboxSyncState
+	for rows.Next() {
+		m, err := scanMailbox(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("db: list mailboxes: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("db: list mailboxes: %w", err)
+	}
+	return out, uint64(state), nil
+}
+
+// CreateMailbox creates a mailbox for a device. On an IMAP account it is
+// written back upstream; on a POP3 account it is a local-only folder.
+func (d *DB) CreateMailbox(ctx context.Context, origin *mailbusv1.Origin, accountID, name string) (*mailbusv1.Mailbox, error) {
+	n, err := parseID("account_id", accountID)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateMailboxName("name", name); err != nil {
+		return nil, err
+	}
+	var mb *mailbusv1.Mailbox
+	err = d.inTx(ctx, origin, func(t *tx) error {
+		a, err := t.lock(ctx, n)
+		if err != nil {
+			return err
+		}
+		if err := t.mailboxNameFree(ctx, n, name, 0); err != nil {
+			return err
+		}
+		delim := t.accountDelimiter(ctx, n)
+		pop3 := a.protocol == mailbusv1.Protocol_PROTOCOL_POP3
+		mb, err = t.createMailbox(ctx, n, name, delim, mailbusv1.MailboxRole_MAILBOX_ROLE_UNSPECIFIED, pop3)
+		if err != nil {
+			return err
+		}
+		if pop3 {
+			return nil
+		}
+		return t.addWriteBack(ctx, n, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_CreateMailbox{CreateMailbox: &mailbusv1.CreateMailboxWriteBack{MailboxId: mb.Id, Name: name}}})
+	})
+	return mb, err
+}
+
+func (t *tx) mailboxNameFree(ctx context.Context, accountID int64, name string, except int64) error {
+	var n int
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM mailboxes WHERE account_id = ? AND (name = ? OR (? = 1 AND UPPER(name) = 'INBOX')) AND id <> ?`,
+		accountID, name, boolInt(isInbox(name)), except).Scan(&n); err != nil {
+		return fmt.Errorf("db: mailbox name: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("mailbox %q: %w", name, ErrConflict)
+	}
+	return nil
+}
+
+// accountDelimiter is the hierarchy delimiter the account's mailboxes use.
+func (t *tx) accountDelimiter(ctx context.Context, accountID int64) string {
+	var delim string
+	if err := t.queryRow(ctx, `SELECT delimiter FROM mailboxes WHERE account_id = ? AND delimiter <> '' LIMIT 1`, accountID).Scan(&delim); err != nil {
+		return "/"
+	}
+	return delim
+}
+
+// RenameMailbox renames a mailbox and its children for a device.
+func (d *DB) RenameMailbox(ctx context.Context, origin *mailbusv1.Origin, mailboxID, newName string) (*mailbusv1.Mailbox, error) {
+	id, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateMailboxName("new_name", newName); err != nil {
+		return nil, err
+	}
+	var out *mailbusv1.Mailbox
+	err = d.inTx(ctx, origin, func(t *tx) error {
+		mb, err := t.mailboxByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		acct, _ := parseID("account_id", mb.Mailbox.AccountId)
+		a, err := t.lock(ctx, acct)
+		if err != nil {
+			return err
+		}
+		if mb.Mailbox.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX || isInbox(newName) {
+			return fmt.Errorf("the inbox cannot be renamed, nor another mailbox named INBOX: %w", ErrPrecondition)
+		}
+		if mb.Mailbox.Name == newName {
+			out = mb.Mailbox
+			return nil
+		}
+		if err := t.mailboxNameFree(ctx, acct, newName, id); err != nil {
+			return err
+		}
+		if out, err = t.renameMailbox(ctx, mb.Mailbox, newName); err != nil {
+			return err
+		}
+		if a.protocol == mailbusv1.Protocol_PROTOCOL_POP3 || mb.Mailbox.LocalOnly {
+			return nil
+		}
+		return t.addWriteBack(ctx, acct, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_RenameMailbox{RenameMailbox: &mailbusv1.RenameMailboxWriteBack{
+			MailboxId: mailboxID, OldName: mb.Mailbox.Name, NewName: newName,
+		}}})
+	})
+	return out, err
+}
+
+// renameMailbox renames mb and its children (names under "old<delim>").
+func (t *tx) renameMailbox(ctx context.Context, mb *mailbusv1.Mailbox, newName string) (*mailbusv1.Mailbox, error) {
+	acct, _ := parseID("account_id", mb.AccountId)
+	a, err := t.lock(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	type rename struct {
+		id       int64
+		old, new string
+	}
+	id, _ := parseID("mailbox_id", mb.Id)
+	renames := []rename{{id, mb.Name, newName}}
+	if mb.Delimiter != "" {
+		prefix := mb.Name + mb.Delimiter
+		rows, err := t.query(ctx, `SELECT id, name FROM mailboxes WHERE account_id = ? AND id <> ?`, acct, id)
+		if err != nil {
+			return nil, fmt.Errorf("db: rename mailbox: %w", err)
+		}
+		for rows.Next() {
+			var cid int64
+			var cname string
+			if err := rows.Scan(&cid, &cname); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("db: rename mailbox: %w", err)
+			}
+			if strings.HasPrefix(cname, prefix) {
+				renames = append(renames, rename{cid, cname, newName + mb.Delimiter + strings.TrimPrefix(cname, prefix)})
+			}
+		}
+		rows.Close()
+	}
+	var out *mailbusv1.Mailbox
+	for _, r := range renames {
+		state := a.next()
+		if _, err := t.exec(ctx, `UPDATE mailboxes SET name = ?, modseq = ? WHERE id = ?`, r.new, state, r.id); err != nil {
+			return nil, fmt.Errorf("db: rename mailbox: %w", err)
+		}
+		m, err := t.mailboxByID(ctx, r.id)
+		if err != nil {
+			return nil, err
+		}
+		if err := t.emit(ctx, acct, state, r.id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxUpdated{MailboxUpdated: &mailbusv1.MailboxUpdated{Mailbox: m.Mailbox, PreviousName: r.old}}}); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = m.Mailbox
+		}
+	}
+	return out, nil
+}
+
+// DeleteMailbox deletes a mailbox and its messages for a device.
+func (d *DB) DeleteMailbox(ctx context.Context, origin *mailbusv1.Origin, mailboxID string) error {
+	id, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return err
+	}
+	return d.inTx(ctx, origin, func(t *tx) error {
+		mb, err := t.mailboxByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if mb.Mailbox.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX {
+			return fmt.Errorf("the inbox cannot be deleted: %w", ErrPrecondition)
+		}
+		acct, _ := parseID("account_id", mb.Mailbox.AccountId)
+		a, err := t.lock(ctx, acct)
+		if err != nil {
+			return err
+		}
+		if err := t.deleteMailbox(ctx, mb.Mailbox); err != nil {
+			return err
+		}
+		if a.protocol == mailbusv1.Protocol_PROTOCOL_POP3 || mb.Mailbox.LocalOnly {
+			return nil
+		}
+		return t.addWriteBack(ctx, acct, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_DeleteMailbox{DeleteMailbox: &mailbusv1.DeleteMailboxWriteBack{MailboxId: mailboxID, Name: mb.Mailbox.Name}}})
+	})
+}
+
+// deleteMailbox deletes a mailbox with a message.deleted event for each of
+// its messages and a mailbox.deleted event.
+func (t *tx) deleteMailbox(ctx context.Context, mb *mailbusv1.Mailbox) error {
+	acct, _ := parseID("account_id", mb.AccountId)
+	id, _ := parseID("mailbox_id", mb.Id)
+	a, err := t.lock(ctx, acct)
+	if err != nil {
+		return err
+	}
+	rows, err := t.query(ctx, `SELECT id FROM messages WHERE mailbox_id = ? ORDER BY id`, id)
+	if err != nil {
+		return fmt.Errorf("db: delete mailbox: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var m int64
+		if err := rows.Scan(&m); err != nil {
+			rows.Close()
+			return fmt.Errorf("db: delete mailbox: %w", err)
+		}
+		ids = append(ids, m)
+	}
+	rows.Close()
+	for _, m := range ids {
+		if err := t.deleteMessageRow(ctx, acct, m, id); err != nil {
+			return err
+		}
+	}
+	if _, err := t.exec(ctx, `DELETE FROM mailboxes WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("db: delete mailbox: %w", err)
+	}
+	state := a.next()
+	return t.emit(ctx, acct, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxDeleted{MailboxDeleted: &mailbusv1.MailboxDeleted{MailboxId: mb.Id, Name: mb.Name}}})
+}
+
+// UpsertMailboxes declares upstream mailboxes: missing ones are created,
+// changed delimiter or role updated. It returns them with sync states.
+func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailbusv1.UpstreamMailbox) ([]*mailbusv1.MailboxSyncState, error) {
+	n, err := parseID("account_id", accountID)
+	if err != nil {
+		return nil, err
+	}
+	if len(mbs) > MaxMailboxes {
+		return nil, invalid("mailboxes", "more than %d", MaxMailboxes)
+	}
+	for i, m := range mbs {
+		if err := ValidateMailboxName(fmt.Sprintf("mailboxes[%d].name", i), m.GetName()); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*mailbusv1.MailboxSyncState, len(mbs))
+	err = d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}, func(t *tx) error {
+		a, err := t.lock(ctx, n)
+		if err != nil {
+			return err
+		}
+		for i, up := range mbs {
+			name := up.Name
+			if isInbox(name) {
+				name = "INBOX"
+			}
+			role := up.Role
+			if name == "INBOX" {
+				role = mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX
+			}
+			cur, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? AND name = ?`, n, name))
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				mb, err := t.createMailbox(ctx, n, name, up.Delimiter, role, false)
+				if err != nil {
+					return err
+				}
+				id, _ := parseID("mailbox_id", mb.Id)
+				if up.Uidvalidity != 0 {
+					if _, err := t.exec(ctx, `UPDATE mailboxes SET uidvalidity = ? WHERE id = ?`, int64(up.Uidvalidity), id); err != nil {
+						return fmt.Errorf("db: upsert mailbox: %w", err)
+					}
+				}
+				if out[i], err = t.mailboxByID(ctx, id); err != nil {
+					return err
+				}
+			case err != nil:
+				return fmt.Errorf("db: upsert mailbox: %w", err)
+			default:
+				if cur.Mailbox.Delimiter != up.Delimiter || cur.Mailbox.Role != role || cur.Mailbox.LocalOnly {
+					state := a.next()
+					id, _ := parseID("mailbox_id", cur.Mailbox.Id)
+					if _, err := t.exec(ctx, `UPDATE mailboxes SET delimiter = ?, role = ?, local_only = 0, modseq = ? WHERE id = ?`, up.Delimiter, int(role), state, id); err != nil {
+						return fmt.Errorf("db: upsert mailbox: %w", err)
+					}
+					if cur, err = t.mailboxByID(ctx, id); err != nil {
+						return err
+					}
+					if err := t.emit(ctx, n, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxUpdated{MailboxUpdated: &mailbusv1.MailboxUpdated{Mailbox: cur.Mailbox}}}); err != nil {
+						return err
+					}
+				}
+				out[i] = cur
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SetMailboxSyncState records a fetcher's sync cursor for a mailbox.
+func (d *DB) SetMailboxSyncState(ctx context.Context, mailboxID string, s *mailbusv1.MailboxSyncState) error {
+	id, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return invalid("state", "required")
+	}
+	res, err := d.w.ExecContext(ctx, d.rebind(`UPDATE mailboxes SET uidvalidity = ?, synced_uidnext = ?, synced_highestmodseq = ?, initial_sync_done = ?, synced_lowest_uid = ? WHERE id = ?`),
+		int64(s.Uidvalidity), int64(s.SyncedUidnext), int64(s.SyncedHighestmodseq), boolInt(s.InitialSyncDone), int64(s.SyncedLowestUid), id)
+	if err != nil {
+		return fmt.Errorf("db: set sync state: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("mailbox", mailboxID)
+	}
+	return nil
+}

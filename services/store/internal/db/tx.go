@@ -1,0 +1,172 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// tx is one changing transaction. It locks each account it touches (first
+// statement on the account row), hands out the account's next states, and
+// writes events to the outbox.
+type tx struct {
+	d        *DB
+	sql      *sql.Tx
+	origin   *mailbusv1.Origin
+	accounts map[int64]*lockedAccount
+	events   int
+}
+
+type lockedAccount struct {
+	id       int64
+	protocol mailbusv1.Protocol
+	modseq   int64
+	dirty    bool
+}
+
+// inTx runs fn in a transaction and commits it; it retries a few times on
+// serialisation failures and deadlocks (PostgreSQL) or a busy database.
+func (d *DB) inTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = d.tryTx(ctx, origin, fn)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) error) error {
+	sqlTx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("db: begin: %w", err)
+	}
+	t := &tx{d: d, sql: sqlTx, origin: origin, accounts: map[int64]*lockedAccount{}}
+	if err := fn(t); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	for _, a := range t.accounts {
+		if !a.dirty {
+			continue
+		}
+		if _, err := t.exec(ctx, `UPDATE accounts SET modseq = ? WHERE id = ?`, a.modseq, a.id); err != nil {
+			sqlTx.Rollback()
+			return fmt.Errorf("db: account state: %w", err)
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("db: commit: %w", err)
+	}
+	if t.events > 0 && d.onCommit != nil {
+		d.onCommit()
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	s := err.Error()
+	// PostgreSQL: serialization_failure, deadlock_detected, unique
+	// violations between two concurrent inserts of the same key are
+	// resolved by the retry seeing the committed row.
+	return strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") ||
+		strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "SQLITE_BUSY")
+}
+
+func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.sql.ExecContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.sql.QueryContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.sql.QueryRowContext(ctx, t.d.rebind(q), args...)
+}
+
+// lock locks the account row for the rest of the transaction and returns
+// its state.
+func (t *tx) lock(ctx context.Context, accountID int64) (*lockedAccount, error) {
+	if a, ok := t.accounts[accountID]; ok {
+		return a, nil
+	}
+	a := &lockedAccount{id: accountID}
+	err := t.queryRow(ctx, `UPDATE accounts SET modseq = modseq WHERE id = ? RETURNING modseq, protocol`, accountID).Scan(&a.modseq, &a.protocol)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("account", strconv.FormatInt(accountID, 10))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("db: lock account: %w", err)
+	}
+	t.accounts[accountID] = a
+	return a, nil
+}
+
+// next returns the account's next state; the account must be locked.
+func (a *lockedAccount) next() int64 {
+	a.modseq++
+	a.dirty = true
+	return a.modseq
+}
+
+// emit writes an event to the outbox. state is the account state the event
+// announces; objectID is the message or mailbox it is about (0 for none).
+func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mailbusv1.Event) error {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("db: event id: %w", err)
+	}
+	ev.Id = id.String()
+	ev.AccountId = strconv.FormatInt(accountID, 10)
+	ev.State = uint64(state)
+	if ev.Origin == nil {
+		ev.Origin = t.origin
+	}
+	if ev.Origin == nil {
+		ev.Origin = &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_SYSTEM}
+	}
+	now := t.d.now()
+	ev.Time = timestamppb.New(now)
+	kind := events.Kind(ev)
+	subject, err := events.Subject(ev)
+	if err != nil {
+		return fmt.Errorf("db: event subject: %w", err)
+	}
+	payload, err := proto.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("db: event: %w", err)
+	}
+	_, err = t.exec(ctx, `INSERT INTO events (event_id, account_id, state, kind, object_id, subject, payload, published, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+		ev.Id, accountID, state, kind, objectID, subject, payload, now.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("db: write event: %w", err)
+	}
+	t.events++
+	return nil
+}
+
+// parseID parses a store id from the API.
+func parseID(field, s string) (int64, error) {
+	if s == "" {
+		return 0, invalid(field, "required")
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid(field, "%q is not a valid id", s)
+	}
+	return id, nil
+}
+
+func formatID(id int64) string { return strconv.FormatInt(id, 10) }
