@@ -1,0 +1,263 @@
+// Package serving runs a mailbus service's network endpoints the same way
+// in every service: a gRPC server (with the standard health service, server
+// reflection, request metrics and panic recovery) and an HTTP endpoint for
+// Prometheus (/metrics) and liveness (/healthz), both shut down gracefully
+// when the context ends.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Config configures a Server. Listen or Listener is required.
+type Config struct {
+	// Name is the service name, used as a metric label and in logs.
+	Name string
+	// Listen is the gRPC address, such as "127.0.0.1:7400".
+	Listen string
+	// Listener, when set, is used instead of Listen (tests: 127.0.0.1:0).
+	Listener net.Listener
+	// MetricsListen is the HTTP address of /metrics and /healthz; empty
+	// disables it.
+	MetricsListen string
+	// Registry collects the service's metrics; nil means a new one.
+	Registry *prometheus.Registry
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// ServerOptions are added to the gRPC server's options.
+	ServerOptions []grpc.ServerOption
+	// ShutdownTimeout bounds the graceful stop; 0 means 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Server is a service's gRPC and metrics endpoints.
+type Server struct {
+	// GRPC is the gRPC server; register services on it before Run.
+	GRPC *grpc.Server
+	// Health is the health service; set serving statuses on it.
+	Health   *health.Server
+	Registry *prometheus.Registry
+
+	cfg       Config
+	lis       net.Listener
+	metricsLn net.Listener
+	log       *slog.Logger
+}
+
+// New creates the servers and binds the listeners, so that Addr is known
+// before Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, Registry: cfg.Registry, log: cfg.Logger}
+	m, err := newMetrics(cfg.Registry, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
+		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
+	}, cfg.ServerOptions...)
+	s.GRPC = grpc.NewServer(opts...)
+	s.Health = health.NewServer()
+	healthpb.RegisterHealthServer(s.GRPC, s.Health)
+	reflection.Register(s.GRPC)
+
+	s.lis = cfg.Listener
+	if s.lis == nil {
+		if cfg.Listen == "" {
+			return nil, errors.New("serving: no listen address")
+		}
+		if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("serving: listen %s: %w", cfg.Listen, err)
+		}
+	}
+	if cfg.MetricsListen != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			s.lis.Close()
+			return nil, fmt.Errorf("serving: metrics listen %s: %w", cfg.MetricsListen, err)
+		}
+	}
+	return s, nil
+}
+
+// Addr is the gRPC listen address.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// MetricsAddr is the metrics listen address, or nil.
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+// Run serves until ctx ends, then marks the service NOT_SERVING, stops
+// taking new calls, waits up to the shutdown timeout for the running ones
+// (streams are cancelled), and returns.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.GRPC.Serve(s.lis) }()
+	var httpSrv *http.Server
+	if s.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			resp, err := s.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+			if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+				http.Error(w, "not serving", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := httpSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serving: metrics: %w", err)
+			}
+		}()
+	}
+	s.log.Info("serving", "grpc", s.Addr().String(), "metrics", addrString(s.MetricsAddr()))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.Health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { s.GRPC.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(s.cfg.ShutdownTimeout):
+		s.log.Warn("graceful stop timed out; closing open calls")
+		s.GRPC.Stop()
+	}
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	return runErr
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// RegisterProcessCollectors adds Go runtime and process metrics.
+func RegisterProcessCollectors(reg prometheus.Registerer) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	panics   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, service string) (*metrics, error) {
+	labels := prometheus.Labels{"service": service}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailbus_grpc_requests_total", Help: "gRPC calls handled, by method and status code.", ConstLabels: labels,
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mailbus_grpc_request_duration_seconds", Help: "Duration of unary gRPC calls.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailbus_panics_recovered_total", Help: "Panics recovered in gRPC handlers (each one is a bug).", ConstLabels: labels,
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.panics} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("serving: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	err := h(srv, ss)
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return err
+}
+
+func recoverUnary(log *slog.Logger, m *metrics) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				m.panics.Inc()
+				log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger, m *metrics) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				m.panics.Inc()
+				log.Error("panic in handler", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(srv, ss)
+	}
+}
+
+// PanicsRecovered reads the panic counter of a registry, for tests that
+// fail when a handler panicked.
+func PanicsRecovered(reg *prometheus.Registry) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "mailbus_panics_recovered_total" {
+			for _, m := range mf.Metric {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,97 @@
+// Command mailbus-store runs the mailbus store service: see package store.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/services/store/store"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mailbus-store", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `mailbus-store: the mailbus store service (accounts, mailboxes, messages,
+change log and events).
+
+Usage: mailbus-store [flags]
+
+Examples:
+  mailbus-store --data ./mailbus-data --nats nats://127.0.0.1:4222 --secret-key-file key
+  MAILBUS_SECRET_KEY=$(head -c32 /dev/urandom | base64) mailbus-store \
+      --database-url postgres://mailbus@db/mailbus --nats nats://nats:4222
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	var (
+		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "gRPC listen address")
+		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
+		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL; empty keeps events in the outbox")
+		dataDir       = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
+		databaseURL   = envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")
+		keyFile       = envflag.String(fs, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "file holding the 32-byte credentials key (base64 or hex); or set MAILBUS_SECRET_KEY")
+		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
+		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
+		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
+		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
+		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "mailbus-store: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	log, err := envflag.Logger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
+		return 2
+	}
+	cfg := store.Config{
+		Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
+		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
+		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
+	}
+	switch {
+	case *keyFile != "":
+		if cfg.SecretKey, err = secretbox.LoadKeyFile(*keyFile); err != nil {
+			fmt.Fprintln(os.Stderr, "mailbus-store:", err)
+			return 1
+		}
+	case os.Getenv("MAILBUS_SECRET_KEY") != "":
+		if cfg.SecretKey, err = secretbox.ParseKey(os.Getenv("MAILBUS_SECRET_KEY")); err != nil {
+			fmt.Fprintln(os.Stderr, "mailbus-store: MAILBUS_SECRET_KEY:", err)
+			return 1
+		}
+	}
+	s, err := store.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		log.Error("store failed", "err", err)
+		return 1
+	}
+	return 0
+}

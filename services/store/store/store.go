@@ -1,0 +1,317 @@
+// Package store is the mailbus store service: the single source of truth
+// for accounts, mailboxes, messages and flags. It serves devices
+// (AccountService, MailboxService, SyncService) and fetchers
+// (IngestService) over gRPC, and announces every committed change as an
+// event on NATS JetStream through a transactional outbox.
+//
+// New(Config) validates the configuration; Run(ctx) opens the database
+// (SQLite in DataDir, or PostgreSQL), applies migrations, starts the relay,
+// the retention pass and the servers, and shuts everything down gracefully
+// when ctx ends. The mailbus-store binary and the all-in-one mailbus
+// binary both run it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/pkg/serving"
+	"github.com/mailbus/mailbus/services/store/internal/api"
+	"github.com/mailbus/mailbus/services/store/internal/db"
+	"github.com/mailbus/mailbus/services/store/internal/relay"
+)
+
+// Defaults.
+const (
+	DefaultListen          = "127.0.0.1:7400"
+	DefaultMetricsListen   = "127.0.0.1:7401"
+	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultMaxMessageSize  = 64 << 20
+	DefaultPruneInterval   = time.Hour
+	serviceName            = "store"
+	natsReconnectWait      = time.Second
+	natsReconnectJitter    = 500 * time.Millisecond
+	natsReconnectJitterTLS = time.Second
+)
+
+// devKey is the fixed key of --dev mode: secrets are encrypted, but with a
+// key everybody knows. Never use dev mode with real accounts.
+var devKey = []byte("mailbus-dev-mode-key-NOT-SECRET!")
+
+// Config configures the store. The zero value of each field means its
+// default; SecretKey (or Dev) is required.
+type Config struct {
+	// Listen is the gRPC address.
+	Listen string
+	// Listener, when set, is used instead of Listen.
+	Listener net.Listener
+	// MetricsListen is the /metrics and /healthz address; "-" disables it.
+	MetricsListen string
+	// NATSURL is the NATS server; empty means no relay: events wait in the
+	// outbox until a store with NATS runs.
+	NATSURL string
+	// NATSOptions are added to the NATS connection's options (credentials,
+	// TLS, an in-process server).
+	NATSOptions []nats.Option
+	// Stream is the JetStream stream config; zero means
+	// events.StreamConfig(1, 0, 0).
+	Stream jetstream.StreamConfig
+	// DataDir holds the SQLite database.
+	DataDir string
+	// DatabaseURL selects PostgreSQL ("postgres://...").
+	DatabaseURL string
+	// SecretKey encrypts upstream credentials at rest (32 bytes); further
+	// keys in OldSecretKeys still open values sealed under them.
+	SecretKey     []byte
+	OldSecretKeys [][]byte
+	// Dev allows running without SecretKey, with a fixed, public key.
+	Dev bool
+	// Retention is how long the change log is kept.
+	Retention time.Duration
+	// PruneInterval is how often the retention pass runs.
+	PruneInterval time.Duration
+	// MaxMessageSize refuses larger messages.
+	MaxMessageSize int64
+	// WatchPollInterval is how often live watches look without a wake-up.
+	WatchPollInterval time.Duration
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// Registry collects metrics; nil means a new one.
+	Registry *prometheus.Registry
+	// Ready, if set, is called once the store serves, with its gRPC
+	// address.
+	Ready func(addr string)
+}
+
+// Store is the store service.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	secrets *secretbox.Box
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Store, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" && cfg.Listener == nil {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = DefaultMetricsListen
+	}
+	if cfg.MetricsListen == "-" {
+		cfg.MetricsListen = ""
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneInterval == 0 {
+		cfg.PruneInterval = DefaultPruneInterval
+	}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
+		return nil, errors.New("store: give a data directory (--data) or a database URL (--database-url)")
+	}
+	keys := cfg.OldSecretKeys
+	switch {
+	case cfg.SecretKey != nil:
+		keys = append([][]byte{cfg.SecretKey}, keys...)
+	case cfg.Dev:
+		cfg.Logger.Warn("DEV MODE: upstream credentials are encrypted with a fixed, publicly known key; never use --dev with real accounts")
+		keys = append([][]byte{devKey}, keys...)
+	default:
+		return nil, errors.New("store: no credentials encryption key: set MAILBUS_SECRET_KEY or --secret-key-file (generate one with `head -c32 /dev/urandom | base64`), or run with --dev for a throwaway setup")
+	}
+	box, err := secretbox.New(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &Store{cfg: cfg, log: cfg.Logger.With("service", serviceName), secrets: box}, nil
+}
+
+// Run runs the store until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	cfg := s.cfg
+	database, err := db.Open(ctx, db.Config{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Secrets: s.secrets, MaxMessageSize: cfg.MaxMessageSize})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer database.Close()
+	s.log.Info("database ready", "backend", database.Dialect().String())
+
+	notifier := api.NewNotifier()
+	srv, err := serving.New(serving.Config{
+		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
+		Registry: cfg.Registry, Logger: s.log,
+		ServerOptions: []grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20)},
+	})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	mailbusv1.RegisterAccountServiceServer(srv.GRPC, &api.Accounts{DB: database, Log: s.log})
+	mailbusv1.RegisterMailboxServiceServer(srv.GRPC, &api.Mailboxes{DB: database, Log: s.log})
+	mailbusv1.RegisterSyncServiceServer(srv.GRPC, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval})
+	mailbusv1.RegisterIngestServiceServer(srv.GRPC, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize})
+	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+
+	var rel *relay.Relay
+	if cfg.NATSURL != "" {
+		nc, err := s.connectNATS(cfg)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
+		if err != nil {
+			return fmt.Errorf("store: jetstream: %w", err)
+		}
+		rel, err = relay.New(relay.Config{
+			Outbox: database, Leader: database.Leader(), JetStream: js, Logger: s.log,
+			Stream: cfg.Stream, Metrics: cfg.Registry,
+		})
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		// Events committed by other replicas wake this replica's watchers.
+		subject := events.SubjectPrefix + ".>"
+		if len(cfg.Stream.Subjects) > 0 {
+			subject = cfg.Stream.Subjects[0]
+		}
+		if _, err := nc.Subscribe(subject, func(*nats.Msg) { notifier.Kick() }); err != nil {
+			return fmt.Errorf("store: subscribe %s: %w", subject, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rel.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("store: relay: %w", err)
+			}
+		}()
+	} else {
+		s.log.Warn("no NATS configured (--nats): events are kept in the outbox and not published")
+	}
+	database.OnCommit(func() {
+		notifier.Kick()
+		if rel != nil {
+			rel.Kick()
+		}
+	})
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pruneLoop(ctx, database)
+	}()
+
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, svc := range []string{mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName} {
+		srv.Health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(srv.Addr().String())
+	}
+	go func() {
+		select {
+		case err := <-errc:
+			s.log.Error("stopping after a fatal error", "err", err)
+			cancel()
+			errc <- err
+		case <-ctx.Done():
+		}
+	}()
+	runErr := srv.Run(ctx)
+	cancel()
+	wg.Wait()
+	s.log.Info("stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return runErr
+}
+
+func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {
+	log := s.log.With("component", "nats")
+	opts := append([]nats.Option{
+		nats.Name("mailbus-store"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(natsReconnectWait),
+		nats.ReconnectJitter(natsReconnectJitter, natsReconnectJitterTLS),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("disconnected from NATS; events wait in the outbox", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+	}, cfg.NATSOptions...)
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to NATS at %s: %w", cfg.NATSURL, err)
+	}
+	return nc, nil
+}
+
+func (s *Store) pruneLoop(ctx context.Context, database *db.DB) {
+	t := time.NewTicker(s.cfg.PruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			res, err := database.Prune(ctx, s.cfg.Retention)
+			if err != nil {
+				s.log.Warn("retention pass failed; retrying next interval", "err", err)
+				continue
+			}
+			if res.Events > 0 || res.Blobs > 0 {
+				s.log.Info("retention pass", "events_pruned", res.Events, "blobs_pruned", res.Blobs)
+			}
+		}
+	}
+}
+
+func registerStoreMetrics(reg *prometheus.Registry, database *db.DB) error {
+	backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mailbus_store_outbox_backlog", Help: "Events committed but not yet published to NATS.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := database.UnpublishedCount(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	if err := reg.Register(backlog); err != nil {
+		return fmt.Errorf("store: metrics: %w", err)
+	}
+	serving.RegisterProcessCollectors(reg)
+	return nil
+}
