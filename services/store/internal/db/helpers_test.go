@@ -22,6 +22,8 @@ func eachBackend(t *testing.T, f func(t *testing.T, d *db.DB)) {
 	}
 }
 
+var zeroTime time.Time
+
 var device = &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_DEVICE, DeviceId: "phone"}
 
 func imapAccount(name string) *mailbusv1.Account {

@@ -138,3 +138,10 @@ func (l *pgLeader) hold(ctx context.Context, conn *sql.Conn) (context.Context, f
 	}
 	return leadCtx, release, nil
 }
+
+// BlobCount is the number of stored bodies, for tests and metrics.
+func (d *DB) BlobCount(ctx context.Context) int64 {
+	var n int64
+	d.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM blobs`).Scan(&n)
+	return n
+}
