@@ -267,7 +267,9 @@ func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {
 		nats.ReconnectWait(natsReconnectWait),
 		nats.ReconnectJitter(natsReconnectJitter, natsReconnectJitterTLS),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("disconnected from NATS; events wait in the outbox", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS; events wait in the outbox", "err", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 	}, cfg.NATSOptions...)
 	nc, err := nats.Connect(cfg.NATSURL, opts...)

@@ -1,0 +1,83 @@
+# mailbus — build, test and generate.
+#
+#   make test       the test suite (what CI runs; needs PostgreSQL, NATS and
+#                   Dovecot as .ci/run sets them up; missing ones skip
+#                   outside CI)
+#   make generate   regenerate the protobuf code in pkg/gen
+#   make lint       gofmt, go vet, buf lint
+#   make bench      benchmarks (long; not part of make test)
+#   make fuzz       longer fuzzing than make test does
+#   make build      the binaries, into ./bin
+
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+
+BUF_VERSION := v1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+# Every module of the workspace: `go test ./...` does not cross modules.
+MODULES := $(shell $(GO) list -m -f '{{.Dir}}')
+PACKAGES := $(addsuffix /...,$(MODULES))
+TEST_FLAGS ?= -race -count=1 -timeout 15m
+FUZZ_TIME ?= 5s
+
+.PHONY: all build test test-short generate check-generate lint fmt tools bench fuzz clean
+
+all: lint test
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./services/store/cmd/...
+
+test:
+	$(GO) test $(TEST_FLAGS) $(PACKAGES)
+	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TIME)
+
+test-short:
+	$(GO) test -count=1 -short $(PACKAGES)
+
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/buf:
+	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+generate: tools
+	rm -rf pkg/gen
+	buf generate
+
+# Fails when the committed generated code differs from what generate makes.
+check-generate: generate
+	@git diff --exit-code --stat -- pkg/gen || { echo "pkg/gen is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- pkg/gen)" || { echo "pkg/gen has untracked files: run make generate and commit"; exit 1; }
+
+lint: tools
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PACKAGES)
+	buf lint
+
+fmt:
+	gofmt -w $(MODULES)
+
+# Each fuzz target for FUZZ_TIME (a few seconds in make test).
+FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' pkg services 2>/dev/null | xargs -r dirname | sort -u)
+fuzz:
+	@set -e; for dir in $(FUZZ_TARGETS); do \
+	  for target in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$dir $$target ($(FUZZ_TIME))"; \
+	    (cd $$dir && $(GO) test -run='^$$' -fuzz="^$$target\$$" -fuzztime=$(FUZZ_TIME) .) ; \
+	  done; \
+	done
+
+BENCH_TIME ?= 1x
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -timeout 60m $(PACKAGES)
+
+clean:
+	rm -rf $(BIN)
