@@ -1,0 +1,170 @@
+package mailmsg
+
+import (
+	"bytes"
+	"strings"
+	"unicode/utf8"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// collector gathers the bodies and the attachments of a MIME tree.
+type collector struct {
+	b     *builder
+	texts []string // decoded text/plain bodies, in order
+	htmls []string // decoded text/html bodies, in order
+	atts  []*mailbusv1.Attachment
+}
+
+// walk visits the tree under e. A part is inline in a multipart/related
+// when it has no Content-Disposition (the resources of an HTML body).
+func (c *collector) walk(e *entity, inRelated bool) {
+	switch {
+	case e.isMultipart():
+		switch e.mediaType {
+		case "multipart/alternative":
+			c.alternative(e, inRelated)
+		case "multipart/related":
+			for _, ch := range e.children {
+				c.walk(ch, true)
+			}
+		default: // mixed, and the rest, which read as mixed (RFC 2046)
+			for _, ch := range e.children {
+				c.walk(ch, inRelated)
+			}
+		}
+	case e.isBodyText():
+		if e.mediaType == "text/html" {
+			c.htmls = append(c.htmls, c.decode(e))
+		} else {
+			c.texts = append(c.texts, c.decode(e))
+		}
+	default: // a leaf, or an attached message
+		inline := e.disposition == "inline" || e.disposition == "" && inRelated
+		c.atts = append(c.atts, e.attachment(inline))
+	}
+}
+
+// alternative picks, among the alternatives of e, the last that has a
+// text/plain body for the text and the last that has a text/html body for
+// the HTML (RFC 2046 orders them by increasing faithfulness). Attachments
+// of any alternative are kept (the images of an HTML body, an invitation),
+// but another text rendering (text/enriched, say) is not an attachment.
+func (c *collector) alternative(e *entity, inRelated bool) {
+	var textSub, htmlSub *collector
+	for _, ch := range e.children {
+		s := &collector{b: c.b}
+		s.walk(ch, inRelated)
+		if len(s.texts) > 0 {
+			textSub = s
+		}
+		if len(s.htmls) > 0 {
+			htmlSub = s
+		}
+		if ch.isMultipart() || ch.isMessage() || !strings.HasPrefix(ch.mediaType, "text/") || ch.mediaType == "text/calendar" {
+			c.atts = append(c.atts, s.atts...)
+		}
+	}
+	if textSub != nil {
+		c.texts = append(c.texts, textSub.texts...)
+	}
+	if htmlSub != nil {
+		c.htmls = append(c.htmls, htmlSub.htmls...)
+	}
+}
+
+// isBodyText reports whether e is text to show as the body rather than
+// an attachment: text/plain or text/html that is not marked as an
+// attachment and has no file name.
+func (e *entity) isBodyText() bool {
+	return (e.mediaType == "text/plain" || e.mediaType == "text/html") &&
+		e.disposition != "attachment" && e.filename == ""
+}
+
+// decode returns the text of a body part as UTF-8 with "\n" line endings,
+// at most MaxBodyBytes of it. Only a prefix of a long part is decoded.
+func (c *collector) decode(e *entity) string {
+	lim := c.b.opts.MaxBodyBytes
+	enc, truncated := e.body, false
+	if maxEnc := 4*lim + 4; len(enc) > maxEnc {
+		enc, truncated = enc[:maxEnc], true
+	}
+	dec, err := decodeTransfer(e.cte, enc)
+	if err != nil && !truncated { // a cut encoding is no problem of the message
+		c.b.errf("%s: %v", where(e.id), err)
+	}
+	charset := e.charset
+	if charset == "" && e.mediaType == "text/html" && !utf8.Valid(dec) {
+		charset = sniffHTMLCharset(dec)
+	}
+	s, err := toUTF8(charset, dec)
+	if err != nil {
+		c.b.errf("%s: %v", where(e.id), err)
+	}
+	if strings.Contains(s, "\r") {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
+	if len(s) > lim {
+		s, truncated = truncate(s, lim), true
+	}
+	if truncated {
+		c.b.errf("%s: text longer than %d bytes; truncated", where(e.id), lim)
+	}
+	return s
+}
+
+// joined joins the bodies of one kind, each ending a line, and keeps at
+// most MaxBodyBytes.
+func (c *collector) joined(parts []string, kind string) string {
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	var sb strings.Builder
+	for _, p := range parts {
+		if sb.Len() > 0 && !strings.HasSuffix(sb.String(), "\n") {
+			sb.WriteByte('\n')
+		}
+		sb.WriteString(p)
+	}
+	s := sb.String()
+	if lim := c.b.opts.MaxBodyBytes; len(s) > lim {
+		c.b.errf("message: %s body longer than %d bytes; truncated", kind, lim)
+		s = truncate(s, lim)
+	}
+	return s
+}
+
+// truncate cuts s to at most n bytes at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// sniffHTMLCharset finds a <meta charset=...> or http-equiv charset in the
+// start of an HTML document, or returns "".
+func sniffHTMLCharset(b []byte) string {
+	if len(b) > 2048 {
+		b = b[:2048]
+	}
+	i := bytes.Index(bytes.ToLower(b), []byte("charset="))
+	if i < 0 {
+		return ""
+	}
+	v := bytes.TrimLeft(b[i+len("charset="):], "\"' ")
+	end := bytes.IndexAny(v, "\"'; />")
+	if end < 0 {
+		end = len(v)
+	}
+	if end > 40 {
+		return ""
+	}
+	return string(v[:end])
+}

@@ -1,0 +1,158 @@
+package mailmsg
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// field is one header field.
+type field struct {
+	name  string // lower case
+	value string // unfolded and trimmed; raw bytes, not necessarily UTF-8
+}
+
+// header is the fields of an entity, in order.
+type header []field
+
+// get returns the value of the first field with the lower-case name.
+func (h header) get(name string) string {
+	for _, f := range h {
+		if f.name == name {
+			return f.value
+		}
+	}
+	return ""
+}
+
+// cutLine splits off the first line of b, without its CRLF or LF.
+func cutLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return b, nil
+	}
+	line, rest = b[:i], b[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
+}
+
+// fieldName returns the name of a header line "name: value" and the offset
+// of the value, or ok false when the line is not a field. White space
+// before the colon (obsolete syntax) is allowed.
+func fieldName(line []byte) (name string, value int, ok bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return "", 0, false
+	}
+	n := bytes.TrimRight(line[:colon], " \t")
+	if len(n) == 0 {
+		return "", 0, false
+	}
+	for _, c := range n {
+		if c <= ' ' || c >= 0x7f {
+			return "", 0, false
+		}
+	}
+	return strings.ToLower(string(n)), colon + 1, true
+}
+
+// isContinuation reports whether line continues a folded field.
+func isContinuation(line []byte) bool {
+	return len(line) > 0 && (line[0] == ' ' || line[0] == '\t')
+}
+
+// readHeader splits an entity into its header and its body. It is lenient:
+//   - an mbox "From " line at the very start is skipped when mbox is set;
+//   - a line that is not a field is skipped when the header goes on with
+//     fields up to a blank line, and otherwise ends the header and starts
+//     the body;
+//   - without any field at the start, the whole entity is body.
+//
+// The problems met are returned, not fatal.
+func readHeader(raw []byte, mbox bool) (h header, body []byte, probs []string) {
+	rest := raw
+	if mbox && bytes.HasPrefix(rest, []byte("From ")) {
+		_, rest = cutLine(rest)
+	}
+	type span struct {
+		name       string
+		start, end int // of the value in raw, folded
+	}
+	var spans []span
+	done := func() header {
+		h := make(header, len(spans))
+		for i, s := range spans {
+			h[i] = field{name: s.name, value: unfold(raw[s.start:s.end])}
+		}
+		return h
+	}
+	lineNo := 0
+	for len(rest) > 0 {
+		off := len(raw) - len(rest)
+		line, next := cutLine(rest)
+		end := off + len(line)
+		lineNo++
+		if len(bytes.TrimRight(line, "\r")) == 0 {
+			return done(), next, probs
+		}
+		if isContinuation(line) && len(spans) > 0 {
+			spans[len(spans)-1].end = end
+			rest = next
+			continue
+		}
+		if name, v, ok := fieldName(line); ok {
+			spans = append(spans, span{name: name, start: off + v, end: end})
+			rest = next
+			continue
+		}
+		if len(spans) == 0 {
+			probs = append(probs, "no header; read all as body")
+			return nil, rest, probs
+		}
+		if headerGoesOn(next) {
+			probs = append(probs, "header line "+strconv.Itoa(lineNo)+" is not a field; skipped")
+			rest = next
+			continue
+		}
+		probs = append(probs, "no blank line between header and body")
+		return done(), rest, probs
+	}
+	// A header without a body needs no blank line (RFC 5322 section 3.5).
+	return done(), nil, probs
+}
+
+// headerGoesOn reports whether b starts with fields (or continuation lines)
+// up to a blank line, so that a stray line before it belongs to the header.
+func headerGoesOn(b []byte) bool {
+	seen := false
+	for len(b) > 0 {
+		line, next := cutLine(b)
+		if len(bytes.TrimRight(line, "\r")) == 0 {
+			return seen
+		}
+		if _, _, ok := fieldName(line); !ok && !(seen && isContinuation(line)) {
+			return false
+		}
+		seen = true
+		b = next
+	}
+	return false
+}
+
+// unfold removes the line breaks of a folded value (RFC 5322 section
+// 2.2.3) and trims the white space around it.
+func unfold(b []byte) string {
+	if bytes.IndexByte(b, '\n') < 0 {
+		return strings.Trim(string(b), " \t\r")
+	}
+	var sb strings.Builder
+	sb.Grow(len(b))
+	for len(b) > 0 {
+		var line []byte
+		line, b = cutLine(b)
+		sb.Write(line)
+	}
+	return strings.Trim(sb.String(), " \t\r")
+}
