@@ -1,0 +1,229 @@
+package blackbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// buildStore builds mailbus-store into a temporary directory.
+func buildStore(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mailbus-store")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/mailbus/mailbus/services/store/cmd/mailbus-store")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type storeProc struct {
+	cmd      *exec.Cmd
+	out      *bytes.Buffer
+	grpcAddr string
+	httpAddr string
+	done     chan error
+}
+
+func startStore(t *testing.T, bin, dataDir string, env []string, args ...string) *storeProc {
+	t.Helper()
+	p := &storeProc{out: &bytes.Buffer{}, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"--listen", p.grpcAddr, "--metrics-listen", p.httpAddr, "--data", dataDir, "--nats", ""}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("store output:\n%s", p.out)
+		}
+	})
+	return p
+}
+
+func (p *storeProc) waitHealthy(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.httpAddr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("store exited early: %v\n%s", err, p.out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("store not healthy in time:\n%s", p.out)
+}
+
+func newKey() string {
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = byte(i * 7)
+	}
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+func TestStoreRefusesToStartWithoutKey(t *testing.T) {
+	bin := buildStore(t)
+	p := startStore(t, bin, t.TempDir(), nil)
+	select {
+	case err := <-p.done:
+		var ee *exec.ExitError
+		if err == nil || !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit: %v, want status 1", err)
+		}
+		if !strings.Contains(p.out.String(), "no credentials encryption key") {
+			t.Fatalf("message does not say what is missing:\n%s", p.out)
+		}
+		p.done <- err
+	case <-time.After(20 * time.Second):
+		t.Fatal("store started without a key")
+	}
+}
+
+func TestStoreUsageErrorsExitTwo(t *testing.T) {
+	bin := buildStore(t)
+	for _, args := range [][]string{{"--no-such-flag"}, {"stray-argument"}, {"--log-level", "loud"}} {
+		cmd := exec.Command(bin, args...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%v: exit %v, want 2\n%s", args, err, out)
+		}
+	}
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--database-url") || !strings.Contains(string(out), "MAILBUS_NATS") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+}
+
+func TestStoreLifecycle(t *testing.T) {
+	bin := buildStore(t)
+	data := t.TempDir()
+	env := []string{"MAILBUS_SECRET_KEY=" + newKey()}
+	p := startStore(t, bin, data, env)
+	p.waitHealthy(t)
+
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "mailbus.v1.MailboxService"})
+	if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", hc, err)
+	}
+	accounts := mailbusv1.NewAccountServiceClient(conn)
+	created, err := accounts.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+		Name: "work", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Host: "imap.example.com", Port: 993,
+		Security: mailbusv1.Security_SECURITY_TLS, Username: "alice", Secret: "hunter2",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := httpGet(t, "http://"+p.httpAddr+"/metrics")
+	if !strings.Contains(metrics, `mailbus_grpc_requests_total{code="OK",method="/mailbus.v1.AccountService/CreateAccount",service="store"} 1`) {
+		t.Fatalf("metrics lack the CreateAccount call:\n%s", grep(metrics, "mailbus_"))
+	}
+	if !strings.Contains(metrics, "mailbus_store_outbox_backlog 1") {
+		t.Fatalf("outbox backlog (no NATS) not 1:\n%s", grep(metrics, "outbox"))
+	}
+	// The password never shows in the logs.
+	if strings.Contains(p.out.String(), "hunter2") {
+		t.Fatal("secret in the log")
+	}
+
+	// SIGTERM: a clean, prompt exit.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+		p.done <- err
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15s of SIGTERM")
+	}
+
+	// Restart on the same data: the account and its secret are there.
+	p2 := startStore(t, bin, data, env)
+	p2.waitHealthy(t)
+	conn2, err := grpc.NewClient(p2.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	got, err := mailbusv1.NewAccountServiceClient(conn2).GetAccount(ctx, &mailbusv1.GetAccountRequest{Name: "work"})
+	if err != nil || got.Account.Id != created.Account.Id {
+		t.Fatalf("after restart: %v %v", got, err)
+	}
+	sec, err := mailbusv1.NewIngestServiceClient(conn2).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: got.Account.Id})
+	if err != nil || sec.Secret != "hunter2" {
+		t.Fatalf("secret after restart: %v", err)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grep(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
