@@ -226,4 +226,3 @@ func grep(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
