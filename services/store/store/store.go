@@ -169,16 +169,22 @@ func (s *Store) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	// Cancelled when the store stops: live watches end then, so that the
+	// graceful stop does not wait for them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	mailbusv1.RegisterAccountServiceServer(srv.GRPC, &api.Accounts{DB: database, Log: s.log})
 	mailbusv1.RegisterMailboxServiceServer(srv.GRPC, &api.Mailboxes{DB: database, Log: s.log})
-	mailbusv1.RegisterSyncServiceServer(srv.GRPC, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval})
-	mailbusv1.RegisterIngestServiceServer(srv.GRPC, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize})
+	mailbusv1.RegisterSyncServiceServer(srv.GRPC, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
+	ingestMetrics, err := api.NewIngestMetrics(cfg.Registry)
+	if err != nil {
+		return err
+	}
+	mailbusv1.RegisterIngestServiceServer(srv.GRPC, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics})
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -27,6 +28,51 @@ type Ingest struct {
 	Log *slog.Logger
 	// MaxMessageSize refuses larger messages (reported per message).
 	MaxMessageSize int64
+	// Metrics counts ingested messages; nil counts nothing.
+	Metrics *IngestMetrics
+}
+
+// IngestMetrics are the counters of IngestMessages.
+type IngestMetrics struct {
+	// Messages counts results by outcome: "created", "duplicate", "refused".
+	Messages *prometheus.CounterVec
+	// Bytes counts the bytes of created messages.
+	Bytes prometheus.Counter
+}
+
+// NewIngestMetrics creates and registers the ingest counters.
+func NewIngestMetrics(reg prometheus.Registerer) (*IngestMetrics, error) {
+	m := &IngestMetrics{
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailbus_store_ingested_messages_total", Help: "Messages received from fetchers, by outcome (created, duplicate, refused).",
+		}, []string{"outcome"}),
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailbus_store_ingested_bytes_total", Help: "Bytes of newly stored messages.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.Messages, m.Bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("api: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *IngestMetrics) observe(batch []db.IngestItem, results []*mailbusv1.IngestResult) {
+	if m == nil {
+		return
+	}
+	for i, r := range results {
+		switch {
+		case r.Error != "":
+			m.Messages.WithLabelValues("refused").Inc()
+		case r.Created:
+			m.Messages.WithLabelValues("created").Inc()
+			m.Bytes.Add(float64(len(batch[i].Raw)))
+		default:
+			m.Messages.WithLabelValues("duplicate").Inc()
+		}
+	}
 }
 
 // GetAccountSecret implements IngestService.
@@ -91,6 +137,7 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 		if err != nil {
 			return toStatus(ctx, s.Log, err)
 		}
+		s.Metrics.observe(batch, results)
 		batch, batchBytes = batch[:0], 0
 		return stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state})
 	}

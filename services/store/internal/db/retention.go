@@ -66,6 +66,11 @@ func (d *DB) Prune(ctx context.Context, keep time.Duration) (PruneResult, error)
 			return res, fmt.Errorf("db: prune account %d: %w", a.acct, err)
 		}
 	}
+	// Finished write-backs are kept as long as the change log, for
+	// inspection, then go.
+	if _, err := d.w.ExecContext(ctx, d.rebind(`DELETE FROM writebacks WHERE status <> 0 AND updated_at < ?`), cutoff); err != nil {
+		return res, fmt.Errorf("db: prune write-backs: %w", err)
+	}
 	blobCutoff := d.now().Add(-time.Hour).UnixMicro()
 	r, err := d.w.ExecContext(ctx, d.rebind(`DELETE FROM blobs WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash)`), blobCutoff)
 	if err != nil {
