@@ -31,7 +31,9 @@ type Lister interface {
 // FromClient adapts the store's AccountService client to a Lister.
 func FromClient(c mailbusv1.AccountServiceClient) Lister { return clientLister{c} }
 
-type clientLister struct{ c mailbusv1.AccountServiceClient }
+type clientLister struct {
+	c mailbusv1.AccountServiceClient
+}
 
 func (l clientLister) ListAccounts(ctx context.Context, req *mailbusv1.ListAccountsRequest) (*mailbusv1.ListAccountsResponse, error) {
 	return l.c.ListAccounts(ctx, req)
