@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 )
@@ -21,6 +24,10 @@ type Sync struct {
 	// PollInterval is how often a live watch looks at the database without
 	// a wake-up; 0 means 2s.
 	PollInterval time.Duration
+	// Stopping, once closed, ends live watches with UNAVAILABLE, so that a
+	// graceful stop need not wait for them; clients watch again from the
+	// last state they received. Nil means never.
+	Stopping <-chan struct{}
 }
 
 // GetState implements SyncService.
@@ -110,6 +117,8 @@ func (s *Sync) WatchChanges(req *mailbusv1.WatchChangesRequest, stream mailbusv1
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.Stopping:
+			return status.Error(codes.Unavailable, "the store is stopping: watch again from the last state received")
 		case <-wake:
 		case <-timer.C:
 		}
