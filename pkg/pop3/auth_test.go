@@ -1,0 +1,184 @@
+package pop3_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/mailbus/mailbus/pkg/pop3"
+	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
+)
+
+func TestLoginMechanisms(t *testing.T) {
+	const token = "ya29.token"
+	tests := []struct {
+		name  string
+		opts  []pop3test.Option
+		creds pop3.Credentials
+		mech  pop3.Mechanism
+		sent  string // prefix of the command that logged in
+	}{
+		{"user/pass", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, "PASS"},
+		{"auto without SASL", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAuto, "PASS"},
+		{"plain", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismPlain, "AUTH PLAIN "},
+		{"auto prefers PLAIN", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAuto, "AUTH PLAIN "},
+		{"xoauth2", []pop3test.Option{pop3test.WithSASL("PLAIN", "XOAUTH2")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismXOAUTH2, "AUTH XOAUTH2 "},
+		{"auto with token", []pop3test.Option{pop3test.WithSASL("XOAUTH2")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismAuto, "AUTH XOAUTH2 "},
+		{"apop", []pop3test.Option{pop3test.WithAPOP()}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAPOP, "APOP alice "},
+		{"auto APOP without USER", []pop3test.Option{pop3test.WithAPOP(), pop3test.WithoutUSER()}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAuto, "APOP alice "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := append([]pop3test.Option{
+				pop3test.WithMailbox(user, pass, messages(1, simpleMessage)...),
+				pop3test.WithXOAUTH2Token(user, token),
+			}, tt.opts...)
+			srv := pop3test.NewServer(t, opts...)
+			c := dial(t, srv, nil)
+			if err := c.Login(context.Background(), tt.creds, tt.mech); err != nil {
+				t.Fatalf("Login: %v", err)
+			}
+			if n, _, err := c.Stat(context.Background()); err != nil || n != 1 {
+				t.Fatalf("Stat after login: %d %v", n, err)
+			}
+			found := false
+			for _, cmd := range srv.Commands() {
+				found = found || strings.HasPrefix(cmd, tt.sent)
+			}
+			if !found {
+				t.Fatalf("no %q in %q", tt.sent, srv.Commands())
+			}
+		})
+	}
+}
+
+func TestLoginFailures(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		opts      []pop3test.Option
+		creds     pop3.Credentials
+		mech      pop3.Mechanism
+		authFail  bool // errors.Is ErrAuthFailed
+		temporary bool
+		target    error // another sentinel it must match, if any
+	}{
+		{"bad password", nil, pop3.Credentials{Username: user, Password: "wrong"}, pop3.MechanismUser, true, false, nil},
+		{"bad password plain", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Password: "wrong"}, pop3.MechanismPlain, true, false, nil},
+		{"bad apop", []pop3test.Option{pop3test.WithAPOP()}, pop3.Credentials{Username: user, Password: "wrong"}, pop3.MechanismAPOP, true, false, nil},
+		{"plain -ERR without code", []pop3test.Option{pop3test.WithFault(pop3test.Reply("PASS", "-ERR nope"))}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, true, false, nil},
+		{"sys/perm", []pop3test.Option{pop3test.WithFault(pop3test.Reply("PASS", "-ERR [SYS/PERM] account disabled"))}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, false, false, nil},
+		{"sys/temp", []pop3test.Option{pop3test.WithFault(pop3test.Reply("PASS", "-ERR [SYS/TEMP] try later"))}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, false, true, nil},
+		{"login-delay", []pop3test.Option{pop3test.WithFault(pop3test.Reply("PASS", "-ERR [LOGIN-DELAY] too soon"))}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, false, true, nil},
+		{"plain not offered", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismPlain, false, false, pop3.ErrAuthUnsupported},
+		{"xoauth2 not offered", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Token: "t"}, pop3.MechanismAuto, false, false, pop3.ErrAuthUnsupported},
+		{"apop without timestamp", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAPOP, false, false, pop3.ErrAPOPUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := pop3test.NewServer(t, append([]pop3test.Option{pop3test.WithMailbox(user, pass)}, tt.opts...)...)
+			c := dial(t, srv, nil)
+			err := c.Login(ctx, tt.creds, tt.mech)
+			if err == nil {
+				t.Fatal("Login succeeded")
+			}
+			if errors.Is(err, pop3.ErrAuthFailed) != tt.authFail {
+				t.Errorf("errors.Is(%v, ErrAuthFailed) = %v", err, !tt.authFail)
+			}
+			if pop3.Temporary(err) != tt.temporary {
+				t.Errorf("Temporary(%v) = %v", err, !tt.temporary)
+			}
+			if tt.target != nil && !errors.Is(err, tt.target) {
+				t.Errorf("%v does not match %v", err, tt.target)
+			}
+			if strings.Contains(err.Error(), "wrong") {
+				t.Errorf("password in error %q", err)
+			}
+			if err := c.Noop(ctx); err != nil && errors.Is(err, pop3.ErrClosed) {
+				t.Errorf("session unusable after a rejected login: %v", err)
+			}
+		})
+	}
+}
+
+func TestXOAUTH2FailureContinuation(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass), pop3test.WithSASL("XOAUTH2"),
+		pop3test.WithXOAUTH2Token(user, "good"))
+	c := dial(t, srv, nil)
+	err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "expired"}, pop3.MechanismAuto)
+	var pe *pop3.Error
+	if !errors.As(err, &pe) || pe.Code != "AUTH" || pe.Command != "AUTH XOAUTH2" {
+		t.Fatalf("Login = %v, want -ERR [AUTH] to AUTH XOAUTH2", err)
+	}
+	if !strings.Contains(pe.Message, `"status":"401"`) || !errors.Is(err, pop3.ErrAuthFailed) || pop3.Temporary(err) {
+		t.Fatalf("error %q lacks the XOAUTH2 status or is not a permanent auth failure", err)
+	}
+	cmds := srv.Commands()
+	if len(cmds) < 2 || !strings.HasPrefix(cmds[len(cmds)-2], "AUTH XOAUTH2 ") || cmds[len(cmds)-1] != "" {
+		t.Fatalf("commands %q: want AUTH XOAUTH2 <ir> then an empty line", cmds)
+	}
+	// The session is back in the AUTHORIZATION state and usable.
+	if err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "good"}, pop3.MechanismAuto); err != nil {
+		t.Fatalf("second Login: %v", err)
+	}
+}
+
+func TestSASLLongInitialResponse(t *testing.T) {
+	token := strings.Repeat("t", 400) // too long for the AUTH line (RFC 5034: 255 octets)
+	srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass), pop3test.WithSASL("XOAUTH2"),
+		pop3test.WithXOAUTH2Token(user, token))
+	c := dial(t, srv, nil)
+	if err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: token}, pop3.MechanismXOAUTH2); err != nil {
+		t.Fatal(err)
+	}
+	cmds := srv.Commands()
+	ir := base64.StdEncoding.EncodeToString([]byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01"))
+	if !containsSeq(cmds, "AUTH XOAUTH2", ir) {
+		t.Fatalf("commands %q: want AUTH XOAUTH2, then the response on its own line", cmds)
+	}
+}
+
+func containsSeq(cmds []string, a, b string) bool {
+	for i := 0; i+1 < len(cmds); i++ {
+		if cmds[i] == a && cmds[i+1] == b {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLoginTwice(t *testing.T) {
+	srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass))
+	c := login(t, srv, nil)
+	if err := c.Login(context.Background(), pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser); err == nil {
+		t.Fatal("second Login succeeded")
+	}
+}
+
+func TestLoggerRedactsSecrets(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, mech := range []pop3.Mechanism{pop3.MechanismUser, pop3.MechanismPlain} {
+		srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass, messages(1, simpleMessage)...), pop3test.WithSASL("PLAIN"))
+		opts := plain()
+		opts.Logger = log
+		c := dial(t, srv, opts)
+		if err := c.Login(context.Background(), pop3.Credentials{Username: user, Password: pass}, mech); err != nil {
+			t.Fatal(err)
+		}
+		retrAll(t, c, 1)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "cmd=PASS") || !strings.Contains(out, `cmd="AUTH PLAIN"`) {
+		t.Errorf("log lacks the commands:\n%s", out)
+	}
+	ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	for _, secret := range []string{pass, ir, "body 1"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains %q:\n%s", secret, out)
+		}
+	}
+}
