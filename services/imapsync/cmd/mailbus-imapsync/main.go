@@ -1,0 +1,80 @@
+// Command mailbus-imapsync runs the mailbus IMAP sync service: see package
+// imapsync.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mailbus-imapsync", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `mailbus-imapsync: two-way sync of every IMAP account in the mailbus store
+(initial and delta sync, IDLE push, write-back of device changes).
+
+Usage: mailbus-imapsync [flags]
+
+Examples:
+  mailbus-imapsync --store 127.0.0.1:7400 --nats nats://127.0.0.1:4222
+  MAILBUS_STORE=store:7400 mailbus-imapsync --listen 0.0.0.0:7410
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	var (
+		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", imapsync.DefaultListen, "gRPC listen address (health, reflection)")
+		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", imapsync.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
+		storeAddr     = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
+		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL (wakes write-backs early); empty polls only")
+		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_IMAP_TIMEOUT", imapsync.DefaultTimeout, "deadline of every upstream operation")
+		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
+		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
+		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
+		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "mailbus-imapsync: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	log, err := envflag.Logger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
+	s, err := imapsync.New(imapsync.Config{
+		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
+		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		log.Error("imapsync failed", "err", err)
+		return 1
+	}
+	return 0
+}

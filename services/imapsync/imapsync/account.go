@@ -1,0 +1,518 @@
+package imapsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailbus/mailbus/pkg/backoff"
+	"github.com/mailbus/mailbus/pkg/mailflags"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// account syncs one IMAP account. Everything that talks on the work
+// connection runs in the account's own goroutine (session), one step at a
+// time: write-backs, then folder syncs. IDLE connections only mark folders
+// dirty.
+type account struct {
+	s   *Service
+	st  storeClients
+	a   *mailbusv1.Account
+	log *slog.Logger
+
+	wb    chan struct{} // write-back wake-ups
+	dirty chan struct{} // some folder is dirty
+	mu    sync.Mutex
+	dirt  map[string]bool
+
+	work      *conn
+	condstore bool
+	folders   map[string]*folder // by name
+	relist    bool
+
+	lastStatus *mailbusv1.AccountStatus
+	lastOK     time.Time
+	progress   *mailbusv1.SyncProgress
+}
+
+// folder is a synced mailbox with its cursor and, once loaded, the store's
+// upstream identities of its messages (for expunge and flag diffs).
+type folder struct {
+	name  string
+	id    string
+	role  mailbusv1.MailboxRole
+	st    *mailbusv1.MailboxSyncState
+	known map[uint32]*known // nil: not loaded
+}
+
+type known struct {
+	id    string
+	flags []string
+}
+
+func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
+	return &account{
+		s: s, st: st, a: a,
+		log:  s.log.With("account", a.Id),
+		wb:   make(chan struct{}, 1),
+		dirty: make(chan struct{}, 1),
+		dirt: map[string]bool{},
+	}
+}
+
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (w *account) markDirty(name string) {
+	w.mu.Lock()
+	w.dirt[name] = true
+	w.mu.Unlock()
+	kick(w.dirty)
+}
+
+func (w *account) takeDirty() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for n := range w.dirt {
+		out = append(out, n)
+	}
+	clear(w.dirt)
+	sort.Strings(out)
+	return out
+}
+
+// run syncs the account until ctx ends: sessions, with a jittered backoff
+// after a temporary error; a permanent error parks the account until it
+// is updated (the supervisor restarts the worker on a new generation).
+func (w *account) run(ctx context.Context) {
+	defer w.s.register(w.a.Id, func() { kick(w.wb) })()
+	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
+	for {
+		connected := false
+		err := w.session(ctx, func() { connected = true; bo.Reset() })
+		if ctx.Err() != nil {
+			return
+		}
+		var pe *PermanentError
+		if errors.As(err, &pe) {
+			w.s.metrics.connects.WithLabelValues("permanent").Inc()
+			w.log.Error("account parked until it is updated", "reason", pe.Reason, "err", err)
+			w.report(ctx, mailbusv1.SyncState_SYNC_STATE_PARKED, err.Error())
+			<-ctx.Done()
+			return
+		}
+		if !connected {
+			w.s.metrics.connects.WithLabelValues("temporary").Inc()
+		}
+		d := bo.Next()
+		w.log.Warn("sync interrupted; retrying", "err", err, "in", d)
+		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_RETRYING, err.Error())
+		if !backoff.Sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// report records the account's status when it changed.
+func (w *account) report(ctx context.Context, state mailbusv1.SyncState, reason string) {
+	st := &mailbusv1.AccountStatus{State: state, Reason: reason, Progress: proto.Clone(w.progressOrEmpty()).(*mailbusv1.SyncProgress)}
+	if !w.lastOK.IsZero() {
+		st.LastSuccessTime = timestamppb.New(w.lastOK)
+	}
+	if w.lastStatus != nil && proto.Equal(w.lastStatus, st) {
+		return
+	}
+	if w.lastStatus != nil {
+		w.s.metrics.accounts.WithLabelValues(stateLabel(w.lastStatus.State)).Dec()
+	}
+	w.s.metrics.accounts.WithLabelValues(stateLabel(state)).Inc()
+	w.lastStatus = st
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := w.st.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st}); err != nil {
+		w.log.Warn("cannot report account status", "err", err)
+	}
+}
+
+func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {
+	if w.progress == nil {
+		return &mailbusv1.SyncProgress{}
+	}
+	return w.progress
+}
+
+func (w *account) dial(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler) (*conn, error) {
+	o := dialOptions{timeout: w.s.cfg.Timeout, rootCAs: w.s.cfg.RootCAs, secret: secret, handler: h,
+		warnSkip: func() {
+			w.log.Warn("certificate verification is off for this account (insecure_skip_verify)", "host", w.a.Host)
+		}}
+	if wrap := w.s.cfg.WrapConn; wrap != nil {
+		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
+	}
+	return dial(ctx, w.a, o)
+}
+
+func (w *account) secret(ctx context.Context) (string, error) {
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id})
+	if err != nil {
+		return "", fmt.Errorf("imapsync: account secret: %w", err)
+	}
+	return resp.Secret, nil
+}
+
+// session runs one connected session until an error or ctx ends.
+func (w *account) session(ctx context.Context, connected func()) error {
+	secret, err := w.secret(ctx)
+	if err != nil {
+		return err
+	}
+	w.work, err = w.dial(ctx, secret, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { w.work.Close(); w.work = nil }()
+	connected()
+	w.s.metrics.connects.WithLabelValues("ok").Inc()
+	w.condstore = w.work.caps.Has(imap.CapCondStore)
+	w.folders = nil
+
+	if err := w.applyWriteBacks(ctx); err != nil {
+		return err
+	}
+	if err := w.syncFolderList(ctx); err != nil {
+		return err
+	}
+	if err := w.initialSyncs(ctx); err != nil {
+		return err
+	}
+	w.lastOK = time.Now()
+	w.progress = nil
+	w.report(ctx, statusReportedStateOK, "")
+
+	// IDLE: INBOX first, then the account's idle_folders, within the
+	// connection budget (one connection is the work connection).
+	idled := map[string]bool{}
+	ictx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	if w.work.caps.Has(imap.CapIdle) {
+		names := append([]string{"INBOX"}, w.a.IdleFolders...)
+		for _, n := range names {
+			if len(idled) >= w.s.cfg.Connections-1 {
+				break
+			}
+			if idled[n] || w.folders[n] == nil {
+				continue
+			}
+			idled[n] = true
+			wg.Add(1)
+			go func() { defer wg.Done(); w.idle(ictx, secret, n) }()
+		}
+	}
+
+	poll := w.s.cfg.PollInterval
+	if d := w.a.PollInterval.AsDuration(); w.a.PollInterval != nil && d >= time.Second {
+		poll = d
+	}
+	pollT := time.NewTicker(poll)
+	defer pollT.Stop()
+	wbT := time.NewTicker(w.s.cfg.WriteBackPoll)
+	defer wbT.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wb:
+			err = w.applyWriteBacks(ctx)
+		case <-wbT.C:
+			err = w.applyWriteBacks(ctx)
+		case <-w.dirty:
+			err = w.syncDirty(ctx)
+		case <-pollT.C:
+			err = w.poll(ctx, idled)
+		}
+		if err != nil {
+			return err
+		}
+		if w.relist {
+			if err := w.syncFolderList(ctx); err != nil {
+				return err
+			}
+			if err := w.initialSyncs(ctx); err != nil {
+				return err
+			}
+		}
+		w.lastOK = time.Now()
+	}
+}
+
+// syncDirty applies pending write-backs, then syncs the dirty folders.
+func (w *account) syncDirty(ctx context.Context) error {
+	if err := w.applyWriteBacks(ctx); err != nil {
+		return err
+	}
+	for _, n := range w.takeDirty() {
+		f := w.folders[n]
+		if f == nil {
+			continue
+		}
+		if err := w.syncFolder(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// poll re-lists the folders and checks every folder that is not IDLEd with
+// STATUS; without CONDSTORE flag changes are invisible to STATUS, so every
+// such folder is synced.
+func (w *account) poll(ctx context.Context, idled map[string]bool) error {
+	if err := w.applyWriteBacks(ctx); err != nil {
+		return err
+	}
+	if err := w.syncFolderList(ctx); err != nil {
+		return err
+	}
+	if err := w.initialSyncs(ctx); err != nil {
+		return err
+	}
+	for _, f := range w.ordered() {
+		if idled[f.name] {
+			continue
+		}
+		changed := true
+		if w.condstore {
+			var sd *imap.StatusData
+			err := w.work.do(ctx, func(*guard) error {
+				var err error
+				sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true}).Wait()
+				return err
+			})
+			if err != nil {
+				if isNo(err) {
+					w.relist = true
+					continue
+				}
+				return err
+			}
+			changed = sd.UIDValidity != f.st.Uidvalidity || uint32(sd.UIDNext) != f.st.SyncedUidnext || sd.HighestModSeq != f.st.SyncedHighestmodseq ||
+				(f.known != nil && sd.NumMessages != nil && int(*sd.NumMessages) != len(f.known))
+		}
+		if changed {
+			if err := w.syncFolder(ctx, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ordered returns the folders, INBOX first, then by name.
+func (w *account) ordered() []*folder {
+	out := make([]*folder, 0, len(w.folders))
+	for _, f := range w.folders {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i].name == "INBOX") != (out[j].name == "INBOX") {
+			return out[i].name == "INBOX"
+		}
+		return out[i].name < out[j].name
+	})
+	return out
+}
+
+func (w *account) folderByID(id string) *folder {
+	for _, f := range w.folders {
+		if f.id == id {
+			return f
+		}
+	}
+	return nil
+}
+
+func (w *account) folderByRole(r mailbusv1.MailboxRole) *folder {
+	for _, f := range w.ordered() {
+		if f.role == r {
+			return f
+		}
+	}
+	return nil
+}
+
+// isNo reports whether err is a tagged NO/BAD answer (the connection is
+// fine; the command failed).
+func isNo(err error) bool {
+	var e *imap.Error
+	return errors.As(err, &e)
+}
+
+func imapCode(err error) imap.ResponseCode {
+	var e *imap.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// idle keeps an IDLE connection on one folder and marks it dirty on every
+// notification and after every (re)connect, so that what changed while it
+// was down is caught up.
+func (w *account) idle(ctx context.Context, secret, name string) {
+	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
+	for ctx.Err() == nil {
+		err := w.idleOnce(ctx, secret, name, bo.Reset)
+		if ctx.Err() != nil {
+			return
+		}
+		d := bo.Next()
+		w.log.Warn("IDLE connection lost; reconnecting", "folder", name, "err", err, "in", d)
+		if !backoff.Sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+func (w *account) idleOnce(ctx context.Context, secret, name string, connected func()) error {
+	h := &imapclient.UnilateralDataHandler{
+		Expunge: func(uint32) { w.markDirty(name) },
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				w.markDirty(name)
+			}
+		},
+		Fetch: func(m *imapclient.FetchMessageData) {
+			w.markDirty(name)
+			m.Collect()
+		},
+	}
+	c, err := w.dial(ctx, secret, h)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.do(ctx, func(*guard) error {
+		_, err := c.c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+		return err
+	}); err != nil {
+		return fmt.Errorf("imapsync: IDLE select %s: %w", name, err)
+	}
+	connected()
+	w.markDirty(name)
+	for {
+		var cmd *imapclient.IdleCommand
+		if err := c.do(ctx, func(*guard) error {
+			var err error
+			cmd, err = c.c.Idle()
+			return err
+		}); err != nil {
+			return fmt.Errorf("imapsync: IDLE: %w", err)
+		}
+		t := time.NewTimer(w.s.cfg.IdleRestart)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-c.c.Closed():
+		}
+		t.Stop()
+		err := c.do(ctx, func(*guard) error {
+			if err := cmd.Close(); err != nil {
+				return err
+			}
+			return cmd.Wait()
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("imapsync: IDLE ended: %w", err)
+		}
+		// A connection that went silent fails here, within the timeout.
+		if err := c.do(ctx, func(*guard) error { return c.c.Noop().Wait() }); err != nil {
+			return fmt.Errorf("imapsync: NOOP: %w", err)
+		}
+	}
+}
+
+// readAll reads a literal, extending the guard's deadline as data comes.
+func readAll(g *guard, r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, 0, max(size, 0))
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if n > 0 {
+			g.touch()
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func flagStrings(fl []imap.Flag) []string {
+	out := make([]string, len(fl))
+	for i, f := range fl {
+		out[i] = string(f)
+	}
+	return out
+}
+
+func toFlags(fl []string) []imap.Flag {
+	out := make([]imap.Flag, 0, len(fl))
+	for _, f := range fl {
+		if f == `\Recent` {
+			continue
+		}
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}
+
+// normFlags keeps the valid flags of a server's list in canonical form
+// (\Recent and anything the store would refuse are dropped).
+func normFlags(fl []string) []string {
+	out := make([]string, 0, len(fl))
+	for _, f := range fl {
+		if c, err := mailflags.Canonical(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	out, _ = mailflags.Normalize(out)
+	return out
+}
+
+func sameFlags(a, b []string) bool {
+	a, b = normFlags(a), normFlags(b)
+	return slices.EqualFunc(a, b, strings.EqualFold)
+}
+
+func isNotFound(err error) bool {
+	return status.Code(err) == codes.NotFound
+}

@@ -1,0 +1,265 @@
+package imapsync
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// PermanentError is an upstream error that retrying does not cure (bad
+// credentials, a certificate that does not verify, no TLS where TLS is
+// required): the account is parked until it is updated.
+type PermanentError struct {
+	Reason string
+	Err    error
+}
+
+func (e *PermanentError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+func permanent(reason string, err error) error { return &PermanentError{Reason: reason, Err: err} }
+
+// errTimeout is returned when an IMAP operation took longer than its
+// deadline; the connection is closed then.
+var errTimeout = errors.New("imapsync: upstream operation timed out")
+
+// conn is one IMAP connection with deadline handling. go-imap has no
+// context support: a watchdog closes the network connection when the
+// operation's deadline passes or its context ends, which fails every
+// pending command.
+type conn struct {
+	c       *imapclient.Client
+	raw     net.Conn
+	timeout time.Duration
+	caps    imap.CapSet
+
+	mu       sync.Mutex
+	timedOut bool
+}
+
+// guard bounds one operation: the connection is closed when ctx ends or
+// when touch is not called within the timeout. done must be called; it
+// returns errTimeout when the watchdog fired.
+type guard struct {
+	c     *conn
+	t     *time.Timer
+	stop  func() bool
+	fired chan struct{}
+}
+
+func (c *conn) guard(ctx context.Context) *guard {
+	g := &guard{c: c, fired: make(chan struct{})}
+	var once sync.Once
+	kill := func() {
+		once.Do(func() {
+			c.mu.Lock()
+			c.timedOut = true
+			c.mu.Unlock()
+			close(g.fired)
+			c.raw.Close()
+		})
+	}
+	g.t = time.AfterFunc(c.timeout, kill)
+	g.stop = context.AfterFunc(ctx, kill)
+	return g
+}
+
+// touch extends the deadline: the operation made progress.
+func (g *guard) touch() { g.t.Reset(g.c.timeout) }
+
+func (g *guard) done(err error) error {
+	g.t.Stop()
+	g.stop()
+	select {
+	case <-g.fired:
+		if err == nil {
+			err = errTimeout
+		}
+		return fmt.Errorf("%w (%v)", errTimeout, err)
+	default:
+		return err
+	}
+}
+
+// do runs f under a guard.
+func (c *conn) do(ctx context.Context, f func(g *guard) error) error {
+	g := c.guard(ctx)
+	return g.done(f(g))
+}
+
+// Close logs out politely (bounded) and closes the connection.
+func (c *conn) Close() {
+	if c == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		c.c.Logout().Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	c.c.Close()
+}
+
+// dialOptions are what dial needs besides the account.
+type dialOptions struct {
+	timeout  time.Duration
+	rootCAs  *x509.CertPool
+	secret   string
+	handler  *imapclient.UnilateralDataHandler
+	warnSkip func()
+	wrap     func(net.Conn) net.Conn
+}
+
+// dial connects and authenticates.
+func dial(ctx context.Context, a *mailbusv1.Account, o dialOptions) (*conn, error) {
+	port := a.Port
+	if port == 0 {
+		port = 993
+		if a.Security == mailbusv1.Security_SECURITY_STARTTLS || a.Security == mailbusv1.Security_SECURITY_NONE {
+			port = 143
+		}
+	}
+	addr := net.JoinHostPort(a.Host, strconv.Itoa(int(port)))
+	tlsConf := &tls.Config{ServerName: a.Host, RootCAs: o.rootCAs, MinVersion: tls.VersionTLS12}
+	if a.InsecureSkipVerify {
+		tlsConf.InsecureSkipVerify = true
+		if o.warnSkip != nil {
+			o.warnSkip()
+		}
+	}
+	d := &net.Dialer{Timeout: o.timeout}
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	raw, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: dial %s: %w", addr, err)
+	}
+	if o.wrap != nil {
+		raw = o.wrap(raw)
+	}
+	c := &conn{raw: raw, timeout: o.timeout}
+	opts := &imapclient.Options{TLSConfig: tlsConf, UnilateralDataHandler: o.handler}
+	err = c.do(ctx, func(*guard) error {
+		switch a.Security {
+		case mailbusv1.Security_SECURITY_STARTTLS:
+			cl, err := imapclient.NewStartTLS(raw, opts)
+			if err != nil {
+				return classifyTLS(fmt.Errorf("imapsync: STARTTLS with %s: %w", addr, err))
+			}
+			c.c = cl
+		case mailbusv1.Security_SECURITY_NONE:
+			c.c = imapclient.New(raw, opts)
+		default:
+			tc := tls.Client(raw, tlsConf)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return classifyTLS(fmt.Errorf("imapsync: TLS with %s: %w", addr, err))
+			}
+			c.raw = tc
+			c.c = imapclient.New(tc, opts)
+		}
+		if err := c.c.WaitGreeting(); err != nil {
+			return fmt.Errorf("imapsync: greeting from %s: %w", addr, err)
+		}
+		return authenticate(c.c, a, o.secret)
+	})
+	if err != nil {
+		if c.c != nil {
+			c.c.Close()
+		}
+		raw.Close()
+		return nil, err
+	}
+	if err := c.do(ctx, func(*guard) error {
+		caps, err := c.c.Capability().Wait()
+		c.caps = caps
+		return err
+	}); err != nil {
+		c.c.Close()
+		return nil, fmt.Errorf("imapsync: capability: %w", err)
+	}
+	return c, nil
+}
+
+// classifyTLS marks certificate and protocol errors as permanent.
+func classifyTLS(err error) error {
+	var (
+		unknown  x509.UnknownAuthorityError
+		host     x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		verify   *tls.CertificateVerificationError
+		recErr   tls.RecordHeaderError
+		imapErr  *imap.Error
+		alertErr tls.AlertError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &host), errors.As(err, &invalid):
+		return permanent("the server certificate does not verify (set insecure_skip_verify only for a server you trust)", err)
+	case errors.As(err, &recErr), errors.As(err, &alertErr):
+		return permanent("TLS handshake failed (does the server speak TLS on this port?)", err)
+	case errors.As(err, &imapErr):
+		return permanent("the server refused STARTTLS", err)
+	}
+	return err
+}
+
+// authenticate logs in with the account's method: XOAUTH2, SASL PLAIN when
+// the server offers it, else LOGIN.
+func authenticate(c *imapclient.Client, a *mailbusv1.Account, secret string) error {
+	caps := c.Caps()
+	var err error
+	switch {
+	case a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2:
+		err = c.Authenticate(NewXOAuth2Client(a.Username, secret))
+	case caps.Has(imap.AuthCap(sasl.Plain)):
+		err = c.Authenticate(sasl.NewPlainClient("", a.Username, secret))
+	default:
+		if caps.Has(imap.CapLoginDisabled) {
+			return permanent("the server refuses LOGIN on this connection and offers no SASL PLAIN (use TLS)", errors.New("LOGINDISABLED"))
+		}
+		err = c.Login(a.Username, secret).Wait()
+	}
+	if err == nil {
+		return nil
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) && imapErr.Code != imap.ResponseCodeUnavailable {
+		return permanent("authentication failed", err)
+	}
+	return fmt.Errorf("imapsync: authenticate: %w", err)
+}
+
+// xoauth2 is a SASL XOAUTH2 client (Google, Microsoft): the initial
+// response carries the user and the bearer token; on failure the server
+// sends a JSON challenge, answered with an empty response.
+type xoauth2 struct {
+	user, token string
+}
+
+// NewXOAuth2Client returns a SASL client for the XOAUTH2 mechanism.
+func NewXOAuth2Client(user, token string) sasl.Client { return &xoauth2{user, token} }
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
+	// The server's error details; an empty answer makes it fail the
+	// command, which reports the failure.
+	return []byte{}, nil
+}

@@ -1,0 +1,560 @@
+package imapsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// initialSyncs runs the initial sync of every folder that has not finished
+// one, INBOX first, reporting progress in account.status.
+func (w *account) initialSyncs(ctx context.Context) error {
+	var todo []*folder
+	for _, f := range w.ordered() {
+		if !f.st.InitialSyncDone || f.st.Uidvalidity == 0 {
+			todo = append(todo, f)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	p := &mailbusv1.SyncProgress{FoldersTotal: uint32(len(todo))}
+	for _, f := range todo {
+		var sd *imap.StatusData
+		err := w.work.do(ctx, func(*guard) error {
+			var err error
+			sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true}).Wait()
+			return err
+		})
+		if err != nil && !isNo(err) {
+			return fmt.Errorf("imapsync: STATUS %s: %w", f.name, err)
+		}
+		if err == nil && sd.NumMessages != nil {
+			p.MessagesTotal += uint64(*sd.NumMessages)
+		}
+	}
+	w.progress = p
+	w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
+	for _, f := range todo {
+		if err := w.syncFolder(ctx, f); err != nil {
+			return err
+		}
+		p.FoldersDone++
+		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
+	}
+	return nil
+}
+
+// syncFolder brings one folder up to date: a resync after a UIDVALIDITY
+// change, the (rest of the) initial sync, then a delta.
+func (w *account) syncFolder(ctx context.Context, f *folder) error {
+	var sel *imap.SelectData
+	err := w.work.do(ctx, func(*guard) error {
+		var err error
+		sel, err = w.work.c.Select(f.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
+		return err
+	})
+	if err != nil {
+		if isNo(err) {
+			// Gone meanwhile: the next LIST decides.
+			w.relist = true
+			return nil
+		}
+		return fmt.Errorf("imapsync: SELECT %s: %w", f.name, err)
+	}
+	st := f.st
+	if st.Uidvalidity != 0 && st.Uidvalidity != sel.UIDValidity {
+		w.log.Info("UIDVALIDITY changed; resyncing the folder", "folder", f.name, "old", st.Uidvalidity, "new", sel.UIDValidity)
+		w.s.metrics.syncs.WithLabelValues("resync").Inc()
+		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
+		f.known = nil
+		if err := w.saveState(ctx, f); err != nil {
+			return err
+		}
+		st = f.st
+	}
+	if st.Uidvalidity == 0 {
+		st.Uidvalidity = sel.UIDValidity
+	}
+	if !st.InitialSyncDone {
+		w.s.metrics.syncs.WithLabelValues("initial").Inc()
+		if err := w.initialSync(ctx, f, sel); err != nil {
+			return err
+		}
+	}
+	w.s.metrics.syncs.WithLabelValues("delta").Inc()
+	return w.delta(ctx, f, sel)
+}
+
+func (w *account) saveState(ctx context.Context, f *folder) error {
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	st := proto.Clone(f.st).(*mailbusv1.MailboxSyncState)
+	st.Mailbox = nil
+	if _, err := w.st.ingest.SetMailboxSyncState(sctx, &mailbusv1.SetMailboxSyncStateRequest{MailboxId: f.id, State: st}); err != nil {
+		return fmt.Errorf("imapsync: save sync state of %s: %w", f.name, err)
+	}
+	return nil
+}
+
+// loadKnown reads the store's upstream identities of the folder. Those
+// of another UIDVALIDITY are returned apart (left over from a resync).
+func (w *account) loadKnown(ctx context.Context, f *folder) (stale map[uint32][]uint32, err error) {
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	stream, err := w.st.ingest.ListUpstreamIds(sctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: w.a.Id, MailboxId: f.id})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: list upstream ids: %w", err)
+	}
+	f.known = map[uint32]*known{}
+	stale = map[uint32][]uint32{}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stale, nil
+		}
+		if err != nil {
+			f.known = nil
+			return nil, fmt.Errorf("imapsync: list upstream ids: %w", err)
+		}
+		for _, m := range resp.Messages {
+			up := m.GetUpstream()
+			if up.GetUidvalidity() != f.st.Uidvalidity {
+				stale[up.GetUidvalidity()] = append(stale[up.GetUidvalidity()], up.GetUid())
+				continue
+			}
+			f.known[up.GetUid()] = &known{id: m.MessageId, flags: m.Flags}
+		}
+	}
+}
+
+// search runs UID SEARCH on the selected folder.
+func (w *account) search(ctx context.Context, c *imap.SearchCriteria) ([]uint32, error) {
+	var uids []uint32
+	err := w.work.do(ctx, func(*guard) error {
+		d, err := w.work.c.UIDSearch(c, nil).Wait()
+		if err != nil {
+			return err
+		}
+		for _, u := range d.AllUIDs() {
+			uids = append(uids, uint32(u))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: UID SEARCH: %w", err)
+	}
+	return uids, nil
+}
+
+// initialSync fetches the folder newest first. The cursor's
+// synced_uidnext is the UIDNEXT when the sync began (newer mail is the
+// delta's), synced_lowest_uid the lowest UID of the last committed batch:
+// an interrupted sync goes on below it, and skips what the store has.
+func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData) error {
+	st := f.st
+	if st.SyncedUidnext == 0 {
+		st.SyncedUidnext = uint32(sel.UIDNext)
+		st.SyncedHighestmodseq = sel.HighestModSeq
+		if st.SyncedUidnext == 0 {
+			st.SyncedUidnext = 1
+		}
+		if err := w.saveState(ctx, f); err != nil {
+			return err
+		}
+	}
+	stale, err := w.loadKnown(ctx, f)
+	if err != nil {
+		return err
+	}
+	upper := st.SyncedUidnext - 1
+	if st.SyncedLowestUid != 0 {
+		upper = st.SyncedLowestUid - 1
+	}
+	var uids []uint32
+	if upper >= 1 && sel.NumMessages > 0 {
+		all, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 1, Stop: imap.UID(upper)}}}})
+		if err != nil {
+			return err
+		}
+		for _, u := range all {
+			if u <= upper && f.known[u] == nil {
+				uids = append(uids, u)
+			}
+		}
+	}
+	slices.Sort(uids)
+	slices.Reverse(uids)
+	var batches [][]uint32
+	for len(uids) > 0 {
+		n := min(len(uids), w.s.cfg.FetchBatch)
+		b := slices.Clone(uids[:n])
+		slices.Reverse(b) // the server answers in ascending order anyway
+		batches = append(batches, b)
+		uids = uids[n:]
+	}
+	err = w.fetchIngest(ctx, f, batches, "initial", func(b []uint32) error {
+		st.SyncedLowestUid = b[0]
+		return w.saveState(ctx, f)
+	})
+	if err != nil {
+		return err
+	}
+	st.InitialSyncDone = true
+	if err := w.saveState(ctx, f); err != nil {
+		return err
+	}
+	// Messages of an earlier UIDVALIDITY are gone: the folder was
+	// resynced under the new one.
+	var changes []*mailbusv1.UpstreamChange
+	for uv, list := range stale {
+		for len(list) > 0 {
+			n := min(len(list), 5000)
+			changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: f.id, Uidvalidity: uv, Uids: list[:n]}}})
+			list = list[n:]
+		}
+	}
+	return w.apply(ctx, changes)
+}
+
+// apply sends upstream changes in bounded requests.
+func (w *account) apply(ctx context.Context, changes []*mailbusv1.UpstreamChange) error {
+	for len(changes) > 0 {
+		n := min(len(changes), 5000)
+		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		_, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes[:n]})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("imapsync: apply upstream changes: %w", err)
+		}
+		changes = changes[n:]
+	}
+	return nil
+}
+
+// delta syncs what changed since the cursor: new UIDs, flags, expunges.
+func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) error {
+	st := f.st
+	if f.known == nil {
+		if _, err := w.loadKnown(ctx, f); err != nil {
+			return err
+		}
+	}
+	// New mail.
+	if sel.NumMessages > 0 && (sel.UIDNext == 0 || uint32(sel.UIDNext) > st.SyncedUidnext) {
+		found, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(st.SyncedUidnext), Stop: 0}}}})
+		if err != nil {
+			return err
+		}
+		var uids []uint32
+		for _, u := range found {
+			if u >= st.SyncedUidnext && f.known[u] == nil {
+				uids = append(uids, u)
+			}
+		}
+		slices.Sort(uids)
+		var batches [][]uint32
+		for len(uids) > 0 {
+			n := min(len(uids), w.s.cfg.FetchBatch)
+			batches = append(batches, uids[:n])
+			uids = uids[n:]
+		}
+		err = w.fetchIngest(ctx, f, batches, "delta", func(b []uint32) error {
+			st.SyncedUidnext = max(st.SyncedUidnext, b[len(b)-1]+1)
+			return w.saveState(ctx, f)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if next := uint32(sel.UIDNext); next > st.SyncedUidnext {
+		st.SyncedUidnext = next
+	}
+
+	// Flags of known messages.
+	var changes []*mailbusv1.UpstreamChange
+	if len(f.known) > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
+		opts := &imap.FetchOptions{Flags: true, UID: true}
+		if w.condstore && st.SyncedHighestmodseq != 0 {
+			opts.ChangedSince = st.SyncedHighestmodseq
+		}
+		err := w.work.do(ctx, func(g *guard) error {
+			cmd := w.work.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, opts)
+			for m := cmd.Next(); m != nil; m = cmd.Next() {
+				g.touch()
+				b, err := m.Collect()
+				if err != nil {
+					cmd.Close()
+					return err
+				}
+				k := f.known[uint32(b.UID)]
+				if k == nil {
+					continue
+				}
+				fl := normFlags(flagStrings(b.Flags))
+				if sameFlags(fl, k.flags) {
+					continue
+				}
+				k.flags = fl
+				changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{
+					Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: st.Uidvalidity, Uid: uint32(b.UID)}, Flags: fl,
+				}}})
+			}
+			return cmd.Close()
+		})
+		if err != nil {
+			return fmt.Errorf("imapsync: FETCH FLAGS %s: %w", f.name, err)
+		}
+	}
+
+	// Expunges: only when the count differs from what the store knows.
+	n := w.work.c.Mailbox()
+	if n == nil || int(n.NumMessages) != len(f.known) {
+		all, err := w.search(ctx, &imap.SearchCriteria{})
+		if err != nil {
+			return err
+		}
+		present := make(map[uint32]bool, len(all))
+		for _, u := range all {
+			present[u] = true
+		}
+		var gone []uint32
+		for u := range f.known {
+			if !present[u] {
+				gone = append(gone, u)
+				delete(f.known, u)
+			}
+		}
+		slices.Sort(gone)
+		for len(gone) > 0 {
+			n := min(len(gone), 5000)
+			changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: f.id, Uidvalidity: st.Uidvalidity, Uids: gone[:n]}}})
+			gone = gone[n:]
+		}
+	}
+	if err := w.apply(ctx, changes); err != nil {
+		return err
+	}
+	st.SyncedHighestmodseq = sel.HighestModSeq
+	return w.saveState(ctx, f)
+}
+
+// fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
+// RFC822.SIZE) and streams them into the store, two FETCH commands in
+// flight. onBatch runs, in order, once the store has committed a batch
+// (the cursor moves only over durable messages).
+func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32, kind string, onBatch func([]uint32) error) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.st.ingest.IngestMessages(sctx)
+	if err != nil {
+		return fmt.Errorf("imapsync: ingest: %w", err)
+	}
+
+	type boundary struct {
+		count int // messages sent up to the end of the batch
+		uids  []uint32
+	}
+	var (
+		mu        sync.Mutex
+		bounds    []boundary
+		results   []*mailbusv1.IngestResult
+		sent      int
+		sentFlags = map[uint32][]string{}
+		recvErr   error
+		recvDone  = make(chan struct{})
+	)
+	// The receiver moves the cursor as batches are committed.
+	go func() {
+		defer close(recvDone)
+		acked := 0
+		for {
+			resp, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				recvErr = err
+				cancel()
+				return
+			}
+			mu.Lock()
+			results = append(results, resp.Results...)
+			acked += len(resp.Results)
+			var due []boundary
+			for len(bounds) > 0 && bounds[0].count <= acked {
+				due = append(due, bounds[0])
+				bounds = bounds[1:]
+			}
+			mu.Unlock()
+			for _, b := range due {
+				if err := onBatch(b.uids); err != nil {
+					recvErr = err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+
+	send := func(req *mailbusv1.IngestMessagesRequest) error {
+		if err := stream.Send(req); err != nil {
+			<-recvDone
+			if recvErr != nil {
+				return fmt.Errorf("imapsync: ingest: %w", recvErr)
+			}
+			return fmt.Errorf("imapsync: ingest: %w", err)
+		}
+		return nil
+	}
+	body := &imap.FetchItemBodySection{Peek: true}
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
+	err = w.work.do(sctx, func(g *guard) error {
+		start := func(b []uint32) *fetchCmd {
+			set := imap.UIDSet{}
+			for _, u := range b {
+				set.AddNum(imap.UID(u))
+			}
+			return &fetchCmd{cmd: w.work.c.Fetch(set, opts), uids: b}
+		}
+		inflight := []*fetchCmd{start(batches[0])}
+		next := 1
+		for len(inflight) > 0 {
+			if next < len(batches) {
+				inflight = append(inflight, start(batches[next]))
+				next++
+			}
+			fc := inflight[0]
+			inflight = inflight[1:]
+			for m := fc.cmd.Next(); m != nil; m = fc.cmd.Next() {
+				g.touch()
+				var (
+					uid   imap.UID
+					flags []imap.Flag
+					date  *timestamppb.Timestamp
+					size  int64
+					raw   []byte
+					got   bool
+				)
+				for it := m.Next(); it != nil; it = m.Next() {
+					switch it := it.(type) {
+					case imapclient.FetchItemDataUID:
+						uid = it.UID
+					case imapclient.FetchItemDataFlags:
+						flags = it.Flags
+					case imapclient.FetchItemDataInternalDate:
+						date = timestamppb.New(it.Time)
+					case imapclient.FetchItemDataRFC822Size:
+						size = it.Size
+					case imapclient.FetchItemDataBodySection:
+						if it.Literal == nil {
+							continue
+						}
+						raw, err = readAll(g, it.Literal, it.Literal.Size())
+						if err != nil {
+							return err
+						}
+						got = true
+					}
+				}
+				if uid == 0 || !got {
+					continue
+				}
+				w.s.metrics.messages.WithLabelValues(kind).Inc()
+				w.s.metrics.bytes.Add(float64(len(raw)))
+				sentFlags[uint32(uid)] = normFlags(flagStrings(flags))
+				meta := &mailbusv1.IngestMeta{
+					AccountId: w.a.Id, Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: f.st.Uidvalidity, Uid: uint32(uid)},
+					Flags: sentFlags[uint32(uid)], InternalDate: date, Size: uint64(max(size, int64(len(raw)))),
+				}
+				first := true
+				for first || len(raw) > 0 {
+					n := min(len(raw), ingestChunk)
+					req := &mailbusv1.IngestMessagesRequest{Data: raw[:n], EndOfMessage: n == len(raw)}
+					if first {
+						req.Meta = meta
+						first = false
+					}
+					raw = raw[n:]
+					if err := send(req); err != nil {
+						return err
+					}
+				}
+				sent++
+			}
+			if err := fc.cmd.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			bounds = append(bounds, boundary{count: sent, uids: fc.uids})
+			mu.Unlock()
+			if err := send(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
+				return err
+			}
+			w.fetched(ctx, len(fc.uids))
+		}
+		return nil
+	})
+	if err != nil {
+		cancel()
+		<-recvDone
+		if recvErr != nil && !errors.Is(err, recvErr) {
+			return fmt.Errorf("imapsync: fetch %s: %w (store: %v)", f.name, err, recvErr)
+		}
+		return fmt.Errorf("imapsync: fetch %s: %w", f.name, err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("imapsync: ingest: %w", err)
+	}
+	<-recvDone
+	if recvErr != nil {
+		return fmt.Errorf("imapsync: ingest: %w", recvErr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(results) != sent || len(bounds) != 0 {
+		return fmt.Errorf("imapsync: ingest: %d of %d messages acknowledged", len(results), sent)
+	}
+	for _, r := range results {
+		if r.Error != "" {
+			w.log.Warn("store refused a message", "folder", f.name, "uid", r.GetUpstream().GetUid(), "err", r.Error)
+			continue
+		}
+		if f.known != nil && r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {
+			f.known[r.GetUpstream().GetUid()] = &known{id: r.MessageId, flags: sentFlags[r.GetUpstream().GetUid()]}
+		}
+	}
+	return nil
+}
+
+// fetched counts messages of an initial sync in the progress, and reports
+// it every so often.
+func (w *account) fetched(ctx context.Context, n int) {
+	p := w.progress
+	if p == nil {
+		return
+	}
+	before := p.MessagesDone / progressReportEvery
+	p.MessagesDone += uint64(n)
+	if p.MessagesDone/progressReportEvery != before {
+		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
+	}
+}
+
+type fetchCmd struct {
+	cmd  *imapclient.FetchCommand
+	uids []uint32
+}

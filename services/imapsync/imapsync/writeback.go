@@ -1,0 +1,563 @@
+package imapsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/emersion/go-imap/v2"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// applyWriteBacks applies the account's pending write-backs in order and
+// acknowledges each. An error of the connection or the store stops the
+// pass (the write-back stays pending and is tried again); a refusal by
+// the server ends the write-back as FAILED (after a few RETRYs when the
+// server says the condition is temporary).
+func (w *account) applyWriteBacks(ctx context.Context) error {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: 100})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("imapsync: pending write-backs: %w", err)
+		}
+		if len(resp.Writebacks) == 0 {
+			return nil
+		}
+		retried := 0
+		for _, wb := range resp.Writebacks {
+			ack, err := w.applyOne(ctx, wb)
+			if err != nil {
+				return err
+			}
+			ack.WritebackId = wb.Id
+			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
+				if wb.Attempts+1 >= maxWriteBackAttempts {
+					ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+				} else {
+					retried++
+				}
+			}
+			sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+			_, err = w.st.ingest.AckWriteBack(sctx, ack)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("imapsync: ack write-back %s: %w", wb.Id, err)
+			}
+			w.s.metrics.writebacks.WithLabelValues(opName(wb), stateLabelOutcome(ack.Outcome)).Inc()
+			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
+				w.log.Warn("write-back not applied", "writeback", wb.Id, "op", opName(wb), "outcome", ack.Outcome, "reason", ack.Reason)
+			}
+			// The store's view of these folders changed: read it again.
+			for _, f := range w.folders {
+				f.known = nil
+			}
+		}
+		if len(resp.Writebacks) < 100 || retried == len(resp.Writebacks) {
+			return nil
+		}
+	}
+}
+
+func opName(wb *mailbusv1.WriteBack) string {
+	switch wb.Op.(type) {
+	case *mailbusv1.WriteBack_Flags:
+		return "flags"
+	case *mailbusv1.WriteBack_Move:
+		return "move"
+	case *mailbusv1.WriteBack_Delete:
+		return "delete"
+	case *mailbusv1.WriteBack_Append:
+		return "append"
+	case *mailbusv1.WriteBack_CreateMailbox:
+		return "create_mailbox"
+	case *mailbusv1.WriteBack_RenameMailbox:
+		return "rename_mailbox"
+	case *mailbusv1.WriteBack_DeleteMailbox:
+		return "delete_mailbox"
+	}
+	return "unknown"
+}
+
+func stateLabelOutcome(o mailbusv1.WriteBackOutcome) string {
+	switch o {
+	case mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED:
+		return "applied"
+	case mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED:
+		return "failed"
+	}
+	return "retry"
+}
+
+func applied() *mailbusv1.AckWriteBackRequest {
+	return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED}
+}
+
+// refused turns a server's refusal into FAILED, or RETRY when the server
+// says it is temporary.
+func refused(err error, what string) *mailbusv1.AckWriteBackRequest {
+	o := mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+	switch imapCode(err) {
+	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeServerBug, imap.ResponseCodeLimit, imap.ResponseCodeOverQuota:
+		o = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY
+	}
+	return &mailbusv1.AckWriteBackRequest{Outcome: o, Reason: what + ": " + err.Error()}
+}
+
+// applyOne applies one write-back. The error is for the connection or
+// the store; the server's answer is in the acknowledgement.
+func (w *account) applyOne(ctx context.Context, wb *mailbusv1.WriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	switch op := wb.Op.(type) {
+	case *mailbusv1.WriteBack_Flags:
+		return w.wbFlags(ctx, op.Flags)
+	case *mailbusv1.WriteBack_Move:
+		return w.wbMove(ctx, op.Move.Targets, op.Move.ToMailboxId, op.Move.ToMailboxName, false)
+	case *mailbusv1.WriteBack_Delete:
+		return w.wbDelete(ctx, op.Delete)
+	case *mailbusv1.WriteBack_Append:
+		return w.wbAppend(ctx, op.Append)
+	case *mailbusv1.WriteBack_CreateMailbox:
+		return w.wbCreate(ctx, op.CreateMailbox)
+	case *mailbusv1.WriteBack_RenameMailbox:
+		return w.wbRename(ctx, op.RenameMailbox)
+	case *mailbusv1.WriteBack_DeleteMailbox:
+		return w.wbDeleteMailbox(ctx, op.DeleteMailbox)
+	}
+	return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED, Reason: "unknown write-back operation"}, nil
+}
+
+// targetGroup is the targets of a write-back in one upstream folder.
+type targetGroup struct {
+	name        string
+	uidvalidity uint32
+	byUID       map[uint32]string // uid -> message id
+}
+
+// groupTargets groups targets by upstream folder; targets with no
+// upstream identity (never on the server) are left out.
+func (w *account) groupTargets(ts []*mailbusv1.WriteBackTarget) []*targetGroup {
+	var out []*targetGroup
+	idx := map[string]*targetGroup{}
+	for _, t := range ts {
+		up := t.GetUpstream()
+		if up.GetUid() == 0 {
+			continue
+		}
+		name := t.MailboxName
+		if f := w.folderByID(up.MailboxId); f != nil {
+			name = f.name
+		}
+		if name == "" {
+			continue
+		}
+		key := fmt.Sprintf("%s\x00%d", name, up.Uidvalidity)
+		g := idx[key]
+		if g == nil {
+			g = &targetGroup{name: name, uidvalidity: up.Uidvalidity, byUID: map[uint32]string{}}
+			idx[key] = g
+			out = append(out, g)
+		}
+		g.byUID[up.Uid] = t.MessageId
+	}
+	return out
+}
+
+// selectGroup selects the group's folder and returns the UIDs of the group
+// that still exist there. ok is false when the folder is gone or its
+// UIDVALIDITY changed (the identities mean nothing any more).
+func (w *account) selectGroup(ctx context.Context, g *targetGroup) (existing []uint32, missing []uint32, ok bool, err error) {
+	var sel *imap.SelectData
+	err = w.work.do(ctx, func(*guard) error {
+		var err error
+		sel, err = w.work.c.Select(g.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
+		return err
+	})
+	if err != nil {
+		if isNo(err) {
+			return nil, nil, false, nil
+		}
+		return nil, nil, false, fmt.Errorf("imapsync: SELECT %s: %w", g.name, err)
+	}
+	if sel.UIDValidity != g.uidvalidity {
+		return nil, nil, false, nil
+	}
+	set := imap.UIDSet{}
+	for u := range g.byUID {
+		set.AddNum(imap.UID(u))
+	}
+	found, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{set}})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	have := map[uint32]bool{}
+	for _, u := range found {
+		have[u] = true
+	}
+	for u := range g.byUID {
+		if have[u] {
+			existing = append(existing, u)
+		} else {
+			missing = append(missing, u)
+		}
+	}
+	slices.Sort(existing)
+	slices.Sort(missing)
+	return existing, missing, true, nil
+}
+
+func uidSet(uids []uint32) imap.UIDSet {
+	s := imap.UIDSet{}
+	for _, u := range uids {
+		s.AddNum(imap.UID(u))
+	}
+	return s
+}
+
+// wbFlags adds and removes flags. +FLAGS and -FLAGS commute with any other
+// client's changes, so no UNCHANGEDSINCE is needed (see decision 0006).
+// Messages gone upstream are reported; when every target is gone the
+// write-back fails.
+func (w *account) wbFlags(ctx context.Context, op *mailbusv1.FlagsWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	ack := applied()
+	total, gone := 0, 0
+	for _, g := range w.groupTargets(op.Targets) {
+		total += len(g.byUID)
+		existing, missing, ok, err := w.selectGroup(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = slices.Collect(mapsKeys(g.byUID))
+		}
+		for _, u := range missing {
+			ack.GoneMessageIds = append(ack.GoneMessageIds, g.byUID[u])
+			gone++
+		}
+		if len(existing) == 0 {
+			continue
+		}
+		for _, ch := range []struct {
+			op    imap.StoreFlagsOp
+			flags []string
+		}{{imap.StoreFlagsAdd, op.Add}, {imap.StoreFlagsDel, op.Remove}} {
+			if len(ch.flags) == 0 {
+				continue
+			}
+			err := w.work.do(ctx, func(*guard) error {
+				return w.work.c.Store(uidSet(existing), &imap.StoreFlags{Op: ch.op, Silent: true, Flags: toFlags(ch.flags)}, nil).Close()
+			})
+			if err != nil {
+				if isNo(err) {
+					return refused(err, "STORE in "+g.name), nil
+				}
+				return nil, fmt.Errorf("imapsync: STORE: %w", err)
+			}
+		}
+	}
+	if total > 0 && gone == total {
+		ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+		ack.Reason = "the messages no longer exist on the server"
+	}
+	return ack, nil
+}
+
+// wbMove moves messages with MOVE (or COPY, \Deleted, UID EXPUNGE) and
+// reports their new UIDs from COPYUID. A target missing from its source
+// may have been moved already by an earlier attempt that was not
+// acknowledged: the destination is synced first, which adopts such a copy
+// by content hash; only then is it reported gone.
+func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarget, toID, toName string, isDelete bool) (*mailbusv1.AckWriteBackRequest, error) {
+	ack := applied()
+	if f := w.folderByID(toID); f != nil {
+		toName = f.name
+	}
+	total, gone := 0, 0
+	var maybeMoved []string
+	for _, g := range w.groupTargets(targets) {
+		total += len(g.byUID)
+		existing, missing, ok, err := w.selectGroup(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = slices.Collect(mapsKeys(g.byUID))
+		}
+		for _, u := range missing {
+			maybeMoved = append(maybeMoved, g.byUID[u])
+		}
+		if len(existing) == 0 {
+			continue
+		}
+		var md *imapMoveData
+		err = w.work.do(ctx, func(*guard) error {
+			d, err := w.work.c.Move(uidSet(existing), toName).Wait()
+			if d != nil {
+				md = &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}
+			}
+			return err
+		})
+		if err != nil {
+			if isNo(err) {
+				return refused(err, "MOVE from "+g.name+" to "+toName), nil
+			}
+			return nil, fmt.Errorf("imapsync: MOVE: %w", err)
+		}
+		if md != nil && md.uv != 0 && !isDelete {
+			src, _ := md.src.(imap.UIDSet).Nums()
+			dst, _ := md.dst.(imap.UIDSet).Nums()
+			if len(src) == len(dst) {
+				for i := range src {
+					if id := g.byUID[uint32(src[i])]; id != "" {
+						ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: md.uv, Uid: uint32(dst[i])}})
+					}
+				}
+			}
+		}
+	}
+	if len(maybeMoved) > 0 {
+		if isDelete {
+			// Already gone from the source: the delete's effect holds.
+			return ack, nil
+		}
+		there, err := w.presentIn(ctx, toID, maybeMoved)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range maybeMoved {
+			if !there[id] {
+				ack.GoneMessageIds = append(ack.GoneMessageIds, id)
+				gone++
+			}
+		}
+	}
+	if total > 0 && gone == total {
+		ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+		ack.Reason = "the messages no longer exist on the server"
+	}
+	return ack, nil
+}
+
+type imapMoveData struct {
+	uv       uint32
+	src, dst imap.NumSet
+}
+
+func mapsKeys(m map[uint32]string) func(func(uint32) bool) {
+	return func(yield func(uint32) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// presentIn syncs a folder and says which of the messages the store now
+// has there upstream (an earlier, unacknowledged move or append that the
+// sync adopted by content hash).
+func (w *account) presentIn(ctx context.Context, mailboxID string, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	f := w.folderByID(mailboxID)
+	if f == nil {
+		return out, nil
+	}
+	if err := w.syncFolder(ctx, f); err != nil {
+		return nil, err
+	}
+	if f.known == nil {
+		if _, err := w.loadKnown(ctx, f); err != nil {
+			return nil, err
+		}
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for _, k := range f.known {
+		if want[k.id] {
+			out[k.id] = true
+		}
+	}
+	return out, nil
+}
+
+// wbDelete moves messages to the Trash folder when the account has one
+// (and they are not in it), else marks them \Deleted and expunges them
+// (UID EXPUNGE with UIDPLUS; a plain EXPUNGE without it).
+func (w *account) wbDelete(ctx context.Context, op *mailbusv1.DeleteWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	trash := w.folderByRole(mailbusv1.MailboxRole_MAILBOX_ROLE_TRASH)
+	for _, g := range w.groupTargets(op.Targets) {
+		if trash != nil && g.name != trash.name {
+			var ts []*mailbusv1.WriteBackTarget
+			for u, id := range g.byUID {
+				ts = append(ts, &mailbusv1.WriteBackTarget{MessageId: id, MailboxName: g.name, Upstream: &mailbusv1.UpstreamId{Uidvalidity: g.uidvalidity, Uid: u}})
+			}
+			ack, err := w.wbMove(ctx, ts, trash.id, trash.name, true)
+			if err != nil || ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
+				return ack, err
+			}
+			continue
+		}
+		existing, _, ok, err := w.selectGroup(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || len(existing) == 0 {
+			continue
+		}
+		err = w.work.do(ctx, func(*guard) error {
+			if err := w.work.c.Store(uidSet(existing), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				return err
+			}
+			if w.work.caps.Has(imap.CapUIDPlus) {
+				return w.work.c.UIDExpunge(uidSet(existing)).Close()
+			}
+			return w.work.c.Expunge().Close()
+		})
+		if err != nil {
+			if isNo(err) {
+				return refused(err, "delete in "+g.name), nil
+			}
+			return nil, fmt.Errorf("imapsync: delete: %w", err)
+		}
+	}
+	return applied(), nil
+}
+
+// wbAppend appends a stored message. An earlier attempt may have reached
+// the server without being acknowledged: the destination is synced first
+// (adopting such a copy by content hash), and the message is appended only
+// if it is not there.
+func (w *account) wbAppend(ctx context.Context, op *mailbusv1.AppendWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	f := w.folderByID(op.MailboxId)
+	name := op.MailboxName
+	if f != nil {
+		name = f.name
+		there, err := w.presentIn(ctx, op.MailboxId, []string{op.MessageId})
+		if err != nil {
+			return nil, err
+		}
+		if there[op.MessageId] {
+			return applied(), nil
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	stream, err := w.st.mailboxes.GetRawMessage(sctx, &mailbusv1.GetRawMessageRequest{MessageId: op.MessageId})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: raw message: %w", err)
+	}
+	var raw []byte
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if isNotFound(err) {
+				// Deleted by a device meanwhile: nothing to append.
+				return applied(), nil
+			}
+			return nil, fmt.Errorf("imapsync: raw message: %w", err)
+		}
+		raw = append(raw, resp.Data...)
+	}
+	var data *imap.AppendData
+	err = w.work.do(ctx, func(g *guard) error {
+		opts := &imap.AppendOptions{Flags: toFlags(op.Flags)}
+		if op.InternalDate != nil {
+			opts.Time = op.InternalDate.AsTime()
+		}
+		cmd := w.work.c.Append(name, int64(len(raw)), opts)
+		if _, err := cmd.Write(raw); err != nil {
+			return err
+		}
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		var err error
+		data, err = cmd.Wait()
+		return err
+	})
+	if err != nil {
+		if isNo(err) {
+			return refused(err, "APPEND to "+name), nil
+		}
+		return nil, fmt.Errorf("imapsync: APPEND: %w", err)
+	}
+	ack := applied()
+	if data != nil && data.UID != 0 {
+		ack.Placements = []*mailbusv1.UpstreamPlacement{{MessageId: op.MessageId, Upstream: &mailbusv1.UpstreamId{MailboxId: op.MailboxId, Uidvalidity: data.UIDValidity, Uid: uint32(data.UID)}}}
+	}
+	return ack, nil
+}
+
+func (w *account) wbCreate(ctx context.Context, op *mailbusv1.CreateMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	w.relist = true
+	err := w.work.do(ctx, func(*guard) error { return w.work.c.Create(op.Name, nil).Wait() })
+	if err != nil && !(isNo(err) && imapCode(err) == imap.ResponseCodeAlreadyExists) {
+		if isNo(err) {
+			// Some servers answer an existing folder without the code.
+			if uv, serr := w.uidValidity(ctx, op.Name); serr == nil && uv != 0 {
+				return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED, Uidvalidity: uv}, nil
+			}
+			return refused(err, "CREATE "+op.Name), nil
+		}
+		return nil, fmt.Errorf("imapsync: CREATE: %w", err)
+	}
+	uv, err := w.uidValidity(ctx, op.Name)
+	if err != nil && !isNo(err) {
+		return nil, err
+	}
+	return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED, Uidvalidity: uv}, nil
+}
+
+func (w *account) uidValidity(ctx context.Context, name string) (uint32, error) {
+	var uv uint32
+	err := w.work.do(ctx, func(*guard) error {
+		sd, err := w.work.c.Status(name, &imap.StatusOptions{UIDValidity: true}).Wait()
+		if err == nil {
+			uv = sd.UIDValidity
+		}
+		return err
+	})
+	return uv, err
+}
+
+func (w *account) wbRename(ctx context.Context, op *mailbusv1.RenameMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	w.relist = true
+	err := w.work.do(ctx, func(*guard) error { return w.work.c.Rename(op.OldName, op.NewName, nil).Wait() })
+	if err != nil {
+		if isNo(err) {
+			// Done by an earlier attempt: the old name is gone, the new
+			// one exists.
+			if _, serr := w.uidValidity(ctx, op.NewName); serr == nil {
+				if _, oerr := w.uidValidity(ctx, op.OldName); oerr != nil {
+					return applied(), nil
+				}
+			}
+			return refused(err, "RENAME "+op.OldName), nil
+		}
+		return nil, fmt.Errorf("imapsync: RENAME: %w", err)
+	}
+	return applied(), nil
+}
+
+func (w *account) wbDeleteMailbox(ctx context.Context, op *mailbusv1.DeleteMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	w.relist = true
+	err := w.work.do(ctx, func(*guard) error { return w.work.c.Delete(op.Name).Wait() })
+	if err != nil {
+		if isNo(err) {
+			if _, serr := w.uidValidity(ctx, op.Name); serr != nil {
+				return applied(), nil // already gone
+			}
+			return refused(err, "DELETE "+op.Name), nil
+		}
+		return nil, fmt.Errorf("imapsync: DELETE: %w", err)
+	}
+	return applied(), nil
+}
