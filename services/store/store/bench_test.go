@@ -51,7 +51,7 @@ var (
 //
 // mixed is meant to look like a real mailbox: 85% of the messages are 2-20
 // KB (text, or text and HTML alternatives), 10% 20-100 KB and 5% 100 KB - 1
-// MB (a text part and a base64 attachment of random bytes); about 430 MB.
+// MB (a text part and a base64 attachment of random bytes); 456 MB.
 // 10KB is 10,000 messages of 10 KB each (text and HTML), about 100 MB.
 func corpusNamed(name string) *corpus {
 	corporaMu.Lock()
@@ -118,7 +118,7 @@ func newMsgGen(seed uint64) *msgGen {
 	return &msgGen{r: r, text: t.String(), b64: b.String()}
 }
 
-// text returns whole lines of filler text, at least n bytes (n at most
+// textLines returns whole lines of filler text, at least n bytes (n at most
 // 1 MB), from a random place.
 func (g *msgGen) textLines(n int) string {
 	off := g.r.IntN(len(g.text) - n - 200)

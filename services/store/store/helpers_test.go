@@ -256,11 +256,17 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 	return e
 }
 
+// testLogger logs to the test's output: at info level for tests, only
+// errors for benchmarks (whose output is shown even when they pass).
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if _, ok := t.(*testing.B); ok {
+		level = slog.LevelError
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level}))
 }
 
-// ctx returns a context for one call, bounded so that a hang fails the
+// callCtx returns a context for one call, bounded so that a hang fails the
 // test instead of stalling it.
 func callCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), rpcLong)
@@ -666,7 +672,7 @@ func errorReason(err error) string {
 	return ""
 }
 
-// onlyPrintable shortens a message for logs.
+// shorten shortens a message for logs.
 func shorten(s string) string {
 	if len(s) > 200 {
 		return s[:200] + "..."
