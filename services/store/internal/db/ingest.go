@@ -337,6 +337,10 @@ func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes
 		}
 		for i, c := range changes {
 			n, err := t.applyUpstream(ctx, a, accountID, c)
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return &FieldError{Field: fmt.Sprintf("changes[%d].%s", i, fe.Field), Reason: fe.Reason}
+			}
 			if err != nil {
 				return fmt.Errorf("changes[%d]: %w", i, err)
 			}
