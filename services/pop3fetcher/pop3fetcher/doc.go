@@ -1,7 +1,97 @@
-// Package pop3fetcher will be the mailbus POP3 fetcher service: one-way,
-// byte-exact download of each POP3 account into the store (keep and delete
-// modes), built on pkg/pop3.
+// Package pop3fetcher is the mailbus POP3 fetcher service: for each POP3
+// account in the store it polls the server, downloads what is new and
+// stores it through the store's IngestService; in delete mode it then
+// deletes it from the server. Mail flows one way, from the server into the
+// store; the only write to the server is DELE.
 //
-// Not implemented yet: this module is a placeholder so that the workspace
-// layout is complete; the work is tracked by the POP3 fetcher issue.
+// # Guarantees
+//
+//   - Byte-exact: a message is stored exactly as the server sends it (RETR,
+//     with dot-stuffing undone by pkg/pop3; see there for what a server does
+//     to a message without a final line break). It is streamed from the
+//     POP3 connection into the ingest stream in 128 KiB chunks, so the
+//     fetcher never holds a whole message, let alone many, in memory.
+//   - Nothing lost: DELE is sent only for a message the store has durably
+//     acknowledged (an IngestMessages result), in this pass or an earlier
+//     one (ListUpstreamIds), and the server applies deletions only at a
+//     successful QUIT. A crash or a cut connection at any point leaves the
+//     message on the server, and the next pass finishes the job: a message
+//     stored but not deleted is deleted then.
+//   - No duplicates: ingest is idempotent by UIDL, and each pass downloads
+//     only the UIDLs the store does not have; a retried message is answered
+//     "already stored" (no second copy, no second message.created event).
+//   - Nothing half-stored: a message whose download fails or is cancelled
+//     is abandoned by cutting the ingest stream without its end_of_message,
+//     which makes the store drop it; the complete messages sent before it
+//     are committed first.
+//
+// # Running accounts
+//
+// Fetcher.Run runs one worker per POP3 account (pkg/accountrun: accounts
+// added, changed or removed are noticed without a restart). A worker loops:
+// one poll pass (Fetcher.Poll), then a wait of the account's poll_interval
+// with ±10 % jitter, and never less than the server's LOGIN-DELAY (RFC
+// 2449). After a temporary error (network, timeout, protocol error, [IN-USE],
+// [SYS/TEMP], [LOGIN-DELAY], the store unreachable) the account is reported
+// RETRYING and the worker waits a jittered exponential backoff (pkg/backoff,
+// Config.RetryMin to RetryMax). After a permanent one (credentials refused
+// or [AUTH], [SYS/PERM], an untrusted or mismatching certificate, STLS not
+// offered when the account asks for STARTTLS, a mechanism the server does
+// not offer) the account is reported PARKED with the reason and is not
+// polled again: any update of the account (UpdateAccount, which un-parks it
+// and raises its generation) restarts its worker.
+//
+// # One pass
+//
+// Read the secret (GetAccountSecret); connect (implicit TLS, STLS, or
+// plaintext only when the account says SECURITY_NONE; certificates are
+// verified against the system roots or Config.RootCAs unless the account
+// sets insecure_skip_verify, which is logged as a warning); authenticate
+// (XOAUTH2 accounts with SASL XOAUTH2; password accounts with SASL PLAIN
+// when CAPA offers it, else APOP when CAPA lists neither USER nor PLAIN and
+// the greeting has a timestamp, else USER/PASS); STAT; LIST; ListUpstreamIds;
+// UIDL. New messages (UIDL unknown to the store) are retrieved in server
+// order, pipelined when the server offers PIPELINING, and streamed into
+// IngestMessages; the fetcher asks the store to commit every
+// Config.FlushMessages messages or Config.FlushBytes octets. In delete mode
+// the messages the store acknowledged, and those it already had, are marked
+// with DELE; then QUIT. A server without UIDL is handled as
+// docs/decisions/0005-pop3-without-uidl.md describes (IdentityHeaders,
+// IdentityContent).
+//
+// A message larger than Config.MaxMessageSize (by LIST, or found so while
+// reading) is not downloaded (or abandoned), stays on the server, counts once
+// in mailbus_pop3_errors_total{kind="too_large"} and is named in the reason
+// of the account's IDLE status after every pass, for as long as it is
+// there; it is never retried in a loop, since LIST tells its size without
+// downloading it. A message the store refuses is remembered and not
+// downloaded again until the account changes generation.
+//
+// Every network operation has a deadline (Config.Timeout): a silent server
+// fails the pass, it never hangs a worker.
+//
+// # Status and events
+//
+// Each pass reports the account status: INITIAL_SYNC (first successful pass
+// not yet done) or SYNCING with progress while it downloads (at most every
+// Config.ProgressEvery), then IDLE with last_success_time; RETRYING or PARKED
+// with a reason that names the step and the server's answer and never holds
+// a secret. The store makes an account.status event of each change; an
+// unchanged idle status is refreshed only every Config.StatusHeartbeat so
+// that polling alone does not flood the event stream.
+//
+// # Shutdown
+//
+// When Run's context ends, each worker's pass stops: a message being
+// downloaded is abandoned (not stored), the complete messages already sent
+// are committed if the store answers within Config.ShutdownGrace, and if the
+// POP3 session is still usable it ends with QUIT (safe, since only stored
+// messages were marked with DELE). Run returns when every worker has.
+//
+// # Metrics
+//
+// mailbus_pop3_messages_fetched_total, mailbus_pop3_bytes_fetched_total,
+// mailbus_pop3_errors_total{kind}, mailbus_pop3_poll_duration_seconds{result}
+// and mailbus_pop3_accounts{state}, plus pkg/serving's gRPC and process
+// metrics, on Config.Registry; the gRPC health service reports SERVING.
 package pop3fetcher

@@ -1,0 +1,115 @@
+// Command mailbus-pop3fetcher runs the mailbus POP3 fetcher service: see
+// package pop3fetcher.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("mailbus-pop3fetcher", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `mailbus-pop3fetcher: the mailbus POP3 fetcher. It downloads every POP3
+account of the store (keep or delete mode) into the store, byte-exact; in
+delete mode it deletes a message on the server only once the store has it.
+
+Usage: mailbus-pop3fetcher [flags]
+
+Examples:
+  mailbus-pop3fetcher --store 127.0.0.1:7400
+  MAILBUS_STORE=store:7400 mailbus-pop3fetcher --listen 0.0.0.0:7420 --metrics-listen 0.0.0.0:7421 --log-format json
+  mailbus-pop3fetcher --store 127.0.0.1:7400 --once     # one pass of every account, then exit
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	var (
+		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", pop3fetcher.DefaultListen, "gRPC listen address (health, reflection)")
+		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", pop3fetcher.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
+		storeAddr     = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
+		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", pop3fetcher.DefaultMaxMessageSize, "larger messages are left on the server and reported, in bytes")
+		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_POP3_TIMEOUT", pop3fetcher.DefaultTimeout, "deadline of every network operation with a POP3 server")
+		refresh       = envflag.Duration(fs, "refresh", "MAILBUS_POP3_REFRESH", pop3fetcher.DefaultRefresh, "how often the account list is read")
+		window        = envflag.Int64(fs, "pipeline-window", "MAILBUS_POP3_PIPELINE_WINDOW", pop3fetcher.DefaultPipelineWindow, "RETR commands in flight when the server offers PIPELINING; 1 disables")
+		caFile        = envflag.String(fs, "ca-file", "MAILBUS_POP3_CA_FILE", "", "PEM file of CA certificates to trust for POP3 servers instead of the system roots")
+		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
+		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
+		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
+		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "mailbus-pop3fetcher: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	log, err := envflag.Logger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+		return 2
+	}
+	if *storeAddr == "" {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher: --store is required")
+		return 2
+	}
+	if *window < 1 || *window > 1000 {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher: --pipeline-window must be 1 to 1000")
+		return 2
+	}
+	cfg := pop3fetcher.Config{
+		Store: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
+		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
+		SpoolDir: *spoolDir,
+	}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+			return 1
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(os.Stderr, "mailbus-pop3fetcher: %s holds no PEM certificate\n", *caFile)
+			return 1
+		}
+	}
+	f, err := pop3fetcher.New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *once {
+		if err := f.RunOnce(ctx); err != nil {
+			log.Error("pass failed", "err", err)
+			return 1
+		}
+		return 0
+	}
+	if err := f.Run(ctx); err != nil {
+		log.Error("pop3fetcher failed", "err", err)
+		return 1
+	}
+	return 0
+}

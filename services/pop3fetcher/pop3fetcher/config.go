@@ -1,0 +1,154 @@
+package pop3fetcher
+
+import (
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/mailbus/mailbus/pkg/accountrun"
+	"github.com/mailbus/mailbus/pkg/pop3"
+)
+
+// Defaults of the zero fields of Config.
+const (
+	DefaultListen          = "127.0.0.1:7420"
+	DefaultMetricsListen   = "127.0.0.1:7421"
+	DefaultMaxMessageSize  = 64 << 20
+	DefaultRefresh         = accountrun.DefaultRefresh
+	DefaultTimeout         = pop3.DefaultTimeout
+	DefaultPipelineWindow  = pop3.DefaultPipelineWindow
+	DefaultFlushMessages   = 256
+	DefaultFlushBytes      = 16 << 20
+	DefaultRetryMin        = 10 * time.Second
+	DefaultRetryMax        = 10 * time.Minute
+	DefaultProgressEvery   = 2 * time.Second
+	DefaultStatusHeartbeat = 15 * time.Minute
+	DefaultShutdownGrace   = 5 * time.Second
+	// chunkSize is the size of the data requests of IngestMessages.
+	chunkSize = 128 << 10
+)
+
+// Config configures a Fetcher. The zero value of each field means its
+// default; Store or Conn is required.
+type Config struct {
+	// Store is the store's gRPC address ("host:port"), used when Conn is
+	// nil.
+	Store string
+	// Conn is an existing connection to the store (tests, the all-in-one
+	// binary). The Fetcher does not close it.
+	Conn *grpc.ClientConn
+
+	// Listen is the gRPC address of the health service (default
+	// 127.0.0.1:7420); Listener, when set, is used instead.
+	Listen   string
+	Listener net.Listener
+	// MetricsListen is the /metrics and /healthz address (default
+	// 127.0.0.1:7421); "-" disables it.
+	MetricsListen string
+	// Logger receives logs; nil discards them. Secrets are never logged.
+	Logger *slog.Logger
+	// Registry collects metrics; nil means a new one.
+	Registry *prometheus.Registry
+	// Ready, if set, is called once the gRPC server listens, with its
+	// address.
+	Ready func(addr string)
+
+	// MaxMessageSize: a larger message is skipped and reported in the
+	// account status (default 64 MiB, the store's default limit).
+	MaxMessageSize int64
+	// Refresh is how often the account list is read (default 10 s).
+	Refresh time.Duration
+	// RootCAs, when set, replaces the system roots for verifying POP3
+	// servers (tests with self-signed servers). Accounts with
+	// insecure_skip_verify skip verification altogether (with a warning).
+	RootCAs *x509.CertPool
+	// Timeout bounds every network operation with a POP3 server: dial,
+	// handshake and each read and write (default 60 s). A silent server
+	// fails the pass after it; a slow but steady one never does.
+	Timeout time.Duration
+	// PipelineWindow is how many RETR and DELE commands are in flight when
+	// the server offers PIPELINING (default 16; 1 turns pipelining off).
+	PipelineWindow int
+	// FlushMessages and FlushBytes: the fetcher asks the store to commit
+	// after this many messages or octets since the last commit (defaults
+	// 256 and 16 MiB). Smaller values give earlier acknowledgements (and
+	// earlier DELE in delete mode) at the cost of more transactions.
+	FlushMessages int
+	FlushBytes    int64
+	// RetryMin and RetryMax bound the backoff after a temporary error
+	// (defaults 10 s and 10 min).
+	RetryMin, RetryMax time.Duration
+	// ProgressEvery is how often a long pass reports its progress (default
+	// 2 s).
+	ProgressEvery time.Duration
+	// StatusHeartbeat: an unchanged idle status is reported again (with a
+	// new last_success_time, which makes an account.status event) at most
+	// this often (default 15 min). A pass that stored messages or changed
+	// the state or reason reports at once.
+	StatusHeartbeat time.Duration
+	// ShutdownGrace bounds the work done after the context ends: asking
+	// the store to commit the messages already sent in full, DELE of the
+	// acknowledged ones and QUIT (default 5 s).
+	ShutdownGrace time.Duration
+	// SpoolDir holds the temporary files of the no-UIDL content-hash mode
+	// (default os.TempDir()).
+	SpoolDir string
+	// Jitter, when set, replaces the random jitter of poll intervals and
+	// backoff (tests): it gets the nominal delay and returns the one to
+	// wait.
+	Jitter func(time.Duration) time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Conn == nil && c.Store == "" {
+		return errors.New("pop3fetcher: no store: set Store (--store) to the store's gRPC address")
+	}
+	if c.Listen == "" && c.Listener == nil {
+		c.Listen = DefaultListen
+	}
+	switch c.MetricsListen {
+	case "":
+		c.MetricsListen = DefaultMetricsListen
+	case "-":
+		c.MetricsListen = ""
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Refresh, DefaultRefresh)
+	def(&c.Timeout, DefaultTimeout)
+	def(&c.RetryMin, DefaultRetryMin)
+	def(&c.RetryMax, DefaultRetryMax)
+	def(&c.ProgressEvery, DefaultProgressEvery)
+	def(&c.StatusHeartbeat, DefaultStatusHeartbeat)
+	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = c.RetryMin
+	}
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.PipelineWindow <= 0 {
+		c.PipelineWindow = DefaultPipelineWindow
+	}
+	if c.FlushMessages <= 0 {
+		c.FlushMessages = DefaultFlushMessages
+	}
+	if c.FlushBytes <= 0 {
+		c.FlushBytes = DefaultFlushBytes
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package pop3fetcher
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mailbus/mailbus/pkg/pop3"
+)
+
+// PassError is why a poll pass failed. Its Reason is what the account
+// status shows: it names the step and the server's answer, and never
+// contains a secret.
+type PassError struct {
+	// Kind is one of the Kind constants.
+	Kind string
+	// Permanent errors park the account until it is updated; the others
+	// are retried with backoff.
+	Permanent bool
+	// Reason is a human-readable explanation.
+	Reason string
+	// Err is the underlying error.
+	Err error
+}
+
+func (e *PassError) Error() string { return e.Reason }
+
+func (e *PassError) Unwrap() error { return e.Err }
+
+// errAccountGone: the store no longer has the account. The worker stops;
+// the supervisor notices the removal on its next look.
+var errAccountGone = errors.New("pop3fetcher: account no longer exists")
+
+// storeError marks an error of a call to the store.
+type storeError struct {
+	op  string
+	err error
+}
+
+func (e *storeError) Error() string { return fmt.Sprintf("store: %s: %v", e.op, e.err) }
+func (e *storeError) Unwrap() error { return e.err }
+
+func storeErr(op string, err error) error {
+	if status.Code(err) == codes.NotFound {
+		return fmt.Errorf("%w: store: %s: %w", errAccountGone, op, err)
+	}
+	return &storeError{op: op, err: err}
+}
+
+// configError marks an account configuration that cannot work.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+// classify turns an error of a pass into a PassError: what kind it is,
+// whether it is permanent, and a reason for the account status. step
+// names what the pass was doing ("connect", "login", "RETR" ...).
+func classify(step string, err error) *PassError {
+	var pe *PassError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	out := &PassError{Err: err, Reason: step + ": " + err.Error()}
+	var (
+		se   *storeError
+		ce   *configError
+		perr *pop3.Error
+		ne   net.Error
+	)
+	switch {
+	case errors.Is(err, errAccountGone):
+		out.Kind, out.Permanent = KindConfig, true
+	case errors.As(err, &ce):
+		out.Kind, out.Permanent = KindConfig, true
+	case errors.As(err, &se):
+		out.Kind = KindStore
+	case errors.Is(err, pop3.ErrAuthFailed), errors.Is(err, pop3.ErrAuthUnsupported), errors.Is(err, pop3.ErrAPOPUnavailable):
+		out.Kind, out.Permanent = KindAuth, true
+	case errors.Is(err, pop3.ErrSTLSUnavailable), certificateError(err):
+		out.Kind, out.Permanent = KindTLS, true
+	case errors.As(err, &perr):
+		switch {
+		case codeIs(perr.Code, "IN-USE"):
+			out.Kind = KindInUse
+		case codeIs(perr.Code, "LOGIN-DELAY"):
+			out.Kind = KindLoginDelay
+		default:
+			out.Kind = KindServer
+		}
+		out.Permanent = !pop3.Temporary(err)
+	case errors.Is(err, pop3.ErrProtocol):
+		out.Kind = KindProtocol
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		out.Kind = KindTimeout
+	default:
+		out.Kind = KindNetwork
+		out.Permanent = !pop3.Temporary(err)
+	}
+	return out
+}
+
+func codeIs(code, want string) bool {
+	return code == want || len(code) > len(want) && code[:len(want)+1] == want+"/"
+}
+
+// certificateError reports whether err is a TLS failure that will not fix
+// itself: an untrusted, expired or mismatching certificate, or a server that
+// does not speak TLS at all.
+func certificateError(err error) bool {
+	var (
+		cve   *tls.CertificateVerificationError
+		host  x509.HostnameError
+		auth  x509.UnknownAuthorityError
+		inval x509.CertificateInvalidError
+		rec   tls.RecordHeaderError
+	)
+	return errors.As(err, &cve) || errors.As(err, &host) || errors.As(err, &auth) ||
+		errors.As(err, &inval) || errors.As(err, &rec)
+}

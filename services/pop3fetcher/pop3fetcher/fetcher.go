@@ -1,0 +1,170 @@
+package pop3fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/mailbus/mailbus/pkg/accountrun"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/serving"
+)
+
+const serviceName = "pop3fetcher"
+
+// Fetcher is the POP3 fetcher service.
+type Fetcher struct {
+	cfg      Config
+	log      *slog.Logger
+	conn     *grpc.ClientConn
+	ownConn  bool
+	accounts mailbusv1.AccountServiceClient
+	ingest   mailbusv1.IngestServiceClient
+	metrics  *metrics
+
+	mu  sync.Mutex
+	mem map[string]*accountMemory
+}
+
+// New checks the configuration, registers the metrics and prepares the
+// connection to the store (it connects lazily).
+func New(cfg Config) (*Fetcher, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}}
+	f.conn = cfg.Conn
+	if f.conn == nil {
+		f.conn, err = grpc.NewClient(cfg.Store, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("pop3fetcher: store %s: %w", cfg.Store, err)
+		}
+		f.ownConn = true
+	}
+	f.accounts = mailbusv1.NewAccountServiceClient(f.conn)
+	f.ingest = mailbusv1.NewIngestServiceClient(f.conn)
+	return f, nil
+}
+
+// Run serves health and metrics and runs one worker per POP3 account of
+// the store until ctx ends; then it stops every worker (each abandons its
+// current message cleanly) and returns.
+func (f *Fetcher) Run(ctx context.Context) error {
+	if f.ownConn {
+		defer f.conn.Close()
+	}
+	srv, err := serving.New(serving.Config{
+		Name: serviceName, Listen: f.cfg.Listen, Listener: f.cfg.Listener, MetricsListen: f.cfg.MetricsListen,
+		Registry: f.cfg.Registry, Logger: f.log,
+	})
+	if err != nil {
+		return fmt.Errorf("pop3fetcher: %w", err)
+	}
+	sup := accountrun.New(accountrun.Config{
+		Accounts: accountrun.FromClient(f.accounts),
+		Protocol: mailbusv1.Protocol_PROTOCOL_POP3,
+		Work:     f.work,
+		Refresh:  f.cfg.Refresh,
+		Logger:   f.log,
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	supDone := make(chan struct{})
+	go func() {
+		defer close(supDone)
+		_ = sup.Run(ctx)
+	}()
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	f.log.Info("serving", "addr", srv.Addr().String(), "store", f.storeTarget())
+	if f.cfg.Ready != nil {
+		f.cfg.Ready(srv.Addr().String())
+	}
+	runErr := srv.Run(ctx)
+	cancel()
+	<-supDone
+	f.log.Info("stopped")
+	return runErr
+}
+
+func (f *Fetcher) storeTarget() string {
+	if f.cfg.Store != "" {
+		return f.cfg.Store
+	}
+	return f.conn.Target()
+}
+
+// RunOnce runs one poll pass for every POP3 account that is not parked,
+// one after the other, and returns. It serves no health or metrics
+// endpoint (the metrics still go to Config.Registry). The error joins the
+// failed passes.
+func (f *Fetcher) RunOnce(ctx context.Context) error {
+	if f.ownConn {
+		defer f.conn.Close()
+	}
+	var accounts []*mailbusv1.Account
+	token := ""
+	for {
+		resp, err := f.accounts.ListAccounts(ctx, &mailbusv1.ListAccountsRequest{Protocol: mailbusv1.Protocol_PROTOCOL_POP3, PageSize: 1000, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("pop3fetcher: list accounts: %w", err)
+		}
+		accounts = append(accounts, resp.Accounts...)
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+	}
+	var errs []error
+	for _, a := range accounts {
+		if a.GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+			f.log.Warn("account is parked; skipped until it is updated", "account", a.Id, "name", a.Name, "reason", a.GetStatus().GetReason())
+			continue
+		}
+		if a.InsecureSkipVerify {
+			f.log.Warn("TLS certificate verification is OFF for this account (insecure_skip_verify)", "account", a.Id, "name", a.Name, "host", a.Host)
+		}
+		res, err := f.Poll(ctx, a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("account %s (%s): %w", a.Id, a.Name, err))
+			continue
+		}
+		f.log.Info("pass done", "account", a.Id, "name", a.Name, "new", res.New, "fetched", res.Fetched, "bytes", res.Bytes, "deleted", res.Deleted)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// memory returns what the fetcher remembers of an account across the
+// passes of one generation.
+func (f *Fetcher) memory(a *mailbusv1.Account) *accountMemory {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.mem[a.Id]
+	if m == nil || m.generation != a.Generation {
+		m = &accountMemory{generation: a.Generation, refused: map[string]string{}, tooLarge: map[string]bool{}, oversized: map[string]int64{}}
+		f.mem[a.Id] = m
+	}
+	return m
+}
+
+func (f *Fetcher) forget(a *mailbusv1.Account) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := f.mem[a.Id]; m != nil && m.generation == a.Generation {
+		delete(f.mem, a.Id)
+	}
+}

@@ -1,0 +1,570 @@
+package pop3fetcher
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/pop3"
+)
+
+// PassResult is what one poll pass did.
+type PassResult struct {
+	// Messages is how many messages the maildrop held.
+	Messages int
+	// Known is how many of them the store already had.
+	Known int
+	// New is how many were new to the store and retrieved.
+	New int
+	// Fetched is how many of those the store acknowledged (durably stored)
+	// in this pass; Bytes is their octets.
+	Fetched int
+	Bytes   int64
+	// Deleted is how many messages the server deleted at QUIT (delete
+	// mode).
+	Deleted int
+	// Skipped lists the messages left alone, and why.
+	Skipped []Skipped
+	// Identity says how messages were identified: IdentityUIDL,
+	// IdentityHeaders or IdentityContent.
+	Identity string
+}
+
+// Skipped is a message a pass did not store.
+type Skipped struct {
+	Number int    // message number in the session
+	UIDL   string // its id
+	Size   int64  // octets, as LIST reports them
+	Reason string
+}
+
+// accountMemory is what the fetcher remembers of an account between the
+// passes of one generation (a new generation, after any update of the
+// account, starts afresh).
+type accountMemory struct {
+	generation uint64
+	// loginDelay is the server's LOGIN-DELAY, a lower bound on the wait
+	// between passes.
+	loginDelay time.Duration
+	// succeeded: a pass of this generation succeeded.
+	succeeded bool
+	// refused maps the ids the store refused to its reason: they are not
+	// downloaded again in this generation.
+	refused map[string]string
+	// tooLarge holds the ids already counted in the too_large metric.
+	tooLarge map[string]bool
+	// oversized maps the ids of messages found too large while reading
+	// them (the server's LIST size was too low) to the octets read: they
+	// are not downloaded again in this generation.
+	oversized map[string]int64
+	// last is the last status reported, at lastAt.
+	last   *mailbusv1.AccountStatus
+	lastAt time.Time
+}
+
+// job is a message to retrieve.
+type job struct {
+	idx  int
+	num  int
+	uidl string // "" in content mode until the message has been read
+	size int64  // LIST size; the actual size once sent
+}
+
+// pass is one poll pass of one account.
+type pass struct {
+	f    *Fetcher
+	acct *mailbusv1.Account
+	mem  *accountMemory
+	log  *slog.Logger
+	res  *PassResult
+	step string
+
+	c       *pop3.Client
+	stale   bool // the store has a newer generation of the account
+	initial bool // the account has never had a successful pass
+	known   map[string]bool
+	jobs    []job
+	dele    []int // messages to DELE (delete mode): stored before or acknowledged now
+	occ     occurrences
+	spool   *spool
+
+	// progress
+	done, total         uint64
+	doneBytes, allBytes uint64
+	lastProgress        time.Time
+}
+
+// Poll runs one poll pass of an account, as its worker does between two
+// waits, and reports the account's status to the store: SYNCING (or
+// INITIAL_SYNC on the first pass) with progress while it downloads, IDLE
+// with last_success_time when it succeeds, RETRYING or PARKED with a
+// reason when it fails. A failure is returned as *PassError; a pass cut
+// short by ctx returns an error wrapping ctx's and reports nothing.
+//
+// One pass: read the account's secret; connect as the account's security
+// says; authenticate; STAT; UIDL (or a fallback, see Identity*); LIST;
+// diff with the ids the store has (ListUpstreamIds); retrieve the new
+// messages in server order (pipelined when the server offers PIPELINING)
+// and stream each into IngestMessages; in delete mode DELE every message
+// the store has acknowledged in this pass or had before; QUIT.
+func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResult, error) {
+	mem := f.memory(acct)
+	p := &pass{
+		f: f, acct: acct, mem: mem, res: &PassResult{Identity: IdentityUIDL},
+		log:     f.log.With("account", acct.Id, "name", acct.Name),
+		initial: !mem.succeeded && acct.GetStatus().GetLastSuccessTime() == nil,
+		occ:     occurrences{},
+	}
+	start := time.Now()
+	err := p.run(ctx)
+	if p.spool != nil {
+		p.spool.close()
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	f.metrics.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	if ctx.Err() != nil && err != nil {
+		p.log.Info("pass interrupted", "fetched", p.res.Fetched, "err", err)
+		return p.res, fmt.Errorf("pop3fetcher: pass interrupted: %w", context.Cause(ctx))
+	}
+	if err != nil {
+		pe := classify(p.step, err)
+		f.metrics.errors.WithLabelValues(pe.Kind).Inc()
+		p.reportFailure(ctx, pe)
+		return p.res, pe
+	}
+	mem.succeeded = true
+	p.reportSuccess(ctx)
+	return p.res, nil
+}
+
+func (p *pass) run(ctx context.Context) error {
+	p.step = "read account secret"
+	sec, err := p.f.ingest.GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id})
+	if err != nil {
+		return storeErr("get account secret", err)
+	}
+	p.stale = sec.Generation != p.acct.Generation
+	opts, err := p.options()
+	if err != nil {
+		return err
+	}
+	p.step = "connect"
+	addr := net.JoinHostPort(p.acct.Host, strconv.Itoa(int(p.acct.Port)))
+	c, err := pop3.Dial(ctx, addr, opts)
+	if err != nil {
+		return err
+	}
+	p.c = c
+	defer c.Close()
+	p.step = "CAPA"
+	caps, err := c.Capabilities(ctx)
+	if err != nil {
+		return err
+	}
+	p.noteLoginDelay(caps)
+	p.step = "login"
+	creds, mech := credentials(p.acct, caps, c.Greeting(), sec.Secret)
+	if err := c.Login(ctx, creds, mech); err != nil {
+		return err
+	}
+	if _, perUser, ok := caps.LoginDelay(); ok && perUser {
+		if caps, err := c.Capabilities(ctx); err == nil {
+			p.noteLoginDelay(caps)
+		}
+	}
+	p.step = "STAT"
+	count, _, err := c.Stat(ctx)
+	if err != nil {
+		return err
+	}
+	p.res.Messages = count
+	var syncErr error
+	if count > 0 {
+		syncErr = p.sync(ctx)
+	}
+	return p.end(ctx, syncErr)
+}
+
+// options are the POP3 client options of the account.
+func (p *pass) options() (*pop3.Options, error) {
+	o := &pop3.Options{
+		Timeout:        p.f.cfg.Timeout,
+		MaxMessageSize: p.f.cfg.MaxMessageSize,
+		PipelineWindow: p.f.cfg.PipelineWindow,
+		Logger:         p.log,
+		TLSConfig: &tls.Config{
+			ServerName:         p.acct.Host,
+			RootCAs:            p.f.cfg.RootCAs,
+			InsecureSkipVerify: p.acct.InsecureSkipVerify, //nolint:gosec // per-account opt-out, logged as a warning
+			MinVersion:         tls.VersionTLS12,
+		},
+	}
+	switch p.acct.Security {
+	case mailbusv1.Security_SECURITY_TLS:
+		o.Security = pop3.SecurityTLS
+	case mailbusv1.Security_SECURITY_STARTTLS:
+		o.Security = pop3.SecuritySTARTTLS
+	case mailbusv1.Security_SECURITY_NONE:
+		o.Security = pop3.SecurityNone
+	default:
+		return nil, &configError{fmt.Sprintf("account security %v is not supported", p.acct.Security)}
+	}
+	return o, nil
+}
+
+// credentials chooses how to log in. XOAUTH2 accounts use SASL XOAUTH2
+// with the secret as the bearer token. Password accounts use SASL PLAIN
+// when CAPA lists it (one round trip, and the server's preferred way);
+// else APOP when CAPA lists neither USER nor PLAIN but the greeting
+// carries an APOP timestamp; else USER/PASS. A refused login is never
+// retried with another mechanism within a pass: that would only double the
+// failed attempts the server counts.
+func credentials(a *mailbusv1.Account, caps pop3.Capabilities, g pop3.Greeting, secret string) (pop3.Credentials, pop3.Mechanism) {
+	if a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2 {
+		return pop3.Credentials{Username: a.Username, Token: secret}, pop3.MechanismXOAUTH2
+	}
+	creds := pop3.Credentials{Username: a.Username, Password: secret}
+	switch {
+	case caps.HasSASL("PLAIN"):
+		return creds, pop3.MechanismPlain
+	case len(caps) > 0 && !caps.Has("USER") && g.Timestamp != "":
+		return creds, pop3.MechanismAPOP
+	}
+	return creds, pop3.MechanismUser
+}
+
+func (p *pass) noteLoginDelay(caps pop3.Capabilities) {
+	if d, _, ok := caps.LoginDelay(); ok {
+		p.mem.loginDelay = d
+	}
+}
+
+func (p *pass) deleteMode() bool { return p.acct.Pop3Mode == mailbusv1.Pop3Mode_POP3_MODE_DELETE }
+
+// sync lists the maildrop, diffs it with the store and retrieves what is
+// new.
+func (p *pass) sync(ctx context.Context) error {
+	p.step = "LIST"
+	list, err := p.c.List(ctx)
+	if err != nil {
+		return err
+	}
+	p.step = "list stored messages"
+	if p.known, err = p.f.knownIDs(ctx, p.acct.Id); err != nil {
+		return err
+	}
+	p.step = "UIDL"
+	uidls, err := p.c.Uidl(ctx)
+	switch {
+	case errors.Is(err, pop3.ErrUIDLUnsupported):
+		return p.syncWithoutUIDL(ctx, list)
+	case err != nil:
+		return err
+	}
+	sizes := make(map[int]int64, len(list))
+	for _, e := range list {
+		sizes[e.Number] = e.Size
+	}
+	count := map[string]int{}
+	for _, e := range uidls {
+		count[e.UID]++
+	}
+	fetching := map[string]bool{}
+	for _, e := range uidls {
+		id := storeUIDL(e.UID)
+		size, listed := sizes[e.Number]
+		if !listed {
+			continue // not in LIST: marked deleted, or gone
+		}
+		dup := count[e.UID] > 1
+		if p.known[id] {
+			p.res.Known++
+			if p.deleteMode() && !dup {
+				p.dele = append(p.dele, e.Number)
+			}
+			continue
+		}
+		if dup && fetching[id] {
+			p.skip(e.Number, id, size, "another message of the maildrop has the same UIDL; only the first is stored, and none of them is deleted")
+			continue
+		}
+		if p.admit(e.Number, id, size) {
+			fetching[id] = true
+			p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: size})
+		}
+	}
+	return p.fetch(ctx)
+}
+
+// admit reports whether a new message is to be retrieved; if not, it is
+// recorded as skipped.
+func (p *pass) admit(num int, id string, size int64) bool {
+	if reason, ok := p.mem.refused[id]; ok {
+		p.skip(num, id, size, "refused by the store: "+reason)
+		return false
+	}
+	if n, ok := p.mem.oversized[id]; ok {
+		size = max(size, n)
+	}
+	if size > p.f.cfg.MaxMessageSize {
+		p.tooLarge(num, id, size)
+		return false
+	}
+	return true
+}
+
+func (p *pass) tooLarge(num int, id string, size int64) {
+	what := fmt.Sprintf("%d octets", size)
+	if p.mem.oversized[id] == size {
+		what = "more octets than LIST said"
+	}
+	p.skip(num, id, size, fmt.Sprintf("%s, more than the limit of %d", what, p.f.cfg.MaxMessageSize))
+	if !p.mem.tooLarge[id] {
+		p.mem.tooLarge[id] = true
+		p.f.metrics.errors.WithLabelValues(KindTooLarge).Inc()
+		p.log.Warn("message larger than the limit; skipped and left on the server", "number", num, "uidl", id, "size", size, "limit", p.f.cfg.MaxMessageSize)
+	}
+}
+
+func (p *pass) skip(num int, id string, size int64, reason string) {
+	p.res.Skipped = append(p.res.Skipped, Skipped{Number: num, UIDL: id, Size: size, Reason: reason})
+}
+
+// knownIDs returns the ids of the messages the store has for an account.
+func (f *Fetcher) knownIDs(ctx context.Context, accountID string) (map[string]bool, error) {
+	stream, err := f.ingest.ListUpstreamIds(ctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: accountID})
+	if err != nil {
+		return nil, storeErr("list upstream ids", err)
+	}
+	known := map[string]bool{}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return known, nil
+		}
+		if err != nil {
+			return nil, storeErr("list upstream ids", err)
+		}
+		for _, m := range resp.Messages {
+			if u := m.GetUpstream().GetUidl(); u != "" {
+				known[u] = true
+			}
+		}
+	}
+}
+
+// fetch retrieves the jobs and streams them into the store.
+func (p *pass) fetch(ctx context.Context) error {
+	if len(p.jobs) == 0 {
+		return nil
+	}
+	p.total = uint64(len(p.jobs))
+	for _, j := range p.jobs {
+		p.allBytes += uint64(max(j.size, 0))
+	}
+	p.reportProgress(ctx, true)
+	p.step = "open ingest stream"
+	ing, err := p.f.openIngest(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { ing.close() }()
+	nums := make([]int, len(p.jobs))
+	for i, j := range p.jobs {
+		nums[i] = j.num
+	}
+	p.step = "RETR"
+	next := 0
+	err = p.c.RetrPipelined(ctx, nums, func(n int, r io.Reader) error {
+		j := &p.jobs[next]
+		next++
+		return p.one(ctx, &ing, j, r)
+	})
+	if err != nil || ctx.Err() != nil {
+		gctx, cancel := p.graceContext(ctx)
+		ing.abandon(gctx)
+		cancel()
+		p.collect(ing)
+		if err == nil {
+			err = ctx.Err()
+		}
+		return err
+	}
+	p.step = "store messages"
+	err = ing.finish(ctx)
+	p.collect(ing)
+	return err
+}
+
+// one stores one retrieved message.
+func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader) error {
+	body := r
+	if j.uidl == "" {
+		base, size, err := p.spoolOne(r)
+		if err != nil {
+			if errors.Is(err, pop3.ErrTooLarge) {
+				p.tooLarge(j.num, "", j.size)
+				return nil
+			}
+			return err
+		}
+		j.uidl, j.size, body = p.occ.id(base), size, p.spool
+		if p.known[j.uidl] {
+			p.res.Known++
+			p.done++
+			if p.deleteMode() {
+				p.dele = append(p.dele, j.num)
+			}
+			return nil
+		}
+		if !p.admit(j.num, j.uidl, size) {
+			return nil
+		}
+	}
+	p.res.New++
+	meta := &mailbusv1.IngestMeta{
+		AccountId: p.acct.Id,
+		Upstream:  &mailbusv1.UpstreamId{Uidl: j.uidl},
+		Ref:       strconv.Itoa(j.idx),
+		Size:      uint64(max(j.size, 0)),
+	}
+	n, err := (*ing).send(meta, body)
+	if err != nil {
+		if errors.Is(err, pop3.ErrTooLarge) {
+			// The server sent more than LIST announced, and more than the
+			// limit: drop the partial message (the stream must be cut for
+			// that, after the complete ones are committed) and go on with
+			// a new stream.
+			p.res.New--
+			n = p.f.cfg.MaxMessageSize + 1 // read up to the limit, and then more
+			p.mem.oversized[j.uidl] = n
+			p.tooLarge(j.num, j.uidl, n)
+			gctx, cancel := p.graceContext(ctx)
+			(*ing).abandon(gctx)
+			cancel()
+			p.collect(*ing)
+			(*ing).close()
+			if *ing, err = p.f.openIngest(ctx); err != nil {
+				return err
+			}
+			return nil
+		}
+		return err
+	}
+	j.size = n
+	p.collect(*ing)
+	if err := (*ing).maybeFlush(p.f.cfg.FlushMessages, p.f.cfg.FlushBytes); err != nil {
+		return err
+	}
+	p.reportProgress(ctx, false)
+	return nil
+}
+
+func (p *pass) spoolOne(r io.Reader) (string, int64, error) {
+	if p.spool == nil {
+		s, err := newSpool(p.f.cfg.SpoolDir)
+		if err != nil {
+			return "", 0, fmt.Errorf("spool: %w", err)
+		}
+		p.spool = s
+	}
+	return p.spool.fill(r)
+}
+
+// collect records the store's answers: an acknowledged message counts as
+// fetched (and, in delete mode, may now be deleted); a refused one is
+// skipped, and not downloaded again in this generation.
+func (p *pass) collect(ing *ingestStream) {
+	for _, r := range ing.take() {
+		idx, err := strconv.Atoi(r.Ref)
+		if err != nil || idx < 0 || idx >= len(p.jobs) {
+			p.log.Error("store answered an unknown reference", "ref", r.Ref)
+			continue
+		}
+		j := p.jobs[idx]
+		if r.Error != "" {
+			p.mem.refused[j.uidl] = r.Error
+			p.skip(j.num, j.uidl, j.size, "refused by the store: "+r.Error)
+			p.f.metrics.errors.WithLabelValues(KindRefused).Inc()
+			p.log.Warn("store refused a message; it stays on the server", "number", j.num, "uidl", j.uidl, "err", r.Error)
+			continue
+		}
+		p.res.Fetched++
+		p.res.Bytes += j.size
+		p.done++
+		p.doneBytes += uint64(j.size)
+		p.f.metrics.fetched.Inc()
+		p.f.metrics.bytes.Add(float64(j.size))
+		if p.deleteMode() {
+			p.dele = append(p.dele, j.num)
+		}
+	}
+}
+
+// graceContext is ctx, or, when ctx has ended, a context for the short
+// clean-up after it (Config.ShutdownGrace).
+func (p *pass) graceContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() == nil {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), p.f.cfg.ShutdownGrace)
+}
+
+// end finishes the session after the sync (which failed with syncErr, or
+// not): in delete mode it marks the stored messages with DELE, then it
+// sends QUIT, as long as the session is still usable. It is always safe to
+// QUIT: DELE is only ever sent for messages the store has durably, so the
+// deletions QUIT commits lose nothing, even after a failure or when ctx
+// has ended.
+func (p *pass) end(ctx context.Context, syncErr error) error {
+	ectx, cancel := p.graceContext(ctx)
+	defer cancel()
+	deleErr := error(nil)
+	if p.deleteMode() && len(p.dele) > 0 {
+		p.step = "DELE"
+		deleErr = p.c.DeleMany(ectx, p.dele)
+		if deleErr != nil && syncErr == nil {
+			syncErr = deleErr
+		}
+	}
+	if errors.Is(deleErr, pop3.ErrClosed) || errors.Is(syncErr, pop3.ErrClosed) {
+		return syncErr
+	}
+	if syncErr != nil {
+		p.step = "QUIT"
+		err := p.c.Quit(ectx)
+		if err == nil && p.deleteMode() && deleErr == nil {
+			p.res.Deleted = len(p.dele)
+		}
+		if err != nil && !errors.Is(err, pop3.ErrClosed) {
+			p.log.Debug("QUIT after a failure failed", "err", err)
+		}
+		return syncErr
+	}
+	p.step = "QUIT"
+	err := p.c.Quit(ectx)
+	switch {
+	case err == nil:
+		if p.deleteMode() {
+			p.res.Deleted = len(p.dele)
+		}
+		return nil
+	case p.deleteMode() && len(p.dele) > 0:
+		return &PassError{Kind: KindQuit, Err: err, Reason: fmt.Sprintf(
+			"QUIT failed, so the server may not have deleted the %d stored messages marked for deletion (they are deleted on a later pass): %v", len(p.dele), err)}
+	default:
+		p.f.metrics.errors.WithLabelValues(KindQuit).Inc()
+		p.log.Warn("QUIT failed (keep mode: nothing to commit)", "err", err)
+		return nil
+	}
+}

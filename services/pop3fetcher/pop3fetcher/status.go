@@ -1,0 +1,105 @@
+package pop3fetcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// maxReason keeps a status reason within what the store keeps (2000).
+const maxReason = 1900
+
+// reportProgress reports SYNCING (INITIAL_SYNC on the first pass) with
+// the progress, at most every Config.ProgressEvery unless forced.
+func (p *pass) reportProgress(ctx context.Context, force bool) {
+	if !force && time.Since(p.lastProgress) < p.f.cfg.ProgressEvery {
+		return
+	}
+	p.lastProgress = time.Now()
+	state := mailbusv1.SyncState_SYNC_STATE_SYNCING
+	if p.initial {
+		state = mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC
+	}
+	p.report(ctx, &mailbusv1.AccountStatus{State: state, Progress: &mailbusv1.SyncProgress{
+		MessagesDone: p.done, MessagesTotal: p.total, BytesDone: p.doneBytes, BytesTotal: p.allBytes,
+	}})
+}
+
+// reportSuccess reports IDLE with last_success_time and, as the reason, the
+// messages left on the server (too large, refused). An idle status equal
+// to the last one is sent again only after Config.StatusHeartbeat, unless
+// the pass stored messages: each report that changes the status makes an
+// account.status event.
+func (p *pass) reportSuccess(ctx context.Context) {
+	st := &mailbusv1.AccountStatus{
+		State:           mailbusv1.SyncState_SYNC_STATE_IDLE,
+		Reason:          skippedReason(p.res.Skipped),
+		LastSuccessTime: timestamppb.Now(),
+	}
+	last := p.mem.last
+	unchanged := last != nil && last.State == st.State && last.Reason == st.Reason &&
+		p.res.Fetched == 0 && time.Since(p.mem.lastAt) < p.f.cfg.StatusHeartbeat
+	if unchanged {
+		return
+	}
+	p.report(ctx, st)
+}
+
+// reportFailure reports RETRYING or PARKED with the reason. A pass of an
+// account that has since been updated (the store has a newer generation)
+// reports nothing: its configuration is old, and its worker is about to be
+// replaced.
+func (p *pass) reportFailure(ctx context.Context, pe *PassError) {
+	if p.stale || errors.Is(pe, errAccountGone) {
+		return
+	}
+	st := &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_RETRYING, Reason: pe.Reason + " (retrying with backoff)"}
+	if pe.Permanent {
+		st = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: pe.Reason + " (parked: not polled again until the account is updated)"}
+	}
+	p.report(ctx, st)
+}
+
+func (p *pass) report(ctx context.Context, st *mailbusv1.AccountStatus) {
+	if len(st.Reason) > maxReason {
+		st.Reason = st.Reason[:maxReason] + "..."
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if _, err := p.f.ingest.ReportAccountStatus(ctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st}); err != nil {
+		p.log.Warn("cannot report the account status", "state", st.State.String(), "err", err)
+		return
+	}
+	p.mem.last = proto.Clone(st).(*mailbusv1.AccountStatus)
+	p.mem.lastAt = time.Now()
+}
+
+// skippedReason describes the messages left on the server, in server
+// order; the text stays the same from pass to pass while they stay.
+func skippedReason(skipped []Skipped) string {
+	if len(skipped) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d message(s) left on the server and not stored:", len(skipped))
+	for i, s := range skipped {
+		if b.Len() > maxReason-100 {
+			fmt.Fprintf(&b, " and %d more", len(skipped)-i)
+			break
+		}
+		if s.UIDL != "" {
+			fmt.Fprintf(&b, " [uidl %s: %s]", s.UIDL, s.Reason)
+		} else {
+			fmt.Fprintf(&b, " [message %d: %s]", s.Number, s.Reason)
+		}
+	}
+	return b.String()
+}

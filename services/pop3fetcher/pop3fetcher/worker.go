@@ -1,0 +1,106 @@
+package pop3fetcher
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/mailbus/mailbus/pkg/backoff"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// work runs one account until ctx ends (accountrun's Work): a poll pass,
+// then a wait of the poll interval (jittered, at least the server's
+// LOGIN-DELAY), again and again. After a temporary error it waits a
+// backoff delay instead; after a permanent one the account is parked and
+// the worker only waits for ctx: the supervisor restarts it when the
+// account is updated (a new generation).
+func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
+	log := f.log.With("account", acct.Id, "name", acct.Name)
+	mem := f.memory(acct)
+	defer f.forget(acct)
+	state := stateActive
+	f.metrics.accounts.WithLabelValues(state).Inc()
+	setState := func(s string) {
+		if s != state {
+			f.metrics.accounts.WithLabelValues(state).Dec()
+			f.metrics.accounts.WithLabelValues(s).Inc()
+			state = s
+		}
+	}
+	defer func() { f.metrics.accounts.WithLabelValues(state).Dec() }()
+
+	if acct.GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+		setState(stateParked)
+		log.Warn("account is parked; not polling until it is updated", "reason", acct.GetStatus().GetReason())
+		<-ctx.Done()
+		return
+	}
+	if acct.InsecureSkipVerify {
+		log.Warn("TLS certificate verification is OFF for this account (insecure_skip_verify)", "host", acct.Host)
+	}
+	log.Info("polling", "host", acct.Host, "port", acct.Port, "security", acct.Security.String(),
+		"mode", acct.Pop3Mode.String(), "interval", acct.GetPollInterval().AsDuration().String())
+	bo := backoff.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax}
+	for {
+		res, err := f.Poll(ctx, acct)
+		if ctx.Err() != nil {
+			return
+		}
+		var wait time.Duration
+		var pe *PassError
+		switch {
+		case err == nil:
+			setState(stateActive)
+			bo.Reset()
+			wait = f.jitter(pollInterval(acct))
+			log.Debug("pass done", "new", res.New, "fetched", res.Fetched, "deleted", res.Deleted, "next", wait.String())
+		case errors.As(err, &pe) && pe.Permanent:
+			setState(stateParked)
+			if errors.Is(err, errAccountGone) {
+				log.Info("account is gone; worker idle until the supervisor stops it")
+			} else {
+				log.Error("account parked until it is updated", "kind", pe.Kind, "reason", pe.Reason)
+			}
+			<-ctx.Done()
+			return
+		default:
+			setState(stateRetrying)
+			wait = bo.Next()
+			if f.cfg.Jitter != nil {
+				wait = f.cfg.Jitter(wait)
+			}
+			kind := KindNetwork
+			if pe != nil {
+				kind = pe.Kind
+			}
+			log.Warn("pass failed; retrying", "kind", kind, "err", err, "in", wait.String())
+		}
+		wait = max(wait, mem.loginDelay)
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// pollInterval is the account's poll interval (60 s when unset).
+func pollInterval(a *mailbusv1.Account) time.Duration {
+	if d := a.GetPollInterval().AsDuration(); d > 0 {
+		return d
+	}
+	return 60 * time.Second
+}
+
+// jitter spreads a poll interval d uniformly over [0.9 d, 1.1 d], so that
+// accounts added together do not poll together forever.
+func (f *Fetcher) jitter(d time.Duration) time.Duration {
+	if f.cfg.Jitter != nil {
+		return f.cfg.Jitter(d)
+	}
+	spread := int64(d / 5)
+	if spread <= 0 {
+		return d
+	}
+	return d - d/10 + time.Duration(rand.Int64N(spread+1))
+}
