@@ -24,7 +24,7 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build test test-short generate check-generate lint fmt tools bench fuzz clean
+.PHONY: all build test test-short generate check-generate lint breaking fmt tools bench fuzz clean
 
 all: lint test
 
@@ -61,6 +61,15 @@ lint: tools
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PACKAGES)
 	buf lint
+
+# The API must stay wire- and JSON-compatible (events kept in JetStream must
+# stay readable): compare with the previous commit (BREAKING_AGAINST to
+# compare with another git ref).
+BREAKING_AGAINST ?= HEAD~1
+breaking: tools
+	@if git rev-parse -q --verify '$(BREAKING_AGAINST)^{commit}' >/dev/null; then \
+	  buf breaking --against '.git#ref=$(BREAKING_AGAINST)'; \
+	else echo "breaking: no $(BREAKING_AGAINST) to compare with"; fi
 
 fmt:
 	gofmt -w $(MODULES)
