@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -308,8 +312,10 @@ func TestBadPasswordParks(t *testing.T) {
 func TestAccountsFollowed(t *testing.T) {
 	e := startStore(t)
 	srv := pop3test.NewServer(t, pop3test.WithMailbox("a", "pa", someMessages(1, 2)...), pop3test.WithMailbox("b", "pb", someMessages(10, 3)...))
-	f, reg := e.newFetcher(t)
+	ready := make(chan string, 1)
+	f, reg := e.newFetcher(t, func(c *pop3fetcher.Config) { c.Ready = func(addr string) { ready <- addr } })
 	runFetcher(t, f)
+	checkHealth(t, <-ready)
 	a := e.fakeAccount(t, srv, "a", "pa", keep)
 	host, port := hostPort(t, srv.Addr())
 	b := e.createAccount(t, account{name: "b", host: host, port: port, user: "b", secret: "pb", mode: dele})
@@ -359,6 +365,20 @@ func TestTooLarge(t *testing.T) {
 		t.Errorf("errors_total{kind=too_large} = %v, want 2 (once each)", got)
 	}
 	e.checkStoredExactly(t, acct.Id, wires([]pop3test.Message{msgs[0], msgs[2], msgs[4]}))
+}
+
+// checkHealth checks that the fetcher's gRPC health service says SERVING.
+func checkHealth(t testing.TB, addr string) {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(callCtx(t), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health: %v %v", resp, err)
+	}
 }
 
 func countCommand(srv *pop3test.Server, cmd string) int {

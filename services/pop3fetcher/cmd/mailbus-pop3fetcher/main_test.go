@@ -1,0 +1,25 @@
+package main
+
+import "testing"
+
+func TestUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--help"}, 0},
+		{[]string{"--no-such-flag"}, 2},
+		{[]string{"extra"}, 2},
+		{[]string{"--log-level", "loud"}, 2},
+		{[]string{"--log-format", "xml"}, 2},
+		{[]string{"--store", ""}, 2},
+		{[]string{"--pipeline-window", "0"}, 2},
+		{[]string{"--timeout", "soon"}, 2},
+		{[]string{"--ca-file", "/nonexistent/ca.pem"}, 1},
+	}
+	for _, c := range cases {
+		if got := run(c.args); got != c.want {
+			t.Errorf("run(%q) = %d, want %d", c.args, got, c.want)
+		}
+	}
+}
