@@ -16,7 +16,7 @@ type Backoff struct {
 	// Min is the first nominal delay.
 	Min time.Duration
 	// Max caps the nominal delay.
-	Max time.Duration
+	Max  time.Duration
 	next time.Duration
 }
 
