@@ -21,8 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailbus/mailbus/pkg/backoff"
-	"github.com/mailbus/mailbus/pkg/mailflags"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/mailflags"
 )
 
 // account syncs one IMAP account. Everything that talks on the work
@@ -68,10 +68,10 @@ type known struct {
 func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
 	return &account{
 		s: s, st: st, a: a,
-		log:  s.log.With("account", a.Id),
-		wb:   make(chan struct{}, 1),
+		log:   s.log.With("account", a.Id),
+		wb:    make(chan struct{}, 1),
 		dirty: make(chan struct{}, 1),
-		dirt: map[string]bool{},
+		dirt:  map[string]bool{},
 	}
 }
 
