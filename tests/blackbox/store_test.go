@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,9 +46,28 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type storeProc struct {
 	cmd      *exec.Cmd
-	out      *bytes.Buffer
+	out      *syncBuffer
 	grpcAddr string
 	httpAddr string
 	done     chan error
@@ -55,7 +75,7 @@ type storeProc struct {
 
 func startStore(t *testing.T, bin, dataDir string, env []string, args ...string) *storeProc {
 	t.Helper()
-	p := &storeProc{out: &bytes.Buffer{}, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), done: make(chan error, 1)}
+	p := &storeProc{out: &syncBuffer{}, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"--listen", p.grpcAddr, "--metrics-listen", p.httpAddr, "--data", dataDir, "--nats", ""}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
