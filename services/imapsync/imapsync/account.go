@@ -198,10 +198,11 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	w.condstore = w.work.caps.Has(imap.CapCondStore)
 	w.folders = nil
 
-	if err := w.applyWriteBacks(ctx); err != nil {
+	// The folder list first: write-backs name folders by id.
+	if err := w.syncFolderList(ctx); err != nil {
 		return err
 	}
-	if err := w.syncFolderList(ctx); err != nil {
+	if err := w.applyWriteBacks(ctx); err != nil {
 		return err
 	}
 	if err := w.initialSyncs(ctx); err != nil {
@@ -290,10 +291,11 @@ func (w *account) syncDirty(ctx context.Context) error {
 // STATUS; without CONDSTORE flag changes are invisible to STATUS, so every
 // such folder is synced.
 func (w *account) poll(ctx context.Context, idled map[string]bool) error {
-	if err := w.applyWriteBacks(ctx); err != nil {
+	// The folder list first: write-backs name folders by id.
+	if err := w.syncFolderList(ctx); err != nil {
 		return err
 	}
-	if err := w.syncFolderList(ctx); err != nil {
+	if err := w.applyWriteBacks(ctx); err != nil {
 		return err
 	}
 	if err := w.initialSyncs(ctx); err != nil {

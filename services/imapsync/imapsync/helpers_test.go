@@ -466,7 +466,7 @@ func (e *env) consume(t testing.TB, accountID string) *consumer {
 	var cons jetstream.Consumer
 	waitFor(t, "the event stream", func() bool {
 		var err error
-		cons, err = e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(accountID)}})
+		cons, err = e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(accountID)}, DeliverPolicy: jetstream.DeliverNewPolicy})
 		return err == nil
 	})
 	cc, err := cons.Consume(func(m jetstream.Msg) {

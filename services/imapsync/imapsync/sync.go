@@ -350,8 +350,8 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 }
 
 // fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
-// RFC822.SIZE) and streams them into the store, two FETCH commands in
-// flight. onBatch runs, in order, once the store has committed a batch
+// RFC822.SIZE) and streams them into the store while the store commits
+// the previous batch. onBatch runs, in order, once the store has committed a batch
 // (the cursor moves only over durable messages).
 func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32, kind string, onBatch func([]uint32) error) error {
 	if len(batches) == 0 {
@@ -430,15 +430,12 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 			}
 			return &fetchCmd{cmd: w.work.c.Fetch(set, opts), uids: b}
 		}
-		inflight := []*fetchCmd{start(batches[0])}
-		next := 1
-		for len(inflight) > 0 {
-			if next < len(batches) {
-				inflight = append(inflight, start(batches[next]))
-				next++
-			}
-			fc := inflight[0]
-			inflight = inflight[1:]
+		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
+		// and interleaves their responses, and go-imap hands each message
+		// to its command's channel, so a second FETCH in flight could
+		// stall the reader behind the first.
+		for _, b := range batches {
+			fc := start(b)
 			for m := fc.cmd.Next(); m != nil; m = fc.cmd.Next() {
 				g.touch()
 				var (

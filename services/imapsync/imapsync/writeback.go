@@ -363,7 +363,13 @@ func (w *account) presentIn(ctx context.Context, mailboxID string, ids []string)
 	out := map[string]bool{}
 	f := w.folderByID(mailboxID)
 	if f == nil {
-		return out, nil
+		// Perhaps created by an earlier write-back of this pass.
+		if err := w.syncFolderList(ctx); err != nil {
+			return nil, err
+		}
+		if f = w.folderByID(mailboxID); f == nil {
+			return out, nil
+		}
 	}
 	if err := w.syncFolder(ctx, f); err != nil {
 		return nil, err
@@ -433,17 +439,16 @@ func (w *account) wbDelete(ctx context.Context, op *mailbusv1.DeleteWriteBack) (
 // (adopting such a copy by content hash), and the message is appended only
 // if it is not there.
 func (w *account) wbAppend(ctx context.Context, op *mailbusv1.AppendWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
-	f := w.folderByID(op.MailboxId)
+	there, err := w.presentIn(ctx, op.MailboxId, []string{op.MessageId})
+	if err != nil {
+		return nil, err
+	}
+	if there[op.MessageId] {
+		return applied(), nil
+	}
 	name := op.MailboxName
-	if f != nil {
+	if f := w.folderByID(op.MailboxId); f != nil {
 		name = f.name
-		there, err := w.presentIn(ctx, op.MailboxId, []string{op.MessageId})
-		if err != nil {
-			return nil, err
-		}
-		if there[op.MessageId] {
-			return applied(), nil
-		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()

@@ -1,0 +1,560 @@
+package imapsync_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/mailbus/mailbus/pkg/dovecottest"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
+)
+
+func startDovecot(t testing.TB) *dovecottest.Server {
+	t.Helper()
+	return dovecottest.Start(t, &dovecottest.Options{Users: []dovecottest.User{{Name: "alice", Password: "secret"}}})
+}
+
+func dialDovecot(t testing.TB, s *dovecottest.Server) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialTLS(s.IMAPSAddr(), &imapclient.Options{TLSConfig: s.TLSConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func deliver(t testing.TB, s *dovecottest.Server, folder string, n int, flags ...string) {
+	t.Helper()
+	for i := range n {
+		if err := s.Deliver("alice", folder, testMessage(i, folder), flags...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func withRoots(s *dovecottest.Server) func(*imapsync.Config) {
+	return func(c *imapsync.Config) { c.RootCAs = s.CertPool() }
+}
+
+// watch follows the account with WatchChanges from its current state (a
+// second device).
+type watch struct {
+	mu  sync.Mutex
+	evs []*mailbusv1.Event
+}
+
+func (e *env) watch(t testing.TB, accountID string) *watch {
+	t.Helper()
+	st, err := e.sync.GetState(ctxT(t), &mailbusv1.GetStateRequest{AccountId: accountID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := e.sync.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: accountID, SinceState: st.State})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watch{}
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			if resp.Event != nil {
+				w.mu.Lock()
+				w.evs = append(w.evs, resp.Event)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watch) count(f func(*mailbusv1.Event) bool) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, ev := range w.evs {
+		if f(ev) {
+			n++
+		}
+	}
+	return n
+}
+
+func aboutMessage(id string) func(*mailbusv1.Event) bool {
+	return func(ev *mailbusv1.Event) bool {
+		switch p := ev.Payload.(type) {
+		case *mailbusv1.Event_MessageCreated:
+			return p.MessageCreated.GetMessage().GetId() == id
+		case *mailbusv1.Event_MessageUpdated:
+			return p.MessageUpdated.GetMessage().GetId() == id
+		case *mailbusv1.Event_MessageDeleted:
+			return p.MessageDeleted.GetMessageId() == id
+		}
+		return false
+	}
+}
+
+// TestDovecotSyncAndDevices: initial sync of several folders matches the
+// server message for message; device A's \Seen and move reach the server
+// and device B (WatchChanges) and a JetStream consumer see each once.
+func TestDovecotSyncAndDevices(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 12)
+	deliver(t, s, "Archive", 3, `\Seen`)
+	deliver(t, s, "Work/Projects", 4, `\Flagged`, `\Answered`)
+	deliver(t, s, "Sent", 2, `\Seen`)
+	if err := s.AddFlags("alice", "INBOX", 5, "$Important"); err != nil {
+		t.Fatal(err)
+	}
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	check := func(what string, folders ...string) {
+		t.Helper()
+		for _, f := range folders {
+			var last error
+			waitFor(t, what+" ("+f+")", func() bool {
+				last = sameView(serverFolder(t, tp, f), e.storeFolder(t, a.Id, f))
+				return last == nil
+			})
+		}
+	}
+	check("initial sync", "INBOX", "Archive", "Work/Projects", "Sent", "Trash", "Drafts")
+	resp, err := e.mailboxes.ListMailboxes(ctxT(t), &mailbusv1.ListMailboxesRequest{AccountId: a.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range resp.Mailboxes {
+		want := map[string]mailbusv1.MailboxRole{"INBOX": mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX, "Trash": mailbusv1.MailboxRole_MAILBOX_ROLE_TRASH, "Sent": mailbusv1.MailboxRole_MAILBOX_ROLE_SENT, "Archive": mailbusv1.MailboxRole_MAILBOX_ROLE_ARCHIVE}
+		if r, ok := want[m.Name]; ok && m.Role != r {
+			t.Errorf("mailbox %s has role %v, want %v", m.Name, m.Role, r)
+		}
+	}
+	waitFor(t, "status idle", func() bool {
+		st := e.account(t, a.Id).GetStatus()
+		return st.GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+
+	devB := e.watch(t, a.Id)
+	js := e.consume(t, a.Id)
+	inbox := e.storeFolder(t, a.Id, "INBOX")
+	seen, moved := inbox[1].id, inbox[2].id
+	ctx := ctxT(t)
+	if _, err := e.mailboxes.UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{seen}, Add: []string{`\Seen`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mailboxes.MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: a.Id, MessageIds: []string{moved}, ToMailboxId: e.mailboxID(t, a.Id, "Archive"), DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	// A separate plain client sees both.
+	waitFor(t, "device changes on Dovecot", func() bool {
+		in := serverFolder(t, tp, "INBOX")
+		_, still := in[2]
+		return strings.Contains(strings.Join(in[1].flags, " "), `\Seen`) && !still && len(serverFolder(t, tp, "Archive")) == 4
+	})
+	// A barrier: a later third-party change in each folder has been synced,
+	// so the echoes of the write-backs have been seen too.
+	if err := s.AddFlags("alice", "INBOX", 3, `\Flagged`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddFlags("alice", "Archive", 1, `\Flagged`); err != nil {
+		t.Fatal(err)
+	}
+	check("after write-back", "INBOX", "Archive")
+	for _, m := range e.storeFolder(t, a.Id, "Archive") {
+		if m.uid > 3 && m.id != moved {
+			t.Errorf("the moved message got a new id %s (was %s)", m.id, moved)
+		}
+	}
+	for name, c := range map[string]interface {
+		count(func(*mailbusv1.Event) bool) int
+	}{"device B": devB, "JetStream": js} {
+		waitFor(t, name+" sees the barrier", func() bool { return c.count(aboutMessage(inbox[3].id)) >= 1 })
+		if n := c.count(aboutMessage(seen)); n != 1 {
+			t.Errorf("%s: %d events about the \\Seen message, want 1", name, n)
+		}
+		if n := c.count(aboutMessage(moved)); n != 1 {
+			t.Errorf("%s: %d events about the moved message, want 1", name, n)
+		}
+	}
+}
+
+// TestDovecotThirdParty: flags, expunge and new mail in INBOX arrive
+// through IDLE (the poll is an hour); then a renamed folder, a deleted one
+// and changes in other folders arrive through the poll.
+func TestDovecotThirdParty(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 5)
+	deliver(t, s, "Work", 2)
+	deliver(t, s, "Old", 1)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	check := func(what string, folders ...string) {
+		t.Helper()
+		for _, f := range folders {
+			waitFor(t, what+" ("+f+")", func() bool {
+				return sameView(serverFolder(t, tp, f), e.storeFolder(t, a.Id, f)) == nil
+			})
+		}
+	}
+	check("initial sync", "INBOX", "Work", "Old")
+	js := e.consume(t, a.Id)
+	if err := s.AddFlags("alice", "INBOX", 1, `\Seen`, "$label1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Expunge("alice", "INBOX", 2); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, tp, "INBOX", testMessage(77, "INBOX"), imap.FlagDraft)
+	check("INBOX through IDLE", "INBOX")
+	kinds := func(kind string) func(*mailbusv1.Event) bool {
+		return func(ev *mailbusv1.Event) bool {
+			switch ev.Payload.(type) {
+			case *mailbusv1.Event_MessageCreated:
+				return kind == "created"
+			case *mailbusv1.Event_MessageUpdated:
+				return kind == "updated"
+			case *mailbusv1.Event_MessageDeleted:
+				return kind == "deleted"
+			case *mailbusv1.Event_MailboxUpdated:
+				return kind == "mailbox.updated"
+			case *mailbusv1.Event_MailboxDeleted:
+				return kind == "mailbox.deleted"
+			}
+			return false
+		}
+	}
+	waitFor(t, "events", func() bool {
+		return js.count(kinds("created")) >= 1 && js.count(kinds("updated")) >= 1 && js.count(kinds("deleted")) >= 1
+	})
+
+	// Now let the poll run: rename Work, delete Old, change Work.
+	workID := e.mailboxID(t, a.Id, "Work")
+	if err := tp.Rename("Work", "Clients", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Delete("Old").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, tp, "Clients", testMessage(5, "Clients"))
+	if _, err := e.accounts.UpdateAccount(ctxT(t), &mailbusv1.UpdateAccountRequest{
+		Account:    &mailbusv1.Account{Id: a.Id, PollInterval: durationpb.New(time.Second)},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"poll_interval"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("renamed folder", "Clients")
+	if id := e.mailboxID(t, a.Id, "Clients"); id != workID {
+		t.Errorf("renamed folder has id %s, want %s (a rename, not delete and create)", id, workID)
+	}
+	waitFor(t, "Old deleted", func() bool { return e.mailboxID(t, a.Id, "Old") == "" })
+	waitFor(t, "mailbox events", func() bool {
+		return js.count(kinds("mailbox.updated")) >= 1 && js.count(kinds("mailbox.deleted")) >= 1
+	})
+}
+
+// TestDovecotParked: bad credentials and an unverifiable certificate park
+// the account with a clear reason; insecure_skip_verify connects.
+func TestDovecotParked(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	bad := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "wrong", func(a *mailbusv1.Account) { a.InsecureSkipVerify = true })
+	untrusted := e.createAccount(t, s.IMAPAddr(), mailbusv1.Security_SECURITY_STARTTLS, "alice", "secret", nil)
+	skip := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) { a.InsecureSkipVerify = true })
+	startSync(t, e, nil) // no RootCAs: the test certificate does not verify
+	for _, c := range []struct {
+		id, reason string
+	}{{bad.Id, "authentication failed"}, {untrusted.Id, "certificate"}} {
+		waitFor(t, "parked: "+c.reason, func() bool {
+			st := e.account(t, c.id).GetStatus()
+			return st.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED && strings.Contains(st.GetReason(), c.reason)
+		})
+	}
+	waitFor(t, "insecure_skip_verify syncs", func() bool {
+		return e.account(t, skip.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+	// Updating the account un-parks it.
+	if _, err := e.accounts.UpdateAccount(ctxT(t), &mailbusv1.UpdateAccountRequest{
+		Account: &mailbusv1.Account{Id: bad.Id, Secret: "secret"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"secret"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "un-parked", func() bool {
+		return e.account(t, bad.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+}
+
+func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestDovecotKillDuringInitialSync stops imapsync in the middle of an
+// initial sync; the next run fetches only what the store lacks.
+func TestDovecotKillDuringInitialSync(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	const total = 300
+	deliver(t, s, "INBOX", total)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	small := func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 10 }
+	first := startSync(t, e, small)
+	waitFor(t, "part of the initial sync", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) >= 50 })
+	first.stop()
+	have := len(e.storeFolder(t, a.Id, "INBOX"))
+	if have >= total {
+		t.Skipf("the initial sync finished before it could be stopped (%d messages)", have)
+	}
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) { small(c); c.Registry = reg })
+	tp := dialDovecot(t, s)
+	waitFor(t, "the rest of the initial sync", func() bool {
+		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
+	if got := metricValue(t, reg, "mailbus_imapsync_messages_total"); int(got) != total-have {
+		t.Errorf("second run fetched %v messages, want %d (%d of %d were stored)", got, total-have, have, total)
+	}
+}
+
+// trigger cuts an upstream connection right after a command containing
+// word has been written, once: the server executes it, the client never
+// hears the answer.
+type trigger struct {
+	word  string
+	fired atomic.Bool
+	ch    chan struct{}
+}
+
+type triggerConn struct {
+	net.Conn
+	tr *trigger
+}
+
+func (c *triggerConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if bytes.Contains(b, []byte(c.tr.word)) && c.tr.fired.CompareAndSwap(false, true) {
+		time.Sleep(100 * time.Millisecond) // let the server act on it
+		c.Conn.Close()
+		close(c.tr.ch)
+	}
+	return n, err
+}
+
+// TestDovecotKillDuringWriteBack cuts the connection right after MOVE and
+// APPEND reached the server, and restarts imapsync: the write-backs end
+// applied, with no duplicate and no lost change.
+func TestDovecotKillDuringWriteBack(t *testing.T) {
+	for _, word := range []string{"MOVE", "APPEND"} {
+		t.Run(word, func(t *testing.T) {
+			s := startDovecot(t)
+			e := startStore(t)
+			deliver(t, s, "INBOX", 3)
+			// Plain IMAP, so that the trigger sees the commands.
+			a := e.createAccount(t, s.IMAPAddr(), mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+			tr := &trigger{word: " " + word + " ", ch: make(chan struct{})}
+			first := startSync(t, e, func(c *imapsync.Config) {
+				c.RootCAs = s.CertPool()
+				c.WrapConn = func(_ string, nc net.Conn) net.Conn { return &triggerConn{Conn: nc, tr: tr} }
+			})
+			tp := dialDovecot(t, s)
+			waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+			ctx := ctxT(t)
+			var id string
+			target := "Archive"
+			if word == "MOVE" {
+				id = e.storeFolder(t, a.Id, "INBOX")[2].id
+				if _, err := e.mailboxes.MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: a.Id, MessageIds: []string{id}, ToMailboxId: e.mailboxID(t, a.Id, target), DeviceId: "A"}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				target = "Drafts"
+				resp, err := e.mailboxes.AppendMessage(ctx, &mailbusv1.AppendMessageRequest{MailboxId: e.mailboxID(t, a.Id, target), Raw: testMessage(42, "Drafts"), Flags: []string{`\Draft`}, DeviceId: "A"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id = resp.Message.Id
+			}
+			select {
+			case <-tr.ch:
+			case <-time.After(waitLong):
+				t.Fatal("the command was never sent")
+			}
+			first.stop()
+			startSync(t, e, withRoots(s))
+			waitFor(t, "write-back applied", func() bool {
+				resp, err := e.ingest.ListPendingWriteBacks(ctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: a.Id})
+				return err == nil && len(resp.Writebacks) == 0
+			})
+			waitFor(t, "views match", func() bool {
+				return sameView(serverFolder(t, tp, target), e.storeFolder(t, a.Id, target)) == nil &&
+					sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+			})
+			got := e.storeFolder(t, a.Id, target)
+			if len(got) != 1 {
+				t.Fatalf("%s has %d messages in the store, want 1", target, len(got))
+			}
+			for _, m := range got {
+				if m.id != id {
+					t.Errorf("message id %s, want %s (no duplicate, same identity)", m.id, id)
+				}
+			}
+		})
+	}
+}
+
+// countingConn counts FETCH responses that carry a body.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte("BODY.PEEK[]")) {
+		// Count the UIDs asked for in this UID FETCH.
+		c.n.Add(1)
+	}
+	return c.Conn.Write(b)
+}
+
+// TestDovecotUIDValidity: a new UIDVALIDITY resyncs the folder; the store
+// ends with the server's identities and no message twice.
+func TestDovecotUIDValidity(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 20)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.Registry = reg })
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	before := e.storeFolder(t, a.Id, "INBOX")
+	fetched := metricValue(t, reg, "mailbus_imapsync_messages_total")
+	uv, err := s.ChangeUIDValidity("alice", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp = dialDovecot(t, s) // Dovecot disconnected the old session
+	waitFor(t, "resync", func() bool {
+		st := e.storeFolder(t, a.Id, "INBOX")
+		for _, m := range st {
+			if m.uv != uv {
+				return false
+			}
+		}
+		return sameView(serverFolder(t, tp, "INBOX"), st) == nil
+	})
+	after := e.storeFolder(t, a.Id, "INBOX")
+	kept := 0
+	for uid, m := range after {
+		if before[uid].id == m.id {
+			kept++
+		}
+	}
+	refetched := metricValue(t, reg, "mailbus_imapsync_messages_total") - fetched
+	t.Logf("UIDVALIDITY change: %d of %d messages kept their id; %v bodies fetched again", kept, len(after), refetched)
+}
+
+// TestDovecotIdleReconnect cuts every connection; imapsync reconnects and
+// catches up on mail delivered meanwhile (the poll is an hour: only the
+// IDLE connection's reconnect can notice).
+func TestDovecotIdleReconnect(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	gate := &gateDialer{}
+	sy := startSync(t, e, func(c *imapsync.Config) {
+		c.RootCAs = s.CertPool()
+		c.RetryMin, c.RetryMax = 200*time.Millisecond, 400*time.Millisecond
+		c.WrapConn = gate.wrap
+	})
+	_ = sy
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	waitFor(t, "IDLE running", func() bool { return gate.count() >= 2 })
+	gate.block(true)
+	gate.cutAll()
+	deliver(t, s, "INBOX", 1)
+	appendMsg(t, tp, "INBOX", testMessage(99, "INBOX"))
+	time.Sleep(300 * time.Millisecond) // a reconnect attempt fails meanwhile
+	gate.block(false)
+	waitFor(t, "caught up", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+}
+
+// gateDialer tracks connections, can cut them and refuse new ones.
+type gateDialer struct {
+	mu      sync.Mutex
+	conns   []net.Conn
+	total   int
+	blocked bool
+}
+
+func (g *gateDialer) wrap(_ string, nc net.Conn) net.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.total++
+	if g.blocked {
+		nc.Close()
+		return &deadConn{nc}
+	}
+	g.conns = append(g.conns, nc)
+	return nc
+}
+
+func (g *gateDialer) count() int   { g.mu.Lock(); defer g.mu.Unlock(); return len(g.conns) }
+func (g *gateDialer) block(b bool) { g.mu.Lock(); g.blocked = b; g.mu.Unlock() }
+func (g *gateDialer) cutAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.conns {
+		c.Close()
+	}
+	g.conns = nil
+}
+
+type deadConn struct{ net.Conn }
+
+func (d *deadConn) Read([]byte) (int, error)  { return 0, io.ErrUnexpectedEOF }
+func (d *deadConn) Write([]byte) (int, error) { return 0, errors.New("blocked") }
