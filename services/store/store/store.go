@@ -130,6 +130,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
+	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 {
+		return nil, errors.New("store: retention, prune interval and message size limit must not be negative")
+	}
 	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
 		return nil, errors.New("store: give a data directory (--data) or a database URL (--database-url)")
 	}
@@ -211,7 +214,11 @@ func (s *Store) Run(ctx context.Context) error {
 		if len(cfg.Stream.Subjects) > 0 {
 			subject = cfg.Stream.Subjects[0]
 		}
-		if _, err := nc.Subscribe(subject, func(*nats.Msg) { notifier.Kick() }); err != nil {
+		if _, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			if acct, _, err := events.ParseSubject(m.Subject); err == nil {
+				notifier.Kick(acct)
+			}
+		}); err != nil {
 			return fmt.Errorf("store: subscribe %s: %w", subject, err)
 		}
 		wg.Add(1)
@@ -224,8 +231,10 @@ func (s *Store) Run(ctx context.Context) error {
 	} else {
 		s.log.Warn("no NATS configured (--nats): events are kept in the outbox and not published")
 	}
-	database.OnCommit(func() {
-		notifier.Kick()
+	database.OnCommit(func(accountIDs []string) {
+		for _, id := range accountIDs {
+			notifier.Kick(id)
+		}
 		if rel != nil {
 			rel.Kick()
 		}

@@ -1047,7 +1047,8 @@ type IngestMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One result per message of the batch, in stream order.
 	Results []*IngestResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	// The account state after the batch (for the accounts in it, the last).
+	// The account state after the batch's last change. Meaningful when the
+	// batch holds one account's messages, as fetchers send them.
 	State         uint64 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1102,7 +1103,8 @@ type ListUpstreamIdsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// IMAP: only this mailbox; empty for every mailbox.
+	// IMAP: only messages upstream in this mailbox; empty for every mailbox
+	// of the account. Ignored for POP3.
 	MailboxId     string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -188,7 +188,7 @@ type GetChangesResponse struct {
 	NewState uint64 `protobuf:"varint,2,opt,name=new_state,json=newState,proto3" json:"new_state,omitempty"`
 	// Whether there are more changes after new_state.
 	HasMore bool `protobuf:"varint,3,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
-	// Messages created (or moved in from outside the account's view).
+	// Messages created.
 	CreatedMessageIds []string `protobuf:"bytes,4,rep,name=created_message_ids,json=createdMessageIds,proto3" json:"created_message_ids,omitempty"`
 	// Messages whose flags or mailbox changed.
 	UpdatedMessageIds []string `protobuf:"bytes,5,rep,name=updated_message_ids,json=updatedMessageIds,proto3" json:"updated_message_ids,omitempty"`
@@ -302,8 +302,10 @@ type WatchChangesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	// Replay events with a state above this one first; 0 replays the whole
-	// kept log.
+	// Replay events with a state above this one first. A state older than
+	// the kept log (0 included, once the log has been pruned) fails with
+	// OUT_OF_RANGE: list the account, then watch from the state the list
+	// returned.
 	SinceState uint64 `protobuf:"varint,2,opt,name=since_state,json=sinceState,proto3" json:"since_state,omitempty"`
 	// Whether to skip account.status events.
 	SkipStatus    bool `protobuf:"varint,3,opt,name=skip_status,json=skipStatus,proto3" json:"skip_status,omitempty"`

@@ -2,29 +2,36 @@ package api
 
 import "sync"
 
-// Notifier wakes up WatchChanges streams when events may have been
-// committed: by this replica (the database's commit hook) or by another
-// one (its events seen on NATS). A wake-up only means "look again"; the
-// database is the truth, and watchers also look on a timer.
+// Notifier wakes up the WatchChanges streams of one account when events of
+// it may have been committed: by this replica (the database's commit hook)
+// or by another one (its events seen on NATS). A wake-up only means "look
+// again"; the database is the truth, and watchers also look on a timer.
 type Notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu    sync.Mutex
+	chans map[string]chan struct{}
 }
 
 // NewNotifier returns a Notifier.
-func NewNotifier() *Notifier { return &Notifier{ch: make(chan struct{})} }
+func NewNotifier() *Notifier { return &Notifier{chans: map[string]chan struct{}{}} }
 
-// Kick wakes every current waiter. It never blocks.
-func (n *Notifier) Kick() {
+// Kick wakes the current waiters of an account. It never blocks.
+func (n *Notifier) Kick(accountID string) {
 	n.mu.Lock()
-	close(n.ch)
-	n.ch = make(chan struct{})
+	if ch, ok := n.chans[accountID]; ok {
+		close(ch)
+		delete(n.chans, accountID)
+	}
 	n.mu.Unlock()
 }
 
-// Wait returns a channel closed at the next Kick.
-func (n *Notifier) Wait() <-chan struct{} {
+// Wait returns a channel closed at the account's next Kick.
+func (n *Notifier) Wait(accountID string) <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.ch
+	ch, ok := n.chans[accountID]
+	if !ok {
+		ch = make(chan struct{})
+		n.chans[accountID] = ch
+	}
+	return ch
 }

@@ -86,6 +86,11 @@ func (s *Sync) WatchChanges(req *mailbusv1.WatchChangesRequest, stream mailbusv1
 		}
 		after = evs[len(evs)-1].Seq
 	}
+	// A prune during the replay may have removed events it had not read
+	// yet: then the device must resync rather than believe it is current.
+	if err := s.DB.CheckReplayable(ctx, req.AccountId, req.SinceState); err != nil {
+		return toStatus(ctx, s.Log, err)
+	}
 	after = cursor
 	if err := stream.Send(&mailbusv1.WatchChangesResponse{CaughtUp: true}); err != nil {
 		return err
@@ -99,7 +104,7 @@ func (s *Sync) WatchChanges(req *mailbusv1.WatchChangesRequest, stream mailbusv1
 	for {
 		// Take the wake-up channel before reading, so that a commit
 		// between the read and the wait is not missed.
-		wake := s.Notifier.Wait()
+		wake := s.Notifier.Wait(req.AccountId)
 		evs, err := s.DB.EventsAfter(ctx, req.AccountId, -1, after, 0, watchBatch)
 		if err != nil {
 			return toStatus(ctx, s.Log, err)

@@ -318,8 +318,9 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 		// Any update un-parks the account: the fetcher tries again with the
 		// new configuration.
 		status := cur.Status
-		if status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
-			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED, Reason: "account updated; waiting for the fetcher"}
+		unparked := status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
+		if unparked {
+			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED, Reason: "account updated; waiting for the fetcher", UpdateTime: timestamppb.New(t.d.now())}
 		}
 		statusBytes, err := proto.Marshal(status)
 		if err != nil {
@@ -328,6 +329,12 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 		if _, err := t.exec(ctx, `UPDATE accounts SET name = ?, config = ?, status = ?, generation = generation + 1, updated_at = ? WHERE id = ?`,
 			cur.Name, config, statusBytes, t.d.nowMicros(), id); err != nil {
 			return fmt.Errorf("db: update account: %w", err)
+		}
+		if unparked {
+			a := t.accounts[id]
+			if err := t.emit(ctx, id, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{Status: status}}}); err != nil {
+				return err
+			}
 		}
 		if containsPath(paths, "secret") {
 			if a.Secret == "" {
@@ -405,7 +412,7 @@ func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, erro
 	if sealed == nil {
 		return "", uint64(gen), nil
 	}
-	plain, err := d.secrets.Open(sealed, "account/"+id)
+	plain, err := d.secrets.Open(sealed, "account/"+formatID(n))
 	if err != nil {
 		return "", 0, fmt.Errorf("db: open secret of account %s: %w", id, err)
 	}
@@ -424,9 +431,7 @@ func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountS
 	}
 	st = proto.Clone(st).(*mailbusv1.AccountStatus)
 	st.UpdateTime = nil
-	if len(st.Reason) > 2000 {
-		st.Reason = st.Reason[:2000]
-	}
+	st.Reason = truncate(st.Reason, 2000)
 	return d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}, func(t *tx) error {
 		a, err := t.lock(ctx, n)
 		if err != nil {

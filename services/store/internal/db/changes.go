@@ -214,3 +214,16 @@ func (d *DB) EventsAfter(ctx context.Context, accountID string, minState, afterS
 	}
 	return out, nil
 }
+
+// CheckReplayable reports ErrCannotCalculateChanges when changes after
+// sinceState are no longer all in the log (a prune ran during a replay).
+func (d *DB) CheckReplayable(ctx context.Context, accountID string, sinceState uint64) error {
+	_, minState, err := d.AccountState(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	if sinceState < minState {
+		return fmt.Errorf("the change log was pruned past state %d during the replay: %w", sinceState, ErrCannotCalculateChanges)
+	}
+	return nil
+}

@@ -60,8 +60,9 @@ type DB struct {
 	secrets *secretbox.Box
 	maxSize int64
 	now     func() time.Time
-	// onCommit is called after every transaction that wrote events.
-	onCommit func()
+	// onCommit is called after every transaction that wrote events, with
+	// the accounts they belong to.
+	onCommit func(accountIDs []string)
 }
 
 // Open opens (creating if needed) the database and applies migrations.
@@ -140,8 +141,9 @@ func redactURL(s string) string {
 func (d *DB) Dialect() Dialect { return d.dialect }
 
 // OnCommit sets a function called after each transaction that wrote events
-// (the relay's wake-up). It must not block.
-func (d *DB) OnCommit(f func()) { d.onCommit = f }
+// (the relay's and the watchers' wake-up), with the accounts concerned. It
+// must not block.
+func (d *DB) OnCommit(f func(accountIDs []string)) { d.onCommit = f }
 
 // Close closes the database.
 func (d *DB) Close() error {

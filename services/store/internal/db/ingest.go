@@ -163,9 +163,9 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 		// The upstream echo of a device's move or append: the same bytes
 		// in the destination, with a write-back still pending. Adopt the
 		// new identity instead of storing a second copy.
-		err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND pending_writebacks > 0 AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
+		err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
 		if err == nil {
-			if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ? WHERE id = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid), id); err != nil {
+			if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ?, awaiting_placement = 0 WHERE id = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid), id); err != nil {
 				return 0, false, 0, fmt.Errorf("db: adopt echo: %w", err)
 			}
 			return id, false, a.modseq, nil
@@ -205,7 +205,7 @@ func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, m
 }
 
 func (t *tx) putBlob(ctx context.Context, hash string, raw []byte) error {
-	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`, hash, len(raw), raw, t.d.nowMicros()); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`, hash, len(raw), raw, t.d.nowMicros()); err != nil {
 		return fmt.Errorf("db: store blob: %w", err)
 	}
 	return nil
@@ -233,15 +233,11 @@ func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailbo
 	}
 	var out *mailbusv1.MessageSummary
 	err = d.inTx(ctx, origin, func(t *tx) error {
-		box, err := t.mailboxByID(ctx, mb)
+		box, a, err := t.lockMailbox(ctx, mb)
 		if err != nil {
 			return err
 		}
-		acct, _ := parseID("account_id", box.Mailbox.AccountId)
-		a, err := t.lock(ctx, acct)
-		if err != nil {
-			return err
-		}
+		acct := a.id
 		if a.protocol != mailbusv1.Protocol_PROTOCOL_IMAP || box.Mailbox.LocalOnly {
 			return fmt.Errorf("appending needs an IMAP server, and this mailbox has none (POP3 is download-only): %w", ErrPrecondition)
 		}
@@ -270,10 +266,14 @@ func (d *DB) ListUpstreamIds(ctx context.Context, accountID, mailboxID string, b
 	if err != nil {
 		return err
 	}
-	if _, err := d.accountProtocol(ctx, acct); err != nil {
+	protocol, err := d.accountProtocol(ctx, acct)
+	if err != nil {
 		return err
 	}
 	q := `SELECT ` + messageColumns + ` FROM messages WHERE account_id = ? AND uidl IS NOT NULL AND id > ? ORDER BY id LIMIT ?`
+	if protocol == mailbusv1.Protocol_PROTOCOL_IMAP {
+		q = `SELECT ` + messageColumns + ` FROM messages WHERE account_id = ? AND uid > 0 AND id > ? ORDER BY id LIMIT ?`
+	}
 	args := []any{acct}
 	if mailboxID != "" {
 		mb, err := parseID("mailbox_id", mailboxID)
@@ -371,7 +371,7 @@ func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID stri
 		if err != nil || m == nil {
 			return 0, err
 		}
-		if m.pending > 0 {
+		if m.inFlight() {
 			// A device change to this message is on its way upstream; the
 			// server's flags are read again after it is applied.
 			return 0, nil
@@ -400,7 +400,7 @@ func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID stri
 			if err != nil {
 				return 0, err
 			}
-			if m == nil || m.pending > 0 {
+			if m == nil || m.inFlight() {
 				continue
 			}
 			if err := t.deleteMessageRow(ctx, a.id, m.id, m.mailbox); err != nil {

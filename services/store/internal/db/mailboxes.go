@@ -259,15 +259,11 @@ func (d *DB) RenameMailbox(ctx context.Context, origin *mailbusv1.Origin, mailbo
 	}
 	var out *mailbusv1.Mailbox
 	err = d.inTx(ctx, origin, func(t *tx) error {
-		mb, err := t.mailboxByID(ctx, id)
+		mb, a, err := t.lockMailbox(ctx, id)
 		if err != nil {
 			return err
 		}
-		acct, _ := parseID("account_id", mb.Mailbox.AccountId)
-		a, err := t.lock(ctx, acct)
-		if err != nil {
-			return err
-		}
+		acct := a.id
 		if mb.Mailbox.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX || isInbox(newName) {
 			return fmt.Errorf("the inbox cannot be renamed, nor another mailbox named INBOX: %w", ErrPrecondition)
 		}
@@ -323,6 +319,21 @@ func (t *tx) renameMailbox(ctx context.Context, mb *mailbusv1.Mailbox, newName s
 		}
 		rows.Close()
 	}
+	// Every new name must be free among the mailboxes not being renamed.
+	renamed := map[int64]bool{}
+	for _, r := range renames {
+		renamed[r.id] = true
+	}
+	for _, r := range renames[1:] {
+		var other int64
+		err := t.queryRow(ctx, `SELECT id FROM mailboxes WHERE account_id = ? AND name = ?`, acct, r.new).Scan(&other)
+		if err == nil && !renamed[other] {
+			return nil, fmt.Errorf("mailbox %q (renaming %q): %w", r.new, r.old, ErrConflict)
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("db: rename mailbox: %w", err)
+		}
+	}
 	var out *mailbusv1.Mailbox
 	for _, r := range renames {
 		state := a.next()
@@ -350,18 +361,14 @@ func (d *DB) DeleteMailbox(ctx context.Context, origin *mailbusv1.Origin, mailbo
 		return err
 	}
 	return d.inTx(ctx, origin, func(t *tx) error {
-		mb, err := t.mailboxByID(ctx, id)
+		mb, a, err := t.lockMailbox(ctx, id)
 		if err != nil {
 			return err
 		}
 		if mb.Mailbox.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX {
 			return fmt.Errorf("the inbox cannot be deleted: %w", ErrPrecondition)
 		}
-		acct, _ := parseID("account_id", mb.Mailbox.AccountId)
-		a, err := t.lock(ctx, acct)
-		if err != nil {
-			return err
-		}
+		acct := a.id
 		if err := t.deleteMailbox(ctx, mb.Mailbox); err != nil {
 			return err
 		}
@@ -381,22 +388,33 @@ func (t *tx) deleteMailbox(ctx context.Context, mb *mailbusv1.Mailbox) error {
 	if err != nil {
 		return err
 	}
-	rows, err := t.query(ctx, `SELECT id FROM messages WHERE mailbox_id = ? ORDER BY id`, id)
+	rows, err := t.query(ctx, `SELECT `+messageColumns+` FROM messages WHERE mailbox_id = ? ORDER BY id`, id)
 	if err != nil {
 		return fmt.Errorf("db: delete mailbox: %w", err)
 	}
-	var ids []int64
+	var msgs []*messageRow
 	for rows.Next() {
-		var m int64
-		if err := rows.Scan(&m); err != nil {
+		m, err := scanMessage(rows)
+		if err != nil {
 			rows.Close()
 			return fmt.Errorf("db: delete mailbox: %w", err)
 		}
-		ids = append(ids, m)
+		msgs = append(msgs, m)
 	}
 	rows.Close()
-	for _, m := range ids {
-		if err := t.deleteMessageRow(ctx, acct, m, id); err != nil {
+	for _, m := range msgs {
+		// A message moved in by a device whose move has not reached the
+		// server is still upstream in its old mailbox: it goes back there
+		// rather than being lost with this one.
+		if m.upMailbox != 0 && m.upMailbox != id {
+			if _, err := t.mailboxByID(ctx, m.upMailbox); err == nil {
+				if err := t.moveMessage(ctx, a, m, m.upMailbox); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if err := t.deleteMessageRow(ctx, acct, m.id, id); err != nil {
 			return err
 		}
 	}

@@ -20,7 +20,7 @@ import (
 // MaxBatch is the most message ids one request may name.
 const MaxBatch = 1000
 
-const messageColumns = `id, account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, internal_date, summary, modseq, pending_writebacks`
+const messageColumns = `id, account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, internal_date, summary, modseq, pending_writebacks, awaiting_placement`
 
 // messageRow is a message as stored.
 type messageRow struct {
@@ -34,12 +34,18 @@ type messageRow struct {
 	summary                         []byte
 	modseq                          int64
 	pending                         int64
+	awaiting                        int64
 }
+
+// inFlight reports whether a device change to the message has not yet
+// fully reached the server: upstream flags and expunges of it are then
+// not applied (decision 0004).
+func (m *messageRow) inFlight() bool { return m.pending > 0 || m.awaiting > 0 }
 
 func scanMessage(s scanner) (*messageRow, error) {
 	m := &messageRow{}
 	var flags string
-	if err := s.Scan(&m.id, &m.account, &m.mailbox, &m.upMailbox, &m.uidvalidity, &m.uid, &m.uidl, &m.hash, &m.size, &flags, &m.internalDate, &m.summary, &m.modseq, &m.pending); err != nil {
+	if err := s.Scan(&m.id, &m.account, &m.mailbox, &m.upMailbox, &m.uidvalidity, &m.uid, &m.uidl, &m.hash, &m.size, &flags, &m.internalDate, &m.summary, &m.modseq, &m.pending, &m.awaiting); err != nil {
 		return nil, err
 	}
 	m.flags = mailflags.Split(flags)
@@ -412,7 +418,10 @@ func (d *DB) DeleteMessages(ctx context.Context, origin *mailbusv1.Origin, accou
 		}
 		var targets []*mailbusv1.WriteBackTarget
 		for _, m := range msgs {
-			if a.protocol == mailbusv1.Protocol_PROTOCOL_IMAP && m.uid > 0 {
+			// On IMAP every message is a target, also one whose append
+			// has not reached the server yet: the append's placement fills
+			// in its identity before imapsync gets to the delete.
+			if a.protocol == mailbusv1.Protocol_PROTOCOL_IMAP && (m.uid > 0 || m.inFlight()) {
 				targets = append(targets, t.target(ctx, m))
 			}
 			if err := t.deleteMessageRow(ctx, acct, m.id, m.mailbox); err != nil {

@@ -116,6 +116,9 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	// compressed already (base64 of compressed attachments) or small, and
 	// pglz on every insert halved the ingest rate (decision 0002).
 	{postgres: `ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL`, sqlite: `SELECT 1`},
+	// 3: a message moved or appended upstream without COPYUID/APPENDUID
+	// waits for the next sync to find it by content hash (decision 0004).
+	{both: `ALTER TABLE messages ADD COLUMN awaiting_placement INTEGER NOT NULL DEFAULT 0`},
 }
 
 func (d *DB) migrate(ctx context.Context) error {

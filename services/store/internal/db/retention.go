@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -41,7 +42,7 @@ func (d *DB) Prune(ctx context.Context, keep time.Duration) (PruneResult, error)
 		err := d.inTx(ctx, nil, func(t *tx) error {
 			// Lock the account so GetChanges never sees the log pruned but
 			// min_state not yet raised.
-			if _, err := t.lock(ctx, a.acct); err != nil {
+			if _, err := t.lock(ctx, a.acct); errors.Is(err, ErrNotFound) {
 				// A deleted account: its events go without a min_state.
 				r, err := t.exec(ctx, `DELETE FROM events WHERE account_id = ? AND created_at < ? AND published = 1`, a.acct, cutoff)
 				if err != nil {
@@ -50,6 +51,8 @@ func (d *DB) Prune(ctx context.Context, keep time.Duration) (PruneResult, error)
 				n, _ := r.RowsAffected()
 				res.Events += n
 				return nil
+			} else if err != nil {
+				return err
 			}
 			if _, err := t.exec(ctx, `UPDATE accounts SET min_state = ? WHERE id = ? AND min_state < ?`, a.state, a.acct, a.state); err != nil {
 				return err

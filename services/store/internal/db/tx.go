@@ -25,6 +25,8 @@ type tx struct {
 	origin   *mailbusv1.Origin
 	accounts map[int64]*lockedAccount
 	events   int
+	// touched are the accounts that got events.
+	touched map[int64]bool
 }
 
 type lockedAccount struct {
@@ -41,10 +43,20 @@ func (d *DB) inTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) er
 	for attempt := 0; attempt < 5; attempt++ {
 		err = d.tryTx(ctx, origin, fn)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
-			return err
+			break
 		}
 	}
+	if err != nil && isUniqueViolation(err) && !errors.Is(err, ErrConflict) {
+		// Not a race that a retry resolves: a real clash of names or
+		// identities.
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
 	return err
+}
+
+func isUniqueViolation(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "UNIQUE constraint failed")
 }
 
 func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) error) error {
@@ -52,7 +64,7 @@ func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) e
 	if err != nil {
 		return fmt.Errorf("db: begin: %w", err)
 	}
-	t := &tx{d: d, sql: sqlTx, origin: origin, accounts: map[int64]*lockedAccount{}}
+	t := &tx{d: d, sql: sqlTx, origin: origin, accounts: map[int64]*lockedAccount{}, touched: map[int64]bool{}}
 	if err := fn(t); err != nil {
 		sqlTx.Rollback()
 		return err
@@ -70,7 +82,11 @@ func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) e
 		return fmt.Errorf("db: commit: %w", err)
 	}
 	if t.events > 0 && d.onCommit != nil {
-		d.onCommit()
+		ids := make([]string, 0, len(t.touched))
+		for id := range t.touched {
+			ids = append(ids, formatID(id))
+		}
+		d.onCommit(ids)
 	}
 	return nil
 }
@@ -114,6 +130,28 @@ func (t *tx) lock(ctx context.Context, accountID int64) (*lockedAccount, error) 
 	return a, nil
 }
 
+// lockMailbox locks the account of a mailbox and reads the mailbox after
+// the lock, so that what the caller checks is still true at commit.
+func (t *tx) lockMailbox(ctx context.Context, id int64) (*mailbusv1.MailboxSyncState, *lockedAccount, error) {
+	var acct int64
+	err := t.queryRow(ctx, `SELECT account_id FROM mailboxes WHERE id = ?`, id).Scan(&acct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, notFound("mailbox", formatID(id))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("db: read mailbox: %w", err)
+	}
+	a, err := t.lock(ctx, acct)
+	if err != nil {
+		return nil, nil, err
+	}
+	mb, err := t.mailboxByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mb, a, nil
+}
+
 // next returns the account's next state; the account must be locked.
 func (a *lockedAccount) next() int64 {
 	a.modseq++
@@ -154,6 +192,7 @@ func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mai
 		return fmt.Errorf("db: write event: %w", err)
 	}
 	t.events++
+	t.touched[accountID] = true
 	return nil
 }
 

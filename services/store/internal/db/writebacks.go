@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -117,10 +119,7 @@ func (d *DB) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackReques
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
 	return d.inTx(ctx, origin, func(t *tx) error {
 		var acct int64
-		var status int
-		var op []byte
-		var device string
-		err := t.queryRow(ctx, `SELECT account_id, status, op, device_id FROM writebacks WHERE id = ?`, id).Scan(&acct, &status, &op, &device)
+		err := t.queryRow(ctx, `SELECT account_id FROM writebacks WHERE id = ?`, id).Scan(&acct)
 		if errors.Is(err, sql.ErrNoRows) {
 			return notFound("write-back", req.WritebackId)
 		}
@@ -130,6 +129,14 @@ func (d *DB) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackReques
 		a, err := t.lock(ctx, acct)
 		if err != nil {
 			return err
+		}
+		// Read the status under the account lock: of two concurrent
+		// acknowledgements of one write-back, only the first applies.
+		var status int
+		var op []byte
+		var device string
+		if err := t.queryRow(ctx, `SELECT status, op, device_id FROM writebacks WHERE id = ?`, id).Scan(&status, &op, &device); err != nil {
+			return fmt.Errorf("db: ack write-back: %w", err)
 		}
 		if status != wbPending {
 			return nil
@@ -155,6 +162,11 @@ func (d *DB) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackReques
 		}
 		for _, pl := range req.Placements {
 			if err := t.place(ctx, a, pl); err != nil {
+				return err
+			}
+		}
+		if newStatus == wbApplied {
+			if err := t.awaitPlacement(ctx, wb, req.Placements); err != nil {
 				return err
 			}
 		}
@@ -204,12 +216,43 @@ func (t *tx) place(ctx context.Context, a *lockedAccount, pl *mailbusv1.Upstream
 			return err
 		}
 	}
-	if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ? WHERE id = ? AND account_id = ?`, mb, int64(up.Uidvalidity), int64(up.Uid), id, a.id); err != nil {
+	if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ?, awaiting_placement = 0 WHERE id = ? AND account_id = ?`, mb, int64(up.Uidvalidity), int64(up.Uid), id, a.id); err != nil {
 		return fmt.Errorf("db: placement: %w", err)
 	}
 	// Later pending write-backs (a delete of a message deleted meanwhile
 	// included) must act on the new place.
 	return t.retarget(ctx, a.id, pl)
+}
+
+// awaitPlacement marks the messages an applied move or append left without
+// a new identity (the server sent no COPYUID/APPENDUID): the next sync of
+// the destination adopts them by content hash, and until then their old
+// identity's expunge does not delete them.
+func (t *tx) awaitPlacement(ctx context.Context, wb *mailbusv1.WriteBack, placements []*mailbusv1.UpstreamPlacement) error {
+	var targets []*mailbusv1.WriteBackTarget
+	switch wb.Op.(type) {
+	case *mailbusv1.WriteBack_Move, *mailbusv1.WriteBack_Append:
+		targets = pendingTargets(wb)
+	}
+	placed := map[string]bool{}
+	for _, pl := range placements {
+		if pl.GetUpstream().GetUid() != 0 {
+			placed[pl.MessageId] = true
+		}
+	}
+	for _, tg := range targets {
+		if placed[tg.MessageId] {
+			continue
+		}
+		id, err := parseID("message_id", tg.MessageId)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE messages SET awaiting_placement = 1 WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("db: await placement: %w", err)
+		}
+	}
+	return nil
 }
 
 // retarget updates the upstream identity of a message in the account's
@@ -262,6 +305,32 @@ func (t *tx) retarget(ctx context.Context, accountID int64, pl *mailbusv1.Upstre
 	return nil
 }
 
+// hasPendingMove reports whether a pending move write-back targets the
+// message.
+func (t *tx) hasPendingMove(ctx context.Context, accountID int64, messageID string) (bool, error) {
+	rows, err := t.query(ctx, `SELECT op FROM writebacks WHERE account_id = ? AND status = 0`, accountID)
+	if err != nil {
+		return false, fmt.Errorf("db: pending moves: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var op []byte
+		if err := rows.Scan(&op); err != nil {
+			return false, fmt.Errorf("db: pending moves: %w", err)
+		}
+		wb := &mailbusv1.WriteBack{}
+		if err := proto.Unmarshal(op, wb); err != nil {
+			return false, fmt.Errorf("db: pending moves: %w", err)
+		}
+		for _, tg := range wb.GetMove().GetTargets() {
+			if tg.MessageId == messageID {
+				return true, nil
+			}
+		}
+	}
+	return false, rows.Err()
+}
+
 func allTargets(wb *mailbusv1.WriteBack) []*mailbusv1.WriteBackTarget {
 	switch op := wb.Op.(type) {
 	case *mailbusv1.WriteBack_Flags:
@@ -310,10 +379,26 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 			if err != nil {
 				return err
 			}
-			if m.upMailbox != 0 && m.mailbox != m.upMailbox {
-				if err := t.moveMessage(ctx, a, m, m.upMailbox); err != nil {
+			if m.upMailbox == 0 || m.mailbox == m.upMailbox {
+				continue
+			}
+			later, err := t.hasPendingMove(ctx, a.id, tg.MessageId)
+			if err != nil {
+				return err
+			}
+			if later {
+				// A later move of the message decides where it ends.
+				continue
+			}
+			if _, err := t.mailboxByID(ctx, m.upMailbox); errors.Is(err, ErrNotFound) {
+				// Its upstream mailbox is gone, and it with it.
+				if err := t.deleteMessageRow(ctx, a.id, m.id, m.mailbox); err != nil {
 					return err
 				}
+				continue
+			}
+			if err := t.moveMessage(ctx, a, m, m.upMailbox); err != nil {
+				return err
 			}
 		}
 	case *mailbusv1.WriteBack_Append:
@@ -354,9 +439,19 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 	}}})
 }
 
+// truncate cuts s to at most n bytes without splitting a character and
+// makes it valid UTF-8 (protobuf strings and PostgreSQL text must be).
 func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if len(s) > n {
+		s = s[:n]
+		// Drop a character cut in two (at most 3 trailing bytes).
+		for i := 0; i < utf8.UTFMax-1 && len(s) > 0; i++ {
+			r, size := utf8.DecodeLastRuneInString(s)
+			if r != utf8.RuneError || size != 1 {
+				break
+			}
+			s = s[:len(s)-1]
+		}
 	}
-	return s[:n]
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
