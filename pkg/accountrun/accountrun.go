@@ -133,19 +133,25 @@ func (s *Supervisor) syncOnce(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Cancel every worker to stop first, then wait for them together, so
+	// that one slow to stop does not hold up the others.
+	var stopping []*worker
 	for id, w := range s.workers {
 		a, ok := want[id]
 		if ok && a.Generation == w.generation {
 			continue
 		}
 		w.cancel()
-		<-w.done
+		stopping = append(stopping, w)
 		delete(s.workers, id)
 		if ok {
 			s.cfg.Logger.Info("account changed; restarting its worker", "account", id, "generation", a.Generation)
 		} else {
-			s.cfg.Logger.Info("account gone; worker stopped", "account", id)
+			s.cfg.Logger.Info("account gone; stopping its worker", "account", id)
 		}
+	}
+	for _, w := range stopping {
+		<-w.done
 	}
 	for id, a := range want {
 		if _, ok := s.workers[id]; ok {

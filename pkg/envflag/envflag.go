@@ -8,18 +8,37 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// String defines a string flag defaulting to $env, else def.
+// String defines a string flag defaulting to $env, else def. A default
+// that is a URL with a password is shown in --help with the password
+// replaced, so that credentials in the environment never reach a terminal
+// or a log through a usage message.
 func String(fs *flag.FlagSet, name, env, def, usage string) *string {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
-	return fs.String(name, def, usage+" (env "+env+")")
+	p := fs.String(name, def, usage+" (env "+env+")")
+	fs.Lookup(name).DefValue = Redact(def)
+	return p
+}
+
+// Redact returns s with the password of a URL replaced by "xxxxx"; other
+// strings are returned as they are.
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	return u.Redacted()
 }
 
 // Bool defines a bool flag defaulting to $env ("1", "true"...), else def.
