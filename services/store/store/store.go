@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
@@ -289,7 +290,7 @@ func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {
 	}, cfg.NATSOptions...)
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("store: connect to NATS at %s: %w", cfg.NATSURL, err)
+		return nil, fmt.Errorf("store: connect to NATS at %s: %w", envflag.Redact(cfg.NATSURL), err)
 	}
 	return nc, nil
 }
