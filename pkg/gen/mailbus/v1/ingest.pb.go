@@ -2724,6 +2724,108 @@ func (*AckWriteBackResponse) Descriptor() ([]byte, []int) {
 	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{40}
 }
 
+// RebindMessagesRequest is the input of RebindMessages.
+type RebindMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The messages and their new identities (IMAP); at most 10000.
+	Placements    []*UpstreamPlacement `protobuf:"bytes,2,rep,name=placements,proto3" json:"placements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebindMessagesRequest) Reset() {
+	*x = RebindMessagesRequest{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebindMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebindMessagesRequest) ProtoMessage() {}
+
+func (x *RebindMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebindMessagesRequest.ProtoReflect.Descriptor instead.
+func (*RebindMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RebindMessagesRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RebindMessagesRequest) GetPlacements() []*UpstreamPlacement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+// RebindMessagesResponse is the output of RebindMessages.
+type RebindMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many messages got a new identity (the rest had it already or no
+	// longer exist).
+	Rebound       uint32 `protobuf:"varint,1,opt,name=rebound,proto3" json:"rebound,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebindMessagesResponse) Reset() {
+	*x = RebindMessagesResponse{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebindMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebindMessagesResponse) ProtoMessage() {}
+
+func (x *RebindMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebindMessagesResponse.ProtoReflect.Descriptor instead.
+func (*RebindMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RebindMessagesResponse) GetRebound() uint32 {
+	if x != nil {
+		return x.Rebound
+	}
+	return 0
+}
+
 var File_mailbus_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_mailbus_v1_ingest_proto_rawDesc = "" +
@@ -2917,12 +3019,20 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"placements\x12 \n" +
 	"\vuidvalidity\x18\x05 \x01(\rR\vuidvalidity\x12(\n" +
 	"\x10gone_message_ids\x18\x06 \x03(\tR\x0egoneMessageIds\"\x16\n" +
-	"\x14AckWriteBackResponse*\x93\x01\n" +
+	"\x14AckWriteBackResponse\"u\n" +
+	"\x15RebindMessagesRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12=\n" +
+	"\n" +
+	"placements\x18\x02 \x03(\v2\x1d.mailbus.v1.UpstreamPlacementR\n" +
+	"placements\"2\n" +
+	"\x16RebindMessagesResponse\x12\x18\n" +
+	"\arebound\x18\x01 \x01(\rR\arebound*\x93\x01\n" +
 	"\x10WriteBackOutcome\x12\"\n" +
 	"\x1eWRITE_BACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWRITE_BACK_OUTCOME_APPLIED\x10\x01\x12\x1d\n" +
 	"\x19WRITE_BACK_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
-	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\xef\a\n" +
+	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\xc8\b\n" +
 	"\rIngestService\x12]\n" +
 	"\x10GetAccountSecret\x12#.mailbus.v1.GetAccountSecretRequest\x1a$.mailbus.v1.GetAccountSecretResponse\x12f\n" +
 	"\x13ReportAccountStatus\x12&.mailbus.v1.ReportAccountStatusRequest\x1a'.mailbus.v1.ReportAccountStatusResponse\x12Z\n" +
@@ -2933,7 +3043,8 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x0fListUpstreamIds\x12\".mailbus.v1.ListUpstreamIdsRequest\x1a#.mailbus.v1.ListUpstreamIdsResponse0\x01\x12i\n" +
 	"\x14ApplyUpstreamChanges\x12'.mailbus.v1.ApplyUpstreamChangesRequest\x1a(.mailbus.v1.ApplyUpstreamChangesResponse\x12l\n" +
 	"\x15ListPendingWriteBacks\x12(.mailbus.v1.ListPendingWriteBacksRequest\x1a).mailbus.v1.ListPendingWriteBacksResponse\x12Q\n" +
-	"\fAckWriteBack\x12\x1f.mailbus.v1.AckWriteBackRequest\x1a .mailbus.v1.AckWriteBackResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
+	"\fAckWriteBack\x12\x1f.mailbus.v1.AckWriteBackRequest\x1a .mailbus.v1.AckWriteBackResponse\x12W\n" +
+	"\x0eRebindMessages\x12!.mailbus.v1.RebindMessagesRequest\x1a\".mailbus.v1.RebindMessagesResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
 
 var (
 	file_mailbus_v1_ingest_proto_rawDescOnce sync.Once
@@ -2948,7 +3059,7 @@ func file_mailbus_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbus_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_mailbus_v1_ingest_proto_goTypes = []any{
 	(WriteBackOutcome)(0),                 // 0: mailbus.v1.WriteBackOutcome
 	(*UpstreamId)(nil),                    // 1: mailbus.v1.UpstreamId
@@ -2992,21 +3103,23 @@ var file_mailbus_v1_ingest_proto_goTypes = []any{
 	(*UpstreamPlacement)(nil),             // 39: mailbus.v1.UpstreamPlacement
 	(*AckWriteBackRequest)(nil),           // 40: mailbus.v1.AckWriteBackRequest
 	(*AckWriteBackResponse)(nil),          // 41: mailbus.v1.AckWriteBackResponse
-	(*AccountStatus)(nil),                 // 42: mailbus.v1.AccountStatus
-	(MailboxRole)(0),                      // 43: mailbus.v1.MailboxRole
-	(*Mailbox)(nil),                       // 44: mailbus.v1.Mailbox
-	(*timestamppb.Timestamp)(nil),         // 45: google.protobuf.Timestamp
+	(*RebindMessagesRequest)(nil),         // 42: mailbus.v1.RebindMessagesRequest
+	(*RebindMessagesResponse)(nil),        // 43: mailbus.v1.RebindMessagesResponse
+	(*AccountStatus)(nil),                 // 44: mailbus.v1.AccountStatus
+	(MailboxRole)(0),                      // 45: mailbus.v1.MailboxRole
+	(*Mailbox)(nil),                       // 46: mailbus.v1.Mailbox
+	(*timestamppb.Timestamp)(nil),         // 47: google.protobuf.Timestamp
 }
 var file_mailbus_v1_ingest_proto_depIdxs = []int32{
-	42, // 0: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
-	43, // 1: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
-	44, // 2: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
+	44, // 0: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
+	45, // 1: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
+	46, // 2: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
 	6,  // 3: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
 	7,  // 4: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
 	7,  // 5: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
 	7,  // 6: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
 	1,  // 7: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
-	45, // 8: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
+	47, // 8: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
 	14, // 9: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
 	1,  // 10: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
 	16, // 11: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
@@ -3022,8 +3135,8 @@ var file_mailbus_v1_ingest_proto_depIdxs = []int32{
 	28, // 21: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
 	28, // 22: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
 	28, // 23: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	45, // 24: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
-	45, // 25: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
+	47, // 24: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
+	47, // 25: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
 	29, // 26: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
 	30, // 27: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
 	31, // 28: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
@@ -3035,31 +3148,34 @@ var file_mailbus_v1_ingest_proto_depIdxs = []int32{
 	1,  // 34: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
 	0,  // 35: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
 	39, // 36: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	2,  // 37: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
-	4,  // 38: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
-	8,  // 39: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
-	10, // 40: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
-	12, // 41: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
-	15, // 42: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
-	18, // 43: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
-	26, // 44: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
-	37, // 45: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
-	40, // 46: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
-	3,  // 47: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
-	5,  // 48: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
-	9,  // 49: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
-	11, // 50: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
-	13, // 51: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
-	17, // 52: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
-	20, // 53: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
-	27, // 54: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
-	38, // 55: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
-	41, // 56: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
-	47, // [47:57] is the sub-list for method output_type
-	37, // [37:47] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	39, // 37: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	2,  // 38: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
+	4,  // 39: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
+	8,  // 40: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
+	10, // 41: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
+	12, // 42: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
+	15, // 43: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
+	18, // 44: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
+	26, // 45: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
+	37, // 46: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
+	40, // 47: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
+	42, // 48: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
+	3,  // 49: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
+	5,  // 50: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
+	9,  // 51: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
+	11, // 52: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
+	13, // 53: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
+	17, // 54: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
+	20, // 55: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
+	27, // 56: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
+	38, // 57: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
+	41, // 58: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
+	43, // 59: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
+	49, // [49:60] is the sub-list for method output_type
+	38, // [38:49] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_ingest_proto_init() }
@@ -3090,7 +3206,7 @@ func file_mailbus_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_ingest_proto_rawDesc), len(file_mailbus_v1_ingest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

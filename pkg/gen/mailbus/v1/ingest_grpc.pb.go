@@ -29,6 +29,7 @@ const (
 	IngestService_ApplyUpstreamChanges_FullMethodName  = "/mailbus.v1.IngestService/ApplyUpstreamChanges"
 	IngestService_ListPendingWriteBacks_FullMethodName = "/mailbus.v1.IngestService/ListPendingWriteBacks"
 	IngestService_AckWriteBack_FullMethodName          = "/mailbus.v1.IngestService/AckWriteBack"
+	IngestService_RebindMessages_FullMethodName        = "/mailbus.v1.IngestService/RebindMessages"
 )
 
 // IngestServiceClient is the client API for IngestService service.
@@ -76,6 +77,14 @@ type IngestServiceClient interface {
 	// AckWriteBack records the outcome of a write-back. Acknowledging one that
 	// is already acknowledged is a no-op.
 	AckWriteBack(ctx context.Context, in *AckWriteBackRequest, opts ...grpc.CallOption) (*AckWriteBackResponse, error)
+	// RebindMessages gives stored messages new upstream identities without
+	// fetching them again, for example after a mailbox's UIDVALIDITY changed
+	// and the fetcher matched the server's messages to stored ones. The
+	// identity is not part of what devices see, so no event is written; a
+	// row that already held the new identity is deleted (the rebound message
+	// wins), and pending write-backs follow the message. Rebinding to the
+	// identity a message already has is a no-op.
+	RebindMessages(ctx context.Context, in *RebindMessagesRequest, opts ...grpc.CallOption) (*RebindMessagesResponse, error)
 }
 
 type ingestServiceClient struct {
@@ -198,6 +207,16 @@ func (c *ingestServiceClient) AckWriteBack(ctx context.Context, in *AckWriteBack
 	return out, nil
 }
 
+func (c *ingestServiceClient) RebindMessages(ctx context.Context, in *RebindMessagesRequest, opts ...grpc.CallOption) (*RebindMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RebindMessagesResponse)
+	err := c.cc.Invoke(ctx, IngestService_RebindMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IngestServiceServer is the server API for IngestService service.
 // All implementations must embed UnimplementedIngestServiceServer
 // for forward compatibility.
@@ -243,6 +262,14 @@ type IngestServiceServer interface {
 	// AckWriteBack records the outcome of a write-back. Acknowledging one that
 	// is already acknowledged is a no-op.
 	AckWriteBack(context.Context, *AckWriteBackRequest) (*AckWriteBackResponse, error)
+	// RebindMessages gives stored messages new upstream identities without
+	// fetching them again, for example after a mailbox's UIDVALIDITY changed
+	// and the fetcher matched the server's messages to stored ones. The
+	// identity is not part of what devices see, so no event is written; a
+	// row that already held the new identity is deleted (the rebound message
+	// wins), and pending write-backs follow the message. Rebinding to the
+	// identity a message already has is a no-op.
+	RebindMessages(context.Context, *RebindMessagesRequest) (*RebindMessagesResponse, error)
 	mustEmbedUnimplementedIngestServiceServer()
 }
 
@@ -282,6 +309,9 @@ func (UnimplementedIngestServiceServer) ListPendingWriteBacks(context.Context, *
 }
 func (UnimplementedIngestServiceServer) AckWriteBack(context.Context, *AckWriteBackRequest) (*AckWriteBackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckWriteBack not implemented")
+}
+func (UnimplementedIngestServiceServer) RebindMessages(context.Context, *RebindMessagesRequest) (*RebindMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RebindMessages not implemented")
 }
 func (UnimplementedIngestServiceServer) mustEmbedUnimplementedIngestServiceServer() {}
 func (UnimplementedIngestServiceServer) testEmbeddedByValue()                       {}
@@ -466,6 +496,24 @@ func _IngestService_AckWriteBack_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestService_RebindMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RebindMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestServiceServer).RebindMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestService_RebindMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestServiceServer).RebindMessages(ctx, req.(*RebindMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IngestService_ServiceDesc is the grpc.ServiceDesc for IngestService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +552,10 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckWriteBack",
 			Handler:    _IngestService_AckWriteBack_Handler,
+		},
+		{
+			MethodName: "RebindMessages",
+			Handler:    _IngestService_RebindMessages_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

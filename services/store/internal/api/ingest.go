@@ -239,3 +239,12 @@ func (s *Ingest) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackRe
 	}
 	return &mailbusv1.AckWriteBackResponse{}, nil
 }
+
+// RebindMessages implements IngestService.
+func (s *Ingest) RebindMessages(ctx context.Context, req *mailbusv1.RebindMessagesRequest) (*mailbusv1.RebindMessagesResponse, error) {
+	n, err := s.DB.RebindMessages(ctx, req.AccountId, req.Placements)
+	if err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.RebindMessagesResponse{Rebound: n}, nil
+}
