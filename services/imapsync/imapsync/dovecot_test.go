@@ -469,6 +469,7 @@ func TestDovecotUIDValidity(t *testing.T) {
 	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
 	before := e.storeFolder(t, a.Id, "INBOX")
 	fetched := metricValue(t, reg, "mailbus_imapsync_messages_total")
+	js := e.consume(t, a.Id)
 	uv, err := s.ChangeUIDValidity("alice", "INBOX")
 	if err != nil {
 		t.Fatal(err)
@@ -492,6 +493,20 @@ func TestDovecotUIDValidity(t *testing.T) {
 	}
 	refetched := metricValue(t, reg, "mailbus_imapsync_messages_total") - fetched
 	t.Logf("UIDVALIDITY change: %d of %d messages kept their id; %v bodies fetched again", kept, len(after), refetched)
+	// Devices see nothing of it: after a barrier (one new message), the
+	// only message event is that message's creation.
+	deliver(t, s, "INBOX", 1)
+	waitFor(t, "the barrier message", func() bool {
+		return js.count(func(ev *mailbusv1.Event) bool { return ev.GetMessageCreated() != nil }) >= 1
+	})
+	if n := js.count(func(ev *mailbusv1.Event) bool {
+		return ev.GetMessageCreated() != nil || ev.GetMessageDeleted() != nil || ev.GetMessageUpdated() != nil
+	}); n != 1 {
+		t.Errorf("%d message events after the UIDVALIDITY change, want 1 (the barrier)", n)
+	}
+	if kept != len(after) || refetched != 0 {
+		t.Errorf("after the UIDVALIDITY change %d of %d messages kept their id and %v bodies were fetched again; want all kept, none fetched", kept, len(after), refetched)
+	}
 }
 
 // TestDovecotIdleReconnect cuts every connection; imapsync reconnects and

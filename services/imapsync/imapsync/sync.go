@@ -76,6 +76,9 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 	if st.Uidvalidity != 0 && st.Uidvalidity != sel.UIDValidity {
 		w.log.Info("UIDVALIDITY changed; resyncing the folder", "folder", f.name, "old", st.Uidvalidity, "new", sel.UIDValidity)
 		w.s.metrics.syncs.WithLabelValues("resync").Inc()
+		if err := w.rebind(ctx, f, sel); err != nil {
+			return err
+		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
 		f.known = nil
 		if err := w.saveState(ctx, f); err != nil {

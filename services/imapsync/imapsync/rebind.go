@@ -1,0 +1,132 @@
+package imapsync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// rebind runs when a folder's UIDVALIDITY changed: it matches the server's
+// messages to the stored ones by (Message-ID, RFC822.SIZE, INTERNALDATE),
+// fetching only those headers, and gives each match its new identity with
+// RebindMessages (no event, no body fetched). Only keys unique on both
+// sides count, and only messages with a Message-ID; the rest is fetched
+// by the resync and the unmatched stored messages are expunged at its end
+// (decision 0006).
+func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) error {
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	stream, err := w.st.ingest.ListUpstreamIds(sctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: w.a.Id, MailboxId: f.id})
+	if err != nil {
+		return fmt.Errorf("imapsync: list upstream ids: %w", err)
+	}
+	old := map[string]bool{}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("imapsync: list upstream ids: %w", err)
+		}
+		for _, m := range resp.Messages {
+			if m.GetUpstream().GetUidvalidity() != sel.UIDValidity {
+				old[m.MessageId] = true
+			}
+		}
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	stored := map[string][]string{} // key -> message ids
+	token := ""
+	for {
+		resp, err := w.st.mailboxes.ListMessages(sctx, &mailbusv1.ListMessagesRequest{MailboxId: f.id, PageSize: 1000, PageToken: token})
+		if err != nil {
+			return fmt.Errorf("imapsync: list messages: %w", err)
+		}
+		for _, m := range resp.Messages {
+			id := normMessageID(m.GetEnvelope().GetMessageId())
+			if !old[m.Id] || id == "" || m.InternalDate == nil {
+				continue
+			}
+			k := matchKey(id, int64(m.Size), m.InternalDate.AsTime().Unix())
+			stored[k] = append(stored[k], m.Id)
+		}
+		if resp.NextPageToken == "" {
+			break
+		}
+		token = resp.NextPageToken
+	}
+	server := map[string][]uint32{}
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	err = w.work.do(ctx, func(g *guard) error {
+		cmd := w.work.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr}})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			g.touch()
+			b, err := m.Collect()
+			if err != nil {
+				cmd.Close()
+				return err
+			}
+			id := normMessageID(headerMessageID(b.FindBodySection(hdr)))
+			if id == "" || b.UID == 0 {
+				continue
+			}
+			k := matchKey(id, b.RFC822Size, b.InternalDate.Unix())
+			server[k] = append(server[k], uint32(b.UID))
+		}
+		return cmd.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("imapsync: FETCH headers of %s: %w", f.name, err)
+	}
+	var pls []*mailbusv1.UpstreamPlacement
+	for k, ids := range stored {
+		uids := server[k]
+		if len(ids) != 1 || len(uids) != 1 {
+			continue
+		}
+		pls = append(pls, &mailbusv1.UpstreamPlacement{MessageId: ids[0], Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: sel.UIDValidity, Uid: uids[0]}})
+	}
+	var n uint32
+	for len(pls) > 0 {
+		c := min(len(pls), 5000)
+		resp, err := w.st.ingest.RebindMessages(sctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c]})
+		if err != nil {
+			return fmt.Errorf("imapsync: rebind messages: %w", err)
+		}
+		n += resp.Rebound
+		pls = pls[c:]
+	}
+	w.log.Info("messages matched after the UIDVALIDITY change", "folder", f.name, "rebound", n, "stored", len(old))
+	return nil
+}
+
+func matchKey(messageID string, size, unix int64) string {
+	return fmt.Sprintf("%s\x00%d\x00%d", messageID, size, unix)
+}
+
+func normMessageID(s string) string {
+	return strings.Trim(strings.TrimSpace(s), "<>")
+}
+
+func headerMessageID(b []byte) string {
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(append(b, '\r', '\n')))).ReadMIMEHeader()
+	if err != nil && len(h) == 0 {
+		return ""
+	}
+	return h.Get("Message-Id")
+}
