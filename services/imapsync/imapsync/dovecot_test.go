@@ -573,3 +573,85 @@ type deadConn struct{ net.Conn }
 
 func (d *deadConn) Read([]byte) (int, error)  { return 0, io.ErrUnexpectedEOF }
 func (d *deadConn) Write([]byte) (int, error) { return 0, errors.New("blocked") }
+
+// TestDovecotSilentConnection freezes every connection (no RST, no data:
+// a dead peer): the IDLE restart and the operation deadlines notice, the
+// connections are replaced and the new mail is caught up.
+func TestDovecotSilentConnection(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	fz := &freezer{}
+	startSync(t, e, func(c *imapsync.Config) {
+		c.RootCAs = s.CertPool()
+		c.Timeout = time.Second
+		c.IdleRestart = 300 * time.Millisecond
+		c.WrapConn = fz.wrap
+	})
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	fz.freezeAll()
+	deliver(t, s, "INBOX", 1)
+	waitFor(t, "caught up on new connections", func() bool {
+		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
+}
+
+// freezer makes connections silent: reads block until the connection is
+// closed, writes vanish.
+type freezer struct {
+	mu    sync.Mutex
+	conns []*frozenConn
+}
+
+type frozenConn struct {
+	net.Conn
+	frozen atomic.Bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (f *freezer) wrap(_ string, nc net.Conn) net.Conn {
+	c := &frozenConn{Conn: nc, closed: make(chan struct{})}
+	f.mu.Lock()
+	f.conns = append(f.conns, c)
+	f.mu.Unlock()
+	return c
+}
+
+func (f *freezer) freezeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.frozen.Store(true)
+	}
+	f.conns = nil
+}
+
+func (c *frozenConn) Read(b []byte) (int, error) {
+	if c.frozen.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(b)
+	if c.frozen.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *frozenConn) Write(b []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *frozenConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}

@@ -1,6 +1,9 @@
 package imapsync_test
 
 import (
+	"io"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -80,4 +83,97 @@ func TestMemSyncBothWays(t *testing.T) {
 	}
 	appendMsg(t, tp, "Later", testMessage(1, "Later"))
 	check("new folder", "Later")
+}
+
+// TestMemConflicts: a device's flag change and move of messages a third
+// party expunged meanwhile fail, with writeback.failed events, and the
+// store follows the server (the messages are deleted).
+func TestMemConflicts(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t, "Archive")
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	for i := range 3 {
+		appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
+	}
+	a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	sy := startSync(t, e, nil)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	sy.stop()
+	inbox := e.storeFolder(t, a.Id, "INBOX")
+	if _, err := tp.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Store(imap.UIDSetNum(1, 2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.UIDExpunge(imap.UIDSetNum(1, 2)).Close(); err != nil {
+		t.Fatal(err)
+	}
+	js := e.consume(t, a.Id)
+	ctx := ctxT(t)
+	if _, err := e.mailboxes.UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{inbox[1].id}, Add: []string{`\Flagged`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mailboxes.MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: a.Id, MessageIds: []string{inbox[2].id}, ToMailboxId: e.mailboxID(t, a.Id, "Archive"), DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	startSync(t, e, nil)
+	waitFor(t, "two failed write-backs", func() bool {
+		return js.count(func(ev *mailbusv1.Event) bool { return ev.GetWritebackFailed() != nil }) == 2
+	})
+	waitFor(t, "the store follows the server", func() bool {
+		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil && len(e.storeFolder(t, a.Id, "Archive")) == 0
+	})
+	for _, id := range []string{inbox[1].id, inbox[2].id} {
+		if _, err := e.mailboxes.GetMessage(ctx, &mailbusv1.GetMessageRequest{MessageId: id}); err == nil {
+			t.Errorf("message %s still in the store", id)
+		}
+	}
+}
+
+// TestMemRetrying: an unreachable server is a temporary error (RETRYING);
+// once it is back the account syncs.
+func TestMemRetrying(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t)
+	// A port where nobody listens yet.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	a := e.createAccount(t, addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, nil)
+	waitFor(t, "RETRYING", func() bool {
+		st := e.account(t, a.Id).GetStatus()
+		return st.GetState() == mailbusv1.SyncState_SYNC_STATE_RETRYING && strings.Contains(st.GetReason(), "dial")
+	})
+	// Now forward that port to the server.
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port taken meanwhile: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				s, err := net.Dial("tcp", mem.addr)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go func() { io.Copy(s, c); s.Close() }()
+				io.Copy(c, s)
+				c.Close()
+			}()
+		}
+	}()
+	waitFor(t, "IDLE after the server came back", func() bool {
+		return e.account(t, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
 }

@@ -1,0 +1,54 @@
+package imapsync
+
+import (
+	"testing"
+)
+
+func TestMatchPattern(t *testing.T) {
+	for _, c := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"*", "a/b/c", true},
+		{"%", "a", true},
+		{"%", "a/b", false},
+		{"a/%", "a/b", true},
+		{"a/%", "a/b/c", false},
+		{"a/*", "a/b/c", true},
+		{"inbox", "INBOX", true},
+		{"Archive", "Archive", true},
+		{"Archive", "Archives", false},
+		{"Arch*", "Archives", true},
+		{"*/Spam", "Lists/Spam", true},
+		{"*/Spam", "Spam", false},
+	} {
+		if got := matchPattern(c.pattern, c.name, "/"); got != c.want {
+			t.Errorf("matchPattern(%q, %q) = %v, want %v", c.pattern, c.name, got, c.want)
+		}
+	}
+}
+
+func TestXOAuth2(t *testing.T) {
+	c := NewXOAuth2Client("alice@example.org", "tok")
+	mech, ir, err := c.Start()
+	if err != nil || mech != "XOAUTH2" || string(ir) != "user=alice@example.org\x01auth=Bearer tok\x01\x01" {
+		t.Fatalf("Start = %q %q %v", mech, ir, err)
+	}
+	// A failure challenge (JSON) is answered with an empty response.
+	resp, err := c.Next([]byte(`{"status":"401"}`))
+	if err != nil || len(resp) != 0 {
+		t.Fatalf("Next = %q %v", resp, err)
+	}
+}
+
+func TestHeaderMessageID(t *testing.T) {
+	for in, want := range map[string]string{
+		"Message-ID: <a@b>\r\n\r\n":   "a@b",
+		"message-id:   <x.y@z>  \r\n": "x.y@z",
+		"\r\n":                        "",
+	} {
+		if got := normMessageID(headerMessageID([]byte(in))); got != want {
+			t.Errorf("headerMessageID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
