@@ -1,0 +1,358 @@
+package ownership
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailbus/mailbus/pkg/backoff"
+)
+
+// leaseValue is what a lease key holds.
+type leaseValue struct {
+	// Owner is the replica id.
+	Owner string `json:"owner"`
+	// Token is the fencing token: the revision the lease was created at.
+	// The creating write cannot know its own revision, so it is 0 there
+	// and set by every renewal.
+	Token uint64 `json:"token,omitempty"`
+}
+
+// Lease is one replica's hold on one account. Its Context is cancelled
+// when the lease is lost or released; work done for the account must stop
+// when it is.
+type Lease struct {
+	m       *Manager
+	account string
+	token   uint64
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+
+	mu       sync.Mutex
+	rev      uint64
+	deadline time.Time // local, monotonic: last renewal sent + TTL - margin
+	timer    *time.Timer
+	err      error // why the lease ended; nil while held
+	released bool
+
+	stopOnce  sync.Once
+	stopRenew chan struct{}
+	renewDone chan struct{}
+}
+
+// Account returns the account id.
+func (l *Lease) Account() string { return l.account }
+
+// Token returns the fencing token: the lease bucket's revision at which
+// this replica took the lease. A later owner's token is always larger
+// (revisions of a bucket only grow), so a store that remembers the
+// largest token it has seen for an account can refuse the writes of a
+// stale owner. See the package documentation for the contract.
+func (l *Lease) Token() uint64 { return l.token }
+
+// Revision returns the lease key's current revision (it moves on with
+// every renewal; Token does not).
+func (l *Lease) Revision() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev
+}
+
+// Context is cancelled when the lease ends: lost (cause wraps ErrLost),
+// released (ErrReleased), or when the context given to Acquire ends.
+func (l *Lease) Context() context.Context { return l.ctx }
+
+// Deadline returns the local time at which the lease's context will be
+// cancelled unless a renewal succeeds first.
+func (l *Lease) Deadline() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deadline
+}
+
+// Err returns why the lease ended (wrapping ErrLost or ErrReleased), or nil
+// while it is held.
+func (l *Lease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// TryAcquire takes the account's lease if nobody holds it (kv.Create),
+// and returns ErrHeld if another replica does. The lease is renewed in the
+// background until Release or loss.
+func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error) {
+	if !keyRE.MatchString(account) {
+		return nil, fmt.Errorf("ownership: account id %q is not a valid key", account)
+	}
+	if m.isDead() {
+		return nil, ErrStopped
+	}
+	val, _ := json.Marshal(leaseValue{Owner: m.cfg.ReplicaID})
+	sent := time.Now()
+	rev, err := m.leases.Create(ctx, account, val)
+	if err != nil {
+		if isConflict(err) {
+			return nil, ErrHeld
+		}
+		return nil, fmt.Errorf("ownership: acquire %s: %w", account, err)
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	l := &Lease{
+		m:         m,
+		account:   account,
+		token:     rev,
+		ctx:       lctx,
+		cancel:    cancel,
+		rev:       rev,
+		deadline:  sent.Add(m.cfg.LeaseTTL - m.cfg.SafetyMargin),
+		stopRenew: make(chan struct{}),
+		renewDone: make(chan struct{}),
+	}
+	l.mu.Lock()
+	l.timer = time.AfterFunc(time.Until(l.deadline), l.expire)
+	l.mu.Unlock()
+	m.mu.Lock()
+	if m.dead { // killed while creating: behave as a dead process would
+		m.mu.Unlock()
+		close(l.renewDone)
+		return l, nil
+	}
+	m.held[account] = l
+	m.mu.Unlock()
+	go l.renewLoop()
+	m.log.Debug("lease acquired", "account", account, "token", rev)
+	return l, nil
+}
+
+// Acquire takes the account's lease, waiting while another replica holds
+// it: it tries again as soon as the lease bucket shows a release, and
+// every RetryInterval (an expiry shows no event). It returns ctx's error
+// when ctx ends first.
+func (m *Manager) Acquire(ctx context.Context, account string) (*Lease, error) {
+	m.mu.Lock()
+	ch := m.waiters[account]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		m.waiters[account] = ch
+	}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.waiters[account] == ch {
+			delete(m.waiters, account)
+		}
+		m.mu.Unlock()
+	}()
+	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		if m.isDead() {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		l, err := m.TryAcquire(ctx, account)
+		if err == nil {
+			return l, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		wait := m.cfg.RetryInterval
+		if !errors.Is(err, ErrHeld) {
+			wait = bo.Next()
+			m.log.Warn("cannot take lease; retrying", "account", account, "err", err)
+		}
+		t := time.NewTimer(backoff.Jitter(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// Renew renews the lease once: kv.Update on the current revision
+// (compare-and-set). A refused update (the revision moved on: the lease
+// expired and another replica took it) loses the lease and returns an
+// error wrapping ErrLost and jetstream.ErrKeyRevisionMismatch. Another
+// error (NATS unreachable) is returned as is; the lease then lives until
+// its deadline. A renewal after the lease ended never revives it. The
+// background renewal calls this; it is exported for tests and tools.
+func (l *Lease) Renew(ctx context.Context) error {
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return ErrReleased
+	}
+	rev := l.rev
+	l.mu.Unlock()
+	val, _ := json.Marshal(leaseValue{Owner: l.m.cfg.ReplicaID, Token: l.token})
+	sent := time.Now()
+	newRev, err := l.m.leases.Update(ctx, l.account, val, rev)
+	if err != nil {
+		if isConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			err = fmt.Errorf("%w: %s: renewal refused: %w", ErrLost, l.account, err)
+			l.end(err)
+			return err
+		}
+		return fmt.Errorf("ownership: renew %s: %w", l.account, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		// Lost by the deadline meanwhile: the worker has been told to stop
+		// and stays stopped; Release deletes the key.
+		l.rev = newRev
+		return l.err
+	}
+	l.rev = newRev
+	l.deadline = sent.Add(l.m.cfg.LeaseTTL - l.m.cfg.SafetyMargin)
+	l.timer.Reset(time.Until(l.deadline))
+	return nil
+}
+
+// expire runs when the local deadline passes without a renewal.
+func (l *Lease) expire() {
+	l.mu.Lock()
+	if l.err != nil || time.Now().Before(l.deadline) { // ended, or a renewal moved the deadline
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Unlock()
+	l.end(fmt.Errorf("%w: %s: no renewal before the local deadline", ErrLost, l.account))
+}
+
+// end records why the lease ended and cancels its context.
+func (l *Lease) end(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	err = l.err
+	l.mu.Unlock()
+	l.cancel(err)
+	if errors.Is(err, ErrLost) {
+		l.m.log.Warn("lease lost", "account", l.account, "token", l.token, "err", err)
+	}
+}
+
+func (l *Lease) renewLoop() {
+	defer close(l.renewDone)
+	interval := l.m.cfg.RenewInterval
+	bo := backoff.Backoff{Min: max(interval/10, 10*time.Millisecond), Max: interval / 2}
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stopRenew:
+			return
+		case <-t.C:
+		}
+		// Waiting past the deadline is pointless: the lease is lost then.
+		ctx, cancel := context.WithDeadline(context.Background(), l.Deadline())
+		err := l.Renew(ctx)
+		cancel()
+		if l.Err() != nil {
+			return
+		}
+		if err != nil {
+			l.m.log.Warn("cannot renew lease; retrying until its deadline", "account", l.account, "deadline", time.Until(l.Deadline()), "err", err)
+			t.Reset(bo.Next())
+			continue
+		}
+		bo.Reset()
+		t.Reset(interval)
+	}
+}
+
+// stopRenewing stops the background renewal and waits for it; the lease
+// is not released (a pause or a crash, in tests; a step of Release).
+func (l *Lease) stopRenewing() {
+	l.stopOnce.Do(func() { close(l.stopRenew) })
+	<-l.renewDone
+}
+
+// Release ends the lease: it stops renewing, cancels the context and
+// deletes the key if it still holds the lease's revision (kv.Delete with
+// LastRevision), so that another replica can take the account at once
+// rather than after the TTL. Call it only once the work done under the
+// lease has stopped. Releasing a lost lease is harmless: the conditional
+// delete then fails and is ignored.
+func (l *Lease) Release(ctx context.Context) error {
+	l.stopRenewing()
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return nil
+	}
+	l.released = true
+	l.timer.Stop()
+	rev := l.rev
+	l.mu.Unlock()
+	l.end(ErrReleased)
+	m := l.m
+	m.mu.Lock()
+	if m.held[l.account] == l {
+		delete(m.held, l.account)
+	}
+	dead := m.dead
+	m.mu.Unlock()
+	if dead {
+		return nil // a crashed process releases nothing
+	}
+	err := m.leases.Delete(ctx, l.account, jetstream.LastRevision(rev))
+	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("ownership: release %s: %w", l.account, err)
+	}
+	m.log.Debug("lease released", "account", l.account, "token", l.token)
+	return nil
+}
+
+// isConflict reports a failed compare-and-set: the key exists (Create) or
+// its revision moved on (Update, Delete with LastRevision). Replicated
+// buckets report code 10164 where single-replica ones report 10071.
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// CheckToken is the store's side of fencing, for a store that can reach
+// NATS: it returns nil if token is the fencing token of the lease that
+// currently holds account in the lease bucket leases (open it with
+// js.KeyValue(ctx, LeaseBucket(service))), ErrStaleToken if another lease
+// (or none) holds it, or another error if NATS cannot answer (then refuse
+// the write as temporary, never accept it).
+func CheckToken(ctx context.Context, leases jetstream.KeyValue, account string, token uint64) error {
+	e, err := leases.Get(ctx, account)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return fmt.Errorf("%w: %s has no lease", ErrStaleToken, account)
+	}
+	if err != nil {
+		return fmt.Errorf("ownership: check token of %s: %w", account, err)
+	}
+	var v leaseValue
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return fmt.Errorf("ownership: lease of %s: %w", account, err)
+	}
+	current := v.Token
+	if current == 0 { // not renewed yet: the creating revision is the token
+		current = e.Revision()
+	}
+	if current != token {
+		return fmt.Errorf("%w: %s is held with token %d, not %d", ErrStaleToken, account, current, token)
+	}
+	return nil
+}
