@@ -1,0 +1,49 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+func TestProbes(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer ok.Close()
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	defer bad.Close()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	hs.SetServingStatus("mailbus.v1.IngestService", healthpb.HealthCheckResponse_NOT_SERVING)
+
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 2},
+		{[]string{"--http", ok.URL}, 0},
+		{[]string{"--http", bad.URL}, 1},
+		{[]string{"--http", "http://127.0.0.1:1/healthz"}, 1},
+		{[]string{"--grpc", lis.Addr().String()}, 0},
+		{[]string{"--grpc", lis.Addr().String(), "--grpc-service", "mailbus.v1.IngestService"}, 1},
+		{[]string{"--http", ok.URL, "--grpc", lis.Addr().String()}, 0},
+		{[]string{"--http", bad.URL, "--grpc", lis.Addr().String()}, 1},
+	} {
+		if got := run(tt.args, io.Discard); got != tt.want {
+			t.Errorf("run(%q) = %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
