@@ -8,6 +8,7 @@
 #   make bench      benchmarks (long; not part of make test)
 #   make fuzz       longer fuzzing than make test does
 #   make build      the binaries, into ./bin
+#   make demo       try mailbus: demo mail servers, accounts and live events
 
 SHELL := /bin/bash
 GO ?= go
@@ -24,13 +25,18 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build test test-short generate check-generate lint breaking fmt tools bench fuzz clean
+.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench fuzz clean
 
 all: lint test
 
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./services/store/cmd/...
+	$(GO) build -o $(BIN)/ ./services/mailbus/cmd/mailbus
+
+# Needs only Go: the all-in-one server with demo IMAP and POP3 servers.
+demo:
+	$(GO) run ./services/mailbus/cmd/mailbus demo
 
 test:
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)

@@ -1,0 +1,238 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// connectTimeout bounds one connection attempt to the store, so that an
+// unreachable address fails within seconds, not after gRPC's 20 s default.
+const connectTimeout = 3 * time.Second
+
+// client is a connection to the store with the services' clients.
+type client struct {
+	app       *app
+	conn      *grpc.ClientConn
+	accounts  mailbusv1.AccountServiceClient
+	mailboxes mailbusv1.MailboxServiceClient
+	sync      mailbusv1.SyncServiceClient
+}
+
+// dial connects to the store lazily; the first request reports an
+// unreachable store.
+func (a *app) dial() (*client, error) {
+	if strings.TrimSpace(a.server) == "" {
+		return nil, usagef("--server is empty: give the store's host:port (default %s)", DefaultServer)
+	}
+	target := strings.TrimPrefix(strings.TrimPrefix(a.server, "grpc://"), "http://")
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = 5 * time.Second
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+	)
+	if err != nil {
+		return nil, usagef("--server %q: %v", a.server, err)
+	}
+	return &client{
+		app:       a,
+		conn:      conn,
+		accounts:  mailbusv1.NewAccountServiceClient(conn),
+		mailboxes: mailbusv1.NewMailboxServiceClient(conn),
+		sync:      mailbusv1.NewSyncServiceClient(conn),
+	}, nil
+}
+
+func (c *client) Close() { c.conn.Close() }
+
+// call returns a context for one unary request: the --timeout deadline and
+// the device id.
+func (c *client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = metadata.AppendToOutgoingContext(ctx, "mailbus-device-id", c.app.device)
+	return context.WithTimeout(ctx, c.app.timeout)
+}
+
+// explain turns a gRPC error into one a person can act on; other errors
+// are returned as they are.
+func (a *app) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.Unknown {
+		return err
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach the mailbus store at %s (%s).\n"+
+			"  Start one with `mailbus serve` (or `mailbus demo` to try mailbus out),\n"+
+			"  or point --server / MAILBUS_SERVER at a running store", a.server, dialReason(msg))
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the mailbus store at %s did not answer within %s.\n"+
+			"  Is it running and reachable? (--timeout sets the deadline)", a.server, a.timeout)
+	case codes.Canceled:
+		return context.Canceled
+	case codes.Unimplemented:
+		return fmt.Errorf("the server at %s is not a mailbus store, or an older one (%s)", a.server, msg)
+	case codes.InvalidArgument:
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) > 0 {
+				var parts []string
+				for _, v := range br.FieldViolations {
+					parts = append(parts, v.Field+": "+v.Description)
+				}
+				return fmt.Errorf("the store refused the request: %s", strings.Join(parts, "; "))
+			}
+		}
+		return fmt.Errorf("the store refused the request: %s", msg)
+	case codes.OutOfRange:
+		return fmt.Errorf("%s (list the account again, then follow changes from the state the list prints)", msg)
+	case codes.Internal:
+		return fmt.Errorf("the store failed: %s", msg)
+	}
+	return errors.New(msg)
+}
+
+// dialReason shortens gRPC's transport error to its cause.
+func dialReason(msg string) string {
+	for _, cause := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "connection reset by peer"} {
+		if strings.Contains(msg, cause) {
+			return cause
+		}
+	}
+	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+		msg = strings.Trim(msg[i+len("desc = "):], `"`)
+	}
+	return msg
+}
+
+// isNotFound reports a NOT_FOUND status.
+func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }
+
+// account finds an account by id or name.
+func (c *client) account(ctx context.Context, ref string) (*mailbusv1.Account, error) {
+	if strings.TrimSpace(ref) == "" {
+		return nil, usagef("missing account: give its name or id")
+	}
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	if isID(ref) {
+		resp, err := c.accounts.GetAccount(cctx, &mailbusv1.GetAccountRequest{AccountId: ref})
+		if err == nil {
+			return resp.Account, nil
+		}
+		if !isNotFound(err) {
+			return nil, err
+		}
+	}
+	resp, err := c.accounts.GetAccount(cctx, &mailbusv1.GetAccountRequest{Name: ref})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("no account %q: `mailbus account list` shows the accounts", ref)
+		}
+		return nil, err
+	}
+	return resp.Account, nil
+}
+
+// allAccounts lists every account.
+func (c *client) allAccounts(ctx context.Context) ([]*mailbusv1.Account, error) {
+	var out []*mailbusv1.Account
+	token := ""
+	for {
+		cctx, cancel := c.call(ctx)
+		resp, err := c.accounts.ListAccounts(cctx, &mailbusv1.ListAccountsRequest{PageSize: 1000, PageToken: token})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Accounts...)
+		if resp.NextPageToken == "" {
+			return out, nil
+		}
+		token = resp.NextPageToken
+	}
+}
+
+// mailboxes lists an account's mailboxes.
+func (c *client) mailboxList(ctx context.Context, accountID string) ([]*mailbusv1.Mailbox, uint64, error) {
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := c.mailboxes.ListMailboxes(cctx, &mailbusv1.ListMailboxesRequest{AccountId: accountID})
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Mailboxes, resp.State, nil
+}
+
+// mailbox finds a mailbox of an account by name (INBOX in any case) or id.
+func (c *client) mailbox(ctx context.Context, acct *mailbusv1.Account, ref string) (*mailbusv1.Mailbox, error) {
+	boxes, _, err := c.mailboxList(ctx, acct.Id)
+	if err != nil {
+		return nil, err
+	}
+	return findMailbox(boxes, acct, ref)
+}
+
+func findMailbox(boxes []*mailbusv1.Mailbox, acct *mailbusv1.Account, ref string) (*mailbusv1.Mailbox, error) {
+	for _, m := range boxes {
+		if m.Name == ref {
+			return m, nil
+		}
+	}
+	for _, m := range boxes {
+		if strings.EqualFold(ref, "INBOX") && strings.EqualFold(m.Name, "INBOX") {
+			return m, nil
+		}
+		if m.Id == ref && isID(ref) {
+			return m, nil
+		}
+	}
+	var folded []*mailbusv1.Mailbox
+	for _, m := range boxes {
+		if strings.EqualFold(m.Name, ref) {
+			folded = append(folded, m)
+		}
+	}
+	if len(folded) == 1 {
+		return folded[0], nil
+	}
+	var names []string
+	for _, m := range boxes {
+		names = append(names, m.Name)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("account %s has no mailbox %q (it has none yet: is it still syncing? see `mailbus status`)", acct.Name, ref)
+	}
+	return nil, fmt.Errorf("account %s has no mailbox %q; it has: %s", acct.Name, ref, strings.Join(names, ", "))
+}
+
+// isID reports whether s looks like a store id (decimal digits).
+func isID(s string) bool {
+	if s == "" || len(s) > 19 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

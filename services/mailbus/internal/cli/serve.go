@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/services/mailbus/mailbus"
+	"github.com/mailbus/mailbus/services/store/store"
+)
+
+// serveFlags are the flags of serve (and demo).
+type serveFlags struct {
+	data, databaseURL, natsURL, natsListen string
+	listen, metricsListen, keyFile         string
+	logLevel, logFormat                    string
+}
+
+func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel string) {
+	fl := c.Flags()
+	a.stringVar(fl, &f.data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory: SQLite database, embedded NATS files, credentials key")
+	a.stringVar(fl, &f.databaseURL, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...) instead of SQLite in --data")
+	a.stringVar(fl, &f.natsURL, "nats", "MAILBUS_NATS", "", "external NATS server URL (with JetStream) instead of the embedded one")
+	a.stringVar(fl, &f.natsListen, "nats-listen", "MAILBUS_NATS_LISTEN", "", "let the embedded NATS also listen on this address (such as 127.0.0.1:4222) for backend consumers")
+	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's gRPC address (the other commands' --server)")
+	a.stringVar(fl, &f.metricsListen, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address of /metrics and /healthz; - disables")
+	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
+	a.stringVar(fl, &f.logLevel, "log-level", "MAILBUS_LOG_LEVEL", defaultLogLevel, "debug, info, warn or error")
+	a.stringVar(fl, &f.logFormat, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
+}
+
+// serverConfig turns the flags into the server's configuration.
+func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
+	log, err := envflag.Logger(f.logLevel, f.logFormat)
+	if err != nil {
+		return mailbus.Config{}, usagef("%v", err)
+	}
+	if f.natsURL != "" && f.natsListen != "" {
+		return mailbus.Config{}, usagef("--nats-listen is for the embedded NATS server; with --nats the external server serves consumers")
+	}
+	if f.databaseURL != "" && !strings.HasPrefix(f.databaseURL, "postgres://") && !strings.HasPrefix(f.databaseURL, "postgresql://") {
+		return mailbus.Config{}, usagef("--database-url %q: want postgres://user@host/db", envflag.Redact(f.databaseURL))
+	}
+	cfg := mailbus.Config{
+		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
+		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
+	}
+	if f.keyFile == "" {
+		if v, ok := a.env("MAILBUS_SECRET_KEY"); ok && v != "" {
+			k, err := secretbox.ParseKey(v)
+			if err != nil {
+				return mailbus.Config{}, usagef("MAILBUS_SECRET_KEY: %v", err)
+			}
+			cfg.SecretKey = k
+		}
+	}
+	return cfg, nil
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the store, imapsync and pop3fetcher in one process (embedded NATS and SQLite)",
+		Long: `Run mailbus in one process: the store, the IMAP sync and the POP3 fetcher
+services, on an embedded NATS server with JetStream and an SQLite database
+in --data. Nothing else needs to be installed or running. On first start
+the credentials key (which encrypts the stored passwords) is created in the
+data directory with mode 0600; keep it with the data.
+
+--nats and --database-url switch to an external NATS server and PostgreSQL;
+--nats-listen lets backend systems subscribe to the embedded NATS server.
+SIGINT or SIGTERM stops everything gracefully.`,
+		Example: `  mailbus serve
+  mailbus serve --data /var/lib/mailbus --nats-listen 127.0.0.1:4222
+  mailbus serve --database-url postgres://mailbus@db/mailbus --nats nats://nats:4222 \
+      --secret-key-file /etc/mailbus/secret.key`,
+		Args: noArgs,
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			cfg, err := a.serverConfig(&f)
+			if err != nil {
+				return err
+			}
+			cfg.Ready = func(info mailbus.Info) { printServeBanner(a.io.Out, info) }
+			srv, err := mailbus.New(cfg)
+			if err != nil {
+				return err
+			}
+			return srv.Run(ctx)
+		}),
+	}
+	a.addServeFlags(c, &f, "info")
+	return c
+}
+
+func printServeBanner(w io.Writer, info mailbus.Info) {
+	fmt.Fprintln(w, "mailbus is running (Ctrl-C stops it).")
+	fmt.Fprintf(w, "  store (gRPC):  %s   (the client commands' --server)\n", info.StoreAddr)
+	fmt.Fprintf(w, "  database:      %s\n", info.Database)
+	if info.NATSURL != "" {
+		fmt.Fprintf(w, "  NATS:          %s   (events: mailbus.events.<account>.<kind>, stream MAILBUS_EVENTS)\n", info.NATSURL)
+	} else {
+		fmt.Fprintln(w, "  NATS:          embedded, in-process only (--nats-listen 127.0.0.1:4222 lets consumers subscribe)")
+	}
+	if info.MetricsAddr != "" && info.MetricsAddr != "-" {
+		fmt.Fprintf(w, "  metrics:       http://%s/metrics\n", info.MetricsAddr)
+	}
+	switch {
+	case info.KeyCreated:
+		fmt.Fprintf(w, "  key:           %s (created now; keep it with the data: it decrypts the stored passwords)\n", info.KeyFile)
+	case info.KeyFile != "":
+		fmt.Fprintf(w, "  key:           %s\n", info.KeyFile)
+	}
+	fmt.Fprintf(w, "Add an account: mailbus account add --server %s --help\n", info.StoreAddr)
+}
+
+// discardLogger is a logger that drops everything.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// watchRefresh is how often watch without --account looks for new
+// accounts.
+const watchRefresh = 2 * time.Second
+
+func (a *app) watchCommand() *cobra.Command {
+	var account string
+	var since uint64
+	var noStatus bool
+	c := &cobra.Command{
+		Use:   "watch [--account N]",
+		Short: "Print events live as the store commits them (one line each, or --json)",
+		Long: `Print every change as it happens: messages created, updated (flags,
+moves) and deleted, mailboxes created, renamed and deleted, account status,
+failed write-backs. Each line names the account, the event and its origin
+(upstream, or the device that made the change). Without --account every
+account is watched, including accounts added later. Ctrl-C stops.
+
+With --since (and --account) the events after that state are replayed
+first. --json prints each event as the API's mailbus.v1.Event, one per line,
+the same as published on NATS.`,
+		Example: `  mailbus watch
+  mailbus watch --account work --json
+  mailbus watch --account work --since 0 --no-status`,
+		Args: noArgs,
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("since") && account == "" {
+				return usagef("--since needs --account (states are per account)")
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var from *uint64
+			if cmd.Flags().Changed("since") {
+				from = &since
+			}
+			w := newWatcher(a, c, a.io.Out, noStatus)
+			return w.run(ctx, account, from)
+		}),
+	}
+	accountFlag(c, &account)
+	c.Flags().Uint64Var(&since, "since", 0, "replay the events after this state first (needs --account)")
+	c.Flags().BoolVar(&noStatus, "no-status", false, "leave out account.status events")
+	return c
+}
+
+// watcher follows accounts' WatchChanges streams and prints the events.
+type watcher struct {
+	a          *app
+	c          *client
+	out        io.Writer
+	skipStatus bool
+
+	mu      sync.Mutex
+	names   map[string]string            // account id -> name
+	boxes   map[string]map[string]string // account id -> mailbox id -> name
+	started map[string]bool
+	// startedAll is set after the first round of a watch of every account:
+	// accounts found later are watched from their beginning.
+	startedAll bool
+	// onEvent, when set, is called for every event after it is printed.
+	onEvent func(*mailbusv1.Event)
+}
+
+func newWatcher(a *app, c *client, out io.Writer, skipStatus bool) *watcher {
+	return &watcher{a: a, c: c, out: out, skipStatus: skipStatus, names: map[string]string{}, boxes: map[string]map[string]string{}, started: map[string]bool{}}
+}
+
+// run watches one account (ref) or all; from is the state to replay from
+// (nil: from now).
+func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := func(acct *mailbusv1.Account, since *uint64) {
+		w.mu.Lock()
+		if w.started[acct.Id] {
+			w.mu.Unlock()
+			return
+		}
+		w.started[acct.Id] = true
+		w.names[acct.Id] = acct.Name
+		w.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.follow(ctx, acct, since); err != nil && ctx.Err() == nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		}()
+	}
+	if ref != "" {
+		acct, err := w.c.account(ctx, ref)
+		if err != nil {
+			return err
+		}
+		start(acct, from)
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if !w.a.json {
+		fmt.Fprintln(w.out, "Watching every account for changes (Ctrl-C stops).")
+	}
+	t := time.NewTicker(watchRefresh)
+	defer t.Stop()
+	for {
+		accts, err := w.c.allAccounts(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, acct := range accts {
+			st := acct.State
+			w.mu.Lock()
+			later := w.startedAll
+			w.mu.Unlock()
+			if later {
+				// An account added while watching: from its beginning.
+				st = 0
+			}
+			start(acct, &st)
+		}
+		w.mu.Lock()
+		w.startedAll = true
+		w.mu.Unlock()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// follow streams one account's events.
+func (w *watcher) follow(ctx context.Context, acct *mailbusv1.Account, since *uint64) error {
+	st := acct.State
+	if since != nil {
+		st = *since
+	}
+	stream, err := w.c.sync.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: acct.Id, SinceState: st, SkipStatus: w.skipStatus})
+	if err != nil {
+		return err
+	}
+	for {
+		item, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("the store ended the watch of %s (is it shutting down?)", acct.Name)
+			}
+			if isNotFound(err) {
+				w.printLine(fmt.Sprintf("%s %s: account removed", time.Now().Format("15:04:05"), acct.Name))
+				return nil
+			}
+			return err
+		}
+		ev := item.GetEvent()
+		if ev == nil {
+			continue
+		}
+		if w.a.json {
+			w.mu.Lock()
+			err := printJSON(w.out, ev)
+			w.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		} else {
+			w.printLine(w.describe(ctx, ev))
+		}
+		if w.onEvent != nil {
+			w.onEvent(ev)
+		}
+	}
+}
+
+func (w *watcher) printLine(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintln(w.out, s)
+}
+
+// mailboxName names a mailbox of an account, reading the list again for
+// an id it does not know.
+func (w *watcher) mailboxName(ctx context.Context, accountID, id string) string {
+	if id == "" {
+		return ""
+	}
+	w.mu.Lock()
+	name, ok := w.boxes[accountID][id]
+	w.mu.Unlock()
+	if ok {
+		return name
+	}
+	boxes, _, err := w.c.mailboxList(ctx, accountID)
+	if err != nil {
+		return "mailbox " + id
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := map[string]string{}
+	for _, b := range boxes {
+		m[b.Id] = b.Name
+	}
+	w.boxes[accountID] = m
+	if name, ok := m[id]; ok {
+		return name
+	}
+	return "mailbox " + id
+}
+
+func (w *watcher) rememberMailbox(accountID string, mb *mailbusv1.Mailbox) {
+	if mb == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.boxes[accountID] == nil {
+		w.boxes[accountID] = map[string]string{}
+	}
+	w.boxes[accountID][mb.Id] = mb.Name
+}
+
+// describe renders an event as one readable line.
+func (w *watcher) describe(ctx context.Context, ev *mailbusv1.Event) string {
+	w.mu.Lock()
+	acct := w.names[ev.AccountId]
+	w.mu.Unlock()
+	if acct == "" {
+		acct = "account " + ev.AccountId
+	}
+	t := time.Now()
+	if ev.Time != nil {
+		t = ev.Time.AsTime()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %-16s ", t.Local().Format("15:04:05"), acct, events.Kind(ev))
+	switch p := ev.Payload.(type) {
+	case *mailbusv1.Event_MessageCreated:
+		m := p.MessageCreated.GetMessage()
+		fmt.Fprintf(&b, "#%s in %s: %q from %s", m.GetId(), w.mailboxName(ctx, ev.AccountId, m.GetMailboxId()), m.GetEnvelope().GetSubject(), shortFrom(m.GetEnvelope().GetFrom()))
+		if m.GetHasAttachments() {
+			b.WriteString(" (attachments)")
+		}
+	case *mailbusv1.Event_MessageUpdated:
+		u := p.MessageUpdated
+		m := u.GetMessage()
+		fmt.Fprintf(&b, "#%s", m.GetId())
+		if len(u.FlagsAdded) > 0 {
+			fmt.Fprintf(&b, " +%s", strings.Join(u.FlagsAdded, " +"))
+		}
+		if len(u.FlagsRemoved) > 0 {
+			fmt.Fprintf(&b, " -%s", strings.Join(u.FlagsRemoved, " -"))
+		}
+		if u.PreviousMailboxId != "" && u.PreviousMailboxId != m.GetMailboxId() {
+			fmt.Fprintf(&b, " moved %s -> %s", w.mailboxName(ctx, ev.AccountId, u.PreviousMailboxId), w.mailboxName(ctx, ev.AccountId, m.GetMailboxId()))
+		}
+		fmt.Fprintf(&b, " %q", truncate(m.GetEnvelope().GetSubject(), 50))
+	case *mailbusv1.Event_MessageDeleted:
+		fmt.Fprintf(&b, "#%s from %s", p.MessageDeleted.MessageId, w.mailboxName(ctx, ev.AccountId, p.MessageDeleted.MailboxId))
+	case *mailbusv1.Event_MailboxCreated:
+		w.rememberMailbox(ev.AccountId, p.MailboxCreated.GetMailbox())
+		fmt.Fprintf(&b, "%s (id %s)", p.MailboxCreated.GetMailbox().GetName(), p.MailboxCreated.GetMailbox().GetId())
+	case *mailbusv1.Event_MailboxUpdated:
+		w.rememberMailbox(ev.AccountId, p.MailboxUpdated.GetMailbox())
+		if p.MailboxUpdated.PreviousName != "" && p.MailboxUpdated.PreviousName != p.MailboxUpdated.GetMailbox().GetName() {
+			fmt.Fprintf(&b, "%s renamed to %s", p.MailboxUpdated.PreviousName, p.MailboxUpdated.GetMailbox().GetName())
+		} else {
+			fmt.Fprintf(&b, "%s", p.MailboxUpdated.GetMailbox().GetName())
+		}
+	case *mailbusv1.Event_MailboxDeleted:
+		fmt.Fprintf(&b, "%s (id %s)", p.MailboxDeleted.Name, p.MailboxDeleted.MailboxId)
+	case *mailbusv1.Event_AccountStatus:
+		st := p.AccountStatus.GetStatus()
+		b.WriteString(stateName(st.GetState()))
+		if pr := st.GetProgress(); pr != nil && st.GetState() == mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC {
+			b.WriteString(" " + progressText(pr))
+		}
+		if st.GetReason() != "" {
+			b.WriteString(": " + st.GetReason())
+		}
+	case *mailbusv1.Event_WritebackFailed:
+		fmt.Fprintf(&b, "messages %s: %s", strings.Join(p.WritebackFailed.MessageIds, " "), p.WritebackFailed.Reason)
+	}
+	switch o := ev.GetOrigin(); o.GetKind() {
+	case mailbusv1.OriginKind_ORIGIN_KIND_DEVICE:
+		fmt.Fprintf(&b, " [device %s]", o.DeviceId)
+	case mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM:
+		b.WriteString(" [upstream]")
+	}
+	fmt.Fprintf(&b, " state %d", ev.State)
+	return b.String()
+}

@@ -1,0 +1,391 @@
+// Package mailbus is the all-in-one mailbus server: the store, imapsync and
+// pop3fetcher services in one process, by default on an embedded NATS
+// server with JetStream and an SQLite database in a data directory, so that
+// a new user needs nothing installed or running beforehand.
+//
+// It runs the very same code as the separate services: it calls
+// store.New/Run, imapsync.New/Run and pop3fetcher.New/Run with one shared
+// gRPC connection to the store and one Prometheus registry (served on the
+// store's metrics address).
+//
+// Data directory layout (Config.DataDir):
+//
+//	mailbus.db (+ -wal, -shm)   the SQLite store, unless DatabaseURL is set
+//	secret.key                  the credentials key (mode 0600), created on
+//	                            first start unless a key is given
+//	nats/                       the embedded NATS server's JetStream files
+//
+// Config.NATSURL switches to an external NATS server and
+// Config.DatabaseURL to PostgreSQL. Config.NATSListen makes the embedded
+// NATS server also listen on TCP, for backend consumers of the events.
+package mailbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
+	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
+	"github.com/mailbus/mailbus/services/store/store"
+)
+
+// Defaults.
+const (
+	DefaultDataDir = "./mailbus-data"
+	// KeyFileName is the credentials key file created in the data
+	// directory.
+	KeyFileName = "secret.key"
+	// DefaultAccountRefresh is how often the fetchers read the account
+	// list: short, because in one process the list is cheap to read and a
+	// new account should start syncing at once.
+	DefaultAccountRefresh = 2 * time.Second
+	natsReadyTimeout      = 30 * time.Second
+)
+
+// Config configures the all-in-one server. The zero value of a field means
+// its default.
+type Config struct {
+	// DataDir holds the SQLite database, the embedded NATS server's files
+	// and the generated key; default ./mailbus-data.
+	DataDir string
+	// DatabaseURL selects PostgreSQL instead of SQLite.
+	DatabaseURL string
+	// NATSURL selects an external NATS server (with JetStream) instead of
+	// the embedded one.
+	NATSURL string
+	// NATSListen, with the embedded NATS server, also serves NATS on this
+	// TCP address ("127.0.0.1:4222") for backend consumers; empty serves
+	// only this process.
+	NATSListen string
+	// Listen is the store's gRPC address (default 127.0.0.1:7400);
+	// Listener, when set, is used instead.
+	Listen   string
+	Listener net.Listener
+	// MetricsListen is the /metrics and /healthz address of all three
+	// services (default 127.0.0.1:7401); "-" disables it.
+	MetricsListen string
+	// SecretKey is the credentials key; when nil, SecretKeyFile is read,
+	// and when that is empty too, DataDir/secret.key is read or, on first
+	// start, created with mode 0600.
+	SecretKey     []byte
+	SecretKeyFile string
+	// AccountRefresh is how often imapsync and pop3fetcher read the
+	// account list; default 2s.
+	AccountRefresh time.Duration
+	// WriteBackPoll is how often imapsync looks for pending write-backs
+	// without a NATS wake-up; default imapsync's.
+	WriteBackPoll time.Duration
+	// Logger receives the services' logs; nil discards them.
+	Logger *slog.Logger
+	// Ready, if set, is called once every service runs.
+	Ready func(Info)
+}
+
+// Info describes a running server.
+type Info struct {
+	// StoreAddr is the store's gRPC address (the CLI's --server).
+	StoreAddr string
+	// MetricsAddr is the /metrics address, or "".
+	MetricsAddr string
+	// NATSURL is where backend consumers subscribe: the external server's
+	// URL, the embedded server's TCP URL with NATSListen, or "" (embedded,
+	// in-process only).
+	NATSURL string
+	// KeyFile is the credentials key file, or "" for a key given directly.
+	KeyFile string
+	// KeyCreated is set when the key file was created by this start.
+	KeyCreated bool
+	// Database is "sqlite <path>" or "postgres".
+	Database string
+}
+
+// Server is the all-in-one server.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Listen == "" && cfg.Listener == nil {
+		cfg.Listen = store.DefaultListen
+	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = store.DefaultMetricsListen
+	}
+	if cfg.AccountRefresh <= 0 {
+		cfg.AccountRefresh = DefaultAccountRefresh
+	}
+	if cfg.NATSURL != "" && cfg.NATSListen != "" {
+		return nil, errors.New("mailbus: --nats-listen is for the embedded NATS server; with --nats the external server serves consumers")
+	}
+	if cfg.NATSListen != "" {
+		if _, _, err := splitHostPort(cfg.NATSListen); err != nil {
+			return nil, fmt.Errorf("mailbus: --nats-listen %q: %w", cfg.NATSListen, err)
+		}
+	}
+	return &Server{cfg: cfg, log: cfg.Logger}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q: want 0 to 65535", p)
+	}
+	return host, port, nil
+}
+
+// key returns the credentials key, creating the key file on first start.
+func (s *Server) key(info *Info) ([]byte, error) {
+	cfg := s.cfg
+	if cfg.SecretKey != nil {
+		return cfg.SecretKey, nil
+	}
+	path := cfg.SecretKeyFile
+	if path != "" {
+		info.KeyFile = path
+		return secretbox.LoadKeyFile(path)
+	}
+	path = filepath.Join(cfg.DataDir, KeyFileName)
+	info.KeyFile = path
+	k, err := secretbox.LoadKeyFile(path)
+	if err == nil {
+		return k, nil
+	}
+	if _, statErr := os.Stat(path); !errors.Is(statErr, os.ErrNotExist) {
+		return nil, err
+	}
+	if k, err = secretbox.GenerateKey(); err != nil {
+		return nil, err
+	}
+	if err := secretbox.WriteKeyFile(path, k); err != nil {
+		return nil, err
+	}
+	info.KeyCreated = true
+	s.log.Info("created the credentials key; keep it with the data (it decrypts the stored passwords)", "file", path)
+	return k, nil
+}
+
+// Run runs the services until ctx ends, then stops them in order (the
+// fetchers, the store, NATS) and returns.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg
+	var info Info
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("mailbus: data directory: %w", err)
+	}
+	key, err := s.key(&info)
+	if err != nil {
+		return fmt.Errorf("mailbus: credentials key: %w", err)
+	}
+
+	natsURL := cfg.NATSURL
+	var natsOpts []nats.Option
+	if natsURL == "" {
+		ns, err := s.startNATS()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		natsURL = ns.ClientURL()
+		natsOpts = []nats.Option{nats.InProcessServer(ns)}
+		if cfg.NATSListen != "" {
+			info.NATSURL = natsURL
+		}
+	} else {
+		info.NATSURL = envflag.Redact(natsURL)
+	}
+	if cfg.DatabaseURL != "" {
+		info.Database = "postgres"
+	} else {
+		info.Database = "sqlite " + filepath.Join(cfg.DataDir, "mailbus.db")
+	}
+
+	reg := prometheus.NewRegistry()
+	storeReady := make(chan string, 1)
+	st, err := store.New(store.Config{
+		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
+		NATSURL: natsURL, NATSOptions: natsOpts,
+		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key,
+		Logger: s.log, Registry: reg,
+		Ready: func(addr string) { storeReady <- addr },
+	})
+	if err != nil {
+		return fmt.Errorf("mailbus: %w", err)
+	}
+	storeCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStore()
+	storeDone := make(chan error, 1)
+	go func() { storeDone <- st.Run(storeCtx) }()
+	select {
+	case info.StoreAddr = <-storeReady:
+	case err := <-storeDone:
+		if err == nil {
+			err = errors.New("stopped before it served")
+		}
+		return fmt.Errorf("mailbus: store: %w", err)
+	case <-ctx.Done():
+		stopStore()
+		<-storeDone
+		return nil
+	}
+	if cfg.MetricsListen != "-" {
+		info.MetricsAddr = cfg.MetricsListen
+	}
+
+	conn, err := grpc.NewClient(info.StoreAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
+	if err != nil {
+		stopStore()
+		<-storeDone
+		return fmt.Errorf("mailbus: store client: %w", err)
+	}
+	defer conn.Close()
+
+	fetchCtx, stopFetchers := context.WithCancel(ctx)
+	defer stopFetchers()
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	runService := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(fetchCtx); err != nil && fetchCtx.Err() == nil {
+				errc <- fmt.Errorf("mailbus: %s: %w", name, err)
+			}
+		}()
+	}
+	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		stopStore()
+		<-storeDone
+		return fmt.Errorf("mailbus: imapsync listener: %w", err)
+	}
+	imap, err := imapsync.New(imapsync.Config{
+		StoreConn: conn, Listener: imapLn, MetricsListen: "-", NATSURL: natsURL, NATSOptions: natsOpts,
+		Logger: s.log, Registry: reg, AccountRefresh: cfg.AccountRefresh, WriteBackPoll: cfg.WriteBackPoll,
+	})
+	if err != nil {
+		imapLn.Close()
+		stopStore()
+		<-storeDone
+		return fmt.Errorf("mailbus: %w", err)
+	}
+	popLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		imapLn.Close()
+		stopStore()
+		<-storeDone
+		return fmt.Errorf("mailbus: pop3fetcher listener: %w", err)
+	}
+	pop, err := pop3fetcher.New(pop3fetcher.Config{
+		Conn: conn, Listener: popLn, MetricsListen: "-", Logger: s.log, Registry: reg, Refresh: cfg.AccountRefresh,
+	})
+	if err != nil {
+		imapLn.Close()
+		popLn.Close()
+		stopStore()
+		<-storeDone
+		return fmt.Errorf("mailbus: %w", err)
+	}
+	runService("imapsync", imap.Run)
+	runService("pop3fetcher", pop.Run)
+	s.log.Info("mailbus running", "store", info.StoreAddr, "database", info.Database, "nats", natsDescription(info, cfg))
+	if cfg.Ready != nil {
+		cfg.Ready(info)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("stopping after a fatal error", "err", runErr)
+	case runErr = <-storeDone:
+		if runErr == nil {
+			runErr = errors.New("mailbus: the store stopped")
+		}
+		s.log.Error("stopping: the store stopped", "err", runErr)
+		stopFetchers()
+		wg.Wait()
+		return runErr
+	}
+	stopFetchers()
+	wg.Wait()
+	stopStore()
+	if err := <-storeDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("mailbus: store: %w", err)
+	}
+	s.log.Info("mailbus stopped")
+	return runErr
+}
+
+func natsDescription(info Info, cfg Config) string {
+	switch {
+	case cfg.NATSURL != "":
+		return info.NATSURL
+	case info.NATSURL != "":
+		return "embedded, " + info.NATSURL
+	}
+	return "embedded (in-process; --nats-listen serves consumers)"
+}
+
+// startNATS starts the embedded NATS server with JetStream.
+func (s *Server) startNATS() (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "mailbus",
+		JetStream:  true,
+		StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: s.cfg.NATSListen == "",
+	}
+	if s.cfg.NATSListen != "" {
+		host, port, _ := splitHostPort(s.cfg.NATSListen)
+		opts.Host, opts.Port = host, port
+		if port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mailbus: embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(natsReadyTimeout) {
+		ns.Shutdown()
+		if s.cfg.NATSListen != "" {
+			return nil, fmt.Errorf("mailbus: embedded NATS did not start (is %s free?)", s.cfg.NATSListen)
+		}
+		return nil, errors.New("mailbus: embedded NATS did not start")
+	}
+	return ns, nil
+}
