@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/mailbus/demo"
+)
+
+// startServe runs `mailbus serve` on free ports with its own data
+// directory and waits until it serves.
+func startServe(t *testing.T, extra ...string) (*cli, *proc, string) {
+	t.Helper()
+	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
+	data := filepath.Join(t.TempDir(), "data")
+	natsAddr := freeAddr(t)
+	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", freeAddr(t), "--nats-listen", natsAddr}, extra...)
+	p := c.start(args...)
+	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
+	return c, p, natsAddr
+}
+
+func accountJSON(t *testing.T, c *cli, name string) *mailbusv1.Account {
+	t.Helper()
+	r := c.ok("account", "show", name, "--json")
+	accts := jsonLines(t, r.stdout, func() *mailbusv1.Account { return &mailbusv1.Account{} })
+	if len(accts) != 1 {
+		t.Fatalf("account show --json: %d objects\n%s", len(accts), r)
+	}
+	return accts[0]
+}
+
+// waitIdle waits until `status --json` reports the account idle after a
+// successful pass.
+func waitIdle(t *testing.T, c *cli, name string) {
+	t.Helper()
+	eventually(t, "account "+name+" idle", func() error {
+		r := c.run("status", "--account", name, "--json")
+		if r.code != 0 {
+			return fmt.Errorf("%s", r)
+		}
+		accts := jsonLines(t, r.stdout, func() *mailbusv1.Account { return &mailbusv1.Account{} })
+		if len(accts) != 1 {
+			return fmt.Errorf("status --json: %d objects", len(accts))
+		}
+		st := accts[0].GetStatus()
+		if st.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+			t.Fatalf("account %s parked: %s", name, st.GetReason())
+		}
+		if st.GetState() != mailbusv1.SyncState_SYNC_STATE_IDLE || st.GetLastSuccessTime() == nil {
+			return fmt.Errorf("state %s", st.GetState())
+		}
+		return nil
+	})
+}
+
+func messageIDsOf(msgs []*mailbusv1.MessageSummary) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.GetEnvelope().GetMessageId())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedFlags(f []string) []string {
+	out := slices.Clone(f)
+	for i := range out {
+		out[i] = strings.ToLower(out[i])
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestServeEndToEnd drives `mailbus serve` as a user would: accounts added
+// with the CLI against the demo IMAP and POP3 servers, status until idle,
+// the listed messages against what the servers hold, and a flag change
+// seen by a concurrent `watch --json`, by a NATS consumer on --nats-listen,
+// and on the IMAP server (write-back).
+func TestServeEndToEnd(t *testing.T) {
+	imapSrv, err := demo.StartIMAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer imapSrv.Close()
+	popSrv, err := demo.StartPOP3("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer popSrv.Close()
+
+	c, _, natsAddr := startServe(t)
+	c.env = append(c.env, "IMAP_PW="+demo.IMAPPassword)
+	pwFile := filepath.Join(t.TempDir(), "pop3-pw")
+	if err := os.WriteFile(pwFile, []byte(demo.POP3Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c.ok("account", "add", "--name", "mail", "--protocol", "imap", "--host", "127.0.0.1",
+		"--port", fmt.Sprint(imapSrv.Addr().Port), "--security", "none", "--username", demo.IMAPUser, "--password-env", "IMAP_PW")
+	c.ok("account", "add", "--name", "old-isp", "--protocol", "pop3", "--host", "127.0.0.1",
+		"--port", fmt.Sprint(popSrv.Addr().Port), "--security", "none", "--username", demo.POP3User, "--password-file", pwFile)
+	// A refused login shows in the account's status, with what to do.
+	r := c.runIn("wrong-password\n", "account", "add", "--name", "refused", "--protocol", "pop3", "--host", "127.0.0.1",
+		"--port", fmt.Sprint(popSrv.Addr().Port), "--security", "none", "--username", demo.POP3User)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	r = c.ok("account", "add", "--name", "dup", "--protocol", "imap", "--host", "h", "--username", "u", "--password-env", "IMAP_PW", "--json")
+	if got := jsonLines(t, r.stdout, func() *mailbusv1.Account { return &mailbusv1.Account{} }); len(got) != 1 || got[0].Port != 993 {
+		t.Fatalf("account add --json: %s", r)
+	}
+	c.ok("account", "remove", "dup")
+
+	waitIdle(t, c, "mail")
+	waitIdle(t, c, "old-isp")
+	eventually(t, "the refused login parks the account", func() error {
+		r := c.ok("account", "show", "refused")
+		if !strings.Contains(r.stdout, "state:      parked") || !strings.Contains(r.stdout, "refused the login") {
+			return fmt.Errorf("%s", r.stdout)
+		}
+		return nil
+	})
+	if r := c.ok("status"); !strings.Contains(r.stdout, "refused: the server refused the login") {
+		t.Fatalf("status does not explain the refused login:\n%s", r)
+	}
+
+	// Every IMAP folder as the server holds it: the same messages with the
+	// same flags.
+	mboxes := jsonLines(t, c.ok("mailbox", "list", "--account", "mail", "--json").stdout, func() *mailbusv1.Mailbox { return &mailbusv1.Mailbox{} })
+	var names []string
+	for _, m := range mboxes {
+		names = append(names, m.Name)
+	}
+	sort.Strings(names)
+	if want := slices.Sorted(slices.Values(demo.IMAPFolders)); !slices.Equal(names, want) {
+		t.Fatalf("mailboxes %v, want %v", names, want)
+	}
+	for _, folder := range demo.IMAPFolders {
+		held, err := imapSrv.Messages(folder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := jsonLines(t, c.ok("message", "list", "--account", "mail", "--mailbox", folder, "--limit", "0", "--json").stdout,
+			func() *mailbusv1.MessageSummary { return &mailbusv1.MessageSummary{} })
+		if len(listed) != len(held) {
+			t.Fatalf("%s: %d messages listed, the server holds %d", folder, len(listed), len(held))
+		}
+		byID := map[string]*mailbusv1.MessageSummary{}
+		for _, m := range listed {
+			byID[m.GetEnvelope().GetMessageId()] = m
+		}
+		for _, h := range held {
+			m := byID[h.MessageID]
+			if m == nil {
+				t.Fatalf("%s: %s (%q) not listed", folder, h.MessageID, h.Subject)
+			}
+			if !slices.Equal(sortedFlags(m.Flags), sortedFlags(h.Flags)) {
+				t.Fatalf("%s %s: flags %v, the server has %v", folder, h.MessageID, m.Flags, h.Flags)
+			}
+		}
+	}
+	// The POP3 maildrop.
+	popListed := jsonLines(t, c.ok("message", "list", "--account", "old-isp", "--limit", "0", "--json").stdout,
+		func() *mailbusv1.MessageSummary { return &mailbusv1.MessageSummary{} })
+	var popWant []string
+	for _, m := range demo.POP3Messages() {
+		popWant = append(popWant, m.MessageID)
+	}
+	sort.Strings(popWant)
+	if got := messageIDsOf(popListed); !slices.Equal(got, popWant) {
+		t.Fatalf("POP3 messages %v, want %v", got, popWant)
+	}
+	// message raw is byte-exact.
+	raw := c.ok("message", "raw", popListed[0].Id).stdout
+	found := false
+	for _, m := range demo.POP3Messages() {
+		if string(m.Raw) == raw {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("message raw %s is not byte-exact:\n%s", popListed[0].Id, raw)
+	}
+
+	// A NATS consumer on --nats-listen.
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+
+	// flag add on the newest INBOX message, watched.
+	acct := accountJSON(t, c, "mail")
+	inbox := jsonLines(t, c.ok("message", "list", "--account", "mail", "--limit", "1", "--json").stdout,
+		func() *mailbusv1.MessageSummary { return &mailbusv1.MessageSummary{} })
+	target := inbox[0]
+	if slices.Contains(target.Flags, `\Flagged`) {
+		t.Fatalf("message %s is already flagged", target.Id)
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectPrefix + "." + acct.Id + "." + events.KindMessageUpdated},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := c.start("watch", "--account", "mail", "--since", fmt.Sprint(acct.State), "--json")
+	c.ok("flag", "add", "--account", "mail", target.Id, "flagged", "--device", "e2e-test")
+
+	line := watch.waitLine("the flag change in watch --json", func(l string) bool {
+		return strings.Contains(l, "messageUpdated") && strings.Contains(l, `"id":"`+target.Id+`"`)
+	})
+	ev := jsonLines(t, line, func() *mailbusv1.Event { return &mailbusv1.Event{} })[0]
+	if u := ev.GetMessageUpdated(); !slices.Contains(u.GetFlagsAdded(), `\Flagged`) || ev.GetOrigin().GetDeviceId() != "e2e-test" {
+		t.Fatalf("watch event: %s", line)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("NATS: no message.updated event: %v", err)
+		}
+		got, err := events.Unmarshal(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetMessageUpdated().GetMessage().GetId() == target.Id && got.GetOrigin().GetDeviceId() == "e2e-test" {
+			break
+		}
+	}
+	if code := watch.interrupt(); code != 0 {
+		t.Fatalf("watch exit %d after SIGINT", code)
+	}
+	// Written back to the IMAP server.
+	eventually(t, "the flag on the IMAP server", func() error {
+		held, err := imapSrv.Messages("INBOX")
+		if err != nil {
+			return err
+		}
+		for _, h := range held {
+			if h.MessageID == target.GetEnvelope().GetMessageId() {
+				if slices.Contains(h.Flags, `\Flagged`) {
+					return nil
+				}
+				return fmt.Errorf("flags on the server: %v", h.Flags)
+			}
+		}
+		return fmt.Errorf("message %s not on the server", target.GetEnvelope().GetMessageId())
+	})
+}
