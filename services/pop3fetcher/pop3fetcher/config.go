@@ -29,6 +29,7 @@ const (
 	DefaultProgressEvery   = 2 * time.Second
 	DefaultStatusHeartbeat = 15 * time.Minute
 	DefaultShutdownGrace   = 5 * time.Second
+	DefaultStoreTimeout    = 2 * time.Minute
 	// chunkSize is the size of the data requests of IngestMessages.
 	chunkSize = 128 << 10
 )
@@ -95,6 +96,11 @@ type Config struct {
 	// the store to commit the messages already sent in full, DELE of the
 	// acknowledged ones and QUIT (default 5 s).
 	ShutdownGrace time.Duration
+	// StoreTimeout: an ingest stream on which the store accepts no data
+	// and answers nothing for this long while the fetcher waits on it is
+	// cut, and the pass fails (default 2 min), so that a hung store never
+	// hangs a worker either.
+	StoreTimeout time.Duration
 	// SpoolDir holds the temporary files of the no-UIDL content-hash mode
 	// (default os.TempDir()).
 	SpoolDir string
@@ -135,6 +141,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ProgressEvery, DefaultProgressEvery)
 	def(&c.StatusHeartbeat, DefaultStatusHeartbeat)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	def(&c.StoreTimeout, DefaultStoreTimeout)
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = c.RetryMin
 	}

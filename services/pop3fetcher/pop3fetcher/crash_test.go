@@ -145,3 +145,54 @@ func TestCrashSafety(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// hungStream is an ingest stream whose store never answers.
+type hungStream struct{ grpc.ClientStream }
+
+func (s *hungStream) RecvMsg(any) error {
+	<-s.Context().Done()
+	return s.Context().Err()
+}
+
+// TestStoreHang: a store that takes the messages but never answers does
+// not hang the pass: the stream is cut after Config.StoreTimeout, the pass
+// fails (temporary, kind store), nothing is deleted, and a later pass with
+// a healthy store finishes the job.
+func TestStoreHang(t *testing.T) {
+	e := startStore(t)
+	msgs := someMessages(1, 3)
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", msgs...))
+	acct := e.fakeAccount(t, srv, "bob", "pw", dele)
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			cs, err := streamer(ctx, desc, cc, method, opts...)
+			if err != nil || method != mailbusv1.IngestService_IngestMessages_FullMethodName {
+				return cs, err
+			}
+			return &hungStream{cs}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) {
+		c.Conn = conn
+		c.StoreTimeout = 300 * time.Millisecond
+	})
+	_, err = f.Poll(callCtx(t), acct)
+	var pe *pop3fetcher.PassError
+	if !errors.As(err, &pe) || pe.Kind != pop3fetcher.KindStore || pe.Permanent {
+		t.Fatalf("pass: %v, want a temporary store error", err)
+	}
+	idle(t, srv)
+	if n := len(srv.Messages("bob")); n != 3 {
+		t.Errorf("the server holds %d messages, want 3", n)
+	}
+	f2, _ := e.newFetcher(t)
+	poll(t, f2, acct)
+	idle(t, srv)
+	e.checkStoredExactly(t, acct.Id, wires(msgs))
+	if n := len(srv.Messages("bob")); n != 0 {
+		t.Errorf("the server holds %d messages, want 0", n)
+	}
+}

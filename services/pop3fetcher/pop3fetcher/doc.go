@@ -68,7 +68,9 @@
 // downloaded again until the account changes generation.
 //
 // Every network operation has a deadline (Config.Timeout): a silent server
-// fails the pass, it never hangs a worker.
+// fails the pass, it never hangs a worker. Likewise an ingest stream on
+// which the store takes no data and answers nothing for
+// Config.StoreTimeout is cut, and the pass fails (temporary).
 //
 // # Status and events
 //

@@ -34,6 +34,9 @@ type ingestStream struct {
 	bytesFlush int64 // octets sent since the last flush
 
 	mu       sync.Mutex
+	sending  bool                      // a Send is in progress
+	lastSign time.Time                 // the last time the store took data or answered
+	stalled  bool                      // the watchdog cut the stream
 	results  []*mailbusv1.IngestResult // received, not yet taken
 	received int                       // results received in all
 	recvErr  error
@@ -60,8 +63,50 @@ func (f *Fetcher) openIngest(ctx context.Context) (*ingestStream, error) {
 			t.Stop()
 		}()
 	})
+	s.lastSign = time.Now()
 	go s.receive()
+	go s.watch(f.cfg.StoreTimeout)
 	return s, nil
+}
+
+// watch cuts the stream when the store has neither taken data nor
+// answered for timeout while the fetcher waits on it (a Send blocked, or
+// results outstanding).
+func (s *ingestStream) watch(timeout time.Duration) {
+	t := time.NewTicker(min(timeout/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.recvDone:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		waiting := s.sending || s.ended > s.received
+		cut := waiting && time.Since(s.lastSign) > timeout
+		if cut {
+			s.stalled = true
+		}
+		s.mu.Unlock()
+		if cut {
+			s.cancel()
+			return
+		}
+	}
+}
+
+// sendReq sends one request, keeping the watchdog informed.
+func (s *ingestStream) sendReq(req *mailbusv1.IngestMessagesRequest) error {
+	s.mu.Lock()
+	s.sending = true
+	s.lastSign = time.Now()
+	s.mu.Unlock()
+	err := s.stream.Send(req)
+	s.mu.Lock()
+	s.sending = false
+	s.lastSign = time.Now()
+	s.mu.Unlock()
+	return err
 }
 
 func (s *ingestStream) receive() {
@@ -79,6 +124,7 @@ func (s *ingestStream) receive() {
 		}
 		s.results = append(s.results, resp.Results...)
 		s.received += len(resp.Results)
+		s.lastSign = time.Now()
 		s.mu.Unlock()
 		s.signal()
 	}
@@ -116,7 +162,17 @@ func (s *ingestStream) sendErr(op string, err error) error {
 			err = rerr
 		}
 	}
-	return storeErr(op, err)
+	return storeErr(op, s.explain(err))
+}
+
+// explain replaces the cancellation error of a stream the watchdog cut.
+func (s *ingestStream) explain(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stalled {
+		return fmt.Errorf("the store neither took data nor answered for too long, stream cut: %w", err)
+	}
+	return err
 }
 
 // bodyError is a failure to read a message body from the POP3 server (as
@@ -147,7 +203,7 @@ func (s *ingestStream) send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, 
 			req.Meta, first = meta, false
 		}
 		if n > 0 || req.Meta != nil || eof {
-			if err := s.stream.Send(req); err != nil {
+			if err := s.sendReq(req); err != nil {
 				return total, s.sendErr("send message", err)
 			}
 		}
@@ -184,7 +240,7 @@ func (s *ingestStream) maybeFlush(messages int, octets int64) error {
 		return nil
 	}
 	s.sinceFlush, s.bytesFlush = 0, 0
-	if err := s.stream.Send(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
+	if err := s.sendReq(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
 		return s.sendErr("flush", err)
 	}
 	return nil
@@ -208,7 +264,7 @@ func (s *ingestStream) finish(ctx context.Context) error {
 		<-s.recvDone
 	}
 	if err := s.err(); err != nil {
-		return storeErr("ingest", err)
+		return storeErr("ingest", s.explain(err))
 	}
 	s.mu.Lock()
 	got := s.received
