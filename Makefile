@@ -8,6 +8,8 @@
 #   make bench      benchmarks (long; not part of make test)
 #   make fuzz       longer fuzzing than make test does
 #   make build      the binaries, into ./bin
+#   make validate-deployments  Dockerfiles, compose file and Helm chart,
+#                   without a Docker engine or a cluster
 #   make demo       try mailbus: demo mail servers, accounts and live events
 
 SHELL := /bin/bash
@@ -102,3 +104,24 @@ bench-pop3:
 
 clean:
 	rm -rf $(BIN)
+
+# Deployments, checked without a Docker engine or a cluster: every
+# Dockerfile's COPY sources and build packages exist and its build stage
+# builds static binaries from just what it copies; the compose file is
+# valid (docker-compose, the Debian package); the Helm chart lints and
+# renders (helm, built from the Go module proxy and cached in ./bin).
+HELM_VERSION := v3.19.5
+HELM_CHART := deployments/helm/mailbus
+.PHONY: validate-deployments
+$(BIN)/helm:
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+validate-deployments: $(BIN)/helm
+	deployments/check-dockerfiles.sh --build
+	@command -v docker-compose >/dev/null || { echo "validate-deployments: needs docker-compose (apt-get install docker-compose)"; exit 1; }
+	cd deployments/compose && POSTGRES_PASSWORD=validate docker-compose -f docker-compose.yml config -q
+	helm lint --strict $(HELM_CHART)
+	helm template mailbus $(HELM_CHART) >/dev/null
+	helm template mailbus $(HELM_CHART) --namespace mail \
+	  --set postgres.create=true,postgres.url=postgres://u:p@db/mailbus \
+	  --set secretKey.create=true,secretKey.value=dmFsaWRhdGU= \
+	  --set image.registry=registry.example,image.tag=v0.0.1,pop3fetcher.enabled=false,prometheus.scrapeConfig.create=false >/dev/null
