@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDemo starts `mailbus demo` with every port chosen by the test, waits
+// for the suggestions it prints, and runs each suggested command exactly as
+// printed: the one-shot ones must succeed, the live ones must print and
+// stop cleanly on Ctrl-C.
+func TestDemo(t *testing.T) {
+	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
+	natsAddr := freeAddr(t)
+	// The suggested commands name the server themselves.
+	c.env = append(c.env, "MAILBUS_SERVER=127.0.0.1:1")
+	p := c.start("demo", "--data", t.TempDir(), "--listen", c.server, "--metrics-listen", freeAddr(t),
+		"--nats-listen", natsAddr, "--imap-listen", freeAddr(t), "--pop3-listen", freeAddr(t))
+	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
+
+	out := p.stdout.String()
+	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "nats sub --server nats://" + natsAddr} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	var oneShot, live [][]string
+	inLive := false
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Live (") {
+			inLive = true
+		}
+		if !strings.HasPrefix(l, "  mailbus ") {
+			continue
+		}
+		args := strings.Fields(strings.TrimPrefix(l, "  mailbus "))
+		if inLive {
+			live = append(live, args)
+		} else {
+			oneShot = append(oneShot, args)
+		}
+	}
+	if len(oneShot) < 10 || len(live) < 2 {
+		t.Fatalf("suggestions: %d one-shot, %d live\n%s", len(oneShot), len(live), out)
+	}
+	for _, args := range oneShot {
+		if !strings.Contains(strings.Join(args, " "), "--server "+c.server) {
+			t.Errorf("suggestion %v does not name the server", args)
+		}
+		r := c.run(args...)
+		if r.code != 0 || r.stdout == "" {
+			t.Errorf("suggested command failed or printed nothing: %s", r)
+		}
+	}
+	// The demo streamed the suggestions' changes as events.
+	p.waitLine("the flag change as an event", func(l string) bool { return strings.Contains(l, "message.updated") && strings.Contains(l, `+\Flagged`) })
+	p.waitLine("the move as an event", func(l string) bool { return strings.Contains(l, "moved INBOX -> Archive") })
+	p.waitLine("the new mailbox as an event", func(l string) bool { return strings.Contains(l, "mailbox.created") && strings.Contains(l, "Projects") })
+
+	for _, args := range live {
+		w := c.start(args...)
+		w.waitLine("output of "+strings.Join(args, " "), func(l string) bool { return strings.TrimSpace(l) != "" })
+		if code := w.interrupt(); code != 0 {
+			t.Errorf("%v: exit %d after Ctrl-C", args, code)
+		}
+	}
+	if code := p.interrupt(); code != 0 {
+		t.Fatalf("demo exit %d after Ctrl-C\n%s", code, p.stderr)
+	}
+}
