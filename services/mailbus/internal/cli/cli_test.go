@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+func run(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, IO{In: strings.NewReader(""), Out: &out, Err: &errb, Getenv: func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}})
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	if code, out, _ := run(t, nil, "version"); code != ExitOK || !strings.HasPrefix(out, "mailbus ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := run(t, nil, "message", "show", "x"); code != ExitUsage || !strings.Contains(errOut, "Usage: mailbus message show ID") {
+		t.Fatalf("usage: %d %q", code, errOut)
+	}
+	// MAILBUS_SERVER is the default of --server.
+	code, _, errOut := run(t, map[string]string{"MAILBUS_SERVER": "127.0.0.1:1"}, "account", "list")
+	if code != ExitError || !strings.Contains(errOut, "cannot reach the mailbus store at 127.0.0.1:1 (connection refused)") {
+		t.Fatalf("unreachable: %d %q", code, errOut)
+	}
+	if code, _, errOut := run(t, nil, "--server", "", "account", "list"); code != ExitUsage || !strings.Contains(errOut, "--server is empty") {
+		t.Fatalf("empty server: %d %q", code, errOut)
+	}
+}
+
+func TestHelpShowsEnvAndRedacts(t *testing.T) {
+	_, out, _ := run(t, map[string]string{"MAILBUS_DATABASE_URL": "postgres://u:hunter2@db/mailbus"}, "serve", "--help")
+	if strings.Contains(out, "hunter2") || !strings.Contains(out, "MAILBUS_DATABASE_URL") || !strings.Contains(out, "postgres://u:xxxxx@db/mailbus") {
+		t.Fatalf("serve --help:\n%s", out)
+	}
+}
+
+func TestSplitFlagArgs(t *testing.T) {
+	ids, flags, err := splitFlagArgs([]string{"12", "seen", `\Flagged`, "$Important", "34", "READ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{"12", "34"}) || !slices.Equal(flags, []string{`\Seen`, `\Flagged`, "$Important", `\Seen`}) {
+		t.Fatalf("ids %v flags %v", ids, flags)
+	}
+	for _, bad := range [][]string{{"12"}, {"seen"}, {"12", "a b"}} {
+		if _, _, err := splitFlagArgs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestFindMailbox(t *testing.T) {
+	acct := &mailbusv1.Account{Name: "work"}
+	boxes := []*mailbusv1.Mailbox{{Id: "1", Name: "INBOX"}, {Id: "2", Name: "Archive"}, {Id: "3", Name: "2024"}}
+	for ref, want := range map[string]string{"INBOX": "1", "inbox": "1", "Archive": "2", "archive": "2", "2": "2", "2024": "3"} {
+		m, err := findMailbox(boxes, acct, ref)
+		if err != nil || m.Id != want {
+			t.Errorf("%q: %v %v, want id %s", ref, m, err, want)
+		}
+	}
+	if _, err := findMailbox(boxes, acct, "Trash"); err == nil || !strings.Contains(err.Error(), "it has: 2024, Archive, INBOX") {
+		t.Errorf("unknown mailbox: %v", err)
+	}
+}
+
+func TestProgress(t *testing.T) {
+	p := &mailbusv1.SyncProgress{FoldersDone: 1, FoldersTotal: 4, MessagesDone: 50, MessagesTotal: 200, BytesDone: 5e6, BytesTotal: 20e6}
+	if got := progressBar(p, 20); got != "[#####---------------]" {
+		t.Errorf("bar %s", got)
+	}
+	if got := progressText(p); got != " 25% folders 1/4 messages 50/200 5.0 MB/20.0 MB" {
+		t.Errorf("text %q", got)
+	}
+	var r rateMeter
+	now := time.Unix(1000, 0)
+	r.add(now, &mailbusv1.AccountStatus{Progress: &mailbusv1.SyncProgress{BytesDone: 1e6, BytesTotal: 20e6}})
+	r.add(now.Add(time.Second), &mailbusv1.AccountStatus{Progress: p})
+	if got := r.String(p); got != ", 4.0 MB/s, ETA 4s" {
+		t.Errorf("rate %q", got)
+	}
+}

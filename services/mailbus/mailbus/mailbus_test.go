@@ -1,0 +1,194 @@
+package mailbus_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/services/mailbus/mailbus"
+)
+
+const waitLong = 60 * time.Second
+
+// running is a started server.
+type running struct {
+	info   mailbus.Info
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, cfg mailbus.Config) *running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listener = ln
+	cfg.MetricsListen = "-"
+	ready := make(chan mailbus.Info, 1)
+	cfg.Ready = func(i mailbus.Info) { ready <- i }
+	srv, err := mailbus.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- srv.Run(ctx) }()
+	select {
+	case r.info = <-ready:
+	case err := <-r.done:
+		t.Fatalf("stopped before ready: %v", err)
+	case <-time.After(waitLong):
+		t.Fatal("not ready in time")
+	}
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the server and waits for a clean return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("no clean stop in time")
+	}
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestFirstStartCreatesKeyAndRestartKeepsIt: the first start creates the
+// credentials key (mode 0600) in the data directory; a restart reuses it,
+// so a stored password still opens; events reach JetStream on the
+// embedded server, which serves consumers on NATSListen.
+func TestFirstStartCreatesKeyAndRestartKeepsIt(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	r := start(t, mailbus.Config{DataDir: data, NATSListen: "127.0.0.1:0"})
+	keyFile := filepath.Join(data, mailbus.KeyFileName)
+	if !r.info.KeyCreated || r.info.KeyFile != keyFile {
+		t.Fatalf("info %+v: want the key created at %s", r.info, keyFile)
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, want 0600", st.Mode().Perm())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	conn := dial(t, r.info.StoreAddr)
+	created, err := mailbusv1.NewAccountServiceClient(conn).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+		Name: "local", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "127.0.0.1", Port: 1,
+		Security: mailbusv1.Security_SECURITY_NONE, Username: "u", Secret: "the-password",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A backend consumer on the embedded NATS server's TCP port sees the
+	// account's events.
+	if r.info.NATSURL == "" {
+		t.Fatal("no NATS URL for consumers")
+	}
+	nc, err := nats.Connect(r.info.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(created.Account.Id)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchContext(ctx))
+	if err != nil {
+		t.Fatalf("no event on NATS: %v", err)
+	}
+	if ev, err := events.Unmarshal(msg.Data()); err != nil || ev.AccountId != created.Account.Id {
+		t.Fatalf("event %v %v", ev, err)
+	}
+	nc.Close()
+	r.stop(t)
+
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := start(t, mailbus.Config{DataDir: data})
+	if r2.info.KeyCreated || r2.info.NATSURL != "" {
+		t.Fatalf("restart: %+v", r2.info)
+	}
+	if again, _ := os.ReadFile(keyFile); string(again) != string(key) {
+		t.Fatal("the key file changed on restart")
+	}
+	conn2 := dial(t, r2.info.StoreAddr)
+	sec, err := mailbusv1.NewIngestServiceClient(conn2).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: created.Account.Id})
+	if err != nil || sec.Secret != "the-password" {
+		t.Fatalf("secret after restart: %v %v", sec, err)
+	}
+}
+
+// TestGivenKey: a key given directly or as a file is used, and no key file
+// is created.
+func TestGivenKey(t *testing.T) {
+	k, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	r := start(t, mailbus.Config{DataDir: data, SecretKey: k})
+	if r.info.KeyCreated || r.info.KeyFile != "" {
+		t.Fatalf("info %+v", r.info)
+	}
+	r.stop(t)
+	keyFile := filepath.Join(t.TempDir(), "given.key")
+	if err := secretbox.WriteKeyFile(keyFile, k); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, mailbus.Config{DataDir: data, SecretKeyFile: keyFile})
+	if r.info.KeyCreated || r.info.KeyFile != keyFile {
+		t.Fatalf("info %+v", r.info)
+	}
+	if _, err := os.Stat(filepath.Join(data, mailbus.KeyFileName)); !os.IsNotExist(err) {
+		t.Fatalf("a key file was created next to a given key: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := mailbus.New(mailbus.Config{NATSURL: "nats://127.0.0.1:4222", NATSListen: "127.0.0.1:4222"}); err == nil {
+		t.Error("--nats with --nats-listen accepted")
+	}
+	if _, err := mailbus.New(mailbus.Config{NATSListen: "no-port"}); err == nil {
+		t.Error("--nats-listen without a port accepted")
+	}
+}
