@@ -444,3 +444,60 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("an invalid account id was accepted")
 	}
 }
+
+// Filter is false for every account until Run has announced the replica,
+// true for every account when it is the only member, and false again once
+// Run has ended; Supervise keeps a Filter of its own.
+func TestFilterFollowsRun(t *testing.T) {
+	s := startNATS(t)
+	_, js := connect(t, s)
+	m, err := New(context.Background(), shortTTLs(Config{JetStream: js, Service: "testfetcher", ReplicaID: "solo"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &mailbusv1.Account{Id: "acct-1"}
+	if m.Filter(a) {
+		t.Fatal("Filter true before Run")
+	}
+	kicks := make(chan struct{}, 10)
+	m.OnChange(func() { kicks <- struct{}{} })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitFor(t, "the replica sees itself", 10*time.Second, func() (bool, string) {
+		return m.Filter(a), fmt.Sprint(m.Members())
+	})
+	select {
+	case <-kicks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnChange call when the member set changed")
+	}
+	sup := m.Supervise(accountrun.Config{
+		Accounts: lister{[]*mailbusv1.Account{{Id: "acct-1"}, {Id: "acct-2"}}},
+		Work:     func(ctx context.Context, a *mailbusv1.Account) { <-ctx.Done() },
+		Filter:   func(a *mailbusv1.Account) bool { return a.Id != "acct-1" },
+		Refresh:  time.Hour, // only the member-set kick drives it
+	})
+	supDone := make(chan struct{})
+	go func() { sup.Run(ctx); close(supDone) }()
+	waitFor(t, "the supervisor runs acct-2 only, under its lease", 10*time.Second, func() (bool, string) {
+		return slices.Equal(sup.Running(), []string{"acct-2"}) && slices.Equal(m.Held(), []string{"acct-2"}),
+			fmt.Sprint(sup.Running(), m.Held())
+	})
+	cancel()
+	<-done
+	<-supDone
+	if held := m.Held(); len(held) != 0 {
+		t.Fatalf("leases held after the supervisor stopped: %v", held)
+	}
+	if _, err := m.leases.Get(context.Background(), "acct-2"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("lease after a graceful stop: %v", err)
+	}
+	if m.Filter(a) || len(m.Members()) != 0 {
+		t.Fatalf("after Run: Filter %v, members %v", m.Filter(a), m.Members())
+	}
+	// The heartbeat is gone from the bucket.
+	if _, err := m.members.Get(context.Background(), "solo"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("heartbeat after a graceful stop: %v", err)
+	}
+}
