@@ -66,6 +66,7 @@ const (
 	DefaultRetryMax       = 5 * time.Minute
 	serviceName           = "imapsync"
 	ingestChunk           = 1 << 20
+	ingestQueueBytes      = 32 << 20
 	storeCallTimeout      = 60 * time.Second
 	maxWriteBackAttempts  = 5
 	progressReportEvery   = 2000

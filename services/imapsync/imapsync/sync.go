@@ -413,14 +413,44 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 		}
 	}()
 
-	send := func(req *mailbusv1.IngestMessagesRequest) error {
-		if err := stream.Send(req); err != nil {
-			<-recvDone
-			if recvErr != nil {
-				return fmt.Errorf("imapsync: ingest: %w", recvErr)
+	// A sender goroutine streams to the store, so that the next messages
+	// are fetched while the store commits a batch; queued requests are
+	// bounded by bytes.
+	type queued struct {
+		req   *mailbusv1.IngestMessagesRequest
+		size  int
+		bound *boundary
+	}
+	q := make(chan queued, 4096)
+	bud := newBudget(ingestQueueBytes)
+	var sendErr error
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		for it := range q {
+			if sendErr == nil {
+				if it.bound != nil {
+					mu.Lock()
+					bounds = append(bounds, *it.bound)
+					mu.Unlock()
+				}
+				if err := stream.Send(it.req); err != nil {
+					sendErr = err
+					cancel()
+				}
 			}
+			bud.release(it.size)
+		}
+	}()
+	closeQ := sync.OnceFunc(func() { close(q); <-sendDone })
+	defer closeQ()
+	send := func(req *mailbusv1.IngestMessagesRequest, bound *boundary) error {
+		if err := sctx.Err(); err != nil {
 			return fmt.Errorf("imapsync: ingest: %w", err)
 		}
+		n := len(req.Data)
+		bud.acquire(n)
+		q <- queued{req: req, size: n, bound: bound}
 		return nil
 	}
 	body := &imap.FetchItemBodySection{Peek: true}
@@ -489,7 +519,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 						first = false
 					}
 					raw = raw[n:]
-					if err := send(req); err != nil {
+					if err := send(req, nil); err != nil {
 						return err
 					}
 				}
@@ -498,10 +528,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 			if err := fc.cmd.Close(); err != nil {
 				return err
 			}
-			mu.Lock()
-			bounds = append(bounds, boundary{count: sent, uids: fc.uids})
-			mu.Unlock()
-			if err := send(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
+			if err := send(&mailbusv1.IngestMessagesRequest{Flush: true}, &boundary{count: sent, uids: fc.uids}); err != nil {
 				return err
 			}
 			w.fetched(ctx, len(fc.uids))
@@ -510,11 +537,20 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	})
 	if err != nil {
 		cancel()
+		closeQ()
 		<-recvDone
 		if recvErr != nil && !errors.Is(err, recvErr) {
 			return fmt.Errorf("imapsync: fetch %s: %w (store: %v)", f.name, err, recvErr)
 		}
+		if sendErr != nil {
+			return fmt.Errorf("imapsync: fetch %s: %w (store: %v)", f.name, err, sendErr)
+		}
 		return fmt.Errorf("imapsync: fetch %s: %w", f.name, err)
+	}
+	closeQ()
+	if sendErr != nil {
+		<-recvDone
+		return fmt.Errorf("imapsync: ingest: %w", sendErr)
 	}
 	if err := stream.CloseSend(); err != nil {
 		return fmt.Errorf("imapsync: ingest: %w", err)
@@ -557,4 +593,34 @@ func (w *account) fetched(ctx context.Context, n int) {
 type fetchCmd struct {
 	cmd  *imapclient.FetchCommand
 	uids []uint32
+}
+
+// budget bounds the bytes queued for the store.
+type budget struct {
+	mu          sync.Mutex
+	cond        *sync.Cond
+	used, limit int
+}
+
+func newBudget(limit int) *budget {
+	b := &budget{limit: limit}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// acquire waits until n more bytes fit (one item always fits).
+func (b *budget) acquire(n int) {
+	b.mu.Lock()
+	for b.used > 0 && b.used+n > b.limit {
+		b.cond.Wait()
+	}
+	b.used += n
+	b.mu.Unlock()
+}
+
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.cond.Broadcast()
+	b.mu.Unlock()
 }
