@@ -66,9 +66,10 @@ func (c *conn) guard(ctx context.Context) *guard {
 		once.Do(func() {
 			c.mu.Lock()
 			c.timedOut = true
+			raw := c.raw
 			c.mu.Unlock()
 			close(g.fired)
-			c.raw.Close()
+			raw.Close()
 		})
 	}
 	g.t = time.AfterFunc(c.timeout, kill)
@@ -170,7 +171,9 @@ func dial(ctx context.Context, a *mailbusv1.Account, o dialOptions) (*conn, erro
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return classifyTLS(fmt.Errorf("imapsync: TLS with %s: %w", addr, err))
 			}
+			c.mu.Lock()
 			c.raw = tc
+			c.mu.Unlock()
 			c.c = imapclient.New(tc, opts)
 		}
 		if err := c.c.WaitGreeting(); err != nil {
