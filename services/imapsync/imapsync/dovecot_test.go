@@ -655,3 +655,33 @@ func (c *frozenConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.Conn.Close()
 }
+
+// TestDovecotUIDValidityPendingWriteBack: a device's flag change waits
+// while the folder's UIDVALIDITY changes; it is applied to the rebound
+// message, which keeps its id.
+func TestDovecotUIDValidityPendingWriteBack(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 5)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	first := startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	first.stop()
+	id := e.storeFolder(t, a.Id, "INBOX")[3].id
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{id}, Add: []string{`\Flagged`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ChangeUIDValidity("alice", "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	tp = dialDovecot(t, s)
+	startSync(t, e, withRoots(s))
+	waitFor(t, "the flag on the server and the views equal", func() bool {
+		srv := serverFolder(t, tp, "INBOX")
+		return strings.Contains(strings.Join(srv[3].flags, " "), `\Flagged`) && sameView(srv, e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
+	if got := e.storeFolder(t, a.Id, "INBOX")[3].id; got != id {
+		t.Errorf("message id %s, want %s", got, id)
+	}
+}

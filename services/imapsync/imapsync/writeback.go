@@ -18,6 +18,7 @@ import (
 // the server ends the write-back as FAILED (after a few RETRYs when the
 // server says the condition is temporary).
 func (w *account) applyWriteBacks(ctx context.Context) error {
+	resynced := map[string]bool{}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 		resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: 100})
@@ -29,8 +30,22 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			return nil
 		}
 		retried := 0
+		relist := false
 		for _, wb := range resp.Writebacks {
 			ack, err := w.applyOne(ctx, wb)
+			var rn *resyncNeeded
+			if errors.As(err, &rn) {
+				f := w.folders[rn.name]
+				if f != nil && !resynced[rn.name] {
+					resynced[rn.name] = true
+					if err := w.syncFolder(ctx, f); err != nil {
+						return err
+					}
+					relist = true
+					break
+				}
+				ack, err = &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY, Reason: "the folder's UIDVALIDITY changed"}, nil
+			}
 			if err != nil {
 				return err
 			}
@@ -56,6 +71,9 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			for _, f := range w.folders {
 				f.known = nil
 			}
+		}
+		if relist {
+			continue
 		}
 		if len(resp.Writebacks) < 100 || retried == len(resp.Writebacks) {
 			return nil
@@ -183,7 +201,9 @@ func (w *account) selectGroup(ctx context.Context, g *targetGroup) (existing []u
 		return nil, nil, false, fmt.Errorf("imapsync: SELECT %s: %w", g.name, err)
 	}
 	if sel.UIDValidity != g.uidvalidity {
-		return nil, nil, false, nil
+		// The identities are stale: resync the folder (its rebind moves
+		// the pending write-backs to the new identities), then try again.
+		return nil, nil, false, &resyncNeeded{name: g.name}
 	}
 	set := imap.UIDSet{}
 	for u := range g.byUID {
@@ -566,3 +586,8 @@ func (w *account) wbDeleteMailbox(ctx context.Context, op *mailbusv1.DeleteMailb
 	}
 	return applied(), nil
 }
+
+// resyncNeeded says a write-back's folder changed UIDVALIDITY.
+type resyncNeeded struct{ name string }
+
+func (e *resyncNeeded) Error() string { return "imapsync: UIDVALIDITY of " + e.name + " changed" }
