@@ -381,6 +381,37 @@ func checkHealth(t testing.TB, addr string) {
 	}
 }
 
+// TestRetrRefused: a message the server refuses to send (a plain -ERR to
+// its RETR) neither parks the account nor blocks the messages behind it:
+// the pass fails as temporary, and the next one skips it and names it.
+func TestRetrRefused(t *testing.T) {
+	e := startStore(t)
+	msgs := someMessages(1, 3)
+	msgs[1].UID = "corrupt"
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", msgs...), pop3test.WithFault(pop3test.Reply("RETR 2", "-ERR message is corrupted")))
+	acct := e.fakeAccount(t, srv, "bob", "pw", keep) // keep: message numbers stay put
+	f, _ := e.newFetcher(t)
+	_, err := f.Poll(callCtx(t), acct)
+	var pe *pop3fetcher.PassError
+	if !errors.As(err, &pe) || pe.Permanent || pe.Kind != pop3fetcher.KindServer {
+		t.Fatalf("pass: %v, want a temporary server error", err)
+	}
+	idle(t, srv)
+	res := poll(t, f, acct)
+	if len(res.Skipped) != 1 || res.Skipped[0].UIDL != "corrupt" {
+		t.Errorf("second pass: %+v", res)
+	}
+	st := e.getAccount(t, acct.Id).GetStatus()
+	if st.GetState() != mailbusv1.SyncState_SYNC_STATE_IDLE || !strings.Contains(st.GetReason(), "uidl corrupt") {
+		t.Errorf("status: %v", st)
+	}
+	idle(t, srv)
+	e.checkStoredExactly(t, acct.Id, wires([]pop3test.Message{msgs[0], msgs[2]}))
+	if n := len(srv.Messages("bob")); n != 3 {
+		t.Errorf("the server holds %d messages, want 3", n)
+	}
+}
+
 func countCommand(srv *pop3test.Server, cmd string) int {
 	n := 0
 	for _, c := range srv.Commands() {

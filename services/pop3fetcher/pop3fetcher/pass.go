@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -310,7 +311,7 @@ func (p *pass) sync(ctx context.Context) error {
 // recorded as skipped.
 func (p *pass) admit(num int, id string, size int64) bool {
 	if reason, ok := p.mem.refused[id]; ok {
-		p.skip(num, id, size, "refused by the store: "+reason)
+		p.skip(num, id, size, reason)
 		return false
 	}
 	if n, ok := p.mem.oversized[id]; ok {
@@ -398,7 +399,7 @@ func (p *pass) fetch(ctx context.Context) error {
 		if err == nil {
 			err = ctx.Err()
 		}
-		return err
+		return p.refusedRetr(err)
 	}
 	p.step = "store messages"
 	err = ing.finish(ctx)
@@ -493,7 +494,7 @@ func (p *pass) collect(ing *ingestStream) {
 		}
 		j := p.jobs[idx]
 		if r.Error != "" {
-			p.mem.refused[j.uidl] = r.Error
+			p.mem.refused[j.uidl] = "refused by the store: " + r.Error
 			p.skip(j.num, j.uidl, j.size, "refused by the store: "+r.Error)
 			p.f.metrics.errors.WithLabelValues(KindRefused).Inc()
 			p.log.Warn("store refused a message; it stays on the server", "number", j.num, "uidl", j.uidl, "err", r.Error)
@@ -567,4 +568,28 @@ func (p *pass) end(ctx context.Context, syncErr error) error {
 		p.log.Warn("QUIT failed (keep mode: nothing to commit)", "err", err)
 		return nil
 	}
+}
+
+// refusedRetr handles a RETR the server answered with a permanent "-ERR"
+// (no response code, or [SYS/PERM]; a corrupt message, say). Parking the
+// account for it would stop every message behind it, and retrying it
+// forever would too: the message is remembered as refused (not retrieved
+// again in this generation, named in the status), and the pass fails as a
+// temporary error, so the next pass, after a short backoff, goes on with
+// the rest.
+func (p *pass) refusedRetr(err error) error {
+	var pe *pop3.Error
+	if !errors.As(err, &pe) || pe.Temporary() || !strings.HasPrefix(pe.Command, "RETR ") {
+		return err
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(pe.Command, "RETR "))
+	for _, j := range p.jobs {
+		if j.num == n && j.uidl != "" {
+			p.mem.refused[j.uidl] = "the server refused to send it: " + pe.Error()
+			p.log.Warn("server refused RETR; the message is skipped from now on", "number", n, "uidl", j.uidl, "err", pe)
+			return &PassError{Kind: KindServer, Err: err, Reason: fmt.Sprintf(
+				"RETR: the server refused message %d (uidl %s), which is skipped from the next pass on: %v", n, j.uidl, pe)}
+		}
+	}
+	return err
 }
