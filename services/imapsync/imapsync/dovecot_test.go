@@ -685,3 +685,20 @@ func TestDovecotUIDValidityPendingWriteBack(t *testing.T) {
 		t.Errorf("message id %s, want %s", got, id)
 	}
 }
+
+// TestDovecotIdleFolders: a folder named in idle_folders is IDLEd on its
+// own connection (the poll is an hour, so only IDLE can notice).
+func TestDovecotIdleFolders(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "Lists", 1)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+		a.IdleFolders = []string{"Lists"}
+	})
+	startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "Lists"), e.storeFolder(t, a.Id, "Lists")) == nil })
+	appendMsg(t, tp, "Lists", testMessage(7, "Lists"))
+	waitFor(t, "Lists through IDLE", func() bool { return sameView(serverFolder(t, tp, "Lists"), e.storeFolder(t, a.Id, "Lists")) == nil })
+}
