@@ -8,7 +8,7 @@ import (
 
 // commands are every command path of mailbus.
 var commands = [][]string{
-	{}, {"account"}, {"account", "add"}, {"account", "list"}, {"account", "show"}, {"account", "remove"},
+	{}, {"account"}, {"account", "add"}, {"account", "list"}, {"account", "show"}, {"account", "update"}, {"account", "remove"},
 	{"status"}, {"mailbox"}, {"mailbox", "list"}, {"mailbox", "create"}, {"mailbox", "rename"}, {"mailbox", "delete"},
 	{"message"}, {"message", "list"}, {"message", "show"}, {"message", "raw"}, {"message", "move"}, {"message", "delete"},
 	{"flag"}, {"flag", "add"}, {"flag", "remove"}, {"changes"}, {"watch"}, {"version"}, {"serve"}, {"demo"},
@@ -78,6 +78,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"account", "show"}, "missing account name or id"},
 		{[]string{"account", "show", "a", "b"}, `unexpected argument "b"`},
 		{[]string{"account", "remove"}, "missing account name or id"},
+		{[]string{"account", "update"}, "missing account name or id"},
+		{[]string{"account", "update", "work"}, "nothing to change"},
+		{[]string{"account", "update", "work", "--security", "maybe"}, `--security "maybe"`},
+		{[]string{"account", "update", "work", "--port", "0"}, "--port 0"},
+		{[]string{"account", "update", "work", "--protocol", "pop3"}, "unknown flag: --protocol"},
 		{[]string{"status", "extra"}, "unexpected argument"},
 		{[]string{"status", "--watch=maybe"}, "invalid argument"},
 		{[]string{"mailbox"}, "missing command"},
@@ -143,7 +148,7 @@ func TestStoreDown(t *testing.T) {
 	c.env = append(c.env, "PW=secret")
 	cases := [][]string{
 		{"account", "add", "--name", "n", "--protocol", "imap", "--host", "h", "--username", "u", "--password-env", "PW"},
-		{"account", "list"}, {"account", "show", "work"}, {"account", "remove", "work"},
+		{"account", "list"}, {"account", "show", "work"}, {"account", "update", "work", "--host", "h"}, {"account", "remove", "work"},
 		{"status"}, {"status", "--watch"}, {"status", "--json"},
 		{"mailbox", "list", "--account", "work"}, {"mailbox", "create", "--account", "work", "P"},
 		{"mailbox", "rename", "--account", "work", "P", "Q"}, {"mailbox", "delete", "--account", "work", "P"},

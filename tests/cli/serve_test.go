@@ -8,7 +8,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,7 +102,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	defer popSrv.Close()
 
-	c, _, natsAddr := startServe(t)
+	c, serve, natsAddr := startServe(t)
 	c.env = append(c.env, "IMAP_PW="+demo.IMAPPassword)
 	pwFile := filepath.Join(t.TempDir(), "pop3-pw")
 	if err := os.WriteFile(pwFile, []byte(demo.POP3Password+"\n"), 0o600); err != nil {
@@ -111,9 +113,10 @@ func TestServeEndToEnd(t *testing.T) {
 		"--port", fmt.Sprint(imapSrv.Addr().Port), "--security", "none", "--username", demo.IMAPUser, "--password-env", "IMAP_PW")
 	c.ok("account", "add", "--name", "old-isp", "--protocol", "pop3", "--host", "127.0.0.1",
 		"--port", fmt.Sprint(popSrv.Addr().Port), "--security", "none", "--username", demo.POP3User, "--password-file", pwFile)
-	// A refused login shows in the account's status, with what to do.
-	r := c.runIn("wrong-password\n", "account", "add", "--name", "refused", "--protocol", "pop3", "--host", "127.0.0.1",
-		"--port", fmt.Sprint(popSrv.Addr().Port), "--security", "none", "--username", demo.POP3User)
+	// A refused login shows in the account's status, with what to do; the
+	// password typed on standard input.
+	r := c.runIn("wrong-password\n", "account", "add", "--name", "refused", "--protocol", "imap", "--host", "127.0.0.1",
+		"--port", fmt.Sprint(imapSrv.Addr().Port), "--security", "none", "--username", demo.IMAPUser)
 	if r.code != 0 {
 		t.Fatalf("%s", r)
 	}
@@ -132,9 +135,13 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	if r := c.ok("status"); !strings.Contains(r.stdout, "refused: the server refused the login") {
+	if r := c.ok("status"); !strings.Contains(r.stdout, "refused: the server refused the login") || !strings.Contains(r.stdout, "mailbus account update refused --password") {
 		t.Fatalf("status does not explain the refused login:\n%s", r)
 	}
+	// The fix it suggests works: the account syncs.
+	c.ok("account", "update", "refused", "--password-env", "IMAP_PW")
+	waitIdle(t, c, "refused")
+	c.ok("account", "remove", "refused")
 
 	// Every IMAP folder as the server holds it: the same messages with the
 	// same flags.
@@ -264,4 +271,15 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		return fmt.Errorf("message %s not on the server", target.GetEnvelope().GetMessageId())
 	})
+
+	// SIGTERM stops serve gracefully.
+	serve.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-serve.done:
+		if serve.err != nil {
+			t.Fatalf("serve after SIGTERM: %v\n%s", serve.err, serve.stderr)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
 }

@@ -21,8 +21,9 @@ func (a *app) accountCommand() *cobra.Command {
       --security tls --username alice --password-file ~/.work-pw
   mailbus account list
   mailbus account show work
+  mailbus account update work --password
   mailbus account remove work`,
-		a.accountAddCommand(), a.accountListCommand(), a.accountShowCommand(), a.accountRemoveCommand())
+		a.accountAddCommand(), a.accountListCommand(), a.accountShowCommand(), a.accountUpdateCommand(), a.accountRemoveCommand())
 }
 
 type accountAddFlags struct {
@@ -97,16 +98,11 @@ func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddF
 	default:
 		return usagef("--protocol %q: want imap or pop3", f.protocol)
 	}
-	switch strings.ToLower(f.security) {
-	case "tls", "ssl":
-		acct.Security = mailbusv1.Security_SECURITY_TLS
-	case "starttls", "stls":
-		acct.Security = mailbusv1.Security_SECURITY_STARTTLS
-	case "none", "plain", "plaintext":
-		acct.Security = mailbusv1.Security_SECURITY_NONE
-	default:
-		return usagef("--security %q: want tls, starttls or none", f.security)
+	sec, err := parseSecurity(f.security)
+	if err != nil {
+		return err
 	}
+	acct.Security = sec
 	acct.Port = f.port
 	if !cmd.Flags().Changed("port") {
 		acct.Port = defaultPort(acct.Protocol, acct.Security)
@@ -117,14 +113,11 @@ func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddF
 		return usagef("--pop3-mode is for POP3 accounts only")
 	}
 	if acct.Protocol == mailbusv1.Protocol_PROTOCOL_POP3 {
-		switch strings.ToLower(f.pop3Mode) {
-		case "keep":
-			acct.Pop3Mode = mailbusv1.Pop3Mode_POP3_MODE_KEEP
-		case "delete":
-			acct.Pop3Mode = mailbusv1.Pop3Mode_POP3_MODE_DELETE
-		default:
-			return usagef("--pop3-mode %q: want keep or delete", f.pop3Mode)
+		mode, err := parsePop3Mode(f.pop3Mode)
+		if err != nil {
+			return err
 		}
+		acct.Pop3Mode = mode
 		if len(f.include) > 0 || len(f.exclude) > 0 {
 			return usagef("--folder-include and --folder-exclude are for IMAP accounts only")
 		}
@@ -138,7 +131,7 @@ func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddF
 	if f.passwordFile != "" && f.passwordEnv != "" {
 		return usagef("give --password-file or --password-env, not both")
 	}
-	secret, err := a.password(f)
+	secret, err := a.password(f, f.username+"@"+acct.Host)
 	if err != nil {
 		return err
 	}
@@ -180,7 +173,7 @@ func defaultPort(p mailbusv1.Protocol, s mailbusv1.Security) uint32 {
 
 // password reads the account password from a file, a variable, or the
 // user.
-func (a *app) password(f *accountAddFlags) (string, error) {
+func (a *app) password(f *accountAddFlags, label string) (string, error) {
 	switch {
 	case f.passwordFile != "":
 		b, err := os.ReadFile(f.passwordFile)
@@ -201,7 +194,7 @@ func (a *app) password(f *accountAddFlags) (string, error) {
 		return pw, nil
 	}
 	if file, ok := a.io.In.(*os.File); ok && term.IsTerminal(int(file.Fd())) {
-		fmt.Fprintf(a.io.Err, "Password for %s@%s: ", f.username, f.host)
+		fmt.Fprintf(a.io.Err, "Password for %s: ", label)
 		b, err := term.ReadPassword(int(file.Fd()))
 		fmt.Fprintln(a.io.Err)
 		if err != nil {
@@ -338,12 +331,18 @@ func stateHint(acct *mailbusv1.Account) string {
 		r := strings.ToLower(st.GetReason())
 		switch {
 		case strings.Contains(r, "auth") || strings.Contains(r, "login") || strings.Contains(r, "password") || strings.Contains(r, "credential"):
-			return fmt.Sprintf("the server refused the login: check the username and password, then remove and add the account again (mailbus account remove %s)", acct.Name)
+			return fmt.Sprintf("the server refused the login: check the username and set the right password with `mailbus account update %s --password`", acct.Name)
 		case strings.Contains(r, "certificate") || strings.Contains(r, "x509") || strings.Contains(r, "tls"):
-			return "the server's certificate did not verify: fix the host name, or add the account again with --insecure-skip-verify for a self-signed server"
+			return fmt.Sprintf("the server's certificate did not verify: fix the host name (mailbus account update %s --host H), or for a self-signed server `mailbus account update %s --insecure-skip-verify`", acct.Name, acct.Name)
 		}
-		return fmt.Sprintf("the account is parked until it is changed: fix the cause, then remove and add it again (mailbus account remove %s)", acct.Name)
+		return fmt.Sprintf("the account is parked until it is changed: fix the cause with `mailbus account update %s` (any update tries again)", acct.Name)
 	case mailbusv1.SyncState_SYNC_STATE_RETRYING:
+		r := strings.ToLower(st.GetReason())
+		for _, cause := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host"} {
+			if strings.Contains(r, cause) {
+				return "the server cannot be reached: check the host and port (mailbus account show " + acct.Name + "); mailbus retries on its own"
+			}
+		}
 		return "a temporary error; mailbus retries on its own"
 	case mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED:
 		return "no fetcher has reported yet: is `mailbus serve` (or the imapsync / pop3fetcher service) running?"

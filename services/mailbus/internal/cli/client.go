@@ -77,7 +77,18 @@ func (a *app) explain(err error) error {
 	if !ok || st.Code() == codes.Unknown {
 		return err
 	}
+	// The store's own words, after the context the command wrapped around
+	// them ("add account work: ..."), without gRPC's "rpc error: code =".
 	msg := st.Message()
+	prefix := ""
+	var inner interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &inner) {
+		ist := inner.GRPCStatus()
+		msg = ist.Message()
+		if full, innerText := err.Error(), inner.(error).Error(); strings.HasSuffix(full, innerText) {
+			prefix = strings.TrimSuffix(full, innerText)
+		}
+	}
 	switch st.Code() {
 	case codes.Unavailable:
 		return fmt.Errorf("cannot reach the mailbus store at %s (%s).\n"+
@@ -97,16 +108,16 @@ func (a *app) explain(err error) error {
 				for _, v := range br.FieldViolations {
 					parts = append(parts, v.Field+": "+v.Description)
 				}
-				return fmt.Errorf("the store refused the request: %s", strings.Join(parts, "; "))
+				return fmt.Errorf("%sthe store refused the request: %s", prefix, strings.Join(parts, "; "))
 			}
 		}
-		return fmt.Errorf("the store refused the request: %s", msg)
+		return fmt.Errorf("%sthe store refused the request: %s", prefix, msg)
 	case codes.OutOfRange:
-		return fmt.Errorf("%s (list the account again, then follow changes from the state the list prints)", msg)
+		return fmt.Errorf("%s%s (list the account again, then follow changes from the state the list prints)", prefix, msg)
 	case codes.Internal:
-		return fmt.Errorf("the store failed: %s", msg)
+		return fmt.Errorf("%sthe store failed: %s", prefix, msg)
 	}
-	return errors.New(msg)
+	return errors.New(prefix + msg)
 }
 
 // dialReason shortens gRPC's transport error to its cause.

@@ -152,7 +152,7 @@ func (a *app) printStatus(w io.Writer, accts []*mailbusv1.Account, rates map[str
 	for _, acct := range accts {
 		st := acct.GetStatus()
 		t.row(acct.Name, protocolName(acct.Protocol), stateName(st.GetState()), ago(st.GetLastSuccessTime(), now), detail(acct, rates[acct.Id]))
-		if h := stateHint(acct); h != "" && st.GetState() != mailbusv1.SyncState_SYNC_STATE_RETRYING {
+		if h := stateHint(acct); h != "" && !strings.HasPrefix(h, "a temporary error") {
 			hints = append(hints, fmt.Sprintf("%s: %s", acct.Name, h))
 		}
 	}
