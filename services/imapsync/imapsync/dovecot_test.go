@@ -206,7 +206,14 @@ func TestDovecotSyncAndDevices(t *testing.T) {
 // through IDLE (the poll is an hour); then a renamed folder, a deleted one
 // and changes in other folders arrive through the poll.
 func TestDovecotThirdParty(t *testing.T) {
-	s := startDovecot(t)
+	t.Run("condstore", func(t *testing.T) { testThirdParty(t, nil) })
+	// Dovecot still implements CONDSTORE, but imapsync must not use what
+	// is not advertised: the fallback paths against a real server.
+	t.Run("fallback", func(t *testing.T) { testThirdParty(t, []string{"CONDSTORE", "QRESYNC"}) })
+}
+
+func testThirdParty(t *testing.T, hide []string) {
+	s := dovecottest.Start(t, &dovecottest.Options{Users: []dovecottest.User{{Name: "alice", Password: "secret"}}, HideCapabilities: hide})
 	e := startStore(t)
 	deliver(t, s, "INBOX", 5)
 	deliver(t, s, "Work", 2)
