@@ -709,3 +709,35 @@ func TestDovecotIdleFolders(t *testing.T) {
 	appendMsg(t, tp, "Lists", testMessage(7, "Lists"))
 	waitFor(t, "Lists through IDLE", func() bool { return sameView(serverFolder(t, tp, "Lists"), e.storeFolder(t, a.Id, "Lists")) == nil })
 }
+
+// TestDovecotDelete: a device's delete moves the message to Trash on the
+// server (where the next sync shows it); deleting it from Trash expunges
+// it.
+func TestDovecotDelete(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	ctx := ctxT(t)
+	if _, err := e.mailboxes.DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: a.Id, MessageIds: []string{e.storeFolder(t, a.Id, "INBOX")[1].id}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "moved to Trash on the server, and the store follows", func() bool {
+		return len(serverFolder(t, tp, "INBOX")) == 1 && len(serverFolder(t, tp, "Trash")) == 1 &&
+			sameView(serverFolder(t, tp, "Trash"), e.storeFolder(t, a.Id, "Trash")) == nil &&
+			sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
+	var inTrash string
+	for _, m := range e.storeFolder(t, a.Id, "Trash") {
+		inTrash = m.id
+	}
+	if _, err := e.mailboxes.DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: a.Id, MessageIds: []string{inTrash}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "expunged from Trash", func() bool {
+		return len(serverFolder(t, tp, "Trash")) == 0 && len(e.storeFolder(t, a.Id, "Trash")) == 0
+	})
+}

@@ -3,10 +3,13 @@ package imapsync_test
 import (
 	"io"
 	"net"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
@@ -175,5 +178,68 @@ func TestMemRetrying(t *testing.T) {
 	}()
 	waitFor(t, "IDLE after the server came back", func() bool {
 		return e.account(t, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+}
+
+// listNames lists the server's mailboxes with a plain client.
+func listNames(t testing.TB, c interface {
+	List(ref, pattern string, options *imap.ListOptions) *imapclient.ListCommand
+}) []string {
+	t.Helper()
+	l, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range l {
+		out = append(out, d.Mailbox)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestMemDeviceFolderOpsAndAppend: folders created, renamed and deleted by
+// a device, and a message it appends, reach the server; the appended
+// message keeps its id (APPENDUID placement, no second copy).
+func TestMemDeviceFolderOpsAndAppend(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t, "Drafts")
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, nil)
+	waitFor(t, "folders", func() bool { return e.mailboxID(t, a.Id, "Drafts") != "" })
+	ctx := ctxT(t)
+	mb, err := e.mailboxes.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: a.Id, Name: "Projects", DeviceId: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "created upstream", func() bool { return slices.Contains(listNames(t, tp), "Projects") })
+	if _, err := e.mailboxes.RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: mb.Mailbox.Id, NewName: "Clients", DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "renamed upstream", func() bool {
+		n := listNames(t, tp)
+		return slices.Contains(n, "Clients") && !slices.Contains(n, "Projects")
+	})
+	app, err := e.mailboxes.AppendMessage(ctx, &mailbusv1.AppendMessageRequest{MailboxId: e.mailboxID(t, a.Id, "Drafts"), Raw: testMessage(1, "Drafts"), Flags: []string{`\Draft`}, DeviceId: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "appended upstream", func() bool {
+		return sameView(serverFolder(t, tp, "Drafts"), e.storeFolder(t, a.Id, "Drafts")) == nil && len(serverFolder(t, tp, "Drafts")) == 1
+	})
+	for _, m := range e.storeFolder(t, a.Id, "Drafts") {
+		if m.id != app.Message.Id {
+			t.Errorf("appended message has id %s, want %s", m.id, app.Message.Id)
+		}
+	}
+	if _, err := e.mailboxes.DeleteMailbox(ctx, &mailbusv1.DeleteMailboxRequest{MailboxId: mb.Mailbox.Id, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "deleted upstream", func() bool { return !slices.Contains(listNames(t, tp), "Clients") })
+	// The store keeps agreeing (no folder comes back, none is lost).
+	waitFor(t, "store folders", func() bool {
+		n := e.mailboxNames(t, a.Id)
+		return slices.Equal(n, []string{"Drafts", "INBOX"})
 	})
 }
