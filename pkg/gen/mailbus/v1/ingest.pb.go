@@ -964,7 +964,8 @@ type IngestResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The fetcher's reference from IngestMeta.
 	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	// The stored message (new or existing).
+	// The stored message (new or existing); empty when a POP3 message with
+	// this UIDL was deleted in the store before (it is not stored again).
 	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// False when the message was already stored (a retry).
 	Created bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`

@@ -65,7 +65,9 @@ type IngestServiceClient interface {
 	// durable.
 	IngestMessages(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[IngestMessagesRequest, IngestMessagesResponse], error)
 	// ListUpstreamIds streams the upstream identities the store knows for an
-	// account (POP3) or mailbox (IMAP), for diffing with the server.
+	// account (POP3) or mailbox (IMAP), for diffing with the server. For POP3
+	// it ends with the UIDLs of messages deleted in the store (without a
+	// message id), so that they are not downloaded again.
 	ListUpstreamIds(ctx context.Context, in *ListUpstreamIdsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListUpstreamIdsResponse], error)
 	// ApplyUpstreamChanges applies flag changes, expunges and mailbox renames
 	// and deletions seen upstream. Changes that are already true are no-ops
@@ -250,7 +252,9 @@ type IngestServiceServer interface {
 	// durable.
 	IngestMessages(grpc.BidiStreamingServer[IngestMessagesRequest, IngestMessagesResponse]) error
 	// ListUpstreamIds streams the upstream identities the store knows for an
-	// account (POP3) or mailbox (IMAP), for diffing with the server.
+	// account (POP3) or mailbox (IMAP), for diffing with the server. For POP3
+	// it ends with the UIDLs of messages deleted in the store (without a
+	// message id), so that they are not downloaded again.
 	ListUpstreamIds(*ListUpstreamIdsRequest, grpc.ServerStreamingServer[ListUpstreamIdsResponse]) error
 	// ApplyUpstreamChanges applies flag changes, expunges and mailbox renames
 	// and deletions seen upstream. Changes that are already true are no-ops

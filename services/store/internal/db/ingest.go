@@ -100,7 +100,10 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 			case err != nil:
 				return err
 			default:
-				results[i].MessageId, results[i].Created, results[i].Error = formatID(id), created, ""
+				results[i].Created, results[i].Error = created, ""
+				if id != 0 {
+					results[i].MessageId = formatID(id)
+				}
 				state = uint64(st)
 			}
 		}
@@ -137,6 +140,14 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+		var gone int
+		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM uidl_tombstones WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&gone); err != nil {
+			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+		if gone > 0 {
+			// Deleted in the store before: acknowledged, not stored again.
+			return 0, false, a.modseq, nil
 		}
 		if err := t.queryRow(ctx, `SELECT id FROM mailboxes WHERE account_id = ? AND role = ?`, acct, int(mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX)).Scan(&mailbox); err != nil {
 			return 0, false, 0, fmt.Errorf("db: POP3 account %d has no inbox: %w", acct, err)
@@ -308,6 +319,42 @@ func (d *DB) ListUpstreamIds(ctx context.Context, accountID, mailboxID string, b
 		}
 		if err := fn(out); err != nil {
 			return err
+		}
+		if len(out) < batch {
+			break
+		}
+	}
+	if protocol != mailbusv1.Protocol_PROTOCOL_POP3 {
+		return nil
+	}
+	return d.listTombstones(ctx, acct, batch, fn)
+}
+
+// listTombstones calls fn with batches of the UIDLs of POP3 messages
+// deleted in the store (no message id).
+func (d *DB) listTombstones(ctx context.Context, acct int64, batch int, fn func([]*mailbusv1.UpstreamMessage) error) error {
+	after := ""
+	for {
+		rows, err := d.r.QueryContext(ctx, d.rebind(`SELECT uidl FROM uidl_tombstones WHERE account_id = ? AND uidl > ? ORDER BY uidl LIMIT ?`), acct, after, batch)
+		if err != nil {
+			return fmt.Errorf("db: list deleted uidls: %w", err)
+		}
+		var out []*mailbusv1.UpstreamMessage
+		for rows.Next() {
+			if err := rows.Scan(&after); err != nil {
+				rows.Close()
+				return fmt.Errorf("db: list deleted uidls: %w", err)
+			}
+			out = append(out, &mailbusv1.UpstreamMessage{Upstream: &mailbusv1.UpstreamId{Uidl: after}})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("db: list deleted uidls: %w", err)
+		}
+		if len(out) > 0 {
+			if err := fn(out); err != nil {
+				return err
+			}
 		}
 		if len(out) < batch {
 			return nil

@@ -151,3 +151,34 @@ func TestAppendNeedsIMAP(t *testing.T) {
 		}
 	})
 }
+
+func TestDeletedPOP3MessageStaysDeleted(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		a := mustCreate(t, d, pop3Account("home"))
+		res := mustIngest(t, d, pop3Item(a.Id, "u1", rawMessage(1)), pop3Item(a.Id, "u2", rawMessage(2)))
+		if _, err := d.DeleteMessages(ctx, device, a.Id, []string{res[0].MessageId}); err != nil {
+			t.Fatal(err)
+		}
+		// The fetcher (keep mode) still sees u1 on the server: it is known,
+		// and ingesting it again stores nothing.
+		var known []string
+		err := d.ListUpstreamIds(ctx, a.Id, "", 100, func(b []*mailbusv1.UpstreamMessage) error {
+			for _, m := range b {
+				known = append(known, m.Upstream.Uidl)
+			}
+			return nil
+		})
+		if err != nil || len(known) != 2 {
+			t.Fatalf("known uidls %v %v, want u2 and the deleted u1", known, err)
+		}
+		again := mustIngest(t, d, pop3Item(a.Id, "u1", rawMessage(1)))
+		if again[0].Created || again[0].MessageId != "" {
+			t.Fatalf("deleted message ingested again: %v", again[0])
+		}
+		msgs, _, _, _ := d.ListMessages(ctx, inboxOf(t, d, a.Id).Id, 10, "")
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages, want 1", len(msgs))
+		}
+	})
+}

@@ -444,6 +444,11 @@ func (t *tx) deleteMessageRow(ctx context.Context, accountID, messageID, mailbox
 	if err != nil {
 		return err
 	}
+	// A POP3 message keeps its UIDL as a tombstone: the server (keep
+	// mode) still has it, and it must not come back.
+	if _, err := t.exec(ctx, `INSERT INTO uidl_tombstones (account_id, uidl, deleted_at) SELECT account_id, uidl, ? FROM messages WHERE id = ? AND uidl IS NOT NULL ON CONFLICT (account_id, uidl) DO NOTHING`, t.d.nowMicros(), messageID); err != nil {
+		return fmt.Errorf("db: delete message: %w", err)
+	}
 	if _, err := t.exec(ctx, `DELETE FROM messages WHERE id = ?`, messageID); err != nil {
 		return fmt.Errorf("db: delete message: %w", err)
 	}

@@ -119,6 +119,14 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	// 3: a message moved or appended upstream without COPYUID/APPENDUID
 	// waits for the next sync to find it by content hash (decision 0004).
 	{both: `ALTER TABLE messages ADD COLUMN awaiting_placement INTEGER NOT NULL DEFAULT 0`},
+	// 4: the UIDLs of POP3 messages deleted in the store, so that a fetcher
+	// in keep mode does not download them again.
+	{both: `CREATE TABLE uidl_tombstones (
+	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	uidl TEXT NOT NULL,
+	deleted_at BIGINT NOT NULL,
+	PRIMARY KEY (account_id, uidl)
+)`},
 }
 
 func (d *DB) migrate(ctx context.Context) error {
