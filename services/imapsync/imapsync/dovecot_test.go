@@ -346,6 +346,10 @@ func TestDovecotKillDuringInitialSync(t *testing.T) {
 	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
 	small := func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 10 }
 	first := startSync(t, e, small)
+	waitFor(t, "progress in account.status", func() bool {
+		st := e.account(t, a.Id).GetStatus()
+		return st.GetState() == mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC && st.GetProgress().GetMessagesTotal() == total && st.GetProgress().GetFoldersTotal() >= 1
+	})
 	waitFor(t, "part of the initial sync", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) >= 50 })
 	first.stop()
 	have := len(e.storeFolder(t, a.Id, "INBOX"))
