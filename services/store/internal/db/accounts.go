@@ -454,6 +454,10 @@ func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountS
 		if proto.Equal(prev, st) {
 			return nil
 		}
+		// A pass that only moves last_success_time is recorded (GetAccount
+		// shows it) but announced to nobody: an idle account polled every
+		// minute would otherwise make an event a minute.
+		onlyTime := proto.Equal(withoutSuccessTime(prev), withoutSuccessTime(st))
 		st.UpdateTime = timestamppb.New(t.d.now())
 		b, err := proto.Marshal(st)
 		if err != nil {
@@ -462,8 +466,17 @@ func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountS
 		if _, err := t.exec(ctx, `UPDATE accounts SET status = ? WHERE id = ?`, b, n); err != nil {
 			return fmt.Errorf("db: write status: %w", err)
 		}
+		if onlyTime {
+			return nil
+		}
 		return t.emit(ctx, n, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{Status: st}}})
 	})
+}
+
+func withoutSuccessTime(st *mailbusv1.AccountStatus) *mailbusv1.AccountStatus {
+	c := proto.Clone(st).(*mailbusv1.AccountStatus)
+	c.LastSuccessTime, c.UpdateTime = nil, nil
+	return c
 }
 
 // AccountState returns the account's current state and the lowest state

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/db"
@@ -152,6 +154,17 @@ func TestStatusEventsOnlyOnChange(t *testing.T) {
 		}
 		if err := d.ReportStatus(ctx, a.Id, &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_SYNCING}); err != nil {
 			t.Fatal(err)
+		}
+		// Only last_success_time moves: recorded, not announced.
+		done := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := 0; i < 2; i++ {
+			if err := d.ReportStatus(ctx, a.Id, &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_SYNCING, LastSuccessTime: timestamppb.New(done.Add(time.Duration(i) * time.Minute))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ := d.GetAccount(ctx, a.Id)
+		if !got.Status.LastSuccessTime.AsTime().Equal(done.Add(time.Minute)) {
+			t.Fatalf("last success time %v not recorded", got.Status.LastSuccessTime.AsTime())
 		}
 		if n := countKind(allEvents(t, d, a.Id), "account.status"); n != 2 {
 			t.Fatalf("%d status events, want 2", n)
