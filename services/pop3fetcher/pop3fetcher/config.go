@@ -27,7 +27,7 @@ const (
 	DefaultRetryMin        = 10 * time.Second
 	DefaultRetryMax        = 10 * time.Minute
 	DefaultProgressEvery   = 2 * time.Second
-	DefaultStatusHeartbeat = 15 * time.Minute
+	DefaultStatusHeartbeat = 0
 	DefaultShutdownGrace   = 5 * time.Second
 	DefaultStoreTimeout    = 2 * time.Minute
 	// chunkSize is the size of the data requests of IngestMessages.
@@ -88,9 +88,11 @@ type Config struct {
 	// 2 s).
 	ProgressEvery time.Duration
 	// StatusHeartbeat: an unchanged idle status is reported again (with a
-	// new last_success_time, which makes an account.status event) at most
-	// this often (default 15 min). A pass that stored messages or changed
-	// the state or reason reports at once.
+	// new last_success_time) at most this often; 0 (the default) reports
+	// every pass. The store records a status that only moves
+	// last_success_time without an account.status event, so this costs a
+	// write, not an event. A pass that stored messages or changed the state
+	// or reason reports at once.
 	StatusHeartbeat time.Duration
 	// ShutdownGrace bounds the work done after the context ends: asking
 	// the store to commit the messages already sent in full, DELE of the

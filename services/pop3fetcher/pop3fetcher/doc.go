@@ -78,9 +78,10 @@
 // not yet done) or SYNCING with progress while it downloads (at most every
 // Config.ProgressEvery), then IDLE with last_success_time; RETRYING or PARKED
 // with a reason that names the step and the server's answer and never holds
-// a secret. The store makes an account.status event of each change; an
-// unchanged idle status is refreshed only every Config.StatusHeartbeat so
-// that polling alone does not flood the event stream.
+// a secret. The store makes an account.status event of each change of
+// state, reason or progress; a pass that only moves last_success_time is
+// recorded without an event, so polling alone does not flood the event
+// stream.
 //
 // # Shutdown
 //

@@ -34,9 +34,8 @@ func (p *pass) reportProgress(ctx context.Context, force bool) {
 
 // reportSuccess reports IDLE with last_success_time and, as the reason, the
 // messages left on the server (too large, refused). An idle status equal
-// to the last one is sent again only after Config.StatusHeartbeat, unless
-// the pass stored messages: each report that changes the status makes an
-// account.status event.
+// to the last one is sent again only after Config.StatusHeartbeat (every
+// pass by default), unless the pass stored messages.
 func (p *pass) reportSuccess(ctx context.Context) {
 	st := &mailbusv1.AccountStatus{
 		State:           mailbusv1.SyncState_SYNC_STATE_IDLE,
