@@ -103,8 +103,13 @@ func BenchmarkInitialSync(b *testing.B) {
 	}
 	mb := float64(total) / 1e6
 	b.Logf("account: %d messages, %.0f MB in %d folders", count, mb, len(benchFolders))
-	report := func(name string, d time.Duration, rss float64) {
-		b.Logf("%-24s %7.2f s  %7.0f msgs/s  %6.0f MB/s  peak RSS %s", name, d.Seconds(), float64(count)/d.Seconds(), mb/d.Seconds(), rssString(rss))
+	report := func(name string, d time.Duration, ps *os.ProcessState) {
+		rss, cpu := 0.0, "-"
+		if ps != nil {
+			rss = maxRSSMB(ps)
+			cpu = fmt.Sprintf("%.1f s", (ps.UserTime() + ps.SystemTime()).Seconds())
+		}
+		b.Logf("%-24s %7.2f s  %7.0f msgs/s  %6.0f MB/s  peak RSS %s  CPU %s", name, d.Seconds(), float64(count)/d.Seconds(), mb/d.Seconds(), rssString(rss), cpu)
 		key := strings.Fields(name)[0]
 		key = strings.NewReplacer("→", "-to-", "(", "", ")", "").Replace(key)
 		b.ReportMetric(float64(count)/d.Seconds(), key+"-msgs/s")
@@ -146,7 +151,7 @@ func BenchmarkInitialSync(b *testing.B) {
 			b.Fatalf("bare fetch got %d messages", got)
 		}
 		if round == 1 {
-			report("bare-UID-FETCH (go-imap)", time.Since(start), 0)
+			report("bare-UID-FETCH (go-imap)", time.Since(start), nil)
 		}
 	}
 
@@ -195,7 +200,7 @@ SyncState *
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("mbsync: %v\n%s", err, out)
 			}
-			report("mbsync-fsync-"+fsync+" (isync 1.4)", time.Since(start), maxRSSMB(cmd.ProcessState))
+			report("mbsync-fsync-"+fsync+" (isync 1.4)", time.Since(start), cmd.ProcessState)
 			os.RemoveAll(dir)
 		}
 
@@ -240,7 +245,7 @@ SyncState *
 		if stored != count {
 			b.Fatalf("store has %d messages, want %d", stored, count)
 		}
-		report("mailbus-imapsync→store", d, maxRSSMB(sync.ProcessState))
+		report("mailbus-imapsync→store", d, sync.ProcessState)
 		b.StartTimer()
 	}
 }
