@@ -243,3 +243,26 @@ func TestMemDeviceFolderOpsAndAppend(t *testing.T) {
 		return slices.Equal(n, []string{"Drafts", "INBOX"})
 	})
 }
+
+// TestMemFolderEmptied: every message of a folder expunged upstream.
+func TestMemFolderEmptied(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t)
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	for i := range 3 {
+		appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
+	}
+	a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, nil)
+	waitFor(t, "initial sync", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 3 })
+	if _, err := tp.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Store(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "empty in the store", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 0 })
+}

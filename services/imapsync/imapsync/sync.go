@@ -286,7 +286,7 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 
 	// Flags of known messages.
 	var changes []*mailbusv1.UpstreamChange
-	if len(f.known) > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
+	if len(f.known) > 0 && sel.NumMessages > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
 		opts := &imap.FetchOptions{Flags: true, UID: true}
 		if w.condstore && st.SyncedHighestmodseq != 0 {
 			opts.ChangedSince = st.SyncedHighestmodseq
