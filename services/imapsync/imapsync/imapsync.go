@@ -243,7 +243,7 @@ func (s *Service) Run(ctx context.Context) error {
 // subscribe listens to every account's events and wakes the account's
 // write-back loop on a device change.
 func (s *Service) subscribe(cfg Config) (*nats.Conn, error) {
-	opts := append([]nats.Option{nats.Name("mailbus-imapsync"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(500*time.Millisecond, time.Second)}, cfg.NATSOptions...)
+	opts := append([]nats.Option{nats.Name("mailbus-imapsync"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(500*time.Millisecond, time.Second), nats.RetryOnFailedConnect(true)}, cfg.NATSOptions...)
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package imapsync_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"slices"
@@ -11,7 +12,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
 // TestMemSyncBothWays runs the fallback paths (no CONDSTORE, no
@@ -265,4 +271,41 @@ func TestMemFolderEmptied(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "empty in the store", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 0 })
+}
+
+// TestServiceHealth: the service serves gRPC health once running, and New
+// refuses a configuration without a store.
+func TestServiceHealth(t *testing.T) {
+	if _, err := imapsync.New(imapsync.Config{}); err == nil {
+		t.Fatal("New without a store accepted")
+	}
+	e := startStore(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	s, err := imapsync.New(imapsync.Config{StoreConn: e.conn, Listener: lis, MetricsListen: "-", Logger: testLogger(t), Ready: func(a string) { ready <- a }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	addr := <-ready
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitFor(t, "SERVING", func() bool {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctxT(t), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
+	})
 }
