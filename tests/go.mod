@@ -3,6 +3,7 @@ module github.com/mailbus/mailbus/tests
 go 1.26.8
 
 require (
+	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/mailbus/mailbus/pkg v0.0.0
 	github.com/mailbus/mailbus/services/mailbus v0.0.0
 	github.com/nats-io/nats.go v1.55.0
@@ -11,7 +12,6 @@ require (
 )
 
 require (
-	github.com/emersion/go-imap/v2 v2.0.0-beta.8 // indirect
 	github.com/emersion/go-message v0.18.2 // indirect
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect

@@ -330,10 +330,10 @@ func stateHint(acct *mailbusv1.Account) string {
 	case mailbusv1.SyncState_SYNC_STATE_PARKED:
 		r := strings.ToLower(st.GetReason())
 		switch {
-		case strings.Contains(r, "auth") || strings.Contains(r, "login") || strings.Contains(r, "password") || strings.Contains(r, "credential"):
-			return fmt.Sprintf("the server refused the login: check the username and set the right password with `mailbus account update %s --password`", acct.Name)
-		case strings.Contains(r, "certificate") || strings.Contains(r, "x509") || strings.Contains(r, "tls"):
+		case strings.Contains(r, "certificate") || strings.Contains(r, "x509"):
 			return fmt.Sprintf("the server's certificate did not verify: fix the host name (mailbus account update %s --host H), or for a self-signed server `mailbus account update %s --insecure-skip-verify`", acct.Name, acct.Name)
+		case strings.Contains(r, "authenticat") || strings.Contains(r, "login") || strings.Contains(r, "password") || strings.Contains(r, "credential") || strings.Contains(r, "[auth]"):
+			return fmt.Sprintf("the server refused the login: check the username and set the right password with `mailbus account update %s --password`", acct.Name)
 		}
 		return fmt.Sprintf("the account is parked until it is changed: fix the cause with `mailbus account update %s` (any update tries again)", acct.Name)
 	case mailbusv1.SyncState_SYNC_STATE_RETRYING:

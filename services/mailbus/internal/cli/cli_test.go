@@ -90,3 +90,23 @@ func TestProgress(t *testing.T) {
 		t.Errorf("rate %q", got)
 	}
 }
+
+func TestStateHint(t *testing.T) {
+	parked := func(reason string) *mailbusv1.Account {
+		return &mailbusv1.Account{Name: "work", Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: reason}}
+	}
+	for reason, want := range map[string]string{
+		"the server certificate does not verify: x509: certificate signed by unknown authority": "--insecure-skip-verify",
+		"authentication failed: imap: NO [AUTHENTICATIONFAILED] Authentication failed":          "account update work --password",
+		"pop3: -ERR [AUTH] invalid user name or password":                                       "account update work --password",
+		"something else": "mailbus account update work",
+	} {
+		if got := stateHint(parked(reason)); !strings.Contains(got, want) {
+			t.Errorf("%q: hint %q, want it to contain %q", reason, got, want)
+		}
+	}
+	retrying := &mailbusv1.Account{Name: "w", Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_RETRYING, Reason: "dial tcp 127.0.0.1:1: connect: connection refused"}}
+	if got := stateHint(retrying); !strings.Contains(got, "cannot be reached") {
+		t.Errorf("retrying: %q", got)
+	}
+}
