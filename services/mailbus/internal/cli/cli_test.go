@@ -110,3 +110,12 @@ func TestStateHint(t *testing.T) {
 		t.Errorf("retrying: %q", got)
 	}
 }
+
+func TestTerminalRows(t *testing.T) {
+	if got := terminalRows("a\nbb\n", 0); got != 2 {
+		t.Errorf("unknown width: %d", got)
+	}
+	if got := terminalRows(strings.Repeat("x", 81)+"\nshort\n", 80); got != 3 {
+		t.Errorf("wrapped: %d", got)
+	}
+}

@@ -120,6 +120,7 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	// Watch every account (new ones from their beginning) before adding
 	// the accounts, so that the initial sync's events stream too.
 	w := newWatcher(a, c, out, false)
+	w.quiet = true
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- w.run(ctx, "", nil) }()
 

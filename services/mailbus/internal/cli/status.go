@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -111,11 +112,14 @@ func (a *app) status(ctx context.Context, c *client, account string, watch bool)
 			if err := a.printStatus(&b, accts, rates); err != nil {
 				return err
 			}
+			// Long lines wrap: count the terminal rows they take, so that
+			// moving the cursor up by that many redraws in place.
+			text := b.String()
 			if lines > 0 {
 				fmt.Fprintf(a.io.Out, "\x1b[%dA\x1b[J", lines)
 			}
-			fmt.Fprint(a.io.Out, b.String())
-			lines = strings.Count(b.String(), "\n")
+			fmt.Fprint(a.io.Out, text)
+			lines = terminalRows(text, terminalWidth(a.io.Out))
 		default:
 			// Not a terminal: a line per account whose status changed.
 			for _, acct := range accts {
@@ -271,7 +275,10 @@ func (r *rateMeter) String(p *mailbusv1.SyncProgress) string {
 	if r == nil || (r.rateB <= 0 && r.rateM <= 0) {
 		return ""
 	}
-	s := fmt.Sprintf(", %s/s", humanBytes(uint64(r.rateB)))
+	s := fmt.Sprintf(", %.0f msg/s", r.rateM)
+	if r.rateB > 0 {
+		s = fmt.Sprintf(", %s/s", humanBytes(uint64(r.rateB)))
+	}
 	var left time.Duration
 	switch {
 	case p.BytesTotal > 0 && r.rateB > 0:
@@ -287,4 +294,31 @@ func (r *rateMeter) String(p *mailbusv1.SyncProgress) string {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
+}
+
+// terminalRows is the number of terminal rows text takes at width columns
+// (0: unknown, one row per line).
+func terminalRows(text string, width int) int {
+	rows := 0
+	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		n := utf8.RuneCountInString(l)
+		if width <= 0 || n <= width {
+			rows++
+			continue
+		}
+		rows += (n + width - 1) / width
+	}
+	return rows
 }

@@ -68,6 +68,8 @@ type watcher struct {
 	c          *client
 	out        io.Writer
 	skipStatus bool
+	// quiet leaves out the opening line.
+	quiet bool
 
 	mu      sync.Mutex
 	names   map[string]string            // account id -> name
@@ -125,7 +127,7 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 			return nil
 		}
 	}
-	if !w.a.json {
+	if !w.a.json && !w.quiet {
 		fmt.Fprintln(w.out, "Watching every account for changes (Ctrl-C stops).")
 	}
 	t := time.NewTicker(watchRefresh)
