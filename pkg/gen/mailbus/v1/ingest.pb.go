@@ -1165,7 +1165,9 @@ type UpstreamMessage struct {
 	// Its flags in the store.
 	Flags []string `protobuf:"bytes,3,rep,name=flags,proto3" json:"flags,omitempty"`
 	// SHA-256 of its raw bytes, lowercase hex.
-	ContentHash   string `protobuf:"bytes,4,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	ContentHash string `protobuf:"bytes,4,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// Size of its raw bytes; 0 for a deleted POP3 message (no message id).
+	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1226,6 +1228,13 @@ func (x *UpstreamMessage) GetContentHash() string {
 		return x.ContentHash
 	}
 	return ""
+}
+
+func (x *UpstreamMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // ListUpstreamIdsResponse is one batch of ListUpstreamIds.
@@ -2909,13 +2918,14 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
 	"\n" +
-	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\"\x9d\x01\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\"\xb1\x01\n" +
 	"\x0fUpstreamMessage\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x122\n" +
 	"\bupstream\x18\x02 \x01(\v2\x16.mailbus.v1.UpstreamIdR\bupstream\x12\x14\n" +
 	"\x05flags\x18\x03 \x03(\tR\x05flags\x12!\n" +
-	"\fcontent_hash\x18\x04 \x01(\tR\vcontentHash\"R\n" +
+	"\fcontent_hash\x18\x04 \x01(\tR\vcontentHash\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\"R\n" +
 	"\x17ListUpstreamIdsResponse\x127\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1b.mailbus.v1.UpstreamMessageR\bmessages\"Y\n" +
 	"\rUpstreamFlags\x122\n" +

@@ -307,7 +307,7 @@ func (d *DB) ListUpstreamIds(ctx context.Context, accountID, mailboxID string, b
 				rows.Close()
 				return fmt.Errorf("db: list upstream ids: %w", err)
 			}
-			out = append(out, &mailbusv1.UpstreamMessage{MessageId: formatID(m.id), Upstream: m.upstream(), Flags: m.flags, ContentHash: m.hash})
+			out = append(out, &mailbusv1.UpstreamMessage{MessageId: formatID(m.id), Upstream: m.upstream(), Flags: m.flags, ContentHash: m.hash, Size: uint64(m.size)})
 			after = m.id
 		}
 		rows.Close()

@@ -52,6 +52,9 @@ func TestIngestPOP3(t *testing.T) {
 		err := d.ListUpstreamIds(ctx, a.Id, "", 1, func(b []*mailbusv1.UpstreamMessage) error {
 			for _, m := range b {
 				ids = append(ids, m.Upstream.Uidl)
+				if m.Size != uint64(len(rawMessage(1))) {
+					t.Errorf("size %d", m.Size)
+				}
 			}
 			return nil
 		})
