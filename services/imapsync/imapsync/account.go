@@ -184,11 +184,16 @@ func (w *account) secret(ctx context.Context) (string, error) {
 
 // session runs one connected session until an error or ctx ends.
 func (w *account) session(ctx context.Context, connected func()) error {
-	secret, err := w.secret(ctx)
+	// Operations run under octx, which ends ShutdownGrace after ctx: the
+	// step in progress when the service stops may finish, then the
+	// connections log out.
+	octx, stop := graceful(ctx, w.s.cfg.ShutdownGrace)
+	defer stop()
+	secret, err := w.secret(octx)
 	if err != nil {
 		return err
 	}
-	w.work, err = w.dial(ctx, secret, nil)
+	w.work, err = w.dial(octx, secret, nil)
 	if err != nil {
 		return err
 	}
@@ -199,18 +204,18 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	w.folders = nil
 
 	// The folder list first: write-backs name folders by id.
-	if err := w.syncFolderList(ctx); err != nil {
+	if err := w.syncFolderList(octx); err != nil {
 		return err
 	}
-	if err := w.applyWriteBacks(ctx); err != nil {
+	if err := w.applyWriteBacks(octx); err != nil {
 		return err
 	}
-	if err := w.initialSyncs(ctx); err != nil {
+	if err := w.initialSyncs(octx); err != nil {
 		return err
 	}
 	w.lastOK = time.Now()
 	w.progress = nil
-	w.report(ctx, statusReportedStateOK, "")
+	w.report(octx, statusReportedStateOK, "")
 
 	// IDLE: INBOX first, then the account's idle_folders, within the
 	// connection budget (one connection is the work connection).
@@ -247,22 +252,22 @@ func (w *account) session(ctx context.Context, connected func()) error {
 		case <-ctx.Done():
 			return nil
 		case <-w.wb:
-			err = w.applyWriteBacks(ctx)
+			err = w.applyWriteBacks(octx)
 		case <-wbT.C:
-			err = w.applyWriteBacks(ctx)
+			err = w.applyWriteBacks(octx)
 		case <-w.dirty:
-			err = w.syncDirty(ctx)
+			err = w.syncDirty(octx)
 		case <-pollT.C:
-			err = w.poll(ctx, idled)
+			err = w.poll(octx, idled)
 		}
 		if err != nil {
 			return err
 		}
 		if w.relist {
-			if err := w.syncFolderList(ctx); err != nil {
+			if err := w.syncFolderList(octx); err != nil {
 				return err
 			}
-			if err := w.initialSyncs(ctx); err != nil {
+			if err := w.initialSyncs(octx); err != nil {
 				return err
 			}
 		}
@@ -385,8 +390,10 @@ func imapCode(err error) imap.ResponseCode {
 // was down is caught up.
 func (w *account) idle(ctx context.Context, secret, name string) {
 	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
+	octx, stop := graceful(ctx, w.s.cfg.ShutdownGrace)
+	defer stop()
 	for ctx.Err() == nil {
-		err := w.idleOnce(ctx, secret, name, bo.Reset)
+		err := w.idleOnce(ctx, octx, secret, name, bo.Reset)
 		if ctx.Err() != nil {
 			return
 		}
@@ -398,7 +405,9 @@ func (w *account) idle(ctx context.Context, secret, name string) {
 	}
 }
 
-func (w *account) idleOnce(ctx context.Context, secret, name string, connected func()) error {
+// idleOnce runs one IDLE connection until ctx ends (then it ends IDLE
+// and logs out, under octx) or the connection fails.
+func (w *account) idleOnce(ctx, octx context.Context, secret, name string, connected func()) error {
 	h := &imapclient.UnilateralDataHandler{
 		Expunge: func(uint32) { w.markDirty(name) },
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
@@ -411,12 +420,12 @@ func (w *account) idleOnce(ctx context.Context, secret, name string, connected f
 			m.Collect()
 		},
 	}
-	c, err := w.dial(ctx, secret, h)
+	c, err := w.dial(octx, secret, h)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.do(ctx, func(*guard) error {
+	if err := c.do(octx, func(*guard) error {
 		_, err := c.c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
 		return err
 	}); err != nil {
@@ -426,7 +435,7 @@ func (w *account) idleOnce(ctx context.Context, secret, name string, connected f
 	w.markDirty(name)
 	for {
 		var cmd *imapclient.IdleCommand
-		if err := c.do(ctx, func(*guard) error {
+		if err := c.do(octx, func(*guard) error {
 			var err error
 			cmd, err = c.c.Idle()
 			return err
@@ -440,7 +449,7 @@ func (w *account) idleOnce(ctx context.Context, secret, name string, connected f
 		case <-c.c.Closed():
 		}
 		t.Stop()
-		err := c.do(ctx, func(*guard) error {
+		err := c.do(octx, func(*guard) error {
 			if err := cmd.Close(); err != nil {
 				return err
 			}
@@ -453,7 +462,7 @@ func (w *account) idleOnce(ctx context.Context, secret, name string, connected f
 			return fmt.Errorf("imapsync: IDLE ended: %w", err)
 		}
 		// A connection that went silent fails here, within the timeout.
-		if err := c.do(ctx, func(*guard) error { return c.c.Noop().Wait() }); err != nil {
+		if err := c.do(octx, func(*guard) error { return c.c.Noop().Wait() }); err != nil {
 			return fmt.Errorf("imapsync: NOOP: %w", err)
 		}
 	}
@@ -517,4 +526,25 @@ func sameFlags(a, b []string) bool {
 
 func isNotFound(err error) bool {
 	return status.Code(err) == codes.NotFound
+}
+
+// graceful returns a context that ends grace after ctx does.
+func graceful(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var t *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		t = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return octx, func() {
+		stop()
+		mu.Lock()
+		if t != nil {
+			t.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }

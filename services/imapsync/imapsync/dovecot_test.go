@@ -344,7 +344,7 @@ func TestDovecotKillDuringInitialSync(t *testing.T) {
 	const total = 300
 	deliver(t, s, "INBOX", total)
 	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
-	small := func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 10 }
+	small := func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 10; c.ShutdownGrace = -1 }
 	first := startSync(t, e, small)
 	waitFor(t, "progress in account.status", func() bool {
 		st := e.account(t, a.Id).GetStatus()
@@ -405,6 +405,7 @@ func TestDovecotKillDuringWriteBack(t *testing.T) {
 			tr := &trigger{word: " " + word + " ", ch: make(chan struct{})}
 			first := startSync(t, e, func(c *imapsync.Config) {
 				c.RootCAs = s.CertPool()
+				c.ShutdownGrace = -1 // a kill
 				c.WrapConn = func(_ string, nc net.Conn) net.Conn { return &triggerConn{Conn: nc, tr: tr} }
 			})
 			tp := dialDovecot(t, s)
@@ -744,4 +745,20 @@ func TestDovecotDelete(t *testing.T) {
 	waitFor(t, "expunged from Trash", func() bool {
 		return len(serverFolder(t, tp, "Trash")) == 0 && len(e.storeFolder(t, a.Id, "Trash")) == 0
 	})
+}
+
+// TestDovecotGracefulShutdown: stopping imapsync ends IDLE and logs out of
+// every connection (Dovecot logs "Logged out", not a dropped connection).
+func TestDovecotGracefulShutdown(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	sy := startSync(t, e, withRoots(s))
+	waitFor(t, "idle", func() bool { return e.account(t, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE })
+	waitFor(t, "two sessions", func() bool { return strings.Count(s.LogTail(100), "Login: user=<alice>") >= 2 })
+	sy.stop()
+	waitFor(t, "both logged out", func() bool { return strings.Count(s.LogTail(100), "Disconnected: Logged out") >= 2 })
+	if tail := s.LogTail(100); strings.Contains(tail, "Connection closed") && strings.Contains(tail, "imap(alice)") && strings.Contains(tail, "IDLE running") {
+		t.Errorf("a session was dropped during IDLE:\n%s", tail)
+	}
 }

@@ -64,6 +64,7 @@ const (
 	DefaultFetchBatch     = 250
 	DefaultRetryMin       = time.Second
 	DefaultRetryMax       = 5 * time.Minute
+	DefaultShutdownGrace  = 5 * time.Second
 	serviceName           = "imapsync"
 	ingestChunk           = 1 << 20
 	ingestQueueBytes      = 32 << 20
@@ -117,6 +118,10 @@ type Config struct {
 	FetchBatch int
 	// RetryMin and RetryMax bound the reconnect backoff.
 	RetryMin, RetryMax time.Duration
+	// ShutdownGrace is how long the step in progress may go on once Run's
+	// context ends, before connections are closed; then IDLE is ended and
+	// every connection logs out. Default 5s; negative means none (a kill).
+	ShutdownGrace time.Duration
 	// AccountRefresh is how often the account list is read.
 	AccountRefresh time.Duration
 	// WrapConn, when set, wraps every upstream connection (tests: cut
@@ -168,6 +173,12 @@ func New(cfg Config) (*Service, error) {
 	def(&cfg.IdleRestart, DefaultIdleRestart)
 	def(&cfg.RetryMin, DefaultRetryMin)
 	def(&cfg.RetryMax, DefaultRetryMax)
+	switch {
+	case cfg.ShutdownGrace == 0:
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	case cfg.ShutdownGrace < 0:
+		cfg.ShutdownGrace = 0
+	}
 	if cfg.Connections <= 0 {
 		cfg.Connections = DefaultConnections
 	}
