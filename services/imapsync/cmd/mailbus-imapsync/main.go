@@ -43,6 +43,7 @@ Flags:
 		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_IMAP_TIMEOUT", imapsync.DefaultTimeout, "deadline of every upstream operation")
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
+		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
 		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
 		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 	)
@@ -64,7 +65,7 @@ Flags:
 	}
 	s, err := imapsync.New(imapsync.Config{
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
-		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, Logger: log,
+		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
