@@ -120,7 +120,14 @@ func aboutMessage(id string) func(*mailbusv1.Event) bool {
 // server message for message; device A's \Seen and move reach the server
 // and device B (WatchChanges) and a JetStream consumer see each once.
 func TestDovecotSyncAndDevices(t *testing.T) {
-	s := startDovecot(t)
+	t.Run("default", func(t *testing.T) { testSyncAndDevices(t, nil) })
+	// Without MOVE the move is COPY, \Deleted and UID EXPUNGE (COPYUID
+	// gives the new UID); without CONDSTORE every flag is compared.
+	t.Run("no-move-no-condstore", func(t *testing.T) { testSyncAndDevices(t, []string{"MOVE", "CONDSTORE", "QRESYNC"}) })
+}
+
+func testSyncAndDevices(t *testing.T, hide []string) {
+	s := dovecottest.Start(t, &dovecottest.Options{Users: []dovecottest.User{{Name: "alice", Password: "secret"}}, HideCapabilities: hide})
 	e := startStore(t)
 	deliver(t, s, "INBOX", 12)
 	deliver(t, s, "Archive", 3, `\Seen`)
