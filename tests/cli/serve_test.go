@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,15 +24,15 @@ import (
 
 // startServe runs `mailbus serve` on free ports with its own data
 // directory and waits until it serves.
-func startServe(t *testing.T, extra ...string) (*cli, *proc, string) {
+func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr, metricsAddr string) {
 	t.Helper()
-	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
+	c = &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
 	data := filepath.Join(t.TempDir(), "data")
-	natsAddr := freeAddr(t)
-	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", freeAddr(t), "--nats-listen", natsAddr}, extra...)
-	p := c.start(args...)
+	natsAddr, metricsAddr = freeAddr(t), freeAddr(t)
+	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", metricsAddr, "--nats-listen", natsAddr}, extra...)
+	p = c.start(args...)
 	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
-	return c, p, natsAddr
+	return c, p, natsAddr, metricsAddr
 }
 
 func accountJSON(t *testing.T, c *cli, name string) *mailbusv1.Account {
@@ -102,7 +104,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	defer popSrv.Close()
 
-	c, serve, natsAddr := startServe(t)
+	c, serve, natsAddr, metricsAddr := startServe(t)
 	c.env = append(c.env, "IMAP_PW="+demo.IMAPPassword)
 	pwFile := filepath.Join(t.TempDir(), "pop3-pw")
 	if err := os.WriteFile(pwFile, []byte(demo.POP3Password+"\n"), 0o600); err != nil {
@@ -271,6 +273,19 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		return fmt.Errorf("message %s not on the server", target.GetEnvelope().GetMessageId())
 	})
+
+	// One /metrics for the three services.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`service="store"`, "mailbus_imapsync_messages_total", "mailbus_pop3_messages_fetched_total", "mailbus_store_outbox_backlog", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 
 	// SIGTERM stops serve gracefully.
 	serve.cmd.Process.Signal(syscall.SIGTERM)
