@@ -217,7 +217,18 @@ func (s *Server) Run(ctx context.Context) error {
 			ns.WaitForShutdown()
 		}()
 		natsURL = ns.ClientURL()
-		natsOpts = []nats.Option{nats.InProcessServer(ns)}
+		log := s.log.With("service", "store", "component", "nats")
+		natsOpts = []nats.Option{
+			nats.InProcessServer(ns),
+			// In one process the connection closes only at shutdown, and
+			// nats.go reports that close as a disconnect (err nil): not
+			// worth the store's warning.
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("disconnected from NATS; events wait in the outbox", "err", err)
+				}
+			}),
+		}
 		if cfg.NATSListen != "" {
 			info.NATSURL = natsURL
 		}
