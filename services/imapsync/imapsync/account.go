@@ -40,10 +40,12 @@ type account struct {
 	mu    sync.Mutex
 	dirt  map[string]bool
 
-	work      *conn
-	condstore bool
-	folders   map[string]*folder // by name
-	relist    bool
+	work           *conn
+	condstore      bool
+	inWriteBacks   bool // applyWriteBacks is running (no nesting)
+	lastWriteBacks time.Time
+	folders        map[string]*folder // by name
+	relist         bool
 
 	lastStatus *mailbusv1.AccountStatus
 	lastOK     time.Time

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -768,4 +769,45 @@ func TestDovecotGracefulShutdown(t *testing.T) {
 	if tail := s.LogTail(100); strings.Contains(tail, "Connection closed") && strings.Contains(tail, "imap(alice)") && strings.Contains(tail, "IDLE running") {
 		t.Errorf("a session was dropped during IDLE:\n%s", tail)
 	}
+}
+
+// TestDovecotWriteBackDuringInitialSync: a device change reaches the
+// server while a long initial sync is still going on.
+func TestDovecotWriteBackDuringInitialSync(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	const total = 300
+	deliver(t, s, "INBOX", total)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	startSync(t, e, func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 5 })
+	tp := dialDovecot(t, s)
+	var id string
+	waitFor(t, "the newest messages", func() bool {
+		m, ok := e.storeFolder(t, a.Id, "INBOX")[total]
+		id = m.id
+		return ok
+	})
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{id}, Add: []string{`\Flagged`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	var stored int
+	waitFor(t, "the flag on the server", func() bool {
+		if _, err := tp.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := tp.Fetch(imap.UIDSetNum(total), &imap.FetchOptions{Flags: true}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 1 && slices.Contains(msgs[0].Flags, imap.FlagFlagged) {
+			stored = len(e.storeFolder(t, a.Id, "INBOX"))
+			return true
+		}
+		return false
+	})
+	if stored >= total {
+		t.Skipf("the initial sync finished before the write-back could be seen (%d stored)", stored)
+	}
+	t.Logf("the write-back reached the server with %d of %d messages stored", stored, total)
+	waitFor(t, "the rest", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
 }

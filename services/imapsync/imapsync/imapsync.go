@@ -68,6 +68,7 @@ const (
 	serviceName           = "imapsync"
 	ingestChunk           = 1 << 20
 	ingestQueueBytes      = 32 << 20
+	initialChunkBatches   = 8 // FETCH batches between looks at write-backs
 	storeCallTimeout      = 60 * time.Second
 	maxWriteBackAttempts  = 5
 	progressReportEvery   = 2000

@@ -206,12 +206,43 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 		batches = append(batches, b)
 		uids = uids[n:]
 	}
-	err = w.fetchIngest(ctx, f, batches, "initial", func(b []uint32) error {
-		st.SyncedLowestUid = b[0]
-		return w.saveState(ctx, f)
-	})
-	if err != nil {
-		return err
+	// A long initial sync lets device changes through between chunks of
+	// batches: write-backs do not wait for the whole folder.
+	for len(batches) > 0 {
+		n := min(len(batches), initialChunkBatches)
+		err = w.fetchIngest(ctx, f, batches[:n], "initial", func(b []uint32) error {
+			st.SyncedLowestUid = b[0]
+			return w.saveState(ctx, f)
+		})
+		if err != nil {
+			return err
+		}
+		batches = batches[n:]
+		if len(batches) == 0 || w.inWriteBacks || !w.writeBacksDue() {
+			continue
+		}
+		if err := w.applyWriteBacks(ctx); err != nil {
+			return err
+		}
+		if f.st != st || st.InitialSyncDone {
+			// A write-back synced this folder itself (an append or move
+			// into it): that sync went on from the cursor.
+			return nil
+		}
+		var again *imap.SelectData
+		err := w.work.do(ctx, func(*guard) error {
+			var err error
+			again, err = w.work.c.Select(f.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("imapsync: SELECT %s: %w", f.name, err)
+		}
+		if again.UIDValidity != st.Uidvalidity {
+			// Changed meanwhile: the next pass resyncs.
+			w.markDirty(f.name)
+			return nil
+		}
 	}
 	st.InitialSyncDone = true
 	if err := w.saveState(ctx, f); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -18,6 +19,12 @@ import (
 // the server ends the write-back as FAILED (after a few RETRYs when the
 // server says the condition is temporary).
 func (w *account) applyWriteBacks(ctx context.Context) error {
+	if w.inWriteBacks {
+		return nil
+	}
+	w.inWriteBacks = true
+	w.lastWriteBacks = time.Now()
+	defer func() { w.inWriteBacks = false }()
 	resynced := map[string]bool{}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
@@ -591,3 +598,14 @@ func (w *account) wbDeleteMailbox(ctx context.Context, op *mailbusv1.DeleteMailb
 type resyncNeeded struct{ name string }
 
 func (e *resyncNeeded) Error() string { return "imapsync: UIDVALIDITY of " + e.name + " changed" }
+
+// writeBacksDue reports (and consumes) a write-back wake-up, or that the
+// write-back poll interval has passed.
+func (w *account) writeBacksDue() bool {
+	select {
+	case <-w.wb:
+		return true
+	default:
+		return time.Since(w.lastWriteBacks) >= w.s.cfg.WriteBackPoll
+	}
+}
