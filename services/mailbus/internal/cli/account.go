@@ -258,10 +258,11 @@ func (a *app) accountListCommand() *cobra.Command {
 
 func (a *app) accountShowCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:     "show ACCOUNT",
-		Short:   "Show one account (by name or id) with its status",
-		Example: "  mailbus account show work\n  mailbus account show 1 --json",
-		Args:    exactArgs(1, "account name or id"),
+		Use:               "show ACCOUNT",
+		ValidArgsFunction: a.completeAccounts,
+		Short:             "Show one account (by name or id) with its status",
+		Example:           "  mailbus account show work\n  mailbus account show 1 --json",
+		Args:              exactArgs(1, "account name or id"),
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			c, err := a.dial()
 			if err != nil {
@@ -352,8 +353,9 @@ func stateHint(acct *mailbusv1.Account) string {
 
 func (a *app) accountRemoveCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "remove ACCOUNT",
-		Short: "Remove an account and its mail from the store (the server's mail is untouched)",
+		Use:               "remove ACCOUNT",
+		ValidArgsFunction: a.completeAccounts,
+		Short:             "Remove an account and its mail from the store (the server's mail is untouched)",
 		Example: `  mailbus account remove work
   mailbus account remove 3`,
 		Aliases: []string{"rm", "delete"},

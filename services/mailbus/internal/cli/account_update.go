@@ -39,8 +39,9 @@ func (a *app) accountUpdateCommand() *cobra.Command {
 	var f accountAddFlags
 	var askPassword bool
 	c := &cobra.Command{
-		Use:   "update ACCOUNT [flags]",
-		Short: "Change an account's settings or password; a parked account syncs again",
+		Use:               "update ACCOUNT [flags]",
+		ValidArgsFunction: a.completeAccounts,
+		Short:             "Change an account's settings or password; a parked account syncs again",
 		Long: `Change the settings given as flags; the others stay. --password asks for a
 new password (or give --password-file / --password-env). Any update
 un-parks a parked account (a refused login, a certificate that did not

@@ -52,7 +52,7 @@ store's change log is refused: list the account again.`,
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	c.Flags().Uint64Var(&since, "since", 0, "the state to start from (0: the start of the kept log)")
 	c.Flags().Uint32Var(&max, "max", 0, "at most this many ids per request (default 1000)")
 	return c

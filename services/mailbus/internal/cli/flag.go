@@ -78,7 +78,7 @@ On IMAP accounts the change is written back to the server.`,
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }
 

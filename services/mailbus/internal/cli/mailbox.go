@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,8 +22,31 @@ func (a *app) mailboxCommand() *cobra.Command {
 }
 
 // accountFlag adds the --account flag.
-func accountFlag(c *cobra.Command, p *string) {
+func (a *app) accountFlag(c *cobra.Command, p *string) {
 	c.Flags().StringVarP(p, "account", "a", "", "the account (name or id)")
+	_ = c.RegisterFlagCompletionFunc("account", a.completeAccounts)
+}
+
+// completeAccounts offers the store's account names to shell completion.
+func (a *app) completeAccounts(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	c, err := a.dial()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+	defer cancel()
+	accts, err := c.allAccounts(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, acct := range accts {
+		if strings.HasPrefix(acct.Name, toComplete) {
+			names = append(names, acct.Name)
+		}
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // withAccount dials the store and resolves --account, which is required.
@@ -82,7 +107,7 @@ func (a *app) mailboxListCommand() *cobra.Command {
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }
 
@@ -110,7 +135,7 @@ func (a *app) mailboxCreateCommand() *cobra.Command {
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }
 
@@ -141,7 +166,7 @@ func (a *app) mailboxRenameCommand() *cobra.Command {
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }
 
@@ -172,6 +197,6 @@ func (a *app) mailboxDeleteCommand() *cobra.Command {
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }

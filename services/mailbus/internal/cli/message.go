@@ -90,7 +90,7 @@ func (a *app) messageListCommand() *cobra.Command {
 			})
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	c.Flags().StringVarP(&mailbox, "mailbox", "m", "INBOX", "the mailbox (name or id)")
 	c.Flags().IntVarP(&limit, "limit", "n", 50, "at most this many messages; 0 for all")
 	return c
@@ -320,7 +320,7 @@ func (a *app) messageMoveCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	c.Flags().StringVar(&to, "to", "", "the destination mailbox (name or id)")
 	return c
 }
@@ -361,7 +361,7 @@ func (a *app) messageDeleteCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	return c
 }
 

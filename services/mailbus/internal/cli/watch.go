@@ -56,7 +56,7 @@ the same as published on NATS.`,
 			return w.run(ctx, account, from)
 		}),
 	}
-	accountFlag(c, &account)
+	a.accountFlag(c, &account)
 	c.Flags().Uint64Var(&since, "since", 0, "replay the events after this state first (needs --account)")
 	c.Flags().BoolVar(&noStatus, "no-status", false, "leave out account.status events")
 	return c
