@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/mailbus/mailbus/pkg/backoff"
 )
@@ -21,6 +22,10 @@ type leaseValue struct {
 	// The creating write cannot know its own revision, so it is 0 there
 	// and set by every renewal.
 	Token uint64 `json:"token,omitempty"`
+	// Nonce identifies the creating attempt, so that a create whose answer
+	// was lost (a cancelled or timed-out request) can be recognised and
+	// undone.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // Lease is one replica's hold on one account. Its Context is cancelled
@@ -93,14 +98,30 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 	if m.isDead() {
 		return nil, ErrStopped
 	}
-	val, _ := json.Marshal(leaseValue{Owner: m.cfg.ReplicaID})
+	nonce := nuid.Next()
+	val, _ := json.Marshal(leaseValue{Owner: m.cfg.ReplicaID, Nonce: nonce})
 	sent := time.Now()
-	rev, err := m.leases.Create(ctx, account, val)
+	// The create is not cancelled with ctx: a request cancelled after it
+	// left may still be applied, and the lease would then be held by
+	// nobody until the TTL. It is bounded by the lease window instead
+	// (a lease created later than that would be born expired).
+	cctx, cancelCreate := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.LeaseTTL-m.cfg.SafetyMargin)
+	rev, err := m.leases.Create(cctx, account, val)
+	cancelCreate()
 	if err != nil {
 		if isConflict(err) {
 			return nil, ErrHeld
 		}
+		// A timeout leaves the outcome unknown: undo the create if it was
+		// applied (best effort; otherwise the key expires after the TTL).
+		m.undoCreate(account, nonce)
 		return nil, fmt.Errorf("ownership: acquire %s: %w", account, err)
+	}
+	if ctx.Err() != nil { // the caller gave up meanwhile: hand it back at once
+		dctx, cancelDelete := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		m.leases.Delete(dctx, account, jetstream.LastRevision(rev))
+		cancelDelete()
+		return nil, ctx.Err()
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l := &Lease{
@@ -199,6 +220,15 @@ func (l *Lease) Renew(ctx context.Context) error {
 	newRev, err := l.m.leases.Update(ctx, l.account, val, rev)
 	if err != nil {
 		if isConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			if cur, ok := l.currentIfOurs(ctx); ok && cur != rev {
+				// An earlier renewal of this lease was applied but its
+				// answer lost: the lease is still ours. Take up its
+				// revision; the deadline moves with the next renewal.
+				l.mu.Lock()
+				l.rev = max(l.rev, cur)
+				l.mu.Unlock()
+				return fmt.Errorf("ownership: renew %s: an earlier renewal was applied unseen (revision %d): %w", l.account, cur, err)
+			}
 			err = fmt.Errorf("%w: %s: renewal refused: %w", ErrLost, l.account, err)
 			l.end(err)
 			return err
@@ -309,11 +339,63 @@ func (l *Lease) Release(ctx context.Context) error {
 		return nil // a crashed process releases nothing
 	}
 	err := m.leases.Delete(ctx, l.account, jetstream.LastRevision(rev))
-	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err != nil && isConflict(err) {
+		// Ours at another revision (a renewal applied unseen)? Then
+		// delete that; otherwise another replica holds it: leave it.
+		err = nil
+		if cur, ok := l.currentIfOurs(ctx); ok && cur != rev {
+			err = m.leases.Delete(ctx, l.account, jetstream.LastRevision(cur))
+			if isConflict(err) {
+				err = nil
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("ownership: release %s: %w", l.account, err)
 	}
 	m.log.Debug("lease released", "account", l.account, "token", l.token)
 	return nil
+}
+
+// currentIfOurs reads the lease key and returns its revision if it still
+// belongs to this lease (written by this replica with this token).
+func (l *Lease) currentIfOurs(ctx context.Context) (uint64, bool) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+	}
+	e, err := l.m.leases.Get(ctx, l.account)
+	if err != nil {
+		return 0, false
+	}
+	var v leaseValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != l.m.cfg.ReplicaID {
+		return 0, false
+	}
+	if v.Token == l.token || (v.Token == 0 && e.Revision() == l.token) {
+		return e.Revision(), true
+	}
+	return 0, false
+}
+
+// undoCreate deletes the account's lease key if it holds the create
+// attempt nonce: a create that was applied although its caller saw an
+// error. Best effort: otherwise the key expires after the TTL.
+func (m *Manager) undoCreate(account, nonce string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := m.leases.Get(ctx, account)
+	if err != nil {
+		return
+	}
+	var v leaseValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != m.cfg.ReplicaID || v.Nonce != nonce || v.Token != 0 {
+		return
+	}
+	if err := m.leases.Delete(ctx, account, jetstream.LastRevision(e.Revision())); err == nil {
+		m.log.Debug("undid a lease created unseen", "account", account, "revision", e.Revision())
+	}
 }
 
 // isConflict reports a failed compare-and-set: the key exists (Create) or

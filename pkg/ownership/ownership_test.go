@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,6 +146,7 @@ type cluster struct {
 	tr       *tracker
 	accounts []*mailbusv1.Account
 	cfg      func(Config) Config
+	replicas []*replica
 }
 
 func (c *cluster) start(id string) *replica {
@@ -161,6 +163,7 @@ func (c *cluster) start(id string) *replica {
 		Refresh:  time.Second,
 	})
 	r := &replica{id: id, m: m, cancel: cancel, done: make(chan struct{})}
+	c.replicas = append(c.replicas, r)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); m.Run(ctx) }()
@@ -175,13 +178,34 @@ func (c *cluster) start(id string) *replica {
 func (c *cluster) settled(members ...string) func() (bool, string) {
 	return func() (bool, string) {
 		w := c.tr.snapshot()
-		wrong := 0
+		var wrong []string
 		for _, a := range c.accounts {
-			if w[a.Id] != Owner(a.Id, members) {
-				wrong++
+			if want := Owner(a.Id, members); w[a.Id] != want {
+				wrong = append(wrong, fmt.Sprintf("%s on %q, not %s", a.Id, w[a.Id], want))
 			}
 		}
-		return wrong == 0, fmt.Sprintf("%d of %d accounts not (yet) on their rendezvous owner among %v", wrong, len(c.accounts), members)
+		views := map[string][]string{}
+		for _, r := range c.replicas {
+			views[r.id] = r.m.Members()
+		}
+		if len(wrong) > 0 {
+			id := strings.Fields(wrong[0])[0]
+			for _, r := range c.replicas {
+				if slices.Contains(r.m.Held(), id) {
+					wrong[0] += " (lease held by " + r.id + ")"
+				}
+			}
+			if e, err := c.replicas[0].m.leases.Get(context.Background(), id); err == nil {
+				wrong[0] += fmt.Sprintf(" (lease key rev %d %s)", e.Revision(), e.Value())
+			} else {
+				wrong[0] += fmt.Sprintf(" (lease key: %v)", err)
+			}
+		}
+		if len(wrong) > 5 {
+			wrong = append(wrong[:5], "...")
+		}
+		return len(wrong) == 0, fmt.Sprintf("%d of %d accounts not (yet) on their rendezvous owner among %v: %v; member views %v",
+			len(wrong), len(c.accounts), members, wrong, views)
 	}
 }
 
@@ -499,5 +523,62 @@ func TestFilterFollowsRun(t *testing.T) {
 	// The heartbeat is gone from the bucket.
 	if _, err := m.members.Get(context.Background(), "solo"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("heartbeat after a graceful stop: %v", err)
+	}
+}
+
+// Requests whose answer is lost (cancelled or timed out after they left)
+// must not leave a lease held by nobody: a create applied unseen is undone,
+// a renewal applied unseen is taken up, and Release still deletes the key.
+func TestAmbiguousOutcomes(t *testing.T) {
+	s := startNATS(t)
+	_, js := connect(t, s)
+	ctx := context.Background()
+	m, err := New(ctx, shortTTLs(Config{JetStream: js, Service: "testfetcher", ReplicaID: "a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A create applied unseen: only this attempt's nonce is undone.
+	if _, err := m.leases.Create(ctx, "acct-1", []byte(`{"owner":"a","nonce":"n1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	m.undoCreate("acct-1", "other-attempt")
+	if _, err := m.leases.Get(ctx, "acct-1"); err != nil {
+		t.Fatalf("another attempt's lease was undone: %v", err)
+	}
+	m.undoCreate("acct-1", "n1")
+	if _, err := m.leases.Get(ctx, "acct-1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a create applied unseen was not undone: %v", err)
+	}
+
+	// A renewal applied unseen: the next renewal is refused, recognises
+	// its own lease, takes up the revision and does not lose the lease.
+	l, err := m.TryAcquire(ctx, "acct-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.stopRenewing() // renew by hand only
+	unseen, err := m.leases.Update(ctx, "acct-1", []byte(fmt.Sprintf(`{"owner":"a","token":%d}`, l.Token())), l.Revision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx); err == nil || errors.Is(err, ErrLost) {
+		t.Fatalf("renewal after an unseen one: %v, want a temporary error", err)
+	}
+	if l.Err() != nil || l.Revision() != unseen {
+		t.Fatalf("lease after an unseen renewal: err %v, revision %d, want %d", l.Err(), l.Revision(), unseen)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatalf("the renewal after taking up the revision: %v", err)
+	}
+	// Another unseen renewal, then Release: the key is deleted all the same.
+	if _, err := m.leases.Update(ctx, "acct-1", []byte(fmt.Sprintf(`{"owner":"a","token":%d}`, l.Token())), l.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.leases.Get(ctx, "acct-1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("Release after an unseen renewal left the key: %v", err)
 	}
 }
