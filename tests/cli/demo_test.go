@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,11 @@ func TestDemo(t *testing.T) {
 	natsAddr := freeAddr(t)
 	// The suggested commands name the server themselves.
 	c.env = append(c.env, "MAILBUS_SERVER=127.0.0.1:1")
-	p := c.start("demo", "--data", t.TempDir(), "--listen", c.server, "--metrics-listen", freeAddr(t),
+	// Without --data the demo keeps its data in a temporary directory that
+	// it removes at exit.
+	tmp := t.TempDir()
+	c.env = append(c.env, "TMPDIR="+tmp)
+	p := c.start("demo", "--listen", c.server, "--metrics-listen", freeAddr(t),
 		"--nats-listen", natsAddr, "--imap-listen", freeAddr(t), "--pop3-listen", freeAddr(t))
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
@@ -64,7 +69,13 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%v: exit %d after Ctrl-C", args, code)
 		}
 	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "mailbus-demo-*")); len(left) != 1 {
+		t.Fatalf("demo data directories in TMPDIR while running: %v", left)
+	}
 	if code := p.interrupt(); code != 0 {
 		t.Fatalf("demo exit %d after Ctrl-C\n%s", code, p.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "mailbus-demo-*")); len(left) != 0 {
+		t.Fatalf("the demo left its data directory behind: %v", left)
 	}
 }

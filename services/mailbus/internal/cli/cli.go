@@ -129,9 +129,11 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
   mailbus status --watch
   mailbus message list --account work --mailbox INBOX
   mailbus watch --json`,
-		SilenceErrors:     true,
-		SilenceUsage:      true,
-		RunE:              func(cmd *cobra.Command, args []string) error { return usagef("missing command") },
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usagef("missing command: one of %s", strings.Join(names(cmd), ", "))
+		},
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
