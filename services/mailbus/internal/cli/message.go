@@ -74,11 +74,11 @@ func (a *app) messageListCommand() *cobra.Command {
 					if date == nil {
 						date = m.InternalDate
 					}
-					subject := m.GetEnvelope().GetSubject()
+					flags := formatFlags(m.Flags)
 					if m.HasAttachments {
-						subject = "📎 " + subject
+						flags = strings.TrimSpace(flags + " (attachment)")
 					}
-					t.row(m.Id, formatTime(date), truncate(shortFrom(m.GetEnvelope().GetFrom()), 24), truncate(subject, 60), formatFlags(m.Flags), humanBytes(m.Size))
+					t.row(m.Id, formatTime(date), truncate(shortFrom(m.GetEnvelope().GetFrom()), 24), truncate(m.GetEnvelope().GetSubject(), 60), flags, humanBytes(m.Size))
 				}
 				if err := t.flush(); err != nil {
 					return err
