@@ -12,8 +12,10 @@
 //     POP3 connection into the ingest stream in 128 KiB chunks, so the
 //     fetcher never holds a whole message, let alone many, in memory.
 //   - Nothing lost: DELE is sent only for a message the store has durably
-//     acknowledged (an IngestMessages result), in this pass or an earlier
-//     one (ListUpstreamIds), and the server applies deletions only at a
+//     acknowledged (an IngestMessages result) in this pass, or whose octets
+//     the store has from an earlier one (a known UIDL is downloaded again
+//     and compared with the stored content hash: a server may reuse a UIDL,
+//     see "Reused UIDLs"), and the server applies deletions only at a
 //     successful QUIT. A crash or a cut connection at any point leaves the
 //     message on the server, and the next pass finishes the job: a message
 //     stored but not deleted is deleted then.
@@ -50,14 +52,33 @@
 // (XOAUTH2 accounts with SASL XOAUTH2; password accounts with SASL PLAIN
 // when CAPA offers it, else APOP when CAPA lists neither USER nor PLAIN and
 // the greeting has a timestamp, else USER/PASS); STAT; LIST; ListUpstreamIds;
-// UIDL. New messages (UIDL unknown to the store) are retrieved in server
-// order, pipelined when the server offers PIPELINING, and streamed into
+// UIDL. New messages (UIDL unknown to the store, or known but found to be
+// another message: see "Reused UIDLs") are retrieved in server order,
+// pipelined when the server offers PIPELINING, and streamed into
 // IngestMessages; the fetcher asks the store to commit every
 // Config.FlushMessages messages or Config.FlushBytes octets. In delete mode
-// the messages the store acknowledged, and those it already had, are marked
-// with DELE; then QUIT. A server without UIDL is handled as
+// the messages the store acknowledged, and those whose octets it already
+// had, are marked with DELE; then QUIT. A server without UIDL is handled as
 // docs/decisions/0005-pop3-without-uidl.md describes (IdentityHeaders,
 // IdentityContent).
+//
+// # Reused UIDLs
+//
+// RFC 1939 lets a server give a unique-id to a new message once the one
+// that had it is gone, so a UIDL the store has (ListUpstreamIds: UIDL,
+// stored size and content hash, or a tombstone for a message deleted in
+// the store) does not prove the message is the stored one
+// (docs/decisions/0013-pop3-uidl-reuse.md). In delete mode a known UIDL
+// still on the server is downloaded into the spool file and marked with
+// DELE only if it hashes to the stored content hash. In keep mode it is
+// known without a download when the stored size matches the LIST size
+// (equal, or two more when the server appended CRLF to a message without
+// a final line break and the fetcher did not trim it) or when it is a
+// tombstone; otherwise it is downloaded and compared. A message that is
+// not the stored one is new: it is stored under the derived id
+// "<uidl>#<16 hex digits of its SHA-256>" (deterministic, so a retry
+// stores it once; PassResult.Reused counts them) and, in delete mode,
+// deleted after the store acknowledges it.
 //
 // A message larger than Config.MaxMessageSize (by LIST, or found so while
 // reading) is not downloaded (or abandoned), stays on the server, counts once

@@ -155,7 +155,7 @@ func (f *Fetcher) memory(a *mailbusv1.Account) *accountMemory {
 	defer f.mu.Unlock()
 	m := f.mem[a.Id]
 	if m == nil || m.generation != a.Generation {
-		m = &accountMemory{generation: a.Generation, refused: map[string]string{}, tooLarge: map[string]bool{}, oversized: map[string]int64{}}
+		m = &accountMemory{generation: a.Generation, refused: map[string]string{}, tooLarge: map[string]bool{}, oversized: map[string]int64{}, sameAs: map[string]int64{}, gone: map[string]bool{}}
 		f.mem[a.Id] = m
 	}
 	return m

@@ -131,26 +131,25 @@ func newSpool(dir string) (*spool, error) {
 	return &spool{f: f, h: sha256.New()}, nil
 }
 
-// fill copies a message into the spool and returns its content id base
-// and its size. The file is rewound for reading.
-func (s *spool) fill(r io.Reader) (string, int64, error) {
+// fill copies a message into the spool and returns its SHA-256 and its
+// size. The file is rewound for reading.
+func (s *spool) fill(r io.Reader) (sum [32]byte, n int64, err error) {
 	if err := s.f.Truncate(0); err != nil {
-		return "", 0, err
+		return sum, 0, err
 	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, err
+		return sum, 0, err
 	}
 	s.h.Reset()
-	n, err := io.Copy(io.MultiWriter(s.f, s.h), r)
+	n, err = io.Copy(io.MultiWriter(s.f, s.h), r)
 	if err != nil {
-		return "", n, &bodyError{err}
+		return sum, n, &bodyError{err}
 	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return "", n, err
+		return sum, n, err
 	}
-	var sum [32]byte
 	s.h.Sum(sum[:0])
-	return contentIDPrefix + hashID(sum), n, nil
+	return sum, n, nil
 }
 
 func (s *spool) Read(p []byte) (int, error) { return s.f.Read(p) }

@@ -38,7 +38,7 @@ func (p *pass) syncWithoutUIDL(ctx context.Context, list []pop3.ListEntry) error
 			p.tooLarge(e.Number, "", e.Size)
 			continue
 		}
-		p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, size: e.Size})
+		p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, size: e.Size, listed: e.Size})
 	}
 	return p.fetch(ctx)
 }
@@ -65,12 +65,12 @@ func (p *pass) headerIDs(ctx context.Context, list []pop3.ListEntry) (bool, erro
 			return false, err
 		}
 		id := p.occ.id(base)
-		if p.known[id] {
+		if _, ok := p.known[id]; ok {
 			p.res.Known++
 			continue
 		}
 		if p.admit(e.Number, id, e.Size) {
-			p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: e.Size})
+			p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: e.Size, listed: e.Size})
 		}
 	}
 	return true, nil

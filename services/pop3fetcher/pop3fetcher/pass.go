@@ -24,6 +24,10 @@ type PassResult struct {
 	Known int
 	// New is how many were new to the store and retrieved.
 	New int
+	// Reused is how many of the New messages came under a UIDL the store
+	// already had for another message (a server may reuse a UIDL once its
+	// message is gone); they are stored under a derived id.
+	Reused int
 	// Fetched is how many of those the store acknowledged (durably stored)
 	// in this pass; Bytes is their octets.
 	Fetched int
@@ -65,6 +69,14 @@ type accountMemory struct {
 	// them (the server's LIST size was too low) to the octets read: they
 	// are not downloaded again in this generation.
 	oversized map[string]int64
+	// gone holds UIDLs the store acknowledged as deleted in the store
+	// (IngestResult without message_id) although ListUpstreamIds did not
+	// list them: treated as tombstones.
+	gone map[string]bool
+	// sameAs maps the UIDLs whose message a keep-mode pass found, by
+	// content, to be the stored one to the LIST size it had then (a
+	// server with inexact LIST sizes): not downloaded again for that.
+	sameAs map[string]int64
 	// last is the last status reported, at lastAt.
 	last   *mailbusv1.AccountStatus
 	lastAt time.Time
@@ -76,6 +88,11 @@ type job struct {
 	num  int
 	uidl string // "" in content mode until the message has been read
 	size int64  // LIST size; the actual size once sent
+	// listed is the LIST size.
+	listed int64
+	// reused: the store has uidl, but this may be another message (see
+	// reuse.go); it is read into the spool and compared first.
+	reused *storedID
 }
 
 // pass is one poll pass of one account.
@@ -90,7 +107,8 @@ type pass struct {
 	c       *pop3.Client
 	stale   bool // the store has a newer generation of the account
 	initial bool // the account has never had a successful pass
-	known   map[string]bool
+	known   map[string]storedID
+	derived map[string][]storedID // stored derived ids by base (reuse.go)
 	jobs    []job
 	dele    []int // messages to DELE (delete mode): stored before or acknowledged now
 	occ     occurrences
@@ -261,8 +279,13 @@ func (p *pass) sync(ctx context.Context) error {
 		return err
 	}
 	p.step = "list stored messages"
-	if p.known, err = p.f.knownIDs(ctx, p.acct.Id); err != nil {
+	if p.known, p.derived, err = p.f.knownIDs(ctx, p.acct.Id); err != nil {
 		return err
+	}
+	for id := range p.mem.gone {
+		if _, ok := p.known[id]; !ok {
+			p.known[id] = storedID{gone: true}
+		}
 	}
 	p.step = "UIDL"
 	uidls, err := p.c.Uidl(ctx)
@@ -288,10 +311,17 @@ func (p *pass) sync(ctx context.Context) error {
 			continue // not in LIST: marked deleted, or gone
 		}
 		dup := count[e.UID] > 1
-		if p.known[id] {
-			p.res.Known++
-			if p.deleteMode() && !dup {
-				p.dele = append(p.dele, e.Number)
+		if rec, ok := p.known[id]; ok {
+			if dup || !p.deleteMode() && p.reusedKnown(id, rec, size) {
+				// The stored message (never deleted when the UIDL is
+				// repeated in the listing).
+				p.res.Known++
+				continue
+			}
+			// Delete mode, or keep mode and the size differs: compare the
+			// message with the stored one (reuse.go) before any DELE.
+			if p.admit(e.Number, id, size) {
+				p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: size, listed: size, reused: &rec})
 			}
 			continue
 		}
@@ -301,7 +331,7 @@ func (p *pass) sync(ctx context.Context) error {
 		}
 		if p.admit(e.Number, id, size) {
 			fetching[id] = true
-			p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: size})
+			p.jobs = append(p.jobs, job{idx: len(p.jobs), num: e.Number, uidl: id, size: size, listed: size})
 		}
 	}
 	return p.fetch(ctx)
@@ -341,24 +371,33 @@ func (p *pass) skip(num int, id string, size int64, reason string) {
 	p.res.Skipped = append(p.res.Skipped, Skipped{Number: num, UIDL: id, Size: size, Reason: reason})
 }
 
-// knownIDs returns the ids of the messages the store has for an account.
-func (f *Fetcher) knownIDs(ctx context.Context, accountID string) (map[string]bool, error) {
+// knownIDs returns the ids the store has for an account, with the stored
+// size and content hash (a message deleted in the store is a tombstone,
+// without them), and the derived ids (reuse.go) by their base.
+func (f *Fetcher) knownIDs(ctx context.Context, accountID string) (map[string]storedID, map[string][]storedID, error) {
 	stream, err := f.ingest.ListUpstreamIds(ctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: accountID})
 	if err != nil {
-		return nil, storeErr("list upstream ids", err)
+		return nil, nil, storeErr("list upstream ids", err)
 	}
-	known := map[string]bool{}
+	known := map[string]storedID{}
+	derived := map[string][]storedID{}
 	for {
 		resp, err := stream.Recv()
 		if err == io.EOF {
-			return known, nil
+			return known, derived, nil
 		}
 		if err != nil {
-			return nil, storeErr("list upstream ids", err)
+			return nil, nil, storeErr("list upstream ids", err)
 		}
 		for _, m := range resp.Messages {
-			if u := m.GetUpstream().GetUidl(); u != "" {
-				known[u] = true
+			u := m.GetUpstream().GetUidl()
+			if u == "" {
+				continue
+			}
+			rec := storedID{size: int64(m.GetSize()), hash: m.GetContentHash(), gone: m.GetMessageId() == ""}
+			known[u] = rec
+			if base, ok := splitDerived(u); ok {
+				derived[base] = append(derived[base], rec)
 			}
 		}
 	}
@@ -410,8 +449,9 @@ func (p *pass) fetch(ctx context.Context) error {
 // one stores one retrieved message.
 func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader) error {
 	body := r
-	if j.uidl == "" {
-		base, size, err := p.spoolOne(r)
+	switch {
+	case j.uidl == "":
+		sum, size, err := p.spoolOne(r)
 		if err != nil {
 			if errors.Is(err, pop3.ErrTooLarge) {
 				p.tooLarge(j.num, "", j.size)
@@ -419,18 +459,35 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 			}
 			return err
 		}
-		j.uidl, j.size, body = p.occ.id(base), size, p.spool
-		if p.known[j.uidl] {
-			p.res.Known++
-			p.done++
-			if p.deleteMode() {
-				p.dele = append(p.dele, j.num)
-			}
+		j.uidl, j.size, body = p.occ.id(contentIDPrefix+hashID(sum)), size, p.spool
+		if _, ok := p.known[j.uidl]; ok {
+			p.knownAfterRead(j)
 			return nil
 		}
 		if !p.admit(j.num, j.uidl, size) {
 			return nil
 		}
+	case j.reused != nil:
+		id := j.uidl
+		known, err := p.checkReused(j, r)
+		if err != nil {
+			if errors.Is(err, pop3.ErrTooLarge) {
+				n := p.f.cfg.MaxMessageSize + 1
+				p.mem.oversized[id] = n
+				p.tooLarge(j.num, id, n)
+				return nil
+			}
+			return err
+		}
+		if known {
+			p.knownAfterRead(j)
+			return nil
+		}
+		if !p.admit(j.num, j.uidl, j.size) {
+			return nil
+		}
+		body = p.spool
+		p.res.Reused++
 	}
 	p.res.New++
 	meta := &mailbusv1.IngestMeta{
@@ -471,16 +528,31 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 	return nil
 }
 
-func (p *pass) spoolOne(r io.Reader) (string, int64, error) {
+// knownAfterRead counts a message read to identify it (content mode, or a
+// known UIDL compared by content) that the store has: known and, in
+// delete mode, marked for DELE: the store has these very octets.
+func (p *pass) knownAfterRead(j *job) {
+	p.res.Known++
+	p.done++
+	if p.deleteMode() {
+		p.dele = append(p.dele, j.num)
+	}
+}
+
+func (p *pass) spoolOne(r io.Reader) ([32]byte, int64, error) {
 	if p.spool == nil {
 		s, err := newSpool(p.f.cfg.SpoolDir)
 		if err != nil {
-			return "", 0, fmt.Errorf("spool: %w", err)
+			return [32]byte{}, 0, fmt.Errorf("spool: %w", err)
 		}
 		p.spool = s
 	}
 	return p.spool.fill(r)
 }
+
+// trimming reports whether the fetcher drops the CRLF a server appends to
+// a message without a final line break.
+func (p *pass) trimming() bool { return false }
 
 // collect records the store's answers: an acknowledged message counts as
 // fetched (and, in delete mode, may now be deleted); a refused one is
@@ -498,6 +570,16 @@ func (p *pass) collect(ing *ingestStream) {
 			p.skip(j.num, j.uidl, j.size, "refused by the store: "+r.Error)
 			p.f.metrics.errors.WithLabelValues(KindRefused).Inc()
 			p.log.Warn("store refused a message; it stays on the server", "number", j.num, "uidl", j.uidl, "err", r.Error)
+			continue
+		}
+		if r.MessageId == "" && p.deleteMode() && j.reused == nil && p.res.Identity == IdentityUIDL {
+			// The store had this UIDL as deleted (a tombstone) without
+			// listing it: the message may be a new one under a reused
+			// UIDL, which the store did not store. Not deleted; the next
+			// pass treats the UIDL as a tombstone (reuse.go).
+			p.mem.gone[j.uidl] = true
+			p.done++
+			p.log.Warn("the store has this UIDL as deleted but did not list it; the message stays on the server and is checked on the next pass", "number", j.num, "uidl", j.uidl)
 			continue
 		}
 		p.res.Fetched++

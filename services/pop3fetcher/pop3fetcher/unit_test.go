@@ -132,3 +132,45 @@ func TestJitter(t *testing.T) {
 		}
 	}
 }
+
+func TestDerivedID(t *testing.T) {
+	var sum [32]byte
+	sum[0], sum[7], sum[8] = 0xab, 0x01, 0xff
+	if got := derivedID("17", sum); got != "17#ab00000000000001" {
+		t.Errorf("derivedID = %q", got)
+	}
+	for _, id := range []string{"a", strings.Repeat("z", 53), strings.Repeat("z", 54), strings.Repeat("z", 70), storeUIDL(strings.Repeat("y", 100))} {
+		d := derivedID(id, sum)
+		base, ok := splitDerived(d)
+		if len(d) > 70 || !ok || base != derivedBase(id) {
+			t.Errorf("derivedID(%d octets) = %q (%d octets), base %q %v", len(id), d, len(d), base, ok)
+		}
+	}
+	for _, id := range []string{"17", "17#ab0000000000000", "17#AB00000000000001", "#ab00000000000001", "17-ab00000000000001"} {
+		if _, ok := splitDerived(id); ok {
+			t.Errorf("splitDerived(%q) took it for a derived id", id)
+		}
+	}
+}
+
+// TestSameSize: a stored message matches a LIST size when it has that
+// size, or two more (the CRLF a server appends to a message without a
+// final line break) unless the fetcher trims that CRLF.
+func TestSameSize(t *testing.T) {
+	for _, tt := range []struct {
+		stored, listed int64
+		trimming, want bool
+	}{
+		{100, 100, false, true},
+		{102, 100, false, true},
+		{100, 100, true, true},
+		{102, 100, true, false},
+		{101, 100, false, false},
+		{100, 102, false, false},
+		{98, 100, false, false},
+	} {
+		if got := sameSize(tt.stored, tt.listed, tt.trimming); got != tt.want {
+			t.Errorf("sameSize(%d, %d, %v) = %v", tt.stored, tt.listed, tt.trimming, got)
+		}
+	}
+}
