@@ -14,6 +14,7 @@
 //	secret.key                  the credentials key (mode 0600), created on
 //	                            first start unless a key is given
 //	nats/                       the embedded NATS server's JetStream files
+//	mailbus.lock                locked while a mailbus runs on the directory
 //
 // Config.NATSURL switches to an external NATS server and
 // Config.DatabaseURL to PostgreSQL. Config.NATSListen makes the embedded
@@ -30,6 +31,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -51,6 +53,9 @@ const (
 	// KeyFileName is the credentials key file created in the data
 	// directory.
 	KeyFileName = "secret.key"
+	// LockFileName is the lock file that keeps a second mailbus off the
+	// same data directory; it holds the process id.
+	LockFileName = "mailbus.lock"
 	// DefaultAccountRefresh is how often the fetchers read the account
 	// list: short, because in one process the list is cheap to read and a
 	// new account should start syncing at once.
@@ -200,6 +205,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("mailbus: data directory: %w", err)
 	}
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("mailbus: %w", err)
+	}
+	defer release()
 	key, err := s.key(&info)
 	if err != nil {
 		return fmt.Errorf("mailbus: credentials key: %w", err)
@@ -261,9 +271,12 @@ func (s *Server) Run(ctx context.Context) error {
 	case info.StoreAddr = <-storeReady:
 	case err := <-storeDone:
 		if err == nil {
-			err = errors.New("stopped before it served")
+			err = errors.New("store: stopped before it served")
 		}
-		return fmt.Errorf("mailbus: store: %w", err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("mailbus: %w (is another mailbus running? choose other addresses with --listen and --metrics-listen)", err)
+		}
+		return fmt.Errorf("mailbus: %w", err)
 	case <-ctx.Done():
 		stopStore()
 		<-storeDone

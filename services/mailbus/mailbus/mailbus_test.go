@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,5 +192,22 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := mailbus.New(mailbus.Config{NATSListen: "no-port"}); err == nil {
 		t.Error("--nats-listen without a port accepted")
+	}
+}
+
+// TestDataDirLocked: a second server on the same data directory fails at
+// once, naming the first one's process.
+func TestDataDirLocked(t *testing.T) {
+	data := t.TempDir()
+	start(t, mailbus.Config{DataDir: data})
+	second, err := mailbus.New(mailbus.Config{DataDir: data, Listen: "127.0.0.1:0", MetricsListen: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	err = second.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "in use by another mailbus (pid "+strconv.Itoa(os.Getpid())+")") {
+		t.Fatalf("second server on the same data directory: %v", err)
 	}
 }

@@ -100,7 +100,7 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		return ExitUsage
 	default:
 		if !errors.Is(err, context.Canceled) || ctx.Err() == nil {
-			fmt.Fprintf(stdio.Err, "mailbus: %v\n", re.err)
+			fmt.Fprintf(stdio.Err, "mailbus: %s\n", strings.TrimPrefix(re.err.Error(), "mailbus: "))
 		}
 		if ctx.Err() != nil {
 			// Interrupted: the user asked for it.
