@@ -54,7 +54,11 @@ func mailbusBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(buildDir, "mailbus")
-		cmd := exec.Command("go", "build", "-race", "-o", binPath, "github.com/mailbus/mailbus/services/mailbus/cmd/mailbus")
+		args := []string{"build", "-o", binPath}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "github.com/mailbus/mailbus/services/mailbus/cmd/mailbus")...)
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build: %v\n%s", err, out)
