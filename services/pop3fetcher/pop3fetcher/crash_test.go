@@ -1,13 +1,17 @@
 package pop3fetcher_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
@@ -194,5 +198,47 @@ func TestStoreHang(t *testing.T) {
 	e.checkStoredExactly(t, acct.Id, wires(msgs))
 	if n := len(srv.Messages("bob")); n != 0 {
 		t.Errorf("the server holds %d messages, want 0", n)
+	}
+}
+
+// TestIngestReopenFailure: a message turns out too large while it is read
+// (LIST under-reported it), so the fetcher abandons the ingest stream and
+// opens a new one for the rest; when that open fails, the pass fails
+// (temporary, kind store) instead of crashing, the message stored before
+// is deleted, and the rest stays on the server.
+func TestIngestReopenFailure(t *testing.T) {
+	e := startStore(t)
+	first := pop3test.Message{UID: "s1", Data: message(1)}
+	liar := pop3test.Message{UID: "liar", Data: bytes.Repeat([]byte("y"), 1000)}
+	last := pop3test.Message{UID: "s3", Data: message(3)}
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", first, liar, last))
+	acct := e.fakeAccount(t, srv, "bob", "pw", dele)
+	var opens atomic.Int32
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			if method == mailbusv1.IngestService_IngestMessages_FullMethodName && opens.Add(1) >= 2 {
+				return nil, status.Error(codes.Unavailable, "store restarting")
+			}
+			return streamer(ctx, desc, cc, method, opts...)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	// LIST says 998 octets (the limit), RETR sends 1000 and a CRLF.
+	srv.InjectFault(listReply(len(first.Data), 998, len(last.Data)))
+	f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) { c.Conn = conn; c.MaxMessageSize = 998 })
+	_, err = f.Poll(callCtx(t), acct)
+	var pe *pop3fetcher.PassError
+	if !errors.As(err, &pe) || pe.Kind != pop3fetcher.KindStore || pe.Permanent {
+		t.Fatalf("pass: %v, want a temporary store error", err)
+	}
+	if opens.Load() != 2 {
+		t.Errorf("%d ingest streams opened, want 2", opens.Load())
+	}
+	idle(t, srv)
+	e.checkStoredExactly(t, acct.Id, wires([]pop3test.Message{first}))
+	if n := len(srv.Messages("bob")); n != 2 {
+		t.Errorf("the server holds %d messages, want 2", n)
 	}
 }

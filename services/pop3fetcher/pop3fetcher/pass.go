@@ -418,7 +418,13 @@ func (p *pass) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() { ing.close() }()
+	// ing is nil after a failed reopen (one): the old stream is then
+	// already abandoned and closed.
+	defer func() {
+		if ing != nil {
+			ing.close()
+		}
+	}()
 	nums := make([]int, len(p.jobs))
 	for i, j := range p.jobs {
 		nums[i] = j.num
@@ -431,10 +437,12 @@ func (p *pass) fetch(ctx context.Context) error {
 		return p.one(ctx, &ing, j, r)
 	})
 	if err != nil || ctx.Err() != nil {
-		gctx, cancel := p.graceContext(ctx)
-		ing.abandon(gctx)
-		cancel()
-		p.collect(ing)
+		if ing != nil {
+			gctx, cancel := p.graceContext(ctx)
+			ing.abandon(gctx)
+			cancel()
+			p.collect(ing)
+		}
 		if err == nil {
 			err = ctx.Err()
 		}
@@ -512,10 +520,9 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 			cancel()
 			p.collect(*ing)
 			(*ing).close()
-			if *ing, err = p.f.openIngest(ctx); err != nil {
-				return err
-			}
-			return nil
+			next, err := p.f.openIngest(ctx)
+			*ing = next // nil on failure: fetch knows the old one is done
+			return err
 		}
 		return err
 	}
