@@ -16,7 +16,7 @@ import (
 )
 
 func (a *app) accountCommand() *cobra.Command {
-	return group("account", "Add, list, show and remove upstream accounts",
+	return group("account", "Add, list, show, update and remove upstream accounts",
 		`  mailbus account add --name work --protocol imap --host imap.example.com \
       --security tls --username alice --password-file ~/.work-pw
   mailbus account list
