@@ -274,6 +274,50 @@ func TestServeEndToEnd(t *testing.T) {
 		return fmt.Errorf("message %s not on the server", target.GetEnvelope().GetMessageId())
 	})
 
+	// The delta since the watch's state names the flagged message.
+	changes := jsonLines(t, c.ok("changes", "--account", "mail", "--since", fmt.Sprint(acct.State), "--json").stdout,
+		func() *mailbusv1.GetChangesResponse { return &mailbusv1.GetChangesResponse{} })
+	if len(changes) != 1 || !slices.Contains(changes[0].UpdatedMessageIds, target.Id) || changes[0].NewState <= acct.State {
+		t.Fatalf("changes since %d: %v", acct.State, changes)
+	}
+
+	// Mailbox operations and a delete made with the CLI reach the server.
+	onServer := func(folder string) error {
+		_, err := imapSrv.Messages(folder)
+		return err
+	}
+	c.ok("mailbox", "create", "--account", "mail", "Projects")
+	eventually(t, "the new folder on the server", func() error { return onServer("Projects") })
+	c.ok("mailbox", "rename", "--account", "mail", "Projects", "Clients")
+	eventually(t, "the renamed folder on the server", func() error {
+		if onServer("Projects") == nil {
+			return fmt.Errorf("Projects still there")
+		}
+		return onServer("Clients")
+	})
+	c.ok("mailbox", "delete", "--account", "mail", "Clients")
+	eventually(t, "the folder deleted on the server", func() error {
+		if onServer("Clients") == nil {
+			return fmt.Errorf("Clients still there")
+		}
+		return nil
+	})
+	archive := jsonLines(t, c.ok("message", "list", "--account", "mail", "--mailbox", "Archive", "--limit", "1", "--json").stdout,
+		func() *mailbusv1.MessageSummary { return &mailbusv1.MessageSummary{} })
+	c.ok("message", "delete", archive[0].Id)
+	eventually(t, "the deleted message gone from the server", func() error {
+		held, err := imapSrv.Messages("Archive")
+		if err != nil {
+			return err
+		}
+		for _, h := range held {
+			if h.MessageID == archive[0].GetEnvelope().GetMessageId() {
+				return fmt.Errorf("still in Archive")
+			}
+		}
+		return nil
+	})
+
 	// One /metrics for the three services.
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
