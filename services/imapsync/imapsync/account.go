@@ -287,6 +287,9 @@ func (w *account) syncDirty(ctx context.Context) error {
 		if f == nil {
 			continue
 		}
+		if err := w.writeBacksBetween(ctx); err != nil {
+			return err
+		}
 		if err := w.syncFolder(ctx, f); err != nil {
 			return err
 		}
@@ -311,6 +314,9 @@ func (w *account) poll(ctx context.Context, idled map[string]bool) error {
 	for _, f := range w.ordered() {
 		if idled[f.name] {
 			continue
+		}
+		if err := w.writeBacksBetween(ctx); err != nil {
+			return err
 		}
 		changed := true
 		if w.condstore {

@@ -271,7 +271,9 @@ func BenchmarkLatency(b *testing.B) {
 		}
 	}
 	e := startStore(b)
-	a := e.createAccount(b, s.IMAPAddr(), mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	// The default poll interval (the tests' 1 s would add a STATUS pass
+	// over every folder each second).
+	a := e.createAccount(b, s.IMAPAddr(), mailbusv1.Security_SECURITY_NONE, "alice", "secret", func(a *mailbusv1.Account) { a.PollInterval = nil })
 	startSync(b, e, func(c *imapsync.Config) { c.Logger = nil })
 	waitFor(b, "initial sync", func() bool {
 		return e.account(b, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE

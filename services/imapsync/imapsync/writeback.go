@@ -609,3 +609,18 @@ func (w *account) writeBacksDue() bool {
 		return time.Since(w.lastWriteBacks) >= w.s.cfg.WriteBackPoll
 	}
 }
+
+// writeBacksBetween applies write-backs a device made while a pass over
+// several folders is going on, between two folders, so that they do not
+// wait for the whole pass.
+func (w *account) writeBacksBetween(ctx context.Context) error {
+	if w.inWriteBacks {
+		return nil
+	}
+	select {
+	case <-w.wb:
+		return w.applyWriteBacks(ctx)
+	default:
+		return nil
+	}
+}
