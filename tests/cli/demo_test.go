@@ -20,7 +20,7 @@ func TestDemo(t *testing.T) {
 	tmp := t.TempDir()
 	c.env = append(c.env, "TMPDIR="+tmp)
 	p := c.start("demo", "--listen", c.server, "--metrics-listen", freeAddr(t),
-		"--nats-listen", natsAddr, "--imap-listen", freeAddr(t), "--pop3-listen", freeAddr(t))
+		"--nats-listen", natsAddr, "--imap-listen", freeAddr(t), "--pop3-listen", freeAddr(t), "--new-mail-every", "1s")
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
 	out := p.stdout.String()
@@ -61,6 +61,13 @@ func TestDemo(t *testing.T) {
 	p.waitLine("the flag change as an event", func(l string) bool { return strings.Contains(l, "message.updated") && strings.Contains(l, `+\Flagged`) })
 	p.waitLine("the move as an event", func(l string) bool { return strings.Contains(l, "moved INBOX -> Archive") })
 	p.waitLine("the new mailbox as an event", func(l string) bool { return strings.Contains(l, "mailbox.created") && strings.Contains(l, "Projects") })
+
+	// New mail on the demo IMAP server reaches the store through IDLE.
+	delivered := p.waitLine("new mail delivered", func(l string) bool { return strings.Contains(l, "demo IMAP server: new mail in INBOX") })
+	subject := delivered[strings.Index(delivered, `"`):]
+	p.waitLine("the new mail as an event", func(l string) bool {
+		return strings.Contains(l, "message.created") && strings.Contains(l, subject) && strings.Contains(l, "[upstream]")
+	})
 
 	for _, args := range live {
 		w := c.start(args...)

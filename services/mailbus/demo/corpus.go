@@ -228,3 +228,24 @@ func encodeHeader(s string) string {
 	}
 	return s
 }
+
+var newMailSamples = []sample{
+	{from: contacts[3], subject: "[mailbus/mailbus] New comment on pull request #412", body: "priya commented: Looks good to me, one nit about the batch size."},
+	{from: contacts[0], subject: "Quick sync at 3?", body: "Do you have 15 minutes at 3 pm? Maria"},
+	{from: contacts[7], subject: "Your invoice for November 2026", body: "Your invoice for November 2026 is attached.", attachment: &attachment{"invoice-2026-11.pdf", "application/pdf", pdfData}},
+	{from: contacts[5], subject: "Shipment 77-1077 is out for delivery", body: "Your shipment 77-1077 is out for delivery today."},
+	{from: contacts[2], subject: "Slides for Thursday", body: "Here is the draft deck; comments welcome."},
+}
+
+// NewMail returns the n-th message of the demo's stream of new mail
+// (n from 0), dated now: the demo delivers them while it runs.
+func NewMail(n int, now time.Time) Message {
+	s := newMailSamples[n%len(newMailSamples)]
+	s.to = me
+	m := build("new", n, sample{from: s.from, to: s.to, subject: s.subject, body: s.body, attachment: s.attachment})
+	// build dates a sample by its age; new mail is dated now.
+	raw := strings.Replace(string(m.Raw), m.Date.Format(time.RFC1123Z), now.UTC().Format(time.RFC1123Z), -1)
+	id := fmt.Sprintf("new.%d.%d@demo.mailbus.test", n, now.UnixNano())
+	raw = strings.Replace(raw, "<"+m.MessageID+">", "<"+id+">", 1)
+	return Message{Folder: "INBOX", Date: now.UTC(), MessageID: id, Subject: s.subject, Raw: []byte(raw)}
+}

@@ -160,3 +160,39 @@ func TestCorpus(t *testing.T) {
 		}
 	}
 }
+
+// TestNewMail: the demo's new mail parses, is dated now and has a new
+// Message-ID each time; delivered, an IMAP client sees it.
+func TestNewMail(t *testing.T) {
+	s, err := StartIMAP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	for n := 0; n < 7; n++ {
+		m := NewMail(n, now.Add(time.Duration(n)*time.Second))
+		p := mailmsg.Parse(m.Raw, nil)
+		if len(p.Errors) > 0 || !strings.Contains(string(m.Raw), "Date: "+m.Date.Format(time.RFC1123Z)) || seen[m.MessageID] {
+			t.Fatalf("new mail %d: errors %v, date %v, id %s", n, p.Errors, m.Date, m.MessageID)
+		}
+		seen[m.MessageID] = true
+		if err := s.Deliver(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held, err := s.Messages("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range seen {
+		found := false
+		for _, h := range held {
+			found = found || h.MessageID == id
+		}
+		if !found {
+			t.Fatalf("%s not in INBOX", id)
+		}
+	}
+}

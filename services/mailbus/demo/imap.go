@@ -15,8 +15,9 @@ import (
 // IMAPServer is the demo IMAP server: imapmemserver on a loopback
 // address, plaintext (LOGIN allowed without TLS), one user.
 type IMAPServer struct {
-	srv *imapserver.Server
-	ln  net.Listener
+	srv  *imapserver.Server
+	ln   net.Listener
+	user *imapmemserver.User
 }
 
 type literal struct {
@@ -60,7 +61,18 @@ func StartIMAP(addr string) (*IMAPServer, error) {
 		return nil, fmt.Errorf("demo imap: listen %s: %w", addr, err)
 	}
 	go srv.Serve(ln)
-	return &IMAPServer{srv: srv, ln: ln}, nil
+	return &IMAPServer{srv: srv, ln: ln, user: u}, nil
+}
+
+// Deliver appends a message to a folder, as new mail arriving; clients in
+// IDLE on the folder are told.
+func (s *IMAPServer) Deliver(m Message) error {
+	flags := make([]imap.Flag, len(m.Flags))
+	for i, f := range m.Flags {
+		flags[i] = imap.Flag(f)
+	}
+	_, err := s.user.Append(m.Folder, literal{bytes.NewReader(m.Raw), int64(len(m.Raw))}, &imap.AppendOptions{Flags: flags, Time: m.Date})
+	return err
 }
 
 type nopLogger struct{}

@@ -29,6 +29,7 @@ const (
 func (a *app) demoCommand() *cobra.Command {
 	var f serveFlags
 	var imapListen, pop3Listen string
+	var newMailEvery time.Duration
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Try mailbus: demo IMAP and POP3 servers, two accounts syncing, live events",
@@ -37,7 +38,9 @@ beforehand: the all-in-one server (as 'mailbus serve'), a demo IMAP server
 with sample mail in INBOX, Sent, Archive and Drafts, and a demo POP3 server
 with a maildrop, both on loopback. It adds one IMAP and one POP3 account
 (security none: plaintext, acceptable on loopback only), prints the
-commands to try next, and streams the events it sees until Ctrl-C.
+commands to try next, and streams the events it sees until Ctrl-C. New
+mail arrives in the demo IMAP inbox every minute (--new-mail-every), and
+shows up at once through IDLE.
 
 Without --data the demo keeps its data in a temporary directory that is
 removed at exit.`,
@@ -60,17 +63,21 @@ removed at exit.`,
 			if err != nil {
 				return err
 			}
-			return a.demo(ctx, cfg, imapListen, pop3Listen)
+			if newMailEvery < 0 {
+				return usagef("--new-mail-every %s: want 0 (off) or more", newMailEvery)
+			}
+			return a.demo(ctx, cfg, imapListen, pop3Listen, newMailEvery)
 		}),
 	}
 	a.addServeFlags(c, &f, "warn")
 	c.Flags().Lookup("data").Usage = "data directory (default: a temporary one, removed at exit)"
 	c.Flags().StringVar(&imapListen, "imap-listen", "127.0.0.1:1143", "address of the demo IMAP server")
 	c.Flags().StringVar(&pop3Listen, "pop3-listen", "127.0.0.1:1110", "address of the demo POP3 server")
+	c.Flags().DurationVar(&newMailEvery, "new-mail-every", time.Minute, "deliver a new message to the demo IMAP inbox this often; 0 turns it off")
 	return c
 }
 
-func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3Listen string) error {
+func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3Listen string, newMailEvery time.Duration) error {
 	imapSrv, err := demo.StartIMAP(imapListen)
 	if err != nil {
 		return fmt.Errorf("%w (choose another address with --imap-listen)", err)
@@ -152,7 +159,10 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 		if ctx.Err() != nil {
 			return
 		}
-		fmt.Fprint(out, a.demoSuggestions(ctx, c, info, imapAcct, popAcct))
+		fmt.Fprint(out, a.demoSuggestions(ctx, c, info, imapAcct, popAcct, newMailEvery))
+		if newMailEvery > 0 {
+			deliverNewMail(ctx, out, imapSrv, newMailEvery)
+		}
 	}()
 
 	select {
@@ -224,7 +234,7 @@ func (a *app) waitIdle(ctx context.Context, c *client, ids []string, max time.Du
 }
 
 // demoSuggestions is the "what to try next" text, with real ids.
-func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info, imapAcct, popAcct *mailbusv1.Account) string {
+func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info, imapAcct, popAcct *mailbusv1.Account, newMailEvery time.Duration) string {
 	server := ""
 	if info.StoreAddr != DefaultServer {
 		server = " --server " + info.StoreAddr
@@ -262,6 +272,9 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	if info.NATSURL != "" {
 		fmt.Fprintf(&b, "\nBackend consumers: nats sub --server %s --stream MAILBUS_EVENTS 'mailbus.events.>'\n", info.NATSURL)
 	}
+	if newMailEvery > 0 {
+		fmt.Fprintf(&b, "\nNew mail arrives in the demo IMAP inbox every %s: imapsync sees it at once (IDLE).\n", newMailEvery)
+	}
 	b.WriteString("\nThis terminal keeps streaming the events; Ctrl-C stops the demo.\n\n")
 	return b.String()
 }
@@ -276,4 +289,24 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// deliverNewMail delivers a new message to the demo IMAP inbox every
+// interval until ctx ends.
+func deliverNewMail(ctx context.Context, out io.Writer, srv *demo.IMAPServer, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m := demo.NewMail(n, now)
+			if err := srv.Deliver(m); err != nil {
+				fmt.Fprintf(out, "demo: could not deliver new mail: %v\n", err)
+				continue
+			}
+			fmt.Fprintf(out, "%s demo IMAP server: new mail in INBOX, %q\n", now.Format("15:04:05"), m.Subject)
+		}
+	}
 }
