@@ -125,6 +125,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--database-url", "mysql://db"}, "want postgres://"},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 		{[]string{"demo", "--imap-listen"}, "flag needs an argument"},
+		{[]string{"demo", "--new-mail-every", "-1s"}, "--new-mail-every -1s"},
 	}
 	for _, tc := range cases {
 		r := c.run(tc.args...)
