@@ -123,6 +123,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "log level"},
 		{[]string{"serve", "--nats", "nats://127.0.0.1:4222", "--nats-listen", "127.0.0.1:4222"}, "--nats-listen is for the embedded"},
 		{[]string{"serve", "--database-url", "mysql://db"}, "want postgres://"},
+		{[]string{"serve", "--change-log-retention", "0s"}, "--change-log-retention 0s"},
+		{[]string{"serve", "--max-message-size", "12"}, "--max-message-size 12"},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 		{[]string{"demo", "--imap-listen"}, "flag needs an argument"},
 		{[]string{"demo", "--new-mail-every", "-1s"}, "--new-mail-every -1s"},

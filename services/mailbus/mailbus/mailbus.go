@@ -93,6 +93,12 @@ type Config struct {
 	// AccountRefresh is how often imapsync and pop3fetcher read the
 	// account list; default 2s.
 	AccountRefresh time.Duration
+	// Retention is how long the store keeps the change log (GetChanges,
+	// WatchChanges replay); default the store's (7 days).
+	Retention time.Duration
+	// MaxMessageSize is the largest message stored (and fetched by POP3);
+	// default the store's (64 MiB).
+	MaxMessageSize int64
 	// WriteBackPoll is how often imapsync looks for pending write-backs
 	// without a NATS wake-up; default imapsync's.
 	WriteBackPoll time.Duration
@@ -257,6 +263,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		NATSURL: natsURL, NATSOptions: natsOpts,
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key,
+		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
 		Logger: s.log, Registry: reg,
 		Ready: func(addr string) { storeReady <- addr },
 	})
@@ -333,6 +340,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	pop, err := pop3fetcher.New(pop3fetcher.Config{
 		Conn: conn, Listener: popLn, MetricsListen: "-", Logger: s.log, Registry: reg, Refresh: cfg.AccountRefresh,
+		MaxMessageSize: cfg.MaxMessageSize,
 	})
 	if err != nil {
 		imapLn.Close()

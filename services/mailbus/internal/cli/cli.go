@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -294,4 +295,13 @@ func (a *app) durationVar(fs *pflag.FlagSet, p *time.Duration, name, env string,
 		}
 	}
 	fs.DurationVar(p, name, def, usage+" (env "+env+")")
+}
+
+func (a *app) int64Var(fs *pflag.FlagSet, p *int64, name, env string, def int64, usage string) {
+	if v, ok := a.env(env); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			def = n
+		}
+	}
+	fs.Int64Var(p, name, def, usage+" (env "+env+")")
 }

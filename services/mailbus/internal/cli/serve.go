@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,8 @@ type serveFlags struct {
 	data, databaseURL, natsURL, natsListen string
 	listen, metricsListen, keyFile         string
 	logLevel, logFormat                    string
+	retention                              time.Duration
+	maxMessageSize                         int64
 }
 
 func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel string) {
@@ -31,6 +34,8 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's gRPC address (the other commands' --server)")
 	a.stringVar(fl, &f.metricsListen, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address of /metrics and /healthz; - disables")
 	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
+	a.durationVar(fl, &f.retention, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (changes, watch --since) is kept")
+	a.int64Var(fl, &f.maxMessageSize, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message stored, in bytes")
 	a.stringVar(fl, &f.logLevel, "log-level", "MAILBUS_LOG_LEVEL", defaultLogLevel, "debug, info, warn or error")
 	a.stringVar(fl, &f.logFormat, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 }
@@ -50,6 +55,13 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 	cfg := mailbus.Config{
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
 		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
+		Retention: f.retention, MaxMessageSize: f.maxMessageSize,
+	}
+	if f.retention <= 0 {
+		return mailbus.Config{}, usagef("--change-log-retention %s: want more than 0", f.retention)
+	}
+	if f.maxMessageSize < 1024 {
+		return mailbus.Config{}, usagef("--max-message-size %d: want at least 1024", f.maxMessageSize)
 	}
 	if f.keyFile == "" {
 		if v, ok := a.env("MAILBUS_SECRET_KEY"); ok && v != "" {
