@@ -100,13 +100,22 @@ func TestReplicatedBuckets(t *testing.T) {
 	if err := la.Release(ctx); err != nil {
 		t.Fatalf("stale release on R3: %v", err)
 	}
-	if err := CheckToken(ctx, b.leases, "acct-1", lb.Token()); err != nil {
+	if err := CheckToken(ctx, b.cfg.JetStream, "testfetcher", "acct-1", lb.Token()); err != nil {
 		t.Fatalf("the new owner's lease after a stale release: %v", err)
 	}
 	if err := lb.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.TryAcquire(ctx, "acct-1"); err != nil {
+	// Read from the leader, a released lease fences its token at once.
+	if err := CheckToken(ctx, b.cfg.JetStream, "testfetcher", "acct-1", lb.Token()); !errors.Is(err, ErrStaleToken) {
+		t.Fatalf("token of a released lease on R3: %v", err)
+	}
+	// kv.Create reads the key by a direct get, which a lagging replica may
+	// answer: a take right after a release can be told "held" once, so
+	// Acquire (which tries again) is the way in.
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := a.Acquire(actx, "acct-1"); err != nil {
 		t.Fatalf("acquire after release on R3: %v", err)
 	}
 }

@@ -70,10 +70,12 @@
 //  2. refuses a write whose token is smaller than that (gRPC
 //     FAILED_PRECONDITION, reason STALE_LEASE: the fetcher stops working
 //     the account), and raises the stored token when it is larger;
-//  3. may additionally call CheckToken, which reads the lease and refuses
-//     any token that is not the current lease's (it closes the gap in
-//     which the new owner has not written yet), treating a NATS error as a
-//     temporary refusal, never as acceptance.
+//  3. may additionally call CheckToken, which reads the lease from the
+//     stream leader (a direct get may be answered by a lagging replica of
+//     a replicated bucket) and refuses any token that is not the current
+//     lease's (it closes the gap in which the new owner has not written
+//     yet), treating a NATS error as a temporary refusal, never as
+//     acceptance.
 //
 // A new owner makes one write carrying its token (a claim) before it
 // touches the upstream server, so the store knows the new token before the

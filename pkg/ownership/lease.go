@@ -90,7 +90,9 @@ func (l *Lease) Err() error {
 
 // TryAcquire takes the account's lease if nobody holds it (kv.Create),
 // and returns ErrHeld if another replica does. The lease is renewed in the
-// background until Release or loss.
+// background until Release or loss; its Context ends with ctx too. If ctx
+// ends while the create is in flight, the create is let finish and a
+// lease it took is given back at once, and ctx's error is returned.
 func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error) {
 	if !keyRE.MatchString(account) {
 		return nil, fmt.Errorf("ownership: account id %q is not a valid key", account)
@@ -357,24 +359,21 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// currentIfOurs reads the lease key and returns its revision if it still
-// belongs to this lease (written by this replica with this token).
+// currentIfOurs reads the lease key (from the leader) and returns its
+// revision if it still belongs to this lease (written by this replica
+// with this token).
 func (l *Lease) currentIfOurs(ctx context.Context) (uint64, bool) {
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 	}
-	e, err := l.m.leases.Get(ctx, l.account)
-	if err != nil {
+	v, rev, err := readLease(ctx, l.m.cfg.JetStream, LeaseBucket(l.m.cfg.Service), l.account)
+	if err != nil || v.Owner != l.m.cfg.ReplicaID {
 		return 0, false
 	}
-	var v leaseValue
-	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != l.m.cfg.ReplicaID {
-		return 0, false
-	}
-	if v.Token == l.token || (v.Token == 0 && e.Revision() == l.token) {
-		return e.Revision(), true
+	if v.Token == l.token || (v.Token == 0 && rev == l.token) {
+		return rev, true
 	}
 	return 0, false
 }
@@ -385,16 +384,12 @@ func (l *Lease) currentIfOurs(ctx context.Context) (uint64, bool) {
 func (m *Manager) undoCreate(account, nonce string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	e, err := m.leases.Get(ctx, account)
-	if err != nil {
+	v, rev, err := readLease(ctx, m.cfg.JetStream, LeaseBucket(m.cfg.Service), account)
+	if err != nil || v.Owner != m.cfg.ReplicaID || v.Nonce != nonce || v.Token != 0 {
 		return
 	}
-	var v leaseValue
-	if json.Unmarshal(e.Value(), &v) != nil || v.Owner != m.cfg.ReplicaID || v.Nonce != nonce || v.Token != 0 {
-		return
-	}
-	if err := m.leases.Delete(ctx, account, jetstream.LastRevision(e.Revision())); err == nil {
-		m.log.Debug("undid a lease created unseen", "account", account, "revision", e.Revision())
+	if err := m.leases.Delete(ctx, account, jetstream.LastRevision(rev)); err == nil {
+		m.log.Debug("undid a lease created unseen", "account", account, "revision", rev)
 	}
 }
 
@@ -413,25 +408,21 @@ func isConflict(err error) bool {
 
 // CheckToken is the store's side of fencing, for a store that can reach
 // NATS: it returns nil if token is the fencing token of the lease that
-// currently holds account in the lease bucket leases (open it with
-// js.KeyValue(ctx, LeaseBucket(service))), ErrStaleToken if another lease
-// (or none) holds it, or another error if NATS cannot answer (then refuse
-// the write as temporary, never accept it).
-func CheckToken(ctx context.Context, leases jetstream.KeyValue, account string, token uint64) error {
-	e, err := leases.Get(ctx, account)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+// currently holds account in service's lease bucket, ErrStaleToken if
+// another lease (or none) holds it, or another error if NATS cannot answer
+// (then refuse the write as temporary, never accept it). It reads from the
+// stream leader, not a possibly lagging replica.
+func CheckToken(ctx context.Context, js jetstream.JetStream, service, account string, token uint64) error {
+	v, rev, err := readLease(ctx, js, LeaseBucket(service), account)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("%w: %s has no lease", ErrStaleToken, account)
 	}
 	if err != nil {
 		return fmt.Errorf("ownership: check token of %s: %w", account, err)
 	}
-	var v leaseValue
-	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		return fmt.Errorf("ownership: lease of %s: %w", account, err)
-	}
 	current := v.Token
 	if current == 0 { // not renewed yet: the creating revision is the token
-		current = e.Revision()
+		current = rev
 	}
 	if current != token {
 		return fmt.Errorf("%w: %s is held with token %d, not %d", ErrStaleToken, account, current, token)

@@ -88,7 +88,7 @@ func TestMachineNATS(t *testing.T) {
 	if err := la.Renew(ctx); !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		t.Fatalf("late renewal: %v", err)
 	}
-	if err := CheckToken(ctx, b.leases, "acct-1", la.Token()); !errors.Is(err, ErrStaleToken) {
+	if err := CheckToken(ctx, b.cfg.JetStream, service, "acct-1", la.Token()); !errors.Is(err, ErrStaleToken) {
 		t.Fatalf("old token: %v", err)
 	}
 	la.Release(ctx)

@@ -326,7 +326,7 @@ func TestPausedOwnerIsFenced(t *testing.T) {
 	if la.Revision() == la.Token() {
 		t.Fatalf("no renewal happened (revision %d)", la.Revision())
 	}
-	if err := CheckToken(ctx, a.leases, "acct-1", la.Token()); err != nil {
+	if err := CheckToken(ctx, a.cfg.JetStream, "testfetcher", "acct-1", la.Token()); err != nil {
 		t.Fatalf("the holder's token: %v", err)
 	}
 
@@ -380,10 +380,10 @@ func TestPausedOwnerIsFenced(t *testing.T) {
 	if lb.Token() <= la.Token() {
 		t.Fatalf("token of the new owner %d is not above the old owner's %d", lb.Token(), la.Token())
 	}
-	if err := CheckToken(ctx, a.leases, "acct-1", la.Token()); !errors.Is(err, ErrStaleToken) {
+	if err := CheckToken(ctx, a.cfg.JetStream, "testfetcher", "acct-1", la.Token()); !errors.Is(err, ErrStaleToken) {
 		t.Fatalf("old token: %v, want ErrStaleToken", err)
 	}
-	if err := CheckToken(ctx, a.leases, "acct-1", lb.Token()); err != nil {
+	if err := CheckToken(ctx, a.cfg.JetStream, "testfetcher", "acct-1", lb.Token()); err != nil {
 		t.Fatalf("new token: %v", err)
 	}
 	// Releasing the lost lease does not release b's.
