@@ -98,10 +98,15 @@ type Config struct {
 	// the store to commit the messages already sent in full, DELE of the
 	// acknowledged ones and QUIT (default 5 s).
 	ShutdownGrace time.Duration
-	// StoreTimeout: an ingest stream on which the store accepts no data
-	// and answers nothing for this long while the fetcher waits on it is
-	// cut, and the pass fails (default 2 min), so that a hung store never
-	// hangs a worker either.
+	// StoreTimeout bounds every call to the store (default 2 min), so that
+	// a hung store never hangs a worker either: GetAccountSecret and each
+	// ReportAccountStatus must be answered within it, ListUpstreamIds must
+	// send its first batch and each next one within it, and an ingest
+	// stream on which the store accepts no data and answers nothing for
+	// this long while the fetcher waits on it is cut. The pass then fails
+	// (temporary), except for a status report, which is only logged.
+	// Progress reports are sent by a goroutine of their own and never hold
+	// up a download; one not yet sent is replaced by a newer one.
 	StoreTimeout time.Duration
 	// SpoolDir holds the temporary files of the no-UIDL content-hash mode
 	// (default os.TempDir()).

@@ -89,9 +89,14 @@
 // downloaded again until the account changes generation.
 //
 // Every network operation has a deadline (Config.Timeout): a silent server
-// fails the pass, it never hangs a worker. Likewise an ingest stream on
-// which the store takes no data and answers nothing for
-// Config.StoreTimeout is cut, and the pass fails (temporary).
+// fails the pass, it never hangs a worker. Likewise every call to the store
+// is bounded by Config.StoreTimeout: GetAccountSecret, ListUpstreamIds (to
+// each batch) and ReportAccountStatus, and an ingest stream on which the
+// store takes no data and answers nothing for that long is cut; the pass
+// then fails (temporary; a status report that fails is only logged).
+// Progress reports go through a goroutine of their own, so a slow store
+// never holds up a download; a report not yet sent is replaced by a newer
+// one, and none is sent after the pass's final status.
 //
 // # Status and events
 //

@@ -118,6 +118,8 @@ type pass struct {
 	done, total         uint64
 	doneBytes, allBytes uint64
 	lastProgress        time.Time
+	progress            chan *mailbusv1.AccountStatus // to the reporter (status.go)
+	progressDone        chan struct{}
 }
 
 // Poll runs one poll pass of an account, as its worker does between two
@@ -168,7 +170,9 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 
 func (p *pass) run(ctx context.Context) error {
 	p.step = "read account secret"
-	sec, err := p.f.ingest.GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id})
+	sctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
+	sec, err := p.f.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id})
+	cancel()
 	if err != nil {
 		return storeErr("get account secret", err)
 	}
@@ -374,10 +378,24 @@ func (p *pass) skip(num int, id string, size int64, reason string) {
 // knownIDs returns the ids the store has for an account, with the stored
 // size and content hash (a message deleted in the store is a tombstone,
 // without them), and the derived ids (reuse.go) by their base.
+//
+// A store that sends nothing for Config.StoreTimeout (at the start or
+// between two batches) fails the listing.
 func (f *Fetcher) knownIDs(ctx context.Context, accountID string) (map[string]storedID, map[string][]storedID, error) {
-	stream, err := f.ingest.ListUpstreamIds(ctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: accountID})
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	silent := fmt.Errorf("the store answered nothing for %v", f.cfg.StoreTimeout)
+	timer := time.AfterFunc(f.cfg.StoreTimeout, func() { cancel(silent) })
+	defer timer.Stop()
+	fail := func(err error) error {
+		if context.Cause(lctx) == silent {
+			err = fmt.Errorf("%w: %w", silent, err)
+		}
+		return storeErr("list upstream ids", err)
+	}
+	stream, err := f.ingest.ListUpstreamIds(lctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: accountID})
 	if err != nil {
-		return nil, nil, storeErr("list upstream ids", err)
+		return nil, nil, fail(err)
 	}
 	known := map[string]storedID{}
 	derived := map[string][]storedID{}
@@ -387,8 +405,9 @@ func (f *Fetcher) knownIDs(ctx context.Context, accountID string) (map[string]st
 			return known, derived, nil
 		}
 		if err != nil {
-			return nil, nil, storeErr("list upstream ids", err)
+			return nil, nil, fail(err)
 		}
+		timer.Reset(f.cfg.StoreTimeout)
 		for _, m := range resp.Messages {
 			u := m.GetUpstream().GetUidl()
 			if u == "" {
@@ -412,7 +431,9 @@ func (p *pass) fetch(ctx context.Context) error {
 	for _, j := range p.jobs {
 		p.allBytes += uint64(max(j.size, 0))
 	}
-	p.reportProgress(ctx, true)
+	p.startProgress(ctx)
+	defer p.stopProgress()
+	p.reportProgress(true)
 	p.step = "open ingest stream"
 	ing, err := p.f.openIngest(ctx)
 	if err != nil {
@@ -531,7 +552,7 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 	if err := (*ing).maybeFlush(p.f.cfg.FlushMessages, p.f.cfg.FlushBytes); err != nil {
 		return err
 	}
-	p.reportProgress(ctx, false)
+	p.reportProgress(false)
 	return nil
 }
 

@@ -16,9 +16,36 @@ import (
 // maxReason keeps a status reason within what the store keeps (2000).
 const maxReason = 1900
 
+// startProgress starts the goroutine that sends progress reports, so that
+// a slow store never holds up the download: reportProgress hands it the
+// latest progress, replacing one not yet sent.
+func (p *pass) startProgress(ctx context.Context) {
+	p.progress = make(chan *mailbusv1.AccountStatus, 1)
+	p.progressDone = make(chan struct{})
+	go func() {
+		defer close(p.progressDone)
+		for st := range p.progress {
+			p.report(ctx, st)
+		}
+	}()
+}
+
+// stopProgress drops a progress report not yet sent and waits for the one
+// being sent (bounded by Config.StoreTimeout), so that no progress report
+// reaches the store after the pass's final status.
+func (p *pass) stopProgress() {
+	select {
+	case <-p.progress:
+	default:
+	}
+	close(p.progress)
+	<-p.progressDone
+}
+
 // reportProgress reports SYNCING (INITIAL_SYNC on the first pass) with
-// the progress, at most every Config.ProgressEvery unless forced.
-func (p *pass) reportProgress(ctx context.Context, force bool) {
+// the progress, at most every Config.ProgressEvery unless forced. It never
+// waits for the store.
+func (p *pass) reportProgress(force bool) {
 	if !force && time.Since(p.lastProgress) < p.f.cfg.ProgressEvery {
 		return
 	}
@@ -27,9 +54,20 @@ func (p *pass) reportProgress(ctx context.Context, force bool) {
 	if p.initial {
 		state = mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC
 	}
-	p.report(ctx, &mailbusv1.AccountStatus{State: state, Progress: &mailbusv1.SyncProgress{
+	st := &mailbusv1.AccountStatus{State: state, Progress: &mailbusv1.SyncProgress{
 		MessagesDone: p.done, MessagesTotal: p.total, BytesDone: p.doneBytes, BytesTotal: p.allBytes,
-	}})
+	}}
+	for {
+		select {
+		case p.progress <- st:
+			return
+		default:
+		}
+		select {
+		case <-p.progress: // stale: replaced by st
+		default:
+		}
+	}
 }
 
 // reportSuccess reports IDLE with last_success_time and, as the reason, the
@@ -73,7 +111,9 @@ func (p *pass) report(ctx context.Context, st *mailbusv1.AccountStatus) {
 	if ctx.Err() != nil {
 		return
 	}
-	if _, err := p.f.ingest.ReportAccountStatus(ctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st}); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
+	defer cancel()
+	if _, err := p.f.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st}); err != nil {
 		p.log.Warn("cannot report the account status", "state", st.State.String(), "err", err)
 		return
 	}
