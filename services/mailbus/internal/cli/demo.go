@@ -130,6 +130,11 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	w.quiet = true
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- w.run(ctx, "", nil) }()
+	select {
+	case <-w.listed:
+	case err := <-watchDone:
+		return err
+	}
 
 	imapAcct, err := a.addDemoAccount(ctx, c, &mailbusv1.Account{
 		Name: demoIMAPAccount, Protocol: mailbusv1.Protocol_PROTOCOL_IMAP,

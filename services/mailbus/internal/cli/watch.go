@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -78,12 +80,12 @@ type watcher struct {
 	// startedAll is set after the first round of a watch of every account:
 	// accounts found later are watched from their beginning.
 	startedAll bool
-	// onEvent, when set, is called for every event after it is printed.
-	onEvent func(*mailbusv1.Event)
+	// listed is closed after the first round of a watch of every account.
+	listed chan struct{}
 }
 
 func newWatcher(a *app, c *client, out io.Writer, skipStatus bool) *watcher {
-	return &watcher{a: a, c: c, out: out, skipStatus: skipStatus, names: map[string]string{}, boxes: map[string]map[string]string{}, started: map[string]bool{}}
+	return &watcher{a: a, c: c, out: out, skipStatus: skipStatus, names: map[string]string{}, boxes: map[string]map[string]string{}, started: map[string]bool{}, listed: make(chan struct{})}
 }
 
 // run watches one account (ref) or all; from is the state to replay from
@@ -152,7 +154,10 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 			start(acct, &st)
 		}
 		w.mu.Lock()
-		w.startedAll = true
+		if !w.startedAll {
+			w.startedAll = true
+			close(w.listed)
+		}
 		w.mu.Unlock()
 		select {
 		case err := <-errc:
@@ -164,13 +169,63 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 	}
 }
 
-// follow streams one account's events.
+// Reconnect delays of a watch that lost the store.
+const (
+	reconnectMin = 500 * time.Millisecond
+	reconnectMax = 5 * time.Second
+)
+
+// follow streams one account's events. Once the stream has caught up, a
+// lost store (a restart) is retried from the last state seen, so that no
+// event is missed or repeated; an unreachable store at the start is an
+// error at once.
 func (w *watcher) follow(ctx context.Context, acct *mailbusv1.Account, since *uint64) error {
 	st := acct.State
 	if since != nil {
 		st = *since
 	}
-	stream, err := w.c.sync.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: acct.Id, SinceState: st, SkipStatus: w.skipStatus})
+	delay := reconnectMin
+	lost := false
+	for {
+		caughtUp := false
+		err := w.stream(ctx, acct, &st, func() {
+			caughtUp = true
+			if lost {
+				w.notice(fmt.Sprintf("%s %s: reconnected; watching from state %d", time.Now().Format("15:04:05"), acct.Name, st))
+				lost = false
+			}
+			delay = reconnectMin
+		})
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		retry := errors.Is(err, errStreamEnded) || status.Code(err) == codes.Unavailable
+		if !retry || (!caughtUp && !lost) {
+			return err
+		}
+		if !lost {
+			w.notice(fmt.Sprintf("%s %s: lost the store at %s; reconnecting (Ctrl-C stops)", time.Now().Format("15:04:05"), acct.Name, w.a.server))
+			lost = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, reconnectMax)
+	}
+}
+
+// errStreamEnded is a watch the store ended (it stopped).
+var errStreamEnded = errors.New("the store ended the watch (is it shutting down?)")
+
+// stream runs one WatchChanges call from *st, advancing *st with every
+// event; caughtUp is called at the end of the replay. It returns nil when
+// the account is gone.
+func (w *watcher) stream(ctx context.Context, acct *mailbusv1.Account, st *uint64, caughtUp func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.c.sync.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: acct.Id, SinceState: *st, SkipStatus: w.skipStatus})
 	if err != nil {
 		return err
 	}
@@ -178,17 +233,23 @@ func (w *watcher) follow(ctx context.Context, acct *mailbusv1.Account, since *ui
 		item, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("the store ended the watch of %s (is it shutting down?)", acct.Name)
+				return errStreamEnded
 			}
 			if isNotFound(err) {
-				w.printLine(fmt.Sprintf("%s %s: account removed", time.Now().Format("15:04:05"), acct.Name))
+				w.notice(fmt.Sprintf("%s %s: account removed", time.Now().Format("15:04:05"), acct.Name))
 				return nil
 			}
 			return err
 		}
+		if item.CaughtUp {
+			caughtUp()
+		}
 		ev := item.GetEvent()
 		if ev == nil {
 			continue
+		}
+		if ev.State > *st {
+			*st = ev.State
 		}
 		if w.a.json {
 			w.mu.Lock()
@@ -200,10 +261,19 @@ func (w *watcher) follow(ctx context.Context, acct *mailbusv1.Account, since *ui
 		} else {
 			w.printLine(w.describe(ctx, ev))
 		}
-		if w.onEvent != nil {
-			w.onEvent(ev)
-		}
 	}
+}
+
+// notice tells the user about the watch itself: a line of the output, or
+// with --json on standard error, so that the output stays JSON.
+func (w *watcher) notice(s string) {
+	if w.a.json {
+		w.mu.Lock()
+		fmt.Fprintln(w.a.io.Err, s)
+		w.mu.Unlock()
+		return
+	}
+	w.printLine(s)
 }
 
 func (w *watcher) printLine(s string) {

@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestWatchSurvivesARestart: a watch that has caught up keeps going when
+// the store restarts, from the last state it saw: the change made after
+// the restart arrives, and nothing is printed twice.
+func TestWatchSurvivesARestart(t *testing.T) {
+	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t), env: []string{"PW=secret"}}
+	data := filepath.Join(t.TempDir(), "data")
+	serve := func() *proc {
+		p := c.start("serve", "--data", data, "--listen", c.server, "--metrics-listen", "-", "--log-level", "warn")
+		p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
+		return p
+	}
+	first := serve()
+	// A POP3 account whose server is not there: its folders are local.
+	c.ok("account", "add", "--name", "local", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
+		"--security", "none", "--username", "u", "--password-env", "PW")
+	acct := accountJSON(t, c, "local")
+	watch := c.start("watch", "--account", "local", "--since", fmt.Sprint(acct.State), "--json", "--no-status")
+	created := func(name string) func(string) bool {
+		return func(l string) bool {
+			return strings.Contains(l, "mailboxCreated") && strings.Contains(l, fmt.Sprintf(`"name":%q`, name))
+		}
+	}
+	c.ok("mailbox", "create", "--account", "local", "Before")
+	watch.waitLine("the first mailbox", created("Before"))
+
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	<-first.done
+	eventually(t, "the watch notices", func() error {
+		if !strings.Contains(watch.stderr.String(), "lost the store") {
+			return fmt.Errorf("stderr: %s", watch.stderr)
+		}
+		return nil
+	})
+	serve()
+	c.ok("mailbox", "create", "--account", "local", "After")
+	watch.waitLine("the mailbox made after the restart", created("After"))
+	if n := strings.Count(watch.stdout.String(), `"name":"Before"`); n != 1 {
+		t.Fatalf("the event before the restart printed %d times:\n%s", n, watch.stdout)
+	}
+	eventually(t, "the reconnect notice", func() error {
+		if !strings.Contains(watch.stderr.String(), "reconnected") {
+			return fmt.Errorf("stderr: %s", watch.stderr)
+		}
+		return nil
+	})
+	if code := watch.interrupt(); code != 0 {
+		t.Fatalf("watch exit %d", code)
+	}
+}
