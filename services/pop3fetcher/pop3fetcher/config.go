@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,16 @@ type Config struct {
 	// Progress reports are sent by a goroutine of their own and never hold
 	// up a download; one not yet sent is replaced by a newer one.
 	StoreTimeout time.Duration
+	// ExactListSizes names the POP3 servers (account hosts, compared
+	// without regard to case; "*" for every server) known to report exact
+	// LIST sizes, the size of the message as sent without the CRLF a
+	// server appends to a message that does not end in a line break
+	// (Dovecot does; pkg/pop3 documents it). For those, that CRLF is
+	// dropped (pkg/pop3.TrimAddedCRLF) and the message is stored as
+	// delivered. Default none: a message without a final line break is
+	// stored with the CRLF, since a server whose LIST sizes are off by two
+	// would otherwise lose the real final CRLF of a message.
+	ExactListSizes []string
 	// SpoolDir holds the temporary files of the no-UIDL content-hash mode
 	// (default os.TempDir()).
 	SpoolDir string
@@ -115,6 +126,16 @@ type Config struct {
 	// backoff (tests): it gets the nominal delay and returns the one to
 	// wait.
 	Jitter func(time.Duration) time.Duration
+}
+
+// exactListSizes reports whether host is listed in ExactListSizes.
+func (c *Config) exactListSizes(host string) bool {
+	for _, h := range c.ExactListSizes {
+		if h == "*" || strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) setDefaults() error {

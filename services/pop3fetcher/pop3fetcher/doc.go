@@ -7,8 +7,13 @@
 // # Guarantees
 //
 //   - Byte-exact: a message is stored exactly as the server sends it (RETR,
-//     with dot-stuffing undone by pkg/pop3; see there for what a server does
-//     to a message without a final line break). It is streamed from the
+//     with dot-stuffing undone by pkg/pop3). A message without a final line
+//     break arrives with a CRLF the server appends (RFC 1939); for a server
+//     listed in Config.ExactListSizes (one whose LIST sizes are exact, as
+//     Dovecot's are) that CRLF is dropped (pkg/pop3.TrimAddedCRLF) and the
+//     message is stored as delivered. By default it is kept: with a server
+//     whose LIST size is two short of a message that does end in CRLF,
+//     trimming would drop a CRLF of the message. It is streamed from the
 //     POP3 connection into the ingest stream in 128 KiB chunks, so the
 //     fetcher never holds a whole message, let alone many, in memory.
 //   - Nothing lost: DELE is sent only for a message the store has durably

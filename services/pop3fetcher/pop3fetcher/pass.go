@@ -518,6 +518,9 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 		body = p.spool
 		p.res.Reused++
 	}
+	if p.trimming() {
+		body = pop3.TrimAddedCRLF(body, j.listed)
+	}
 	p.res.New++
 	meta := &mailbusv1.IngestMeta{
 		AccountId: p.acct.Id,
@@ -579,8 +582,9 @@ func (p *pass) spoolOne(r io.Reader) ([32]byte, int64, error) {
 }
 
 // trimming reports whether the fetcher drops the CRLF a server appends to
-// a message without a final line break.
-func (p *pass) trimming() bool { return false }
+// a message without a final line break: only for a server known to report
+// exact LIST sizes (Config.ExactListSizes).
+func (p *pass) trimming() bool { return p.f.cfg.exactListSizes(p.acct.Host) }
 
 // collect records the store's answers: an acknowledged message counts as
 // fetched (and, in delete mode, may now be deleted); a refused one is

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
@@ -48,6 +49,7 @@ Flags:
 		window        = envflag.Int64(fs, "pipeline-window", "MAILBUS_POP3_PIPELINE_WINDOW", pop3fetcher.DefaultPipelineWindow, "RETR commands in flight when the server offers PIPELINING; 1 disables")
 		caFile        = envflag.String(fs, "ca-file", "MAILBUS_POP3_CA_FILE", "", "PEM file of CA certificates to trust for POP3 servers instead of the system roots")
 		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
+		exactSizes    = envflag.String(fs, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
 		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
 		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
@@ -80,6 +82,11 @@ Flags:
 		Store: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
 		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
 		SpoolDir: *spoolDir,
+	}
+	for _, h := range strings.Split(*exactSizes, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.ExactListSizes = append(cfg.ExactListSizes, h)
+		}
 	}
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
