@@ -23,6 +23,8 @@ func TestWatchSurvivesARestart(t *testing.T) {
 	// A POP3 account whose server is not there: its folders are local.
 	c.ok("account", "add", "--name", "local", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
 		"--security", "none", "--username", "u", "--password-env", "PW")
+	all := c.start("watch", "--no-status")
+	all.waitLine("the watch of every account", func(l string) bool { return strings.HasPrefix(l, "Watching every account") })
 	acct := accountJSON(t, c, "local")
 	watch := c.start("watch", "--account", "local", "--since", fmt.Sprint(acct.State), "--json", "--no-status")
 	created := func(name string) func(string) bool {
@@ -55,5 +57,12 @@ func TestWatchSurvivesARestart(t *testing.T) {
 	})
 	if code := watch.interrupt(); code != 0 {
 		t.Fatalf("watch exit %d", code)
+	}
+	// The watch of every account kept going too.
+	all.waitLine("the mailbox made after the restart, watching every account", func(l string) bool {
+		return strings.Contains(l, "mailbox.created") && strings.Contains(l, "After")
+	})
+	if code := all.interrupt(); code != 0 {
+		t.Fatalf("watch of every account: exit %d", code)
 	}
 }

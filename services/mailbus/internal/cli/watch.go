@@ -136,17 +136,21 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 	defer t.Stop()
 	for {
 		accts, err := w.c.allAccounts(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		w.mu.Lock()
+		later := w.startedAll
+		w.mu.Unlock()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil && !later:
 			return err
+		case err != nil:
+			// The store is away (a restart): the watches reconnect, and
+			// the list is read again next round.
+			accts = nil
 		}
 		for _, acct := range accts {
 			st := acct.State
-			w.mu.Lock()
-			later := w.startedAll
-			w.mu.Unlock()
 			if later {
 				// An account added while watching: from its beginning.
 				st = 0
