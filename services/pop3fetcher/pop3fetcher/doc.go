@@ -50,7 +50,10 @@
 //
 // # One pass
 //
-// Read the secret (GetAccountSecret); connect (implicit TLS, STLS, or
+// Read the secret (GetAccountSecret); if the store has a newer generation
+// of the account than the worker (it was updated), stop there: the new
+// secret is never sent to the old host, and the worker, restarted by the
+// supervisor, polls with the new configuration. Connect (implicit TLS, STLS, or
 // plaintext only when the account says SECURITY_NONE; certificates are
 // verified against the system roots or Config.RootCAs unless the account
 // sets insecure_skip_verify, which is logged as a warning); authenticate

@@ -37,6 +37,11 @@ func (e *PassError) Unwrap() error { return e.Err }
 // the supervisor notices the removal on its next look.
 var errAccountGone = errors.New("pop3fetcher: account no longer exists")
 
+// errAccountChanged: the store has a newer generation of the account than
+// the pass (it was updated). The pass ends before it connects; the worker
+// waits for the supervisor to restart it with the new configuration.
+var errAccountChanged = errors.New("pop3fetcher: account changed")
+
 // storeError marks an error of a call to the store.
 type storeError struct {
 	op  string

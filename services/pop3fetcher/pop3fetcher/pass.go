@@ -127,7 +127,9 @@ type pass struct {
 // INITIAL_SYNC on the first pass) with progress while it downloads, IDLE
 // with last_success_time when it succeeds, RETRYING or PARKED with a
 // reason when it fails. A failure is returned as *PassError; a pass cut
-// short by ctx returns an error wrapping ctx's and reports nothing.
+// short by ctx returns an error wrapping ctx's and reports nothing, and so
+// does a pass of an account the store has since updated (a newer
+// generation): it ends before it connects (a temporary *PassError).
 //
 // One pass: read the account's secret; connect as the account's security
 // says; authenticate; STAT; UIDL (or a fallback, see Identity*); LIST;
@@ -157,6 +159,10 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 		p.log.Info("pass interrupted", "fetched", p.res.Fetched, "err", err)
 		return p.res, fmt.Errorf("pop3fetcher: pass interrupted: %w", context.Cause(ctx))
 	}
+	if errors.Is(err, errAccountChanged) {
+		p.log.Info("account changed; pass skipped until its worker restarts", "generation", acct.Generation)
+		return p.res, classify(p.step, err)
+	}
 	if err != nil {
 		pe := classify(p.step, err)
 		f.metrics.errors.WithLabelValues(pe.Kind).Inc()
@@ -176,7 +182,15 @@ func (p *pass) run(ctx context.Context) error {
 	if err != nil {
 		return storeErr("get account secret", err)
 	}
-	p.stale = sec.Generation != p.acct.Generation
+	if sec.Generation != p.acct.Generation {
+		// The account was updated since this worker got it: the secret is
+		// the new one, the host, port and security may be the old ones.
+		// Never send a new secret to an old host; the supervisor restarts
+		// the worker with the new configuration.
+		p.stale = true
+		return &PassError{Kind: KindConfig, Err: errAccountChanged, Reason: fmt.Sprintf(
+			"the account changed (generation %d, this pass has %d): not logging in until its worker restarts with the new configuration", sec.Generation, p.acct.Generation)}
+	}
 	opts, err := p.options()
 	if err != nil {
 		return err

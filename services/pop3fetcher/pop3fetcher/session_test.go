@@ -135,3 +135,35 @@ func TestLoginDelay(t *testing.T) {
 		t.Errorf("login delay %v, want 15m", d)
 	}
 }
+
+// TestChangedAccountNoLogin: a pass with an account the store has since
+// updated (a newer generation) ends before it connects: the new secret
+// never goes to the host of the old configuration, nothing is reported,
+// and a pass with the updated account works.
+func TestChangedAccountNoLogin(t *testing.T) {
+	e := startStore(t)
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw-new", someMessages(1, 2)...))
+	old := e.fakeAccount(t, srv, "bob", "pw-old", keep)
+	updated := e.updateSecret(t, old.Id, "pw-new")
+	if updated.Generation == old.Generation {
+		t.Fatal("the update did not change the generation")
+	}
+	f, reg := e.newFetcher(t)
+	_, err := f.Poll(callCtx(t), old)
+	var pe *pop3fetcher.PassError
+	if !errors.As(err, &pe) || pe.Permanent {
+		t.Fatalf("pass with the old account: %v, want a temporary PassError", err)
+	}
+	if n := srv.TotalSessions(); n != 0 {
+		t.Errorf("the pass with the old account opened %d POP3 sessions", n)
+	}
+	if st := e.getAccount(t, old.Id).GetStatus().GetState(); st == mailbusv1.SyncState_SYNC_STATE_RETRYING || st == mailbusv1.SyncState_SYNC_STATE_PARKED {
+		t.Errorf("the stale pass reported %v", st)
+	}
+	if got := metric(t, reg, "mailbus_pop3_errors_total", "kind", pop3fetcher.KindConfig); got != 0 {
+		t.Errorf("errors{kind=config} = %v, want 0", got)
+	}
+	if res := poll(t, f, updated); res.Fetched != 2 {
+		t.Errorf("pass with the updated account: %+v", res)
+	}
+}

@@ -56,6 +56,15 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 			bo.Reset()
 			wait = f.jitter(pollInterval(acct))
 			log.Debug("pass done", "new", res.New, "fetched", res.Fetched, "deleted", res.Deleted, "next", wait.String())
+		case errors.Is(err, errAccountChanged):
+			// The supervisor restarts this worker with the new generation
+			// (within Config.Refresh); until then, look again after a
+			// backoff delay, without logging in.
+			wait = bo.Next()
+			if f.cfg.Jitter != nil {
+				wait = f.cfg.Jitter(wait)
+			}
+			log.Info("account changed; waiting for its worker to restart", "in", wait.String())
 		case errors.As(err, &pe) && pe.Permanent:
 			setState(stateParked)
 			if errors.Is(err, errAccountGone) {
