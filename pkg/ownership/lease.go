@@ -50,6 +50,16 @@ type Lease struct {
 	renewDone chan struct{}
 }
 
+type leaseKey struct{}
+
+// FromContext returns the lease whose Context ctx is (or derives from),
+// or nil: a worker run by Wrap finds there the fencing token to send with
+// its writes to the store.
+func FromContext(ctx context.Context) *Lease {
+	l, _ := ctx.Value(leaseKey{}).(*Lease)
+	return l
+}
+
 // Account returns the account id.
 func (l *Lease) Account() string { return l.account }
 
@@ -137,6 +147,7 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 		stopRenew: make(chan struct{}),
 		renewDone: make(chan struct{}),
 	}
+	l.ctx = context.WithValue(lctx, leaseKey{}, l)
 	l.mu.Lock()
 	l.timer = time.AfterFunc(time.Until(l.deadline), l.expire)
 	l.mu.Unlock()

@@ -496,11 +496,20 @@ func TestFilterFollowsRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no OnChange call when the member set changed")
 	}
+	tokens := make(chan uint64, 10)
 	sup := m.Supervise(accountrun.Config{
 		Accounts: lister{[]*mailbusv1.Account{{Id: "acct-1"}, {Id: "acct-2"}}},
-		Work:     func(ctx context.Context, a *mailbusv1.Account) { <-ctx.Done() },
-		Filter:   func(a *mailbusv1.Account) bool { return a.Id != "acct-1" },
-		Refresh:  time.Hour, // only the member-set kick drives it
+		Work: func(ctx context.Context, a *mailbusv1.Account) {
+			l := FromContext(ctx)
+			if l == nil || l.Account() != a.Id {
+				t.Errorf("worker of %s: lease %v in its context", a.Id, l)
+			} else {
+				tokens <- l.Token()
+			}
+			<-ctx.Done()
+		},
+		Filter:  func(a *mailbusv1.Account) bool { return a.Id != "acct-1" },
+		Refresh: time.Hour, // only the member-set kick drives it
 	})
 	supDone := make(chan struct{})
 	go func() { sup.Run(ctx); close(supDone) }()
@@ -508,6 +517,12 @@ func TestFilterFollowsRun(t *testing.T) {
 		return slices.Equal(sup.Running(), []string{"acct-2"}) && slices.Equal(m.Held(), []string{"acct-2"}),
 			fmt.Sprint(sup.Running(), m.Held())
 	})
+	if err := CheckToken(context.Background(), m.cfg.JetStream, "testfetcher", "acct-2", <-tokens); err != nil {
+		t.Fatalf("the worker's token: %v", err)
+	}
+	if FromContext(context.Background()) != nil {
+		t.Fatal("a lease in a plain context")
+	}
 	cancel()
 	<-done
 	<-supDone
