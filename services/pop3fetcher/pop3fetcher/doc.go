@@ -38,8 +38,10 @@
 // added, changed or removed are noticed without a restart). A worker loops:
 // one poll pass (Fetcher.Poll), then a wait of the account's poll_interval
 // with ±10 % jitter, and never less than the server's LOGIN-DELAY (RFC
-// 2449). After a temporary error (network, timeout, protocol error, [IN-USE],
-// [SYS/TEMP], [LOGIN-DELAY], the store unreachable) the account is reported
+// 2449). After a temporary error (network, a host name not found (it may be
+// a passing DNS failure), timeout, protocol error, [IN-USE], [SYS/TEMP],
+// [LOGIN-DELAY], a "-ERR" without a response code to STAT, LIST, UIDL or
+// DELE, the store unreachable) the account is reported
 // RETRYING and the worker waits a jittered exponential backoff (pkg/backoff,
 // Config.RetryMin to RetryMax). After a permanent one (credentials refused
 // or [AUTH], [SYS/PERM], an untrusted or mismatching certificate, STLS not

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -98,16 +99,36 @@ func classify(step string, err error) *PassError {
 		default:
 			out.Kind = KindServer
 		}
-		out.Permanent = !pop3.Temporary(err)
+		out.Permanent = !pop3.Temporary(err) && !plainTransactionErr(perr)
 	case errors.Is(err, pop3.ErrProtocol):
 		out.Kind = KindProtocol
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		out.Kind = KindTimeout
 	default:
 		out.Kind = KindNetwork
-		out.Permanent = !pop3.Temporary(err)
+		// A host name not found may be a DNS hiccup or a zone being
+		// changed: retried with backoff (pkg/pop3 calls it permanent).
+		var dns *net.DNSError
+		out.Permanent = !pop3.Temporary(err) && !(errors.As(err, &dns) && dns.IsNotFound)
 	}
 	return out
+}
+
+// plainTransactionErr reports whether e is a "-ERR" without a response code
+// to STAT, LIST, UIDL or DELE: after a successful login such an answer says
+// nothing about the account's configuration (a maildrop being rewritten, a
+// server hiccup), so the pass is retried with backoff rather than the
+// account parked. [SYS/PERM] stays permanent, and so do refused logins.
+func plainTransactionErr(e *pop3.Error) bool {
+	if e.Code != "" {
+		return false
+	}
+	verb, _, _ := strings.Cut(e.Command, " ")
+	switch verb {
+	case "STAT", "LIST", "UIDL", "DELE":
+		return true
+	}
+	return false
 }
 
 func codeIs(code, want string) bool {

@@ -215,6 +215,9 @@ func TestFailures(t *testing.T) {
 		{name: "garbage greeting", mode: keep, fault: pop3test.ReplyBytes("GREETING", []byte("HTTP/1.1 400 Bad Request\r\n")).Once(), kind: pop3fetcher.KindProtocol},
 		{name: "endless line to LIST", mode: keep, fault: pop3test.EndlessLine("LIST").Once(), kind: pop3fetcher.KindProtocol},
 		{name: "SYS/TEMP to RETR", mode: dele, fault: pop3test.Reply("RETR 2", "-ERR [SYS/TEMP] disk hiccup").Once(), kind: pop3fetcher.KindServer},
+		{name: "plain -ERR to STAT", mode: keep, fault: pop3test.Reply("STAT", "-ERR maildrop being rewritten").Once(), kind: pop3fetcher.KindServer},
+		{name: "plain -ERR to LIST", mode: dele, fault: pop3test.Reply("LIST", "-ERR try again").Once(), kind: pop3fetcher.KindServer},
+		{name: "plain -ERR to DELE", mode: dele, fault: pop3test.Reply("DELE", "-ERR cannot delete now").Once(), kind: pop3fetcher.KindServer},
 		{name: "connection dropped at DELE", mode: dele, fault: pop3test.Drop("DELE", 0).Once(), kind: pop3fetcher.KindNetwork},
 		{name: "silence at QUIT", mode: dele, fault: pop3test.Stall("QUIT").Once(), kind: pop3fetcher.KindQuit, short: true},
 		{name: "QUIT refused", mode: dele, fault: pop3test.Reply("QUIT", "-ERR [SYS/TEMP] could not remove messages").Once(), kind: pop3fetcher.KindQuit},
@@ -237,6 +240,9 @@ func TestFailures(t *testing.T) {
 			}
 			if pe.Kind != tc.kind || pe.Permanent {
 				t.Errorf("pass with the fault: kind %q permanent %v (%v), want %q and temporary", pe.Kind, pe.Permanent, pe, tc.kind)
+			}
+			if tc.kind != pop3fetcher.KindQuit && strings.HasPrefix(pe.Reason, "QUIT") {
+				t.Errorf("reason %q names the QUIT after the failure, not the step that failed", pe.Reason)
 			}
 			st := e.getAccount(t, acct.Id).GetStatus()
 			if st.GetState() != mailbusv1.SyncState_SYNC_STATE_RETRYING || !strings.Contains(st.GetReason(), "retrying") {

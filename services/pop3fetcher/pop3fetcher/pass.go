@@ -658,15 +658,17 @@ func (p *pass) graceContext(ctx context.Context) (context.Context, context.Cance
 func (p *pass) end(ctx context.Context, syncErr error) error {
 	ectx, cancel := p.graceContext(ctx)
 	defer cancel()
+	errStep := p.step // the step that failed, for the status reason
 	deleErr := error(nil)
 	if p.deleteMode() && len(p.dele) > 0 {
 		p.step = "DELE"
 		deleErr = p.c.DeleMany(ectx, p.dele)
 		if deleErr != nil && syncErr == nil {
-			syncErr = deleErr
+			syncErr, errStep = deleErr, "DELE"
 		}
 	}
 	if errors.Is(deleErr, pop3.ErrClosed) || errors.Is(syncErr, pop3.ErrClosed) {
+		p.step = errStep
 		return syncErr
 	}
 	if syncErr != nil {
@@ -678,6 +680,7 @@ func (p *pass) end(ctx context.Context, syncErr error) error {
 		if err != nil && !errors.Is(err, pop3.ErrClosed) {
 			p.log.Debug("QUIT after a failure failed", "err", err)
 		}
+		p.step = errStep
 		return syncErr
 	}
 	p.step = "QUIT"
