@@ -158,7 +158,9 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 		return l, nil
 	}
 	m.held[account] = l
+	m.metrics.held.Set(float64(len(m.held)))
 	m.mu.Unlock()
+	m.metrics.acquired.Inc()
 	go l.renewLoop()
 	m.log.Debug("lease acquired", "account", account, "token", rev)
 	return l, nil
@@ -276,13 +278,15 @@ func (l *Lease) expire() {
 // end records why the lease ended and cancels its context.
 func (l *Lease) end(err error) {
 	l.mu.Lock()
-	if l.err == nil {
+	first := l.err == nil
+	if first {
 		l.err = err
 	}
 	err = l.err
 	l.mu.Unlock()
 	l.cancel(err)
-	if errors.Is(err, ErrLost) {
+	if first && errors.Is(err, ErrLost) {
+		l.m.metrics.lost.Inc()
 		l.m.log.Warn("lease lost", "account", l.account, "token", l.token, "err", err)
 	}
 }
@@ -339,15 +343,20 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.released = true
 	l.timer.Stop()
 	rev := l.rev
+	wasHeld := l.err == nil
 	l.mu.Unlock()
 	l.end(ErrReleased)
 	m := l.m
 	m.mu.Lock()
 	if m.held[l.account] == l {
 		delete(m.held, l.account)
+		m.metrics.held.Set(float64(len(m.held)))
 	}
 	dead := m.dead
 	m.mu.Unlock()
+	if wasHeld {
+		m.metrics.released.Inc()
+	}
 	if dead {
 		return nil // a crashed process releases nothing
 	}

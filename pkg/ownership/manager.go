@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailbus/mailbus/pkg/backoff"
 )
@@ -88,6 +89,9 @@ type Config struct {
 	// Storage is the buckets' storage; the zero value is file storage,
 	// which keeps leases over a NATS restart.
 	Storage jetstream.StorageType
+	// Registerer, when set, receives the Manager's metrics
+	// (mailbus_ownership_*).
+	Registerer prometheus.Registerer
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -170,6 +174,7 @@ type Manager struct {
 	members jetstream.KeyValue
 	leases  jetstream.KeyValue
 	log     *slog.Logger
+	metrics *metrics
 
 	mu       sync.Mutex
 	known    map[string]bool // live members other than self, as last seen
@@ -211,7 +216,12 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ownership: lease bucket: %w", err)
 	}
+	met, err := newMetrics(cfg.Registerer, cfg.Service)
+	if err != nil {
+		return nil, fmt.Errorf("ownership: metrics: %w", err)
+	}
 	return &Manager{
+		metrics: met,
 		cfg:     cfg,
 		members: members,
 		leases:  leases,
@@ -435,6 +445,7 @@ func (m *Manager) updateView() {
 	slices.Sort(view)
 	changed := !slices.Equal(view, m.view)
 	m.view = view
+	m.metrics.members.Set(float64(len(view)))
 	hooks := slices.Clone(m.onChange)
 	m.mu.Unlock()
 	if changed {

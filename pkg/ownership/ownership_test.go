@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -297,9 +299,11 @@ func TestGracefulStopHandsOverQuickly(t *testing.T) {
 func TestPausedOwnerIsFenced(t *testing.T) {
 	s := startNATS(t)
 	ctx := context.Background()
+	regs := map[string]*prometheus.Registry{}
 	newManager := func(id string) *Manager {
 		_, js := connect(t, s)
-		m, err := New(ctx, shortTTLs(Config{JetStream: js, Service: "testfetcher", ReplicaID: id}))
+		regs[id] = prometheus.NewRegistry()
+		m, err := New(ctx, shortTTLs(Config{JetStream: js, Service: "testfetcher", ReplicaID: id, Registerer: regs[id]}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,6 +410,41 @@ func TestPausedOwnerIsFenced(t *testing.T) {
 	}
 	if la2.Token() <= lb.Token() {
 		t.Fatalf("token %d after %d", la2.Token(), lb.Token())
+	}
+	metric := func(id, name string) float64 {
+		t.Helper()
+		n, err := testutil.GatherAndCount(regs[id], name)
+		if err != nil || n != 1 {
+			t.Fatalf("%s of %s: %d series, %v", name, id, n, err)
+		}
+		mfs, _ := regs[id].Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				m := mf.GetMetric()[0]
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	for _, c := range []struct {
+		id, name string
+		want     float64
+	}{
+		{"a", "mailbus_ownership_leases_acquired_total", 2},
+		{"a", "mailbus_ownership_leases_lost_total", 1},
+		{"a", "mailbus_ownership_leases_released_total", 0},
+		{"a", "mailbus_ownership_leases_held", 1},
+		{"a", "mailbus_ownership_members", 2},
+		{"b", "mailbus_ownership_leases_acquired_total", 1},
+		{"b", "mailbus_ownership_leases_released_total", 1},
+		{"b", "mailbus_ownership_leases_held", 0},
+	} {
+		if got := metric(c.id, c.name); got != c.want {
+			t.Errorf("%s of %s = %v, want %v", c.name, c.id, got, c.want)
+		}
 	}
 	la2.Release(ctx)
 }
