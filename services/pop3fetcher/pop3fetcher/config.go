@@ -100,8 +100,9 @@ type Config struct {
 	// acknowledged ones and QUIT (default 5 s).
 	ShutdownGrace time.Duration
 	// StoreTimeout bounds every call to the store (default 2 min), so that
-	// a hung store never hangs a worker either: GetAccountSecret and each
-	// ReportAccountStatus must be answered within it, ListUpstreamIds must
+	// a hung store never hangs a worker either: GetAccountSecret, each
+	// ReportAccountStatus and each page of RunOnce's ListAccounts must be
+	// answered within it, ListUpstreamIds must
 	// send its first batch and each next one within it, and an ingest
 	// stream on which the store accepts no data and answers nothing for
 	// this long while the fetcher waits on it is cut. The pass then fails

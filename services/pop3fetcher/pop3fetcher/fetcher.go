@@ -114,7 +114,9 @@ func (f *Fetcher) RunOnce(ctx context.Context) error {
 	var accounts []*mailbusv1.Account
 	token := ""
 	for {
-		resp, err := f.accounts.ListAccounts(ctx, &mailbusv1.ListAccountsRequest{Protocol: mailbusv1.Protocol_PROTOCOL_POP3, PageSize: 1000, PageToken: token})
+		lctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+		resp, err := f.accounts.ListAccounts(lctx, &mailbusv1.ListAccountsRequest{Protocol: mailbusv1.Protocol_PROTOCOL_POP3, PageSize: 1000, PageToken: token})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("pop3fetcher: list accounts: %w", err)
 		}

@@ -98,3 +98,20 @@ func TestStalledStoreCallsAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledAccountListBoundsRunOnce: RunOnce fails after about
+// Config.StoreTimeout when the store never answers ListAccounts.
+func TestStalledAccountListBoundsRunOnce(t *testing.T) {
+	e := startStore(t)
+	f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) {
+		c.Conn = e.stalledConn(t, mailbusv1.AccountService_ListAccounts_FullMethodName)
+		c.StoreTimeout = 300 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	start := time.Now()
+	err := f.RunOnce(ctx)
+	if d := time.Since(start); err == nil || d > 10*300*time.Millisecond {
+		t.Errorf("RunOnce: %v after %v", err, d.Round(time.Millisecond))
+	}
+}
