@@ -314,11 +314,10 @@ func (d *DB) ListUpstreamIds(ctx context.Context, accountID, mailboxID string, b
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("db: list upstream ids: %w", err)
 		}
-		if len(out) == 0 {
-			return nil
-		}
-		if err := fn(out); err != nil {
-			return err
+		if len(out) > 0 {
+			if err := fn(out); err != nil {
+				return err
+			}
 		}
 		if len(out) < batch {
 			break

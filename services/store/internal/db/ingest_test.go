@@ -175,13 +175,26 @@ func TestDeletedPOP3MessageStaysDeleted(t *testing.T) {
 		if err != nil || len(known) != 2 {
 			t.Fatalf("known uidls %v %v, want u2 and the deleted u1", known, err)
 		}
+		// With no live message left, the tombstones are still listed.
+		if _, err := d.DeleteMessages(ctx, device, a.Id, []string{res[1].MessageId}); err != nil {
+			t.Fatal(err)
+		}
+		known = nil
+		if err := d.ListUpstreamIds(ctx, a.Id, "", 100, func(b []*mailbusv1.UpstreamMessage) error {
+			for _, m := range b {
+				known = append(known, m.Upstream.Uidl)
+			}
+			return nil
+		}); err != nil || len(known) != 2 {
+			t.Fatalf("known uidls with no live message: %v %v", known, err)
+		}
 		again := mustIngest(t, d, pop3Item(a.Id, "u1", rawMessage(1)))
 		if again[0].Created || again[0].MessageId != "" {
 			t.Fatalf("deleted message ingested again: %v", again[0])
 		}
 		msgs, _, _, _ := d.ListMessages(ctx, inboxOf(t, d, a.Id).Id, 10, "")
-		if len(msgs) != 1 {
-			t.Fatalf("%d messages, want 1", len(msgs))
+		if len(msgs) != 0 {
+			t.Fatalf("%d messages, want 0", len(msgs))
 		}
 	})
 }
