@@ -10,7 +10,8 @@ import (
 
 // TestWatchSurvivesARestart: a watch that has caught up keeps going when
 // the store restarts, from the last state it saw: the change made after
-// the restart arrives, and nothing is printed twice.
+// the restart arrives, and nothing is printed twice. A watch of every
+// account and status --watch carry on too.
 func TestWatchSurvivesARestart(t *testing.T) {
 	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t), env: []string{"PW=secret"}}
 	data := filepath.Join(t.TempDir(), "data")
@@ -23,6 +24,8 @@ func TestWatchSurvivesARestart(t *testing.T) {
 	// A POP3 account whose server is not there: its folders are local.
 	c.ok("account", "add", "--name", "local", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
 		"--security", "none", "--username", "u", "--password-env", "PW")
+	st := c.start("status", "--watch")
+	st.waitLine("the status table", func(l string) bool { return strings.Contains(l, "local:") })
 	all := c.start("watch", "--no-status")
 	all.waitLine("the watch of every account", func(l string) bool { return strings.HasPrefix(l, "Watching every account") })
 	acct := accountJSON(t, c, "local")
@@ -43,6 +46,7 @@ func TestWatchSurvivesARestart(t *testing.T) {
 		}
 		return nil
 	})
+	st.waitLine("status --watch noticing the store is away", func(l string) bool { return strings.Contains(l, "lost the store") })
 	serve()
 	c.ok("mailbox", "create", "--account", "local", "After")
 	watch.waitLine("the mailbox made after the restart", created("After"))
@@ -64,5 +68,10 @@ func TestWatchSurvivesARestart(t *testing.T) {
 	})
 	if code := all.interrupt(); code != 0 {
 		t.Fatalf("watch of every account: exit %d", code)
+	}
+	// status --watch said the store was away, and carried on.
+	st.waitLine("status --watch after the restart", func(l string) bool { return strings.Contains(l, "the store answers again") })
+	if code := st.interrupt(); code != 0 {
+		t.Fatalf("status --watch: exit %d", code)
 	}
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -84,6 +86,7 @@ func (a *app) status(ctx context.Context, c *client, account string, watch bool)
 	last := map[string]*mailbusv1.AccountStatus{}
 	tty := isTerminal(a.io.Out)
 	lines := 0
+	lost := ""
 	t := time.NewTicker(statusRefresh)
 	defer t.Stop()
 	for {
@@ -112,6 +115,9 @@ func (a *app) status(ctx context.Context, c *client, account string, watch bool)
 			if err := a.printStatus(&b, accts, rates); err != nil {
 				return err
 			}
+			if lost != "" {
+				fmt.Fprintln(&b, lost)
+			}
 			// Long lines wrap: count the terminal rows they take, so that
 			// moving the cursor up by that many redraws in place.
 			text := b.String()
@@ -135,14 +141,43 @@ func (a *app) status(ctx context.Context, c *client, account string, watch bool)
 			return nil
 		case <-t.C:
 		}
-		accts, err = a.statusAccounts(ctx, c, account)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		fresh, err := a.statusAccounts(ctx, c, account)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil && !isUnavailable(err):
 			return err
+		case err != nil:
+			// The store is away (a restart?): keep the last status and
+			// say so, until it answers again.
+			if lost == "" {
+				lost = fmt.Sprintf("%s lost the store at %s; retrying (Ctrl-C stops)", time.Now().Format("15:04:05"), a.server)
+				if !tty || a.json {
+					a.statusNotice(lost)
+				}
+			}
+		default:
+			if lost != "" && (!tty || a.json) {
+				a.statusNotice(time.Now().Format("15:04:05") + " the store answers again")
+			}
+			lost = ""
+			accts = fresh
 		}
 	}
+}
+
+// statusNotice tells about status --watch itself: on standard error with
+// --json, so that the output stays JSON.
+func (a *app) statusNotice(s string) {
+	if a.json {
+		fmt.Fprintln(a.io.Err, s)
+		return
+	}
+	fmt.Fprintln(a.io.Out, s)
+}
+
+func isUnavailable(err error) bool {
+	return status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded
 }
 
 func (a *app) printStatus(w io.Writer, accts []*mailbusv1.Account, rates map[string]*rateMeter) error {
