@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -364,6 +363,3 @@ func (a *app) messageDeleteCommand() *cobra.Command {
 	a.accountFlag(c, &account)
 	return c
 }
-
-// parseUint parses a state.
-func parseUint(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -131,6 +130,3 @@ func printServeBanner(w io.Writer, info mailbus.Info) {
 	}
 	fmt.Fprintf(w, "Add an account: mailbus account add --server %s --help\n", info.StoreAddr)
 }
-
-// discardLogger is a logger that drops everything.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

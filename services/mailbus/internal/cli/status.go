@@ -269,9 +269,6 @@ func progressText(p *mailbusv1.SyncProgress) string {
 
 // rateMeter estimates the download rate from successive progress reports.
 type rateMeter struct {
-	t0    time.Time
-	b0    uint64
-	m0    uint64
 	rateB float64 // bytes/s, smoothed
 	rateM float64 // messages/s, smoothed
 	lastT time.Time
@@ -286,7 +283,7 @@ func (r *rateMeter) add(now time.Time, st *mailbusv1.AccountStatus) {
 		return
 	}
 	if r.lastT.IsZero() || p.BytesDone < r.lastB || p.MessagesDone < r.lastM {
-		*r = rateMeter{t0: now, b0: p.BytesDone, m0: p.MessagesDone, lastT: now, lastB: p.BytesDone, lastM: p.MessagesDone}
+		*r = rateMeter{lastT: now, lastB: p.BytesDone, lastM: p.MessagesDone}
 		return
 	}
 	dt := now.Sub(r.lastT).Seconds()
