@@ -10,7 +10,7 @@ import (
 var commands = [][]string{
 	{}, {"account"}, {"account", "add"}, {"account", "list"}, {"account", "show"}, {"account", "update"}, {"account", "remove"},
 	{"status"}, {"mailbox"}, {"mailbox", "list"}, {"mailbox", "create"}, {"mailbox", "rename"}, {"mailbox", "delete"},
-	{"message"}, {"message", "list"}, {"message", "show"}, {"message", "raw"}, {"message", "move"}, {"message", "delete"},
+	{"message"}, {"message", "list"}, {"message", "show"}, {"message", "raw"}, {"message", "attachment"}, {"message", "move"}, {"message", "delete"},
 	{"flag"}, {"flag", "add"}, {"flag", "remove"}, {"changes"}, {"watch"}, {"version"}, {"serve"}, {"demo"},
 	{"completion"}, {"completion", "bash"}, {"completion", "zsh"}, {"completion", "fish"},
 }
@@ -100,6 +100,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"message", "show", "abc"}, `message id "abc": want a number`},
 		{[]string{"message", "raw"}, "missing message id"},
 		{[]string{"message", "raw", "1", "2"}, "unexpected argument"},
+		{[]string{"message", "attachment", "1"}, "missing message id and part"},
+		{[]string{"message", "attachment", "x", "2"}, `message id "x"`},
 		{[]string{"message", "move", "1"}, "missing --to"},
 		{[]string{"message", "move", "--to", "Archive"}, "missing message id"},
 		{[]string{"message", "move", "x1", "--to", "Archive"}, `message id "x1"`},
@@ -155,7 +157,7 @@ func TestStoreDown(t *testing.T) {
 		{"status"}, {"status", "--watch"}, {"status", "--json"},
 		{"mailbox", "list", "--account", "work"}, {"mailbox", "create", "--account", "work", "P"},
 		{"mailbox", "rename", "--account", "work", "P", "Q"}, {"mailbox", "delete", "--account", "work", "P"},
-		{"message", "list", "--account", "work"}, {"message", "show", "1"}, {"message", "raw", "1"},
+		{"message", "list", "--account", "work"}, {"message", "show", "1"}, {"message", "raw", "1"}, {"message", "attachment", "1", "2"},
 		{"message", "move", "1", "--to", "Archive"}, {"message", "delete", "1"},
 		{"flag", "add", "--account", "work", "1", "seen"}, {"flag", "remove", "--account", "work", "1", "seen"},
 		{"changes", "--account", "work", "--since", "0"}, {"watch"}, {"watch", "--account", "work", "--json"},

@@ -274,6 +274,28 @@ func TestServeEndToEnd(t *testing.T) {
 		return fmt.Errorf("message %s not on the server", target.GetEnvelope().GetMessageId())
 	})
 
+	// An attachment, decoded, to a file.
+	for _, m := range jsonLines(t, c.ok("message", "list", "--account", "mail", "--mailbox", "Archive", "--limit", "0", "--json").stdout,
+		func() *mailbusv1.MessageSummary { return &mailbusv1.MessageSummary{} }) {
+		if !m.HasAttachments {
+			continue
+		}
+		full := jsonLines(t, c.ok("message", "show", m.Id, "--json").stdout, func() *mailbusv1.Message { return &mailbusv1.Message{} })[0]
+		out := filepath.Join(t.TempDir(), "attachment")
+		c.ok("message", "attachment", m.Id, full.Attachments[0].PartId, "-o", out)
+		got, err := os.ReadFile(out)
+		if err != nil || uint64(len(got)) == 0 || full.Attachments[0].Filename == "" {
+			t.Fatalf("attachment %s of %s: %d bytes, %v", full.Attachments[0].PartId, m.Id, len(got), err)
+		}
+		if strings.HasSuffix(full.Attachments[0].Filename, ".pdf") && !strings.HasPrefix(string(got), "%PDF-") {
+			t.Fatalf("%s is not a decoded PDF: %q", full.Attachments[0].Filename, got)
+		}
+		if r := c.run("message", "attachment", m.Id, "9.9"); r.code != 1 || !strings.Contains(r.stderr, "has no part 9.9") {
+			t.Fatalf("missing part: %s", r)
+		}
+		break
+	}
+
 	// The delta since the watch's state names the flagged message.
 	changes := jsonLines(t, c.ok("changes", "--account", "mail", "--since", fmt.Sprint(acct.State), "--json").stdout,
 		func() *mailbusv1.GetChangesResponse { return &mailbusv1.GetChangesResponse{} })

@@ -265,6 +265,9 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	cmd("", "message list --account "+popAcct.Name)
 	cmd("headers, text and attachments", "message show "+msgID)
 	cmd("", "message raw "+msgID)
+	if id, part := a.demoAttachment(ctx, c, imapAcct); id != "" {
+		cmd("an attachment, decoded (-o FILE saves it)", "message attachment "+id+" "+part)
+	}
 	cmd("written back to the IMAP server", "flag add --account "+imapAcct.Name+" "+msgID+" flagged")
 	cmd("", "flag remove --account "+imapAcct.Name+" "+msgID+" flagged")
 	cmd("", "message move "+otherID+" --to Archive")
@@ -314,4 +317,28 @@ func deliverNewMail(ctx context.Context, out io.Writer, srv *demo.IMAPServer, ev
 			fmt.Fprintf(out, "%s demo IMAP server: new mail in INBOX, %q\n", now.Format("15:04:05"), m.Subject)
 		}
 	}
+}
+
+// demoAttachment finds an attachment in the demo IMAP inbox: a message id
+// and a part.
+func (a *app) demoAttachment(ctx context.Context, c *client, acct *mailbusv1.Account) (string, string) {
+	mb, err := c.mailbox(ctx, acct, "INBOX")
+	if err != nil {
+		return "", ""
+	}
+	msgs, err := c.listMessages(ctx, mb.Id, 0)
+	if err != nil {
+		return "", ""
+	}
+	for _, m := range msgs {
+		if !m.HasAttachments {
+			continue
+		}
+		full, err := c.message(ctx, m.Id)
+		if err != nil || len(full.Attachments) == 0 {
+			continue
+		}
+		return m.Id, full.Attachments[0].PartId
+	}
+	return "", ""
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,9 +18,10 @@ func (a *app) messageCommand() *cobra.Command {
 		`  mailbus message list --account work --mailbox INBOX --limit 20
   mailbus message show 42
   mailbus message raw 42 > message.eml
+  mailbus message attachment 42 2 -o invoice.pdf
   mailbus message move 42 43 --to Archive
   mailbus message delete 42`,
-		a.messageListCommand(), a.messageShowCommand(), a.messageRawCommand(), a.messageMoveCommand(), a.messageDeleteCommand())
+		a.messageListCommand(), a.messageShowCommand(), a.messageRawCommand(), a.messageAttachmentCommand(), a.messageMoveCommand(), a.messageDeleteCommand())
 }
 
 // messageIDs checks that every argument is a message id.
@@ -203,6 +205,7 @@ func (a *app) printMessage(m *mailbusv1.Message, where string) {
 			}
 			fmt.Fprintf(w, "  part %-5s %s  %s  %s\n", at.PartId, name, at.ContentType, humanBytes(at.Size))
 		}
+		fmt.Fprintf(w, "  (save one: mailbus message attachment %s PART -o FILE)\n", s.Id)
 	}
 	for _, pe := range m.ParseErrors {
 		fmt.Fprintf(w, "Note: %s\n", pe)
@@ -361,5 +364,71 @@ func (a *app) messageDeleteCommand() *cobra.Command {
 		}),
 	}
 	a.accountFlag(c, &account)
+	return c
+}
+
+func (a *app) messageAttachmentCommand() *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "attachment ID PART [-o FILE]",
+		Short: "Write an attachment (decoded) to a file or standard output; message show lists the parts",
+		Example: `  mailbus message attachment 42 2 -o invoice.pdf
+  mailbus message attachment 42 2 > invoice.pdf`,
+		Args: exactArgs(2, "message id and part"),
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if _, err := messageIDs(args[:1]); err != nil {
+				return err
+			}
+			c, err := a.dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := c.mailboxes.GetAttachment(ctx, &mailbusv1.GetAttachmentRequest{MessageId: args[0], PartId: args[1]})
+			if err != nil {
+				return err
+			}
+			// The first chunk says whether there is such a part, before a
+			// file is created.
+			first, err := stream.Recv()
+			if err != nil && !errors.Is(err, io.EOF) {
+				if isNotFound(err) {
+					return fmt.Errorf("message %s has no part %s: `mailbus message show %s` lists the attachments", args[0], args[1], args[0])
+				}
+				return err
+			}
+			w := a.io.Out
+			if output != "" && output != "-" {
+				f, err := os.Create(output)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			for chunk := first; chunk != nil; {
+				if _, err := w.Write(chunk.Data); err != nil {
+					return err
+				}
+				chunk, err = stream.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if f, ok := w.(*os.File); ok && f != a.io.Out {
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.io.Err, "Wrote %s (%s, %s).\n", output, first.GetFilename(), first.GetContentType())
+			}
+			return nil
+		}),
+	}
+	c.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
 	return c
 }
