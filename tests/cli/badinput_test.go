@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,29 @@ func TestBadInput(t *testing.T) {
 		}
 		if strings.Contains(r.stderr, "cannot reach") {
 			t.Errorf("a usage error contacted the store: %s", r)
+		}
+	}
+}
+
+// TestStoreSilent: a server that takes the connection but never answers
+// (a hung store, a wrong port) is reported within seconds, not after
+// gRPC's 20 s connect timeout or never.
+func TestStoreSilent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // never accepts
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := &cli{t: t, bin: mailbusBin(t), server: ln.Addr().String()}
+	for _, args := range [][]string{{"account", "list"}, {"watch", "--account", "work"}, {"status", "--watch"}} {
+		start := time.Now()
+		r := c.run(args...)
+		took := time.Since(start)
+		if r.code != 1 || !strings.Contains(r.stderr, "cannot reach the mailbus store at "+c.server+" (no gRPC answer within") {
+			t.Errorf("want exit 1 saying the store does not answer: %s", r)
+		}
+		if took > 15*time.Second {
+			t.Errorf("mailbus %v took %s to report a silent store", args, took)
 		}
 	}
 }

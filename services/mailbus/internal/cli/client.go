@@ -122,6 +122,9 @@ func (a *app) explain(err error) error {
 
 // dialReason shortens gRPC's transport error to its cause.
 func dialReason(msg string) string {
+	if strings.Contains(msg, "server preface") || strings.Contains(msg, "deadline exceeded") {
+		return fmt.Sprintf("no gRPC answer within %s", connectTimeout)
+	}
 	for _, cause := range []string{"connection refused", "no such host", "i/o timeout", "network is unreachable", "connection reset by peer"} {
 		if strings.Contains(msg, cause) {
 			return cause
