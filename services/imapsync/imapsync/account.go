@@ -59,7 +59,8 @@ type folder struct {
 	id    string
 	role  mailbusv1.MailboxRole
 	st    *mailbusv1.MailboxSyncState
-	known map[uint32]*known // nil: not loaded
+	saved *mailbusv1.MailboxSyncState // what the store has, when known
+	known map[uint32]*known           // nil: not loaded
 }
 
 type known struct {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailbus/mailbus/pkg/dovecottest"
@@ -288,7 +289,7 @@ func BenchmarkLatency(b *testing.B) {
 	}
 
 	// JetStream: message.updated events, by uid.
-	jsSeen := make(chan uint32, 1024)
+	jsSeen := make(chan seen, 1024)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cons, err := e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(a.Id)}, DeliverPolicy: jetstream.DeliverNewPolicy})
@@ -300,20 +301,35 @@ func BenchmarkLatency(b *testing.B) {
 		if err != nil || ev.GetMessageUpdated() == nil || ev.GetOrigin().GetKind() != mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM {
 			return
 		}
-		jsSeen <- byID[ev.GetMessageUpdated().GetMessage().GetId()]
+		jsSeen <- seen{byID[ev.GetMessageUpdated().GetMessage().GetId()], time.Now()}
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cc.Stop()
 
+	// Device events on core NATS (what wakes imapsync's write-backs).
+	natsSeen := make(chan seen, 1024)
+	sub, err := e.nc.Subscribe(events.AccountSubjects(a.Id), func(m *nats.Msg) {
+		ev, err := events.Unmarshal(m.Data)
+		if err != nil || ev.GetMessageUpdated() == nil || ev.GetOrigin().GetKind() != mailbusv1.OriginKind_ORIGIN_KIND_DEVICE {
+			return
+		}
+		natsSeen <- seen{byID[ev.GetMessageUpdated().GetMessage().GetId()], time.Now()}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
 	// The plain IDLE client.
-	idleSeen := make(chan uint32, 1024)
+	idleSeen := make(chan seen, 1024)
 	ic, err := imapclient.DialInsecure(s.IMAPAddr(), &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 		Fetch: func(m *imapclient.FetchMessageData) {
+			at := time.Now()
 			seq := m.SeqNum
 			m.Collect()
-			idleSeen <- seq // no expunges: sequence number = UID
+			idleSeen <- seen{seq, at} // no expunges: sequence number = UID
 		},
 	}})
 	if err != nil {
@@ -336,20 +352,22 @@ func BenchmarkLatency(b *testing.B) {
 	if _, err := tp.Select("INBOX", nil).Wait(); err != nil {
 		b.Fatal(err)
 	}
-	waitUID := func(ch chan uint32, uid uint32) time.Time {
+	// Each notification carries the time it arrived: the trials wait for
+	// several in turn.
+	waitUID := func(ch chan seen, uid uint32) time.Time {
 		timeout := time.After(30 * time.Second)
 		for {
 			select {
 			case got := <-ch:
-				if got == uid {
-					return time.Now()
+				if got.uid == uid {
+					return got.at
 				}
 			case <-timeout:
 				b.Fatalf("uid %d never seen", uid)
 			}
 		}
 	}
-	drain := func(ch chan uint32) {
+	drain := func(ch chan seen) {
 		for {
 			select {
 			case <-ch:
@@ -361,7 +379,7 @@ func BenchmarkLatency(b *testing.B) {
 
 	b.ResetTimer()
 	for range b.N {
-		var upJS, upIdle, devVisible, devIdle []time.Duration
+		var upJS, upIdle, devVisible, devIdle, devNATS []time.Duration
 		for i := range trials {
 			uid := uint32(i + 1)
 			drain(jsSeen)
@@ -379,6 +397,7 @@ func BenchmarkLatency(b *testing.B) {
 		for i := range trials {
 			uid := uint32(i + 1)
 			drain(idleSeen)
+			drain(natsSeen)
 			t0 := time.Now()
 			if _, err := e.mailboxes.UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{ids[uid]}, Add: []string{`\Seen`}, DeviceId: "bench"}); err != nil {
 				b.Fatal(err)
@@ -396,6 +415,7 @@ func BenchmarkLatency(b *testing.B) {
 				}
 			}
 			devVisible = append(devVisible, time.Since(t0))
+			devNATS = append(devNATS, waitUID(natsSeen, uid).Sub(t0))
 			devIdle = append(devIdle, waitUID(idleSeen, uid).Sub(t0))
 		}
 		for _, row := range []struct {
@@ -404,12 +424,13 @@ func BenchmarkLatency(b *testing.B) {
 		}{
 			{"third-party change → JetStream event", upJS},
 			{"third-party change → plain IDLE client", upIdle},
+			{"device change → event on NATS (the wake-up)", devNATS},
 			{"device change → visible on Dovecot", devVisible},
 			{"device change → plain IDLE client", devIdle},
 		} {
 			p50, p99 := percentile(row.d, 50), percentile(row.d, 99)
 			b.Logf("%-42s n=%d p50 %6.1f ms  p99 %6.1f ms", row.name, len(row.d), ms(p50), ms(p99))
-			key := strings.NewReplacer(" ", "-", "→", "to").Replace(row.name)
+			key := strings.NewReplacer(" ", "-", "→", "to", "(", "", ")", "").Replace(row.name)
 			b.ReportMetric(ms(p50), key+"-p50-ms")
 			b.ReportMetric(ms(p99), key+"-p99-ms")
 		}
@@ -423,4 +444,10 @@ func percentile(d []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s)*p+99)/100 - 1
 	return s[max(i, 0)]
+}
+
+// seen is a notification about a message and when it arrived.
+type seen struct {
+	uid uint32
+	at  time.Time
 }

@@ -58,6 +58,12 @@ func (w *account) initialSyncs(ctx context.Context) error {
 // syncFolder brings one folder up to date: a resync after a UIDVALIDITY
 // change, the (rest of the) initial sync, then a delta.
 func (w *account) syncFolder(ctx context.Context, f *folder) error {
+	// Device changes first (decision 4): one that came in meanwhile does
+	// not wait for this folder, and is on the server before its flags are
+	// read.
+	if err := w.writeBacksBetween(ctx); err != nil {
+		return err
+	}
 	var sel *imap.SelectData
 	err := w.work.do(ctx, func(*guard) error {
 		var err error
@@ -104,9 +110,13 @@ func (w *account) saveState(ctx context.Context, f *folder) error {
 	defer cancel()
 	st := proto.Clone(f.st).(*mailbusv1.MailboxSyncState)
 	st.Mailbox = nil
+	if f.saved != nil && proto.Equal(f.saved, st) {
+		return nil
+	}
 	if _, err := w.st.ingest.SetMailboxSyncState(sctx, &mailbusv1.SetMailboxSyncStateRequest{MailboxId: f.id, State: st}); err != nil {
 		return fmt.Errorf("imapsync: save sync state of %s: %w", f.name, err)
 	}
+	f.saved = st
 	return nil
 }
 

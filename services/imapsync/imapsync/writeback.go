@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/mailflags"
 )
 
 // applyWriteBacks applies the account's pending write-backs in order and
@@ -74,9 +75,14 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
 				w.log.Warn("write-back not applied", "writeback", wb.Id, "op", opName(wb), "outcome", ack.Outcome, "reason", ack.Reason)
 			}
-			// The store's view of these folders changed: read it again.
-			for _, f := range w.folders {
-				f.known = nil
+			// Moves, deletes and appends change which messages the store
+			// has where: read its view again. (A flag change only makes
+			// the cached flags stale, and a stale flag only costs a no-op
+			// ApplyUpstreamChanges.)
+			if _, isFlags := wb.Op.(*mailbusv1.WriteBack_Flags); !isFlags {
+				for _, f := range w.folders {
+					f.known = nil
+				}
 			}
 		}
 		if relist {
@@ -282,6 +288,15 @@ func (w *account) wbFlags(ctx context.Context, op *mailbusv1.FlagsWriteBack) (*m
 					return refused(err, "STORE in "+g.name), nil
 				}
 				return nil, fmt.Errorf("imapsync: STORE: %w", err)
+			}
+		}
+		// The cached flags follow, so that the echo of this change is
+		// recognised without asking the store.
+		if f := w.folders[g.name]; f != nil && f.known != nil && f.st.Uidvalidity == g.uidvalidity {
+			for _, u := range existing {
+				if k := f.known[u]; k != nil {
+					k.flags, _, _ = mailflags.Apply(k.flags, op.Add, op.Remove)
+				}
 			}
 		}
 	}
