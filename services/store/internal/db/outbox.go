@@ -14,7 +14,10 @@ import (
 // Unpublished returns up to limit unpublished events with the lowest seqs,
 // in seq order (relay.Outbox).
 func (d *DB) Unpublished(ctx context.Context, limit int) ([]relay.Pending, error) {
-	rows, err := d.w.QueryContext(ctx, d.rebind(`SELECT seq, event_id, account_id, subject, payload FROM events WHERE published = 0 ORDER BY seq LIMIT ?`), limit)
+	// The read pool: on SQLite the one writer connection may be busy with
+	// an ingest commit, and the relay must not wait for it to publish what
+	// is already committed.
+	rows, err := d.r.QueryContext(ctx, d.rebind(`SELECT seq, event_id, account_id, subject, payload FROM events WHERE published = 0 ORDER BY seq LIMIT ?`), limit)
 	if err != nil {
 		return nil, fmt.Errorf("db: outbox: %w", err)
 	}
