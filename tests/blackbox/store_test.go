@@ -97,7 +97,7 @@ func (p *storeProc) waitHealthy(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.httpAddr + "/healthz")
+		resp, err := httpClient.Get("http://" + p.httpAddr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -112,6 +112,10 @@ func (p *storeProc) waitHealthy(t *testing.T) {
 	}
 	t.Fatalf("store not healthy in time:\n%s", p.out)
 }
+
+// httpClient bounds every request: a port taken meanwhile by another
+// process that accepts but never answers must fail the test, not hang it.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 func newKey() string {
 	k := make([]byte, 32)
@@ -225,7 +229,7 @@ func TestStoreLifecycle(t *testing.T) {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := httpClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
