@@ -341,7 +341,7 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 
 	// One /metrics for the three services.
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
