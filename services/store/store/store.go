@@ -284,7 +284,10 @@ func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {
 		nats.ReconnectJitter(natsReconnectJitter, natsReconnectJitterTLS),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS; events wait in the outbox", "err", err)
+			// A nil error is our own close at shutdown.
+			if err != nil {
+				log.Warn("disconnected from NATS; events wait in the outbox", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 	}, cfg.NATSOptions...)
