@@ -568,7 +568,9 @@ func (x *UpsertMailboxesRequest) GetMailboxes() []*UpstreamMailbox {
 // UpsertMailboxesResponse is the output of UpsertMailboxes.
 type UpsertMailboxesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The mailboxes in request order, with their sync state.
+	// The mailboxes in request order, with their sync state, leaving out
+	// names that a pending device rename (the old name) or deletion is about
+	// to remove from the server: those are not created again.
 	Mailboxes     []*MailboxSyncState `protobuf:"bytes,1,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -440,9 +442,14 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 			return nil, err
 		}
 	}
-	out := make([]*mailbusv1.MailboxSyncState, len(mbs))
+	var out []*mailbusv1.MailboxSyncState
 	err = d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}, func(t *tx) error {
+		out = make([]*mailbusv1.MailboxSyncState, len(mbs))
 		a, err := t.lock(ctx, n)
+		if err != nil {
+			return err
+		}
+		leaving, err := t.namesLeavingUpstream(ctx, n)
 		if err != nil {
 			return err
 		}
@@ -457,6 +464,10 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 			}
 			cur, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? AND name = ?`, n, name))
 			switch {
+			case errors.Is(err, sql.ErrNoRows) && leaving[name]:
+				// A device renamed or deleted this folder; the write-back
+				// has not reached the server yet. Not a new folder.
+				continue
 			case errors.Is(err, sql.ErrNoRows):
 				mb, err := t.createMailbox(ctx, n, name, up.Delimiter, role, false)
 				if err != nil {
@@ -495,7 +506,41 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	kept := out[:0]
+	for _, m := range out {
+		if m != nil {
+			kept = append(kept, m)
+		}
+	}
+	return kept, nil
+}
+
+// namesLeavingUpstream are the folder names that pending device renames
+// (old names) and deletions will remove from the server.
+func (t *tx) namesLeavingUpstream(ctx context.Context, accountID int64) (map[string]bool, error) {
+	rows, err := t.query(ctx, `SELECT op FROM writebacks WHERE account_id = ? AND status = 0`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("db: pending folder write-backs: %w", err)
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var op []byte
+		if err := rows.Scan(&op); err != nil {
+			return nil, fmt.Errorf("db: pending folder write-backs: %w", err)
+		}
+		wb := &mailbusv1.WriteBack{}
+		if err := proto.Unmarshal(op, wb); err != nil {
+			return nil, fmt.Errorf("db: pending folder write-backs: %w", err)
+		}
+		if r := wb.GetRenameMailbox(); r != nil {
+			names[r.OldName] = true
+		}
+		if d := wb.GetDeleteMailbox(); d != nil {
+			names[d.Name] = true
+		}
+	}
+	return names, rows.Err()
 }
 
 // SetMailboxSyncState records a fetcher's sync cursor for a mailbox.

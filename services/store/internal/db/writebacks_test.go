@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -213,6 +214,38 @@ func TestMailboxRenameWithChildren(t *testing.T) {
 		evs := allEvents(t, d, a.Id)
 		if countKind(evs, "mailbox.deleted") != 1 || countKind(evs, "message.deleted") != 1 {
 			t.Fatalf("deleted events: mailbox %d message %d", countKind(evs, "mailbox.deleted"), countKind(evs, "message.deleted"))
+		}
+	})
+}
+
+// A folder a device renamed or deleted is still listed by the server until
+// the write-back is applied: declaring it must not bring it back.
+func TestPendingFolderChangesDoNotComeBack(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		a := mustCreate(t, d, imapAccount("work"))
+		projects := mustMailbox(t, d, a.Id, "Projects", 2)
+		old := mustMailbox(t, d, a.Id, "Old", 3)
+		if _, err := d.RenameMailbox(ctx, device, projects.Id, "Clients"); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.DeleteMailbox(ctx, device, old.Id); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.UpsertMailboxes(ctx, a.Id, []*mailbusv1.UpstreamMailbox{{Name: "INBOX", Delimiter: "/"}, {Name: "Projects", Delimiter: "/"}, {Name: "Old", Delimiter: "/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Mailbox.Name != "INBOX" {
+			t.Fatalf("declared %v, want only INBOX", got)
+		}
+		mbs, _, _ := d.ListMailboxes(ctx, a.Id)
+		var names []string
+		for _, m := range mbs {
+			names = append(names, m.Name)
+		}
+		if strings.Join(names, ",") != "Clients,INBOX" {
+			t.Fatalf("mailboxes %v", names)
 		}
 	})
 }
