@@ -84,6 +84,14 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 					f.known = nil
 				}
 			}
+			// An applied move or append places messages: the store then
+			// rewrites the targets of later write-backs to the new
+			// identities, so the rest of this page is stale. Read the
+			// list again before going on.
+			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED && placesMessages(wb) {
+				relist = true
+				break
+			}
 		}
 		if relist {
 			continue
@@ -92,6 +100,16 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// placesMessages says whether a write-back's acknowledgement can carry
+// placements (new upstream identities of messages).
+func placesMessages(wb *mailbusv1.WriteBack) bool {
+	switch wb.Op.(type) {
+	case *mailbusv1.WriteBack_Move, *mailbusv1.WriteBack_Append:
+		return true
+	}
+	return false
 }
 
 func opName(wb *mailbusv1.WriteBack) string {
