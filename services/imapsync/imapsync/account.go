@@ -42,7 +42,8 @@ type account struct {
 
 	work           *conn
 	condstore      bool
-	inWriteBacks   bool // applyWriteBacks is running (no nesting)
+	inWriteBacks   bool            // applyWriteBacks is running (no nesting)
+	unplacedSynced map[string]bool // folders synced this pass to place targets
 	lastWriteBacks time.Time
 	folders        map[string]*folder // by name
 	relist         bool

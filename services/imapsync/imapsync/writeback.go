@@ -27,6 +27,7 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 	w.lastWriteBacks = time.Now()
 	defer func() { w.inWriteBacks = false }()
 	resynced := map[string]bool{}
+	w.unplacedSynced = map[string]bool{}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 		resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: 100})
@@ -160,6 +161,27 @@ func refused(err error, what string) *mailbusv1.AckWriteBackRequest {
 // applyOne applies one write-back. The error is for the connection or
 // the store; the server's answer is in the acknowledgement.
 func (w *account) applyOne(ctx context.Context, wb *mailbusv1.WriteBack) (*mailbusv1.AckWriteBackRequest, error) {
+	var targets []*mailbusv1.WriteBackTarget
+	switch op := wb.Op.(type) {
+	case *mailbusv1.WriteBack_Flags:
+		targets = op.Flags.Targets
+	case *mailbusv1.WriteBack_Move:
+		targets = op.Move.Targets
+	case *mailbusv1.WriteBack_Delete:
+		targets = op.Delete.Targets
+	}
+	unplaced, err := w.placeTargets(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	if len(unplaced) > 0 {
+		// Never APPLIED with a target left out: the message is on the
+		// server (or will be) under an identity not known yet.
+		return &mailbusv1.AckWriteBackRequest{
+			Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY,
+			Reason:  fmt.Sprintf("messages %v not placed on the server yet", unplaced),
+		}, nil
+	}
 	switch op := wb.Op.(type) {
 	case *mailbusv1.WriteBack_Flags:
 		return w.wbFlags(ctx, op.Flags)
@@ -177,6 +199,64 @@ func (w *account) applyOne(ctx context.Context, wb *mailbusv1.WriteBack) (*mailb
 		return w.wbDeleteMailbox(ctx, op.DeleteMailbox)
 	}
 	return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED, Reason: "unknown write-back operation"}, nil
+}
+
+// placeTargets finds the upstream identity of targets that have none yet
+// (uid 0: an append or move whose placement never came, e.g. a server
+// without UIDPLUS). The target's folder is synced once per pass, which
+// adopts the message by content hash, and the store's view of it then
+// gives the UID. The ids of targets still without an identity are
+// returned.
+func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTarget) ([]string, error) {
+	var unplaced []string
+	for _, t := range ts {
+		up := t.GetUpstream()
+		if up.GetUid() != 0 {
+			continue
+		}
+		f := w.folderByID(up.GetMailboxId())
+		if f == nil && t.MailboxName != "" {
+			f = w.folders[t.MailboxName]
+		}
+		if f == nil {
+			// The store knows the message's folder.
+			sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+			m, err := w.st.mailboxes.GetMessage(sctx, &mailbusv1.GetMessageRequest{MessageId: t.MessageId})
+			cancel()
+			if err != nil && !isNotFound(err) {
+				return nil, fmt.Errorf("imapsync: message of a write-back: %w", err)
+			}
+			f = w.folderByID(m.GetMessage().GetSummary().GetMailboxId())
+		}
+		if f == nil {
+			unplaced = append(unplaced, t.MessageId)
+			continue
+		}
+		if w.unplacedSynced != nil && !w.unplacedSynced[f.name] {
+			w.unplacedSynced[f.name] = true
+			if err := w.syncFolder(ctx, f); err != nil {
+				return nil, err
+			}
+		}
+		if f.known == nil {
+			if _, err := w.loadKnown(ctx, f); err != nil {
+				return nil, err
+			}
+		}
+		placed := false
+		for u, k := range f.known {
+			if k.id == t.MessageId {
+				t.Upstream = &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: f.st.GetUidvalidity(), Uid: u}
+				t.MailboxName = f.name
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			unplaced = append(unplaced, t.MessageId)
+		}
+	}
+	return unplaced, nil
 }
 
 // targetGroup is the targets of a write-back in one upstream folder.
@@ -557,6 +637,22 @@ func (w *account) wbAppend(ctx context.Context, op *mailbusv1.AppendWriteBack) (
 	ack := applied()
 	if data != nil && data.UID != 0 {
 		ack.Placements = []*mailbusv1.UpstreamPlacement{{MessageId: op.MessageId, Upstream: &mailbusv1.UpstreamId{MailboxId: op.MailboxId, Uidvalidity: data.UIDValidity, Uid: uint32(data.UID)}}}
+		return ack, nil
+	}
+	// No APPENDUID (no UIDPLUS): sync the folder now, while the append
+	// is still pending, so that the store adopts the copy by content hash,
+	// and report its UID as the placement. Left for later, a delete of the
+	// message would have no identity to act on.
+	if _, err := w.presentIn(ctx, op.MailboxId, []string{op.MessageId}); err != nil {
+		return nil, err
+	}
+	if f := w.folderByID(op.MailboxId); f != nil {
+		for u, k := range f.known {
+			if k.id == op.MessageId {
+				ack.Placements = []*mailbusv1.UpstreamPlacement{{MessageId: op.MessageId, Upstream: &mailbusv1.UpstreamId{MailboxId: op.MailboxId, Uidvalidity: f.st.GetUidvalidity(), Uid: u}}}
+				break
+			}
+		}
 	}
 	return ack, nil
 }
