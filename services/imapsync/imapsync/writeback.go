@@ -434,10 +434,8 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 		}
 		var md *imapMoveData
 		err = w.work.do(ctx, func(*guard) error {
-			d, err := w.work.c.Move(uidSet(existing), toName).Wait()
-			if d != nil {
-				md = &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}
-			}
+			var err error
+			md, err = w.moveUIDs(uidSet(existing), toName)
 			return err
 		})
 		if err != nil {
@@ -479,6 +477,38 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 		ack.Reason = "the messages no longer exist on the server"
 	}
 	return ack, nil
+}
+
+// moveUIDs moves messages of the selected folder with MOVE, or without
+// it with UID COPY and, only once the COPY is answered OK, UID STORE
+// +FLAGS.SILENT \Deleted and UID EXPUNGE of exactly those UIDs.
+// (go-imap's Move fallback pipelines the three commands without waiting
+// for COPY, so a refused COPY still expunges the messages.) Without
+// UIDPLUS a plain EXPUNGE is the only way to remove them.
+func (w *account) moveUIDs(uids imap.UIDSet, to string) (*imapMoveData, error) {
+	c := w.work.c
+	if w.work.caps.Has(imap.CapMove) {
+		d, err := c.Move(uids, to).Wait()
+		if d != nil {
+			return &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}, err
+		}
+		return nil, err
+	}
+	d, err := c.Copy(uids, to).Wait()
+	if err != nil {
+		return nil, err
+	}
+	var md *imapMoveData
+	if d != nil {
+		md = &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}
+	}
+	if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return md, err
+	}
+	if w.work.caps.Has(imap.CapUIDPlus) {
+		return md, c.UIDExpunge(uids).Close()
+	}
+	return md, c.Expunge().Close()
 }
 
 type imapMoveData struct {
