@@ -114,8 +114,29 @@ func (c *conn) Close() {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	c.c.Close()
+	// imapclient.Client.Close waits for its reader goroutine, which never
+	// ends while it is stuck on a body nobody reads (an abandoned FETCH).
+	// Closing the network connection first ends what can end; the wait
+	// is then bounded (a stuck reader goroutine is left behind).
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	if raw != nil {
+		raw.Close()
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(closeTimeout):
+	}
 }
+
+// closeTimeout bounds the wait for go-imap's Client.Close.
+const closeTimeout = 2 * time.Second
 
 // dialOptions are what dial needs besides the account.
 type dialOptions struct {
