@@ -419,6 +419,17 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 	var maybeMoved []string
 	for _, g := range w.groupTargets(targets) {
 		total += len(g.byUID)
+		// Without MOVE an earlier attempt may have copied the messages and
+		// been cut before deleting them from the source: sync the
+		// destination first (adopting such copies by content hash) so
+		// that they are not copied twice.
+		var copied map[string]uint32
+		if !w.work.caps.Has(imap.CapMove) {
+			var err error
+			if copied, err = w.placedIn(ctx, toID, slices.Collect(mapsValues(g.byUID))); err != nil {
+				return nil, err
+			}
+		}
 		existing, missing, ok, err := w.selectGroup(ctx, g)
 		if err != nil {
 			return nil, err
@@ -428,6 +439,37 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 		}
 		for _, u := range missing {
 			maybeMoved = append(maybeMoved, g.byUID[u])
+		}
+		var already []uint32
+		existing = slices.DeleteFunc(existing, func(u uint32) bool {
+			if _, ok := copied[g.byUID[u]]; ok {
+				already = append(already, u)
+				return true
+			}
+			return false
+		})
+		if len(already) > 0 {
+			err := w.work.do(ctx, func(*guard) error {
+				if err := w.work.c.Store(uidSet(already), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+					return err
+				}
+				if w.work.caps.Has(imap.CapUIDPlus) {
+					return w.work.c.UIDExpunge(uidSet(already)).Close()
+				}
+				return w.work.c.Expunge().Close()
+			})
+			if err != nil {
+				if isNo(err) {
+					return refused(err, "delete moved copies in "+g.name), nil
+				}
+				return nil, fmt.Errorf("imapsync: delete moved copies: %w", err)
+			}
+			if f := w.folderByID(toID); f != nil && !isDelete {
+				for _, u := range already {
+					id := g.byUID[u]
+					ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: f.st.GetUidvalidity(), Uid: copied[id]}})
+				}
+			}
 		}
 		if len(existing) == 0 {
 			continue
@@ -524,6 +566,33 @@ func mapsKeys(m map[uint32]string) func(func(uint32) bool) {
 			}
 		}
 	}
+}
+
+func mapsValues(m map[uint32]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for _, v := range m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// placedIn is presentIn with the UIDs the messages have in the folder.
+func (w *account) placedIn(ctx context.Context, mailboxID string, ids []string) (map[string]uint32, error) {
+	there, err := w.presentIn(ctx, mailboxID, ids)
+	if err != nil || len(there) == 0 {
+		return nil, err
+	}
+	out := map[string]uint32{}
+	if f := w.folderByID(mailboxID); f != nil {
+		for u, k := range f.known {
+			if there[k.id] {
+				out[k.id] = u
+			}
+		}
+	}
+	return out, nil
 }
 
 // presentIn syncs a folder and says which of the messages the store now
