@@ -14,13 +14,10 @@ import (
 // dataKinds are the event kinds that change an account's state.
 const dataKinds = `('message.created','message.updated','message.deleted','mailbox.created','mailbox.updated','mailbox.deleted')`
 
-// Changes is the answer to GetChanges.
-type Changes = mailbusv1.GetChangesResponse
-
 // GetChanges returns the objects created, updated and deleted after since,
 // from at most max changes, oldest first. A state older than the kept log
 // (or newer than the account's) is ErrCannotCalculateChanges.
-func (d *DB) GetChanges(ctx context.Context, accountID string, since uint64, max int) (*Changes, error) {
+func (d *DB) GetChanges(ctx context.Context, accountID string, since uint64, max int) (*mailbusv1.GetChangesResponse, error) {
 	acct, err := parseID("account_id", accountID)
 	if err != nil {
 		return nil, err
@@ -44,7 +41,7 @@ func (d *DB) GetChanges(ctx context.Context, accountID string, since uint64, max
 	if int64(since) > state {
 		return nil, fmt.Errorf("state %d is newer than the account's state %d: %w", since, state, ErrCannotCalculateChanges)
 	}
-	out := &Changes{OldState: since, NewState: since}
+	out := &mailbusv1.GetChangesResponse{OldState: since, NewState: since}
 	rows, err := rtx.QueryContext(ctx, d.rebind(`SELECT kind, object_id, state FROM events WHERE account_id = ? AND state > ? AND kind IN `+dataKinds+` ORDER BY state LIMIT ?`), acct, int64(since), max+1)
 	if err != nil {
 		return nil, fmt.Errorf("db: changes: %w", err)

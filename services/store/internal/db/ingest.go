@@ -176,7 +176,10 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 		// new identity instead of storing a second copy.
 		err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
 		if err == nil {
-			if _, err := t.exec(ctx, `UPDATE messages SET up_mailbox_id = ?, uidvalidity = ?, uid = ?, awaiting_placement = 0 WHERE id = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid), id); err != nil {
+			// The same mechanism as a write-back's placement: the new
+			// identity, and later pending write-backs retargeted to it.
+			pl := &mailbusv1.UpstreamPlacement{MessageId: formatID(id), Upstream: &mailbusv1.UpstreamId{MailboxId: up.MailboxId, Uidvalidity: up.Uidvalidity, Uid: up.Uid}}
+			if err := t.place(ctx, a, pl); err != nil {
 				return 0, false, 0, fmt.Errorf("db: adopt echo: %w", err)
 			}
 			return id, false, a.modseq, nil

@@ -249,3 +249,30 @@ func TestPendingFolderChangesDoNotComeBack(t *testing.T) {
 		}
 	})
 }
+
+// The echo of an append adopted by ingest (no APPENDUID reached the store
+// yet) gives later pending write-backs of the message its new identity, as
+// a placement does.
+func TestAdoptedEchoRetargetsPendingWriteBacks(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		a := mustCreate(t, d, imapAccount("work"))
+		drafts := mustMailbox(t, d, a.Id, "Drafts", 3)
+		raw := rawMessage(7)
+		s, err := d.AppendMessage(ctx, device, drafts.Id, raw, nil, zeroTime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.UpdateFlags(ctx, device, a.Id, []string{s.Id}, []string{`\Flagged`}, nil); err != nil {
+			t.Fatal(err)
+		}
+		res := mustIngest(t, d, imapItem(a.Id, drafts.Id, 3, 12, raw))
+		if res[0].Created || res[0].MessageId != s.Id {
+			t.Fatalf("echo not adopted: %v", res[0])
+		}
+		wbs := pending(t, d, a.Id)
+		if len(wbs) != 2 || wbs[1].GetFlags().GetTargets()[0].GetUpstream().GetUid() != 12 {
+			t.Fatalf("flags write-back not retargeted: %v", wbs)
+		}
+	})
+}
