@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -55,8 +57,15 @@ func (d *DB) inTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) er
 }
 
 func isUniqueViolation(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "UNIQUE constraint failed")
+	var pg *pgconn.PgError
+	var lite *sqlite.Error
+	switch {
+	case errors.As(err, &pg):
+		return pg.Code == pgUniqueViolation
+	case errors.As(err, &lite):
+		return lite.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	}
+	return false
 }
 
 func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) error) error {
@@ -91,13 +100,27 @@ func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) e
 	return nil
 }
 
+// PostgreSQL error codes the store retries on.
+const (
+	pgSerializationFailure = "40001"
+	pgDeadlockDetected     = "40P01"
+	pgUniqueViolation      = "23505"
+)
+
+// retryable reports whether a retry of the whole transaction may succeed:
+// PostgreSQL serialization failures and deadlocks, a unique violation
+// between two concurrent inserts of the same key (the retry sees the
+// committed row), and a busy SQLite database.
 func retryable(err error) bool {
-	s := err.Error()
-	// PostgreSQL: serialization_failure, deadlock_detected, unique
-	// violations between two concurrent inserts of the same key are
-	// resolved by the retry seeing the committed row.
-	return strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") ||
-		strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "SQLITE_BUSY")
+	var pg *pgconn.PgError
+	var lite *sqlite.Error
+	switch {
+	case errors.As(err, &pg):
+		return pg.Code == pgSerializationFailure || pg.Code == pgDeadlockDetected || pg.Code == pgUniqueViolation
+	case errors.As(err, &lite):
+		return lite.Code()&0xff == sqlite3.SQLITE_BUSY
+	}
+	return false
 }
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
