@@ -5,6 +5,7 @@
 package envflag
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -86,4 +87,47 @@ func Logger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+// Command holds what every mailbus binary parses the same way: the
+// --log-level and --log-format flags, no positional arguments, and the exit
+// code 2 for a usage error.
+type Command struct {
+	name             string
+	fs               *flag.FlagSet
+	logLevel, logFmt *string
+}
+
+// NewCommand defines --log-level and --log-format on fs for the binary
+// name.
+func NewCommand(name string, fs *flag.FlagSet) *Command {
+	return &Command{
+		name:     name,
+		fs:       fs,
+		logLevel: String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error"),
+		logFmt:   String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json"),
+	}
+}
+
+// Parse parses args and builds the logger. When it returns ok false the
+// binary exits with code: 0 after --help, 2 after a usage error (already
+// reported on the flag set's output or stderr).
+func (c *Command) Parse(args []string) (log *slog.Logger, code int, ok bool) {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, false
+		}
+		return nil, 2, false
+	}
+	if c.fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", c.name, c.fs.Arg(0))
+		c.fs.Usage()
+		return nil, 2, false
+	}
+	log, err := Logger(*c.logLevel, *c.logFmt)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", c.name, err)
+		return nil, 2, false
+	}
+	return log, 0, true
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -35,6 +34,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
+	cmd := envflag.NewCommand("mailbus-imapsync", fs)
 	var (
 		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", imapsync.DefaultListen, "gRPC listen address (health, reflection)")
 		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", imapsync.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
@@ -44,24 +44,10 @@ Flags:
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
-		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
-		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "mailbus-imapsync: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
-	}
-	log, err := envflag.Logger(*logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
-		return 2
+	log, code, ok := cmd.Parse(args)
+	if !ok {
+		return code
 	}
 	s, err := imapsync.New(imapsync.Config{
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,

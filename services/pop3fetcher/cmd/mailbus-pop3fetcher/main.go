@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -39,6 +38,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
+	cmd := envflag.NewCommand("mailbus-pop3fetcher", fs)
 	var (
 		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", pop3fetcher.DefaultListen, "gRPC listen address (health, reflection)")
 		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", pop3fetcher.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
@@ -51,24 +51,10 @@ Flags:
 		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
 		exactSizes    = envflag.String(fs, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
-		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
-		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "mailbus-pop3fetcher: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
-	}
-	log, err := envflag.Logger(*logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
-		return 2
+	log, code, ok := cmd.Parse(args)
+	if !ok {
+		return code
 	}
 	if *storeAddr == "" {
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher: --store is required")

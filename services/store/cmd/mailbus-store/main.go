@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -36,6 +35,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
+	cmd := envflag.NewCommand("mailbus-store", fs)
 	var (
 		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "gRPC listen address")
 		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
@@ -46,30 +46,17 @@ Flags:
 		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
 		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
-		logLevel      = envflag.String(fs, "log-level", "MAILBUS_LOG_LEVEL", "info", "debug, info, warn or error")
-		logFormat     = envflag.String(fs, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "mailbus-store: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
-	}
-	log, err := envflag.Logger(*logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
-		return 2
+	log, code, ok := cmd.Parse(args)
+	if !ok {
+		return code
 	}
 	cfg := store.Config{
 		Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
 		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
 	}
+	var err error
 	switch {
 	case *keyFile != "":
 		if cfg.SecretKey, err = secretbox.LoadKeyFile(*keyFile); err != nil {
