@@ -33,8 +33,8 @@ all: lint test
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./services/store/cmd/...
-	$(GO) build -o $(BIN)/ ./services/mailbus/cmd/mailbus
+	$(GO) build -o $(BIN)/ ./services/store/cmd/mailbus-store ./services/imapsync/cmd/mailbus-imapsync \
+		./services/pop3fetcher/cmd/mailbus-pop3fetcher ./services/mailbus/cmd/mailbus
 
 # Needs only Go: the all-in-one server with demo IMAP and POP3 servers.
 demo:
