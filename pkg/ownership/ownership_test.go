@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -634,5 +637,37 @@ func TestAmbiguousOutcomes(t *testing.T) {
 	}
 	if _, err := m.leases.Get(ctx, "acct-1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("Release after an unseen renewal left the key: %v", err)
+	}
+}
+
+func TestIsStaleLease(t *testing.T) {
+	stale, err := status.New(codes.FailedPrecondition, "stale").WithDetails(&errdetails.ErrorInfo{Reason: StaleLeaseReason, Domain: "mailbus.v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := status.New(codes.FailedPrecondition, "other").WithDetails(&errdetails.ErrorInfo{Reason: "OTHER", Domain: "mailbus.v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"stale", stale.Err(), true},
+		{"stale, wrapped", fmt.Errorf("ingest: %w", stale.Err()), true},
+		{"other reason", other.Err(), false},
+		{"no detail", status.Error(codes.FailedPrecondition, "x"), false},
+		{"other code", status.Error(codes.Unavailable, "x"), false},
+		{"not gRPC", errors.New("x"), false},
+	}
+	for _, tt := range tests {
+		if got := IsStaleLease(tt.err); got != tt.want {
+			t.Errorf("%s: IsStaleLease = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if TokenFromContext(context.Background()) != 0 {
+		t.Error("TokenFromContext without a lease is not 0")
 	}
 }

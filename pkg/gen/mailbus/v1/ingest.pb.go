@@ -153,6 +153,100 @@ func (x *UpstreamId) GetUidl() string {
 	return ""
 }
 
+// ClaimAccountRequest is the input of ClaimAccount.
+type ClaimAccountRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account.
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The fencing token of the fetcher's lease on the account; 0 (no
+	// ownership in use) is accepted only while the store has no token for
+	// the account.
+	LeaseToken    uint64 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimAccountRequest) Reset() {
+	*x = ClaimAccountRequest{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimAccountRequest) ProtoMessage() {}
+
+func (x *ClaimAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimAccountRequest.ProtoReflect.Descriptor instead.
+func (*ClaimAccountRequest) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ClaimAccountRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *ClaimAccountRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+// ClaimAccountResponse is the output of ClaimAccount.
+type ClaimAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimAccountResponse) Reset() {
+	*x = ClaimAccountResponse{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimAccountResponse) ProtoMessage() {}
+
+func (x *ClaimAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimAccountResponse.ProtoReflect.Descriptor instead.
+func (*ClaimAccountResponse) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{2}
+}
+
 // GetAccountSecretRequest is the input of GetAccountSecret.
 type GetAccountSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -164,7 +258,7 @@ type GetAccountSecretRequest struct {
 
 func (x *GetAccountSecretRequest) Reset() {
 	*x = GetAccountSecretRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[1]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +270,7 @@ func (x *GetAccountSecretRequest) String() string {
 func (*GetAccountSecretRequest) ProtoMessage() {}
 
 func (x *GetAccountSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[1]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +283,7 @@ func (x *GetAccountSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountSecretRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{1}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetAccountSecretRequest) GetAccountId() string {
@@ -212,7 +306,7 @@ type GetAccountSecretResponse struct {
 
 func (x *GetAccountSecretResponse) Reset() {
 	*x = GetAccountSecretResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[2]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +318,7 @@ func (x *GetAccountSecretResponse) String() string {
 func (*GetAccountSecretResponse) ProtoMessage() {}
 
 func (x *GetAccountSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[2]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +331,7 @@ func (x *GetAccountSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountSecretResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{2}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetAccountSecretResponse) GetSecret() string {
@@ -260,14 +354,19 @@ type ReportAccountStatusRequest struct {
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// The status; update_time is set by the store.
-	Status        *AccountStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Status *AccountStatus `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportAccountStatusRequest) Reset() {
 	*x = ReportAccountStatusRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -279,7 +378,7 @@ func (x *ReportAccountStatusRequest) String() string {
 func (*ReportAccountStatusRequest) ProtoMessage() {}
 
 func (x *ReportAccountStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -292,7 +391,7 @@ func (x *ReportAccountStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAccountStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportAccountStatusRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReportAccountStatusRequest) GetAccountId() string {
@@ -309,6 +408,13 @@ func (x *ReportAccountStatusRequest) GetStatus() *AccountStatus {
 	return nil
 }
 
+func (x *ReportAccountStatusRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // ReportAccountStatusResponse is the output of ReportAccountStatus.
 type ReportAccountStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -318,7 +424,7 @@ type ReportAccountStatusResponse struct {
 
 func (x *ReportAccountStatusResponse) Reset() {
 	*x = ReportAccountStatusResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +436,7 @@ func (x *ReportAccountStatusResponse) String() string {
 func (*ReportAccountStatusResponse) ProtoMessage() {}
 
 func (x *ReportAccountStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +449,7 @@ func (x *ReportAccountStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAccountStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportAccountStatusResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{6}
 }
 
 // UpstreamMailbox is a mailbox as the server lists it.
@@ -363,7 +469,7 @@ type UpstreamMailbox struct {
 
 func (x *UpstreamMailbox) Reset() {
 	*x = UpstreamMailbox{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +481,7 @@ func (x *UpstreamMailbox) String() string {
 func (*UpstreamMailbox) ProtoMessage() {}
 
 func (x *UpstreamMailbox) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +494,7 @@ func (x *UpstreamMailbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailbox.ProtoReflect.Descriptor instead.
 func (*UpstreamMailbox) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{5}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpstreamMailbox) GetName() string {
@@ -440,7 +546,7 @@ type MailboxSyncState struct {
 
 func (x *MailboxSyncState) Reset() {
 	*x = MailboxSyncState{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +558,7 @@ func (x *MailboxSyncState) String() string {
 func (*MailboxSyncState) ProtoMessage() {}
 
 func (x *MailboxSyncState) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +571,7 @@ func (x *MailboxSyncState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSyncState.ProtoReflect.Descriptor instead.
 func (*MailboxSyncState) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{6}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MailboxSyncState) GetMailbox() *Mailbox {
@@ -516,14 +622,19 @@ type UpsertMailboxesRequest struct {
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// The mailboxes.
-	Mailboxes     []*UpstreamMailbox `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`
+	Mailboxes []*UpstreamMailbox `protobuf:"bytes,2,rep,name=mailboxes,proto3" json:"mailboxes,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpsertMailboxesRequest) Reset() {
 	*x = UpsertMailboxesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +646,7 @@ func (x *UpsertMailboxesRequest) String() string {
 func (*UpsertMailboxesRequest) ProtoMessage() {}
 
 func (x *UpsertMailboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +659,7 @@ func (x *UpsertMailboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMailboxesRequest.ProtoReflect.Descriptor instead.
 func (*UpsertMailboxesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{7}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpsertMailboxesRequest) GetAccountId() string {
@@ -565,6 +676,13 @@ func (x *UpsertMailboxesRequest) GetMailboxes() []*UpstreamMailbox {
 	return nil
 }
 
+func (x *UpsertMailboxesRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // UpsertMailboxesResponse is the output of UpsertMailboxes.
 type UpsertMailboxesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -578,7 +696,7 @@ type UpsertMailboxesResponse struct {
 
 func (x *UpsertMailboxesResponse) Reset() {
 	*x = UpsertMailboxesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +708,7 @@ func (x *UpsertMailboxesResponse) String() string {
 func (*UpsertMailboxesResponse) ProtoMessage() {}
 
 func (x *UpsertMailboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +721,7 @@ func (x *UpsertMailboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMailboxesResponse.ProtoReflect.Descriptor instead.
 func (*UpsertMailboxesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{8}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpsertMailboxesResponse) GetMailboxes() []*MailboxSyncState {
@@ -624,7 +742,7 @@ type ListMailboxSyncStatesRequest struct {
 
 func (x *ListMailboxSyncStatesRequest) Reset() {
 	*x = ListMailboxSyncStatesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +754,7 @@ func (x *ListMailboxSyncStatesRequest) String() string {
 func (*ListMailboxSyncStatesRequest) ProtoMessage() {}
 
 func (x *ListMailboxSyncStatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +767,7 @@ func (x *ListMailboxSyncStatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxSyncStatesRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxSyncStatesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{9}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListMailboxSyncStatesRequest) GetAccountId() string {
@@ -670,7 +788,7 @@ type ListMailboxSyncStatesResponse struct {
 
 func (x *ListMailboxSyncStatesResponse) Reset() {
 	*x = ListMailboxSyncStatesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +800,7 @@ func (x *ListMailboxSyncStatesResponse) String() string {
 func (*ListMailboxSyncStatesResponse) ProtoMessage() {}
 
 func (x *ListMailboxSyncStatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +813,7 @@ func (x *ListMailboxSyncStatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxSyncStatesResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxSyncStatesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{10}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListMailboxSyncStatesResponse) GetMailboxes() []*MailboxSyncState {
@@ -711,14 +829,19 @@ type SetMailboxSyncStateRequest struct {
 	// The mailbox.
 	MailboxId string `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
 	// The cursor; its mailbox field is ignored.
-	State         *MailboxSyncState `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	State *MailboxSyncState `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetMailboxSyncStateRequest) Reset() {
 	*x = SetMailboxSyncStateRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +853,7 @@ func (x *SetMailboxSyncStateRequest) String() string {
 func (*SetMailboxSyncStateRequest) ProtoMessage() {}
 
 func (x *SetMailboxSyncStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +866,7 @@ func (x *SetMailboxSyncStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMailboxSyncStateRequest.ProtoReflect.Descriptor instead.
 func (*SetMailboxSyncStateRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetMailboxSyncStateRequest) GetMailboxId() string {
@@ -760,6 +883,13 @@ func (x *SetMailboxSyncStateRequest) GetState() *MailboxSyncState {
 	return nil
 }
 
+func (x *SetMailboxSyncStateRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // SetMailboxSyncStateResponse is the output of SetMailboxSyncState.
 type SetMailboxSyncStateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -769,7 +899,7 @@ type SetMailboxSyncStateResponse struct {
 
 func (x *SetMailboxSyncStateResponse) Reset() {
 	*x = SetMailboxSyncStateResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +911,7 @@ func (x *SetMailboxSyncStateResponse) String() string {
 func (*SetMailboxSyncStateResponse) ProtoMessage() {}
 
 func (x *SetMailboxSyncStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +924,7 @@ func (x *SetMailboxSyncStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMailboxSyncStateResponse.ProtoReflect.Descriptor instead.
 func (*SetMailboxSyncStateResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{12}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{14}
 }
 
 // IngestMeta describes a message being ingested.
@@ -811,14 +941,19 @@ type IngestMeta struct {
 	// INTERNALDATE; the store's clock when unset.
 	InternalDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"`
 	// The expected size, when known; used to refuse oversized messages early.
-	Size          uint64 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	Size uint64 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IngestMeta) Reset() {
 	*x = IngestMeta{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +965,7 @@ func (x *IngestMeta) String() string {
 func (*IngestMeta) ProtoMessage() {}
 
 func (x *IngestMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +978,7 @@ func (x *IngestMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMeta.ProtoReflect.Descriptor instead.
 func (*IngestMeta) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{13}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IngestMeta) GetAccountId() string {
@@ -888,6 +1023,13 @@ func (x *IngestMeta) GetSize() uint64 {
 	return 0
 }
 
+func (x *IngestMeta) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // IngestMessagesRequest is one item of the ingest stream.
 type IngestMessagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -905,7 +1047,7 @@ type IngestMessagesRequest struct {
 
 func (x *IngestMessagesRequest) Reset() {
 	*x = IngestMessagesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1059,7 @@ func (x *IngestMessagesRequest) String() string {
 func (*IngestMessagesRequest) ProtoMessage() {}
 
 func (x *IngestMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1072,7 @@ func (x *IngestMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMessagesRequest.ProtoReflect.Descriptor instead.
 func (*IngestMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{14}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IngestMessagesRequest) GetMeta() *IngestMeta {
@@ -982,7 +1124,7 @@ type IngestResult struct {
 
 func (x *IngestResult) Reset() {
 	*x = IngestResult{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1136,7 @@ func (x *IngestResult) String() string {
 func (*IngestResult) ProtoMessage() {}
 
 func (x *IngestResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1149,7 @@ func (x *IngestResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResult.ProtoReflect.Descriptor instead.
 func (*IngestResult) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{15}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IngestResult) GetRef() string {
@@ -1059,7 +1201,7 @@ type IngestMessagesResponse struct {
 
 func (x *IngestMessagesResponse) Reset() {
 	*x = IngestMessagesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1213,7 @@ func (x *IngestMessagesResponse) String() string {
 func (*IngestMessagesResponse) ProtoMessage() {}
 
 func (x *IngestMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1226,7 @@ func (x *IngestMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMessagesResponse.ProtoReflect.Descriptor instead.
 func (*IngestMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{16}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IngestMessagesResponse) GetResults() []*IngestResult {
@@ -1115,7 +1257,7 @@ type ListUpstreamIdsRequest struct {
 
 func (x *ListUpstreamIdsRequest) Reset() {
 	*x = ListUpstreamIdsRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1269,7 @@ func (x *ListUpstreamIdsRequest) String() string {
 func (*ListUpstreamIdsRequest) ProtoMessage() {}
 
 func (x *ListUpstreamIdsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1282,7 @@ func (x *ListUpstreamIdsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamIdsRequest.ProtoReflect.Descriptor instead.
 func (*ListUpstreamIdsRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{17}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListUpstreamIdsRequest) GetAccountId() string {
@@ -1176,7 +1318,7 @@ type UpstreamMessage struct {
 
 func (x *UpstreamMessage) Reset() {
 	*x = UpstreamMessage{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1330,7 @@ func (x *UpstreamMessage) String() string {
 func (*UpstreamMessage) ProtoMessage() {}
 
 func (x *UpstreamMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1343,7 @@ func (x *UpstreamMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMessage.ProtoReflect.Descriptor instead.
 func (*UpstreamMessage) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{18}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpstreamMessage) GetMessageId() string {
@@ -1250,7 +1392,7 @@ type ListUpstreamIdsResponse struct {
 
 func (x *ListUpstreamIdsResponse) Reset() {
 	*x = ListUpstreamIdsResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1404,7 @@ func (x *ListUpstreamIdsResponse) String() string {
 func (*ListUpstreamIdsResponse) ProtoMessage() {}
 
 func (x *ListUpstreamIdsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1417,7 @@ func (x *ListUpstreamIdsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamIdsResponse.ProtoReflect.Descriptor instead.
 func (*ListUpstreamIdsResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{19}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListUpstreamIdsResponse) GetMessages() []*UpstreamMessage {
@@ -1298,7 +1440,7 @@ type UpstreamFlags struct {
 
 func (x *UpstreamFlags) Reset() {
 	*x = UpstreamFlags{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1452,7 @@ func (x *UpstreamFlags) String() string {
 func (*UpstreamFlags) ProtoMessage() {}
 
 func (x *UpstreamFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1465,7 @@ func (x *UpstreamFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamFlags.ProtoReflect.Descriptor instead.
 func (*UpstreamFlags) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{20}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpstreamFlags) GetUpstream() *UpstreamId {
@@ -1355,7 +1497,7 @@ type UpstreamExpunge struct {
 
 func (x *UpstreamExpunge) Reset() {
 	*x = UpstreamExpunge{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1509,7 @@ func (x *UpstreamExpunge) String() string {
 func (*UpstreamExpunge) ProtoMessage() {}
 
 func (x *UpstreamExpunge) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1522,7 @@ func (x *UpstreamExpunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamExpunge.ProtoReflect.Descriptor instead.
 func (*UpstreamExpunge) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{21}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpstreamExpunge) GetMailboxId() string {
@@ -1417,7 +1559,7 @@ type UpstreamMailboxRename struct {
 
 func (x *UpstreamMailboxRename) Reset() {
 	*x = UpstreamMailboxRename{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1571,7 @@ func (x *UpstreamMailboxRename) String() string {
 func (*UpstreamMailboxRename) ProtoMessage() {}
 
 func (x *UpstreamMailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1584,7 @@ func (x *UpstreamMailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailboxRename.ProtoReflect.Descriptor instead.
 func (*UpstreamMailboxRename) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{22}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpstreamMailboxRename) GetMailboxId() string {
@@ -1470,7 +1612,7 @@ type UpstreamMailboxDelete struct {
 
 func (x *UpstreamMailboxDelete) Reset() {
 	*x = UpstreamMailboxDelete{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1624,7 @@ func (x *UpstreamMailboxDelete) String() string {
 func (*UpstreamMailboxDelete) ProtoMessage() {}
 
 func (x *UpstreamMailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1637,7 @@ func (x *UpstreamMailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailboxDelete.ProtoReflect.Descriptor instead.
 func (*UpstreamMailboxDelete) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{23}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpstreamMailboxDelete) GetMailboxId() string {
@@ -1523,7 +1665,7 @@ type UpstreamChange struct {
 
 func (x *UpstreamChange) Reset() {
 	*x = UpstreamChange{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1677,7 @@ func (x *UpstreamChange) String() string {
 func (*UpstreamChange) ProtoMessage() {}
 
 func (x *UpstreamChange) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1690,7 @@ func (x *UpstreamChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamChange.ProtoReflect.Descriptor instead.
 func (*UpstreamChange) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{24}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpstreamChange) GetChange() isUpstreamChange_Change {
@@ -1632,14 +1774,19 @@ type ApplyUpstreamChangesRequest struct {
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// The changes, applied in order in one transaction; at most 10000.
-	Changes       []*UpstreamChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*UpstreamChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyUpstreamChangesRequest) Reset() {
 	*x = ApplyUpstreamChangesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1798,7 @@ func (x *ApplyUpstreamChangesRequest) String() string {
 func (*ApplyUpstreamChangesRequest) ProtoMessage() {}
 
 func (x *ApplyUpstreamChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1811,7 @@ func (x *ApplyUpstreamChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpstreamChangesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyUpstreamChangesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{25}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApplyUpstreamChangesRequest) GetAccountId() string {
@@ -1681,6 +1828,13 @@ func (x *ApplyUpstreamChangesRequest) GetChanges() []*UpstreamChange {
 	return nil
 }
 
+func (x *ApplyUpstreamChangesRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // ApplyUpstreamChangesResponse is the output of ApplyUpstreamChanges.
 type ApplyUpstreamChangesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1694,7 +1848,7 @@ type ApplyUpstreamChangesResponse struct {
 
 func (x *ApplyUpstreamChangesResponse) Reset() {
 	*x = ApplyUpstreamChangesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1860,7 @@ func (x *ApplyUpstreamChangesResponse) String() string {
 func (*ApplyUpstreamChangesResponse) ProtoMessage() {}
 
 func (x *ApplyUpstreamChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1873,7 @@ func (x *ApplyUpstreamChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpstreamChangesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyUpstreamChangesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{26}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApplyUpstreamChangesResponse) GetState() uint64 {
@@ -1752,7 +1906,7 @@ type WriteBackTarget struct {
 
 func (x *WriteBackTarget) Reset() {
 	*x = WriteBackTarget{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1918,7 @@ func (x *WriteBackTarget) String() string {
 func (*WriteBackTarget) ProtoMessage() {}
 
 func (x *WriteBackTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1931,7 @@ func (x *WriteBackTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBackTarget.ProtoReflect.Descriptor instead.
 func (*WriteBackTarget) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{27}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WriteBackTarget) GetMessageId() string {
@@ -1816,7 +1970,7 @@ type FlagsWriteBack struct {
 
 func (x *FlagsWriteBack) Reset() {
 	*x = FlagsWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1982,7 @@ func (x *FlagsWriteBack) String() string {
 func (*FlagsWriteBack) ProtoMessage() {}
 
 func (x *FlagsWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1995,7 @@ func (x *FlagsWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlagsWriteBack.ProtoReflect.Descriptor instead.
 func (*FlagsWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{28}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FlagsWriteBack) GetTargets() []*WriteBackTarget {
@@ -1880,7 +2034,7 @@ type MoveWriteBack struct {
 
 func (x *MoveWriteBack) Reset() {
 	*x = MoveWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2046,7 @@ func (x *MoveWriteBack) String() string {
 func (*MoveWriteBack) ProtoMessage() {}
 
 func (x *MoveWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2059,7 @@ func (x *MoveWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveWriteBack.ProtoReflect.Descriptor instead.
 func (*MoveWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{29}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MoveWriteBack) GetTargets() []*WriteBackTarget {
@@ -1941,7 +2095,7 @@ type DeleteWriteBack struct {
 
 func (x *DeleteWriteBack) Reset() {
 	*x = DeleteWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2107,7 @@ func (x *DeleteWriteBack) String() string {
 func (*DeleteWriteBack) ProtoMessage() {}
 
 func (x *DeleteWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2120,7 @@ func (x *DeleteWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWriteBack.ProtoReflect.Descriptor instead.
 func (*DeleteWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{30}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteWriteBack) GetTargets() []*WriteBackTarget {
@@ -1996,7 +2150,7 @@ type AppendWriteBack struct {
 
 func (x *AppendWriteBack) Reset() {
 	*x = AppendWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2162,7 @@ func (x *AppendWriteBack) String() string {
 func (*AppendWriteBack) ProtoMessage() {}
 
 func (x *AppendWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2175,7 @@ func (x *AppendWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendWriteBack.ProtoReflect.Descriptor instead.
 func (*AppendWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{31}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AppendWriteBack) GetMessageId() string {
@@ -2072,7 +2226,7 @@ type CreateMailboxWriteBack struct {
 
 func (x *CreateMailboxWriteBack) Reset() {
 	*x = CreateMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2238,7 @@ func (x *CreateMailboxWriteBack) String() string {
 func (*CreateMailboxWriteBack) ProtoMessage() {}
 
 func (x *CreateMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2251,7 @@ func (x *CreateMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*CreateMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{32}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateMailboxWriteBack) GetMailboxId() string {
@@ -2129,7 +2283,7 @@ type RenameMailboxWriteBack struct {
 
 func (x *RenameMailboxWriteBack) Reset() {
 	*x = RenameMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2295,7 @@ func (x *RenameMailboxWriteBack) String() string {
 func (*RenameMailboxWriteBack) ProtoMessage() {}
 
 func (x *RenameMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2308,7 @@ func (x *RenameMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*RenameMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{33}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RenameMailboxWriteBack) GetMailboxId() string {
@@ -2191,7 +2345,7 @@ type DeleteMailboxWriteBack struct {
 
 func (x *DeleteMailboxWriteBack) Reset() {
 	*x = DeleteMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2357,7 @@ func (x *DeleteMailboxWriteBack) String() string {
 func (*DeleteMailboxWriteBack) ProtoMessage() {}
 
 func (x *DeleteMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2370,7 @@ func (x *DeleteMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{34}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteMailboxWriteBack) GetMailboxId() string {
@@ -2264,7 +2418,7 @@ type WriteBack struct {
 
 func (x *WriteBack) Reset() {
 	*x = WriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2430,7 @@ func (x *WriteBack) String() string {
 func (*WriteBack) ProtoMessage() {}
 
 func (x *WriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2443,7 @@ func (x *WriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBack.ProtoReflect.Descriptor instead.
 func (*WriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{35}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WriteBack) GetId() string {
@@ -2463,7 +2617,7 @@ type ListPendingWriteBacksRequest struct {
 
 func (x *ListPendingWriteBacksRequest) Reset() {
 	*x = ListPendingWriteBacksRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2629,7 @@ func (x *ListPendingWriteBacksRequest) String() string {
 func (*ListPendingWriteBacksRequest) ProtoMessage() {}
 
 func (x *ListPendingWriteBacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2642,7 @@ func (x *ListPendingWriteBacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingWriteBacksRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingWriteBacksRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{36}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListPendingWriteBacksRequest) GetAccountId() string {
@@ -2516,7 +2670,7 @@ type ListPendingWriteBacksResponse struct {
 
 func (x *ListPendingWriteBacksResponse) Reset() {
 	*x = ListPendingWriteBacksResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2682,7 @@ func (x *ListPendingWriteBacksResponse) String() string {
 func (*ListPendingWriteBacksResponse) ProtoMessage() {}
 
 func (x *ListPendingWriteBacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2695,7 @@ func (x *ListPendingWriteBacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingWriteBacksResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingWriteBacksResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{37}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListPendingWriteBacksResponse) GetWritebacks() []*WriteBack {
@@ -2565,7 +2719,7 @@ type UpstreamPlacement struct {
 
 func (x *UpstreamPlacement) Reset() {
 	*x = UpstreamPlacement{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2731,7 @@ func (x *UpstreamPlacement) String() string {
 func (*UpstreamPlacement) ProtoMessage() {}
 
 func (x *UpstreamPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2744,7 @@ func (x *UpstreamPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamPlacement.ProtoReflect.Descriptor instead.
 func (*UpstreamPlacement) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{38}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpstreamPlacement) GetMessageId() string {
@@ -2623,13 +2777,18 @@ type AckWriteBackRequest struct {
 	// Messages found to no longer exist upstream while applying it; the store
 	// deletes them (the store follows the server).
 	GoneMessageIds []string `protobuf:"bytes,6,rep,name=gone_message_ids,json=goneMessageIds,proto3" json:"gone_message_ids,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,7,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AckWriteBackRequest) Reset() {
 	*x = AckWriteBackRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2800,7 @@ func (x *AckWriteBackRequest) String() string {
 func (*AckWriteBackRequest) ProtoMessage() {}
 
 func (x *AckWriteBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2813,7 @@ func (x *AckWriteBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckWriteBackRequest.ProtoReflect.Descriptor instead.
 func (*AckWriteBackRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{39}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AckWriteBackRequest) GetWritebackId() string {
@@ -2699,6 +2858,13 @@ func (x *AckWriteBackRequest) GetGoneMessageIds() []string {
 	return nil
 }
 
+func (x *AckWriteBackRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // AckWriteBackResponse is the output of AckWriteBack.
 type AckWriteBackResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2708,7 +2874,7 @@ type AckWriteBackResponse struct {
 
 func (x *AckWriteBackResponse) Reset() {
 	*x = AckWriteBackResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2886,7 @@ func (x *AckWriteBackResponse) String() string {
 func (*AckWriteBackResponse) ProtoMessage() {}
 
 func (x *AckWriteBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2899,7 @@ func (x *AckWriteBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckWriteBackResponse.ProtoReflect.Descriptor instead.
 func (*AckWriteBackResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{40}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{42}
 }
 
 // RebindMessagesRequest is the input of RebindMessages.
@@ -2742,14 +2908,19 @@ type RebindMessagesRequest struct {
 	// The account.
 	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// The messages and their new identities (IMAP); at most 10000.
-	Placements    []*UpstreamPlacement `protobuf:"bytes,2,rep,name=placements,proto3" json:"placements,omitempty"`
+	Placements []*UpstreamPlacement `protobuf:"bytes,2,rep,name=placements,proto3" json:"placements,omitempty"`
+	// The fencing token of the fetcher's lease on the account (decision
+	// 0011); 0 when no ownership is in use. The store refuses the request
+	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
+	// accepted a larger token for the account.
+	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RebindMessagesRequest) Reset() {
 	*x = RebindMessagesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2932,7 @@ func (x *RebindMessagesRequest) String() string {
 func (*RebindMessagesRequest) ProtoMessage() {}
 
 func (x *RebindMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2945,7 @@ func (x *RebindMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebindMessagesRequest.ProtoReflect.Descriptor instead.
 func (*RebindMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{41}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RebindMessagesRequest) GetAccountId() string {
@@ -2791,6 +2962,13 @@ func (x *RebindMessagesRequest) GetPlacements() []*UpstreamPlacement {
 	return nil
 }
 
+func (x *RebindMessagesRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
 // RebindMessagesResponse is the output of RebindMessages.
 type RebindMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2803,7 +2981,7 @@ type RebindMessagesResponse struct {
 
 func (x *RebindMessagesResponse) Reset() {
 	*x = RebindMessagesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2993,7 @@ func (x *RebindMessagesResponse) String() string {
 func (*RebindMessagesResponse) ProtoMessage() {}
 
 func (x *RebindMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3006,7 @@ func (x *RebindMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebindMessagesResponse.ProtoReflect.Descriptor instead.
 func (*RebindMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{42}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RebindMessagesResponse) GetRebound() uint32 {
@@ -2850,7 +3028,13 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12 \n" +
 	"\vuidvalidity\x18\x02 \x01(\rR\vuidvalidity\x12\x10\n" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x12\n" +
-	"\x04uidl\x18\x04 \x01(\tR\x04uidl\"8\n" +
+	"\x04uidl\x18\x04 \x01(\tR\x04uidl\"U\n" +
+	"\x13ClaimAccountRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
+	"\vlease_token\x18\x02 \x01(\x04R\n" +
+	"leaseToken\"\x16\n" +
+	"\x14ClaimAccountResponse\"8\n" +
 	"\x17GetAccountSecretRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"R\n" +
@@ -2858,11 +3042,13 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"n\n" +
+	"generation\"\x8f\x01\n" +
 	"\x1aReportAccountStatusRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x121\n" +
-	"\x06status\x18\x02 \x01(\v2\x19.mailbus.v1.AccountStatusR\x06status\"\x1d\n" +
+	"\x06status\x18\x02 \x01(\v2\x19.mailbus.v1.AccountStatusR\x06status\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\"\x1d\n" +
 	"\x1bReportAccountStatusResponse\"\x92\x01\n" +
 	"\x0fUpstreamMailbox\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -2875,23 +3061,27 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x0esynced_uidnext\x18\x03 \x01(\rR\rsyncedUidnext\x121\n" +
 	"\x14synced_highestmodseq\x18\x04 \x01(\x04R\x13syncedHighestmodseq\x12*\n" +
 	"\x11initial_sync_done\x18\x05 \x01(\bR\x0finitialSyncDone\x12*\n" +
-	"\x11synced_lowest_uid\x18\x06 \x01(\rR\x0fsyncedLowestUid\"r\n" +
+	"\x11synced_lowest_uid\x18\x06 \x01(\rR\x0fsyncedLowestUid\"\x93\x01\n" +
 	"\x16UpsertMailboxesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x129\n" +
-	"\tmailboxes\x18\x02 \x03(\v2\x1b.mailbus.v1.UpstreamMailboxR\tmailboxes\"U\n" +
+	"\tmailboxes\x18\x02 \x03(\v2\x1b.mailbus.v1.UpstreamMailboxR\tmailboxes\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\"U\n" +
 	"\x17UpsertMailboxesResponse\x12:\n" +
 	"\tmailboxes\x18\x01 \x03(\v2\x1c.mailbus.v1.MailboxSyncStateR\tmailboxes\"=\n" +
 	"\x1cListMailboxSyncStatesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"[\n" +
 	"\x1dListMailboxSyncStatesResponse\x12:\n" +
-	"\tmailboxes\x18\x01 \x03(\v2\x1c.mailbus.v1.MailboxSyncStateR\tmailboxes\"o\n" +
+	"\tmailboxes\x18\x01 \x03(\v2\x1c.mailbus.v1.MailboxSyncStateR\tmailboxes\"\x90\x01\n" +
 	"\x1aSetMailboxSyncStateRequest\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x122\n" +
-	"\x05state\x18\x02 \x01(\v2\x1c.mailbus.v1.MailboxSyncStateR\x05state\"\x1d\n" +
-	"\x1bSetMailboxSyncStateResponse\"\xdc\x01\n" +
+	"\x05state\x18\x02 \x01(\v2\x1c.mailbus.v1.MailboxSyncStateR\x05state\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\"\x1d\n" +
+	"\x1bSetMailboxSyncStateResponse\"\xfd\x01\n" +
 	"\n" +
 	"IngestMeta\x12\x1d\n" +
 	"\n" +
@@ -2900,7 +3090,9 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x03ref\x18\x03 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05flags\x18\x04 \x03(\tR\x05flags\x12?\n" +
 	"\rinternal_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x12\n" +
-	"\x04size\x18\x06 \x01(\x04R\x04size\"\x93\x01\n" +
+	"\x04size\x18\x06 \x01(\x04R\x04size\x12\x1f\n" +
+	"\vlease_token\x18\a \x01(\x04R\n" +
+	"leaseToken\"\x93\x01\n" +
 	"\x15IngestMessagesRequest\x12*\n" +
 	"\x04meta\x18\x01 \x01(\v2\x16.mailbus.v1.IngestMetaR\x04meta\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12$\n" +
@@ -2950,11 +3142,13 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\aexpunge\x18\x02 \x01(\v2\x1b.mailbus.v1.UpstreamExpungeH\x00R\aexpunge\x12J\n" +
 	"\x0emailbox_rename\x18\x03 \x01(\v2!.mailbus.v1.UpstreamMailboxRenameH\x00R\rmailboxRename\x12J\n" +
 	"\x0emailbox_delete\x18\x04 \x01(\v2!.mailbus.v1.UpstreamMailboxDeleteH\x00R\rmailboxDeleteB\b\n" +
-	"\x06change\"r\n" +
+	"\x06change\"\x93\x01\n" +
 	"\x1bApplyUpstreamChangesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x124\n" +
-	"\achanges\x18\x02 \x03(\v2\x1a.mailbus.v1.UpstreamChangeR\achanges\"N\n" +
+	"\achanges\x18\x02 \x03(\v2\x1a.mailbus.v1.UpstreamChangeR\achanges\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\"N\n" +
 	"\x1cApplyUpstreamChangesResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\x04R\x05state\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\rR\aapplied\"\x87\x01\n" +
@@ -3022,7 +3216,7 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x11UpstreamPlacement\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x122\n" +
-	"\bupstream\x18\x02 \x01(\v2\x16.mailbus.v1.UpstreamIdR\bupstream\"\x93\x02\n" +
+	"\bupstream\x18\x02 \x01(\v2\x16.mailbus.v1.UpstreamIdR\bupstream\"\xb4\x02\n" +
 	"\x13AckWriteBackRequest\x12!\n" +
 	"\fwriteback_id\x18\x01 \x01(\tR\vwritebackId\x126\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1c.mailbus.v1.WriteBackOutcomeR\aoutcome\x12\x16\n" +
@@ -3031,22 +3225,27 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"placements\x18\x04 \x03(\v2\x1d.mailbus.v1.UpstreamPlacementR\n" +
 	"placements\x12 \n" +
 	"\vuidvalidity\x18\x05 \x01(\rR\vuidvalidity\x12(\n" +
-	"\x10gone_message_ids\x18\x06 \x03(\tR\x0egoneMessageIds\"\x16\n" +
-	"\x14AckWriteBackResponse\"u\n" +
+	"\x10gone_message_ids\x18\x06 \x03(\tR\x0egoneMessageIds\x12\x1f\n" +
+	"\vlease_token\x18\a \x01(\x04R\n" +
+	"leaseToken\"\x16\n" +
+	"\x14AckWriteBackResponse\"\x96\x01\n" +
 	"\x15RebindMessagesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12=\n" +
 	"\n" +
 	"placements\x18\x02 \x03(\v2\x1d.mailbus.v1.UpstreamPlacementR\n" +
-	"placements\"2\n" +
+	"placements\x12\x1f\n" +
+	"\vlease_token\x18\x03 \x01(\x04R\n" +
+	"leaseToken\"2\n" +
 	"\x16RebindMessagesResponse\x12\x18\n" +
 	"\arebound\x18\x01 \x01(\rR\arebound*\x93\x01\n" +
 	"\x10WriteBackOutcome\x12\"\n" +
 	"\x1eWRITE_BACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWRITE_BACK_OUTCOME_APPLIED\x10\x01\x12\x1d\n" +
 	"\x19WRITE_BACK_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
-	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\xc8\b\n" +
-	"\rIngestService\x12]\n" +
+	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\x9b\t\n" +
+	"\rIngestService\x12Q\n" +
+	"\fClaimAccount\x12\x1f.mailbus.v1.ClaimAccountRequest\x1a .mailbus.v1.ClaimAccountResponse\x12]\n" +
 	"\x10GetAccountSecret\x12#.mailbus.v1.GetAccountSecretRequest\x1a$.mailbus.v1.GetAccountSecretResponse\x12f\n" +
 	"\x13ReportAccountStatus\x12&.mailbus.v1.ReportAccountStatusRequest\x1a'.mailbus.v1.ReportAccountStatusResponse\x12Z\n" +
 	"\x0fUpsertMailboxes\x12\".mailbus.v1.UpsertMailboxesRequest\x1a#.mailbus.v1.UpsertMailboxesResponse\x12l\n" +
@@ -3072,120 +3271,124 @@ func file_mailbus_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbus_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_mailbus_v1_ingest_proto_goTypes = []any{
 	(WriteBackOutcome)(0),                 // 0: mailbus.v1.WriteBackOutcome
 	(*UpstreamId)(nil),                    // 1: mailbus.v1.UpstreamId
-	(*GetAccountSecretRequest)(nil),       // 2: mailbus.v1.GetAccountSecretRequest
-	(*GetAccountSecretResponse)(nil),      // 3: mailbus.v1.GetAccountSecretResponse
-	(*ReportAccountStatusRequest)(nil),    // 4: mailbus.v1.ReportAccountStatusRequest
-	(*ReportAccountStatusResponse)(nil),   // 5: mailbus.v1.ReportAccountStatusResponse
-	(*UpstreamMailbox)(nil),               // 6: mailbus.v1.UpstreamMailbox
-	(*MailboxSyncState)(nil),              // 7: mailbus.v1.MailboxSyncState
-	(*UpsertMailboxesRequest)(nil),        // 8: mailbus.v1.UpsertMailboxesRequest
-	(*UpsertMailboxesResponse)(nil),       // 9: mailbus.v1.UpsertMailboxesResponse
-	(*ListMailboxSyncStatesRequest)(nil),  // 10: mailbus.v1.ListMailboxSyncStatesRequest
-	(*ListMailboxSyncStatesResponse)(nil), // 11: mailbus.v1.ListMailboxSyncStatesResponse
-	(*SetMailboxSyncStateRequest)(nil),    // 12: mailbus.v1.SetMailboxSyncStateRequest
-	(*SetMailboxSyncStateResponse)(nil),   // 13: mailbus.v1.SetMailboxSyncStateResponse
-	(*IngestMeta)(nil),                    // 14: mailbus.v1.IngestMeta
-	(*IngestMessagesRequest)(nil),         // 15: mailbus.v1.IngestMessagesRequest
-	(*IngestResult)(nil),                  // 16: mailbus.v1.IngestResult
-	(*IngestMessagesResponse)(nil),        // 17: mailbus.v1.IngestMessagesResponse
-	(*ListUpstreamIdsRequest)(nil),        // 18: mailbus.v1.ListUpstreamIdsRequest
-	(*UpstreamMessage)(nil),               // 19: mailbus.v1.UpstreamMessage
-	(*ListUpstreamIdsResponse)(nil),       // 20: mailbus.v1.ListUpstreamIdsResponse
-	(*UpstreamFlags)(nil),                 // 21: mailbus.v1.UpstreamFlags
-	(*UpstreamExpunge)(nil),               // 22: mailbus.v1.UpstreamExpunge
-	(*UpstreamMailboxRename)(nil),         // 23: mailbus.v1.UpstreamMailboxRename
-	(*UpstreamMailboxDelete)(nil),         // 24: mailbus.v1.UpstreamMailboxDelete
-	(*UpstreamChange)(nil),                // 25: mailbus.v1.UpstreamChange
-	(*ApplyUpstreamChangesRequest)(nil),   // 26: mailbus.v1.ApplyUpstreamChangesRequest
-	(*ApplyUpstreamChangesResponse)(nil),  // 27: mailbus.v1.ApplyUpstreamChangesResponse
-	(*WriteBackTarget)(nil),               // 28: mailbus.v1.WriteBackTarget
-	(*FlagsWriteBack)(nil),                // 29: mailbus.v1.FlagsWriteBack
-	(*MoveWriteBack)(nil),                 // 30: mailbus.v1.MoveWriteBack
-	(*DeleteWriteBack)(nil),               // 31: mailbus.v1.DeleteWriteBack
-	(*AppendWriteBack)(nil),               // 32: mailbus.v1.AppendWriteBack
-	(*CreateMailboxWriteBack)(nil),        // 33: mailbus.v1.CreateMailboxWriteBack
-	(*RenameMailboxWriteBack)(nil),        // 34: mailbus.v1.RenameMailboxWriteBack
-	(*DeleteMailboxWriteBack)(nil),        // 35: mailbus.v1.DeleteMailboxWriteBack
-	(*WriteBack)(nil),                     // 36: mailbus.v1.WriteBack
-	(*ListPendingWriteBacksRequest)(nil),  // 37: mailbus.v1.ListPendingWriteBacksRequest
-	(*ListPendingWriteBacksResponse)(nil), // 38: mailbus.v1.ListPendingWriteBacksResponse
-	(*UpstreamPlacement)(nil),             // 39: mailbus.v1.UpstreamPlacement
-	(*AckWriteBackRequest)(nil),           // 40: mailbus.v1.AckWriteBackRequest
-	(*AckWriteBackResponse)(nil),          // 41: mailbus.v1.AckWriteBackResponse
-	(*RebindMessagesRequest)(nil),         // 42: mailbus.v1.RebindMessagesRequest
-	(*RebindMessagesResponse)(nil),        // 43: mailbus.v1.RebindMessagesResponse
-	(*AccountStatus)(nil),                 // 44: mailbus.v1.AccountStatus
-	(MailboxRole)(0),                      // 45: mailbus.v1.MailboxRole
-	(*Mailbox)(nil),                       // 46: mailbus.v1.Mailbox
-	(*timestamppb.Timestamp)(nil),         // 47: google.protobuf.Timestamp
+	(*ClaimAccountRequest)(nil),           // 2: mailbus.v1.ClaimAccountRequest
+	(*ClaimAccountResponse)(nil),          // 3: mailbus.v1.ClaimAccountResponse
+	(*GetAccountSecretRequest)(nil),       // 4: mailbus.v1.GetAccountSecretRequest
+	(*GetAccountSecretResponse)(nil),      // 5: mailbus.v1.GetAccountSecretResponse
+	(*ReportAccountStatusRequest)(nil),    // 6: mailbus.v1.ReportAccountStatusRequest
+	(*ReportAccountStatusResponse)(nil),   // 7: mailbus.v1.ReportAccountStatusResponse
+	(*UpstreamMailbox)(nil),               // 8: mailbus.v1.UpstreamMailbox
+	(*MailboxSyncState)(nil),              // 9: mailbus.v1.MailboxSyncState
+	(*UpsertMailboxesRequest)(nil),        // 10: mailbus.v1.UpsertMailboxesRequest
+	(*UpsertMailboxesResponse)(nil),       // 11: mailbus.v1.UpsertMailboxesResponse
+	(*ListMailboxSyncStatesRequest)(nil),  // 12: mailbus.v1.ListMailboxSyncStatesRequest
+	(*ListMailboxSyncStatesResponse)(nil), // 13: mailbus.v1.ListMailboxSyncStatesResponse
+	(*SetMailboxSyncStateRequest)(nil),    // 14: mailbus.v1.SetMailboxSyncStateRequest
+	(*SetMailboxSyncStateResponse)(nil),   // 15: mailbus.v1.SetMailboxSyncStateResponse
+	(*IngestMeta)(nil),                    // 16: mailbus.v1.IngestMeta
+	(*IngestMessagesRequest)(nil),         // 17: mailbus.v1.IngestMessagesRequest
+	(*IngestResult)(nil),                  // 18: mailbus.v1.IngestResult
+	(*IngestMessagesResponse)(nil),        // 19: mailbus.v1.IngestMessagesResponse
+	(*ListUpstreamIdsRequest)(nil),        // 20: mailbus.v1.ListUpstreamIdsRequest
+	(*UpstreamMessage)(nil),               // 21: mailbus.v1.UpstreamMessage
+	(*ListUpstreamIdsResponse)(nil),       // 22: mailbus.v1.ListUpstreamIdsResponse
+	(*UpstreamFlags)(nil),                 // 23: mailbus.v1.UpstreamFlags
+	(*UpstreamExpunge)(nil),               // 24: mailbus.v1.UpstreamExpunge
+	(*UpstreamMailboxRename)(nil),         // 25: mailbus.v1.UpstreamMailboxRename
+	(*UpstreamMailboxDelete)(nil),         // 26: mailbus.v1.UpstreamMailboxDelete
+	(*UpstreamChange)(nil),                // 27: mailbus.v1.UpstreamChange
+	(*ApplyUpstreamChangesRequest)(nil),   // 28: mailbus.v1.ApplyUpstreamChangesRequest
+	(*ApplyUpstreamChangesResponse)(nil),  // 29: mailbus.v1.ApplyUpstreamChangesResponse
+	(*WriteBackTarget)(nil),               // 30: mailbus.v1.WriteBackTarget
+	(*FlagsWriteBack)(nil),                // 31: mailbus.v1.FlagsWriteBack
+	(*MoveWriteBack)(nil),                 // 32: mailbus.v1.MoveWriteBack
+	(*DeleteWriteBack)(nil),               // 33: mailbus.v1.DeleteWriteBack
+	(*AppendWriteBack)(nil),               // 34: mailbus.v1.AppendWriteBack
+	(*CreateMailboxWriteBack)(nil),        // 35: mailbus.v1.CreateMailboxWriteBack
+	(*RenameMailboxWriteBack)(nil),        // 36: mailbus.v1.RenameMailboxWriteBack
+	(*DeleteMailboxWriteBack)(nil),        // 37: mailbus.v1.DeleteMailboxWriteBack
+	(*WriteBack)(nil),                     // 38: mailbus.v1.WriteBack
+	(*ListPendingWriteBacksRequest)(nil),  // 39: mailbus.v1.ListPendingWriteBacksRequest
+	(*ListPendingWriteBacksResponse)(nil), // 40: mailbus.v1.ListPendingWriteBacksResponse
+	(*UpstreamPlacement)(nil),             // 41: mailbus.v1.UpstreamPlacement
+	(*AckWriteBackRequest)(nil),           // 42: mailbus.v1.AckWriteBackRequest
+	(*AckWriteBackResponse)(nil),          // 43: mailbus.v1.AckWriteBackResponse
+	(*RebindMessagesRequest)(nil),         // 44: mailbus.v1.RebindMessagesRequest
+	(*RebindMessagesResponse)(nil),        // 45: mailbus.v1.RebindMessagesResponse
+	(*AccountStatus)(nil),                 // 46: mailbus.v1.AccountStatus
+	(MailboxRole)(0),                      // 47: mailbus.v1.MailboxRole
+	(*Mailbox)(nil),                       // 48: mailbus.v1.Mailbox
+	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
 }
 var file_mailbus_v1_ingest_proto_depIdxs = []int32{
-	44, // 0: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
-	45, // 1: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
-	46, // 2: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
-	6,  // 3: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
-	7,  // 4: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	7,  // 5: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	7,  // 6: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
+	46, // 0: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
+	47, // 1: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
+	48, // 2: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
+	8,  // 3: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
+	9,  // 4: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	9,  // 5: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	9,  // 6: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
 	1,  // 7: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
-	47, // 8: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
-	14, // 9: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
+	49, // 8: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
+	16, // 9: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
 	1,  // 10: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
-	16, // 11: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
+	18, // 11: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
 	1,  // 12: mailbus.v1.UpstreamMessage.upstream:type_name -> mailbus.v1.UpstreamId
-	19, // 13: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
+	21, // 13: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
 	1,  // 14: mailbus.v1.UpstreamFlags.upstream:type_name -> mailbus.v1.UpstreamId
-	21, // 15: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
-	22, // 16: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
-	23, // 17: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
-	24, // 18: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
-	25, // 19: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
+	23, // 15: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
+	24, // 16: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
+	25, // 17: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
+	26, // 18: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
+	27, // 19: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
 	1,  // 20: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
-	28, // 21: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	28, // 22: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	28, // 23: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	47, // 24: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
-	47, // 25: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
-	29, // 26: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
-	30, // 27: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
-	31, // 28: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
-	32, // 29: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
-	33, // 30: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
-	34, // 31: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
-	35, // 32: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
-	36, // 33: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
+	30, // 21: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	30, // 22: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	30, // 23: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	49, // 24: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
+	49, // 25: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
+	31, // 26: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
+	32, // 27: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
+	33, // 28: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
+	34, // 29: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
+	35, // 30: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
+	36, // 31: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
+	37, // 32: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
+	38, // 33: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
 	1,  // 34: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
 	0,  // 35: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
-	39, // 36: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	39, // 37: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	2,  // 38: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
-	4,  // 39: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
-	8,  // 40: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
-	10, // 41: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
-	12, // 42: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
-	15, // 43: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
-	18, // 44: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
-	26, // 45: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
-	37, // 46: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
-	40, // 47: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
-	42, // 48: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
-	3,  // 49: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
-	5,  // 50: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
-	9,  // 51: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
-	11, // 52: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
-	13, // 53: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
-	17, // 54: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
-	20, // 55: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
-	27, // 56: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
-	38, // 57: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
-	41, // 58: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
-	43, // 59: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
-	49, // [49:60] is the sub-list for method output_type
-	38, // [38:49] is the sub-list for method input_type
+	41, // 36: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	41, // 37: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	2,  // 38: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
+	4,  // 39: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
+	6,  // 40: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
+	10, // 41: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
+	12, // 42: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
+	14, // 43: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
+	17, // 44: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
+	20, // 45: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
+	28, // 46: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
+	39, // 47: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
+	42, // 48: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
+	44, // 49: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
+	3,  // 50: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
+	5,  // 51: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
+	7,  // 52: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
+	11, // 53: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
+	13, // 54: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
+	15, // 55: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
+	19, // 56: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
+	22, // 57: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
+	29, // 58: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
+	40, // 59: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
+	43, // 60: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
+	45, // 61: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
+	50, // [50:62] is the sub-list for method output_type
+	38, // [38:50] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -3198,13 +3401,13 @@ func file_mailbus_v1_ingest_proto_init() {
 	}
 	file_mailbus_v1_account_proto_init()
 	file_mailbus_v1_common_proto_init()
-	file_mailbus_v1_ingest_proto_msgTypes[24].OneofWrappers = []any{
+	file_mailbus_v1_ingest_proto_msgTypes[26].OneofWrappers = []any{
 		(*UpstreamChange_Flags)(nil),
 		(*UpstreamChange_Expunge)(nil),
 		(*UpstreamChange_MailboxRename)(nil),
 		(*UpstreamChange_MailboxDelete)(nil),
 	}
-	file_mailbus_v1_ingest_proto_msgTypes[35].OneofWrappers = []any{
+	file_mailbus_v1_ingest_proto_msgTypes[37].OneofWrappers = []any{
 		(*WriteBack_Flags)(nil),
 		(*WriteBack_Move)(nil),
 		(*WriteBack_Delete)(nil),
@@ -3219,7 +3422,7 @@ func file_mailbus_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_ingest_proto_rawDesc), len(file_mailbus_v1_ingest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,6 +19,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	IngestService_ClaimAccount_FullMethodName          = "/mailbus.v1.IngestService/ClaimAccount"
 	IngestService_GetAccountSecret_FullMethodName      = "/mailbus.v1.IngestService/GetAccountSecret"
 	IngestService_ReportAccountStatus_FullMethodName   = "/mailbus.v1.IngestService/ReportAccountStatus"
 	IngestService_UpsertMailboxes_FullMethodName       = "/mailbus.v1.IngestService/UpsertMailboxes"
@@ -42,7 +43,19 @@ const (
 // Ingest is idempotent by upstream identity: IMAP (mailbox, UIDVALIDITY,
 // UID), POP3 UIDL. A fetcher that crashes and retries never makes a
 // duplicate.
+//
+// Fencing (decision 0011): every write for an account carries the
+// lease_token of the fetcher replica's lease on it. The store keeps the
+// largest token it accepted per account and refuses a smaller one with
+// FAILED_PRECONDITION and ErrorInfo reason STALE_LEASE (domain mailbus.v1):
+// the fetcher must stop working the account.
 type IngestServiceClient interface {
+	// ClaimAccount records that the fetcher holding a lease with this token
+	// now works the account (decision 0011): a new owner calls it before it
+	// touches the upstream server, so that the store refuses the late writes
+	// of an earlier owner from then on. It writes nothing else and is
+	// refused like any fetcher write when the token is stale.
+	ClaimAccount(ctx context.Context, in *ClaimAccountRequest, opts ...grpc.CallOption) (*ClaimAccountResponse, error)
 	// GetAccountSecret returns the decrypted secret of an account.
 	GetAccountSecret(ctx context.Context, in *GetAccountSecretRequest, opts ...grpc.CallOption) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
@@ -95,6 +108,16 @@ type ingestServiceClient struct {
 
 func NewIngestServiceClient(cc grpc.ClientConnInterface) IngestServiceClient {
 	return &ingestServiceClient{cc}
+}
+
+func (c *ingestServiceClient) ClaimAccount(ctx context.Context, in *ClaimAccountRequest, opts ...grpc.CallOption) (*ClaimAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClaimAccountResponse)
+	err := c.cc.Invoke(ctx, IngestService_ClaimAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *ingestServiceClient) GetAccountSecret(ctx context.Context, in *GetAccountSecretRequest, opts ...grpc.CallOption) (*GetAccountSecretResponse, error) {
@@ -229,7 +252,19 @@ func (c *ingestServiceClient) RebindMessages(ctx context.Context, in *RebindMess
 // Ingest is idempotent by upstream identity: IMAP (mailbox, UIDVALIDITY,
 // UID), POP3 UIDL. A fetcher that crashes and retries never makes a
 // duplicate.
+//
+// Fencing (decision 0011): every write for an account carries the
+// lease_token of the fetcher replica's lease on it. The store keeps the
+// largest token it accepted per account and refuses a smaller one with
+// FAILED_PRECONDITION and ErrorInfo reason STALE_LEASE (domain mailbus.v1):
+// the fetcher must stop working the account.
 type IngestServiceServer interface {
+	// ClaimAccount records that the fetcher holding a lease with this token
+	// now works the account (decision 0011): a new owner calls it before it
+	// touches the upstream server, so that the store refuses the late writes
+	// of an earlier owner from then on. It writes nothing else and is
+	// refused like any fetcher write when the token is stale.
+	ClaimAccount(context.Context, *ClaimAccountRequest) (*ClaimAccountResponse, error)
 	// GetAccountSecret returns the decrypted secret of an account.
 	GetAccountSecret(context.Context, *GetAccountSecretRequest) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
@@ -284,6 +319,9 @@ type IngestServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedIngestServiceServer struct{}
 
+func (UnimplementedIngestServiceServer) ClaimAccount(context.Context, *ClaimAccountRequest) (*ClaimAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClaimAccount not implemented")
+}
 func (UnimplementedIngestServiceServer) GetAccountSecret(context.Context, *GetAccountSecretRequest) (*GetAccountSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccountSecret not implemented")
 }
@@ -336,6 +374,24 @@ func RegisterIngestServiceServer(s grpc.ServiceRegistrar, srv IngestServiceServe
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&IngestService_ServiceDesc, srv)
+}
+
+func _IngestService_ClaimAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClaimAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngestServiceServer).ClaimAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IngestService_ClaimAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngestServiceServer).ClaimAccount(ctx, req.(*ClaimAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _IngestService_GetAccountSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -525,6 +581,10 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "mailbus.v1.IngestService",
 	HandlerType: (*IngestServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ClaimAccount",
+			Handler:    _IngestService_ClaimAccount_Handler,
+		},
 		{
 			MethodName: "GetAccountSecret",
 			Handler:    _IngestService_GetAccountSecret_Handler,

@@ -20,6 +20,11 @@ const ErrorDomain = "mailbus.v1"
 // for delta sync.
 const ReasonCannotCalculateChanges = "CANNOT_CALCULATE_CHANGES"
 
+// ReasonStaleLease is the ErrorInfo reason of a fetcher write refused
+// because another replica has taken the account over (a larger lease token
+// was accepted; decision 0011). The fetcher must stop working the account.
+const ReasonStaleLease = "STALE_LEASE"
+
 // toStatus maps an error to a gRPC status. Unexpected errors are logged and
 // reported as INTERNAL without their detail.
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
@@ -43,6 +48,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, db.ErrConflict):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, db.ErrStaleLease):
+		st := status.New(codes.FailedPrecondition, err.Error()+": another replica works the account now")
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleLease, Domain: ErrorDomain}); derr == nil {
+			st = d
+		}
+		return st.Err()
 	case errors.Is(err, db.ErrPrecondition):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, db.ErrTooLarge):

@@ -75,6 +75,14 @@ func (m *IngestMetrics) observe(batch []db.IngestItem, results []*mailbusv1.Inge
 	}
 }
 
+// ClaimAccount implements IngestService.
+func (s *Ingest) ClaimAccount(ctx context.Context, req *mailbusv1.ClaimAccountRequest) (*mailbusv1.ClaimAccountResponse, error) {
+	if err := s.DB.ClaimAccount(ctx, req.AccountId, req.LeaseToken); err != nil {
+		return nil, toStatus(ctx, s.Log, err)
+	}
+	return &mailbusv1.ClaimAccountResponse{}, nil
+}
+
 // GetAccountSecret implements IngestService.
 func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccountSecretRequest) (*mailbusv1.GetAccountSecretResponse, error) {
 	secret, gen, err := s.DB.AccountSecret(ctx, req.AccountId)
@@ -86,7 +94,7 @@ func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccount
 
 // ReportAccountStatus implements IngestService.
 func (s *Ingest) ReportAccountStatus(ctx context.Context, req *mailbusv1.ReportAccountStatusRequest) (*mailbusv1.ReportAccountStatusResponse, error) {
-	if err := s.DB.ReportStatus(ctx, req.AccountId, req.Status); err != nil {
+	if err := s.DB.WithLeaseToken(req.LeaseToken).ReportStatus(ctx, req.AccountId, req.Status); err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	return &mailbusv1.ReportAccountStatusResponse{}, nil
@@ -94,7 +102,7 @@ func (s *Ingest) ReportAccountStatus(ctx context.Context, req *mailbusv1.ReportA
 
 // UpsertMailboxes implements IngestService.
 func (s *Ingest) UpsertMailboxes(ctx context.Context, req *mailbusv1.UpsertMailboxesRequest) (*mailbusv1.UpsertMailboxesResponse, error) {
-	out, err := s.DB.UpsertMailboxes(ctx, req.AccountId, req.Mailboxes)
+	out, err := s.DB.WithLeaseToken(req.LeaseToken).UpsertMailboxes(ctx, req.AccountId, req.Mailboxes)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
@@ -112,7 +120,7 @@ func (s *Ingest) ListMailboxSyncStates(ctx context.Context, req *mailbusv1.ListM
 
 // SetMailboxSyncState implements IngestService.
 func (s *Ingest) SetMailboxSyncState(ctx context.Context, req *mailbusv1.SetMailboxSyncStateRequest) (*mailbusv1.SetMailboxSyncStateResponse, error) {
-	if err := s.DB.SetMailboxSyncState(ctx, req.MailboxId, req.State); err != nil {
+	if err := s.DB.WithLeaseToken(req.LeaseToken).SetMailboxSyncState(ctx, req.MailboxId, req.State); err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	return &mailbusv1.SetMailboxSyncStateResponse{}, nil
@@ -212,7 +220,7 @@ func (s *Ingest) ListUpstreamIds(req *mailbusv1.ListUpstreamIdsRequest, stream m
 
 // ApplyUpstreamChanges implements IngestService.
 func (s *Ingest) ApplyUpstreamChanges(ctx context.Context, req *mailbusv1.ApplyUpstreamChangesRequest) (*mailbusv1.ApplyUpstreamChangesResponse, error) {
-	state, applied, err := s.DB.ApplyUpstreamChanges(ctx, req.AccountId, req.Changes)
+	state, applied, err := s.DB.WithLeaseToken(req.LeaseToken).ApplyUpstreamChanges(ctx, req.AccountId, req.Changes)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
@@ -242,7 +250,7 @@ func (s *Ingest) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackRe
 
 // RebindMessages implements IngestService.
 func (s *Ingest) RebindMessages(ctx context.Context, req *mailbusv1.RebindMessagesRequest) (*mailbusv1.RebindMessagesResponse, error) {
-	n, err := s.DB.RebindMessages(ctx, req.AccountId, req.Placements)
+	n, err := s.DB.WithLeaseToken(req.LeaseToken).RebindMessages(ctx, req.AccountId, req.Placements)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}

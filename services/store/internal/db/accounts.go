@@ -437,6 +437,9 @@ func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountS
 		if err != nil {
 			return err
 		}
+		if err := t.fence(ctx, a, d.leaseToken); err != nil {
+			return err
+		}
 		var old []byte
 		if err := t.queryRow(ctx, `SELECT status FROM accounts WHERE id = ?`, n).Scan(&old); err != nil {
 			return fmt.Errorf("db: read status: %w", err)

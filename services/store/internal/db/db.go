@@ -63,6 +63,9 @@ type DB struct {
 	// onCommit is called after every transaction that wrote events, with
 	// the accounts they belong to.
 	onCommit func(accountIDs []string)
+	// leaseToken is the fetcher lease token of a WithLeaseToken view (DB
+	// is copied there: keep its fields shareable).
+	leaseToken uint64
 }
 
 // Open opens (creating if needed) the database and applies migrations.

@@ -21,8 +21,12 @@
 //     state. Rows older than the retention window are pruned and the
 //     account's min_state raised, below which changes cannot be calculated.
 //   - writebacks: device changes on IMAP accounts waiting for imapsync.
+//   - lease_tokens: per account and fetcher service, the largest fencing
+//     token (decision 0011) accepted with a fetcher write. Every fetcher
+//     write checks and raises it in its own transaction, under the account
+//     lock; a smaller token fails with ErrStaleLease.
 //
-// Errors: ErrNotFound, ErrInvalid, ErrConflict, ErrPrecondition and
-// ErrCannotCalculateChanges, wrapped with detail; callers test with
+// Errors: ErrNotFound, ErrInvalid, ErrConflict, ErrPrecondition,
+// ErrStaleLease and ErrCannotCalculateChanges, wrapped with detail; callers test with
 // errors.Is.
 package db

@@ -125,6 +125,9 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 	if err != nil {
 		return 0, false, 0, err
 	}
+	if err := t.fence(ctx, a, meta.LeaseToken); err != nil {
+		return 0, false, 0, err
+	}
 	up := meta.Upstream
 	var mailbox, upMailbox int64
 	var uidl sql.NullString
@@ -382,6 +385,9 @@ func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes
 		applied = 0
 		a, err := t.lock(ctx, acct)
 		if err != nil {
+			return err
+		}
+		if err := t.fence(ctx, a, d.leaseToken); err != nil {
 			return err
 		}
 		for i, c := range changes {

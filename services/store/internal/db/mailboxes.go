@@ -449,6 +449,9 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 		if err != nil {
 			return err
 		}
+		if err := t.fence(ctx, a, d.leaseToken); err != nil {
+			return err
+		}
 		leaving, err := t.namesLeavingUpstream(ctx, n)
 		if err != nil {
 			return err
@@ -552,13 +555,18 @@ func (d *DB) SetMailboxSyncState(ctx context.Context, mailboxID string, s *mailb
 	if s == nil {
 		return invalid("state", "required")
 	}
-	res, err := d.w.ExecContext(ctx, d.rebind(`UPDATE mailboxes SET uidvalidity = ?, synced_uidnext = ?, synced_highestmodseq = ?, initial_sync_done = ?, synced_lowest_uid = ? WHERE id = ?`),
-		int64(s.Uidvalidity), int64(s.SyncedUidnext), int64(s.SyncedHighestmodseq), boolInt(s.InitialSyncDone), int64(s.SyncedLowestUid), id)
-	if err != nil {
-		return fmt.Errorf("db: set sync state: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return notFound("mailbox", mailboxID)
-	}
-	return nil
+	return d.inTx(ctx, nil, func(t *tx) error {
+		_, a, err := t.lockMailbox(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := t.fence(ctx, a, d.leaseToken); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE mailboxes SET uidvalidity = ?, synced_uidnext = ?, synced_highestmodseq = ?, initial_sync_done = ?, synced_lowest_uid = ? WHERE id = ?`,
+			int64(s.Uidvalidity), int64(s.SyncedUidnext), int64(s.SyncedHighestmodseq), boolInt(s.InitialSyncDone), int64(s.SyncedLowestUid), id); err != nil {
+			return fmt.Errorf("db: set sync state: %w", err)
+		}
+		return nil
+	})
 }

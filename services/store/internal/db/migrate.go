@@ -127,6 +127,14 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	deleted_at BIGINT NOT NULL,
 	PRIMARY KEY (account_id, uidl)
 )`},
+	// 5: fencing (decision 0011): the largest lease token accepted from a
+	// fetcher per account and fetcher service.
+	{both: `CREATE TABLE lease_tokens (
+	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	service TEXT NOT NULL,
+	token BIGINT NOT NULL,
+	PRIMARY KEY (account_id, service)
+)`},
 }
 
 func (d *DB) migrate(ctx context.Context) error {

@@ -36,6 +36,9 @@ func (d *DB) RebindMessages(ctx context.Context, accountID string, placements []
 		if err != nil {
 			return err
 		}
+		if err := t.fence(ctx, a, d.leaseToken); err != nil {
+			return err
+		}
 		if a.protocol != mailbusv1.Protocol_PROTOCOL_IMAP {
 			return invalid("account_id", "only IMAP messages have (mailbox, UIDVALIDITY, UID) identities")
 		}

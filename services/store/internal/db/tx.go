@@ -36,6 +36,10 @@ type lockedAccount struct {
 	protocol mailbusv1.Protocol
 	modseq   int64
 	dirty    bool
+	// fenced: a lease token was checked (fence) in this transaction;
+	// leaseToken is that token.
+	fenced     bool
+	leaseToken uint64
 }
 
 // inTx runs fn in a transaction and commits it; it retries a few times on

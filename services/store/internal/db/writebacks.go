@@ -130,6 +130,9 @@ func (d *DB) AckWriteBack(ctx context.Context, req *mailbusv1.AckWriteBackReques
 		if err != nil {
 			return err
 		}
+		if err := t.fence(ctx, a, req.LeaseToken); err != nil {
+			return err
+		}
 		// Read the status under the account lock: of two concurrent
 		// acknowledgements of one write-back, only the first applies.
 		var status int
