@@ -51,6 +51,8 @@ type account struct {
 	lastStatus *mailbusv1.AccountStatus
 	lastOK     time.Time
 	progress   *mailbusv1.SyncProgress
+	// lastProgress is when progress was last reported.
+	lastProgress time.Time
 }
 
 // folder is a synced mailbox with its cursor and, once loaded, the store's

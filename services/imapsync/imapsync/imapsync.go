@@ -71,9 +71,12 @@ const (
 	initialChunkBatches   = 8 // FETCH batches between looks at write-backs
 	storeCallTimeout      = 60 * time.Second
 	maxWriteBackAttempts  = 5
-	progressReportEvery   = 2000
 	statusReportedStateOK = mailbusv1.SyncState_SYNC_STATE_IDLE
 )
+
+// DefaultProgressInterval is the shortest time between two progress
+// reports of an initial sync (each one is a store call and an event).
+const DefaultProgressInterval = time.Second
 
 // Config configures the service. The zero value of a field means its
 // default; StoreAddr or StoreConn is required.
@@ -123,6 +126,9 @@ type Config struct {
 	// context ends, before connections are closed; then IDLE is ended and
 	// every connection logs out. Default 5s; negative means none (a kill).
 	ShutdownGrace time.Duration
+	// ProgressInterval is the shortest time between two account.status
+	// progress reports during an initial sync; default 1s.
+	ProgressInterval time.Duration
 	// AccountRefresh is how often the account list is read.
 	AccountRefresh time.Duration
 	// WrapConn, when set, wraps every upstream connection (tests: cut
@@ -174,6 +180,7 @@ func New(cfg Config) (*Service, error) {
 	def(&cfg.IdleRestart, DefaultIdleRestart)
 	def(&cfg.RetryMin, DefaultRetryMin)
 	def(&cfg.RetryMax, DefaultRetryMax)
+	def(&cfg.ProgressInterval, DefaultProgressInterval)
 	switch {
 	case cfg.ShutdownGrace == 0:
 		cfg.ShutdownGrace = DefaultShutdownGrace

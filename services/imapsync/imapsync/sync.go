@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -29,11 +30,16 @@ func (w *account) initialSyncs(ctx context.Context) error {
 		return nil
 	}
 	p := &mailbusv1.SyncProgress{FoldersTotal: uint32(len(todo))}
+	// The folders' sizes (RFC 8438 STATUS SIZE, also in IMAP4rev2) give
+	// the bytes to download, for a rate and a time left by bytes;
+	// without it the total stays unknown (0).
+	sizes := w.work.caps.Has(imap.CapStatusSize) || w.work.caps.Has(imap.CapIMAP4rev2)
+	var bytesTotal uint64
 	for _, f := range todo {
 		var sd *imap.StatusData
 		err := w.work.do(ctx, func(*guard) error {
 			var err error
-			sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true}).Wait()
+			sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true, Size: sizes}).Wait()
 			return err
 		})
 		if err != nil && !isNo(err) {
@@ -42,8 +48,17 @@ func (w *account) initialSyncs(ctx context.Context) error {
 		if err == nil && sd.NumMessages != nil {
 			p.MessagesTotal += uint64(*sd.NumMessages)
 		}
+		if err != nil || sd.Size == nil {
+			sizes = false
+		} else {
+			bytesTotal += uint64(max(*sd.Size, 0))
+		}
+	}
+	if sizes {
+		p.BytesTotal = bytesTotal
 	}
 	w.progress = p
+	w.lastProgress = time.Time{}
 	w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
 	for _, f := range todo {
 		if err := w.syncFolder(ctx, f); err != nil {
@@ -510,6 +525,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 		// stall the reader behind the first.
 		for _, b := range batches {
 			fc := start(b)
+			var batchBytes int64
 			for m := fc.cmd.Next(); m != nil; m = fc.cmd.Next() {
 				g.touch()
 				var (
@@ -546,6 +562,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 				}
 				w.s.metrics.messages.WithLabelValues(kind).Inc()
 				w.s.metrics.bytes.Add(float64(len(raw)))
+				batchBytes += int64(len(raw))
 				sentFlags[uint32(uid)] = normFlags(flagStrings(flags))
 				meta := &mailbusv1.IngestMeta{
 					AccountId: w.a.Id, Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: f.st.Uidvalidity, Uid: uint32(uid)},
@@ -572,7 +589,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 			if err := send(&mailbusv1.IngestMessagesRequest{Flush: true}, &boundary{count: sent, uids: fc.uids}); err != nil {
 				return err
 			}
-			w.fetched(ctx, len(fc.uids))
+			w.fetched(ctx, len(fc.uids), batchBytes)
 		}
 		return nil
 	})
@@ -617,16 +634,17 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	return nil
 }
 
-// fetched counts messages of an initial sync in the progress, and reports
-// it every so often.
-func (w *account) fetched(ctx context.Context, n int) {
+// fetched counts messages and bytes of an initial sync in the progress,
+// and reports it at most every Config.ProgressInterval.
+func (w *account) fetched(ctx context.Context, n int, bytes int64) {
 	p := w.progress
 	if p == nil {
 		return
 	}
-	before := p.MessagesDone / progressReportEvery
 	p.MessagesDone += uint64(n)
-	if p.MessagesDone/progressReportEvery != before {
+	p.BytesDone += uint64(max(bytes, 0))
+	if time.Since(w.lastProgress) >= w.s.cfg.ProgressInterval {
+		w.lastProgress = time.Now()
 		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
 	}
 }
