@@ -120,8 +120,14 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 		return err
 	}
 	defer c.Close()
+	// The events go to standard output; with --json only they do (one
+	// JSON object a line), and the demo's own lines go to standard error.
 	out := &lockedWriter{w: a.io.Out}
-	fmt.Fprintf(out, "mailbus demo: the all-in-one server on %s, a demo IMAP server on %s and a demo POP3 server on %s.\n",
+	banner := io.Writer(out)
+	if a.json {
+		banner = &lockedWriter{w: a.io.Err}
+	}
+	fmt.Fprintf(banner, "mailbus demo: the all-in-one server on %s, a demo IMAP server on %s and a demo POP3 server on %s.\n",
 		info.StoreAddr, imapSrv.Addr(), popSrv.Addr())
 
 	// Watch every account (new ones from their beginning) before adding
@@ -154,19 +160,19 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Added account %s (id %s): IMAP, folders %s, %d messages.\n", imapAcct.Name, imapAcct.Id, strings.Join(demo.IMAPFolders, ", "), len(demo.IMAPMessages()))
-	fmt.Fprintf(out, "Added account %s (id %s): POP3, keep mode, %d messages.\n", popAcct.Name, popAcct.Id, len(demo.POP3Messages()))
-	fmt.Fprintln(out, "Both use security none (plaintext): fine on loopback; use tls or starttls for real accounts.")
-	fmt.Fprintln(out, "Events as they happen:")
+	fmt.Fprintf(banner, "Added account %s (id %s): IMAP, folders %s, %d messages.\n", imapAcct.Name, imapAcct.Id, strings.Join(demo.IMAPFolders, ", "), len(demo.IMAPMessages()))
+	fmt.Fprintf(banner, "Added account %s (id %s): POP3, keep mode, %d messages.\n", popAcct.Name, popAcct.Id, len(demo.POP3Messages()))
+	fmt.Fprintln(banner, "Both use security none (plaintext): fine on loopback; use tls or starttls for real accounts.")
+	fmt.Fprintln(banner, "Events as they happen:")
 
 	go func() {
 		a.waitIdle(ctx, c, []string{imapAcct.Id, popAcct.Id}, demoSyncWait)
 		if ctx.Err() != nil {
 			return
 		}
-		fmt.Fprint(out, a.demoSuggestions(ctx, c, info, imapAcct, popAcct, newMailEvery))
+		fmt.Fprint(banner, a.demoSuggestions(ctx, c, info, imapAcct, popAcct, newMailEvery))
 		if newMailEvery > 0 {
-			deliverNewMail(ctx, out, imapSrv, newMailEvery)
+			deliverNewMail(ctx, banner, imapSrv, newMailEvery)
 		}
 	}()
 
