@@ -99,6 +99,11 @@ type Config struct {
 	// MaxMessageSize is the largest message stored (and fetched by POP3);
 	// default the store's (64 MiB).
 	MaxMessageSize int64
+	// ExactListSizes names the POP3 servers (hosts, or "*") known to
+	// report exact LIST sizes, as pop3fetcher.Config.ExactListSizes: a
+	// message without a final line break is stored without the CRLF such
+	// a server appends.
+	ExactListSizes []string
 	// WriteBackPoll is how often imapsync looks for pending write-backs
 	// without a NATS wake-up; default imapsync's.
 	WriteBackPoll time.Duration
@@ -340,7 +345,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	pop, err := pop3fetcher.New(pop3fetcher.Config{
 		Conn: conn, Listener: popLn, MetricsListen: "-", Logger: s.log, Registry: reg, Refresh: cfg.AccountRefresh,
-		MaxMessageSize: cfg.MaxMessageSize,
+		MaxMessageSize: cfg.MaxMessageSize, ExactListSizes: cfg.ExactListSizes,
 	})
 	if err != nil {
 		imapLn.Close()

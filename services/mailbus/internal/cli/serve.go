@@ -20,6 +20,7 @@ type serveFlags struct {
 	data, databaseURL, natsURL, natsListen string
 	listen, metricsListen, keyFile         string
 	logLevel, logFormat                    string
+	exactListSizes                         string
 	retention                              time.Duration
 	maxMessageSize                         int64
 }
@@ -35,6 +36,7 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
 	a.durationVar(fl, &f.retention, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (changes, watch --since) is kept")
 	a.int64Var(fl, &f.maxMessageSize, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message stored, in bytes")
+	a.stringVar(fl, &f.exactListSizes, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 	a.stringVar(fl, &f.logLevel, "log-level", "MAILBUS_LOG_LEVEL", defaultLogLevel, "debug, info, warn or error")
 	a.stringVar(fl, &f.logFormat, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 }
@@ -55,6 +57,11 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
 		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
 		Retention: f.retention, MaxMessageSize: f.maxMessageSize,
+	}
+	for _, h := range strings.Split(f.exactListSizes, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.ExactListSizes = append(cfg.ExactListSizes, h)
+		}
 	}
 	if f.retention <= 0 {
 		return mailbus.Config{}, usagef("--change-log-retention %s: want more than 0", f.retention)
