@@ -8,10 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
+	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
 )
 
@@ -123,6 +126,23 @@ type Config struct {
 	// SpoolDir holds the temporary files of the no-UIDL content-hash mode
 	// (default os.TempDir()).
 	SpoolDir string
+	// NATSURL is the NATS server whose JetStream KV holds the ownership
+	// buckets; used only with Ownership. NATSOptions are added to the
+	// connection's options.
+	NATSURL     string
+	NATSOptions []nats.Option
+	// Ownership, when set, makes this process one replica of several: it
+	// works only the accounts rendezvous hashing gives it, each under a
+	// lease (pkg/ownership), and sends the lease's fencing token with
+	// every store write. Its Service is set to "pop3fetcher"; a nil
+	// JetStream means a connection to NATSURL. Nil (the default) works
+	// every account with token 0 (one replica).
+	Ownership *ownership.Config
+	// HostLimit paces new connections per POP3 host and bounds how many
+	// are open at once (pkg/hostlimit; zero value: 10 per second, a burst
+	// of 5, no budget), in every pass (Run, RunOnce, Poll). The limits
+	// are per replica.
+	HostLimit hostlimit.Config
 	// Jitter, when set, replaces the random jitter of poll intervals and
 	// backoff (tests): it gets the nominal delay and returns the one to
 	// wait.
@@ -142,6 +162,9 @@ func (c *Config) exactListSizes(host string) bool {
 func (c *Config) setDefaults() error {
 	if c.Conn == nil && c.Store == "" {
 		return errors.New("pop3fetcher: no store: set Store (--store) to the store's gRPC address")
+	}
+	if c.Ownership != nil && c.Ownership.JetStream == nil && c.NATSURL == "" {
+		return errors.New("pop3fetcher: ownership needs NATS: set NATSURL (--nats)")
 	}
 	if c.Listen == "" && c.Listener == nil {
 		c.Listen = DefaultListen

@@ -43,6 +43,11 @@ var errAccountGone = errors.New("pop3fetcher: account no longer exists")
 // waits for the supervisor to restart it with the new configuration.
 var errAccountChanged = errors.New("pop3fetcher: account changed")
 
+// errStaleLease: the store refused a write because another replica has
+// claimed the account since (a larger lease token). The worker stops
+// working the account; its lease is gone, or about to be found gone.
+var errStaleLease = errors.New("pop3fetcher: another replica works the account")
+
 // storeError marks an error of a call to the store.
 type storeError struct {
 	op  string

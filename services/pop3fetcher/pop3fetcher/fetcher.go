@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
 )
 
@@ -27,6 +32,7 @@ type Fetcher struct {
 	accounts mailbusv1.AccountServiceClient
 	ingest   mailbusv1.IngestServiceClient
 	metrics  *metrics
+	hosts    *hostlimit.Limiter
 
 	mu  sync.Mutex
 	mem map[string]*accountMemory
@@ -42,7 +48,7 @@ func New(cfg Config) (*Fetcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}}
+	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}, hosts: hostlimit.New(cfg.HostLimit)}
 	f.conn = cfg.Conn
 	if f.conn == nil {
 		f.conn, err = grpc.NewClient(cfg.Store, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -63,22 +69,44 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	if f.ownConn {
 		defer f.conn.Close()
 	}
-	srv, err := serving.New(serving.Config{
-		Name: serviceName, Listen: f.cfg.Listen, Listener: f.cfg.Listener, MetricsListen: f.cfg.MetricsListen,
-		Registry: f.cfg.Registry, Logger: f.log,
-	})
-	if err != nil {
-		return fmt.Errorf("pop3fetcher: %w", err)
-	}
-	sup := accountrun.New(accountrun.Config{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	supCfg := accountrun.Config{
 		Accounts: accountrun.FromClient(f.accounts),
 		Protocol: mailbusv1.Protocol_PROTOCOL_POP3,
 		Work:     f.work,
 		Refresh:  f.cfg.Refresh,
 		Logger:   f.log,
+	}
+	var sup *accountrun.Supervisor
+	ownDone := make(chan struct{})
+	if f.cfg.Ownership == nil {
+		sup = accountrun.New(supCfg)
+		close(ownDone)
+	} else {
+		m, closeNATS, err := f.ownership(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return err
+		}
+		defer closeNATS()
+		sup = m.Supervise(supCfg)
+		go func() {
+			defer close(ownDone)
+			_ = m.Run(ctx)
+		}()
+	}
+	srv, err := serving.New(serving.Config{
+		Name: serviceName, Listen: f.cfg.Listen, Listener: f.cfg.Listener, MetricsListen: f.cfg.MetricsListen,
+		Registry: f.cfg.Registry, Logger: f.log,
 	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	if err != nil {
+		cancel()
+		<-ownDone
+		return fmt.Errorf("pop3fetcher: %w", err)
+	}
 	supDone := make(chan struct{})
 	go func() {
 		defer close(supDone)
@@ -91,9 +119,45 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	}
 	runErr := srv.Run(ctx)
 	cancel()
-	<-supDone
+	<-supDone // every worker stopped and its lease released
+	<-ownDone // the heartbeat deleted
 	f.log.Info("stopped")
 	return runErr
+}
+
+// ownership connects to NATS (unless Config.Ownership has a JetStream)
+// and creates this replica's ownership Manager. The returned function
+// closes the NATS connection.
+func (f *Fetcher) ownership(ctx context.Context) (*ownership.Manager, func(), error) {
+	cfg := *f.cfg.Ownership
+	cfg.Service = serviceName
+	if cfg.Logger == nil {
+		cfg.Logger = f.log
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = f.cfg.Registry
+	}
+	closeNATS := func() {}
+	if cfg.JetStream == nil {
+		opts := append([]nats.Option{nats.Name("mailbus-pop3fetcher"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+			nats.ReconnectJitter(500*time.Millisecond, time.Second), nats.RetryOnFailedConnect(true)}, f.cfg.NATSOptions...)
+		nc, err := nats.Connect(f.cfg.NATSURL, opts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pop3fetcher: NATS %s: %w", f.cfg.NATSURL, err)
+		}
+		closeNATS = nc.Close
+		if cfg.JetStream, err = jetstream.New(nc); err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("pop3fetcher: JetStream: %w", err)
+		}
+	}
+	m, err := ownership.New(ctx, cfg)
+	if err != nil {
+		closeNATS()
+		return nil, nil, fmt.Errorf("pop3fetcher: %w", err)
+	}
+	f.log.Info("ownership on", "replica", m.ID(), "lease_ttl", m.Config().LeaseTTL.String())
+	return m, closeNATS, nil
 }
 
 func (f *Fetcher) storeTarget() string {

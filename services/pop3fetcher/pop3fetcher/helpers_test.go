@@ -47,6 +47,7 @@ type env struct {
 	mailboxes mailbusv1.MailboxServiceClient
 	ingest    mailbusv1.IngestServiceClient
 	js        jetstream.JetStream
+	natsURL   string
 	// logs collects everything logged by the store and the fetchers, to
 	// check that no secret is ever logged.
 	logs *syncBuffer
@@ -98,6 +99,7 @@ func startStore(t testing.TB) *env {
 	t.Helper()
 	e := &env{storeReg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	natsURL := startNATS(t)
+	e.natsURL = natsURL
 	key, err := secretbox.GenerateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,9 @@ type metrics struct {
 	errors   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	accounts *prometheus.GaugeVec
+	// staleLeases counts workers stopped because the store refused their
+	// lease token (another replica claimed the account).
+	staleLeases prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,8 +67,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mailbus_pop3_accounts",
 			Help: "POP3 accounts this fetcher runs, by state (active, retrying, parked).",
 		}, []string{"state"}),
+		staleLeases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailbus_pop3_stale_lease_stops_total",
+			Help: "Account workers stopped because the store refused their lease token: another replica had claimed the account.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.fetched, m.bytes, m.errors, m.duration, m.accounts} {
+	for _, c := range []prometheus.Collector{m.fetched, m.bytes, m.errors, m.duration, m.accounts, m.staleLeases} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("pop3fetcher: metrics: %w", err)
 		}

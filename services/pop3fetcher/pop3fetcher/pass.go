@@ -10,9 +10,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
 )
 
@@ -104,15 +106,19 @@ type pass struct {
 	res  *PassResult
 	step string
 
-	c       *pop3.Client
-	stale   bool // the store has a newer generation of the account
-	initial bool // the account has never had a successful pass
-	known   map[string]storedID
-	derived map[string][]storedID // stored derived ids by base (reuse.go)
-	jobs    []job
-	dele    []int // messages to DELE (delete mode): stored before or acknowledged now
-	occ     occurrences
-	spool   *spool
+	c     *pop3.Client
+	token uint64 // the lease's fencing token, sent with every store write
+	// staleLease: the store refused a status report for a stale token
+	// (set by the progress reporter too).
+	staleLease atomic.Bool
+	stale      bool // the store has a newer generation of the account
+	initial    bool // the account has never had a successful pass
+	known      map[string]storedID
+	derived    map[string][]storedID // stored derived ids by base (reuse.go)
+	jobs       []job
+	dele       []int // messages to DELE (delete mode): stored before or acknowledged now
+	occ        occurrences
+	spool      *spool
 
 	// progress
 	done, total         uint64
@@ -144,6 +150,7 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 		log:     f.log.With("account", acct.Id, "name", acct.Name),
 		initial: !mem.succeeded && acct.GetStatus().GetLastSuccessTime() == nil,
 		occ:     occurrences{},
+		token:   ownership.TokenFromContext(ctx),
 	}
 	start := time.Now()
 	err := p.run(ctx)
@@ -159,6 +166,9 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 		p.log.Info("pass interrupted", "fetched", p.res.Fetched, "err", err)
 		return p.res, fmt.Errorf("pop3fetcher: pass interrupted: %w", context.Cause(ctx))
 	}
+	if ownership.IsStaleLease(err) || p.staleLease.Load() {
+		return p.res, p.staleLeaseError(err)
+	}
 	if errors.Is(err, errAccountChanged) {
 		p.log.Info("account changed; pass skipped until its worker restarts", "generation", acct.Generation)
 		return p.res, classify(p.step, err)
@@ -171,7 +181,21 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 	}
 	mem.succeeded = true
 	p.reportSuccess(ctx)
+	if p.staleLease.Load() {
+		return p.res, p.staleLeaseError(nil)
+	}
 	return p.res, nil
+}
+
+// staleLeaseError is the outcome of a pass in which the store refused a
+// write (err, or a status report) because another replica has claimed the
+// account since: that replica reports the status now.
+func (p *pass) staleLeaseError(err error) error {
+	p.log.Warn("the store refused a write: another replica works the account now", "fetched", p.res.Fetched, "err", err)
+	if err == nil {
+		return fmt.Errorf("%w (status report refused)", errStaleLease)
+	}
+	return fmt.Errorf("%w: %w", errStaleLease, err)
 }
 
 func (p *pass) run(ctx context.Context) error {
@@ -195,6 +219,12 @@ func (p *pass) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.step = "wait for a connection slot"
+	release, err := p.f.hosts.Acquire(ctx, p.acct.Host)
+	if err != nil {
+		return err
+	}
+	defer release()
 	p.step = "connect"
 	addr := net.JoinHostPort(p.acct.Host, strconv.Itoa(int(p.acct.Port)))
 	c, err := pop3.Dial(ctx, addr, opts)
@@ -537,10 +567,11 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 	}
 	p.res.New++
 	meta := &mailbusv1.IngestMeta{
-		AccountId: p.acct.Id,
-		Upstream:  &mailbusv1.UpstreamId{Uidl: j.uidl},
-		Ref:       strconv.Itoa(j.idx),
-		Size:      uint64(max(j.size, 0)),
+		AccountId:  p.acct.Id,
+		LeaseToken: p.token,
+		Upstream:   &mailbusv1.UpstreamId{Uidl: j.uidl},
+		Ref:        strconv.Itoa(j.idx),
+		Size:       uint64(max(j.size, 0)),
 	}
 	n, err := (*ing).send(meta, body)
 	if err != nil {

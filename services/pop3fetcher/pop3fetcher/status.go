@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ownership"
 )
 
 // maxReason keeps a status reason within what the store keeps (2000).
@@ -113,7 +114,10 @@ func (p *pass) report(ctx context.Context, st *mailbusv1.AccountStatus) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
 	defer cancel()
-	if _, err := p.f.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st}); err != nil {
+	if _, err := p.f.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st, LeaseToken: p.token}); err != nil {
+		if ownership.IsStaleLease(err) {
+			p.staleLease.Store(true)
+		}
 		p.log.Warn("cannot report the account status", "state", st.State.String(), "err", err)
 		return
 	}

@@ -3,11 +3,13 @@ package pop3fetcher
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
 	"github.com/mailbus/mailbus/pkg/backoff"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ownership"
 )
 
 // work runs one account until ctx ends (accountrun's Work): a poll pass,
@@ -40,6 +42,10 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 	if acct.InsecureSkipVerify {
 		log.Warn("TLS certificate verification is OFF for this account (insecure_skip_verify)", "host", acct.Host)
 	}
+	if !f.claim(ctx, acct, log) {
+		<-ctx.Done()
+		return
+	}
 	log.Info("polling", "host", acct.Host, "port", acct.Port, "security", acct.Security.String(),
 		"mode", acct.Pop3Mode.String(), "interval", acct.GetPollInterval().AsDuration().String())
 	bo := backoff.Backoff{Min: f.cfg.RetryMin, Max: f.cfg.RetryMax}
@@ -56,6 +62,9 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 			bo.Reset()
 			wait = f.jitter(pollInterval(acct))
 			log.Debug("pass done", "new", res.New, "fetched", res.Fetched, "deleted", res.Deleted, "next", wait.String())
+		case errors.Is(err, errStaleLease):
+			f.stopStale(ctx, log)
+			return
 		case errors.Is(err, errAccountChanged):
 			// The supervisor restarts this worker with the new generation
 			// (within Config.Refresh); until then, look again after a
@@ -91,6 +100,52 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 			return
 		}
 	}
+}
+
+// claim tells the store that this worker's lease works the account now
+// (ClaimAccount with its fencing token), before anything touches the
+// server, so that the store refuses the late writes of an earlier owner.
+// It retries a failing store with backoff; it returns false if ctx ends
+// or the store refuses the token as stale (then the worker must stop).
+func (f *Fetcher) claim(ctx context.Context, acct *mailbusv1.Account, log *slog.Logger) bool {
+	token := ownership.TokenFromContext(ctx)
+	bo := backoff.Backoff{Min: min(f.cfg.RetryMin, time.Second), Max: f.cfg.RetryMax}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+		_, err := f.ingest.ClaimAccount(cctx, &mailbusv1.ClaimAccountRequest{AccountId: acct.Id, LeaseToken: token})
+		cancel()
+		switch {
+		case err == nil:
+			log.Debug("account claimed", "token", token)
+			return true
+		case ctx.Err() != nil:
+			return false
+		case ownership.IsStaleLease(err):
+			f.stopStale(ctx, log)
+			return false
+		}
+		wait := bo.Next()
+		log.Warn("cannot claim the account in the store; retrying", "err", err, "in", wait.String())
+		if !backoff.Sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// stopStale stops working an account that another replica has claimed
+// (the store refused a write as stale). Under ownership the lease is gone
+// too: its context ends at the next renewal at the latest, and the
+// ownership wrapper waits to take the lease again. Without ownership
+// (token 0) the account was worked with ownership before: only a process
+// with ownership can work it now.
+func (f *Fetcher) stopStale(ctx context.Context, log *slog.Logger) {
+	f.metrics.staleLeases.Inc()
+	if ownership.FromContext(ctx) == nil {
+		log.Error("the store refuses this process's writes: the account was worked by replicas with ownership (--ownership), and only they can work it now")
+	} else {
+		log.Warn("another replica works the account now; stopping")
+	}
+	<-ctx.Done()
 }
 
 // pollInterval is the account's poll interval (60 s when unset).

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/replicaflag"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 )
 
@@ -33,6 +35,8 @@ Examples:
   mailbus-pop3fetcher --store 127.0.0.1:7400
   MAILBUS_STORE=store:7400 mailbus-pop3fetcher --listen 0.0.0.0:7420 --metrics-listen 0.0.0.0:7421 --log-format json
   mailbus-pop3fetcher --store 127.0.0.1:7400 --once     # one pass of every account, then exit
+  # one of several replicas sharing the accounts (each run by one replica at a time):
+  mailbus-pop3fetcher --store store:7400 --nats nats://nats:4222 --ownership --kv-replicas 3
 
 Flags:
 `)
@@ -51,6 +55,8 @@ Flags:
 		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
 		exactSizes    = envflag.String(fs, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
+		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "", "NATS server URL whose JetStream KV holds the account leases (with --ownership)")
+		replica       = replicaflag.Define(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
@@ -64,10 +70,22 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher: --pipeline-window must be 1 to 1000")
 		return 2
 	}
+	own, err := replica.Ownership()
+	if err == nil && own != nil && *natsURL == "" {
+		err = errors.New("--ownership needs --nats")
+	}
+	if err == nil && own != nil && *once {
+		err = errors.New("--once works every account: it cannot be combined with --ownership")
+	}
+	hostLimit, herr := replica.HostLimit()
+	if err = errors.Join(err, herr); err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+		return 2
+	}
 	cfg := pop3fetcher.Config{
 		Store: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
 		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
-		SpoolDir: *spoolDir,
+		SpoolDir: *spoolDir, NATSURL: *natsURL, Ownership: own, HostLimit: hostLimit,
 	}
 	for _, h := range strings.Split(*exactSizes, ",") {
 		if h = strings.TrimSpace(h); h != "" {

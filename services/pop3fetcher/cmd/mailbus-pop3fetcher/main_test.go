@@ -16,6 +16,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"--pipeline-window", "0"}, 2},
 		{[]string{"--timeout", "soon"}, 2},
 		{[]string{"--ca-file", "/nonexistent/ca.pem"}, 1},
+		{[]string{"--ownership"}, 2}, // without --nats
+		{[]string{"--ownership", "--nats", "nats://127.0.0.1:1", "--once"}, 2},
+		{[]string{"--host-rate", "0"}, 2},
+		{[]string{"--host-burst", "0"}, 2},
 	}
 	for _, c := range cases {
 		if got := run(c.args); got != c.want {
