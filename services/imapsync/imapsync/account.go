@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -23,6 +24,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/backoff"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/mailflags"
+	"github.com/mailbus/mailbus/pkg/ownership"
 )
 
 // account syncs one IMAP account. Everything that talks on the work
@@ -34,6 +36,12 @@ type account struct {
 	st  storeClients
 	a   *mailbusv1.Account
 	log *slog.Logger
+	// token is the fencing token of the lease the worker runs under (0
+	// without ownership), sent with every store write; staleLease is set
+	// when the store refused one as stale (another replica claimed the
+	// account).
+	token      uint64
+	staleLease atomic.Bool
 
 	wb    chan struct{} // write-back wake-ups
 	dirty chan struct{} // some folder is dirty
@@ -112,11 +120,19 @@ func (w *account) takeDirty() []string {
 // is updated (the supervisor restarts the worker on a new generation).
 func (w *account) run(ctx context.Context) {
 	defer w.s.register(w.a.Id, func() { kick(w.wb) })()
+	w.token = ownership.TokenFromContext(ctx)
+	if !w.claim(ctx) {
+		return
+	}
 	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
 	for {
 		connected := false
 		err := w.session(ctx, func() { connected = true; bo.Reset() })
 		if ctx.Err() != nil {
+			return
+		}
+		if ownership.IsStaleLease(err) || w.staleLease.Load() {
+			w.stopStale(ctx, err)
 			return
 		}
 		var pe *PermanentError
@@ -155,9 +171,56 @@ func (w *account) report(ctx context.Context, state mailbusv1.SyncState, reason 
 	w.lastStatus = st
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := w.st.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st}); err != nil {
+	if _, err := w.st.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st, LeaseToken: w.token}); err != nil {
+		if ownership.IsStaleLease(err) {
+			w.staleLease.Store(true)
+		}
 		w.log.Warn("cannot report account status", "err", err)
 	}
+}
+
+// claim tells the store that this worker's lease works the account now
+// (ClaimAccount with its fencing token) before anything touches the
+// server, so that the store refuses the late writes of an earlier owner.
+// It retries a failing store with backoff and returns false when ctx ends
+// or the store refuses the token as stale (the worker has then stopped).
+func (w *account) claim(ctx context.Context) bool {
+	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		_, err := w.st.ingest.ClaimAccount(cctx, &mailbusv1.ClaimAccountRequest{AccountId: w.a.Id, LeaseToken: w.token})
+		cancel()
+		switch {
+		case err == nil:
+			return true
+		case ctx.Err() != nil:
+			return false
+		case ownership.IsStaleLease(err):
+			w.stopStale(ctx, err)
+			return false
+		}
+		d := bo.Next()
+		w.log.Warn("cannot claim the account in the store; retrying", "err", err, "in", d)
+		if !backoff.Sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+// stopStale stops working an account that another replica has claimed
+// (the store refused a write as stale) and waits for ctx. Under ownership
+// the lease is gone too: its context ends at the next renewal at the
+// latest, and the ownership wrapper waits to take the lease again.
+// Without ownership (token 0) the account was worked by replicas with
+// ownership before, and only they can work it now.
+func (w *account) stopStale(ctx context.Context, err error) {
+	w.s.metrics.staleLeases.Inc()
+	if ownership.FromContext(ctx) == nil {
+		w.log.Error("the store refuses this process's writes: the account was worked by replicas with ownership (--ownership), and only they can work it now", "err", err)
+	} else {
+		w.log.Warn("another replica works the account now; stopping", "err", err)
+	}
+	<-ctx.Done()
 }
 
 func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {
@@ -175,7 +238,17 @@ func (w *account) dial(ctx context.Context, secret string, h *imapclient.Unilate
 	if wrap := w.s.cfg.WrapConn; wrap != nil {
 		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
 	}
-	return dial(ctx, w.a, o)
+	release, err := w.s.hosts.Acquire(ctx, w.a.Host)
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: wait for a connection to %s: %w", w.a.Host, err)
+	}
+	c, err := dial(ctx, w.a, o)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	c.release = release
+	return c, nil
 }
 
 func (w *account) secret(ctx context.Context) (string, error) {

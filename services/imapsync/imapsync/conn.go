@@ -47,6 +47,9 @@ type conn struct {
 
 	mu       sync.Mutex
 	timedOut bool
+	// release gives the host's connection slot back (pkg/hostlimit); Close
+	// calls it.
+	release func()
 }
 
 // guard bounds one operation: the connection is closed when ctx ends or
@@ -132,6 +135,9 @@ func (c *conn) Close() {
 	select {
 	case <-closed:
 	case <-time.After(closeTimeout):
+	}
+	if c.release != nil {
+		c.release() // the host's connection slot (hostlimit)
 	}
 }
 

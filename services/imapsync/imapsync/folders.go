@@ -188,11 +188,11 @@ func (w *account) syncFolderList(ctx context.Context) error {
 		changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_MailboxDelete{MailboxDelete: &mailbusv1.UpstreamMailboxDelete{MailboxId: g.Mailbox.Id}}})
 	}
 	if len(changes) > 0 {
-		if _, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes}); err != nil {
+		if _, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes, LeaseToken: w.token}); err != nil {
 			return fmt.Errorf("imapsync: apply folder changes: %w", err)
 		}
 	}
-	resp, err := w.st.ingest.UpsertMailboxes(sctx, &mailbusv1.UpsertMailboxesRequest{AccountId: w.a.Id, Mailboxes: ups})
+	resp, err := w.st.ingest.UpsertMailboxes(sctx, &mailbusv1.UpsertMailboxesRequest{AccountId: w.a.Id, Mailboxes: ups, LeaseToken: w.token})
 	if err != nil {
 		return fmt.Errorf("imapsync: upsert mailboxes: %w", err)
 	}

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -49,6 +50,8 @@ import (
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
 )
 
@@ -137,6 +140,17 @@ type Config struct {
 	// Ready, if set, is called once the service serves, with its gRPC
 	// address.
 	Ready func(addr string)
+	// Ownership, when set, makes this process one replica of several: it
+	// works only the accounts rendezvous hashing gives it, each under a
+	// lease (pkg/ownership), and sends the lease's fencing token with
+	// every store write. Its Service is set to "imapsync"; a nil JetStream
+	// means the connection to NATSURL, which is then required. Nil (the
+	// default) works every account with token 0 (one replica).
+	Ownership *ownership.Config
+	// HostLimit paces new IMAP connections (work and IDLE) per host and
+	// bounds how many are open at once (pkg/hostlimit; zero value: 10 per
+	// second, a burst of 5, no budget). The limits are per replica.
+	HostLimit hostlimit.Config
 }
 
 // Service is the IMAP sync service.
@@ -144,6 +158,7 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	hosts   *hostlimit.Limiter
 
 	mu     sync.Mutex
 	wakers map[string]func()
@@ -153,6 +168,9 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	if cfg.StoreAddr == "" && cfg.StoreConn == nil {
 		return nil, errors.New("imapsync: give the store's address (--store)")
+	}
+	if cfg.Ownership != nil && cfg.Ownership.JetStream == nil && cfg.NATSURL == "" {
+		return nil, errors.New("imapsync: ownership needs NATS: set NATSURL (--nats)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -197,7 +215,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]func(){}}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]func(){}, hosts: hostlimit.New(cfg.HostLimit)}, nil
 }
 
 // Run runs the service until ctx ends.
@@ -213,27 +231,43 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		defer conn.Close()
 	}
+	var nc *nats.Conn
+	if cfg.NATSURL != "" {
+		var err error
+		nc, err = s.subscribe(cfg)
+		switch {
+		case err != nil && cfg.Ownership != nil && cfg.Ownership.JetStream == nil:
+			return fmt.Errorf("imapsync: NATS, needed for ownership: %w", err)
+		case err != nil:
+			// NATS only wakes write-backs up early; the poll covers.
+			s.log.Warn("NATS unavailable; write-backs are polled", "err", err)
+		default:
+			defer nc.Close()
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var owner *ownership.Manager
+	if cfg.Ownership != nil {
+		var err error
+		if owner, err = s.ownership(ctx, nc); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return err
+		}
+	}
 	srv, err := serving.New(serving.Config{Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen, Registry: cfg.Registry, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("imapsync: %w", err)
 	}
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
-	if cfg.NATSURL != "" {
-		nc, err := s.subscribe(cfg)
-		if err != nil {
-			// NATS only wakes write-backs up early; the poll covers.
-			s.log.Warn("NATS unavailable; write-backs are polled", "err", err)
-		} else {
-			defer nc.Close()
-		}
-	}
-
 	clients := storeClients{
 		ingest:    mailbusv1.NewIngestServiceClient(conn),
 		mailboxes: mailbusv1.NewMailboxServiceClient(conn),
 	}
-	sup := accountrun.New(accountrun.Config{
+	supCfg := accountrun.Config{
 		Accounts: accountrun.FromClient(mailbusv1.NewAccountServiceClient(conn)),
 		Protocol: mailbusv1.Protocol_PROTOCOL_IMAP,
 		Refresh:  cfg.AccountRefresh,
@@ -241,9 +275,20 @@ func (s *Service) Run(ctx context.Context) error {
 		Work: func(ctx context.Context, a *mailbusv1.Account) {
 			newAccount(s, clients, a).run(ctx)
 		},
-	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	}
+	var sup *accountrun.Supervisor
+	ownDone := make(chan struct{})
+	if owner == nil {
+		sup = accountrun.New(supCfg)
+		close(ownDone)
+	} else {
+		sup = owner.Supervise(supCfg)
+		go func() {
+			defer close(ownDone)
+			_ = owner.Run(ctx) // on ctx's end, deletes the heartbeat
+		}()
+	}
+	defer func() { cancel(); <-ownDone }()
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -257,6 +302,32 @@ func (s *Service) Run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// ownership creates this replica's ownership Manager on Config.Ownership's
+// JetStream, or on nc's.
+func (s *Service) ownership(ctx context.Context, nc *nats.Conn) (*ownership.Manager, error) {
+	cfg := *s.cfg.Ownership
+	cfg.Service = serviceName
+	if cfg.Logger == nil {
+		cfg.Logger = s.log
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = s.cfg.Registry
+	}
+	if cfg.JetStream == nil {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("imapsync: JetStream: %w", err)
+		}
+		cfg.JetStream = js
+	}
+	m, err := ownership.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: %w", err)
+	}
+	s.log.Info("ownership on", "replica", m.ID(), "lease_ttl", m.Config().LeaseTTL.String())
+	return m, nil
 }
 
 // subscribe listens to every account's events and wakes the account's
@@ -317,6 +388,9 @@ type metrics struct {
 	connects   *prometheus.CounterVec
 	syncs      *prometheus.CounterVec
 	accounts   *prometheus.GaugeVec
+	// staleLeases counts workers stopped because the store refused their
+	// lease token (another replica claimed the account).
+	staleLeases prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -327,8 +401,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		connects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailbus_imapsync_connects_total", Help: "Upstream connection attempts, by result (ok, temporary, permanent)."}, []string{"result"}),
 		syncs:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailbus_imapsync_folder_syncs_total", Help: "Folder syncs, by kind (initial, delta, resync)."}, []string{"kind"}),
 		accounts:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailbus_imapsync_accounts", Help: "Accounts by sync state."}, []string{"state"}),
+		staleLeases: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_stale_lease_stops_total",
+			Help: "Account workers stopped because the store refused their lease token: another replica had claimed the account."}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("imapsync: metrics: %w", err)
 		}

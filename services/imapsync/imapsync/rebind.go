@@ -104,7 +104,7 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	var n uint32
 	for len(pls) > 0 {
 		c := min(len(pls), 5000)
-		resp, err := w.st.ingest.RebindMessages(sctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c]})
+		resp, err := w.st.ingest.RebindMessages(sctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c], LeaseToken: w.token})
 		if err != nil {
 			return fmt.Errorf("imapsync: rebind messages: %w", err)
 		}

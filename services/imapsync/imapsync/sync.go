@@ -128,7 +128,7 @@ func (w *account) saveState(ctx context.Context, f *folder) error {
 	if f.saved != nil && proto.Equal(f.saved, st) {
 		return nil
 	}
-	if _, err := w.st.ingest.SetMailboxSyncState(sctx, &mailbusv1.SetMailboxSyncStateRequest{MailboxId: f.id, State: st}); err != nil {
+	if _, err := w.st.ingest.SetMailboxSyncState(sctx, &mailbusv1.SetMailboxSyncStateRequest{MailboxId: f.id, State: st, LeaseToken: w.token}); err != nil {
 		return fmt.Errorf("imapsync: save sync state of %s: %w", f.name, err)
 	}
 	f.saved = st
@@ -291,7 +291,7 @@ func (w *account) apply(ctx context.Context, changes []*mailbusv1.UpstreamChange
 	for len(changes) > 0 {
 		n := min(len(changes), 5000)
 		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-		_, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes[:n]})
+		_, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes[:n], LeaseToken: w.token})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("imapsync: apply upstream changes: %w", err)
@@ -567,6 +567,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 				meta := &mailbusv1.IngestMeta{
 					AccountId: w.a.Id, Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: f.st.Uidvalidity, Uid: uint32(uid)},
 					Flags: sentFlags[uint32(uid)], InternalDate: date, Size: uint64(max(size, int64(len(raw)))),
+					LeaseToken: w.token,
 				}
 				first := true
 				for first || len(raw) > 0 {

@@ -59,6 +59,7 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 				return err
 			}
 			ack.WritebackId = wb.Id
+			ack.LeaseToken = w.token
 			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
 				if wb.Attempts+1 >= maxWriteBackAttempts {
 					ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/replicaflag"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
@@ -29,6 +31,8 @@ Usage: mailbus-imapsync [flags]
 Examples:
   mailbus-imapsync --store 127.0.0.1:7400 --nats nats://127.0.0.1:4222
   MAILBUS_STORE=store:7400 mailbus-imapsync --listen 0.0.0.0:7410
+  # one of several replicas sharing the accounts (each run by one replica at a time):
+  mailbus-imapsync --store store:7400 --nats nats://nats:4222 --ownership --kv-replicas 3
 
 Flags:
 `)
@@ -39,19 +43,30 @@ Flags:
 		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", imapsync.DefaultListen, "gRPC listen address (health, reflection)")
 		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", imapsync.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
 		storeAddr     = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
-		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL (wakes write-backs early); empty polls only")
+		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL (wakes write-backs early; holds the account leases with --ownership); empty polls only")
 		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_IMAP_TIMEOUT", imapsync.DefaultTimeout, "deadline of every upstream operation")
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
+		replica       = replicaflag.Define(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
 		return code
 	}
+	own, err := replica.Ownership()
+	if err == nil && own != nil && *natsURL == "" {
+		err = errors.New("--ownership needs --nats")
+	}
+	hostLimit, herr := replica.HostLimit()
+	if err = errors.Join(err, herr); err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
 	s, err := imapsync.New(imapsync.Config{
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
+		Ownership: own, HostLimit: hostLimit,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
