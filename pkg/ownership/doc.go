@@ -81,7 +81,9 @@
 // touches the upstream server, so the store knows the new token before the
 // old owner's late writes can arrive. A token of 0 means "no ownership"
 // (the all-in-one process with one replica) and is accepted only while the
-// account has no stored token. The store side is not built yet (issue 6).
+// account has no stored token. The store implements 1, 2 and 4 (the
+// lease_token field of the IngestService writes, IngestService.ClaimAccount,
+// and TokenFromContext and IsStaleLease for the fetchers); 3 is not used.
 //
 // # Use with accountrun
 //
