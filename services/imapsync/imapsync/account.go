@@ -72,6 +72,10 @@ type folder struct {
 	st    *mailbusv1.MailboxSyncState
 	saved *mailbusv1.MailboxSyncState // what the store has, when known
 	known map[uint32]*known           // nil: not loaded
+	// recheck holds UIDs whose upstream flags were read while a
+	// write-back of the message was pending (the store ignored them):
+	// their flags are read and sent again at the next delta.
+	recheck map[uint32]bool
 }
 
 type known struct {

@@ -342,13 +342,30 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 
 	// Flags of known messages.
 	var changes []*mailbusv1.UpstreamChange
-	if len(f.known) > 0 && sel.NumMessages > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
-		opts := &imap.FetchOptions{Flags: true, UID: true}
-		if w.condstore && st.SyncedHighestmodseq != 0 {
-			opts.ChangedSince = st.SyncedHighestmodseq
+	type flagRead struct {
+		uid   uint32
+		flags []string
+	}
+	var read []flagRead
+	seen := map[uint32]bool{}
+	consider := func(uid uint32, flags []imap.Flag) {
+		k := f.known[uid]
+		if k == nil {
+			return
 		}
+		seen[uid] = true
+		fl := normFlags(flagStrings(flags))
+		if sameFlags(fl, k.flags) && !f.recheck[uid] {
+			return
+		}
+		read = append(read, flagRead{uid, fl})
+		changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{
+			Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: st.Uidvalidity, Uid: uid}, Flags: fl,
+		}}})
+	}
+	fetchFlags := func(set imap.UIDSet, opts *imap.FetchOptions) error {
 		err := w.work.do(ctx, func(g *guard) error {
-			cmd := w.work.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, opts)
+			cmd := w.work.c.Fetch(set, opts)
 			for m := cmd.Next(); m != nil; m = cmd.Next() {
 				g.touch()
 				b, err := m.Collect()
@@ -356,23 +373,57 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 					cmd.Close()
 					return err
 				}
-				k := f.known[uint32(b.UID)]
-				if k == nil {
-					continue
-				}
-				fl := normFlags(flagStrings(b.Flags))
-				if sameFlags(fl, k.flags) {
-					continue
-				}
-				k.flags = fl
-				changes = append(changes, &mailbusv1.UpstreamChange{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{
-					Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: st.Uidvalidity, Uid: uint32(b.UID)}, Flags: fl,
-				}}})
+				consider(uint32(b.UID), b.Flags)
 			}
 			return cmd.Close()
 		})
 		if err != nil {
 			return fmt.Errorf("imapsync: FETCH FLAGS %s: %w", f.name, err)
+		}
+		return nil
+	}
+	if len(f.known) > 0 && sel.NumMessages > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
+		opts := &imap.FetchOptions{Flags: true, UID: true}
+		if w.condstore && st.SyncedHighestmodseq != 0 {
+			opts.ChangedSince = st.SyncedHighestmodseq
+		}
+		if err := fetchFlags(imap.UIDSet{{Start: 1, Stop: 0}}, opts); err != nil {
+			return err
+		}
+	}
+	// Flags read while a write-back of the message was pending were
+	// ignored by the store: read them again (CHANGEDSINCE may not show
+	// them) and send them whatever the cache says.
+	again := imap.UIDSet{}
+	for u := range f.recheck {
+		if f.known[u] == nil {
+			delete(f.recheck, u)
+		} else if !seen[u] {
+			again.AddNum(imap.UID(u))
+		}
+	}
+	if len(again) > 0 && sel.NumMessages > 0 {
+		if err := fetchFlags(again, &imap.FetchOptions{Flags: true, UID: true}); err != nil {
+			return err
+		}
+	}
+	if len(read) > 0 {
+		pending, err := w.pendingTargets(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, r := range read {
+			// The store ignores upstream flags of a message with a
+			// pending write-back: the cache must not say it has them.
+			if pending == nil || pending[r.uid] {
+				if f.recheck == nil {
+					f.recheck = map[uint32]bool{}
+				}
+				f.recheck[r.uid] = true
+				continue
+			}
+			delete(f.recheck, r.uid)
+			f.known[r.uid].flags = r.flags
 		}
 	}
 
@@ -406,6 +457,40 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 	}
 	st.SyncedHighestmodseq = sel.HighestModSeq
 	return w.saveState(ctx, f)
+}
+
+// pendingTargets returns the UIDs of the folder (under its current
+// UIDVALIDITY) that pending write-backs act on; nil when there are too
+// many write-backs to tell (every message counts as a target then).
+func (w *account) pendingTargets(ctx context.Context, f *folder) (map[uint32]bool, error) {
+	const most = 1000
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: most})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: pending write-backs: %w", err)
+	}
+	if len(resp.Writebacks) >= most {
+		return nil, nil
+	}
+	out := map[uint32]bool{}
+	for _, wb := range resp.Writebacks {
+		var targets []*mailbusv1.WriteBackTarget
+		switch op := wb.Op.(type) {
+		case *mailbusv1.WriteBack_Flags:
+			targets = op.Flags.Targets
+		case *mailbusv1.WriteBack_Move:
+			targets = op.Move.Targets
+		case *mailbusv1.WriteBack_Delete:
+			targets = op.Delete.Targets
+		}
+		for _, t := range targets {
+			if up := t.GetUpstream(); up.GetMailboxId() == f.id && up.GetUidvalidity() == f.st.Uidvalidity {
+				out[up.GetUid()] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
