@@ -191,19 +191,26 @@ func (w *account) search(ctx context.Context, c *imap.SearchCriteria) ([]uint32,
 // an interrupted sync goes on below it, and skips what the store has.
 func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData) error {
 	st := f.st
+	stale, err := w.loadKnown(ctx, f)
+	if err != nil {
+		return err
+	}
 	if st.SyncedUidnext == 0 {
 		st.SyncedUidnext = uint32(sel.UIDNext)
-		st.SyncedHighestmodseq = sel.HighestModSeq
+		// Messages fetched now come with their flags, so CHANGEDSINCE
+		// the HIGHESTMODSEQ of now catches what changes later. Messages
+		// the store already has under this UIDVALIDITY were rebound
+		// after a UIDVALIDITY change, with the flags of the old ones:
+		// then the first delta reads every message's flags (from 0).
+		if len(f.known) == 0 {
+			st.SyncedHighestmodseq = sel.HighestModSeq
+		}
 		if st.SyncedUidnext == 0 {
 			st.SyncedUidnext = 1
 		}
 		if err := w.saveState(ctx, f); err != nil {
 			return err
 		}
-	}
-	stale, err := w.loadKnown(ctx, f)
-	if err != nil {
-		return err
 	}
 	upper := st.SyncedUidnext - 1
 	if st.SyncedLowestUid != 0 {
