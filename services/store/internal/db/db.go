@@ -45,9 +45,19 @@ type Config struct {
 	Secrets *secretbox.Box
 	// MaxMessageSize refuses larger messages; 0 means 64 MiB.
 	MaxMessageSize int64
+	// BlobFileMin is the size from which a SQLite store keeps a body as a
+	// content-addressed file in DataDir/blobs instead of in the database
+	// (decision 0014); 0 means DefaultBlobFileMin, negative keeps every
+	// body in the database. PostgreSQL keeps every body in the database,
+	// where all replicas see it.
+	BlobFileMin int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultBlobFileMin is the default Config.BlobFileMin: smaller bodies cost
+// less in the database than a file and its fsync.
+const DefaultBlobFileMin = 32 << 10
 
 // DB is the store's database.
 type DB struct {
@@ -60,6 +70,9 @@ type DB struct {
 	secrets *secretbox.Box
 	maxSize int64
 	now     func() time.Time
+	// files keeps large bodies as files (SQLite); nil keeps all in the
+	// database.
+	files *blobFiles
 	// onCommit is called after every transaction that wrote events, with
 	// the accounts they belong to.
 	onCommit func(accountIDs []string)
@@ -109,6 +122,16 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, fmt.Errorf("db: open sqlite: %w", err)
 		}
 		d.r.SetMaxOpenConns(8)
+		if cfg.BlobFileMin >= 0 {
+			min := cfg.BlobFileMin
+			if min == 0 {
+				min = DefaultBlobFileMin
+			}
+			if d.files, err = openBlobFiles(filepath.Join(cfg.DataDir, "blobs"), int(min)); err != nil {
+				d.Close()
+				return nil, err
+			}
+		}
 	default:
 		return nil, fmt.Errorf("db: unsupported database URL scheme in %q (want postgres://)", redactURL(cfg.URL))
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -34,6 +35,8 @@ type prepared struct {
 	summary []byte
 	flags   []string
 	date    int64
+	// inFile: the body is kept as a file, not in the blobs row.
+	inFile bool
 }
 
 func (d *DB) prepare(it IngestItem) (*prepared, error) {
@@ -47,7 +50,7 @@ func (d *DB) prepare(it IngestItem) (*prepared, error) {
 		return nil, fmt.Errorf("%d bytes, more than the limit of %d: %w", len(it.Raw), d.maxSize, ErrTooLarge)
 	}
 	sum := sha256.Sum256(it.Raw)
-	p := &prepared{item: it, hash: hex.EncodeToString(sum[:])}
+	p := &prepared{item: it, hash: hex.EncodeToString(sum[:]), inFile: d.files.wants(len(it.Raw))}
 	parsed := mailmsg.Parse(it.Raw, nil)
 	s := &mailbusv1.MessageSummary{Envelope: parsed.Envelope, HasAttachments: parsed.HasAttachments, Preview: parsed.Preview}
 	var err error
@@ -78,16 +81,29 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 	results := make([]*mailbusv1.IngestResult, len(items))
 	for i, it := range items {
 		results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
-		p, err := d.prepare(it)
+	}
+	// Hashing and parsing use every core; the transaction is one writer.
+	idx := make([]int, len(items))
+	for i := range idx {
+		idx[i] = i
+	}
+	parallel(context.WithoutCancel(ctx), idx, runtime.GOMAXPROCS(0), func(i int) error {
+		p, err := d.prepare(items[i])
 		if err != nil {
 			results[i].Error = err.Error()
-			continue
+			return nil
 		}
 		preps[i] = p
+		return nil
+	})
+	unlock, err := d.storeFiles(ctx, preps)
+	if err != nil {
+		return nil, 0, err
 	}
+	defer unlock()
 	var state uint64
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
-	err := d.inTx(ctx, origin, func(t *tx) error {
+	err = d.inTx(ctx, origin, func(t *tx) error {
 		for i, p := range preps {
 			if p == nil {
 				continue
@@ -198,7 +214,7 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 // insertMessage stores the blob (once per hash) and the message row, with a
 // message.created event.
 func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, mailbox, upMailbox, uidvalidity, uid int64, uidl sql.NullString) (int64, int64, error) {
-	if err := t.putBlob(ctx, p.hash, p.item.Raw); err != nil {
+	if err := t.putBlob(ctx, p); err != nil {
 		return 0, 0, err
 	}
 	state := a.next()
@@ -221,11 +237,38 @@ func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, m
 	return id, state, nil
 }
 
-func (t *tx) putBlob(ctx context.Context, hash string, raw []byte) error {
-	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`, hash, len(raw), raw, t.d.nowMicros()); err != nil {
+func (t *tx) putBlob(ctx context.Context, p *prepared) error {
+	data, inFile := p.item.Raw, 0
+	if p.inFile {
+		data, inFile = []byte{}, 1
+	}
+	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, in_file, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`,
+		p.hash, len(p.item.Raw), data, inFile, t.d.nowMicros()); err != nil {
 		return fmt.Errorf("db: store blob: %w", err)
 	}
 	return nil
+}
+
+// storeFiles makes the bodies kept as files durable before the
+// transaction that references them. The returned unlock must be called
+// once that transaction has ended: until then the collector leaves the
+// files alone.
+func (d *DB) storeFiles(ctx context.Context, preps []*prepared) (unlock func(), err error) {
+	var bodies []blobBody
+	for _, p := range preps {
+		if p != nil && p.inFile {
+			bodies = append(bodies, blobBody{hash: p.hash, raw: p.item.Raw})
+		}
+	}
+	if len(bodies) == 0 {
+		return func() {}, nil
+	}
+	d.files.gc.RLock()
+	if err := d.files.put(ctx, bodies); err != nil {
+		d.files.gc.RUnlock()
+		return nil, err
+	}
+	return d.files.gc.RUnlock, nil
 }
 
 // AppendMessage stores a message a device appends to a mailbox of an IMAP
@@ -248,6 +291,11 @@ func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailbo
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := d.storeFiles(ctx, []*prepared{p})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var out *mailbusv1.MessageSummary
 	err = d.inTx(ctx, origin, func(t *tx) error {
 		box, a, err := t.lockMailbox(ctx, mb)

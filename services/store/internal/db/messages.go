@@ -109,8 +109,18 @@ func (d *DB) RawMessage(ctx context.Context, messageID string) ([]byte, *mailbus
 	if err != nil {
 		return nil, nil, err
 	}
-	var data []byte
-	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT data FROM blobs WHERE hash = ?`), s.ContentHash).Scan(&data)
+	var (
+		data   []byte
+		inFile bool
+	)
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT data, in_file FROM blobs WHERE hash = ?`), s.ContentHash).Scan(&data, &inFile)
+	if err == nil && inFile {
+		if d.files == nil {
+			err = errors.New("kept as a file, and this database has no blob directory")
+		} else {
+			data, err = d.files.read(s.ContentHash)
+		}
+	}
 	if err != nil {
 		// A message row always has its blob (foreign key); a missing one is
 		// corruption, not a user error.

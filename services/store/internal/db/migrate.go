@@ -135,6 +135,10 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	token BIGINT NOT NULL,
 	PRIMARY KEY (account_id, service)
 )`},
+	// 6: a SQLite store keeps large bodies as content-addressed files; the
+	// row stays (for the foreign key, dedupe and collection) with empty
+	// data (decision 0014).
+	{both: `ALTER TABLE blobs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0`},
 }
 
 func (d *DB) migrate(ctx context.Context) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 )
 
@@ -74,13 +76,107 @@ func (d *DB) Prune(ctx context.Context, keep time.Duration) (PruneResult, error)
 	if _, err := d.w.ExecContext(ctx, d.rebind(`DELETE FROM writebacks WHERE status <> 0 AND updated_at < ?`), cutoff); err != nil {
 		return res, fmt.Errorf("db: prune write-backs: %w", err)
 	}
-	blobCutoff := d.now().Add(-time.Hour).UnixMicro()
-	r, err := d.w.ExecContext(ctx, d.rebind(`DELETE FROM blobs WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash)`), blobCutoff)
+	n, err := d.pruneBlobs(ctx, d.now().Add(-time.Hour))
+	res.Blobs = n
+	return res, err
+}
+
+// pruneBlobs removes the blobs no message references that were stored
+// before cutoff (a younger one may belong to an ingest in flight), their
+// files, and files left without a row (a crash between writing a file
+// and committing its row).
+func (d *DB) pruneBlobs(ctx context.Context, cutoff time.Time) (int64, error) {
+	var tmp, stale []string
+	if d.files != nil {
+		// Listed before taking the lock (ingest waits while it is held);
+		// whether a listed file is referenced is decided under it.
+		var err error
+		if tmp, stale, err = d.files.stale(cutoff); err != nil {
+			return 0, err
+		}
+		d.files.gc.Lock()
+		defer d.files.gc.Unlock()
+	}
+	rows, err := d.w.QueryContext(ctx, d.rebind(`DELETE FROM blobs WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_hash = blobs.hash) RETURNING hash, in_file`), cutoff.UnixMicro())
 	if err != nil {
 		// On PostgreSQL a blob adopted by a concurrent ingest fails the
 		// foreign key; the next pass tries again.
-		return res, fmt.Errorf("db: prune blobs: %w", err)
+		return 0, fmt.Errorf("db: prune blobs: %w", err)
 	}
-	res.Blobs, _ = r.RowsAffected()
-	return res, nil
+	var (
+		n     int64
+		files []string
+	)
+	for rows.Next() {
+		var (
+			hash   string
+			inFile bool
+		)
+		if err := rows.Scan(&hash, &inFile); err != nil {
+			rows.Close()
+			return n, fmt.Errorf("db: prune blobs: %w", err)
+		}
+		n++
+		if inFile {
+			files = append(files, hash)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("db: prune blobs: %w", err)
+	}
+	if d.files == nil {
+		return n, nil
+	}
+	if err := d.files.remove(files); err != nil {
+		return n, err
+	}
+	return n, d.pruneOrphanFiles(ctx, tmp, stale)
+}
+
+// pruneOrphanFiles removes the stale temporary files and the stale blob
+// files that have no row kept as a file; the caller holds files.gc
+// exclusively, so no ingest is between finding or writing a file and
+// committing its row.
+func (d *DB) pruneOrphanFiles(ctx context.Context, tmp, done []string) error {
+	for _, p := range tmp {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("db: prune blob files: %w", err)
+		}
+	}
+	for len(done) > 0 {
+		chunk := done[:min(len(done), 500)]
+		done = done[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, h := range chunk {
+			args[i] = h
+		}
+		rows, err := d.w.QueryContext(ctx, d.rebind(`SELECT hash FROM blobs WHERE in_file = 1 AND hash IN (`+placeholders(len(chunk))+`)`), args...)
+		if err != nil {
+			return fmt.Errorf("db: prune blob files: %w", err)
+		}
+		kept := map[string]bool{}
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				rows.Close()
+				return fmt.Errorf("db: prune blob files: %w", err)
+			}
+			kept[h] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("db: prune blob files: %w", err)
+		}
+		var orphans []string
+		for _, h := range chunk {
+			if !kept[h] {
+				orphans = append(orphans, h)
+			}
+		}
+		if err := d.files.remove(orphans); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,0 +1,245 @@
+package db_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/mailbus/mailbus/services/store/internal/db"
+	"github.com/mailbus/mailbus/services/store/internal/dbtest"
+)
+
+// bigMessage is a message of about size bytes, distinct per n.
+func bigMessage(n, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: a@example.com\r\nSubject: big %d\r\nMessage-ID: <big%d@example.com>\r\n\r\n", n, n)
+	for b.Len() < size {
+		fmt.Fprintf(&b, "line %d of message %d, padding padding padding padding\r\n", b.Len(), n)
+	}
+	return b.Bytes()
+}
+
+func blobPath(dir string, raw []byte) string {
+	sum := sha256.Sum256(raw)
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(dir, "blobs", h[:2], h)
+}
+
+// blobRow reads a blob row straight from the SQLite file.
+func blobRow(t *testing.T, dir string, raw []byte) (dataLen int, inFile bool) {
+	t.Helper()
+	sum := sha256.Sum256(raw)
+	conn, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "mailbus.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.QueryRow(`SELECT length(data), in_file FROM blobs WHERE hash = ?`, hex.EncodeToString(sum[:])).Scan(&dataLen, &inFile); err != nil {
+		t.Fatalf("blob row: %v", err)
+	}
+	return dataLen, inFile
+}
+
+// clock is a settable time for the retention tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestBlobFilesOnSQLite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	small, big := rawMessage(1), bigMessage(2, 5000)
+	// The same big body twice (another folder's copy): one file.
+	res := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, small), imapItem(a.Id, mb.Id, 1, 2, big), imapItem(a.Id, mb.Id, 1, 3, big))
+	for _, r := range res {
+		if !r.Created {
+			t.Fatalf("not created: %v", r)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		raw        []byte
+		wantInFile bool
+	}{{"small", small, false}, {"big", big, true}} {
+		n, inFile := blobRow(t, dir, tc.raw)
+		_, statErr := os.Stat(blobPath(dir, tc.raw))
+		if inFile != tc.wantInFile || (statErr == nil) != tc.wantInFile {
+			t.Errorf("%s: in_file %v, file: %v; want in file %v", tc.name, inFile, statErr, tc.wantInFile)
+		}
+		if tc.wantInFile && n != 0 || !tc.wantInFile && n != len(tc.raw) {
+			t.Errorf("%s: %d bytes in the row", tc.name, n)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Dir(blobPath(dir, big)))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("blob directory: %v %v (want one file, no temporary)", entries, err)
+	}
+	for i, want := range [][]byte{small, big, big} {
+		got, _, err := d.RawMessage(ctx, res[i].MessageId)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("raw %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	// Reopened, the body is still read from its file.
+	d.Close()
+	if d, err = db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := d.RawMessage(ctx, res[1].MessageId); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("raw after reopen: %d bytes, %v", len(got), err)
+	}
+}
+
+func TestBlobFilesCollected(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	kept, deleted := bigMessage(1, 4000), bigMessage(2, 4000)
+	res := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, kept), imapItem(a.Id, mb.Id, 1, 2, deleted))
+	if _, err := d.DeleteMessages(ctx, device, a.Id, []string{res[1].MessageId}); err != nil {
+		t.Fatal(err)
+	}
+	// Files a crash left: a finished one whose transaction never committed
+	// and a temporary one, both old; and a young orphan, which may belong
+	// to an ingest in flight.
+	orphan, young := bigMessage(3, 4000), bigMessage(4, 4000)
+	old := time.Now().Add(-2 * time.Hour)
+	tmp := blobPath(dir, orphan) + ".123.tmp"
+	for _, p := range []string{blobPath(dir, orphan), tmp, blobPath(dir, young)} {
+		if err := os.WriteFile(p, orphan, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{blobPath(dir, orphan), tmp} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An hour later, the unreferenced blob goes with its file.
+	c.add(2 * time.Hour)
+	if err := os.Chtimes(blobPath(dir, young), c.now(), c.now()); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(blobPath(dir, kept), old, old)
+	res2, err := d.Prune(ctx, 24*time.Hour)
+	if err != nil || res2.Blobs != 1 {
+		t.Fatalf("prune: %+v %v", res2, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		path   string
+		exists bool
+	}{
+		{"referenced", blobPath(dir, kept), true},
+		{"deleted message", blobPath(dir, deleted), false},
+		{"orphan", blobPath(dir, orphan), false},
+		{"temporary", tmp, false},
+		{"young orphan", blobPath(dir, young), true},
+	} {
+		if _, err := os.Stat(tc.path); (err == nil) != tc.exists {
+			t.Errorf("%s: stat %v, want exists %v", tc.name, err, tc.exists)
+		}
+	}
+	if got, _, err := d.RawMessage(ctx, res[0].MessageId); err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("kept message: %d bytes, %v", len(got), err)
+	}
+	// The deleted body comes back as a new file when ingested again.
+	again := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 5, deleted))
+	if got, _, err := d.RawMessage(ctx, again[0].MessageId); err != nil || !bytes.Equal(got, deleted) {
+		t.Fatalf("re-ingested message: %d bytes, %v", len(got), err)
+	}
+}
+
+// A file that was written but never got its row (a crash before commit) is
+// adopted as is when the same body comes again: it was fsynced before it
+// got its name.
+func TestBlobFileAdoptedAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	raw := bigMessage(1, 3000)
+	if err := os.WriteFile(blobPath(dir, raw), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A truncated file of the same name (not possible after fsync and
+	// rename, but cheap to refuse) is replaced.
+	raw2 := bigMessage(2, 3000)
+	if err := os.WriteFile(blobPath(dir, raw2), raw2[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, raw), imapItem(a.Id, mb.Id, 1, 2, raw2))
+	for i, want := range [][]byte{raw, raw2} {
+		if got, _, err := d.RawMessage(ctx, res[i].MessageId); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+}
+
+// PostgreSQL keeps every body in the database, where every replica reads
+// it.
+func TestBlobsInPostgres(t *testing.T) {
+	ctx := context.Background()
+	b := dbtest.Backends()[1]
+	cfg := b.Config(t)
+	cfg.BlobFileMin = 1
+	d, err := db.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	raw := bigMessage(1, 100_000)
+	res := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, raw))
+	conn, err := sql.Open("pgx", cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n int
+	var inFile bool
+	if err := conn.QueryRow(`SELECT length(data), in_file = 1 FROM blobs`).Scan(&n, &inFile); err != nil || n != len(raw) || inFile {
+		t.Fatalf("blob row: %d bytes, in file %v, %v", n, inFile, err)
+	}
+	if got, _, err := d.RawMessage(ctx, res[0].MessageId); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("raw: %d bytes, %v", len(got), err)
+	}
+}
