@@ -29,6 +29,8 @@ type tx struct {
 	events   int
 	// touched are the accounts that got events.
 	touched map[int64]bool
+	// stmts are the statements prepared in this transaction (SQLite).
+	stmts map[string]*sql.Stmt
 }
 
 type lockedAccount struct {
@@ -128,7 +130,34 @@ func retryable(err error) bool {
 }
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.prepared(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return t.sql.ExecContext(ctx, t.d.rebind(q), args...)
+}
+
+// prepared returns the transaction's prepared statement for q on SQLite,
+// where parsing a statement costs more than running the small ones ingest
+// repeats for every message; nil elsewhere (pgx caches prepared statements
+// itself) or if preparing fails (the caller then runs q unprepared and
+// reports its error). Only exec and queryRow use it: a statement is not
+// shared by two open result sets.
+func (t *tx) prepared(ctx context.Context, q string) *sql.Stmt {
+	if t.d.dialect != SQLite {
+		return nil
+	}
+	if st, ok := t.stmts[q]; ok {
+		return st
+	}
+	st, err := t.sql.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	if t.stmts == nil {
+		t.stmts = map[string]*sql.Stmt{}
+	}
+	t.stmts[q] = st
+	return st
 }
 
 func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
@@ -136,6 +165,9 @@ func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 }
 
 func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.prepared(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return t.sql.QueryRowContext(ctx, t.d.rebind(q), args...)
 }
 
