@@ -19,6 +19,9 @@ import (
 const (
 	ingestBatchMessages = 256
 	ingestBatchBytes    = 32 << 20
+	// ingestPreallocMax bounds the buffer allocated up front for a
+	// message's declared size.
+	ingestPreallocMax = 16 << 20
 )
 
 // Ingest implements IngestService.
@@ -128,9 +131,42 @@ func (s *Ingest) SetMailboxSyncState(ctx context.Context, req *mailbusv1.SetMail
 
 // IngestMessages implements IngestService. It buffers one message at a
 // time (up to the size limit; a larger one is drained and reported, not
-// stored) and commits batches.
+// stored) and commits batches. The next batch is received while the last
+// one commits: the receiver hands batches to the committer (this
+// goroutine), which commits and answers them in order.
 func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
 	ctx := stream.Context()
+	// One batch waits while another commits; a flush with no messages is
+	// an empty batch, answered in its turn.
+	batches := make(chan []db.IngestItem, 1)
+	var recvErr error
+	go func() {
+		defer close(batches)
+		recvErr = s.receive(ctx, stream, batches)
+	}()
+	for batch := range batches {
+		if len(batch) == 0 {
+			if err := stream.Send(&mailbusv1.IngestMessagesResponse{}); err != nil {
+				return err
+			}
+			continue
+		}
+		results, state, err := s.DB.Ingest(ctx, batch)
+		if err != nil {
+			// Returning ends the stream, which ends the receiver's Recv.
+			return toStatus(ctx, s.Log, err)
+		}
+		s.Metrics.observe(batch, results)
+		if err := stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state}); err != nil {
+			return err
+		}
+	}
+	return recvErr
+}
+
+// receive reads the stream into batches until it ends; it returns nil at
+// the end of the stream.
+func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_IngestMessagesServer, batches chan<- []db.IngestItem) error {
 	var (
 		batch      []db.IngestItem
 		batchBytes int
@@ -138,16 +174,13 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 		buf        []byte
 	)
 	flush := func() error {
-		if len(batch) == 0 {
-			return stream.Send(&mailbusv1.IngestMessagesResponse{})
+		select {
+		case batches <- batch:
+			batch, batchBytes = nil, 0
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		results, state, err := s.DB.Ingest(ctx, batch)
-		if err != nil {
-			return toStatus(ctx, s.Log, err)
-		}
-		s.Metrics.observe(batch, results)
-		batch, batchBytes = batch[:0], 0
-		return stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state})
 	}
 	for {
 		req, err := stream.Recv()
@@ -168,9 +201,12 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 				return invalidArg("meta", "a new message started before the last one ended (end_of_message)")
 			}
 			cur = &db.IngestItem{Meta: req.Meta}
-			buf = buf[:0]
+			buf = nil
 			if int64(req.Meta.Size) > s.MaxMessageSize {
 				cur.Err = tooLarge(int64(req.Meta.Size), s.MaxMessageSize)
+			} else {
+				// The declared size (a hint) saves growing the buffer.
+				buf = make([]byte, 0, min(int(req.Meta.Size), ingestPreallocMax))
 			}
 		}
 		if len(req.Data) > 0 {
@@ -191,8 +227,9 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 				return invalidArg("end_of_message", "no message to end (send meta first)")
 			}
 			if cur.Err == nil {
-				cur.Raw = append([]byte(nil), buf...)
+				cur.Raw = buf
 			}
+			buf = nil
 			batch = append(batch, *cur)
 			batchBytes += len(cur.Raw)
 			cur = nil
