@@ -77,10 +77,30 @@ func (d *DB) prepare(it IngestItem) (*prepared, error) {
 // false; an invalid one gets an error in its result and the others go on.
 // The returned state is the last account state the batch produced.
 func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.IngestResult, uint64, error) {
-	preps := make([]*prepared, len(items))
-	results := make([]*mailbusv1.IngestResult, len(items))
+	b, err := d.PrepareIngest(ctx, items)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b.Commit(ctx)
+}
+
+// IngestBatch is a batch of messages prepared for Commit: hashed, parsed,
+// and its large bodies durable as files. Until it is committed or
+// released, the files it relies on are not collected, so every batch must
+// end with Commit or Release.
+type IngestBatch struct {
+	d       *DB
+	preps   []*prepared
+	results []*mailbusv1.IngestResult
+	unlock  func()
+}
+
+// PrepareIngest does the part of Ingest that needs no transaction, so
+// that a caller can prepare the next batch while the last one commits.
+func (d *DB) PrepareIngest(ctx context.Context, items []IngestItem) (*IngestBatch, error) {
+	b := &IngestBatch{d: d, preps: make([]*prepared, len(items)), results: make([]*mailbusv1.IngestResult, len(items))}
 	for i, it := range items {
-		results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
+		b.results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
 	}
 	// Hashing and parsing use every core; the transaction is one writer.
 	idx := make([]int, len(items))
@@ -90,25 +110,44 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 	parallel(context.WithoutCancel(ctx), idx, runtime.GOMAXPROCS(0), func(i int) error {
 		p, err := d.prepare(items[i])
 		if err != nil {
-			results[i].Error = err.Error()
+			b.results[i].Error = err.Error()
 			return nil
 		}
-		preps[i] = p
+		b.preps[i] = p
 		return nil
 	})
-	unlock, err := d.storeFiles(ctx, preps)
-	if err != nil {
-		return nil, 0, err
+	var err error
+	if b.unlock, err = d.storeFiles(ctx, b.preps); err != nil {
+		return nil, err
 	}
-	defer unlock()
+	return b, nil
+}
+
+// Release ends a batch that is not committed.
+func (b *IngestBatch) Release() {
+	if b.unlock != nil {
+		b.unlock()
+		b.unlock = nil
+	}
+}
+
+// Commit stores the prepared batch in one transaction (see Ingest) and
+// releases it.
+func (b *IngestBatch) Commit(ctx context.Context) ([]*mailbusv1.IngestResult, uint64, error) {
+	defer b.Release()
+	preps, results := b.preps, b.results
 	var state uint64
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
-	err = d.inTx(ctx, origin, func(t *tx) error {
+	err := b.d.inTx(ctx, origin, func(t *tx) error {
+		h, err := t.readIngestHints(ctx, preps)
+		if err != nil {
+			return err
+		}
 		for i, p := range preps {
 			if p == nil {
 				continue
 			}
-			id, created, st, err := t.ingestOne(ctx, p)
+			id, created, st, err := t.ingestOne(ctx, p, h)
 			switch {
 			case errors.Is(err, ErrInvalid), errors.Is(err, ErrNotFound), errors.Is(err, ErrPrecondition):
 				results[i].Error = err.Error()
@@ -131,7 +170,9 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 	return results, state, nil
 }
 
-func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool, state int64, err error) {
+// ingestOne stores one message unless its upstream identity is known; h
+// (from readIngestHints) lets it skip lookups that would find nothing.
+func (t *tx) ingestOne(ctx context.Context, p *prepared, h *ingestHints) (id int64, created bool, state int64, err error) {
 	meta := p.item.Meta
 	acct, err := parseID("meta.account_id", meta.AccountId)
 	if err != nil {
@@ -153,23 +194,25 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 			return 0, false, 0, invalid("meta.upstream.uidl", "required for POP3, 1 to 70 characters")
 		}
 		uidl = sql.NullString{String: up.Uidl, Valid: true}
-		err = t.queryRow(ctx, `SELECT id FROM messages WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&id)
-		if err == nil {
-			return id, false, a.modseq, nil
+		if !h.consumeAbsent(pop3Key(acct, up.Uidl)) {
+			err = t.queryRow(ctx, `SELECT id FROM messages WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&id)
+			if err == nil {
+				return id, false, a.modseq, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+			}
+			var gone int
+			if err := t.queryRow(ctx, `SELECT COUNT(*) FROM uidl_tombstones WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&gone); err != nil {
+				return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+			}
+			if gone > 0 {
+				// Deleted in the store before: acknowledged, not stored again.
+				return 0, false, a.modseq, nil
+			}
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
-		}
-		var gone int
-		if err := t.queryRow(ctx, `SELECT COUNT(*) FROM uidl_tombstones WHERE account_id = ? AND uidl = ?`, acct, up.Uidl).Scan(&gone); err != nil {
-			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
-		}
-		if gone > 0 {
-			// Deleted in the store before: acknowledged, not stored again.
-			return 0, false, a.modseq, nil
-		}
-		if err := t.queryRow(ctx, `SELECT id FROM mailboxes WHERE account_id = ? AND role = ?`, acct, int(mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX)).Scan(&mailbox); err != nil {
-			return 0, false, 0, fmt.Errorf("db: POP3 account %d has no inbox: %w", acct, err)
+		if mailbox, err = t.pop3Inbox(ctx, h, acct); err != nil {
+			return 0, false, 0, err
 		}
 	default:
 		if up.GetUid() == 0 || up.GetUidvalidity() == 0 {
@@ -178,22 +221,30 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared) (id int64, created bool
 		if mailbox, err = parseID("meta.upstream.mailbox_id", up.MailboxId); err != nil {
 			return 0, false, 0, err
 		}
-		mb, err := t.mailboxByID(ctx, mailbox)
-		if err != nil || mb.Mailbox.AccountId != meta.AccountId {
+		if owner, err := t.mailboxAccount(ctx, h, mailbox); err != nil || owner != meta.AccountId {
 			return 0, false, 0, notFound("mailbox", up.MailboxId)
 		}
 		upMailbox = mailbox
-		err = t.queryRow(ctx, `SELECT id FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid)).Scan(&id)
-		if err == nil {
-			return id, false, a.modseq, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		if !h.consumeAbsent(imapKey(mailbox, up.Uidvalidity, up.Uid)) {
+			err = t.queryRow(ctx, `SELECT id FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid)).Scan(&id)
+			if err == nil {
+				return id, false, a.modseq, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+			}
 		}
 		// The upstream echo of a device's move or append: the same bytes
 		// in the destination, with a write-back still pending. Adopt the
 		// new identity instead of storing a second copy.
-		err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
+		echo, err := t.mayBeEcho(ctx, h, mailbox, p.hash)
+		if err != nil {
+			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
+		}
+		err = sql.ErrNoRows
+		if echo {
+			err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
+		}
 		if err == nil {
 			// The same mechanism as a write-back's placement: the new
 			// identity, and later pending write-backs retargeted to it.

@@ -198,3 +198,61 @@ func TestDeletedPOP3MessageStaysDeleted(t *testing.T) {
 		}
 	})
 }
+
+// Identities repeated inside one batch, and identities the batch finds
+// already stored, tombstoned or awaiting their echo: the per-batch lookups
+// (ingest hints) must give the same results as one message at a time.
+func TestIngestRepeatsWithinABatch(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		imapAcct := mustCreate(t, d, imapAccount("work"))
+		inbox := mustMailbox(t, d, imapAcct.Id, "INBOX", 1)
+		archive := mustMailbox(t, d, imapAcct.Id, "Archive", 2)
+		stored := mustIngest(t, d, imapItem(imapAcct.Id, inbox.Id, 1, 1, rawMessage(1)))[0].MessageId
+		moved := mustIngest(t, d, imapItem(imapAcct.Id, inbox.Id, 1, 2, rawMessage(2)))[0].MessageId
+		if _, _, err := d.MoveMessages(ctx, device, imapAcct.Id, []string{moved}, archive.Id); err != nil {
+			t.Fatal(err)
+		}
+		pop := mustCreate(t, d, pop3Account("home"))
+		gone := mustIngest(t, d, pop3Item(pop.Id, "gone", rawMessage(20)))[0].MessageId
+		if _, err := d.DeleteMessages(ctx, device, pop.Id, []string{gone}); err != nil {
+			t.Fatal(err)
+		}
+		res := mustIngest(t, d,
+			imapItem(imapAcct.Id, inbox.Id, 1, 1, rawMessage(1)),   // 0: stored before
+			imapItem(imapAcct.Id, inbox.Id, 1, 3, rawMessage(3)),   // 1: new
+			imapItem(imapAcct.Id, inbox.Id, 1, 3, rawMessage(3)),   // 2: repeat of 1
+			imapItem(imapAcct.Id, archive.Id, 2, 7, rawMessage(2)), // 3: the move's echo
+			imapItem(imapAcct.Id, archive.Id, 2, 7, rawMessage(2)), // 4: repeat of 3
+			pop3Item(pop.Id, "new", rawMessage(21)),                // 5: new
+			pop3Item(pop.Id, "new", rawMessage(21)),                // 6: repeat of 5
+			pop3Item(pop.Id, "gone", rawMessage(20)),               // 7: tombstoned
+		)
+		for _, tc := range []struct {
+			i       int
+			created bool
+			id      string // "" for none; "=N" for the id of result N
+		}{
+			{0, false, stored}, {1, true, ""}, {2, false, "=1"}, {3, false, moved}, {4, false, moved},
+			{5, true, ""}, {6, false, "=5"}, {7, false, ""},
+		} {
+			r := res[tc.i]
+			want := tc.id
+			if len(want) == 2 && want[0] == '=' {
+				want = res[want[1]-'0'].MessageId
+			}
+			if r.Error != "" || r.Created != tc.created || (!tc.created && r.MessageId != want) || (tc.created && r.MessageId == "") {
+				t.Errorf("result %d: %v; want created %v id %q", tc.i, r, tc.created, want)
+			}
+		}
+		for _, mb := range []*struct {
+			id   string
+			want int
+		}{{inbox.Id, 2}, {archive.Id, 1}, {inboxOf(t, d, pop.Id).Id, 1}} {
+			msgs, _, _, err := d.ListMessages(ctx, mb.id, 10, "")
+			if err != nil || len(msgs) != mb.want {
+				t.Errorf("mailbox %s: %d messages, want %d (%v)", mb.id, len(msgs), mb.want, err)
+			}
+		}
+	})
+}
