@@ -131,35 +131,88 @@ func (s *Ingest) SetMailboxSyncState(ctx context.Context, req *mailbusv1.SetMail
 
 // IngestMessages implements IngestService. It buffers one message at a
 // time (up to the size limit; a larger one is drained and reported, not
-// stored) and commits batches. The next batch is received while the last
-// one commits: the receiver hands batches to the committer (this
-// goroutine), which commits and answers them in order.
+// stored) and commits batches. It works as a pipeline: while a batch
+// commits (this goroutine), the next one is prepared (hashed, parsed, its
+// large bodies written; a second goroutine) and the one after that
+// received (a third); batches are answered in order.
 func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
-	ctx := stream.Context()
-	// One batch waits while another commits; a flush with no messages is
-	// an empty batch, answered in its turn.
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	// A flush with no messages is an empty batch, answered in its turn.
 	batches := make(chan []db.IngestItem, 1)
 	var recvErr error
 	go func() {
 		defer close(batches)
 		recvErr = s.receive(ctx, stream, batches)
 	}()
-	for batch := range batches {
-		if len(batch) == 0 {
+	type preparedBatch struct {
+		items []db.IngestItem
+		batch *db.IngestBatch
+	}
+	prepared := make(chan preparedBatch)
+	var prepErr error
+	go func() {
+		defer close(prepared)
+		for {
+			var items []db.IngestItem
+			select {
+			case <-ctx.Done():
+				return
+			case b, ok := <-batches:
+				if !ok {
+					return
+				}
+				items = b
+			}
+			pb := preparedBatch{items: items}
+			if len(items) > 0 {
+				if pb.batch, prepErr = s.DB.PrepareIngest(ctx, items); prepErr != nil {
+					return
+				}
+			}
+			select {
+			case prepared <- pb:
+			case <-ctx.Done():
+				if pb.batch != nil {
+					pb.batch.Release()
+				}
+				return
+			}
+		}
+	}()
+	// Whatever way this ends, no prepared batch stays unreleased (it holds
+	// off the collection of its files).
+	defer func() {
+		cancel()
+		for pb := range prepared {
+			if pb.batch != nil {
+				pb.batch.Release()
+			}
+		}
+	}()
+	for pb := range prepared {
+		if pb.batch == nil {
 			if err := stream.Send(&mailbusv1.IngestMessagesResponse{}); err != nil {
 				return err
 			}
 			continue
 		}
-		results, state, err := s.DB.Ingest(ctx, batch)
+		results, state, err := pb.batch.Commit(ctx)
 		if err != nil {
 			// Returning ends the stream, which ends the receiver's Recv.
 			return toStatus(ctx, s.Log, err)
 		}
-		s.Metrics.observe(batch, results)
+		s.Metrics.observe(pb.items, results)
 		if err := stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state}); err != nil {
 			return err
 		}
+	}
+	if prepErr != nil {
+		return toStatus(ctx, s.Log, prepErr)
+	}
+	if err := ctx.Err(); err != nil {
+		// The client went away; the receiver may still be in Recv.
+		return status.FromContextError(err).Err()
 	}
 	return recvErr
 }
