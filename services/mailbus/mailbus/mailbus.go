@@ -11,6 +11,9 @@
 // Data directory layout (Config.DataDir):
 //
 //	mailbus.db (+ -wal, -shm)   the SQLite store, unless DatabaseURL is set
+//	blobs/                      its message bodies of 32 KiB and more, one
+//	                            file per SHA-256 (part of the store: back
+//	                            it up with mailbus.db)
 //	secret.key                  the credentials key (mode 0600), created on
 //	                            first start unless a key is given
 //	nats/                       the embedded NATS server's JetStream files

@@ -12,9 +12,12 @@
 //   - mailboxes, messages: the current view. A message's upstream identity
 //     is (mailbox, uidvalidity, uid) for IMAP and uidl for POP3; unique
 //     indexes on both make ingest idempotent.
-//   - blobs: raw messages, stored once per SHA-256, in the database itself
-//     so that several store replicas on one PostgreSQL share them and a
-//     message and its bytes commit atomically.
+//   - blobs: raw messages, stored once per SHA-256. On PostgreSQL in the
+//     database itself, so that several store replicas share them and a
+//     message and its bytes commit atomically. On SQLite a body of 32 KiB
+//     or more is a file, DataDir/blobs/<2 hex>/<sha256>, fsynced (with its
+//     directory) before the row that references it commits; the row keeps
+//     in_file = 1 and no data (decision 0014).
 //   - events: the outbox and the change log at once. Each change writes its
 //     event here in its own transaction; the relay publishes unpublished rows
 //     in seq order; GetChanges and WatchChanges read them by account and
