@@ -125,3 +125,4 @@ validate-deployments: $(BIN)/helm
 	  --set postgres.create=true,postgres.url=postgres://u:p@db/mailbus \
 	  --set secretKey.create=true,secretKey.value=dmFsaWRhdGU= \
 	  --set image.registry=registry.example,image.tag=v0.0.1,pop3fetcher.enabled=false,prometheus.scrapeConfig.create=false >/dev/null
+	helm template mailbus $(HELM_CHART) --set tls.enabled=true,tls.mutual=true >/dev/null

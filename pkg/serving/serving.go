@@ -7,6 +7,7 @@ package serving
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/mailbus/mailbus/pkg/grpctls"
 )
 
 // Config configures a Server. Listen or Listener is required.
@@ -45,6 +49,13 @@ type Config struct {
 	ServerOptions []grpc.ServerOption
 	// ShutdownTimeout bounds the graceful stop; 0 means 10s.
 	ShutdownTimeout time.Duration
+	// TLS, when set, serves gRPC over TLS with it (grpctls builds it from
+	// the --tls-* flags). Without it, gRPC is plaintext, which New refuses
+	// on a non-loopback address unless Insecure is set.
+	TLS *tls.Config
+	// Insecure allows plaintext gRPC on a non-loopback address; it is
+	// logged as a warning at every start.
+	Insecure bool
 }
 
 // Server is a service's gRPC and metrics endpoints.
@@ -78,10 +89,25 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]grpc.ServerOption{
+	listenAddr := cfg.Listen
+	if cfg.Listener != nil {
+		listenAddr = cfg.Listener.Addr().String()
+	}
+	exposed, err := grpctls.CheckListen(listenAddr, cfg.TLS != nil, cfg.Insecure)
+	if err != nil {
+		return nil, fmt.Errorf("serving: %s: %w", cfg.Name, err)
+	}
+	if exposed {
+		s.log.Warn("INSECURE: gRPC is served in plaintext on a non-loopback address (--insecure): anyone who can reach it can read and change mail; use --tls-cert and --tls-key", "listen", listenAddr)
+	}
+	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
 		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
-	}, cfg.ServerOptions...)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	opts = append(opts, cfg.ServerOptions...)
 	s.GRPC = grpc.NewServer(opts...)
 	s.Health = health.NewServer()
 	healthpb.RegisterHealthServer(s.GRPC, s.Health)
@@ -141,7 +167,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("serving", "grpc", s.Addr().String(), "metrics", addrString(s.MetricsAddr()))
+	s.log.Info("serving", "grpc", s.Addr().String(), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()))
 	var runErr error
 	select {
 	case <-ctx.Done():

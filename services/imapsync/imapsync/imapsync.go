@@ -31,6 +31,7 @@ package imapsync
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -44,12 +45,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -84,9 +85,11 @@ const DefaultProgressInterval = time.Second
 // Config configures the service. The zero value of a field means its
 // default; StoreAddr or StoreConn is required.
 type Config struct {
-	// StoreAddr is the store's gRPC address (plaintext, as the store
-	// serves it).
+	// StoreAddr is the store's gRPC address.
 	StoreAddr string
+	// StoreTLS, when set, dials StoreAddr over TLS with it (pkg/grpctls);
+	// nil dials in plaintext.
+	StoreTLS *tls.Config
 	// StoreConn, when set, is used instead of dialing StoreAddr.
 	StoreConn *grpc.ClientConn
 	// Listen is the gRPC address (health, reflection).
@@ -95,6 +98,10 @@ type Config struct {
 	Listener net.Listener
 	// MetricsListen is the /metrics and /healthz address; "-" disables it.
 	MetricsListen string
+	// TLS, when set, serves gRPC over TLS; without it a non-loopback
+	// Listen is refused unless Insecure is set (pkg/serving).
+	TLS      *tls.Config
+	Insecure bool
 	// NATSURL, when set, wakes write-backs up on the account's device
 	// events; without it they are polled every WriteBackPoll.
 	NATSURL string
@@ -178,6 +185,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Listen == "" && cfg.Listener == nil {
 		cfg.Listen = DefaultListen
 	}
+	if cfg.Listener == nil {
+		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("imapsync: --listen %w", err)
+		}
+	}
 	if cfg.MetricsListen == "" {
 		cfg.MetricsListen = DefaultMetricsListen
 	}
@@ -224,7 +236,7 @@ func (s *Service) Run(ctx context.Context) error {
 	conn := cfg.StoreConn
 	if conn == nil {
 		var err error
-		conn, err = grpc.NewClient(cfg.StoreAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err = grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 		if err != nil {
 			return fmt.Errorf("imapsync: store client: %w", err)
@@ -257,7 +269,7 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	srv, err := serving.New(serving.Config{Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen, Registry: cfg.Registry, Logger: s.log})
+	srv, err := serving.New(serving.Config{Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen, Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure})
 	if err != nil {
 		return fmt.Errorf("imapsync: %w", err)
 	}

@@ -26,6 +26,7 @@ package mailbus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,9 +42,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -88,6 +89,12 @@ type Config struct {
 	// MetricsListen is the /metrics and /healthz address of all three
 	// services (default 127.0.0.1:7401); "-" disables it.
 	MetricsListen string
+	// TLS, when set, serves the store's gRPC over TLS (pkg/grpctls); the
+	// fetchers in this process dial it pinned to its own certificate,
+	// which they also present as client certificate. Without TLS a
+	// non-loopback Listen is refused unless Insecure is set.
+	TLS      *tls.Config
+	Insecure bool
 	// SecretKey is the credentials key; when nil, SecretKeyFile is read,
 	// and when that is empty too, DataDir/secret.key is read or, on first
 	// start, created with mode 0600.
@@ -156,6 +163,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.AccountRefresh <= 0 {
 		cfg.AccountRefresh = DefaultAccountRefresh
+	}
+	if cfg.Listener == nil {
+		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("mailbus: --listen %w", err)
+		}
 	}
 	if cfg.NATSURL != "" && cfg.NATSListen != "" {
 		return nil, errors.New("mailbus: --nats-listen is for the embedded NATS server; with --nats the external server serves consumers")
@@ -269,6 +281,7 @@ func (s *Server) Run(ctx context.Context) error {
 	storeReady := make(chan string, 1)
 	st, err := store.New(store.Config{
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
+		TLS: cfg.TLS, Insecure: cfg.Insecure,
 		NATSURL: natsURL, NATSOptions: natsOpts,
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
@@ -301,7 +314,15 @@ func (s *Server) Run(ctx context.Context) error {
 		info.MetricsAddr = cfg.MetricsListen
 	}
 
-	conn, err := grpc.NewClient(info.StoreAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	var internalTLS *tls.Config
+	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
+		if internalTLS, err = grpctls.Pinned(cfg.TLS.Certificates[0]); err != nil {
+			stopStore()
+			<-storeDone
+			return fmt.Errorf("mailbus: store client: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(info.StoreAddr, grpctls.Credentials(internalTLS),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
 	if err != nil {
 		stopStore()

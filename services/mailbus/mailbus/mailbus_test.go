@@ -2,6 +2,7 @@ package mailbus_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
@@ -192,6 +194,12 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := mailbus.New(mailbus.Config{NATSListen: "no-port"}); err == nil {
 		t.Error("--nats-listen without a port accepted")
+	}
+	if _, err := mailbus.New(mailbus.Config{Listen: "0.0.0.0:7400"}); !errors.Is(err, grpctls.ErrPlaintextNotLoopback) {
+		t.Errorf("plaintext gRPC on 0.0.0.0 without --insecure: err = %v", err)
+	}
+	if _, err := mailbus.New(mailbus.Config{Listen: "0.0.0.0:7400", Insecure: true}); err != nil {
+		t.Errorf("plaintext gRPC on 0.0.0.0 with --insecure: %v", err)
 	}
 }
 

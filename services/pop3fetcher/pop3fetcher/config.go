@@ -1,8 +1,10 @@
 package pop3fetcher
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
@@ -44,6 +47,9 @@ type Config struct {
 	// Store is the store's gRPC address ("host:port"), used when Conn is
 	// nil.
 	Store string
+	// StoreTLS, when set, dials Store over TLS with it (pkg/grpctls); nil
+	// dials in plaintext.
+	StoreTLS *tls.Config
 	// Conn is an existing connection to the store (tests, the all-in-one
 	// binary). The Fetcher does not close it.
 	Conn *grpc.ClientConn
@@ -52,6 +58,10 @@ type Config struct {
 	// 127.0.0.1:7420); Listener, when set, is used instead.
 	Listen   string
 	Listener net.Listener
+	// TLS, when set, serves gRPC over TLS; without it a non-loopback
+	// Listen is refused unless Insecure is set (pkg/serving).
+	TLS      *tls.Config
+	Insecure bool
 	// MetricsListen is the /metrics and /healthz address (default
 	// 127.0.0.1:7421); "-" disables it.
 	MetricsListen string
@@ -168,6 +178,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Listen == "" && c.Listener == nil {
 		c.Listen = DefaultListen
+	}
+	if c.Listener == nil {
+		if _, err := grpctls.CheckListen(c.Listen, c.TLS != nil, c.Insecure); err != nil {
+			return fmt.Errorf("pop3fetcher: --listen %w", err)
+		}
 	}
 	switch c.MetricsListen {
 	case "":

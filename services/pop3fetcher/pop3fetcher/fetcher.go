@@ -11,11 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -51,7 +51,7 @@ func New(cfg Config) (*Fetcher, error) {
 	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}, hosts: hostlimit.New(cfg.HostLimit)}
 	f.conn = cfg.Conn
 	if f.conn == nil {
-		f.conn, err = grpc.NewClient(cfg.Store, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		f.conn, err = grpc.NewClient(cfg.Store, grpctls.Credentials(cfg.StoreTLS))
 		if err != nil {
 			return nil, fmt.Errorf("pop3fetcher: store %s: %w", cfg.Store, err)
 		}
@@ -100,7 +100,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	}
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: f.cfg.Listen, Listener: f.cfg.Listener, MetricsListen: f.cfg.MetricsListen,
-		Registry: f.cfg.Registry, Logger: f.log,
+		Registry: f.cfg.Registry, Logger: f.log, TLS: f.cfg.TLS, Insecure: f.cfg.Insecure,
 	})
 	if err != nil {
 		cancel()

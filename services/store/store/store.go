@@ -13,6 +13,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/store/internal/api"
@@ -62,6 +64,11 @@ type Config struct {
 	Listener net.Listener
 	// MetricsListen is the /metrics and /healthz address; "-" disables it.
 	MetricsListen string
+	// TLS, when set, serves gRPC over TLS (and mutual TLS when it requires
+	// client certificates); see pkg/grpctls. Without it the store refuses
+	// a non-loopback Listen unless Insecure is set.
+	TLS      *tls.Config
+	Insecure bool
 	// NATSURL is the NATS server; empty means no relay: events wait in the
 	// outbox until a store with NATS runs.
 	NATSURL string
@@ -134,6 +141,11 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 {
 		return nil, errors.New("store: retention, prune interval and message size limit must not be negative")
 	}
+	if cfg.Listener == nil {
+		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("store: --listen %w", err)
+		}
+	}
 	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
 		return nil, errors.New("store: give a data directory (--data) or a database URL (--database-url)")
 	}
@@ -167,7 +179,7 @@ func (s *Store) Run(ctx context.Context) error {
 	notifier := api.NewNotifier()
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
-		Registry: cfg.Registry, Logger: s.log,
+		Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure,
 		ServerOptions: []grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20)},
 	})
 	if err != nil {

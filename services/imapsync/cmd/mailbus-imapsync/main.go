@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/replicaflag"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
@@ -30,7 +31,8 @@ Usage: mailbus-imapsync [flags]
 
 Examples:
   mailbus-imapsync --store 127.0.0.1:7400 --nats nats://127.0.0.1:4222
-  MAILBUS_STORE=store:7400 mailbus-imapsync --listen 0.0.0.0:7410
+  MAILBUS_STORE=store:7400 mailbus-imapsync --listen 0.0.0.0:7410 \
+      --tls-cert imapsync.pem --tls-key imapsync-key.pem --tls-ca services-ca.pem
   # one of several replicas sharing the accounts (each run by one replica at a time):
   mailbus-imapsync --store store:7400 --nats nats://nats:4222 --ownership --kv-replicas 3
 
@@ -49,6 +51,8 @@ Flags:
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
 		replica       = replicaflag.Define(fs)
+		tlsFlags      = grpctls.AddServerFlags(fs)
+		storeTLSFlags = grpctls.AddClientFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
@@ -63,7 +67,19 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
 		return 2
 	}
+	tlsServer := tlsFlags.Server()
+	tlsCfg, err := tlsServer.TLSConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
+	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
 	s, err := imapsync.New(imapsync.Config{
+		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 		Ownership: own, HostLimit: hostLimit,

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 )
 
 // Exit codes.
@@ -70,6 +71,8 @@ type app struct {
 	timeout  time.Duration
 	device   string
 	logLevel string
+	// tls is the transport security of the connection to the store.
+	tls grpctls.Client
 }
 
 // Main runs the mailbus command with args (without the program name) and
@@ -147,6 +150,10 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 		host = "unknown"
 	}
 	a.stringVar(pf, &a.device, "device", "MAILBUS_DEVICE", "cli-"+host, "the device id changes are made as (events name it as their origin)")
+	a.stringVar(pf, &a.tls.CAFile, "tls-ca", "MAILBUS_TLS_CA", "", `CA bundle (PEM) verifying the store's certificate, or "system"; turns TLS on`)
+	a.stringVar(pf, &a.tls.CertFile, "tls-cert", "MAILBUS_TLS_CERT", "", "client certificate (PEM), for a store that requires one (mutual TLS)")
+	a.stringVar(pf, &a.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
+	a.stringVar(pf, &a.tls.ServerName, "tls-server-name", "MAILBUS_TLS_SERVER_NAME", "", "name the store's certificate must carry, when not the host of --server")
 
 	root.AddCommand(
 		a.accountCommand(),

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -41,8 +40,12 @@ func (a *app) dial() (*client, error) {
 	target := strings.TrimPrefix(strings.TrimPrefix(a.server, "grpc://"), "http://")
 	bo := backoff.DefaultConfig
 	bo.MaxDelay = 5 * time.Second
+	transport, err := a.tls.DialOption()
+	if err != nil {
+		return nil, fmt.Errorf("the connection to the store: %w", err)
+	}
 	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		transport,
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
 	)
@@ -91,9 +94,21 @@ func (a *app) explain(err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
+		if tlsFailure(msg) || (a.tls.Enabled() && a.tls.CertFile == "" && closedByPeer(msg)) {
+			return fmt.Errorf("the TLS handshake with the mailbus store at %s failed (%s).\n"+
+				"  --tls-ca (MAILBUS_TLS_CA) must name the CA of the store's certificate, and a store that\n"+
+				"  requires client certificates needs --tls-cert and --tls-key", a.server, dialReason(msg))
+		}
+		if a.tls.Enabled() && strings.Contains(msg, "first record does not look like a TLS handshake") {
+			return fmt.Errorf("the mailbus store at %s does not speak TLS: drop --tls-ca (MAILBUS_TLS_CA)", a.server)
+		}
+		hint := ""
+		if !a.tls.Enabled() && !strings.Contains(msg, "connection refused") {
+			hint = "\n  A store that serves TLS needs --tls-ca (MAILBUS_TLS_CA)"
+		}
 		return fmt.Errorf("cannot reach the mailbus store at %s (%s).\n"+
 			"  Start one with `mailbus serve` (or `mailbus demo` to try mailbus out),\n"+
-			"  or point --server / MAILBUS_SERVER at a running store", a.server, dialReason(msg))
+			"  or point --server / MAILBUS_SERVER at a running store%s", a.server, dialReason(msg), hint)
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("the mailbus store at %s did not answer within %s.\n"+
 			"  Is it running and reachable? (--timeout sets the deadline)", a.server, a.timeout)
@@ -118,6 +133,28 @@ func (a *app) explain(err error) error {
 		return fmt.Errorf("%sthe store failed: %s", prefix, msg)
 	}
 	return errors.New(prefix + msg)
+}
+
+// tlsFailure reports a transport error from the TLS handshake.
+func tlsFailure(msg string) bool {
+	for _, s := range []string{"x509:", "tls: ", "authentication handshake failed"} {
+		if strings.Contains(msg, s) && !strings.Contains(msg, "first record does not look like a TLS handshake") {
+			return true
+		}
+	}
+	return false
+}
+
+// closedByPeer reports a connection the server closed during the
+// handshake, as a TLS 1.3 server does to a client without the certificate
+// it requires.
+func closedByPeer(msg string) bool {
+	for _, s := range []string{"broken pipe", "connection reset by peer", "EOF", "certificate required"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // dialReason shortens gRPC's transport error to its cause.

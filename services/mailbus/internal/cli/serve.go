@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 	"github.com/mailbus/mailbus/services/store/store"
@@ -23,6 +24,7 @@ type serveFlags struct {
 	exactListSizes                         string
 	retention                              time.Duration
 	maxMessageSize                         int64
+	tls                                    grpctls.Server
 }
 
 func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel string) {
@@ -39,6 +41,15 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.exactListSizes, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 	a.stringVar(fl, &f.logLevel, "log-level", "MAILBUS_LOG_LEVEL", defaultLogLevel, "debug, info, warn or error")
 	a.stringVar(fl, &f.logFormat, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
+}
+
+// addServeTLSFlags adds the flags of the store's transport security.
+func (a *app) addServeTLSFlags(c *cobra.Command, f *serveFlags) {
+	fl := c.Flags()
+	a.stringVar(fl, &f.tls.CertFile, "tls-cert", "MAILBUS_TLS_CERT", "", "TLS certificate (PEM) of the store's gRPC; with --tls-key turns TLS on")
+	a.stringVar(fl, &f.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
+	a.stringVar(fl, &f.tls.ClientCAFile, "tls-client-ca", "MAILBUS_TLS_CLIENT_CA", "", "require gRPC clients to present a certificate signed by this CA (mutual TLS)")
+	a.boolVar(fl, &f.tls.Insecure, "insecure", "MAILBUS_INSECURE", false, "allow plaintext gRPC on a non-loopback --listen address (private networks only; logged as a warning)")
 }
 
 // serverConfig turns the flags into the server's configuration.
@@ -63,6 +74,11 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 			cfg.ExactListSizes = append(cfg.ExactListSizes, h)
 		}
 	}
+	tlsCfg, err := f.tls.TLSConfig()
+	if err != nil {
+		return mailbus.Config{}, usagef("%v", err)
+	}
+	cfg.TLS, cfg.Insecure = tlsCfg, f.tls.Insecure
 	if f.retention <= 0 {
 		return mailbus.Config{}, usagef("--change-log-retention %s: want more than 0", f.retention)
 	}
@@ -97,6 +113,7 @@ data directory with mode 0600; keep it with the data.
 SIGINT or SIGTERM stops everything gracefully.`,
 		Example: `  mailbus serve
   mailbus serve --data /var/lib/mailbus --nats-listen 127.0.0.1:4222
+  mailbus serve --listen 0.0.0.0:7400 --tls-cert store.pem --tls-key store-key.pem
   mailbus serve --database-url postgres://mailbus@db/mailbus --nats nats://nats:4222 \
       --secret-key-file /etc/mailbus/secret.key`,
 		Args: noArgs,
@@ -114,6 +131,7 @@ SIGINT or SIGTERM stops everything gracefully.`,
 		}),
 	}
 	a.addServeFlags(c, &f, "info")
+	a.addServeTLSFlags(c, &f)
 	return c
 }
 

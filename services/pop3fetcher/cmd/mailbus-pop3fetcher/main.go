@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/replicaflag"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 )
@@ -33,7 +34,8 @@ Usage: mailbus-pop3fetcher [flags]
 
 Examples:
   mailbus-pop3fetcher --store 127.0.0.1:7400
-  MAILBUS_STORE=store:7400 mailbus-pop3fetcher --listen 0.0.0.0:7420 --metrics-listen 0.0.0.0:7421 --log-format json
+  MAILBUS_STORE=store:7400 mailbus-pop3fetcher --listen 0.0.0.0:7420 --metrics-listen 0.0.0.0:7421 --log-format json \
+      --tls-cert pop3fetcher.pem --tls-key pop3fetcher-key.pem --tls-ca services-ca.pem
   mailbus-pop3fetcher --store 127.0.0.1:7400 --once     # one pass of every account, then exit
   # one of several replicas sharing the accounts (each run by one replica at a time):
   mailbus-pop3fetcher --store store:7400 --nats nats://nats:4222 --ownership --kv-replicas 3
@@ -57,6 +59,8 @@ Flags:
 		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
 		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "", "NATS server URL whose JetStream KV holds the account leases (with --ownership)")
 		replica       = replicaflag.Define(fs)
+		tlsFlags      = grpctls.AddServerFlags(fs)
+		storeTLSFlags = grpctls.AddClientFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
@@ -82,7 +86,19 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
 		return 2
 	}
+	tlsServer := tlsFlags.Server()
+	tlsCfg, err := tlsServer.TLSConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+		return 2
+	}
+	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
+		return 2
+	}
 	cfg := pop3fetcher.Config{
+		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
 		Store: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
 		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
 		SpoolDir: *spoolDir, NATSURL: *natsURL, Ownership: own, HostLimit: hostLimit,

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/store/store"
 )
@@ -28,6 +29,8 @@ Usage: mailbus-store [flags]
 
 Examples:
   mailbus-store --data ./mailbus-data --nats nats://127.0.0.1:4222 --secret-key-file key
+  mailbus-store --listen 0.0.0.0:7400 --tls-cert store.pem --tls-key store-key.pem \
+      --tls-client-ca services-ca.pem --secret-key-file key
   MAILBUS_SECRET_KEY=$(head -c32 /dev/urandom | base64) mailbus-store \
       --database-url postgres://mailbus@db/mailbus --nats nats://nats:4222
 
@@ -46,6 +49,7 @@ Flags:
 		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
 		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
+		tlsFlags      = grpctls.AddServerFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
@@ -56,7 +60,13 @@ Flags:
 		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
 		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
 	}
-	var err error
+	tlsServer := tlsFlags.Server()
+	tlsCfg, err := tlsServer.TLSConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
+		return 2
+	}
+	cfg.TLS, cfg.Insecure = tlsCfg, tlsServer.Insecure
 	switch {
 	case *keyFile != "":
 		if cfg.SecretKey, err = secretbox.LoadKeyFile(*keyFile); err != nil {
