@@ -135,6 +135,8 @@ type Config struct {
 	// ShutdownGrace is how long the step in progress may go on once Run's
 	// context ends, before connections are closed; then IDLE is ended and
 	// every connection logs out. Default 5s; negative means none (a kill).
+	// With Ownership it is at most half the lease safety margin, so that a
+	// worker whose lease is lost stops before another replica may start.
 	ShutdownGrace time.Duration
 	// ProgressInterval is the shortest time between two account.status
 	// progress reports during an initial sync; default 1s.
@@ -337,6 +339,12 @@ func (s *Service) ownership(ctx context.Context, nc *nats.Conn) (*ownership.Mana
 	m, err := ownership.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("imapsync: %w", err)
+	}
+	// A worker whose lease is lost must stop within the safety margin:
+	// the step it may finish after its context ends has to fit in it.
+	if limit := m.Config().SafetyMargin / 2; s.cfg.ShutdownGrace > limit {
+		s.log.Info("shutdown grace shortened to half the lease safety margin", "grace", limit.String())
+		s.cfg.ShutdownGrace = limit
 	}
 	s.log.Info("ownership on", "replica", m.ID(), "lease_ttl", m.Config().LeaseTTL.String())
 	return m, nil

@@ -110,7 +110,9 @@ type Config struct {
 	StatusHeartbeat time.Duration
 	// ShutdownGrace bounds the work done after the context ends: asking
 	// the store to commit the messages already sent in full, DELE of the
-	// acknowledged ones and QUIT (default 5 s).
+	// acknowledged ones and QUIT (default 5 s). With Ownership it is at
+	// most half the lease safety margin, so that a worker whose lease is
+	// lost stops before another replica may start.
 	ShutdownGrace time.Duration
 	// StoreTimeout bounds every call to the store (default 2 min), so that
 	// a hung store never hangs a worker either: GetAccountSecret, each

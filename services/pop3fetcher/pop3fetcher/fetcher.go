@@ -156,6 +156,12 @@ func (f *Fetcher) ownership(ctx context.Context) (*ownership.Manager, func(), er
 		closeNATS()
 		return nil, nil, fmt.Errorf("pop3fetcher: %w", err)
 	}
+	// A worker whose lease is lost must stop within the safety margin:
+	// the work it may finish after its context ends has to fit in it.
+	if limit := m.Config().SafetyMargin / 2; f.cfg.ShutdownGrace > limit {
+		f.log.Info("shutdown grace shortened to half the lease safety margin", "grace", limit.String())
+		f.cfg.ShutdownGrace = limit
+	}
 	f.log.Info("ownership on", "replica", m.ID(), "lease_ttl", m.Config().LeaseTTL.String())
 	return m, closeNATS, nil
 }

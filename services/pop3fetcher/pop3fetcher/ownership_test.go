@@ -186,3 +186,29 @@ func TestStaleTokenStopsWorker(t *testing.T) {
 		t.Fatalf("stored %d messages", len(got))
 	}
 }
+
+// TestHostConnectionBudget: with a budget of one connection per host, the
+// accounts of one server are polled one session at a time (each session
+// lasts at least the server's 200 ms STAT delay, so without the budget
+// their first passes would overlap), and every account is still fetched.
+func TestHostConnectionBudget(t *testing.T) {
+	e := startStore(t)
+	opts := []pop3test.Option{pop3test.WithFault(pop3test.Delay("STAT", 200*time.Millisecond))}
+	for i := range 4 {
+		opts = append(opts, pop3test.WithMailbox(fmt.Sprint("u", i), "pw", someMessages(i*10, 1)...))
+	}
+	srv := pop3test.NewServer(t, opts...)
+	host, port := hostPort(t, srv.Addr())
+	var accounts []*mailbusv1.Account
+	for i := range 4 {
+		accounts = append(accounts, e.createAccount(t, account{name: fmt.Sprint("acct", i), host: host, port: port, user: fmt.Sprint("u", i), secret: "pw"}))
+	}
+	f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) { c.HostLimit = hostlimit.Config{Rate: -1, MaxConns: 1} })
+	runFetcher(t, f)
+	for i, a := range accounts {
+		waitFor(t, fmt.Sprintf("account %d fetched", i), func() bool { return len(e.stored(t, a.Id)) == 1 })
+	}
+	if got := srv.MaxConcurrentSessions(); got != 1 {
+		t.Fatalf("%d sessions at once with a budget of one connection per host", got)
+	}
+}
