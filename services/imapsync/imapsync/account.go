@@ -76,6 +76,16 @@ type folder struct {
 	// write-back of the message was pending (the store ignored them):
 	// their flags are read and sent again at the next delta.
 	recheck map[uint32]bool
+	// absent holds UIDs on the server that the store does not hold (too
+	// large, or refused by the store): the expunge check counts them.
+	absent map[uint32]bool
+}
+
+func (f *folder) markAbsent(uid uint32) {
+	if f.absent == nil {
+		f.absent = map[uint32]bool{}
+	}
+	f.absent[uid] = true
 }
 
 type known struct {

@@ -201,7 +201,7 @@ func (w *account) syncFolderList(ctx context.Context) error {
 	for _, m := range resp.Mailboxes {
 		f := &folder{name: m.Mailbox.Name, id: m.Mailbox.Id, role: m.Mailbox.Role, st: m}
 		if o := old[f.name]; o != nil && o.id == f.id {
-			f.known, f.recheck = o.known, o.recheck
+			f.known, f.recheck, f.absent = o.known, o.recheck, o.absent
 		}
 		w.folders[f.name] = f
 	}

@@ -10,8 +10,10 @@
 // again what the store has. Later passes are deltas: new UIDs above the
 // cursor, flag changes (FETCH CHANGEDSINCE with CONDSTORE, else the flags of
 // every known UID compared with the store's) and expunges (UID SEARCH ALL
-// compared with the store's identities). QRESYNC is never enabled (go-imap
-// v2 beta.8 cannot parse VANISHED). A UIDVALIDITY change resyncs the folder.
+// compared with the store's identities). A message larger than
+// Config.MaxMessageSize (by RFC822.SIZE, fetched first) is left on the
+// server. QRESYNC is never enabled (go-imap v2 beta.8 cannot parse
+// VANISHED). A UIDVALIDITY change resyncs the folder.
 //
 // Push: INBOX (and the account's idle_folders, within the connection
 // budget) is IDLEd on connections of its own; a notification marks the
@@ -82,6 +84,9 @@ const (
 // reports of an initial sync (each one is a store call and an event).
 const DefaultProgressInterval = time.Second
 
+// DefaultMaxMessageSize is the default of Config.MaxMessageSize.
+const DefaultMaxMessageSize = 64 << 20
+
 // Config configures the service. The zero value of a field means its
 // default; StoreAddr or StoreConn is required.
 type Config struct {
@@ -138,6 +143,9 @@ type Config struct {
 	// With Ownership it is at most half the lease safety margin, so that a
 	// worker whose lease is lost stops before another replica may start.
 	ShutdownGrace time.Duration
+	// MaxMessageSize is the largest message fetched (by its RFC822.SIZE);
+	// a larger one is left on the server. Default 64 MiB, the store's.
+	MaxMessageSize int64
 	// ProgressInterval is the shortest time between two account.status
 	// progress reports during an initial sync; default 1s.
 	ProgressInterval time.Duration
@@ -221,6 +229,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Connections <= 0 {
 		cfg.Connections = DefaultConnections
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = DefaultFetchBatch

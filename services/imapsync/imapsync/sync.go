@@ -101,7 +101,7 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 			return err
 		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
-		f.known = nil
+		f.known, f.recheck, f.absent = nil, nil, nil
 		if err := w.saveState(ctx, f); err != nil {
 			return err
 		}
@@ -218,12 +218,12 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 	}
 	var uids []uint32
 	if upper >= 1 && sel.NumMessages > 0 {
-		all, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 1, Stop: imap.UID(upper)}}}})
+		all, err := w.toFetch(ctx, f, 1, upper)
 		if err != nil {
 			return err
 		}
 		for _, u := range all {
-			if u <= upper && f.known[u] == nil {
+			if u <= upper {
 				uids = append(uids, u)
 			}
 		}
@@ -318,13 +318,13 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 	}
 	// New mail.
 	if sel.NumMessages > 0 && (sel.UIDNext == 0 || uint32(sel.UIDNext) > st.SyncedUidnext) {
-		found, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: imap.UID(st.SyncedUidnext), Stop: 0}}}})
+		found, err := w.toFetch(ctx, f, st.SyncedUidnext, 0)
 		if err != nil {
 			return err
 		}
 		var uids []uint32
 		for _, u := range found {
-			if u >= st.SyncedUidnext && f.known[u] == nil {
+			if u >= st.SyncedUidnext {
 				uids = append(uids, u)
 			}
 		}
@@ -434,17 +434,24 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 		}
 	}
 
-	// Expunges: only when the count differs from what the store knows.
+	// Expunges: only when the count differs from what the store knows
+	// and the messages it does not hold (refused ones, left on the
+	// server).
 	n := w.work.c.Mailbox()
-	if n == nil || int(n.NumMessages) != len(f.known) {
+	if n == nil || int(n.NumMessages) != len(f.known)+len(f.absent) {
 		all, err := w.search(ctx, &imap.SearchCriteria{})
 		if err != nil {
 			return err
 		}
 		present := make(map[uint32]bool, len(all))
+		absent := map[uint32]bool{}
 		for _, u := range all {
 			present[u] = true
+			if f.known[u] == nil && u < st.SyncedUidnext {
+				absent[u] = true
+			}
 		}
+		f.absent = absent
 		var gone []uint32
 		for u := range f.known {
 			if !present[u] {
@@ -464,6 +471,43 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 	}
 	st.SyncedHighestmodseq = sel.HighestModSeq
 	return w.saveState(ctx, f)
+}
+
+// toFetch lists the UIDs from lo to hi (0: the last) that the store does
+// not have, with UID FETCH RFC822.SIZE: a message larger than
+// Config.MaxMessageSize is left on the server (and counted as absent, so
+// that the expunge check still adds up) without downloading its body.
+func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint32, error) {
+	var uids []uint32
+	var large []uint32
+	err := w.work.do(ctx, func(g *guard) error {
+		cmd := w.work.c.Fetch(imap.UIDSet{{Start: imap.UID(lo), Stop: imap.UID(hi)}}, &imap.FetchOptions{UID: true, RFC822Size: true})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			g.touch()
+			b, err := m.Collect()
+			if err != nil {
+				cmd.Close()
+				return err
+			}
+			u := uint32(b.UID)
+			switch {
+			case u == 0 || f.known[u] != nil:
+			case b.RFC822Size > w.s.cfg.MaxMessageSize:
+				large = append(large, u)
+				w.log.Warn("message larger than the limit; left on the server", "folder", f.name, "uid", u, "size", b.RFC822Size, "limit", w.s.cfg.MaxMessageSize)
+			default:
+				uids = append(uids, u)
+			}
+		}
+		return cmd.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: UID FETCH RFC822.SIZE %s: %w", f.name, err)
+	}
+	for _, u := range large {
+		f.markAbsent(u)
+	}
+	return uids, nil
 }
 
 // pendingTargets returns the UIDs of the folder (under its current
@@ -717,7 +761,10 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	}
 	for _, r := range results {
 		if r.Error != "" {
-			w.log.Warn("store refused a message", "folder", f.name, "uid", r.GetUpstream().GetUid(), "err", r.Error)
+			w.log.Warn("store refused a message; left on the server", "folder", f.name, "uid", r.GetUpstream().GetUid(), "err", r.Error)
+			if r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {
+				f.markAbsent(r.GetUpstream().GetUid())
+			}
 			continue
 		}
 		if f.known != nil && r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {

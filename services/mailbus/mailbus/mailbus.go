@@ -106,8 +106,8 @@ type Config struct {
 	// Retention is how long the store keeps the change log (GetChanges,
 	// WatchChanges replay); default the store's (7 days).
 	Retention time.Duration
-	// MaxMessageSize is the largest message stored (and fetched by POP3);
-	// default the store's (64 MiB).
+	// MaxMessageSize is the largest message stored (and fetched by POP3
+	// and IMAP); default the store's (64 MiB).
 	MaxMessageSize int64
 	// ExactListSizes names the POP3 servers (hosts, or "*") known to
 	// report exact LIST sizes, as pop3fetcher.Config.ExactListSizes: a
@@ -353,6 +353,7 @@ func (s *Server) Run(ctx context.Context) error {
 	imap, err := imapsync.New(imapsync.Config{
 		StoreConn: conn, Listener: imapLn, MetricsListen: "-", NATSURL: natsURL, NATSOptions: natsOpts,
 		Logger: s.log, Registry: reg, AccountRefresh: cfg.AccountRefresh, WriteBackPoll: cfg.WriteBackPoll,
+		MaxMessageSize: cfg.MaxMessageSize,
 	})
 	if err != nil {
 		imapLn.Close()

@@ -50,6 +50,7 @@ Flags:
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
+		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", imapsync.DefaultMaxMessageSize, "larger messages (by RFC822.SIZE) are left on the server without being downloaded, in bytes; keep it at most the store's")
 		replica       = replicaflag.Define(fs)
 		tlsFlags      = grpctls.AddServerFlags(fs)
 		storeTLSFlags = grpctls.AddClientFlags(fs)
@@ -82,7 +83,7 @@ Flags:
 		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
-		Ownership: own, HostLimit: hostLimit,
+		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
