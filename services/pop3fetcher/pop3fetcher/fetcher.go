@@ -204,6 +204,15 @@ func (f *Fetcher) RunOnce(ctx context.Context) error {
 		if a.InsecureSkipVerify {
 			f.log.Warn("TLS certificate verification is OFF for this account (insecure_skip_verify)", "account", a.Id, "name", a.Name, "host", a.Host)
 		}
+		if err := f.claimOnce(ctx, a); err != nil {
+			// Refused (token 0 after replicas with ownership worked the
+			// account), or the store failed: not touching the server.
+			errs = append(errs, fmt.Errorf("account %s (%s): %w", a.Id, a.Name, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
 		res, err := f.Poll(ctx, a)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("account %s (%s): %w", a.Id, a.Name, err))

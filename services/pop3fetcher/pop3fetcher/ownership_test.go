@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,6 +180,11 @@ func TestStaleTokenStopsWorker(t *testing.T) {
 	waitFor(t, "the worker to stop on the stale token", func() bool {
 		return metric(t, reg, "mailbus_pop3_stale_lease_stops_total") == 1
 	})
+	// --once claims too: the pass is refused before it connects.
+	once, _ := e.newFetcher(t)
+	if err := once.RunOnce(callCtx(t)); err == nil || !strings.Contains(err.Error(), "another replica works the account") {
+		t.Fatalf("RunOnce on a claimed account: %v", err)
+	}
 	if n := srv.TotalSessions(); n != 0 {
 		t.Fatalf("%d sessions with the server after the store refused the claim", n)
 	}

@@ -3,6 +3,7 @@ package pop3fetcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -42,8 +43,10 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 	if acct.InsecureSkipVerify {
 		log.Warn("TLS certificate verification is OFF for this account (insecure_skip_verify)", "host", acct.Host)
 	}
-	if !f.claim(ctx, acct, log) {
-		<-ctx.Done()
+	if err := f.claim(ctx, acct, log); err != nil {
+		if errors.Is(err, errStaleLease) {
+			f.stopStale(ctx, log)
+		}
 		return
 	}
 	log.Info("polling", "host", acct.Host, "port", acct.Port, "security", acct.Security.String(),
@@ -105,31 +108,43 @@ func (f *Fetcher) work(ctx context.Context, acct *mailbusv1.Account) {
 // claim tells the store that this worker's lease works the account now
 // (ClaimAccount with its fencing token), before anything touches the
 // server, so that the store refuses the late writes of an earlier owner.
-// It retries a failing store with backoff; it returns false if ctx ends
-// or the store refuses the token as stale (then the worker must stop).
-func (f *Fetcher) claim(ctx context.Context, acct *mailbusv1.Account, log *slog.Logger) bool {
-	token := ownership.TokenFromContext(ctx)
+// It retries a failing store with backoff; it returns ctx's error if ctx
+// ends, or one wrapping errStaleLease if the store refuses the token (then
+// the account must not be worked).
+func (f *Fetcher) claim(ctx context.Context, acct *mailbusv1.Account, log *slog.Logger) error {
 	bo := backoff.Backoff{Min: min(f.cfg.RetryMin, time.Second), Max: f.cfg.RetryMax}
 	for {
-		cctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
-		_, err := f.ingest.ClaimAccount(cctx, &mailbusv1.ClaimAccountRequest{AccountId: acct.Id, LeaseToken: token})
-		cancel()
+		err := f.claimOnce(ctx, acct)
 		switch {
 		case err == nil:
-			log.Debug("account claimed", "token", token)
-			return true
+			log.Debug("account claimed", "token", ownership.TokenFromContext(ctx))
+			return nil
 		case ctx.Err() != nil:
-			return false
-		case ownership.IsStaleLease(err):
-			f.stopStale(ctx, log)
-			return false
+			return ctx.Err()
+		case errors.Is(err, errStaleLease):
+			return err
 		}
 		wait := bo.Next()
 		log.Warn("cannot claim the account in the store; retrying", "err", err, "in", wait.String())
 		if !backoff.Sleep(ctx, wait) {
-			return false
+			return ctx.Err()
 		}
 	}
+}
+
+// claimOnce makes one ClaimAccount call with the token of ctx's lease (0
+// without one); a refused token is returned wrapping errStaleLease.
+func (f *Fetcher) claimOnce(ctx context.Context, acct *mailbusv1.Account) error {
+	cctx, cancel := context.WithTimeout(ctx, f.cfg.StoreTimeout)
+	defer cancel()
+	_, err := f.ingest.ClaimAccount(cctx, &mailbusv1.ClaimAccountRequest{AccountId: acct.Id, LeaseToken: ownership.TokenFromContext(ctx)})
+	if ownership.IsStaleLease(err) {
+		return fmt.Errorf("%w: %w", errStaleLease, err)
+	}
+	if err != nil {
+		return storeErr("claim account", err)
+	}
+	return nil
 }
 
 // stopStale stops working an account that another replica has claimed
