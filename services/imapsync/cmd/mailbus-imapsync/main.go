@@ -11,9 +11,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/replicaflag"
+	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
@@ -79,8 +82,10 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
 		return 2
 	}
+	reg := prometheus.NewRegistry()
+	serving.RegisterProcessCollectors(reg)
 	s, err := imapsync.New(imapsync.Config{
-		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
+		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS, Registry: reg,
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize,
