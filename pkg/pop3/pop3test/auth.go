@@ -20,10 +20,12 @@ func (ss *session) login(w io.Writer, user string, check func(b *mailbox) bool) 
 		s.mu.Unlock()
 		return reply(w, "-ERR [AUTH] invalid credentials")
 	case b.locked:
+		b.refused++
 		s.mu.Unlock()
 		return reply(w, "-ERR [IN-USE] maildrop is locked by another session")
 	}
 	b.locked = true
+	b.logins++
 	ss.user, ss.box = user, b
 	ss.msgs = append([]*stored(nil), b.msgs...)
 	ss.deleted = make([]bool, len(ss.msgs))

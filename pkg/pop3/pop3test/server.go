@@ -23,8 +23,10 @@
 //
 // For assertions it records every command line received (Commands,
 // CommandCount), counts sessions (ActiveSessions, MaxConcurrentSessions,
-// TotalSessions; a session is one connection), and counts commands that
-// arrived while an earlier one was still unanswered (PipelinedCommands).
+// TotalSessions; a session is one connection), counts logins per maildrop
+// and the logins refused because another session held it (Logins,
+// InUseRefusals), and counts commands that arrived while an earlier one
+// was still unanswered (PipelinedCommands).
 //
 // Everything stops in t.Cleanup; the server is safe for concurrent use.
 package pop3test
@@ -57,6 +59,8 @@ type mailbox struct {
 	token    string // XOAUTH2 bearer token
 	msgs     []*stored
 	locked   bool
+	logins   int // logins that locked the maildrop
+	refused  int // logins refused with [IN-USE] while it was locked
 }
 
 type config struct {
@@ -373,6 +377,32 @@ func (s *Server) CommandCount(verb string) int {
 		}
 	}
 	return n
+}
+
+// Logins returns, per user, how many logins locked the maildrop.
+func (s *Server) Logins() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.boxes))
+	for user, b := range s.boxes {
+		out[user] = b.logins
+	}
+	return out
+}
+
+// InUseRefusals returns, per user, how many logins were refused with
+// [IN-USE] because another session held the maildrop: the server's view
+// of two clients working one maildrop at once.
+func (s *Server) InUseRefusals() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for user, b := range s.boxes {
+		if b.refused > 0 {
+			out[user] = b.refused
+		}
+	}
+	return out
 }
 
 // ActiveSessions returns the number of open connections.

@@ -139,6 +139,12 @@ func TestLockingAndCommit(t *testing.T) {
 	if s.TotalSessions() != 2 || s.CommandCount("pass") != 3 {
 		t.Fatalf("sessions %d, PASS count %d", s.TotalSessions(), s.CommandCount("PASS"))
 	}
+	if got := s.Logins(); got["u"] != 2 {
+		t.Errorf("logins %v, want u:2", got)
+	}
+	if got := s.InUseRefusals(); len(got) != 1 || got["u"] != 1 {
+		t.Errorf("in-use refusals %v, want u:1", got)
+	}
 }
 
 func TestFaultMatching(t *testing.T) {
