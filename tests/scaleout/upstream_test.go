@@ -74,11 +74,15 @@ func startIMAP(t testing.TB, owners func() map[int]string) *imapUpstream {
 	return up
 }
 
-// testLog sends the IMAP server's error logs (a panic in a session) to
-// the test's log.
+// testLog fails the test on a panic in an IMAP session; the server's
+// other logs (connections cut by kill -9) are expected.
 type testLog struct{ t testing.TB }
 
-func (l testLog) Printf(format string, args ...any) { l.t.Logf("imap server: "+format, args...) }
+func (l testLog) Printf(format string, args ...any) {
+	if msg := fmt.Sprintf(format, args...); strings.Contains(msg, "panic") {
+		l.t.Errorf("imap server: %s", msg)
+	}
+}
 
 func (up *imapUpstream) addUser(t testing.TB, name, password string) {
 	u := imapmemserver.NewUser(name, password)
