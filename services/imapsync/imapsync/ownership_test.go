@@ -14,10 +14,13 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
+	"github.com/mailbus/mailbus/pkg/ownership/ownershiptest"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
@@ -169,8 +172,15 @@ func TestReplicasShareAccounts(t *testing.T) {
 	}
 	replicas := []string{"r1", "r2", "r3"}
 	syncers := map[string]*syncer{}
+	audit := ownershiptest.NewAudit()
+	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
 	for _, id := range replicas {
 		syncers[id] = startSync(t, e, func(c *imapsync.Config) {
+			c.StoreConn = conn
 			c.Ownership = &ownership.Config{ReplicaID: id}
 			c.HostLimit = hostlimit.Config{Rate: -1}
 			c.Connections = 2 // one work connection, one IDLE on INBOX
@@ -209,6 +219,32 @@ func TestReplicasShareAccounts(t *testing.T) {
 	}
 	for i, a := range accounts {
 		waitFor(t, fmt.Sprintf("account %d's new message synced", i), func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 3 })
+	}
+	// A device change on every account, written back by its owner (the
+	// acknowledgement is a fenced write too).
+	for i, a := range accounts {
+		m := e.storeFolder(t, a.Id, "INBOX")
+		var id string
+		for _, sm := range m {
+			id = sm.id
+			break
+		}
+		if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{id}, Add: []string{`\Flagged`}, DeviceId: "phone"}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("account %d's write-back applied", i), func() bool {
+			resp, err := e.ingest.ListPendingWriteBacks(ctxT(t), &mailbusv1.ListPendingWriteBacksRequest{AccountId: a.Id})
+			return err == nil && len(resp.Writebacks) == 0
+		})
+	}
+	// Every write of every replica carried its lease's token.
+	if missing := audit.Missing(); len(missing) != 0 {
+		t.Errorf("store writes without a lease token: %v", missing)
+	}
+	for _, m := range []string{"ClaimAccount", "UpsertMailboxes", "SetMailboxSyncState", "IngestMessages", "ReportAccountStatus", "AckWriteBack"} {
+		if audit.Writes()["/mailbus.v1.IngestService/"+m] == 0 {
+			t.Errorf("no %s seen: the audit is not watching", m)
+		}
 	}
 	for _, a := range moved {
 		_, err := e.ingest.ReportAccountStatus(ctxT(t), &mailbusv1.ReportAccountStatusRequest{

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
+	"github.com/mailbus/mailbus/pkg/ownership/ownershiptest"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 )
@@ -103,8 +106,14 @@ func TestReplicasShareAccounts(t *testing.T) {
 	}
 	replicas := []string{"r1", "r2", "r3"}
 	stops := map[string]func(){}
+	audit := ownershiptest.NewAudit()
+	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
 	for _, id := range replicas {
-		f, _ := e.newFetcher(t, e.withOwnership(id))
+		f, _ := e.newFetcher(t, e.withOwnership(id), func(c *pop3fetcher.Config) { c.Conn = conn })
 		stops[id] = runFetcher(t, f)
 	}
 	waitFor(t, "every account leased by its rendezvous owner among r1, r2, r3", func() bool {
@@ -144,6 +153,15 @@ func TestReplicasShareAccounts(t *testing.T) {
 	for i, a := range accounts {
 		waitFor(t, fmt.Sprintf("account %d's new message fetched", i), func() bool { return len(e.stored(t, a.Id)) == 3 })
 		e.checkStoredExactly(t, a.Id, wires(servers[i].Messages("u")))
+	}
+	// Every write of every replica carried its lease's token.
+	if missing := audit.Missing(); len(missing) != 0 {
+		t.Errorf("store writes without a lease token: %v", missing)
+	}
+	for _, m := range []string{"ClaimAccount", "IngestMessages", "ReportAccountStatus"} {
+		if audit.Writes()["/mailbus.v1.IngestService/"+m] == 0 {
+			t.Errorf("no %s seen: the audit is not watching", m)
+		}
 	}
 	// r1's late writes, with its old tokens, are refused: its successor
 	// claimed the account before fetching.
