@@ -95,7 +95,9 @@
 // Supervise sets Filter to "assigned to this replica", wraps Work with
 // Wrap (acquire, run under the lease's context, release) and kicks the
 // supervisor when the member set changes. Inside Work,
-// FromContext(ctx).Token() is the fencing token to send to the store. On shutdown the supervisor stops
+// FromContext(ctx).Token() (or TokenFromContext(ctx), 0 without a lease) is
+// the fencing token to send to the store, and IsStaleLease recognises the
+// store's refusal of a stale one. On shutdown the supervisor stops
 // the workers, each wrapped worker releases its lease once its work has
 // returned, and Run deletes the heartbeat: the others take over within
 // about a second, not after the TTL.
