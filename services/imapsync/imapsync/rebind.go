@@ -26,9 +26,11 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	if sel.NumMessages == 0 {
 		return nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	// Every store call (the listing stream, each page, each chunk of
+	// placements) has a deadline of its own: a big folder takes many.
+	lctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
-	stream, err := w.st.ingest.ListUpstreamIds(sctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: w.a.Id, MailboxId: f.id})
+	stream, err := w.st.ingest.ListUpstreamIds(lctx, &mailbusv1.ListUpstreamIdsRequest{AccountId: w.a.Id, MailboxId: f.id})
 	if err != nil {
 		return fmt.Errorf("imapsync: list upstream ids: %w", err)
 	}
@@ -53,7 +55,9 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	stored := map[string][]string{} // key -> message ids
 	token := ""
 	for {
-		resp, err := w.st.mailboxes.ListMessages(sctx, &mailbusv1.ListMessagesRequest{MailboxId: f.id, PageSize: 1000, PageToken: token})
+		pctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		resp, err := w.st.mailboxes.ListMessages(pctx, &mailbusv1.ListMessagesRequest{MailboxId: f.id, PageSize: 1000, PageToken: token})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("imapsync: list messages: %w", err)
 		}
@@ -103,8 +107,10 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	}
 	var n uint32
 	for len(pls) > 0 {
-		c := min(len(pls), 5000)
-		resp, err := w.st.ingest.RebindMessages(sctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c], LeaseToken: w.token})
+		c := min(len(pls), rebindChunk)
+		rctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		resp, err := w.st.ingest.RebindMessages(rctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c], LeaseToken: w.token})
+		cancel()
 		if err != nil {
 			return fmt.Errorf("imapsync: rebind messages: %w", err)
 		}
@@ -114,6 +120,10 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	w.log.Info("messages matched after the UIDVALIDITY change", "folder", f.name, "rebound", n, "stored", len(old))
 	return nil
 }
+
+// rebindChunk is the most placements in one RebindMessages call (one
+// store transaction, under its own deadline).
+const rebindChunk = 1000
 
 func matchKey(messageID string, size, unix int64) string {
 	return fmt.Sprintf("%s\x00%d\x00%d", messageID, size, unix)
