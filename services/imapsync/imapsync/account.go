@@ -56,6 +56,10 @@ type account struct {
 	folders        map[string]*folder // by name
 	relist         bool
 
+	// retryAt holds, by write-back id, when a write-back the server
+	// refused for now (RETRY) may be tried again.
+	retryAt map[string]time.Time
+
 	lastStatus *mailbusv1.AccountStatus
 	lastOK     time.Time
 	progress   *mailbusv1.SyncProgress

@@ -84,6 +84,9 @@ const (
 // reports of an initial sync (each one is a store call and an event).
 const DefaultProgressInterval = time.Second
 
+// DefaultWriteBackRetry is the default of Config.WriteBackRetry.
+const DefaultWriteBackRetry = 2 * time.Second
+
 // DefaultMaxMessageSize is the default of Config.MaxMessageSize.
 const DefaultMaxMessageSize = 64 << 20
 
@@ -146,6 +149,10 @@ type Config struct {
 	// MaxMessageSize is the largest message fetched (by its RFC822.SIZE);
 	// a larger one is left on the server. Default 64 MiB, the store's.
 	MaxMessageSize int64
+	// WriteBackRetry is how long a write-back the server refused for now
+	// (RETRY) waits before its next attempt, doubled at each attempt (at
+	// most RetryMax); other write-backs go on meanwhile. Default 2s.
+	WriteBackRetry time.Duration
 	// ProgressInterval is the shortest time between two account.status
 	// progress reports during an initial sync; default 1s.
 	ProgressInterval time.Duration
@@ -221,6 +228,7 @@ func New(cfg Config) (*Service, error) {
 	def(&cfg.RetryMin, DefaultRetryMin)
 	def(&cfg.RetryMax, DefaultRetryMax)
 	def(&cfg.ProgressInterval, DefaultProgressInterval)
+	def(&cfg.WriteBackRetry, DefaultWriteBackRetry)
 	switch {
 	case cfg.ShutdownGrace == 0:
 		cfg.ShutdownGrace = DefaultShutdownGrace

@@ -40,7 +40,19 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 		}
 		retried := 0
 		relist := false
+		// A write-back waiting for its retry delay holds back the later
+		// ones that act on the same messages or folders (they are applied
+		// in order), not the others.
+		held := map[string]bool{}
 		for _, wb := range resp.Writebacks {
+			keys := writeBackKeys(wb)
+			if w.retryAt[wb.Id].After(time.Now()) || slices.ContainsFunc(keys, func(k string) bool { return held[k] }) {
+				for _, k := range keys {
+					held[k] = true
+				}
+				retried++
+				continue
+			}
 			ack, err := w.applyOne(ctx, wb)
 			var rn *resyncNeeded
 			if errors.As(err, &rn) {
@@ -66,6 +78,20 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 				} else {
 					retried++
 				}
+			}
+			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
+				if w.retryAt == nil {
+					w.retryAt = map[string]time.Time{}
+				}
+				w.retryAt[wb.Id] = time.Now().Add(w.retryDelay(wb.Attempts + 1))
+				for _, k := range keys {
+					held[k] = true
+				}
+			} else {
+				delete(w.retryAt, wb.Id)
+			}
+			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED {
+				w.recheckTargets(wb)
 			}
 			sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 			_, err = w.st.ingest.AckWriteBack(sctx, ack)
@@ -102,6 +128,78 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// recheckTargets makes the next delta send the server's flags of a failed
+// write-back's messages: the store keeps the device's change until the
+// server's view comes, and the cache (the server's flags, unchanged)
+// would not send it.
+func (w *account) recheckTargets(wb *mailbusv1.WriteBack) {
+	fl, ok := wb.Op.(*mailbusv1.WriteBack_Flags)
+	if !ok {
+		return
+	}
+	for _, t := range fl.Flags.Targets {
+		up := t.GetUpstream()
+		f := w.folderByID(up.GetMailboxId())
+		if f == nil || up.GetUid() == 0 || up.GetUidvalidity() != f.st.GetUidvalidity() {
+			continue
+		}
+		if f.recheck == nil {
+			f.recheck = map[uint32]bool{}
+		}
+		f.recheck[up.GetUid()] = true
+		w.markDirty(f.name)
+	}
+}
+
+// retryDelay is how long a write-back waits after its attempt-th RETRY:
+// Config.WriteBackRetry, doubled at each attempt, at most RetryMax.
+func (w *account) retryDelay(attempt uint32) time.Duration {
+	d := w.s.cfg.WriteBackRetry
+	for i := uint32(1); i < attempt && d < w.s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, w.s.cfg.RetryMax)
+}
+
+// writeBackKeys names what a write-back acts on (its messages and
+// folders), so that a later write-back on the same waits for it.
+func writeBackKeys(wb *mailbusv1.WriteBack) []string {
+	var keys []string
+	targets := func(ts []*mailbusv1.WriteBackTarget) {
+		for _, t := range ts {
+			keys = append(keys, "m:"+t.MessageId)
+		}
+	}
+	folder := func(id, name string) {
+		if id != "" {
+			keys = append(keys, "f:"+id)
+		}
+		if name != "" {
+			keys = append(keys, "n:"+name)
+		}
+	}
+	switch op := wb.Op.(type) {
+	case *mailbusv1.WriteBack_Flags:
+		targets(op.Flags.Targets)
+	case *mailbusv1.WriteBack_Move:
+		targets(op.Move.Targets)
+		folder(op.Move.ToMailboxId, op.Move.ToMailboxName)
+	case *mailbusv1.WriteBack_Delete:
+		targets(op.Delete.Targets)
+	case *mailbusv1.WriteBack_Append:
+		keys = append(keys, "m:"+op.Append.MessageId)
+		folder(op.Append.MailboxId, op.Append.MailboxName)
+	case *mailbusv1.WriteBack_CreateMailbox:
+		folder(op.CreateMailbox.MailboxId, op.CreateMailbox.Name)
+	case *mailbusv1.WriteBack_RenameMailbox:
+		folder(op.RenameMailbox.MailboxId, op.RenameMailbox.OldName)
+		folder("", op.RenameMailbox.NewName)
+	case *mailbusv1.WriteBack_DeleteMailbox:
+		folder(op.DeleteMailbox.MailboxId, op.DeleteMailbox.Name)
+	}
+	return keys
 }
 
 // placesMessages says whether a write-back's acknowledgement can carry
