@@ -267,9 +267,21 @@ func authenticate(c *imapclient.Client, a *mailbusv1.Account, secret string) err
 	if err == nil {
 		return nil
 	}
+	return authError(err)
+}
+
+// authError classifies a failed LOGIN or AUTHENTICATE (decision 0018):
+// a NO that says the credentials are wrong ([AUTHENTICATIONFAILED],
+// [AUTHORIZATIONFAILED], or no code at all) is permanent and parks the
+// account; anything else ([UNAVAILABLE], [SERVERBUG], other codes, BAD,
+// a BYE or a network error) is retried with backoff.
+func authError(err error) error {
 	var imapErr *imap.Error
-	if errors.As(err, &imapErr) && imapErr.Code != imap.ResponseCodeUnavailable {
-		return permanent("authentication failed", err)
+	if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo {
+		switch imapErr.Code {
+		case "", imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed:
+			return permanent("authentication failed", err)
+		}
 	}
 	return fmt.Errorf("imapsync: authenticate: %w", err)
 }

@@ -2,18 +2,31 @@ package imapsync_test
 
 import (
 	"net"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 )
 
 // memHooks makes an imapmemserver fail or observe commands, for tests of
 // failure paths. A nil hook does nothing.
 type memHooks struct {
-	// login runs before LOGIN; an error refuses it.
-	login func(user, pass string) error
+	// login runs before LOGIN (or AUTHENTICATE PLAIN); an error refuses
+	// it. c is the server's connection (to say BYE, or cut it).
+	login func(c *imapserver.Conn, user, pass string) error
+	// mechs are the SASL mechanisms offered (AUTH=); nil means PLAIN,
+	// empty none (clients then use LOGIN).
+	mechs []string
+	// xoauth2 checks an XOAUTH2 bearer token and returns the password
+	// to log the user in with, or an error.
+	xoauth2 func(user, token string) (string, error)
+	// authUsed, when set, gets each authentication's mechanism ("LOGIN"
+	// for LOGIN).
+	authUsed func(mech string)
 	// store runs before a STORE; an error refuses it.
 	store func(flags *imap.StoreFlags) error
 	// fetch runs before a FETCH.
@@ -32,8 +45,8 @@ func startMemHooked(t testing.TB, h *memHooks, folders ...string) *memServer {
 	}
 	mem.AddUser(u)
 	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return &hookedSession{Session: mem.NewSession(), h: h}, nil, nil
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &hookedSession{Session: mem.NewSession(), h: h, c: c}, nil, nil
 		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
 		InsecureAuth: true,
@@ -53,20 +66,81 @@ func startMemHooked(t testing.TB, h *memHooks, folders ...string) *memServer {
 type hookedSession struct {
 	imapserver.Session
 	h *memHooks
+	c *imapserver.Conn
 }
 
 var (
 	_ imapserver.SessionMove      = (*hookedSession)(nil)
 	_ imapserver.SessionNamespace = (*hookedSession)(nil)
+	_ imapserver.SessionSASL      = (*hookedSession)(nil)
 )
 
 func (s *hookedSession) Login(user, pass string) error {
+	if s.h.authUsed != nil {
+		s.h.authUsed("LOGIN")
+	}
+	return s.login(user, pass)
+}
+
+func (s *hookedSession) login(user, pass string) error {
 	if s.h.login != nil {
-		if err := s.h.login(user, pass); err != nil {
+		if err := s.h.login(s.c, user, pass); err != nil {
 			return err
 		}
 	}
 	return s.Session.Login(user, pass)
+}
+
+func (s *hookedSession) AuthenticateMechanisms() []string {
+	if s.h.mechs == nil {
+		return []string{sasl.Plain}
+	}
+	return s.h.mechs
+}
+
+func (s *hookedSession) Authenticate(mech string) (sasl.Server, error) {
+	if !slices.Contains(s.AuthenticateMechanisms(), mech) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
+	}
+	if s.h.authUsed != nil {
+		s.h.authUsed(mech)
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error { return s.login(user, pass) }), nil
+	case "XOAUTH2":
+		return &xoauth2Server{s: s}, nil
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
+}
+
+// xoauth2Server is the server side of XOAUTH2 (as Gmail speaks it): the
+// initial response carries user and token; a bad token gets a JSON
+// challenge, and the client's empty answer then a NO.
+type xoauth2Server struct {
+	s      *hookedSession
+	failed bool
+}
+
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if x.failed {
+		return nil, true, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Invalid credentials (Failure)"}
+	}
+	var user, token string
+	for _, kv := range strings.Split(string(resp), "\x01") {
+		switch {
+		case strings.HasPrefix(kv, "user="):
+			user = strings.TrimPrefix(kv, "user=")
+		case strings.HasPrefix(kv, "auth=Bearer "):
+			token = strings.TrimPrefix(kv, "auth=Bearer ")
+		}
+	}
+	pass, err := x.s.h.xoauth2(user, token)
+	if err != nil {
+		x.failed = true
+		return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
+	}
+	return nil, true, x.s.login(user, pass)
 }
 
 func (s *hookedSession) Store(w *imapserver.FetchWriter, set imap.NumSet, flags *imap.StoreFlags, opts *imap.StoreOptions) error {
