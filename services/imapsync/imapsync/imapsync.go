@@ -65,7 +65,7 @@ const (
 	DefaultTimeout        = 60 * time.Second
 	DefaultPollInterval   = 60 * time.Second
 	DefaultWriteBackPoll  = 10 * time.Second
-	DefaultIdleRestart    = 25 * time.Minute
+	DefaultIdleRestart    = 4 * time.Minute
 	DefaultConnections    = 3
 	DefaultFetchBatch     = 250
 	DefaultRetryMin       = time.Second
@@ -130,8 +130,11 @@ type Config struct {
 	// WriteBackPoll is how often pending write-backs are looked for
 	// without a NATS wake-up; default 10s.
 	WriteBackPoll time.Duration
-	// IdleRestart is how often IDLE is restarted (and the connection
-	// checked with NOOP); default 25 min (RFC 9051 asks for less than 29).
+	// IdleRestart is how often IDLE is ended (DONE) and issued again,
+	// with a NOOP between, each answer awaited within Timeout: a silent
+	// (dead) IDLE connection is found and replaced within IdleRestart +
+	// Timeout, and NAT mappings are kept. IDLEd folders are not polled.
+	// Default 4 min (RFC 9051 asks for less than 29).
 	IdleRestart time.Duration
 	// Connections is the most IMAP connections per account: one for work,
 	// the rest for IDLE (INBOX first); default 3, at least 1 (no IDLE).

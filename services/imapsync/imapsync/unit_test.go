@@ -2,6 +2,7 @@ package imapsync
 
 import (
 	"testing"
+	"time"
 )
 
 func TestMatchPattern(t *testing.T) {
@@ -50,5 +51,17 @@ func TestHeaderMessageID(t *testing.T) {
 		if got := normMessageID(headerMessageID([]byte(in))); got != want {
 			t.Errorf("headerMessageID(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A silent IDLE connection is found at the next IDLE restart: the default
+// must be minutes, not the 29 minutes RFC 9051 allows.
+func TestIdleRestartDefault(t *testing.T) {
+	s, err := New(Config{StoreAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.cfg.IdleRestart; d != DefaultIdleRestart || d > 5*time.Minute {
+		t.Errorf("IdleRestart %v (default %v), want at most 5 min", d, DefaultIdleRestart)
 	}
 }

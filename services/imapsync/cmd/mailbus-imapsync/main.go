@@ -53,6 +53,7 @@ Flags:
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
+		idleRestart   = envflag.Duration(fs, "idle-restart", "MAILBUS_IDLE_RESTART", imapsync.DefaultIdleRestart, "how often IDLE is ended and issued again, with a NOOP round trip between (finds a dead IDLE connection)")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", imapsync.DefaultMaxMessageSize, "larger messages (by RFC822.SIZE) are left on the server without being downloaded, in bytes; keep it at most the store's")
 		replica       = replicaflag.Define(fs)
 		tlsFlags      = grpctls.AddServerFlags(fs)
@@ -88,7 +89,7 @@ Flags:
 		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS, Registry: reg,
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
-		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize,
+		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize, IdleRestart: *idleRestart,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
