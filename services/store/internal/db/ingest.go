@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -102,23 +103,41 @@ func (d *DB) PrepareIngest(ctx context.Context, items []IngestItem) (*IngestBatc
 	for i, it := range items {
 		b.results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
 	}
-	// Hashing and parsing use every core; the transaction is one writer.
+	// Hashing and parsing use every core, and each large body is written
+	// as soon as it is hashed: while some workers wait for an fsync,
+	// others hash. The transaction is one writer.
+	workers := runtime.GOMAXPROCS(0)
+	var dirs *syncSet
+	if d.files != nil {
+		d.files.gc.RLock()
+		b.unlock = d.files.gc.RUnlock
+		workers, dirs = blobFileWriters, &syncSet{m: map[string]bool{}}
+	}
 	idx := make([]int, len(items))
 	for i := range idx {
 		idx[i] = i
 	}
-	parallel(context.WithoutCancel(ctx), idx, runtime.GOMAXPROCS(0), func(i int) error {
+	err := parallel(ctx, idx, workers, func(i int) error {
 		p, err := d.prepare(items[i])
 		if err != nil {
 			b.results[i].Error = err.Error()
 			return nil
 		}
 		b.preps[i] = p
-		return nil
+		if !p.inFile {
+			return nil
+		}
+		dirs.add(filepath.Dir(d.files.path(p.hash)))
+		return d.files.write(blobBody{hash: p.hash, raw: p.item.Raw})
 	})
-	var err error
-	if b.unlock, err = d.storeFiles(ctx, b.preps); err != nil {
-		return nil, err
+	if err == nil && dirs != nil {
+		// The renames (or an earlier attempt's rename of a file found
+		// here) are durable once their directories are.
+		err = parallel(ctx, dirs.list(), blobFileWriters, syncDir)
+	}
+	if err != nil {
+		b.Release()
+		return nil, fmt.Errorf("db: blob files: %w", err)
 	}
 	return b, nil
 }
