@@ -131,67 +131,23 @@ func (s *Ingest) SetMailboxSyncState(ctx context.Context, req *mailbusv1.SetMail
 
 // IngestMessages implements IngestService. It buffers one message at a
 // time (up to the size limit; a larger one is drained and reported, not
-// stored) and commits batches. It works as a pipeline: while a batch
-// commits (this goroutine), the next one is prepared (hashed, parsed, its
-// large bodies written; a second goroutine) and the one after that
-// received (a third); batches are answered in order.
+// stored) and commits batches. It works as a pipeline: a receiver
+// goroutine adds each message to a batch as it arrives, which prepares it
+// in the background (hash, parse, body file), and hands full batches to
+// this goroutine, which commits and answers them in order while the next
+// batch fills.
 func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	// A flush with no messages is an empty batch, answered in its turn.
-	batches := make(chan []db.IngestItem, 1)
+	batches := make(chan pendingBatch, 1)
 	var recvErr error
 	go func() {
 		defer close(batches)
 		recvErr = s.receive(ctx, stream, batches)
 	}()
-	type preparedBatch struct {
-		items []db.IngestItem
-		batch *db.IngestBatch
-	}
-	prepared := make(chan preparedBatch)
-	var prepErr error
-	go func() {
-		defer close(prepared)
-		for {
-			var items []db.IngestItem
-			select {
-			case <-ctx.Done():
-				return
-			case b, ok := <-batches:
-				if !ok {
-					return
-				}
-				items = b
-			}
-			pb := preparedBatch{items: items}
-			if len(items) > 0 {
-				if pb.batch, prepErr = s.DB.PrepareIngest(ctx, items); prepErr != nil {
-					return
-				}
-			}
-			select {
-			case prepared <- pb:
-			case <-ctx.Done():
-				if pb.batch != nil {
-					pb.batch.Release()
-				}
-				return
-			}
-		}
-	}()
-	// Whatever way this ends, no prepared batch stays unreleased (it holds
-	// off the collection of its files).
-	defer func() {
-		cancel()
-		for pb := range prepared {
-			if pb.batch != nil {
-				pb.batch.Release()
-			}
-		}
-	}()
-	for pb := range prepared {
+	for pb := range batches {
 		if pb.batch == nil {
+			// A flush with no messages, answered in its turn.
 			if err := stream.Send(&mailbusv1.IngestMessagesResponse{}); err != nil {
 				return err
 			}
@@ -200,15 +156,13 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 		results, state, err := pb.batch.Commit(ctx)
 		if err != nil {
 			// Returning ends the stream, which ends the receiver's Recv.
+			// Batches not committed hold nothing (see db.IngestBatch).
 			return toStatus(ctx, s.Log, err)
 		}
 		s.Metrics.observe(pb.items, results)
 		if err := stream.Send(&mailbusv1.IngestMessagesResponse{Results: results, State: state}); err != nil {
 			return err
 		}
-	}
-	if prepErr != nil {
-		return toStatus(ctx, s.Log, prepErr)
 	}
 	if err := ctx.Err(); err != nil {
 		// The client went away; the receiver may still be in Recv.
@@ -217,19 +171,26 @@ func (s *Ingest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesSer
 	return recvErr
 }
 
+// pendingBatch is a batch handed from the receiver to the committer; a nil
+// batch is a flush with no messages.
+type pendingBatch struct {
+	items []db.IngestItem
+	batch *db.IngestBatch
+}
+
 // receive reads the stream into batches until it ends; it returns nil at
 // the end of the stream.
-func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_IngestMessagesServer, batches chan<- []db.IngestItem) error {
+func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_IngestMessagesServer, batches chan<- pendingBatch) error {
 	var (
-		batch      []db.IngestItem
+		pending    pendingBatch
 		batchBytes int
 		cur        *db.IngestItem
 		buf        []byte
 	)
 	flush := func() error {
 		select {
-		case batches <- batch:
-			batch, batchBytes = nil, 0
+		case batches <- pending:
+			pending, batchBytes = pendingBatch{}, 0
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -241,7 +202,7 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 			if cur != nil {
 				return status.Error(codes.InvalidArgument, "stream ended inside a message (no end_of_message)")
 			}
-			if len(batch) > 0 {
+			if pending.batch != nil {
 				return flush()
 			}
 			return nil
@@ -283,11 +244,15 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				cur.Raw = buf
 			}
 			buf = nil
-			batch = append(batch, *cur)
+			if pending.batch == nil {
+				pending.batch = s.DB.NewIngestBatch()
+			}
+			pending.batch.Add(*cur)
+			pending.items = append(pending.items, *cur)
 			batchBytes += len(cur.Raw)
 			cur = nil
 		}
-		if req.Flush || len(batch) >= ingestBatchMessages || batchBytes >= ingestBatchBytes {
+		if req.Flush || len(pending.items) >= ingestBatchMessages || batchBytes >= ingestBatchBytes {
 			if err := flush(); err != nil {
 				return err
 			}

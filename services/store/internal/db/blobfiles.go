@@ -180,24 +180,6 @@ func (b *blobFiles) stale(before time.Time) (tmp, done []string, err error) {
 	return tmp, done, nil
 }
 
-// syncSet is a set of strings safe for concurrent adds.
-type syncSet struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-func (s *syncSet) add(v string) {
-	s.mu.Lock()
-	s.m[v] = true
-	s.mu.Unlock()
-}
-
-func (s *syncSet) list() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return keys(s.m)
-}
-
 func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {

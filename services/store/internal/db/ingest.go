@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -85,65 +85,116 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 	return b.Commit(ctx)
 }
 
-// IngestBatch is a batch of messages prepared for Commit: hashed, parsed,
-// and its large bodies durable as files. Until it is committed or
-// released, the files it relies on are not collected, so every batch must
-// end with Commit or Release.
+// IngestBatch is a batch of messages for one transaction. Each message
+// added is prepared at once in the background (hashed, parsed, and a large
+// body written as a file), so that a caller streaming messages in has most
+// of a batch prepared when it ends, and can fill the next batch while this
+// one commits. Every batch must end with Commit or Release.
 type IngestBatch struct {
 	d       *DB
-	preps   []*prepared
+	preps   []*preparing
 	results []*mailbusv1.IngestResult
-	unlock  func()
+	// workers bounds the messages being prepared at once.
+	workers chan struct{}
+	wg      sync.WaitGroup
+	// unlock releases the shared hold on the blob files (see blobFiles.gc)
+	// taken when the batch is sealed.
+	unlock func()
+	sealed bool
 }
 
-// PrepareIngest does the part of Ingest that needs no transaction, so
-// that a caller can prepare the next batch while the last one commits.
-func (d *DB) PrepareIngest(ctx context.Context, items []IngestItem) (*IngestBatch, error) {
-	b := &IngestBatch{d: d, preps: make([]*prepared, len(items)), results: make([]*mailbusv1.IngestResult, len(items))}
-	for i, it := range items {
-		b.results[i] = &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()}
-	}
-	// Hashing and parsing use every core, and each large body is written
-	// as soon as it is hashed: while some workers wait for an fsync,
-	// others hash. The transaction is one writer.
-	workers := runtime.GOMAXPROCS(0)
-	var dirs *syncSet
+// preparing is one message of a batch; its fields are set by its worker
+// before IngestBatch.wg is done.
+type preparing struct {
+	p *prepared
+	// err is a file that could not be written (the batch fails).
+	err error
+}
+
+// NewIngestBatch returns an empty batch.
+func (d *DB) NewIngestBatch() *IngestBatch {
+	n := runtime.GOMAXPROCS(0)
 	if d.files != nil {
-		d.files.gc.RLock()
-		b.unlock = d.files.gc.RUnlock
-		workers, dirs = blobFileWriters, &syncSet{m: map[string]bool{}}
+		// Some wait for an fsync while others hash.
+		n = blobFileWriters
 	}
-	idx := make([]int, len(items))
-	for i := range idx {
-		idx[i] = i
-	}
-	err := parallel(ctx, idx, workers, func(i int) error {
-		p, err := d.prepare(items[i])
+	return &IngestBatch{d: d, workers: make(chan struct{}, n)}
+}
+
+// Len is the number of messages added.
+func (b *IngestBatch) Len() int { return len(b.preps) }
+
+// Add adds a message and starts preparing it. It blocks while as many
+// messages as there are workers are being prepared.
+func (b *IngestBatch) Add(it IngestItem) {
+	b.results = append(b.results, &mailbusv1.IngestResult{Ref: it.Meta.GetRef(), Upstream: it.Meta.GetUpstream()})
+	slot := &preparing{}
+	b.preps = append(b.preps, slot)
+	res := b.results[len(b.results)-1]
+	b.workers <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer func() { <-b.workers; b.wg.Done() }()
+		p, err := b.d.prepare(it)
 		if err != nil {
-			b.results[i].Error = err.Error()
-			return nil
+			res.Error = err.Error()
+			return
 		}
-		b.preps[i] = p
-		if !p.inFile {
-			return nil
+		slot.p = p
+		if p.inFile {
+			// Written without the hold on the files: sealing checks
+			// under it that the file is (still) there.
+			slot.err = b.d.files.write(blobBody{hash: p.hash, raw: p.item.Raw})
 		}
-		dirs.add(filepath.Dir(d.files.path(p.hash)))
-		return d.files.write(blobBody{hash: p.hash, raw: p.item.Raw})
-	})
-	if err == nil && dirs != nil {
-		// The renames (or an earlier attempt's rename of a file found
-		// here) are durable once their directories are.
-		err = parallel(ctx, dirs.list(), blobFileWriters, syncDir)
+	}()
+}
+
+// PrepareIngest returns a sealed batch of the items: what Ingest does
+// before its transaction.
+func (d *DB) PrepareIngest(ctx context.Context, items []IngestItem) (*IngestBatch, error) {
+	b := d.NewIngestBatch()
+	for _, it := range items {
+		b.Add(it)
 	}
-	if err != nil {
+	if err := b.seal(ctx); err != nil {
 		b.Release()
-		return nil, fmt.Errorf("db: blob files: %w", err)
+		return nil, err
 	}
 	return b, nil
 }
 
+// seal waits for the messages to be prepared, then takes the shared hold
+// on the blob files and makes every file of the batch durable: a file the
+// collector removed meanwhile is written again, and the directories are
+// fsynced (the renames, or an earlier attempt's rename of a file found in
+// place, are durable once their directories are).
+func (b *IngestBatch) seal(ctx context.Context) error {
+	if b.sealed {
+		return nil
+	}
+	b.wg.Wait()
+	b.sealed = true
+	var bodies []blobBody
+	for _, s := range b.preps {
+		if s.err != nil {
+			return fmt.Errorf("db: blob files: %w", s.err)
+		}
+		if s.p != nil && s.p.inFile {
+			bodies = append(bodies, blobBody{hash: s.p.hash, raw: s.p.item.Raw})
+		}
+	}
+	if len(bodies) == 0 {
+		return nil
+	}
+	b.d.files.gc.RLock()
+	b.unlock = b.d.files.gc.RUnlock
+	// put finds the files in place (a stat each) and syncs directories.
+	return b.d.files.put(ctx, bodies)
+}
+
 // Release ends a batch that is not committed.
 func (b *IngestBatch) Release() {
+	b.wg.Wait()
 	if b.unlock != nil {
 		b.unlock()
 		b.unlock = nil
@@ -154,7 +205,13 @@ func (b *IngestBatch) Release() {
 // releases it.
 func (b *IngestBatch) Commit(ctx context.Context) ([]*mailbusv1.IngestResult, uint64, error) {
 	defer b.Release()
-	preps, results := b.preps, b.results
+	if err := b.seal(ctx); err != nil {
+		return nil, 0, err
+	}
+	preps, results := make([]*prepared, len(b.preps)), b.results
+	for i, s := range b.preps {
+		preps[i] = s.p
+	}
 	var state uint64
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
 	err := b.d.inTx(ctx, origin, func(t *tx) error {
