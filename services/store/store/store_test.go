@@ -1058,3 +1058,70 @@ func TestStopEndsWatches(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestPipelineAnswersInOrder: batches flushed one after another on
+// one stream (the store receives the next while it commits the last) are
+// answered in order, one response per flush, and a protocol error after
+// them ends the stream with InvalidArgument while what was flushed before
+// stays stored, bodies byte-exact (small ones in the database, large ones
+// as files on SQLite).
+func TestIngestPipelineAnswersInOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		e := startStore(t, b, storeOpts{noNATS: true})
+		acct := e.createAccount(t, pop3Account("pipeline"))
+		ctx := callCtx(t)
+		stream, err := e.ingest.IngestMessages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const batches, perBatch = 5, 7
+		raw := func(n int) []byte {
+			if n%2 == 0 {
+				return append(testMessage(n), bytes.Repeat([]byte("a large body line\r\n"), 3000)...)
+			}
+			return testMessage(n)
+		}
+		for i := range batches {
+			// An empty flush between batches is answered in its turn too.
+			if i == 2 {
+				if err := stream.Send(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for j := range perBatch {
+				n := i*perBatch + j
+				if err := sendItem(stream, pop3Item(acct.Id, fmt.Sprint("U", n), raw(n))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := stream.Send(&mailbusv1.IngestMessagesRequest{Flush: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := stream.Send(&mailbusv1.IngestMessagesRequest{Data: []byte("data outside a message")}); err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		var got []*mailbusv1.IngestResult
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				wantCode(t, "data after the batches", err, codes.InvalidArgument, "data")
+				break
+			}
+			sizes = append(sizes, len(resp.Results))
+			got = append(got, resp.Results...)
+		}
+		if fmt.Sprint(sizes) != "[7 7 0 7 7 7]" {
+			t.Fatalf("responses of %v results, want [7 7 0 7 7 7]", sizes)
+		}
+		for n, r := range got {
+			if r.Upstream.GetUidl() != fmt.Sprint("U", n) || !r.Created || r.Error != "" {
+				t.Fatalf("result %d: %+v", n, r)
+			}
+			if body := e.rawMessage(t, r.MessageId); !bytes.Equal(body, raw(n)) {
+				t.Fatalf("message %d: %d bytes, want %d", n, len(body), len(raw(n)))
+			}
+		}
+	})
+}
