@@ -24,7 +24,7 @@ func TestDemo(t *testing.T) {
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
 	out := p.stdout.String()
-	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "nats sub --server nats://" + natsAddr} {
+	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "Backend consumers on NATS nats://" + natsAddr, "mailbus nats-user create --account demo-imap"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -19,8 +19,13 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/services/mailbus/demo"
+	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
+
+// The NATS consumer user startServe gives the first account.
+const natsUser, natsPassword = "e2e", "e2e-nats-password"
 
 // startServe runs `mailbus serve` on free ports with its own data
 // directory and waits until it serves.
@@ -29,6 +34,15 @@ func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr, metri
 	c = &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
 	data := filepath.Join(t.TempDir(), "data")
 	natsAddr, metricsAddr = freeAddr(t), freeAddr(t)
+	// A NATS consumer user of the first account, which the embedded NATS
+	// server reads at start.
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	users := `[{"user": "` + natsUser + `", "password": "` + natsPassword + `", "account_id": "1"}]`
+	if err := os.WriteFile(filepath.Join(data, mailbus.NATSUsersFileName), []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", metricsAddr, "--nats-listen", natsAddr}, extra...)
 	p = c.start(args...)
 	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
@@ -203,13 +217,18 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("message raw %s is not byte-exact:\n%s", popListed[0].Id, raw)
 	}
 
-	// A NATS consumer on --nats-listen.
-	nc, err := nats.Connect("nats://" + natsAddr)
+	// A NATS consumer on --nats-listen, with the consumer user of the
+	// account (the first one: id 1); without a user it is refused.
+	if nc, err := nats.Connect("nats://" + natsAddr); err == nil {
+		nc.Close()
+		t.Fatal("the embedded NATS server let a connection without a user in")
+	}
+	nc, err := nats.Connect("nats://"+natsAddr, nats.UserInfo(natsUser, natsPassword))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.NewWithAPIPrefix(nc, natsperm.ConsumerAPIPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,10 +243,10 @@ func TestServeEndToEnd(t *testing.T) {
 	if slices.Contains(target.Flags, `\Flagged`) {
 		t.Fatalf("message %s is already flagged", target.Id)
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectPrefix + "." + acct.Id + "." + events.KindMessageUpdated},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: 1,
-	})
+	if acct.Id != "1" {
+		t.Fatalf("account mail has id %s; the NATS user is for account 1", acct.Id)
+	}
+	cons, err := js.Consumer(ctx, events.StreamName, natsUser)
 	if err != nil {
 		t.Fatal(err)
 	}

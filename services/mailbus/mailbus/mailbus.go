@@ -33,6 +33,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -45,6 +46,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -242,16 +244,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	natsURL := cfg.NATSURL
-	var natsOpts []nats.Option
+	var natsOpts, storeNATS, imapNATS []nats.Option
 	if natsURL == "" {
-		ns, err := s.startNATS()
+		embedded, err := s.startNATS(ctx)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		}()
+		defer embedded.shutdown()
+		ns := embedded.ns
+		storeNATS = []nats.Option{embedded.credentials(natsperm.RoleStore)}
+		imapNATS = []nats.Option{embedded.credentials(natsperm.RoleIMAPSync)}
 		natsURL = ns.ClientURL()
 		log := s.log.With("service", "store", "component", "nats")
 		natsOpts = []nats.Option{
@@ -282,7 +284,7 @@ func (s *Server) Run(ctx context.Context) error {
 	st, err := store.New(store.Config{
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		TLS: cfg.TLS, Insecure: cfg.Insecure,
-		NATSURL: natsURL, NATSOptions: natsOpts,
+		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
 		Logger: s.log, Registry: reg,
@@ -351,7 +353,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("mailbus: imapsync listener: %w", err)
 	}
 	imap, err := imapsync.New(imapsync.Config{
-		StoreConn: conn, Listener: imapLn, MetricsListen: "-", NATSURL: natsURL, NATSOptions: natsOpts,
+		StoreConn: conn, Listener: imapLn, MetricsListen: "-", NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), imapNATS...),
 		Logger: s.log, Registry: reg, AccountRefresh: cfg.AccountRefresh, WriteBackPoll: cfg.WriteBackPoll,
 		MaxMessageSize: cfg.MaxMessageSize,
 	})
@@ -420,22 +422,45 @@ func natsDescription(info Info, cfg Config) string {
 	return "embedded (in-process; --nats-listen serves consumers)"
 }
 
-// startNATS starts the embedded NATS server with JetStream.
-func (s *Server) startNATS() (*server.Server, error) {
-	opts := &server.Options{
-		ServerName: "mailbus",
-		JetStream:  true,
-		StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
-		NoSigs:     true,
-		NoLog:      true,
-		DontListen: s.cfg.NATSListen == "",
+// startNATS starts the embedded NATS server with JetStream and the users
+// of pkg/natsperm (decision 17): a user per service with a password made
+// now, and the consumer users of the data directory's users file, whose
+// consumers it creates.
+func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
+	e := &embeddedNATS{
+		base: server.Options{
+			ServerName: "mailbus",
+			JetStream:  true,
+			StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
+			NoSigs:     true,
+			NoLog:      true,
+			DontListen: s.cfg.NATSListen == "",
+		},
+		passwords: map[string]string{},
+		dataDir:   s.cfg.DataDir,
+		log:       s.log.With("component", "nats"),
 	}
 	if s.cfg.NATSListen != "" {
 		host, port, _ := splitHostPort(s.cfg.NATSListen)
-		opts.Host, opts.Port = host, port
+		e.base.Host, e.base.Port = host, port
 		if port == 0 {
-			opts.Port = server.RANDOM_PORT
+			e.base.Port = server.RANDOM_PORT
 		}
+	}
+	for _, role := range natsperm.Roles {
+		pw, err := NewNATSPassword()
+		if err != nil {
+			return nil, err
+		}
+		e.passwords[role] = pw
+	}
+	consumers, err := LoadNATSUsers(s.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := e.options(consumers)
+	if err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -449,5 +474,16 @@ func (s *Server) startNATS() (*server.Server, error) {
 		}
 		return nil, errors.New("mailbus: embedded NATS did not start")
 	}
-	return ns, nil
+	e.ns = ns
+	if e.admin, err = nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), e.credentials(natsperm.RoleStore), nats.Name("mailbus-serve-consumers")); err != nil {
+		e.shutdown()
+		return nil, fmt.Errorf("mailbus: embedded NATS: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, natsReadyTimeout)
+	defer cancel()
+	if err := e.ensureConsumers(cctx, consumers); err != nil {
+		e.shutdown()
+		return nil, err
+	}
+	return e, nil
 }

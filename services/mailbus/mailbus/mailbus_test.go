@@ -2,6 +2,7 @@ package mailbus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
@@ -116,23 +118,50 @@ func TestFirstStartCreatesKeyAndRestartKeepsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A backend consumer on the embedded NATS server's TCP port sees the
-	// account's events.
+	// Without a user, the embedded NATS server lets nobody in.
 	if r.info.NATSURL == "" {
 		t.Fatal("no NATS URL for consumers")
 	}
-	nc, err := nats.Connect(r.info.NATSURL)
+	if nc, err := nats.Connect(r.info.NATSURL, nats.Timeout(waitLong)); err == nil {
+		nc.Close()
+		t.Fatal("the embedded NATS server let a connection without a user in")
+	}
+	// A consumer user with a plain password: a bcrypt check under the race
+	// detector takes seconds, more than a NATS client waits to connect
+	// (AddNATSUser's hashes are tested in pkg/natsperm and the CLI).
+	user := natsperm.Consumer{User: "backend", Password: "backend-password", AccountID: created.Account.Id}
+	password := user.Password
+	usersJSON, err := json.Marshal([]natsperm.Consumer{user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, mailbus.NATSUsersFileName), usersJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.stop(t)
+
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := start(t, mailbus.Config{DataDir: data, NATSListen: "127.0.0.1:0"})
+	if r2.info.KeyCreated {
+		t.Fatalf("restart: %+v", r2.info)
+	}
+	// A backend consumer with the account's consumer user sees the
+	// account's events, published before the restart.
+	nc, err := nats.Connect(r2.info.NATSURL, nats.UserInfo(user.User, password), nats.Timeout(waitLong))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.NewWithAPIPrefix(nc, natsperm.ConsumerAPIPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(created.Account.Id)}})
+	cons, err := js.Consumer(ctx, events.StreamName, user.User)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the user's consumer: %v", err)
 	}
 	msg, err := cons.Next(jetstream.FetchContext(ctx))
 	if err != nil {
@@ -142,16 +171,6 @@ func TestFirstStartCreatesKeyAndRestartKeepsIt(t *testing.T) {
 		t.Fatalf("event %v %v", ev, err)
 	}
 	nc.Close()
-	r.stop(t)
-
-	key, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2 := start(t, mailbus.Config{DataDir: data})
-	if r2.info.KeyCreated || r2.info.NATSURL != "" {
-		t.Fatalf("restart: %+v", r2.info)
-	}
 	if again, _ := os.ReadFile(keyFile); string(again) != string(key) {
 		t.Fatal("the key file changed on restart")
 	}

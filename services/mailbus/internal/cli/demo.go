@@ -284,7 +284,8 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	cmd("every change as it happens", "watch")
 	cmd("", "status --watch")
 	if info.NATSURL != "" {
-		fmt.Fprintf(&b, "\nBackend consumers: nats sub --server %s --stream MAILBUS_EVENTS 'mailbus.events.>'\n", info.NATSURL)
+		fmt.Fprintf(&b, "\nBackend consumers on NATS %s need a user of their account:\n"+
+			"`mailbus nats-user create --account %s` with mailbus serve (README, \"NATS users\").\n", info.NATSURL, imapAcct.Name)
 	}
 	if newMailEvery > 0 {
 		fmt.Fprintf(&b, "\nNew mail arrives in the demo IMAP inbox every %s: imapsync sees it at once (IDLE).\n", newMailEvery)

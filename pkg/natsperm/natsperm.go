@@ -1,0 +1,278 @@
+// Package natsperm states which NATS subjects each mailbus role may use and
+// renders them as nats-server configuration, so that the embedded server of
+// `mailbus serve` and an external NATS cluster grant exactly the same.
+//
+// The layout (decision 17):
+//
+//   - NATS account MAILBUS (JetStream enabled) holds the events stream
+//     MAILBUS_EVENTS, the ownership KV buckets and one user per service:
+//     the store publishes events and manages the stream (and the durable
+//     consumers of the consumer users), imapsync and pop3fetcher use their
+//     own KV buckets of pkg/ownership, and imapsync also subscribes to the
+//     events (write-back wake-ups).
+//   - Each events consumer user lives in a NATS account of its own,
+//     CONSUMER_<user>, that imports from MAILBUS only what reading one
+//     durable pull consumer takes: CONSUMER.INFO and CONSUMER.MSG.NEXT of
+//     the consumer named like the user, its acknowledgements, and the live
+//     subjects mailbus.events.<account>.>. The consumer itself (filter
+//     mailbus.events.<account>.>) is created by mailbus, never by the user:
+//     a CONSUMER.CREATE request chooses the delivery subject in its body,
+//     which no subject permission can check, and a separate NATS account
+//     keeps every reply and delivery the user asks for inside that account.
+package natsperm
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailbus/mailbus/pkg/events"
+	"github.com/mailbus/mailbus/pkg/ownership"
+)
+
+// ServiceAccount is the NATS account of the services and the events stream.
+const ServiceAccount = "MAILBUS"
+
+// The service roles.
+const (
+	RoleStore       = "store"
+	RoleIMAPSync    = "imapsync"
+	RolePOP3Fetcher = "pop3fetcher"
+)
+
+// Roles are the service roles.
+var Roles = []string{RoleStore, RoleIMAPSync, RolePOP3Fetcher}
+
+// Permissions are the subjects a user may publish and subscribe to; all
+// others are denied.
+type Permissions struct {
+	Publish, Subscribe []string
+}
+
+// Service returns the permissions of a service role's user on the events
+// stream stream (empty means events.StreamName).
+func Service(role, stream string) (Permissions, error) {
+	if stream == "" {
+		stream = events.StreamName
+	}
+	events := events.SubjectPrefix + ".>"
+	switch role {
+	case RoleStore:
+		return Permissions{
+			Publish: []string{
+				events,
+				"$JS.API.INFO",
+				"$JS.API.STREAM.INFO." + stream,
+				"$JS.API.STREAM.CREATE." + stream,
+				"$JS.API.STREAM.UPDATE." + stream,
+				// The durable consumers of the consumer users.
+				"$JS.API.CONSUMER.CREATE." + stream + ".>",
+				"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".*",
+				"$JS.API.CONSUMER.INFO." + stream + ".*",
+				"$JS.API.CONSUMER.DELETE." + stream + ".*",
+			},
+			Subscribe: []string{events, "_INBOX.>"},
+		}, nil
+	case RoleIMAPSync, RolePOP3Fetcher:
+		p := Permissions{Publish: []string{"$JS.API.INFO"}, Subscribe: []string{"_INBOX.>"}}
+		for _, b := range []string{ownership.MembersBucket(role), ownership.LeaseBucket(role)} {
+			s := "KV_" + b
+			p.Publish = append(p.Publish,
+				"$KV."+b+".>",
+				// Every JetStream API request on the bucket's stream: the
+				// stream name is the 5th token (STREAM.INFO.<s>,
+				// CONSUMER.CREATE.<s>.<name>.<filter>, DIRECT.GET.<s>.<key>)
+				// or the 6th (STREAM.MSG.GET.<s>, CONSUMER.MSG.NEXT.<s>.<c>).
+				"$JS.API.*.*."+s, "$JS.API.*.*."+s+".>",
+				"$JS.API.*.*.*."+s, "$JS.API.*.*.*."+s+".>",
+				"$JS.ACK."+s+".>", "$JS.FC."+s+".>",
+			)
+		}
+		if role == RoleIMAPSync {
+			p.Subscribe = append(p.Subscribe, events)
+		}
+		return p, nil
+	}
+	return Permissions{}, fmt.Errorf("natsperm: unknown role %q: want one of %s", role, strings.Join(Roles, ", "))
+}
+
+// Consumer is an events consumer user: it reads one mailbus account's
+// events through the durable pull consumer named like the user.
+type Consumer struct {
+	// User is the NATS user name; it also names the durable consumer and
+	// the user's NATS account (ConsumerAccount).
+	User string `json:"user"`
+	// Password is the password, or its bcrypt hash ("$2a$...").
+	Password string `json:"password"`
+	// AccountID is the mailbus account whose events the user reads.
+	AccountID string `json:"account_id"`
+}
+
+var validUser = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks the user name (it becomes a subject token and a NATS
+// account name) and the account id.
+func (c Consumer) Validate() error {
+	if !validUser.MatchString(c.User) {
+		return fmt.Errorf("natsperm: user %q: want 1 to 64 letters, digits, - or _", c.User)
+	}
+	if c.AccountID == "" || strings.Trim(c.AccountID, "0123456789") != "" {
+		return fmt.Errorf("natsperm: account id %q: want a number", c.AccountID)
+	}
+	if c.Password == "" {
+		return errors.New("natsperm: empty password")
+	}
+	return nil
+}
+
+// ConsumerAccount is the NATS account of a consumer user.
+func ConsumerAccount(user string) string { return "CONSUMER_" + user }
+
+// Subjects returns the account's event subjects, mailbus.events.<id>.>.
+func (c Consumer) Subjects() string { return events.AccountSubjects(c.AccountID) }
+
+// JetStreamConsumer is the configuration of the user's durable pull
+// consumer on the events stream, which mailbus creates.
+func (c Consumer) JetStreamConsumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       c.User,
+		Description:   "mailbus events of account " + c.AccountID + " for NATS user " + c.User,
+		FilterSubject: c.Subjects(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	}
+}
+
+// ConsumerAPIPrefix is the JetStream API prefix of a consumer user's
+// connection: its account imports the two API subjects it may use under
+// this prefix (an account's own $JS.API is answered by the server itself),
+// so clients use jetstream.NewWithAPIPrefix(nc, ConsumerAPIPrefix).
+const ConsumerAPIPrefix = "MAILBUS.JS.API"
+
+// service is one service import of a consumer account: the subject in
+// MAILBUS and the subject the consumer's account sees.
+type service struct {
+	subject, local string
+	streamed       bool
+}
+
+// imports are what the consumer's account imports from MAILBUS: services
+// (request and reply) and the live event stream.
+func (c Consumer) imports(stream string) (services []service, streamSubject string) {
+	info := "CONSUMER.INFO." + stream + "." + c.User
+	next := "CONSUMER.MSG.NEXT." + stream + "." + c.User
+	ack := "$JS.ACK." + stream + "." + c.User + ".>"
+	return []service{
+		{subject: "$JS.API." + info, local: ConsumerAPIPrefix + "." + info},
+		{subject: "$JS.API." + next, local: ConsumerAPIPrefix + "." + next, streamed: true},
+		{subject: ack, local: ack},
+	}, c.Subjects()
+}
+
+// Permissions are the consumer user's permissions inside its own account.
+func (c Consumer) Permissions(stream string) Permissions {
+	if stream == "" {
+		stream = events.StreamName
+	}
+	services, live := c.imports(stream)
+	var p Permissions
+	for _, s := range services {
+		p.Publish = append(p.Publish, s.local)
+	}
+	p.Subscribe = []string{"_INBOX.>", live}
+	return p
+}
+
+// ServiceUser is a service's NATS user.
+type ServiceUser struct {
+	Role, User, Password string
+}
+
+// Spec is everything the configuration grants.
+type Spec struct {
+	// Stream is the events stream; empty means events.StreamName.
+	Stream    string
+	Services  []ServiceUser
+	Consumers []Consumer
+}
+
+// Config renders spec as the accounts block of a nats-server
+// configuration file. The same text configures the embedded server.
+func Config(spec Spec) (string, error) {
+	stream := spec.Stream
+	if stream == "" {
+		stream = events.StreamName
+	}
+	var b strings.Builder
+	b.WriteString("accounts {\n")
+	fmt.Fprintf(&b, "  %s {\n    jetstream: enabled\n    users: [\n", ServiceAccount)
+	for _, u := range spec.Services {
+		p, err := Service(u.Role, stream)
+		if err != nil {
+			return "", err
+		}
+		writeUser(&b, "      ", u.User, u.Password, p)
+	}
+	b.WriteString("    ]\n")
+	consumers := append([]Consumer(nil), spec.Consumers...)
+	sort.Slice(consumers, func(i, j int) bool { return consumers[i].User < consumers[j].User })
+	seen := map[string]bool{}
+	for _, c := range consumers {
+		if err := c.Validate(); err != nil {
+			return "", err
+		}
+		if seen[c.User] {
+			return "", fmt.Errorf("natsperm: user %q twice", c.User)
+		}
+		seen[c.User] = true
+	}
+	if len(consumers) > 0 {
+		b.WriteString("    exports: [\n")
+		for _, c := range consumers {
+			services, live := c.imports(stream)
+			acc := ConsumerAccount(c.User)
+			for _, s := range services {
+				resp := ""
+				if s.streamed {
+					resp = `, response_type: "stream"`
+				}
+				fmt.Fprintf(&b, "      {service: %q%s, accounts: [%q]}\n", s.subject, resp, acc)
+			}
+			fmt.Fprintf(&b, "      {stream: %q, accounts: [%q]}\n", live, acc)
+		}
+		b.WriteString("    ]\n")
+	}
+	b.WriteString("  }\n")
+	for _, c := range consumers {
+		services, live := c.imports(stream)
+		fmt.Fprintf(&b, "  %s {\n    users: [\n", ConsumerAccount(c.User))
+		writeUser(&b, "      ", c.User, c.Password, c.Permissions(stream))
+		b.WriteString("    ]\n    imports: [\n")
+		for _, s := range services {
+			fmt.Fprintf(&b, "      {service: {account: %q, subject: %q}, to: %q}\n", ServiceAccount, s.subject, s.local)
+		}
+		fmt.Fprintf(&b, "      {stream: {account: %q, subject: %q}}\n", ServiceAccount, live)
+		b.WriteString("    ]\n  }\n")
+	}
+	b.WriteString("}\n")
+	return b.String(), nil
+}
+
+func writeUser(b *strings.Builder, indent, user, password string, p Permissions) {
+	fmt.Fprintf(b, "%s{user: %q, password: %q, permissions: {\n", indent, user, password)
+	fmt.Fprintf(b, "%s  publish: {allow: %s}\n", indent, quoteList(p.Publish))
+	fmt.Fprintf(b, "%s  subscribe: {allow: %s}\n", indent, quoteList(p.Subscribe))
+	fmt.Fprintf(b, "%s}}\n", indent)
+}
+
+func quoteList(l []string) string {
+	q := make([]string, len(l))
+	for i, s := range l {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

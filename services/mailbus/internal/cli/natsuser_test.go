@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/mailbus/mailbus/services/mailbus/mailbus"
+)
+
+// TestNATSUserCreate: the command resolves the account through the store,
+// adds the user to the data directory's file with only a bcrypt hash of
+// the password it prints once, and prints the configuration for an
+// external server; --service prints a service's user.
+func TestNATSUserCreate(t *testing.T) {
+	data := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan mailbus.Info, 1)
+	srv, err := mailbus.New(mailbus.Config{DataDir: filepath.Join(data, "serve"), Listener: ln, MetricsListen: "-", Ready: func(i mailbus.Info) { ready <- i }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	info := <-ready
+	env := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_DATA": data, "PW": "x"}
+	if code, _, errOut := run(t, env, "account", "add", "--name", "work", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
+		"--security", "none", "--username", "u", "--password-env", "PW"); code != ExitOK {
+		t.Fatalf("account add: %s", errOut)
+	}
+
+	code, out, errOut := run(t, env, "nats-user", "create", "--account", "work", "--user", "crm")
+	if code != ExitOK {
+		t.Fatalf("nats-user create: exit %d: %s", code, errOut)
+	}
+	pw := regexp.MustCompile(`password:\s+(\S+)`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatalf("no password in:\n%s", out)
+	}
+	for _, want := range []string{"user:        crm", "filter mailbus.events.1.>", "CONSUMER_crm", `"$JS.API.CONSUMER.MSG.NEXT.MAILBUS_EVENTS.crm"`, "nats consumer add MAILBUS_EVENTS crm"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	file, err := os.ReadFile(filepath.Join(data, mailbus.NATSUsersFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(file), pw[1]) || !strings.Contains(string(file), `"$2a$`) {
+		t.Fatalf("the users file holds the password, or no bcrypt hash:\n%s", file)
+	}
+	users, err := mailbus.LoadNATSUsers(data)
+	if err != nil || len(users) != 1 || users[0].User != "crm" || users[0].AccountID != "1" {
+		t.Fatalf("users %+v, %v", users, err)
+	}
+	if code, _, errOut := run(t, env, "nats-user", "create", "--account", "work", "--user", "crm"); code != ExitError || !strings.Contains(errOut, "exists") {
+		t.Fatalf("a second crm: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := run(t, env, "nats-user", "create", "--account", "nope"); code != ExitError || !strings.Contains(errOut, `no account "nope"`) {
+		t.Fatalf("unknown account: exit %d: %s", code, errOut)
+	}
+
+	code, out, errOut = run(t, env, "nats-user", "create", "--service", "imapsync")
+	if code != ExitOK || !strings.Contains(out, `"$KV.MAILBUS_LEASES_IMAPSYNC.>"`) || !strings.Contains(out, `{user: "imapsync"`) {
+		t.Fatalf("--service imapsync: exit %d: %s%s", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"nats-user", "create"},
+		{"nats-user", "create", "--service", "admin"},
+		{"nats-user", "create", "--service", "store", "--account", "work"},
+	} {
+		if code, _, _ := run(t, env, args...); code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, ExitUsage)
+		}
+	}
+}
