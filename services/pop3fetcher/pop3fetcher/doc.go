@@ -123,9 +123,12 @@
 //
 // When Run's context ends, each worker's pass stops: a message being
 // downloaded is abandoned (not stored), the complete messages already sent
-// are committed if the store answers within Config.ShutdownGrace, and if the
-// POP3 session is still usable it ends with QUIT (safe, since only stored
-// messages were marked with DELE). Run returns when every worker has.
+// are committed if the store answers in time, and if the POP3 session is
+// still usable it ends with DELE and QUIT (safe, since only stored messages
+// are marked with DELE). All of that shares one deadline,
+// Config.ShutdownGrace after the context ended, fixed once per pass: the
+// commit wait, DELE and QUIT together never take longer than the grace.
+// Run returns when every worker has.
 //
 // # Metrics
 //

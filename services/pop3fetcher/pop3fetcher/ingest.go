@@ -16,17 +16,16 @@ import (
 // store's answers: a result is an acknowledgement, and an acknowledged
 // message is durable.
 //
-// The stream has a context of its own, detached from the pass's: when the
-// pass is cancelled, the fetcher can still ask the store to commit the
-// messages it sent in full before it cuts the stream (cutting it drops the
-// partial message: the store never stores a message without its
-// end_of_message). After the pass's context ends the stream is cut in any
-// case after Config.ShutdownGrace.
+// The stream runs under the pass's grace context (see withGrace), not the
+// pass's own: when the pass is cancelled, the fetcher can still ask the
+// store to commit the messages it sent in full before it cuts the stream
+// (cutting it drops the partial message: the store never stores a message
+// without its end_of_message). The stream is cut in any case at the pass's
+// grace deadline, Config.ShutdownGrace after the pass's context ended.
 type ingestStream struct {
-	stream  mailbusv1.IngestService_IngestMessagesClient
-	cancel  context.CancelFunc
-	stopCut func() bool
-	chunk   []byte
+	stream mailbusv1.IngestService_IngestMessagesClient
+	cancel context.CancelFunc
+	chunk  []byte
 
 	open       bool  // a message has started and not ended
 	ended      int   // messages ended (end_of_message sent)
@@ -44,8 +43,9 @@ type ingestStream struct {
 	recvDone chan struct{}
 }
 
-func (f *Fetcher) openIngest(ctx context.Context) (*ingestStream, error) {
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+// openIngest opens a stream under grace, the pass's grace context.
+func (f *Fetcher) openIngest(grace context.Context) (*ingestStream, error) {
+	sctx, cancel := context.WithCancel(grace)
 	stream, err := f.ingest.IngestMessages(sctx)
 	if err != nil {
 		cancel()
@@ -55,14 +55,6 @@ func (f *Fetcher) openIngest(ctx context.Context) (*ingestStream, error) {
 		stream: stream, cancel: cancel, chunk: make([]byte, chunkSize),
 		kick: make(chan struct{}, 1), recvDone: make(chan struct{}),
 	}
-	grace := f.cfg.ShutdownGrace
-	s.stopCut = context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(grace, cancel)
-		go func() {
-			<-s.recvDone
-			t.Stop()
-		}()
-	})
 	s.lastSign = time.Now()
 	go s.receive()
 	go s.watch(f.cfg.StoreTimeout)
@@ -249,7 +241,6 @@ func (s *ingestStream) maybeFlush(messages int, octets int64) error {
 // finish ends the stream normally: the store commits the rest and answers,
 // and finish returns once every message has its result.
 func (s *ingestStream) finish(ctx context.Context) error {
-	defer s.stopCut()
 	if s.open {
 		return errors.New("pop3fetcher: ingest stream finished inside a message")
 	}
@@ -259,8 +250,7 @@ func (s *ingestStream) finish(ctx context.Context) error {
 	select {
 	case <-s.recvDone:
 	case <-ctx.Done():
-		// ctx ended: the stream is cut after the grace period, or now if
-		// the caller's context was already detached.
+		// ctx ended: the stream is cut at the pass's grace deadline.
 		<-s.recvDone
 	}
 	if err := s.err(); err != nil {
@@ -281,7 +271,6 @@ func (s *ingestStream) finish(ctx context.Context) error {
 // in full, and abandon waits (bounded by ctx) for their results, so that
 // nothing complete is lost for this pass.
 func (s *ingestStream) abandon(ctx context.Context) {
-	defer s.stopCut()
 	if !s.open {
 		if err := s.stream.CloseSend(); err == nil {
 			select {
@@ -319,6 +308,5 @@ func (s *ingestStream) pending() int {
 // close releases the stream (idempotent; after finish or abandon it only
 // frees the context).
 func (s *ingestStream) close() {
-	s.stopCut()
 	s.cancel()
 }

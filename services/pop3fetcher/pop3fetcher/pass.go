@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,7 +107,12 @@ type pass struct {
 	res  *PassResult
 	step string
 
-	c     *pop3.Client
+	c *pop3.Client
+	// grace is the context of the work that may go on after the pass's
+	// context ends (withGrace): committing the messages sent in full,
+	// DELE and QUIT. It ends Config.ShutdownGrace after the pass's
+	// context, once for the whole pass.
+	grace context.Context
 	token uint64 // the lease's fencing token, sent with every store write
 	// staleLease: the store refused a status report for a stale token
 	// (set by the progress reporter too).
@@ -152,6 +158,9 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 		occ:     occurrences{},
 		token:   ownership.TokenFromContext(ctx),
 	}
+	grace, stopGrace := withGrace(ctx, f.cfg.ShutdownGrace)
+	defer stopGrace()
+	p.grace = grace
 	start := time.Now()
 	err := p.run(ctx)
 	if p.spool != nil {
@@ -259,7 +268,7 @@ func (p *pass) run(ctx context.Context) error {
 	if count > 0 {
 		syncErr = p.sync(ctx)
 	}
-	return p.end(ctx, syncErr)
+	return p.end(syncErr)
 }
 
 // options are the POP3 client options of the account.
@@ -479,7 +488,7 @@ func (p *pass) fetch(ctx context.Context) error {
 	defer p.stopProgress()
 	p.reportProgress(true)
 	p.step = "open ingest stream"
-	ing, err := p.f.openIngest(ctx)
+	ing, err := p.f.openIngest(p.grace)
 	if err != nil {
 		return err
 	}
@@ -503,9 +512,7 @@ func (p *pass) fetch(ctx context.Context) error {
 	})
 	if err != nil || ctx.Err() != nil {
 		if ing != nil {
-			gctx, cancel := p.graceContext(ctx)
-			ing.abandon(gctx)
-			cancel()
+			ing.abandon(p.grace)
 			p.collect(ing)
 		}
 		if err == nil {
@@ -584,12 +591,14 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 			n = p.f.cfg.MaxMessageSize + 1 // read up to the limit, and then more
 			p.mem.oversized[j.uidl] = n
 			p.tooLarge(j.num, j.uidl, n)
-			gctx, cancel := p.graceContext(ctx)
-			(*ing).abandon(gctx)
-			cancel()
+			(*ing).abandon(p.grace)
 			p.collect(*ing)
 			(*ing).close()
-			next, err := p.f.openIngest(ctx)
+			if err := ctx.Err(); err != nil {
+				*ing = nil // fetch knows the old one is done
+				return err
+			}
+			next, err := p.f.openIngest(p.grace)
 			*ing = next // nil on failure: fetch knows the old one is done
 			return err
 		}
@@ -671,13 +680,37 @@ func (p *pass) collect(ing *ingestStream) {
 	}
 }
 
-// graceContext is ctx, or, when ctx has ended, a context for the short
-// clean-up after it (Config.ShutdownGrace).
-func (p *pass) graceContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Err() == nil {
-		return context.WithCancel(ctx)
+// withGrace returns the grace context of a pass: it is not cancelled with
+// ctx, but ends grace after ctx ends (or when stop is called). The grace
+// deadline is fixed once, when ctx ends, and everything done after that
+// (the store's commit, DELE, QUIT) shares it: together they never take
+// longer than grace, which under ownership must fit in the lease's safety
+// margin.
+func withGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+		done  bool
+	)
+	over := fmt.Errorf("pop3fetcher: the shutdown grace of %v after the pass's end is over", grace)
+	stopAfter := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(grace, func() { cancel(over) })
+		}
+	})
+	return gctx, func() {
+		stopAfter()
+		mu.Lock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel(context.Canceled)
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), p.f.cfg.ShutdownGrace)
 }
 
 // end finishes the session after the sync (which failed with syncErr, or
@@ -686,9 +719,8 @@ func (p *pass) graceContext(ctx context.Context) (context.Context, context.Cance
 // QUIT: DELE is only ever sent for messages the store has durably, so the
 // deletions QUIT commits lose nothing, even after a failure or when ctx
 // has ended.
-func (p *pass) end(ctx context.Context, syncErr error) error {
-	ectx, cancel := p.graceContext(ctx)
-	defer cancel()
+func (p *pass) end(syncErr error) error {
+	ectx := p.grace
 	errStep := p.step // the step that failed, for the status reason
 	deleErr := error(nil)
 	if p.deleteMode() && len(p.dele) > 0 {
