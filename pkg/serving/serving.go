@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime/debug"
 	"time"
 
@@ -197,9 +198,13 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// RegisterProcessCollectors adds Go runtime and process metrics.
+// RegisterProcessCollectors adds Go runtime and process metrics, with
+// go_gc_heap_live_bytes (the heap the last collection found live: what
+// the process holds, without the garbage that RSS and heap_inuse carry).
 func RegisterProcessCollectors(reg prometheus.Registerer) {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
 type metrics struct {
