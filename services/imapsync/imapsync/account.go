@@ -42,6 +42,9 @@ type account struct {
 	// account).
 	token      uint64
 	staleLease atomic.Bool
+	// workIdling is set while the work connection IDLEs on INBOX
+	// (Connections == 1): its unilateral data then marks INBOX dirty.
+	workIdling atomic.Bool
 
 	wb    chan struct{} // write-back wake-ups
 	dirty chan struct{} // some folder is dirty
@@ -290,7 +293,15 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	if err != nil {
 		return err
 	}
-	w.work, err = w.dial(octx, secret, nil)
+	// With one connection per account, INBOX is IDLEd on the work
+	// connection between steps (decision 19): what an idle account holds,
+	// here and on the server, is one connection instead of two.
+	idleOnWork := w.s.cfg.Connections == 1
+	var handler *imapclient.UnilateralDataHandler
+	if idleOnWork {
+		handler = w.workIdleHandler()
+	}
+	w.work, err = w.dial(octx, secret, handler)
 	if err != nil {
 		return err
 	}
@@ -343,21 +354,44 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	defer pollT.Stop()
 	wbT := time.NewTicker(w.s.cfg.WriteBackPoll)
 	defer wbT.Stop()
+	idleOnWork = idleOnWork && w.work.caps.Has(imap.CapIdle) && w.folders["INBOX"] != nil
 	for {
-		var err error
+		var idle *imapclient.IdleCommand
+		restart := time.NewTimer(w.s.cfg.IdleRestart)
+		if idleOnWork {
+			var err error
+			if idle, err = w.startWorkIdle(octx); err != nil {
+				restart.Stop()
+				return err
+			}
+		}
+		var step func() error
 		select {
 		case <-ctx.Done():
+			restart.Stop()
+			_ = w.endWorkIdle(octx, idle) // then the connection logs out
 			return nil
 		case <-w.wb:
-			err = w.applyWriteBacks(octx)
+			step = func() error { return w.applyWriteBacks(octx) }
 		case <-wbT.C:
-			err = w.applyWriteBacks(octx)
+			step = func() error { return w.applyWriteBacks(octx) }
 		case <-w.dirty:
-			err = w.syncDirty(octx)
+			step = func() error { return w.syncDirty(octx) }
 		case <-pollT.C:
-			err = w.poll(octx, idled)
+			step = func() error { return w.poll(octx, idled) }
+		case <-restart.C:
+			// End IDLE every IdleRestart: DONE, then the SELECT that
+			// starts it again, both under the deadline, find a silent
+			// connection as the IDLE connections' NOOP does.
+			step = func() error { return nil }
+		case <-w.work.c.Closed():
+			step = func() error { return errors.New("imapsync: the server closed the connection") }
 		}
-		if err != nil {
+		restart.Stop()
+		if err := w.endWorkIdle(octx, idle); err != nil {
+			return err
+		}
+		if err := step(); err != nil {
 			return err
 		}
 		if w.relist {
@@ -370,6 +404,81 @@ func (w *account) session(ctx context.Context, connected func()) error {
 		}
 		w.lastOK = time.Now()
 	}
+}
+
+// workIdleHandler marks INBOX dirty on what the server says while the
+// work connection IDLEs on it; other unilateral data is about a folder a
+// step has selected, and that step reads what it needs itself.
+func (w *account) workIdleHandler() *imapclient.UnilateralDataHandler {
+	mark := func() {
+		if w.workIdling.Load() {
+			w.markDirty("INBOX")
+		}
+	}
+	return &imapclient.UnilateralDataHandler{
+		Expunge: func(uint32) { mark() },
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				mark()
+			}
+		},
+		Fetch: func(m *imapclient.FetchMessageData) {
+			mark()
+			m.Collect()
+		},
+	}
+}
+
+// startWorkIdle selects INBOX on the work connection and starts IDLE
+// there. When INBOX changed since its last sync (while the connection was
+// busy elsewhere) it is marked dirty instead and nil returned, so that the
+// loop syncs it first. Without CONDSTORE a flag change in such a gap is
+// seen by the next poll, which checks INBOX too in this mode.
+func (w *account) startWorkIdle(ctx context.Context) (*imapclient.IdleCommand, error) {
+	f := w.folders["INBOX"]
+	if f == nil {
+		return nil, nil
+	}
+	var cmd *imapclient.IdleCommand
+	err := w.work.do(ctx, func(*guard) error {
+		sel, err := w.work.c.Select("INBOX", &imap.SelectOptions{CondStore: w.condstore}).Wait()
+		if err != nil {
+			return err
+		}
+		if sel.UIDValidity != f.st.Uidvalidity || uint32(sel.UIDNext) != f.st.SyncedUidnext ||
+			(w.condstore && sel.HighestModSeq != f.st.SyncedHighestmodseq) {
+			w.markDirty("INBOX")
+			return nil
+		}
+		w.workIdling.Store(true)
+		cmd, err = w.work.c.Idle()
+		if err != nil {
+			w.workIdling.Store(false)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: IDLE on the work connection: %w", err)
+	}
+	return cmd, nil
+}
+
+// endWorkIdle ends an IDLE started by startWorkIdle (nil: none).
+func (w *account) endWorkIdle(ctx context.Context, cmd *imapclient.IdleCommand) error {
+	if cmd == nil {
+		return nil
+	}
+	defer w.workIdling.Store(false)
+	err := w.work.do(ctx, func(*guard) error {
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		return cmd.Wait()
+	})
+	if err != nil {
+		return fmt.Errorf("imapsync: end IDLE on the work connection: %w", err)
+	}
+	return nil
 }
 
 // syncDirty applies pending write-backs, then syncs the dirty folders.

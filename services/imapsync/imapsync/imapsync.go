@@ -137,7 +137,10 @@ type Config struct {
 	// Default 4 min (RFC 9051 asks for less than 29).
 	IdleRestart time.Duration
 	// Connections is the most IMAP connections per account: one for work,
-	// the rest for IDLE (INBOX first); default 3, at least 1 (no IDLE).
+	// the rest for IDLE (INBOX first); default 3. With 1, INBOX is IDLEd
+	// on the work connection between steps (decision 19): half the memory
+	// and server sessions of an idle account, for a round trip (DONE) more
+	// before a write-back or poll.
 	Connections int
 	// FetchBatch is the number of messages per UID FETCH; default 250.
 	FetchBatch int

@@ -52,6 +52,7 @@ Flags:
 		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_IMAP_TIMEOUT", imapsync.DefaultTimeout, "deadline of every upstream operation")
 		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
+		connections   = envflag.Int64(fs, "connections", "MAILBUS_IMAP_CONNECTIONS", imapsync.DefaultConnections, "IMAP connections per account: one for work, the rest IDLE on INBOX and the account's idle folders; 1 IDLEs INBOX on the work connection between steps (half the memory and server sessions of an idle account)")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
 		idleRestart   = envflag.Duration(fs, "idle-restart", "MAILBUS_IDLE_RESTART", imapsync.DefaultIdleRestart, "how often IDLE is ended and issued again, with a NOOP round trip between (finds a dead IDLE connection)")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", imapsync.DefaultMaxMessageSize, "larger messages (by RFC822.SIZE) are left on the server without being downloaded, in bytes; keep it at most the store's")
@@ -83,6 +84,10 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
 		return 2
 	}
+	if *connections < 1 || *connections > 100 {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync: --connections must be 1 to 100")
+		return 2
+	}
 	reg := prometheus.NewRegistry()
 	serving.RegisterProcessCollectors(reg)
 	s, err := imapsync.New(imapsync.Config{
@@ -90,6 +95,7 @@ Flags:
 		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize, IdleRestart: *idleRestart,
+		Connections: int(*connections),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
