@@ -27,7 +27,7 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench fuzz clean
+.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout fuzz clean
 
 all: lint test
 
@@ -93,7 +93,7 @@ fuzz:
 	done
 
 BENCH_TIME ?= 1x
-bench: bench-pop3
+bench: bench-pop3 bench-scaleout
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -timeout 60m $(PACKAGES)
 
 # Full keep-mode POP3 fetch of a 10,000-message / 850 MB maildrop from
@@ -101,6 +101,11 @@ bench: bench-pop3
 POP3BENCH_FLAGS ?=
 bench-pop3:
 	$(GO) run ./tests/pop3bench $(POP3BENCH_FLAGS)
+
+# tests/scaleout with 200 IMAP and 200 POP3 accounts (make test runs 50).
+SCALEOUT_ACCOUNTS ?= 200
+bench-scaleout:
+	MAILBUS_SCALEOUT_ACCOUNTS=$(SCALEOUT_ACCOUNTS) $(GO) test -count=1 -v -run '^TestScaleOut$$' -timeout 30m ./tests/scaleout/
 
 clean:
 	rm -rf $(BIN)
