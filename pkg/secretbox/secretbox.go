@@ -112,6 +112,15 @@ func (b *Box) Open(sealed []byte, owner string) ([]byte, error) {
 	return nil, ErrNoKey
 }
 
+// SealedKeyID returns the id of the key a sealed value was sealed under;
+// ok is false for a value that is not a sealed value.
+func SealedKeyID(sealed []byte) (id uint32, ok bool) {
+	if len(sealed) < headerSize+nonceSize || sealed[0] != version {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(sealed[1:5]), true
+}
+
 // PrimaryKeyID is the id of the key Seal uses.
 func (b *Box) PrimaryKeyID() uint32 { return b.keys[0].id }
 
@@ -147,6 +156,23 @@ func LoadKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("secretbox: %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// LoadKeyFiles reads the keys of a comma-separated list of key files
+// (such as the old keys of a rotation); an empty list gives none.
+func LoadKeyFiles(paths string) ([][]byte, error) {
+	var keys [][]byte
+	for _, p := range strings.Split(paths, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		k, err := LoadKeyFile(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // GenerateKey returns a new random key.

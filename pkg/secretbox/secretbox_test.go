@@ -106,3 +106,41 @@ func TestParseKey(t *testing.T) {
 		t.Fatalf("hex key: %v %x", err, k)
 	}
 }
+
+func TestSealedKeyIDAndKeyFiles(t *testing.T) {
+	k1, k2 := mustKey(t), mustKey(t)
+	box, err := New(k1, k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := box.Seal([]byte("pw"), "account/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := SealedKeyID(sealed); !ok || id != KeyID(k1) || id != box.PrimaryKeyID() {
+		t.Fatalf("SealedKeyID = %08x, %v; want the primary key's %08x", id, ok, KeyID(k1))
+	}
+	for _, bad := range [][]byte{nil, []byte("short"), append([]byte{9}, sealed[1:]...)} {
+		if _, ok := SealedKeyID(bad); ok {
+			t.Errorf("SealedKeyID(%q) ok", bad)
+		}
+	}
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "1.key"), filepath.Join(dir, "2.key")
+	if err := WriteKeyFile(f1, k1); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteKeyFile(f2, k2); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := LoadKeyFiles(f1 + ", " + f2 + ",")
+	if err != nil || len(keys) != 2 || !bytes.Equal(keys[0], k1) || !bytes.Equal(keys[1], k2) {
+		t.Fatalf("LoadKeyFiles: %d keys, %v", len(keys), err)
+	}
+	if keys, err := LoadKeyFiles(""); err != nil || len(keys) != 0 {
+		t.Fatalf("LoadKeyFiles(\"\"): %v %v", keys, err)
+	}
+	if _, err := LoadKeyFiles(f1 + "," + filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing key file accepted")
+	}
+}

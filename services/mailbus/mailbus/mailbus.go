@@ -102,6 +102,9 @@ type Config struct {
 	// start, created with mode 0600.
 	SecretKey     []byte
 	SecretKeyFile string
+	// OldSecretKeys open credentials sealed under earlier keys, until
+	// `mailbus key rotate` has sealed them under the current one.
+	OldSecretKeys [][]byte
 	// AccountRefresh is how often imapsync and pop3fetcher read the
 	// account list; default 2s.
 	AccountRefresh time.Duration
@@ -285,7 +288,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		TLS: cfg.TLS, Insecure: cfg.Insecure,
 		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
-		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key,
+		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
 		Logger: s.log, Registry: reg,
 		Ready: func(addr string) { storeReady <- addr },

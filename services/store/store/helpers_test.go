@@ -126,6 +126,9 @@ type storeOpts struct {
 	// dbConfig, when set, is the database to use instead of a fresh one of
 	// the backend (benchmarks on a prepared database).
 	dbConfig *db.Config
+	// secretKey and oldSecretKeys, when set, replace a generated key.
+	secretKey     []byte
+	oldSecretKeys [][]byte
 }
 
 // env is a running store, a gRPC client of it, and the test's own JetStream
@@ -173,9 +176,12 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		ns := runNATS(t, -1, t.TempDir())
 		e.natsURL = ns.ClientURL()
 	}
-	key, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
+	key := o.secretKey
+	if key == nil {
+		var err error
+		if key, err = secretbox.GenerateKey(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -190,6 +196,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		DataDir:           dbCfg.DataDir,
 		DatabaseURL:       dbCfg.URL,
 		SecretKey:         key,
+		OldSecretKeys:     o.oldSecretKeys,
 		MaxMessageSize:    o.maxMessageSize,
 		Retention:         o.retention,
 		PruneInterval:     o.pruneInterval,

@@ -20,6 +20,7 @@ import (
 type serveFlags struct {
 	data, databaseURL, natsURL, natsListen string
 	listen, metricsListen, keyFile         string
+	oldKeyFiles                            string
 	logLevel, logFormat                    string
 	exactListSizes                         string
 	retention                              time.Duration
@@ -36,6 +37,7 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's gRPC address (the other commands' --server)")
 	a.stringVar(fl, &f.metricsListen, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address of /metrics and /healthz; - disables")
 	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
+	a.stringVar(fl, &f.oldKeyFiles, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
 	a.durationVar(fl, &f.retention, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (changes, watch --since) is kept")
 	a.int64Var(fl, &f.maxMessageSize, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message stored, in bytes")
 	a.stringVar(fl, &f.exactListSizes, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
@@ -84,6 +86,9 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 	}
 	if f.maxMessageSize < 1024 {
 		return mailbus.Config{}, usagef("--max-message-size %d: want at least 1024", f.maxMessageSize)
+	}
+	if cfg.OldSecretKeys, err = secretbox.LoadKeyFiles(f.oldKeyFiles); err != nil {
+		return mailbus.Config{}, usagef("--old-secret-key-file: %v", err)
 	}
 	if f.keyFile == "" {
 		if v, ok := a.env("MAILBUS_SECRET_KEY"); ok && v != "" {

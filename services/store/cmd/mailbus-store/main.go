@@ -46,6 +46,7 @@ Flags:
 		dataDir       = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
 		databaseURL   = envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")
 		keyFile       = envflag.String(fs, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "file holding the 32-byte credentials key (base64 or hex); or set MAILBUS_SECRET_KEY")
+		oldKeyFiles   = envflag.String(fs, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
 		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
 		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
@@ -67,6 +68,10 @@ Flags:
 		return 2
 	}
 	cfg.TLS, cfg.Insecure = tlsCfg, tlsServer.Insecure
+	if cfg.OldSecretKeys, err = secretbox.LoadKeyFiles(*oldKeyFiles); err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
+		return 1
+	}
 	switch {
 	case *keyFile != "":
 		if cfg.SecretKey, err = secretbox.LoadKeyFile(*keyFile); err != nil {

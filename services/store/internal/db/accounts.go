@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/secretbox"
 )
 
 // DefaultPollInterval applies when an account does not set one.
@@ -413,6 +414,9 @@ func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, erro
 		return "", uint64(gen), nil
 	}
 	plain, err := d.secrets.Open(sealed, "account/"+formatID(n))
+	if errors.Is(err, secretbox.ErrNoKey) {
+		return "", 0, fmt.Errorf("db: open secret of account %s: %w: %w (a key rotation not finished? give the store the old key too)", id, ErrPrecondition, err)
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("db: open secret of account %s: %w", id, err)
 	}
