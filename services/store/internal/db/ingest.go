@@ -669,13 +669,19 @@ func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID stri
 	}
 }
 
+// messageByUpstreamQuery finds a message by IMAP identity. "uid > 0"
+// lets SQLite use the partial index messages_imap_identity (it cannot
+// tell that a bound uid is positive); without it every lookup scans the
+// account's messages.
+const messageByUpstreamQuery = `SELECT ` + messageColumns + ` FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ? AND uid > 0 AND account_id = ?`
+
 // messageByUpstream finds a message by IMAP identity; nil when none.
 func (t *tx) messageByUpstream(ctx context.Context, accountID int64, up *mailbusv1.UpstreamId) (*messageRow, error) {
 	mb, err := parseID("upstream.mailbox_id", up.GetMailboxId())
 	if err != nil {
 		return nil, err
 	}
-	m, err := scanMessage(t.queryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ? AND account_id = ?`,
+	m, err := scanMessage(t.queryRow(ctx, messageByUpstreamQuery,
 		mb, int64(up.GetUidvalidity()), int64(up.GetUid()), accountID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
