@@ -360,7 +360,9 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 		if k == nil {
 			return
 		}
-		seen[uid] = true
+		if f.recheck[uid] {
+			seen[uid] = true // only rechecked UIDs are looked up in seen
+		}
 		fl := normFlags(flagStrings(flags))
 		if sameFlags(fl, k.flags) && !f.recheck[uid] {
 			return
