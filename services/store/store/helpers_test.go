@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,10 +26,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
+	"github.com/mailbus/mailbus/services/store/internal/auth"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 	"github.com/mailbus/mailbus/services/store/internal/dbtest"
 	"github.com/mailbus/mailbus/services/store/store"
@@ -110,6 +113,8 @@ func connectJS(t testing.TB, url string) jetstream.JetStream {
 // storeOpts configures a store under test. The zero value starts a store
 // with an embedded NATS server of its own and the default stream.
 type storeOpts struct {
+	// adminTokenFile is the admin token file; default a new one.
+	adminTokenFile string
 	// natsURL is the NATS server to use instead of an embedded one.
 	natsURL string
 	// noNATS runs the store without NATS (events stay in the outbox).
@@ -145,6 +150,10 @@ type env struct {
 	sync      mailbusv1.SyncServiceClient
 	ingest    mailbusv1.IngestServiceClient
 	health    healthpb.HealthClient
+	// adminToken and serviceToken are the API tokens the clients use:
+	// ingest sends the service token, the other clients the admin token.
+	adminToken, serviceToken string
+	adminTokenFile           string
 	// stop stops the store and waits for Run to return (once; the test's
 	// end does it too).
 	stop func()
@@ -187,8 +196,19 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serviceToken, _, _, err := auth.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTokenFile := o.adminTokenFile
+	if adminTokenFile == "" {
+		adminTokenFile = filepath.Join(t.TempDir(), "admin.token")
+	}
+	e.adminTokenFile = adminTokenFile
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
+		AdminTokenFile:    adminTokenFile,
+		ServiceToken:      serviceToken,
 		Listener:          lis,
 		MetricsListen:     "-",
 		NATSURL:           e.natsURL,
@@ -243,24 +263,35 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		t.Fatal("store not ready")
 	}
 
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)))
-	if err != nil {
+	if e.adminToken, err = apitoken.ReadFile(adminTokenFile); err != nil {
 		t.Fatal(err)
 	}
-	// Registered after the store's cleanup, so it runs first: open streams
-	// end before the store shuts down.
-	t.Cleanup(func() { conn.Close() })
+	e.serviceToken = serviceToken
+	conn := e.dial(t, e.adminToken)
 	e.conn = conn
 	e.accounts = mailbusv1.NewAccountServiceClient(conn)
 	e.mailboxes = mailbusv1.NewMailboxServiceClient(conn)
 	e.sync = mailbusv1.NewSyncServiceClient(conn)
-	e.ingest = mailbusv1.NewIngestServiceClient(conn)
+	e.ingest = mailbusv1.NewIngestServiceClient(e.dial(t, serviceToken))
 	e.health = healthpb.NewHealthClient(conn)
 	if e.natsURL != "" {
 		e.js = connectJS(t, e.natsURL)
 	}
 	return e
+}
+
+// dial connects to the store with an API token ("" for none); the
+// connection closes when the test ends, before the store stops (cleanups
+// run last first), so that open streams end first.
+func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)), apitoken.DialOption(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // testLogger logs to the test's output: at info level for tests, only

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/store/internal/api"
+	"github.com/mailbus/mailbus/services/store/internal/auth"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 	"github.com/mailbus/mailbus/services/store/internal/relay"
 )
@@ -103,7 +105,23 @@ type Config struct {
 	// Ready, if set, is called once the store serves, with its gRPC
 	// address.
 	Ready func(addr string)
+	// AdminTokenFile holds an admin API token; when the file is missing it
+	// is created (mode 0600) with a new token. Empty means
+	// DataDir/admin.token (no file without DataDir); "-" means none.
+	AdminTokenFile string
+	// ServiceTokenFile, when set, likewise holds a service token, the
+	// credential of separately run fetchers.
+	ServiceTokenFile string
+	// ServiceToken, when set, is a service token accepted without being
+	// stored: the credential of fetchers in the same process.
+	ServiceToken string
+	// AuthRecheckInterval is how often open streams re-check their token;
+	// 0 means auth.DefaultRecheckInterval.
+	AuthRecheckInterval time.Duration
 }
+
+// AdminTokenFileName is the admin token file in the data directory.
+const AdminTokenFileName = "admin.token"
 
 // Store is the store service.
 type Store struct {
@@ -141,6 +159,12 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 {
 		return nil, errors.New("store: retention, prune interval and message size limit must not be negative")
 	}
+	switch {
+	case cfg.AdminTokenFile == "-":
+		cfg.AdminTokenFile = ""
+	case cfg.AdminTokenFile == "" && cfg.DataDir != "":
+		cfg.AdminTokenFile = filepath.Join(cfg.DataDir, AdminTokenFileName)
+	}
 	if cfg.Listener == nil {
 		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
 			return nil, fmt.Errorf("store: --listen %w", err)
@@ -175,12 +199,20 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 	defer database.Close()
 	s.log.Info("database ready", "backend", database.Dialect().String())
+	authn, err := s.setUpAuth(ctx, database)
+	if err != nil {
+		return err
+	}
 
 	notifier := api.NewNotifier()
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure,
-		ServerOptions: []grpc.ServerOption{grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20)},
+		ServerOptions: []grpc.ServerOption{
+			grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20),
+			grpc.ChainUnaryInterceptor(authn.UnaryInterceptor()),
+			grpc.ChainStreamInterceptor(authn.StreamInterceptor()),
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -197,6 +229,7 @@ func (s *Store) Run(ctx context.Context) error {
 		return err
 	}
 	mailbusv1.RegisterIngestServiceServer(srv.GRPC, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics})
+	mailbusv1.RegisterTokenServiceServer(srv.GRPC, &api.Tokens{DB: database, Log: s.log, Auth: authn})
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err
 	}
@@ -260,7 +293,7 @@ func (s *Store) Run(ctx context.Context) error {
 	}()
 
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName} {
+	for _, svc := range []string{mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName, mailbusv1.TokenService_ServiceDesc.ServiceName} {
 		srv.Health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	if cfg.Ready != nil {
@@ -285,6 +318,37 @@ func (s *Store) Run(ctx context.Context) error {
 	default:
 	}
 	return runErr
+}
+
+// setUpAuth registers the bootstrap tokens and makes the authenticator.
+func (s *Store) setUpAuth(ctx context.Context, database *db.DB) (*auth.Authenticator, error) {
+	cfg := s.cfg
+	for _, f := range []struct {
+		path, name string
+		role       mailbusv1.TokenRole
+	}{
+		{cfg.AdminTokenFile, "admin (" + AdminTokenFileName + ")", mailbusv1.TokenRole_TOKEN_ROLE_ADMIN},
+		{cfg.ServiceTokenFile, "fetchers (service token file)", mailbusv1.TokenRole_TOKEN_ROLE_SERVICE},
+	} {
+		if f.path == "" {
+			continue
+		}
+		created, err := auth.EnsureTokenFile(ctx, database, f.path, f.role, f.name)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		if created {
+			s.log.Info("created an API token file; clients use it with --token-file or MAILBUS_TOKEN", "file", f.path, "role", f.role.String())
+		}
+	}
+	if cfg.AdminTokenFile == "" {
+		s.log.Warn("no admin token file (--admin-token-file): only tokens created earlier can manage accounts and tokens")
+	}
+	a, err := auth.New(auth.Config{Directory: database, ServiceToken: cfg.ServiceToken, RecheckInterval: cfg.AuthRecheckInterval, Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return a, nil
 }
 
 func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {

@@ -50,6 +50,8 @@ Flags:
 		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
 		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
+		adminToken    = envflag.String(fs, "admin-token-file", "MAILBUS_ADMIN_TOKEN_FILE", "", "file with an admin API token, created (mode 0600) if missing; default <--data>/admin.token; - for none")
+		serviceToken  = envflag.String(fs, "service-token-file", "MAILBUS_SERVICE_TOKEN_FILE", "", "file with a service API token for the fetchers (their --token-file), created (mode 0600) if missing")
 		tlsFlags      = grpctls.AddServerFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
@@ -60,6 +62,7 @@ Flags:
 		Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
 		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
+		AdminTokenFile: *adminToken, ServiceTokenFile: *serviceToken,
 	}
 	tlsServer := tlsFlags.Server()
 	tlsCfg, err := tlsServer.TLSConfig()

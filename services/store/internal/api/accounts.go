@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/store/internal/auth"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 )
 
@@ -56,7 +57,13 @@ func (s *Accounts) ListAccounts(ctx context.Context, req *mailbusv1.ListAccounts
 			return nil, invalidArg("page_token", "malformed")
 		}
 	}
-	list, err := s.DB.ListAccounts(ctx, after, size+1, req.Protocol)
+	var list []*mailbusv1.Account
+	if p, ok := auth.FromContext(ctx); ok && !p.AllAccounts() {
+		// A device token sees only its own accounts.
+		list, err = s.DB.ListAccountsOf(ctx, p.AccountIDs(), after, size+1, req.Protocol)
+	} else {
+		list, err = s.DB.ListAccounts(ctx, after, size+1, req.Protocol)
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}

@@ -139,6 +139,24 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	// row stays (for the foreign key, dedupe and collection) with empty
 	// data (decision 0014).
 	{both: `ALTER TABLE blobs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0`},
+	// 7: API tokens (decision 0016): only a SHA-256 hash of each secret,
+	// found by its public id; a device token's accounts in their own table,
+	// so that deleting an account takes it out of every token's scope.
+	{both: `CREATE TABLE api_tokens (
+	id {{pk}},
+	public_id TEXT NOT NULL UNIQUE,
+	name TEXT NOT NULL,
+	role INTEGER NOT NULL,
+	read_only INTEGER NOT NULL DEFAULT 0,
+	secret_hash {{blob}} NOT NULL,
+	created_at BIGINT NOT NULL,
+	revoked_at BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE api_token_accounts (
+	token_id BIGINT NOT NULL REFERENCES api_tokens(id) ON DELETE CASCADE,
+	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	PRIMARY KEY (token_id, account_id)
+)`},
 }
 
 func (d *DB) migrate(ctx context.Context) error {
