@@ -9,6 +9,9 @@ package apitoken
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -107,4 +110,28 @@ func Resolve(token, file string, getenv func(string) (string, bool)) (string, er
 		return v, nil
 	}
 	return "", nil
+}
+
+// idBytes and secretBytes are the random bytes of a token's public id and
+// of its secret: 256 bits of secret make guessing hopeless, so the store
+// can keep a fast hash (SHA-256) of it; no password hashing is needed.
+const (
+	idBytes     = 8
+	secretBytes = 32
+)
+
+// IDLen is the length of a token's public id (hex).
+const IDLen = 2 * idBytes
+
+// Generate makes a new random token "mbt_<id>_<secret>" and returns it with
+// its public id. The store registers tokens it makes itself; a process
+// that runs a store in-process (mailbus serve, tests) uses Generate for the
+// store's Config.ServiceToken.
+func Generate() (token, id string, err error) {
+	b := make([]byte, idBytes+secretBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("token: %w", err)
+	}
+	id = hex.EncodeToString(b[:idBytes])
+	return Prefix + id + "_" + base64.RawURLEncoding.EncodeToString(b[idBytes:]), id, nil
 }

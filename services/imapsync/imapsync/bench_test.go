@@ -217,6 +217,7 @@ SyncState *
 		start := time.Now()
 		sync := exec.Command(bin, "--store", e.addr, "--nats", "", "--listen", addr, "--metrics-listen", "-", "--log-level", "warn")
 		sync.Stdout, sync.Stderr = os.Stderr, os.Stderr
+		sync.Env = append(os.Environ(), "MAILBUS_TOKEN="+e.serviceToken)
 		if err := sync.Start(); err != nil {
 			b.Fatal(err)
 		}

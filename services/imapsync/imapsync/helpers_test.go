@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
@@ -61,6 +63,9 @@ type env struct {
 	ingest    mailbusv1.IngestServiceClient
 	js        jetstream.JetStream
 	nc        *nats.Conn
+	// adminToken and serviceToken are the store's API tokens; conn sends
+	// the service token.
+	adminToken, serviceToken string
 }
 
 func startStore(t testing.TB) *env {
@@ -82,8 +87,14 @@ func startStore(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serviceToken, _, err := apitoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
+		AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,
 		Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: t.TempDir(), SecretKey: key,
 		WatchPollInterval: 50 * time.Millisecond, Logger: testLogger(t), Registry: prometheus.NewRegistry(),
 		Ready: func(addr string) { ready <- addr },
@@ -110,14 +121,17 @@ func startStore(t testing.TB) *env {
 	case <-time.After(waitLong):
 		t.Fatal("store not ready")
 	}
-	e.conn, err = grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
-	if err != nil {
+	// e.conn is imapsync's connection, with the service token; the test
+	// acts as an admin (accounts) and as devices (mailbox changes).
+	e.serviceToken = serviceToken
+	if e.adminToken, err = apitoken.ReadFile(adminTokenFile); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.conn.Close() })
-	e.accounts = mailbusv1.NewAccountServiceClient(e.conn)
-	e.mailboxes = mailbusv1.NewMailboxServiceClient(e.conn)
-	e.sync = mailbusv1.NewSyncServiceClient(e.conn)
+	e.conn = dialStore(t, e.addr, serviceToken)
+	admin := dialStore(t, e.addr, e.adminToken)
+	e.accounts = mailbusv1.NewAccountServiceClient(admin)
+	e.mailboxes = mailbusv1.NewMailboxServiceClient(admin)
+	e.sync = mailbusv1.NewSyncServiceClient(admin)
 	e.ingest = mailbusv1.NewIngestServiceClient(e.conn)
 	e.nc, err = nats.Connect(e.natsURL)
 	if err != nil {
@@ -129,6 +143,18 @@ func startStore(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// dialStore connects to the store with an API token until the test ends.
+func dialStore(t testing.TB, addr, token string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)), apitoken.DialOption(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -50,6 +50,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
@@ -98,8 +99,11 @@ type Config struct {
 	// StoreTLS, when set, dials StoreAddr over TLS with it (pkg/grpctls);
 	// nil dials in plaintext.
 	StoreTLS *tls.Config
-	// StoreConn, when set, is used instead of dialing StoreAddr.
+	// StoreConn, when set, is used instead of dialing StoreAddr (it
+	// carries its own credentials).
 	StoreConn *grpc.ClientConn
+	// Token is the service API token sent to the store at StoreAddr.
+	Token string
 	// Listen is the gRPC address (health, reflection).
 	Listen string
 	// Listener, when set, is used instead of Listen.
@@ -264,7 +268,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if conn == nil {
 		var err error
 		conn, err = grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
+			apitoken.DialOption(cfg.Token))
 		if err != nil {
 			return fmt.Errorf("imapsync: store client: %w", err)
 		}

@@ -53,6 +53,9 @@ type Config struct {
 	// Conn is an existing connection to the store (tests, the all-in-one
 	// binary). The Fetcher does not close it.
 	Conn *grpc.ClientConn
+	// Token is the service API token sent to the store at Store (a Conn
+	// carries its own credentials).
+	Token string
 
 	// Listen is the gRPC address of the health service (default
 	// 127.0.0.1:7420); Listener, when set, is used instead.

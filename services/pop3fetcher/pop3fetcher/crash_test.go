@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -38,7 +39,7 @@ var errCut = errors.New("test: ingest stream cut")
 // cut as c says, like a fetcher that crashes at that point.
 func (e *env) cutConn(t testing.TB, c cut) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken),
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			if method != mailbusv1.IngestService_IngestMessages_FullMethodName {
 				return streamer(ctx, desc, cc, method, opts...)
@@ -167,7 +168,7 @@ func TestStoreHang(t *testing.T) {
 	msgs := someMessages(1, 3)
 	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", msgs...))
 	acct := e.fakeAccount(t, srv, "bob", "pw", dele)
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken),
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			cs, err := streamer(ctx, desc, cc, method, opts...)
 			if err != nil || method != mailbusv1.IngestService_IngestMessages_FullMethodName {
@@ -214,7 +215,7 @@ func TestIngestReopenFailure(t *testing.T) {
 	srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", first, liar, last))
 	acct := e.fakeAccount(t, srv, "bob", "pw", dele)
 	var opens atomic.Int32
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken),
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			if method == mailbusv1.IngestService_IngestMessages_FullMethodName && opens.Add(1) >= 2 {
 				return nil, status.Error(codes.Unavailable, "store restarting")

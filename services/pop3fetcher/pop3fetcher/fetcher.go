@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/accountrun"
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
@@ -51,7 +52,7 @@ func New(cfg Config) (*Fetcher, error) {
 	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}, hosts: hostlimit.New(cfg.HostLimit)}
 	f.conn = cfg.Conn
 	if f.conn == nil {
-		f.conn, err = grpc.NewClient(cfg.Store, grpctls.Credentials(cfg.StoreTLS))
+		f.conn, err = grpc.NewClient(cfg.Store, grpctls.Credentials(cfg.StoreTLS), apitoken.DialOption(cfg.Token))
 		if err != nil {
 			return nil, fmt.Errorf("pop3fetcher: store %s: %w", cfg.Store, err)
 		}

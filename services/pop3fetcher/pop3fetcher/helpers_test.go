@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
@@ -51,6 +53,8 @@ type env struct {
 	// logs collects everything logged by the store and the fetchers, to
 	// check that no secret is ever logged.
 	logs *syncBuffer
+	// serviceToken is the store's service API token; conn sends it.
+	serviceToken string
 }
 
 type syncBuffer struct {
@@ -94,6 +98,18 @@ func startNATS(t testing.TB) string {
 	return s.ClientURL()
 }
 
+// dial connects to the store with an API token until the test ends.
+func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)), apitoken.DialOption(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // startStore runs a store until the test ends.
 func startStore(t testing.TB) *env {
 	t.Helper()
@@ -108,8 +124,13 @@ func startStore(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.serviceToken, _, err = apitoken.Generate(); err != nil {
+		t.Fatal(err)
+	}
+	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
+		AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
 		Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: t.TempDir(), SecretKey: key,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})), Registry: e.storeReg,
 		WatchPollInterval: 50 * time.Millisecond,
@@ -139,16 +160,17 @@ func startStore(t testing.TB) *env {
 	case <-time.After(waitLong):
 		t.Fatal("store not ready")
 	}
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)))
+	// e.conn is the fetcher's connection, with the service token; the
+	// test manages accounts and reads mail as an admin.
+	adminToken, err := apitoken.ReadFile(adminTokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	e.conn = conn
-	e.accounts = mailbusv1.NewAccountServiceClient(conn)
-	e.mailboxes = mailbusv1.NewMailboxServiceClient(conn)
-	e.ingest = mailbusv1.NewIngestServiceClient(conn)
+	e.conn = e.dial(t, e.serviceToken)
+	admin := e.dial(t, adminToken)
+	e.accounts = mailbusv1.NewAccountServiceClient(admin)
+	e.mailboxes = mailbusv1.NewMailboxServiceClient(admin)
+	e.ingest = mailbusv1.NewIngestServiceClient(e.conn)
 	nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -19,7 +20,7 @@ import (
 // are accepted and never answered (until the caller gives up).
 func (e *env) stalledConn(t testing.TB, method string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			if m == method {
 				<-ctx.Done()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/replicaflag"
@@ -59,10 +60,19 @@ Flags:
 		replica       = replicaflag.Define(fs)
 		tlsFlags      = grpctls.AddServerFlags(fs)
 		storeTLSFlags = grpctls.AddClientFlags(fs)
+		tokenFile     = envflag.String(fs, "token-file", "MAILBUS_TOKEN_FILE", "", "file with the service API token for the store (the store's --service-token-file); or set MAILBUS_TOKEN")
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
 		return code
+	}
+	token, err := apitoken.Resolve("", *tokenFile, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
+		return 2
+	}
+	if token == "" {
+		log.Warn("no API token (--token-file or MAILBUS_TOKEN): the store will refuse every call")
 	}
 	own, err := replica.Ownership()
 	if err == nil && own != nil && *natsURL == "" {
@@ -92,7 +102,7 @@ Flags:
 	serving.RegisterProcessCollectors(reg)
 	s, err := imapsync.New(imapsync.Config{
 		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS, Registry: reg,
-		StoreAddr: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
+		StoreAddr: *storeAddr, Token: token, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize, IdleRestart: *idleRestart,
 		Connections: int(*connections),

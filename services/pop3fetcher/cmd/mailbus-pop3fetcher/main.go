@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/replicaflag"
@@ -56,6 +57,7 @@ Flags:
 		caFile        = envflag.String(fs, "ca-file", "MAILBUS_POP3_CA_FILE", "", "PEM file of CA certificates to trust for POP3 servers instead of the system roots")
 		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
 		exactSizes    = envflag.String(fs, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
+		tokenFile     = envflag.String(fs, "token-file", "MAILBUS_TOKEN_FILE", "", "file with the service API token for the store (the store's --service-token-file); or set MAILBUS_TOKEN")
 		once          = envflag.Bool(fs, "once", "MAILBUS_POP3_ONCE", false, "run one pass of every account that is not parked, then exit (1 if any failed)")
 		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "", "NATS server URL whose JetStream KV holds the account leases (with --ownership)")
 		replica       = replicaflag.Define(fs)
@@ -86,6 +88,14 @@ Flags:
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
 		return 2
 	}
+	token, terr := apitoken.Resolve("", *tokenFile, nil)
+	if terr != nil {
+		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", terr)
+		return 2
+	}
+	if token == "" {
+		log.Warn("no API token (--token-file or MAILBUS_TOKEN): the store will refuse every call")
+	}
 	tlsServer := tlsFlags.Server()
 	tlsCfg, err := tlsServer.TLSConfig()
 	if err != nil {
@@ -99,7 +109,7 @@ Flags:
 	}
 	cfg := pop3fetcher.Config{
 		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
-		Store: *storeAddr, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
+		Store: *storeAddr, Token: token, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
 		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
 		SpoolDir: *spoolDir, NATSURL: *natsURL, Ownership: own, HostLimit: hostLimit,
 	}

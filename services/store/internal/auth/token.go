@@ -28,22 +28,12 @@
 package auth
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"strings"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
-)
-
-// idBytes and secretBytes are the random bytes of a token's public id and
-// of its secret: 256 bits of secret make guessing hopeless, so a fast hash
-// (SHA-256) is enough; no password hashing is needed.
-const (
-	idBytes     = 8
-	secretBytes = 32
 )
 
 // errMalformed is a token that cannot be one of ours.
@@ -52,12 +42,10 @@ var errMalformed = errors.New("malformed API token")
 // NewToken makes a new random token and returns it, its public id and the
 // hash to store.
 func NewToken() (token, id string, hash []byte, err error) {
-	b := make([]byte, idBytes+secretBytes)
-	if _, err := rand.Read(b); err != nil {
+	token, id, err = apitoken.Generate()
+	if err != nil {
 		return "", "", nil, err
 	}
-	id = hex.EncodeToString(b[:idBytes])
-	token = apitoken.Prefix + id + "_" + base64.RawURLEncoding.EncodeToString(b[idBytes:])
 	return token, id, Hash(token), nil
 }
 
@@ -68,7 +56,7 @@ func Parse(token string) (id string, hash []byte, err error) {
 		return "", nil, errMalformed
 	}
 	id, secret, ok := strings.Cut(rest, "_")
-	if !ok || len(id) != 2*idBytes || secret == "" || len(token) > 256 {
+	if !ok || len(id) != apitoken.IDLen || secret == "" || len(token) > 256 {
 		return "", nil, errMalformed
 	}
 	if _, err := hex.DecodeString(id); err != nil {
