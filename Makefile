@@ -129,5 +129,6 @@ validate-deployments: $(BIN)/helm
 	helm template mailbus $(HELM_CHART) --namespace mail \
 	  --set postgres.create=true,postgres.url=postgres://u:p@db/mailbus \
 	  --set secretKey.create=true,secretKey.value=dmFsaWRhdGU= \
+	  --set apiTokens.create=true,apiTokens.admin=mbt_0000000000000000_admin,apiTokens.service=mbt_0000000000000001_service \
 	  --set image.registry=registry.example,image.tag=v0.0.1,pop3fetcher.enabled=false,prometheus.scrapeConfig.create=false >/dev/null
 	helm template mailbus $(HELM_CHART) --set tls.enabled=true,tls.mutual=true >/dev/null

@@ -18,9 +18,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -163,16 +166,40 @@ func TestStoreLifecycle(t *testing.T) {
 	bin := buildStore(t)
 	data := t.TempDir()
 	env := []string{"MAILBUS_SECRET_KEY=" + newKey()}
-	p := startStore(t, bin, data, env)
+	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
+	p := startStore(t, bin, data, env, "--service-token-file", serviceTokenFile)
 	p.waitHealthy(t)
 
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Both token files are made on first start, readable only by the
+	// owner; the default admin token file is in --data.
+	var adminToken, serviceToken string
+	for _, f := range []struct {
+		path  string
+		token *string
+	}{{filepath.Join(data, "admin.token"), &adminToken}, {serviceTokenFile, &serviceToken}} {
+		st, err := os.Stat(f.path)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("token file %s: %v %v, want mode 0600", f.path, st, err)
+		}
+		if *f.token, err = apitoken.ReadFile(f.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	noToken, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noToken.Close()
+	if _, err := mailbusv1.NewAccountServiceClient(noToken).ListAccounts(ctx, &mailbusv1.ListAccountsRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a call without a token: %v, want Unauthenticated", err)
+	}
+	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(adminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "mailbus.v1.MailboxService"})
 	if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", hc, err)
@@ -192,9 +219,11 @@ func TestStoreLifecycle(t *testing.T) {
 	if !strings.Contains(metrics, "mailbus_store_outbox_backlog 1") {
 		t.Fatalf("outbox backlog (no NATS) not 1:\n%s", grep(metrics, "outbox"))
 	}
-	// The password never shows in the logs.
-	if strings.Contains(p.out.String(), "hunter2") {
-		t.Fatal("secret in the log")
+	// The password and the tokens never show in the logs.
+	for _, secret := range []string{"hunter2", adminToken, serviceToken} {
+		if strings.Contains(p.out.String(), secret) {
+			t.Fatal("a secret in the log")
+		}
 	}
 
 	// SIGTERM: a clean, prompt exit.
@@ -210,18 +239,27 @@ func TestStoreLifecycle(t *testing.T) {
 	}
 
 	// Restart on the same data: the account and its secret are there.
-	p2 := startStore(t, bin, data, env)
+	// The same tokens work.
+	p2 := startStore(t, bin, data, env, "--service-token-file", serviceTokenFile)
 	p2.waitHealthy(t)
-	conn2, err := grpc.NewClient(p2.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn2, err := grpc.NewClient(p2.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(adminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn2.Close()
+	service, err := grpc.NewClient(p2.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(serviceToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer service.Close()
 	got, err := mailbusv1.NewAccountServiceClient(conn2).GetAccount(ctx, &mailbusv1.GetAccountRequest{Name: "work"})
 	if err != nil || got.Account.Id != created.Account.Id {
 		t.Fatalf("after restart: %v %v", got, err)
 	}
-	sec, err := mailbusv1.NewIngestServiceClient(conn2).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: got.Account.Id})
+	if _, err := mailbusv1.NewIngestServiceClient(conn2).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: got.Account.Id}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the admin token reads a secret: %v, want PermissionDenied", err)
+	}
+	sec, err := mailbusv1.NewIngestServiceClient(service).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: got.Account.Id})
 	if err != nil || sec.Secret != "hunter2" {
 		t.Fatalf("secret after restart: %v", err)
 	}

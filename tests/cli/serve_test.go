@@ -43,6 +43,8 @@ func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr, metri
 	if err := os.WriteFile(filepath.Join(data, mailbus.NATSUsersFileName), []byte(users), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The client commands find serve's admin token in $MAILBUS_DATA.
+	c.env = append(c.env, "MAILBUS_DATA="+data)
 	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", metricsAddr, "--nats-listen", natsAddr}, extra...)
 	p = c.start(args...)
 	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })

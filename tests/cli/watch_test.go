@@ -15,6 +15,7 @@ import (
 func TestWatchSurvivesARestart(t *testing.T) {
 	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t), env: []string{"PW=secret"}}
 	data := filepath.Join(t.TempDir(), "data")
+	c.env = append(c.env, "MAILBUS_DATA="+data)
 	serve := func() *proc {
 		p := c.start("serve", "--data", data, "--listen", c.server, "--metrics-listen", "-", "--log-level", "warn")
 		p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })

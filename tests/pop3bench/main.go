@@ -42,6 +42,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/dovecottest"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3"
@@ -312,20 +313,31 @@ func mailbusFetch(work, bin string, d *dovecottest.Server, want int) (result, er
 	}
 	var storeErr bytes.Buffer
 	store := exec.Command(filepath.Join(bin, "mailbus-store"), "--listen", storeAddr, "--metrics-listen", "-",
-		"--data", filepath.Join(dir, "data"), "--dev", "--nats", natsURL, "--log-level", "warn")
+		"--data", filepath.Join(dir, "data"), "--dev", "--nats", natsURL, "--log-level", "warn",
+		"--service-token-file", filepath.Join(dir, "service.token"))
 	store.Stderr = &storeErr
 	if err := store.Start(); err != nil {
 		return result{}, err
 	}
 	defer func() { store.Process.Kill(); store.Wait() }()
-	conn, err := grpc.NewClient(storeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	health, err := grpc.NewClient(storeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return result{}, err
+	}
+	defer health.Close()
+	if err := waitServing(health); err != nil {
+		return result{}, fmt.Errorf("store: %w: %s", err, storeErr.String())
+	}
+	// The store wrote its admin token before it served.
+	adminToken, err := apitoken.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	if err != nil {
+		return result{}, err
+	}
+	conn, err := grpc.NewClient(storeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(adminToken))
 	if err != nil {
 		return result{}, err
 	}
 	defer conn.Close()
-	if err := waitServing(conn); err != nil {
-		return result{}, fmt.Errorf("store: %w: %s", err, storeErr.String())
-	}
 	host, port, _ := net.SplitHostPort(d.POP3Addr())
 	p, _ := strconv.Atoi(port)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -344,7 +356,7 @@ func mailbusFetch(work, bin string, d *dovecottest.Server, want int) (result, er
 		return result{}, err
 	}
 	m, err := timed(filepath.Join(bin, "mailbus-pop3fetcher"), "--once", "--store", storeAddr,
-		"--listen", grpcAddr, "--metrics-listen", "-", "--log-level", "warn")
+		"--token-file", filepath.Join(dir, "service.token"), "--listen", grpcAddr, "--metrics-listen", "-", "--log-level", "warn")
 	if err != nil {
 		return result{}, err
 	}

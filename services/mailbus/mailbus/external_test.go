@@ -84,7 +84,7 @@ func TestExternalNATSAndPostgres(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	created, err := mailbusv1.NewAccountServiceClient(dial(t, r.info.StoreAddr)).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+	created, err := mailbusv1.NewAccountServiceClient(dial(t, r.info)).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
 		Name: "pg", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Host: "127.0.0.1", Port: 1,
 		Security: mailbusv1.Security_SECURITY_NONE, Username: "u", Secret: "p",
 	}})

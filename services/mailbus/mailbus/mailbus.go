@@ -16,6 +16,8 @@
 //	                            it up with mailbus.db)
 //	secret.key                  the credentials key (mode 0600), created on
 //	                            first start unless a key is given
+//	admin.token                 an admin API token (mode 0600), created on
+//	                            first start; the CLI reads it by default
 //	nats/                       the embedded NATS server's JetStream files
 //	mailbus.lock                locked while a mailbus runs on the directory
 //
@@ -44,6 +46,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/natsperm"
@@ -142,6 +145,9 @@ type Info struct {
 	KeyFile string
 	// KeyCreated is set when the key file was created by this start.
 	KeyCreated bool
+	// AdminTokenFile holds the admin API token the CLI uses
+	// (DataDir/admin.token, created on first start).
+	AdminTokenFile string
 	// Database is "sqlite <path>" or "postgres".
 	Database string
 }
@@ -282,9 +288,18 @@ func (s *Server) Run(ctx context.Context) error {
 		info.Database = "sqlite " + filepath.Join(cfg.DataDir, "mailbus.db")
 	}
 
+	// The fetchers in this process authenticate with a service token that
+	// lives only as long as the process; the CLI uses the admin token file.
+	serviceToken, _, err := apitoken.Generate()
+	if err != nil {
+		return fmt.Errorf("mailbus: %w", err)
+	}
+	info.AdminTokenFile = filepath.Join(cfg.DataDir, store.AdminTokenFileName)
+
 	reg := prometheus.NewRegistry()
 	storeReady := make(chan string, 1)
 	st, err := store.New(store.Config{
+		AdminTokenFile: info.AdminTokenFile, ServiceToken: serviceToken,
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		TLS: cfg.TLS, Insecure: cfg.Insecure,
 		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
@@ -328,7 +343,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	conn, err := grpc.NewClient(info.StoreAddr, grpctls.Credentials(internalTLS),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
+		apitoken.DialOption(serviceToken))
 	if err != nil {
 		stopStore()
 		<-storeDone

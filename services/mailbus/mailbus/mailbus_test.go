@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
@@ -80,9 +81,19 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+// dial connects to the server's store with its admin token.
+func dial(t *testing.T, info mailbus.Info) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	token, err := apitoken.ReadFile(info.AdminTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dialToken(t, info.StoreAddr, token)
+}
+
+func dialToken(t *testing.T, addr, token string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +121,14 @@ func TestFirstStartCreatesKeyAndRestartKeepsIt(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
-	conn := dial(t, r.info.StoreAddr)
+	tokenFile := filepath.Join(data, "admin.token")
+	if r.info.AdminTokenFile != tokenFile {
+		t.Fatalf("admin token file %q, want %q", r.info.AdminTokenFile, tokenFile)
+	}
+	if st, err := os.Stat(tokenFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v %v, want mode 0600", st, err)
+	}
+	conn := dial(t, r.info)
 	created, err := mailbusv1.NewAccountServiceClient(conn).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
 		Name: "local", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "127.0.0.1", Port: 1,
 		Security: mailbusv1.Security_SECURITY_NONE, Username: "u", Secret: "the-password",
@@ -174,7 +192,15 @@ func TestFirstStartCreatesKeyAndRestartKeepsIt(t *testing.T) {
 	if again, _ := os.ReadFile(keyFile); string(again) != string(key) {
 		t.Fatal("the key file changed on restart")
 	}
-	conn2 := dial(t, r2.info.StoreAddr)
+	// The same admin token works after the restart; only a service token
+	// reads secrets.
+	svc, err := mailbusv1.NewTokenServiceClient(dial(t, r2.info)).CreateToken(ctx, &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
+		Name: "test fetcher", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn2 := dialToken(t, r2.info.StoreAddr, svc.Secret)
 	sec, err := mailbusv1.NewIngestServiceClient(conn2).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: created.Account.Id})
 	if err != nil || sec.Secret != "the-password" {
 		t.Fatalf("secret after restart: %v %v", sec, err)

@@ -73,6 +73,9 @@ type app struct {
 	logLevel string
 	// tls is the transport security of the connection to the store.
 	tls grpctls.Client
+	// token and tokenFile are --token and --token-file; tokenSource says
+	// where the token used came from, for error messages.
+	token, tokenFile, tokenSource string
 }
 
 // Main runs the mailbus command with args (without the program name) and
@@ -154,6 +157,9 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 	a.stringVar(pf, &a.tls.CertFile, "tls-cert", "MAILBUS_TLS_CERT", "", "client certificate (PEM), for a store that requires one (mutual TLS)")
 	a.stringVar(pf, &a.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
 	a.stringVar(pf, &a.tls.ServerName, "tls-server-name", "MAILBUS_TLS_SERVER_NAME", "", "name the store's certificate must carry, when not the host of --server")
+	// No env default shown for --token: --help must not print a secret.
+	pf.StringVar(&a.token, "token", "", "the API token (env MAILBUS_TOKEN); default the admin token of a local `mailbus serve`, "+defaultTokenFile+" (or $MAILBUS_DATA/admin.token)")
+	a.stringVar(pf, &a.tokenFile, "token-file", "MAILBUS_TOKEN_FILE", "", "read the API token from this file")
 
 	root.AddCommand(
 		a.accountCommand(),
@@ -165,6 +171,7 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 		a.watchCommand(),
 		a.natsUserCommand(),
 		a.keyCommand(),
+		a.tokenCommand(),
 		a.versionCommand(),
 		a.serveCommand(),
 		a.demoCommand(),

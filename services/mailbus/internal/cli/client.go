@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -29,6 +32,7 @@ type client struct {
 	accounts  mailbusv1.AccountServiceClient
 	mailboxes mailbusv1.MailboxServiceClient
 	sync      mailbusv1.SyncServiceClient
+	tokens    mailbusv1.TokenServiceClient
 }
 
 // dial connects to the store lazily; the first request reports an
@@ -36,6 +40,10 @@ type client struct {
 func (a *app) dial() (*client, error) {
 	if strings.TrimSpace(a.server) == "" {
 		return nil, usagef("--server is empty: give the store's host:port (default %s)", DefaultServer)
+	}
+	token, err := a.resolveToken()
+	if err != nil {
+		return nil, err
 	}
 	target := strings.TrimPrefix(strings.TrimPrefix(a.server, "grpc://"), "http://")
 	bo := backoff.DefaultConfig
@@ -48,11 +56,13 @@ func (a *app) dial() (*client, error) {
 		transport,
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+		apitoken.DialOption(token),
 	)
 	if err != nil {
 		return nil, usagef("--server %q: %v", a.server, err)
 	}
 	return &client{
+		tokens:    mailbusv1.NewTokenServiceClient(conn),
 		app:       a,
 		conn:      conn,
 		accounts:  mailbusv1.NewAccountServiceClient(conn),
@@ -114,6 +124,15 @@ func (a *app) explain(err error) error {
 			"  Is it running and reachable? (--timeout sets the deadline)", a.server, a.timeout)
 	case codes.Canceled:
 		return context.Canceled
+	case codes.Unauthenticated:
+		return fmt.Errorf("%sthe store at %s refused the API token (%s; %s).\n"+
+			"  Give a token with --token, MAILBUS_TOKEN or --token-file: `mailbus serve` writes its\n"+
+			"  admin token to <data>/admin.token (read from %s by default), and\n"+
+			"  `mailbus token create` makes device tokens", prefix, a.server, msg, a.tokenSource, defaultTokenFile)
+	case codes.PermissionDenied:
+		return fmt.Errorf("%sthe API token (%s) may not do this: %s.\n"+
+			"  Use an admin token (<data>/admin.token of `mailbus serve`) or one made with\n"+
+			"  `mailbus token create` for this; `mailbus token list` shows the tokens", prefix, a.tokenSource, msg)
 	case codes.Unimplemented:
 		return fmt.Errorf("the server at %s is not a mailbus store, or an older one (%s)", a.server, msg)
 	case codes.InvalidArgument:
@@ -286,4 +305,52 @@ func isID(s string) bool {
 		}
 	}
 	return true
+}
+
+// defaultTokenFile is the admin token of a `mailbus serve` started in the
+// current directory with its default --data.
+const defaultTokenFile = "./mailbus-data/admin.token"
+
+// resolveToken picks the API token: --token, else --token-file
+// (MAILBUS_TOKEN_FILE), else MAILBUS_TOKEN, else the admin token file of a
+// local `mailbus serve` ($MAILBUS_DATA/admin.token or
+// ./mailbus-data/admin.token) when it exists and can be read.
+func (a *app) resolveToken() (string, error) {
+	a.tokenSource = "no token given"
+	tok, err := apitoken.Resolve(a.token, a.tokenFile, a.env)
+	switch {
+	case err != nil:
+		return "", usagef("API token: %v", err)
+	case tok != "":
+		switch {
+		case strings.TrimSpace(a.token) != "":
+			a.tokenSource = "from --token"
+		case a.tokenFile != "":
+			a.tokenSource = "from " + a.tokenFile
+		default:
+			a.tokenSource = "from " + apitoken.EnvToken
+		}
+		return tok, nil
+	}
+	path := defaultTokenFile
+	if dir, ok := a.env("MAILBUS_DATA"); ok && dir != "" {
+		path = filepath.Join(dir, "admin.token")
+	}
+	if tok, err := apitoken.ReadFile(path); err == nil {
+		a.tokenSource = "from " + path
+		return tok, nil
+	}
+	a.tokenSource = "no token given, and no readable " + path
+	return "", nil
+}
+
+// sameFile reports whether two paths name the same file (both absent
+// counts as different).
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

@@ -115,6 +115,8 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	}()
 
 	a.server = info.StoreAddr
+	// The demo's own server: its admin token.
+	a.token, a.tokenFile = "", info.AdminTokenFile
 	c, err := a.dial()
 	if err != nil {
 		return err
@@ -249,6 +251,9 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	server := ""
 	if info.StoreAddr != DefaultServer {
 		server = " --server " + info.StoreAddr
+	}
+	if !sameFile(info.AdminTokenFile, defaultTokenFile) {
+		server += " --token-file " + info.AdminTokenFile
 	}
 	msgID, otherID := "ID", "ID"
 	if mb, err := c.mailbox(ctx, imapAcct, "INBOX"); err == nil {

@@ -160,5 +160,8 @@ func printServeBanner(w io.Writer, info mailbus.Info) {
 	case info.KeyFile != "":
 		fmt.Fprintf(w, "  key:           %s\n", info.KeyFile)
 	}
+	if info.AdminTokenFile != "" {
+		fmt.Fprintf(w, "  admin token:   %s   (the client commands read %s, or --token-file, --token, MAILBUS_TOKEN)\n", info.AdminTokenFile, defaultTokenFile)
+	}
 	fmt.Fprintf(w, "Add an account: mailbus account add --server %s --help\n", info.StoreAddr)
 }

@@ -129,7 +129,7 @@ func New(cfg Config) (*Authenticator, error) {
 }
 
 var (
-	errNoToken      = status.Error(codes.Unauthenticated, "no API token: send the metadata \"authorization: Bearer <token>\" (mailbus: --token, MAILBUS_TOKEN or the admin.token file)")
+	errNoToken      = status.Error(codes.Unauthenticated, "no API token: send the metadata \"authorization: Bearer <token>\"")
 	errBadToken     = status.Error(codes.Unauthenticated, "unknown or revoked API token")
 	errTokenRevoked = status.Error(codes.Unauthenticated, "the API token was revoked")
 )
