@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
@@ -92,11 +93,16 @@ func TestStoreKilledDuringIngest(t *testing.T) {
 
 	data := t.TempDir()
 	env := []string{"MAILBUS_SECRET_KEY=" + newKey()}
-	storeArgs := []string{"--nats", ns.ClientURL()}
+	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
+	storeArgs := []string{"--nats", ns.ClientURL(), "--service-token-file", serviceTokenFile}
 	st := startStore(t, storeBin, data, env, storeArgs...)
 	st.waitHealthy(t)
 
-	conn, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	adminToken, err := apitoken.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(st.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(adminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +121,7 @@ func TestStoreKilledDuringIngest(t *testing.T) {
 	accountID := created.Account.Id
 
 	fetcher := startProcess(t, "pop3fetcher", fetcherBin,
-		"--store", st.grpcAddr, "--listen", freeAddr(t), "--metrics-listen", "-",
+		"--store", st.grpcAddr, "--token-file", serviceTokenFile, "--listen", freeAddr(t), "--metrics-listen", "-",
 		"--refresh", "500ms", "--timeout", "10s")
 
 	// Kill the store twice, each time once it has taken another share of

@@ -42,7 +42,7 @@ func TestExactListSizes(t *testing.T) {
 			r := start(t, mailbus.Config{DataDir: filepath.Join(t.TempDir(), "data"), ExactListSizes: c.exact})
 			ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 			defer cancel()
-			conn := dial(t, r.info.StoreAddr)
+			conn := dial(t, r.info)
 			created, err := mailbusv1.NewAccountServiceClient(conn).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
 				Name: "pop", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: pop.Addr().IP.String(), Port: uint32(pop.Addr().Port),
 				Security: mailbusv1.Security_SECURITY_NONE, Username: demo.POP3User, Secret: demo.POP3Password,

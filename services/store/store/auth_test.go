@@ -113,6 +113,9 @@ var rpcCases = map[string]rpcCase{
 	mailbusv1.SyncService_WatchChanges_FullMethodName: {read, true, func(o objs) proto.Message {
 		return &mailbusv1.WatchChangesRequest{AccountId: o.account}
 	}},
+	mailbusv1.IngestService_ClaimAccount_FullMethodName: {service, false, func(o objs) proto.Message {
+		return &mailbusv1.ClaimAccountRequest{AccountId: o.account}
+	}},
 	mailbusv1.IngestService_GetAccountSecret_FullMethodName: {service, false, func(o objs) proto.Message {
 		return &mailbusv1.GetAccountSecretRequest{AccountId: o.account}
 	}},

@@ -115,6 +115,7 @@ var rules = map[string]rule{
 		return account("account_id", r.(*mailbusv1.WatchChangesRequest).AccountId)
 	}},
 
+	mailbusv1.IngestService_ClaimAccount_FullMethodName:          {access: accessService},
 	mailbusv1.IngestService_GetAccountSecret_FullMethodName:      {access: accessService},
 	mailbusv1.IngestService_ReportAccountStatus_FullMethodName:   {access: accessService},
 	mailbusv1.IngestService_UpsertMailboxes_FullMethodName:       {access: accessService},
