@@ -512,3 +512,45 @@ func TestAdminTokenFile(t *testing.T) {
 		t.Errorf("the revoked admin token after a restart: %v, want Unauthenticated", err)
 	}
 }
+
+// TestRevokeReachesOtherReplica: a token revoked on one store replica
+// ends a watch open on another replica of the same PostgreSQL (the lookup
+// cache expires; the stream re-checks its token).
+func TestRevokeReachesOtherReplica(t *testing.T) {
+	pg := dbtest.Backends()[1]
+	cfg := pg.Config(t)
+	ns := runNATS(t, -1, t.TempDir())
+	a := startStore(t, pg, storeOpts{natsURL: ns.ClientURL(), dbConfig: &cfg})
+	b := startStore(t, pg, storeOpts{natsURL: ns.ClientURL(), dbConfig: &cfg})
+	acct := a.createAccount(t, pop3Account("replicated"))
+	created, err := mailbusv1.NewTokenServiceClient(a.conn).CreateToken(callCtx(t), &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
+		Name: "phone", Role: mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, AccountIds: []string{acct.Id},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := mailbusv1.NewSyncServiceClient(b.dial(t, created.Secret)).WatchChanges(callCtx(t), &mailbusv1.WatchChangesRequest{AccountId: acct.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("watch on replica b: %v", err)
+		}
+		if resp.CaughtUp {
+			break
+		}
+	}
+	if _, err := mailbusv1.NewTokenServiceClient(a.conn).RevokeToken(callCtx(t), &mailbusv1.RevokeTokenRequest{TokenId: created.Token.Id}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if status.Code(err) != codes.Unauthenticated {
+				t.Errorf("watch on replica b after a revoke on a: %v, want Unauthenticated", err)
+			}
+			return
+		}
+	}
+}
