@@ -67,7 +67,8 @@ func TestServeWithMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_TLS_CA": ca.File, "MAILBUS_TLS_CERT": cliCert, "MAILBUS_TLS_KEY": cliKey}
+	env := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_TLS_CA": ca.File, "MAILBUS_TLS_CERT": cliCert, "MAILBUS_TLS_KEY": cliKey,
+		"MAILBUS_TOKEN_FILE": info.AdminTokenFile}
 	code, _, errOut := run(t, env, "account", "add", "--name", "pop", "--protocol", "pop3", "--host", "127.0.0.1",
 		"--port", strconv.Itoa(pop.Addr().Port), "--security", "none", "--username", demo.POP3User, "--password-file", pwFile, "--poll", "1s")
 	if code != ExitOK {
