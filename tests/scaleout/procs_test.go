@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/mailbus/mailbus/pkg/apitoken"
 )
 
 // binaries are the built services.
@@ -175,6 +177,22 @@ func storeKey() string {
 		k[i] = byte(i*11 + 3)
 	}
 	return base64.StdEncoding.EncodeToString(k)
+}
+
+// dialStore connects to the store with the API token in a file.
+func dialStore(t *testing.T, addr, tokenFile string) *grpc.ClientConn {
+	t.Helper()
+	token, err := apitoken.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)), apitoken.DialOption(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // waitServing waits until a gRPC server answers health checks.

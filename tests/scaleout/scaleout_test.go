@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,10 +43,13 @@ type cluster struct {
 	bins     binaries
 	natsURL  string
 	storeAdr string
-	accounts mailbusv1.AccountServiceClient
-	boxes    mailbusv1.MailboxServiceClient
-	ingest   mailbusv1.IngestServiceClient
-	js       jetstream.JetStream
+	// serviceTokenFile holds the store's service token, the replicas'
+	// --token-file.
+	serviceTokenFile string
+	accounts         mailbusv1.AccountServiceClient
+	boxes            mailbusv1.MailboxServiceClient
+	ingest           mailbusv1.IngestServiceClient
+	js               jetstream.JetStream
 
 	imap *imapUpstream
 	pop  *pop3test.Server
@@ -229,12 +233,18 @@ func startCluster(t *testing.T, n int) *cluster {
 	c.natsURL = ns.ClientURL()
 
 	c.storeAdr = freeAddr(t)
+	storeData := t.TempDir()
+	c.serviceTokenFile = filepath.Join(t.TempDir(), "service.token")
 	st := start(t, "store", c.bins.store, []string{"MAILBUS_SECRET_KEY=" + storeKey()},
-		"--listen", c.storeAdr, "--metrics-listen", "-", "--data", t.TempDir(), "--nats", c.natsURL, "--log-level", "warn")
-	conn := waitServing(t, st, c.storeAdr)
-	c.accounts = mailbusv1.NewAccountServiceClient(conn)
-	c.ingest = mailbusv1.NewIngestServiceClient(conn)
-	c.boxes = mailbusv1.NewMailboxServiceClient(conn)
+		"--listen", c.storeAdr, "--metrics-listen", "-", "--data", storeData, "--nats", c.natsURL, "--log-level", "warn",
+		"--service-token-file", c.serviceTokenFile)
+	waitServing(t, st, c.storeAdr)
+	// The test manages accounts as an admin and checks fencing as a
+	// fetcher (IngestService takes only service tokens).
+	admin := dialStore(t, c.storeAdr, filepath.Join(storeData, "admin.token"))
+	c.accounts = mailbusv1.NewAccountServiceClient(admin)
+	c.boxes = mailbusv1.NewMailboxServiceClient(admin)
+	c.ingest = mailbusv1.NewIngestServiceClient(dialStore(t, c.storeAdr, c.serviceTokenFile))
 
 	nc, err := nats.Connect(c.natsURL)
 	if err != nil {
@@ -330,7 +340,7 @@ func (c *cluster) startReplica(id string) *proc {
 		bin = c.bins.pop3fetcher
 	}
 	metrics := freeAddr(c.t)
-	p := start(c.t, id, bin, nil, "--store", c.storeAdr, "--nats", c.natsURL, "--listen", freeAddr(c.t), "--metrics-listen", metrics,
+	p := start(c.t, id, bin, nil, "--store", c.storeAdr, "--token-file", c.serviceTokenFile, "--nats", c.natsURL, "--listen", freeAddr(c.t), "--metrics-listen", metrics,
 		"--ownership", "--replica-id", id, "--lease-ttl", leaseTTL.String(), "--host-rate", "500", "--host-burst", "100", "--log-level", "info")
 	p.metrics = metrics
 	c.mu.Lock()
