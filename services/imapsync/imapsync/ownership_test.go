@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
@@ -173,7 +174,7 @@ func TestReplicasShareAccounts(t *testing.T) {
 	replicas := []string{"r1", "r2", "r3"}
 	syncers := map[string]*syncer{}
 	audit := ownershiptest.NewAudit()
-	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken))...)
 	if err != nil {
 		t.Fatal(err)
 	}

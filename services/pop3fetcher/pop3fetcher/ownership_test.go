@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
@@ -107,7 +108,7 @@ func TestReplicasShareAccounts(t *testing.T) {
 	replicas := []string{"r1", "r2", "r3"}
 	stops := map[string]func(){}
 	audit := ownershiptest.NewAudit()
-	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(e.addr, append(audit.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(e.serviceToken))...)
 	if err != nil {
 		t.Fatal(err)
 	}
