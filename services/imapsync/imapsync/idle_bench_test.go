@@ -162,6 +162,7 @@ func (r idleRunner) run(b *testing.B, n int, base, prev *idleMeasure) idleMeasur
 		sync := exec.Command(r.bin, "--store", e.addr, "--nats", e.natsURL, "--listen", freeAddr(b), "--metrics-listen", metricsAddr,
 			"--log-level", "warn", "--host-rate", "-1", "--connections", strconv.Itoa(r.conns))
 		sync.Stdout, sync.Stderr = os.Stderr, os.Stderr
+		sync.Env = append(os.Environ(), "MAILBUS_TOKEN="+e.serviceToken)
 		start := time.Now()
 		if err := sync.Start(); err != nil {
 			b.Fatal(err)
