@@ -32,7 +32,7 @@ func TestNATSUserCreate(t *testing.T) {
 	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	info := <-ready
-	env := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_DATA": data, "PW": "x"}
+	env := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_DATA": data, "PW": "x", "MAILBUS_TOKEN_FILE": info.AdminTokenFile}
 	if code, _, errOut := run(t, env, "account", "add", "--name", "work", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
 		"--security", "none", "--username", "u", "--password-env", "PW"); code != ExitOK {
 		t.Fatalf("account add: %s", errOut)
