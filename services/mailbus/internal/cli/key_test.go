@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
@@ -50,16 +51,31 @@ func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr string, sto
 	return "", nil
 }
 
-func accountSecret(t *testing.T, addr, id string) (string, error) {
+// accountSecret reads a secret as a fetcher does, with a service token
+// the admin token of the data directory makes.
+func accountSecret(t *testing.T, addr, data, id string) (string, error) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial := func(token string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	admin, err := apitoken.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := mailbusv1.NewIngestServiceClient(conn).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: id})
+	svc, err := mailbusv1.NewTokenServiceClient(dial(admin)).CreateToken(ctx, &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
+		Name: "test fetcher", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := mailbusv1.NewIngestServiceClient(dial(svc.Secret)).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: id})
 	return r.GetSecret(), err
 }
 
@@ -71,7 +87,7 @@ func TestKeyRotate(t *testing.T) {
 	oldKey := filepath.Join(data, mailbus.KeyFileName)
 	newKey := filepath.Join(t.TempDir(), "new.key")
 	addr, stop := serveFor(t, data, "", "")
-	env := map[string]string{"MAILBUS_SERVER": addr, "PW": "the-upstream-password"}
+	env := map[string]string{"MAILBUS_SERVER": addr, "PW": "the-upstream-password", "MAILBUS_TOKEN_FILE": filepath.Join(data, "admin.token")}
 	if code, _, errOut := run(t, env, "account", "add", "--name", "work", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
 		"--security", "none", "--username", "u", "--password-env", "PW"); code != ExitOK {
 		t.Fatalf("account add: %s", errOut)
@@ -90,7 +106,7 @@ func TestKeyRotate(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "sealed 1 credentials") {
 		t.Fatalf("key rotate: %d %s%s", code, out, errOut)
 	}
-	if pw, err := accountSecret(t, addr, "1"); err != nil || pw != "the-upstream-password" {
+	if pw, err := accountSecret(t, addr, data, "1"); err != nil || pw != "the-upstream-password" {
 		t.Fatalf("the serving store after the rotation: %q %v", pw, err)
 	}
 	stop()
@@ -99,7 +115,7 @@ func TestKeyRotate(t *testing.T) {
 	}
 	addr, stop = serveFor(t, data, newKey, "")
 	defer stop()
-	if pw, err := accountSecret(t, addr, "1"); err != nil || pw != "the-upstream-password" {
+	if pw, err := accountSecret(t, addr, data, "1"); err != nil || pw != "the-upstream-password" {
 		t.Fatalf("with the new key alone: %q %v", pw, err)
 	}
 	if code, _, _ := run(t, nil, "key", "rotate", "--data", data, "--secret-key-file", newKey); code != ExitUsage {
