@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,21 +54,51 @@ type Greeting struct {
 	Timestamp string
 }
 
-// deadlineConn sets a fresh deadline before every read and write, so that
-// each network operation, not the whole session, is bounded by timeout.
+// minProgress is what a server must send per timeout while the client
+// waits for it: time spent waiting in reads adds up until this much has
+// come, so a server that drips a few octets at a time (a slowloris) times
+// out as a silent one does, while a slow but steady one never does.
+const minProgress = 1 << 10
+
+// deadlineConn bounds each network operation, not the whole session: a
+// write by timeout; reads by timeout of waiting for every minProgress
+// octets (or since the last command was written).
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+
+	mu       sync.Mutex
+	waited   time.Duration // blocked in Read since the last progress
+	progress int           // octets read since then
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
-	if err := d.SetReadDeadline(time.Now().Add(d.timeout)); err != nil {
+	d.mu.Lock()
+	budget := d.timeout - d.waited
+	d.mu.Unlock()
+	if budget <= 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	start := time.Now()
+	if err := d.SetReadDeadline(start.Add(budget)); err != nil {
 		return 0, err
 	}
-	return d.Conn.Read(p)
+	n, err := d.Conn.Read(p)
+	d.mu.Lock()
+	d.waited += time.Since(start)
+	d.progress += n
+	if d.progress >= minProgress {
+		d.waited, d.progress = 0, 0
+	}
+	d.mu.Unlock()
+	return n, err
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {
+	// A command: the server has a fresh timeout to answer it.
+	d.mu.Lock()
+	d.waited, d.progress = 0, 0
+	d.mu.Unlock()
 	if err := d.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil {
 		return 0, err
 	}

@@ -68,6 +68,8 @@ func TestFaults(t *testing.T) {
 		{name: "IN-USE on PASS", fault: pop3test.Reply("PASS", "-ERR [IN-USE] locked").Once(), atDial: false, temporary: true, code: "IN-USE", usable: true},
 		{name: "AUTH on PASS", fault: pop3test.Reply("PASS", "-ERR [AUTH] bad").Once(), atDial: false, temporary: false, code: "AUTH", is: pop3.ErrAuthFailed, usable: true},
 		{name: "slow but in time", fault: pop3test.Delay("STAT", timeout/3), step: stat, usable: true},
+		{name: "one octet at a time to STAT", fault: pop3test.Drip("STAT", timeout/4), step: stat, temporary: true, timeout: true},
+		{name: "one octet at a time greeting", fault: pop3test.Drip("GREETING", timeout/4), atDial: true, temporary: true, timeout: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,8 +51,11 @@ type Options struct {
 	// InsecureSkipVerify.
 	TLSConfig *tls.Config
 	// Timeout bounds each network operation (dial, TLS handshake, every
-	// single read and write). It is an idle timeout: a message that keeps
-	// arriving never times out, a silent server does. Default 60 s.
+	// single write, and the wait for each KiB of an answer). It is an idle
+	// timeout: a message that keeps arriving never times out; a silent
+	// server does, and so does one that drips a few octets at a time
+	// (waits add up until a KiB has come, or the next command is sent).
+	// Default 60 s.
 	Timeout time.Duration
 	// MaxLineLength bounds a response line (status lines, CAPA, LIST and
 	// UIDL lines); a longer one is a *ProtocolError wrapping ErrLineTooLong

@@ -33,6 +33,9 @@ const (
 	// stops; a nil Release waits for that alone), then sends the rest. Tests use it to see that a client
 	// streams what it has before the answer is complete.
 	ActionPause
+	// ActionDrip handles the command and sends its answer one octet per
+	// Fault.Delay (a slowloris server), until the client goes away.
+	ActionDrip
 )
 
 // Fault makes the server misbehave at a chosen command.
@@ -81,6 +84,11 @@ func EndlessLine(match string) Fault { return Fault{Match: match, Action: Action
 // Delay answers the matching command normally after d.
 func Delay(match string, d time.Duration) Fault {
 	return Fault{Match: match, Action: ActionDelay, Delay: d}
+}
+
+// Drip answers the matching command one octet per interval.
+func Drip(match string, interval time.Duration) Fault {
+	return Fault{Match: match, Action: ActionDrip, Delay: interval}
 }
 
 // Pause sends the first after octets of the answer, then waits for release

@@ -134,6 +134,20 @@ func (ss *session) fault(f *Fault, handle func(io.Writer) error) bool {
 		return ss.finish(handle(ss.bw))
 	case ActionPause:
 		return ss.finish(handle(&pauseWriter{w: ss.bw, after: f.After, release: f.Release, done: ss.s.done}))
+	case ActionDrip:
+		var answer bytes.Buffer
+		handle(&answer)
+		for _, b := range answer.Bytes() {
+			select {
+			case <-time.After(f.Delay):
+			case <-ss.s.done:
+				return false
+			}
+			if err := ss.bw.WriteByte(b); err != nil || ss.bw.Flush() != nil {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }

@@ -680,15 +680,35 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 	}
 }
 
-// readAll reads a literal, extending the guard's deadline as data comes.
-func readAll(g *guard, r io.Reader, size int64) ([]byte, error) {
+// errLiteralTooLarge is a message literal above Config.MaxMessageSize,
+// announced by a server whose RFC822.SIZE said less (or sent beyond its
+// announced size): it is not read, and the pass fails.
+var errLiteralTooLarge = errors.New("the server sent a message larger than the size limit, though its RFC822.SIZE was within it")
+
+// minLiteralProgress is what a message literal must bring per Timeout.
+const minLiteralProgress = 1 << 10
+
+// readAll reads a literal of the announced size, extending the guard's
+// deadline as data comes. A literal announced or found larger than limit
+// is refused before it is read (and before memory is taken for it).
+func readAll(g *guard, r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, fmt.Errorf("imapsync: %w (%d bytes announced, limit %d)", errLiteralTooLarge, size, limit)
+	}
 	buf := make([]byte, 0, max(size, 0))
 	chunk := make([]byte, 64<<10)
+	sinceTouch := 0
 	for {
 		n, err := r.Read(chunk)
 		buf = append(buf, chunk[:n]...)
-		if n > 0 {
+		if int64(len(buf)) > limit {
+			return nil, fmt.Errorf("imapsync: %w (more than %d bytes)", errLiteralTooLarge, limit)
+		}
+		// The deadline moves on per KiB, not per read: a server that
+		// drips a few octets at a time times out as a silent one does.
+		if sinceTouch += n; sinceTouch >= minLiteralProgress {
 			g.touch()
+			sinceTouch = 0
 		}
 		if err == io.EOF {
 			return buf, nil

@@ -688,7 +688,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 						if it.Literal == nil {
 							continue
 						}
-						raw, err = readAll(g, it.Literal, it.Literal.Size())
+						raw, err = readAll(g, it.Literal, it.Literal.Size(), w.s.cfg.MaxMessageSize)
 						if err != nil {
 							return err
 						}

@@ -214,6 +214,7 @@ func TestFailures(t *testing.T) {
 		{name: "garbage to UIDL", mode: dele, fault: pop3test.ReplyBytes("UIDL", []byte("\x00\xff garbage\r\n")).Once(), kind: pop3fetcher.KindProtocol},
 		{name: "garbage greeting", mode: keep, fault: pop3test.ReplyBytes("GREETING", []byte("HTTP/1.1 400 Bad Request\r\n")).Once(), kind: pop3fetcher.KindProtocol},
 		{name: "endless line to LIST", mode: keep, fault: pop3test.EndlessLine("LIST").Once(), kind: pop3fetcher.KindProtocol},
+		{name: "one octet at a time to LIST", mode: keep, fault: pop3test.Drip("LIST", 100*time.Millisecond).Once(), kind: pop3fetcher.KindTimeout, short: true},
 		{name: "SYS/TEMP to RETR", mode: dele, fault: pop3test.Reply("RETR 2", "-ERR [SYS/TEMP] disk hiccup").Once(), kind: pop3fetcher.KindServer},
 		{name: "plain -ERR to STAT", mode: keep, fault: pop3test.Reply("STAT", "-ERR maildrop being rewritten").Once(), kind: pop3fetcher.KindServer},
 		{name: "plain -ERR to LIST", mode: dele, fault: pop3test.Reply("LIST", "-ERR try again").Once(), kind: pop3fetcher.KindServer},

@@ -1,0 +1,178 @@
+package imapsync_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
+)
+
+// hugeLiteral is what the hostile server announces for every message body:
+// 10 GiB.
+const hugeLiteral = "10737418240"
+
+// startLiarProxy forwards IMAP between the client and the server at
+// upstream, but announces every FETCH body literal as 10 GiB (the
+// RFC822.SIZE stays true) and then sends zeros for as long as the client
+// reads. It returns its address and the count of bytes it sent.
+func startLiarProxy(t *testing.T, upstream string) (string, *atomic.Int64) {
+	return startHostileProxy(t, upstream, false)
+}
+
+// startDripProxy forwards IMAP between the client and the server at
+// upstream, but sends every FETCH body literal one octet per 100 ms.
+func startDripProxy(t *testing.T, upstream string) (string, *atomic.Int64) {
+	return startHostileProxy(t, upstream, true)
+}
+
+func startHostileProxy(t *testing.T, upstream string, drip bool) (string, *atomic.Int64) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	var sent atomic.Int64
+	body := regexp.MustCompile(`BODY\[\] \{\d+\}\r\n$`)
+	go func() {
+		for {
+			client, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() {
+				defer server.Close()
+				io.Copy(server, client)
+			}()
+			go func() {
+				defer client.Close()
+				r := bufio.NewReader(server)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if drip && body.MatchString(line) {
+						n, _ := client.Write([]byte(line))
+						sent.Add(int64(n))
+						for {
+							b, err := r.ReadByte()
+							if err != nil {
+								return
+							}
+							time.Sleep(100 * time.Millisecond)
+							if _, err := client.Write([]byte{b}); err != nil {
+								return
+							}
+							sent.Add(1)
+						}
+					}
+					if body.MatchString(line) {
+						line = body.ReplaceAllString(line, "BODY[] {"+hugeLiteral+"}\r\n")
+						n, _ := client.Write([]byte(line))
+						sent.Add(int64(n))
+						zeros := make([]byte, 64<<10)
+						for {
+							n, err := client.Write(zeros)
+							sent.Add(int64(n))
+							if err != nil {
+								return
+							}
+						}
+					}
+					n, err := client.Write([]byte(line))
+					sent.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String(), &sent
+}
+
+// TestMemHostileLiteral: a server that announces a 10 GiB literal for a
+// message whose RFC822.SIZE is small makes its account fail with a clear
+// reason, without the literal being read or memory taken for it, and an
+// account on an honest server beside it syncs all its mail.
+func TestMemHostileLiteral(t *testing.T) {
+	e := startStore(t)
+	honest, liar := startMem(t), startMem(t)
+	for _, m := range []*memServer{honest, liar} {
+		tp := dialPlain(t, m.addr, "alice", "secret")
+		for i := 1; i <= 3; i++ {
+			appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
+		}
+	}
+	proxy, sent := startLiarProxy(t, liar.addr)
+	good := e.createAccount(t, honest.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	bad := e.createAccount(t, proxy, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	startSync(t, e, func(c *imapsync.Config) { c.MaxMessageSize = 1 << 20; c.Timeout = 5 * time.Second })
+
+	waitFor(t, "the honest account's mail", func() bool { return len(e.storeFolder(t, good.Id, "INBOX")) == 3 })
+	var reason string
+	waitFor(t, "the hostile account's error", func() bool {
+		st := e.account(t, bad.Id).GetStatus()
+		reason = st.GetReason()
+		return st.GetState() != mailbusv1.SyncState_SYNC_STATE_IDLE && strings.Contains(reason, "larger than the size limit")
+	})
+	if !strings.Contains(reason, hugeLiteral) {
+		t.Errorf("reason %q does not name the announced size", reason)
+	}
+	if n := len(e.storeFolder(t, bad.Id, "INBOX")); n != 0 {
+		t.Errorf("%d messages of the hostile server stored", n)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapSys) - int64(before.HeapSys); grew > 512<<20 {
+		t.Errorf("the heap grew by %d MiB", grew>>20)
+	}
+	// Sockets buffer some of the zeros; the client reads none of the
+	// literal beyond that.
+	if n := sent.Load(); n > 64<<20 {
+		t.Errorf("the client read %d MiB of the 10 GiB literal", n>>20)
+	}
+}
+
+// TestMemDripLiteral: a server that sends a message body one octet per
+// 100 ms fails its account on the timeout (500 ms per KiB) instead of
+// holding it forever, and an account on an honest server beside it syncs.
+func TestMemDripLiteral(t *testing.T) {
+	e := startStore(t)
+	honest, slow := startMem(t), startMem(t)
+	for _, m := range []*memServer{honest, slow} {
+		tp := dialPlain(t, m.addr, "alice", "secret")
+		appendMsg(t, tp, "INBOX", testMessage(1, "INBOX"))
+	}
+	proxy, sent := startDripProxy(t, slow.addr)
+	good := e.createAccount(t, honest.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	bad := e.createAccount(t, proxy, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, func(c *imapsync.Config) { c.Timeout = 500 * time.Millisecond })
+	waitFor(t, "the honest account's mail", func() bool { return len(e.storeFolder(t, good.Id, "INBOX")) == 1 })
+	waitFor(t, "the dripping account's timeout", func() bool {
+		st := e.account(t, bad.Id).GetStatus()
+		return st.GetState() == mailbusv1.SyncState_SYNC_STATE_RETRYING && strings.Contains(st.GetReason(), "timed out")
+	})
+	if n := len(e.storeFolder(t, bad.Id, "INBOX")); n != 0 {
+		t.Errorf("%d messages stored from the dripping server", n)
+	}
+	if sent.Load() == 0 {
+		t.Error("the proxy sent nothing")
+	}
+}
