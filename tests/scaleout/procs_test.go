@@ -1,3 +1,5 @@
+//go:build linux
+
 package scaleout
 
 import (
@@ -94,6 +96,9 @@ func start(t *testing.T, name, bin string, env []string, args ...string) *proc {
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// Killed with the test binary (go test's timeout, ^C): no replica
+	// outlives the test.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

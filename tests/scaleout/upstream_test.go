@@ -1,3 +1,5 @@
+//go:build linux
+
 package scaleout
 
 import (
@@ -131,6 +133,26 @@ func (s *trackedSession) Login(username, password string) error {
 	return nil
 }
 
+// Idle reports changes every 100 ms until stop. imapmemserver's own IDLE
+// waits for the next change's signal and so holds back a change that came
+// between the client's last command and IDLE (Dovecot reports it when
+// IDLE starts); a new owner's IDLE would then miss the mail the test
+// delivers right after it connected.
+func (s *trackedSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := s.SessionIMAP4rev2.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 func (s *trackedSession) Close() error {
 	s.up.closed(s)
 	return s.SessionIMAP4rev2.Close()
@@ -219,15 +241,16 @@ func (up *imapUpstream) takeViolations() []string {
 	return v
 }
 
-// lastLogin returns the user's last login.
-func (up *imapUpstream) lastLogin(user string) login {
+// firstLoginAfter returns the user's first login after t (zero if none).
+func (up *imapUpstream) firstLoginAfter(user string, t time.Time) login {
 	up.mu.Lock()
 	defer up.mu.Unlock()
-	l := up.logins[user]
-	if len(l) == 0 {
-		return login{}
+	for _, l := range up.logins[user] {
+		if l.at.After(t) {
+			return l
+		}
 	}
-	return l[len(l)-1]
+	return login{}
 }
 
 // peerPID finds which of pids holds the client end of a loopback TCP

@@ -1,3 +1,5 @@
+//go:build linux
+
 package imapsync_test
 
 import (
@@ -163,6 +165,7 @@ func (r idleRunner) run(b *testing.B, n int, base, prev *idleMeasure) idleMeasur
 			"--log-level", "warn", "--host-rate", "-1", "--connections", strconv.Itoa(r.conns))
 		sync.Stdout, sync.Stderr = os.Stderr, os.Stderr
 		sync.Env = append(os.Environ(), "MAILBUS_TOKEN="+e.serviceToken)
+		sync.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the benchmark
 		start := time.Now()
 		if err := sync.Start(); err != nil {
 			b.Fatal(err)
