@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/pop3/pop3test"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
@@ -28,10 +29,11 @@ func (s *heldAnswerStream) RecvMsg(m any) error {
 }
 
 // storeConnHoldingAnswers is a connection to the store on which every
-// IngestMessages stream's first answer waits for release.
-func storeConnHoldingAnswers(t testing.TB, addr string, release <-chan struct{}) *grpc.ClientConn {
+// IngestMessages stream's first answer waits for release; it sends the
+// service token.
+func storeConnHoldingAnswers(t testing.TB, addr, token string, release <-chan struct{}) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(token),
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			cs, err := streamer(ctx, desc, cc, method, opts...)
 			if err != nil || method != mailbusv1.IngestService_IngestMessages_FullMethodName {
@@ -73,7 +75,7 @@ func TestShutdownGraceIsOneDeadlinePerPass(t *testing.T) {
 				pop3test.WithFault(pop3test.Delay("DELE 1", tt.deleDelay).Once()))
 			acct := e.fakeAccount(t, srv, "bob", "pw", dele)
 			release := make(chan struct{})
-			conn := storeConnHoldingAnswers(t, e.addr, release)
+			conn := storeConnHoldingAnswers(t, e.addr, e.serviceToken, release)
 			f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) { c.Conn = conn; c.ShutdownGrace = tt.grace })
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
