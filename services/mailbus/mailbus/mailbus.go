@@ -85,7 +85,8 @@ type Config struct {
 	NATSURL string
 	// NATSListen, with the embedded NATS server, also serves NATS on this
 	// TCP address ("127.0.0.1:4222") for backend consumers; empty serves
-	// only this process.
+	// only this process. It has no TLS, so an address beyond loopback
+	// needs Insecure.
 	NATSListen string
 	// Listen is the store's gRPC address (default 127.0.0.1:7400);
 	// Listener, when set, is used instead.
@@ -186,6 +187,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.NATSListen != "" {
 		if _, _, err := splitHostPort(cfg.NATSListen); err != nil {
 			return nil, fmt.Errorf("mailbus: --nats-listen %q: %w", cfg.NATSListen, err)
+		}
+		// The embedded NATS server has no TLS: its passwords and events
+		// cross the network in plaintext beyond loopback.
+		if !grpctls.IsLoopback(cfg.NATSListen) && !cfg.Insecure {
+			return nil, fmt.Errorf("mailbus: --nats-listen %s: the embedded NATS server speaks plaintext only; keep it on loopback, or start with --insecure on a private network", cfg.NATSListen)
 		}
 	}
 	return &Server{cfg: cfg, log: cfg.Logger}, nil
