@@ -8,10 +8,16 @@
 // --http expects a 2xx answer; --grpc asks the standard gRPC health
 // service (grpc.health.v1) for --grpc-service ("" = the whole server) and
 // expects SERVING. Kubernetes probes the same endpoints natively.
+//
+// A service that serves TLS has its certificate in MAILBUS_TLS_CERT and
+// MAILBUS_TLS_KEY (or --tls-cert, --tls-key); the gRPC probe then speaks
+// TLS, accepts exactly that certificate and presents it as its client
+// certificate, so the same command works with TLS, mutual TLS or none.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -20,8 +26,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/grpctls"
 )
 
 func main() {
@@ -35,6 +43,8 @@ func run(args []string, stderr io.Writer) int {
 	grpcAddr := fs.String("grpc", "", "gRPC address whose health service must answer SERVING, such as 127.0.0.1:7400")
 	grpcService := fs.String("grpc-service", "", "service name to ask the health service about; empty means the server")
 	timeout := fs.Duration("timeout", 3*time.Second, "deadline of each probe")
+	certFile := envflag.String(fs, "tls-cert", "MAILBUS_TLS_CERT", "", "the probed service's TLS certificate: the gRPC probe uses TLS pinned to it")
+	keyFile := envflag.String(fs, "tls-key", "MAILBUS_TLS_KEY", "", "private key of --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,7 +59,21 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	if *grpcAddr != "" {
-		if err := probeGRPC(*grpcAddr, *grpcService, *timeout); err != nil {
+		transport := grpctls.Credentials(nil)
+		if *certFile != "" || *keyFile != "" {
+			pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				fmt.Fprintln(stderr, "mailbus-healthcheck: --tls-cert:", err)
+				return 2
+			}
+			cfg, err := grpctls.Pinned(pair)
+			if err != nil {
+				fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
+				return 2
+			}
+			transport = grpctls.Credentials(cfg)
+		}
+		if err := probeGRPC(*grpcAddr, *grpcService, *timeout, transport); err != nil {
 			fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
 			return 1
 		}
@@ -76,8 +100,8 @@ func probeHTTP(url string, timeout time.Duration) error {
 	return nil
 }
 
-func probeGRPC(addr, service string, timeout time.Duration) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func probeGRPC(addr, service string, timeout time.Duration, transport grpc.DialOption) error {
+	conn, err := grpc.NewClient(addr, transport)
 	if err != nil {
 		return fmt.Errorf("grpc: %w", err)
 	}

@@ -8,8 +8,12 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/grpctls/grpctlstest"
 )
 
 func TestProbes(t *testing.T) {
@@ -41,6 +45,40 @@ func TestProbes(t *testing.T) {
 		{[]string{"--grpc", lis.Addr().String(), "--grpc-service", "mailbus.v1.IngestService"}, 1},
 		{[]string{"--http", ok.URL, "--grpc", lis.Addr().String()}, 0},
 		{[]string{"--http", bad.URL, "--grpc", lis.Addr().String()}, 1},
+	} {
+		if got := run(tt.args, io.Discard); got != tt.want {
+			t.Errorf("run(%q) = %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
+
+// With the service's certificate the gRPC probe speaks TLS to a server
+// that requires client certificates; without it, it fails.
+func TestProbeTLS(t *testing.T) {
+	ca := grpctlstest.NewCA(t, "mailbus")
+	certFile, keyFile := ca.Issue("store")
+	otherCert, otherKey := ca.Issue("other")
+	cfg, err := grpctls.Server{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.File}.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+	addr := lis.Addr().String()
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--grpc", addr, "--tls-cert", certFile, "--tls-key", keyFile}, 0},
+		{[]string{"--grpc", addr}, 1},
+		{[]string{"--grpc", addr, "--tls-cert", otherCert, "--tls-key", otherKey}, 1},
+		{[]string{"--grpc", addr, "--tls-cert", certFile}, 2},
 	} {
 		if got := run(tt.args, io.Discard); got != tt.want {
 			t.Errorf("run(%q) = %d, want %d", tt.args, got, tt.want)
