@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,8 +21,14 @@ const (
 	ingestBatchMessages = 256
 	ingestBatchBytes    = 32 << 20
 	// ingestPreallocMax bounds the buffer allocated up front for a
-	// message's declared size.
-	ingestPreallocMax = 16 << 20
+	// message's declared size: the size is a hint from the upstream server
+	// (POP3 LIST, IMAP RFC822.SIZE), not a promise, so a larger message
+	// grows its buffer as it arrives instead.
+	ingestPreallocMax = 1 << 20
+	// ingestSlackMax is the unused capacity a received message may keep;
+	// one with more (its declared size was too large) is copied to a
+	// buffer of its own size before it joins the batch.
+	ingestSlackMax = 64 << 10
 )
 
 // Ingest implements IngestService.
@@ -186,6 +193,8 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 		batchBytes int
 		cur        *db.IngestItem
 		buf        []byte
+		// declared is the current message's declared size.
+		declared int
 	)
 	flush := func() error {
 		select {
@@ -215,12 +224,14 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				return invalidArg("meta", "a new message started before the last one ended (end_of_message)")
 			}
 			cur = &db.IngestItem{Meta: req.Meta}
-			buf = nil
+			buf, declared = nil, 0
 			if int64(req.Meta.Size) > s.MaxMessageSize {
 				cur.Err = tooLarge(int64(req.Meta.Size), s.MaxMessageSize)
 			} else {
-				// The declared size (a hint) saves growing the buffer.
-				buf = make([]byte, 0, min(int(req.Meta.Size), ingestPreallocMax))
+				// The declared size (a hint) saves growing the buffer
+				// (see appendData).
+				declared = int(req.Meta.Size)
+				buf = make([]byte, 0, min(declared, ingestPreallocMax))
 			}
 		}
 		if len(req.Data) > 0 {
@@ -232,7 +243,7 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 					cur.Err = tooLarge(int64(len(buf)+len(req.Data)), s.MaxMessageSize)
 					buf = nil
 				} else {
-					buf = append(buf, req.Data...)
+					buf = appendData(buf, req.Data, declared)
 				}
 			}
 		}
@@ -241,7 +252,7 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				return invalidArg("end_of_message", "no message to end (send meta first)")
 			}
 			if cur.Err == nil {
-				cur.Raw = buf
+				cur.Raw = fitted(buf)
 			}
 			buf = nil
 			if pending.batch == nil {
@@ -249,7 +260,8 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 			}
 			pending.batch.Add(*cur)
 			pending.items = append(pending.items, *cur)
-			batchBytes += len(cur.Raw)
+			// The batch bound counts the memory the batch holds.
+			batchBytes += cap(cur.Raw)
 			cur = nil
 		}
 		if req.Flush || len(pending.items) >= ingestBatchMessages || batchBytes >= ingestBatchBytes {
@@ -258,6 +270,37 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 			}
 		}
 	}
+}
+
+// appendData appends data to buf. A full buffer grows to twice its size
+// but not past the declared size when the message still fits in it: a
+// message of the size it declared ends in a buffer of exactly that size,
+// and one declaring more than it sends never holds more than twice what it
+// sent.
+func appendData(buf, data []byte, declared int) []byte {
+	need := len(buf) + len(data)
+	if need > cap(buf) {
+		n := max(2*cap(buf), need)
+		if declared >= need {
+			n = min(n, declared)
+		}
+		grown := make([]byte, len(buf), n)
+		copy(grown, buf)
+		buf = grown
+	}
+	return append(buf, data...)
+}
+
+// fitted returns buf, or a copy of it without the unused capacity when
+// that is more than ingestSlackMax and more than a quarter of its length
+// (a declared size larger than the message): a batch holds on to the
+// capacity of its messages until it is answered.
+func fitted(buf []byte) []byte {
+	slack := cap(buf) - len(buf)
+	if slack <= ingestSlackMax || slack <= len(buf)/4 {
+		return buf
+	}
+	return bytes.Clone(buf)
 }
 
 func tooLarge(size, max int64) error {
