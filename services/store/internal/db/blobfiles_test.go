@@ -243,3 +243,50 @@ func TestBlobsInPostgres(t *testing.T) {
 		t.Fatalf("raw: %d bytes, %v", len(got), err)
 	}
 }
+
+// A store opened with a negative BlobFileMin keeps new bodies in the
+// database, and still reads and collects the files it has.
+func TestBlobFilesKeptWithoutThreshold(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	inFile, deleted := bigMessage(1, 5000), bigMessage(2, 5000)
+	res := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, inFile), imapItem(a.Id, mb.Id, 1, 2, deleted))
+	d.Close()
+
+	if d, err = db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: -1, Now: c.now}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if got, _, err := d.RawMessage(ctx, res[0].MessageId); err != nil || !bytes.Equal(got, inFile) {
+		t.Fatalf("body kept as a file, read with no threshold: %d bytes, %v", len(got), err)
+	}
+	inRow := bigMessage(3, 5000)
+	res2 := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 3, inRow))
+	if n, inFile := blobRow(t, dir, inRow); inFile || n != len(inRow) {
+		t.Errorf("new body: %d bytes in the row, in file %v; want all in the row", n, inFile)
+	}
+	if _, err := os.Stat(blobPath(dir, inRow)); err == nil {
+		t.Errorf("new body written as a file")
+	}
+	if got, _, err := d.RawMessage(ctx, res2[0].MessageId); err != nil || !bytes.Equal(got, inRow) {
+		t.Fatalf("new body: %d bytes, %v", len(got), err)
+	}
+	// The file of a deleted message is still collected.
+	if _, err := d.DeleteMessages(ctx, device, a.Id, []string{res[1].MessageId}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(2 * time.Hour)
+	if r, err := d.Prune(ctx, 24*time.Hour); err != nil || r.Blobs != 1 {
+		t.Fatalf("prune: %+v %v", r, err)
+	}
+	if _, err := os.Stat(blobPath(dir, deleted)); err == nil {
+		t.Errorf("the deleted message's file is still there")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,7 +49,8 @@ type Config struct {
 	// BlobFileMin is the size from which a SQLite store keeps a body as a
 	// content-addressed file in DataDir/blobs instead of in the database
 	// (decision 0014); 0 means DefaultBlobFileMin, negative keeps every
-	// body in the database. PostgreSQL keeps every body in the database,
+	// new body in the database (bodies already kept as files are still
+	// read from them). PostgreSQL keeps every body in the database,
 	// where all replicas see it.
 	BlobFileMin int64
 	// Now is the clock; nil means time.Now.
@@ -122,15 +124,18 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, fmt.Errorf("db: open sqlite: %w", err)
 		}
 		d.r.SetMaxOpenConns(8)
-		if cfg.BlobFileMin >= 0 {
-			min := cfg.BlobFileMin
-			if min == 0 {
-				min = DefaultBlobFileMin
-			}
-			if d.files, err = openBlobFiles(filepath.Join(cfg.DataDir, "blobs"), int(min)); err != nil {
-				d.Close()
-				return nil, err
-			}
+		// The blob directory is opened whatever the threshold: bodies
+		// already kept as files stay readable and collectable.
+		min := cfg.BlobFileMin
+		switch {
+		case min == 0:
+			min = DefaultBlobFileMin
+		case min < 0:
+			min = math.MaxInt
+		}
+		if d.files, err = openBlobFiles(filepath.Join(cfg.DataDir, "blobs"), int(min)); err != nil {
+			d.Close()
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("db: unsupported database URL scheme in %q (want postgres://)", redactURL(cfg.URL))
