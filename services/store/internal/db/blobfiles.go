@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -131,14 +132,27 @@ func (b *blobFiles) write(body blobBody) error {
 	return nil
 }
 
-// read returns the body of a blob kept as a file.
-func (b *blobFiles) read(hash string) ([]byte, error) {
+// read returns the body of a blob kept as a file, which must have size
+// bytes: a file of another size is an error, not a short or long body.
+func (b *blobFiles) read(hash string, size int64) ([]byte, error) {
 	if len(hash) != 64 || strings.ContainsAny(hash, `/\.`) {
 		return nil, fmt.Errorf("db: blob file: invalid hash %q", hash)
 	}
-	data, err := os.ReadFile(b.path(hash))
+	f, err := os.Open(b.path(hash))
 	if err != nil {
 		return nil, fmt.Errorf("db: blob file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("db: blob file: %w", err)
+	}
+	if st.Size() != size {
+		return nil, fmt.Errorf("db: blob file %s has %d bytes, its row says %d", hash, st.Size(), size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("db: blob file %s: %w", hash, err)
 	}
 	return data, nil
 }

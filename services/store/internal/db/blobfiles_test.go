@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -288,5 +290,80 @@ func TestBlobFilesKeptWithoutThreshold(t *testing.T) {
 	}
 	if _, err := os.Stat(blobPath(dir, deleted)); err == nil {
 		t.Errorf("the deleted message's file is still there")
+	}
+}
+
+// A message deleted and collected while RawMessage reads it is not found,
+// as if it had been gone before; a body file missing or of the wrong size
+// under a message that is still there is an error that says so.
+func TestRawMessageBodyGone(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range dbtest.Backends() {
+		for _, tc := range []struct {
+			name string
+			// change runs between the summary read and the body read.
+			change   func(t *testing.T, d *db.DB, c *clock, dir, acct, id string, raw []byte)
+			filesAt  bool // the case needs the body kept as a file
+			notFound bool
+			errHas   string
+		}{
+			{name: "deleted and collected", notFound: true, change: func(t *testing.T, d *db.DB, c *clock, dir, acct, id string, raw []byte) {
+				if _, err := d.DeleteMessages(ctx, device, acct, []string{id}); err != nil {
+					t.Fatal(err)
+				}
+				c.add(2 * time.Hour)
+				if r, err := d.Prune(ctx, 24*time.Hour); err != nil || r.Blobs != 1 {
+					t.Fatalf("prune: %+v %v", r, err)
+				}
+			}},
+			{name: "deleted, file collected after its row was read", filesAt: true, notFound: true, change: func(t *testing.T, d *db.DB, c *clock, dir, acct, id string, raw []byte) {
+				if _, err := d.DeleteMessages(ctx, device, acct, []string{id}); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(blobPath(dir, raw)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{name: "file missing", filesAt: true, errHas: "no such file", change: func(t *testing.T, d *db.DB, c *clock, dir, acct, id string, raw []byte) {
+				if err := os.Remove(blobPath(dir, raw)); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{name: "file truncated", filesAt: true, errHas: "has 100 bytes, its row says 5", change: func(t *testing.T, d *db.DB, c *clock, dir, acct, id string, raw []byte) {
+				if err := os.Truncate(blobPath(dir, raw), 100); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		} {
+			if tc.filesAt && b.Name != "sqlite" {
+				continue
+			}
+			t.Run(b.Name+"/"+tc.name, func(t *testing.T) {
+				c := &clock{t: time.Now()}
+				cfg := b.Config(t)
+				cfg.BlobFileMin, cfg.Now = 1000, c.now
+				d, err := db.Open(ctx, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				a := mustCreate(t, d, imapAccount("work"))
+				mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+				raw := bigMessage(1, 5000)
+				id := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, raw))[0].MessageId
+				s, err := d.GetMessageSummary(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.change(t, d, c, cfg.DataDir, a.Id, id, raw)
+				got, _, err := d.RawMessageAfterSummary(ctx, id, s)
+				switch {
+				case tc.notFound && !errors.Is(err, db.ErrNotFound):
+					t.Errorf("%d bytes, %v; want not found", len(got), err)
+				case !tc.notFound && (err == nil || errors.Is(err, db.ErrNotFound) || !strings.Contains(err.Error(), tc.errHas)):
+					t.Errorf("%d bytes, %v; want an error with %q", len(got), err, tc.errHas)
+				}
+			})
+		}
 	}
 }

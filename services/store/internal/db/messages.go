@@ -109,24 +109,48 @@ func (d *DB) RawMessage(ctx context.Context, messageID string) ([]byte, *mailbus
 	if err != nil {
 		return nil, nil, err
 	}
+	return d.rawMessageOf(ctx, messageID, s)
+}
+
+// rawMessageOf reads the body of the message whose summary s was read.
+// The message may have been deleted since, and its blob collected; that
+// is ErrNotFound, as if it had been gone before.
+func (d *DB) rawMessageOf(ctx context.Context, messageID string, s *mailbusv1.MessageSummary) ([]byte, *mailbusv1.MessageSummary, error) {
+	data, err := d.readBlob(ctx, s.ContentHash)
+	if err == nil {
+		return data, s, nil
+	}
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("db: read blob of message %s: %w", messageID, err)
+	}
+	if _, gerr := d.GetMessageSummary(ctx, messageID); errors.Is(gerr, ErrNotFound) {
+		return nil, nil, gerr
+	}
+	// A message row always has its blob (foreign key) and a blob kept as
+	// a file its file (decision 0014); a missing one is corruption, not a
+	// user error.
+	return nil, nil, fmt.Errorf("db: read blob of message %s: %w", messageID, err)
+}
+
+// readBlob returns a blob's bytes, from its row or its file.
+func (d *DB) readBlob(ctx context.Context, hash string) ([]byte, error) {
 	var (
 		data   []byte
 		inFile bool
+		size   int64
 	)
-	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT data, in_file FROM blobs WHERE hash = ?`), s.ContentHash).Scan(&data, &inFile)
-	if err == nil && inFile {
-		if d.files == nil {
-			err = errors.New("kept as a file, and this database has no blob directory")
-		} else {
-			data, err = d.files.read(s.ContentHash)
-		}
+	err := d.r.QueryRowContext(ctx, d.rebind(`SELECT data, in_file, size FROM blobs WHERE hash = ?`), hash).Scan(&data, &inFile, &size)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, errors.New("no blob row")
+	case err != nil:
+		return nil, err
+	case !inFile:
+		return data, nil
+	case d.files == nil:
+		return nil, errors.New("kept as a file, and this database has no blob directory")
 	}
-	if err != nil {
-		// A message row always has its blob (foreign key); a missing one is
-		// corruption, not a user error.
-		return nil, nil, fmt.Errorf("db: read blob of message %s: %w", messageID, err)
-	}
-	return data, s, nil
+	return d.files.read(hash, size)
 }
 
 // ListMessages returns up to limit messages of a mailbox, newest first,

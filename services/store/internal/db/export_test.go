@@ -1,0 +1,13 @@
+package db
+
+import (
+	"context"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// RawMessageAfterSummary is the second half of RawMessage, for tests that
+// change the database between its two reads.
+func (d *DB) RawMessageAfterSummary(ctx context.Context, messageID string, s *mailbusv1.MessageSummary) ([]byte, *mailbusv1.MessageSummary, error) {
+	return d.rawMessageOf(ctx, messageID, s)
+}
