@@ -125,6 +125,8 @@ type storeOpts struct {
 	maxMessageSize int64
 	retention      time.Duration
 	pruneInterval  time.Duration
+	// keepalive: store.Config.Keepalive.
+	keepalive time.Duration
 	// beforeStart sees the fresh database's config before the store opens
 	// it.
 	beforeStart func(t testing.TB, cfg db.Config)
@@ -220,6 +222,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		MaxMessageSize:    o.maxMessageSize,
 		Retention:         o.retention,
 		PruneInterval:     o.pruneInterval,
+		Keepalive:         o.keepalive,
 		WatchPollInterval: 50 * time.Millisecond,
 		Logger:            testLogger(t),
 		Registry:          e.reg,

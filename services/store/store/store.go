@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
@@ -51,6 +52,14 @@ const (
 	natsReconnectWait      = time.Second
 	natsReconnectJitter    = 500 * time.Millisecond
 	natsReconnectJitterTLS = time.Second
+)
+
+// Keepalive of client connections (Config.Keepalive).
+const (
+	DefaultKeepalive = time.Minute
+	// clientPingMin is the shortest keepalive interval a client may use
+	// (more frequent pings close its connection).
+	clientPingMin = 20 * time.Second
 )
 
 // devKey is the fixed key of --dev mode: secrets are encrypted, but with a
@@ -96,6 +105,12 @@ type Config struct {
 	PruneInterval time.Duration
 	// MaxMessageSize refuses larger messages.
 	MaxMessageSize int64
+	// Keepalive is how long a client connection may be silent before the
+	// store pings it; one that does not answer within Keepalive more is
+	// closed, which ends its streams (a fetcher that vanished without
+	// closing them, whose ingest stream would wait forever to send its
+	// answers).
+	Keepalive time.Duration
 	// WatchPollInterval is how often live watches look without a wake-up.
 	WatchPollInterval time.Duration
 	// Logger receives logs; nil discards them.
@@ -153,11 +168,14 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.Keepalive == 0 {
+		cfg.Keepalive = DefaultKeepalive
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 {
-		return nil, errors.New("store: retention, prune interval and message size limit must not be negative")
+	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 || cfg.Keepalive < 0 {
+		return nil, errors.New("store: retention, prune interval, message size limit and keepalive must not be negative")
 	}
 	switch {
 	case cfg.AdminTokenFile == "-":
@@ -212,6 +230,8 @@ func (s *Store) Run(ctx context.Context) error {
 			grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20),
 			grpc.ChainUnaryInterceptor(authn.UnaryInterceptor()),
 			grpc.ChainStreamInterceptor(authn.StreamInterceptor()),
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.Keepalive, Timeout: cfg.Keepalive}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientPingMin, PermitWithoutStream: true}),
 		},
 	})
 	if err != nil {

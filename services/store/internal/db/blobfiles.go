@@ -23,10 +23,12 @@ type blobFiles struct {
 	dir string
 	// min is the smallest body kept as a file.
 	min int
-	// gc is held shared from the moment ingest looks for or writes a file
-	// until its transaction has committed, and exclusively by the
-	// collector while it decides which files are unreferenced and removes
-	// them: a file ingest relies on is never removed under it.
+	// gc is held shared by ingest from the moment it checks that its
+	// files are (still) there until its transaction has committed (not
+	// while it writes them, nor while it waits on its client), and
+	// exclusively by the collector while it decides which files are
+	// unreferenced and removes them: a file ingest relies on is never
+	// removed under it.
 	gc sync.RWMutex
 }
 

@@ -367,3 +367,80 @@ func TestRawMessageBodyGone(t *testing.T) {
 		}
 	}
 }
+
+// A batch that is prepared but not committed (its stream waits on a slow
+// client) holds off neither the collector nor any other ingest; a file
+// of it that the collector removed meanwhile is written again when it
+// commits.
+func TestUncommittedBatchHoldsNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	// A body stored, deleted, and unreferenced for more than an hour: the
+	// next retention pass removes its row and file.
+	again := bigMessage(1, 5000)
+	gone := mustIngest(t, d, imapItem(a.Id, mb.Id, 1, 1, again))
+	if _, err := d.DeleteMessages(ctx, device, a.Id, []string{gone[0].MessageId}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(2 * time.Hour)
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(blobPath(dir, again), old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	// Two batches wait to be committed: one prepared whole, which found
+	// the old file in place, and one still being filled.
+	prepared, err := d.PrepareIngest(ctx, []db.IngestItem{imapItem(a.Id, mb.Id, 1, 2, again)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filling := d.NewIngestBatch()
+	filling.Add(imapItem(a.Id, mb.Id, 1, 3, bigMessage(3, 5000)))
+	t.Cleanup(func() { prepared.Release(); filling.Release() })
+
+	done := make(chan error, 1)
+	other := bigMessage(4, 5000)
+	go func() {
+		r, err := d.Prune(ctx, 24*time.Hour)
+		if err == nil && r.Blobs != 1 {
+			err = fmt.Errorf("prune removed %d blobs, want 1", r.Blobs)
+		}
+		if err == nil {
+			_, _, err = d.Ingest(ctx, []db.IngestItem{imapItem(a.Id, mb.Id, 1, 4, other)})
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a retention pass and another ingest are held up by batches not committed")
+	}
+	if _, err := os.Stat(blobPath(dir, again)); err == nil {
+		t.Fatal("the collector did not remove the unreferenced file (the test shows nothing)")
+	}
+
+	for _, tc := range []struct {
+		name  string
+		batch *db.IngestBatch
+		raw   []byte
+	}{{"prepared", prepared, again}, {"filling", filling, bigMessage(3, 5000)}} {
+		res, _, err := tc.batch.Commit(ctx)
+		if err != nil || len(res) != 1 || !res[0].Created {
+			t.Fatalf("%s: commit %v %v", tc.name, res, err)
+		}
+		if got, _, err := d.RawMessage(ctx, res[0].MessageId); err != nil || !bytes.Equal(got, tc.raw) {
+			t.Errorf("%s: %d bytes, %v", tc.name, len(got), err)
+		}
+	}
+}

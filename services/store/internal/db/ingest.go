@@ -90,6 +90,11 @@ func (d *DB) Ingest(ctx context.Context, items []IngestItem) ([]*mailbusv1.Inges
 // body written as a file), so that a caller streaming messages in has most
 // of a batch prepared when it ends, and can fill the next batch while this
 // one commits. Every batch must end with Commit or Release.
+//
+// A batch keeps the collector off its files (blobFiles.gc) only while
+// Commit runs: a batch waiting to be committed, or whose caller waits on a
+// slow client before or after Commit, holds up no other ingest and no
+// retention pass.
 type IngestBatch struct {
 	d       *DB
 	preps   []*preparing
@@ -149,16 +154,19 @@ func (b *IngestBatch) Add(it IngestItem) {
 	}()
 }
 
-// PrepareIngest returns a sealed batch of the items: what Ingest does
-// before its transaction.
+// PrepareIngest returns a batch of the items, prepared for Commit: what
+// Ingest does before its transaction. Like any batch before Commit, it
+// holds nothing: Commit checks its files under the collector's lock.
 func (d *DB) PrepareIngest(ctx context.Context, items []IngestItem) (*IngestBatch, error) {
 	b := d.NewIngestBatch()
 	for _, it := range items {
 		b.Add(it)
 	}
-	if err := b.seal(ctx); err != nil {
-		b.Release()
-		return nil, err
+	b.wg.Wait()
+	for _, s := range b.preps {
+		if s.err != nil {
+			return nil, fmt.Errorf("db: blob files: %w", s.err)
+		}
 	}
 	return b, nil
 }
