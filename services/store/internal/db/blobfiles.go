@@ -26,10 +26,20 @@ type blobFiles struct {
 	// gc is held shared by ingest from the moment it checks that its
 	// files are (still) there until its transaction has committed (not
 	// while it writes them, nor while it waits on its client), and
-	// exclusively by the collector while it decides which files are
-	// unreferenced and removes them: a file ingest relies on is never
-	// removed under it.
+	// exclusively by the collector while it re-checks a few files it
+	// found unreferenced and removes them: a file ingest relies on is
+	// never removed under it.
 	gc sync.RWMutex
+	// onDecided, when set (tests), is called each time the collector
+	// holds gc exclusively, with how many blobs or files it decides on.
+	onDecided func(n int)
+}
+
+// decided reports n blobs or files decided on under gc (see onDecided).
+func (b *blobFiles) decided(n int) {
+	if b.onDecided != nil {
+		b.onDecided(n)
+	}
 }
 
 // blobFileWriters bounds the files written and fsynced at once: fsyncs in

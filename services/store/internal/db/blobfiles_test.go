@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -443,4 +444,72 @@ func TestUncommittedBatchHoldsNothing(t *testing.T) {
 			t.Errorf("%s: %d bytes, %v", tc.name, len(got), err)
 		}
 	}
+}
+
+// The retention pass finds unreferenced blobs and orphan files without
+// holding off ingest, and holds the blob files' lock only to re-check and
+// remove a few at a time: never for every file of the store.
+func TestCollectorLocksOnlyWhatItRemoves(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	// More referenced files than the collector decides on at once, one
+	// deleted message, and orphans a crash left.
+	const referenced = 600
+	var items []db.IngestItem
+	for i := range referenced + 1 {
+		items = append(items, imapItem(a.Id, mb.Id, 1, uint32(i+1), bigMessage(i, 1200)))
+	}
+	res := mustIngest(t, d, items...)
+	if _, err := d.DeleteMessages(ctx, device, a.Id, []string{res[referenced].MessageId}); err != nil {
+		t.Fatal(err)
+	}
+	const orphans = 3
+	for i := range orphans {
+		raw := bigMessage(10_000+i, 1200)
+		if err := os.WriteFile(blobPath(dir, raw), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.add(2 * time.Hour) // every file and row is now older than an hour
+
+	var decided []int
+	d.OnCollectorDecided(func(n int) { decided = append(decided, n) })
+	r, err := d.Prune(ctx, 24*time.Hour)
+	if err != nil || r.Blobs != 1 {
+		t.Fatalf("prune: %+v %v", r, err)
+	}
+	total := 0
+	for _, n := range decided {
+		total += n
+	}
+	if total != 1+orphans {
+		t.Errorf("decided on %v under the lock (%d); want only the deleted message's blob and the %d orphans", decided, total, orphans)
+	}
+	if got := countFiles(t, dir); got != referenced {
+		t.Errorf("%d files left, want the %d referenced", got, referenced)
+	}
+}
+
+// countFiles counts the blob files of a data directory.
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(filepath.Join(dir, "blobs"), func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

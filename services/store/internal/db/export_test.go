@@ -11,3 +11,8 @@ import (
 func (d *DB) RawMessageAfterSummary(ctx context.Context, messageID string, s *mailbusv1.MessageSummary) ([]byte, *mailbusv1.MessageSummary, error) {
 	return d.rawMessageOf(ctx, messageID, s)
 }
+
+// OnCollectorDecided calls f each time the retention pass holds the blob
+// files' lock exclusively, with how many blobs or files it decides on
+// under it. The database must keep bodies as files.
+func (d *DB) OnCollectorDecided(f func(n int)) { d.files.onDecided = f }
