@@ -49,9 +49,9 @@ func startServer(t *testing.T, spec natsperm.Spec) *server.Server {
 
 // denied bounds a request the server is expected to refuse: a refused
 // request gets no answer, so it ends at this deadline.
-func denied(ctx context.Context) context.Context {
+func denied(t *testing.T, ctx context.Context) context.Context {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	_ = cancel // ends with the deadline
+	t.Cleanup(cancel)
 	return ctx
 }
 
@@ -193,7 +193,7 @@ func TestPermissionsOnARealServer(t *testing.T) {
 			}
 			stop()
 			<-done
-			if _, err := c.js.Stream(denied(ctx), events.StreamName); err == nil {
+			if _, err := c.js.Stream(denied(t, ctx), events.StreamName); err == nil {
 				t.Errorf("%s may read the events stream", role)
 			}
 			c.nc.Publish("mailbus.events.1.message.created", []byte("forged"))
@@ -245,13 +245,13 @@ func TestPermissionsOnARealServer(t *testing.T) {
 
 	t.Run("a consumer user is refused everything else", func(t *testing.T) {
 		c := aliceClient
-		if _, err := c.js.Consumer(denied(ctx), events.StreamName, bob.User); err == nil {
+		if _, err := c.js.Consumer(denied(t, ctx), events.StreamName, bob.User); err == nil {
 			t.Error("alice opened bob's consumer")
 		}
 		if !c.violated(t, "MAILBUS.JS.API.CONSUMER.INFO.MAILBUS_EVENTS.bob") {
 			t.Error("no permission violation for bob's consumer")
 		}
-		if _, err := c.js.Stream(denied(ctx), events.StreamName); err == nil {
+		if _, err := c.js.Stream(denied(t, ctx), events.StreamName); err == nil {
 			t.Error("alice read the stream's info")
 		}
 		if !c.violated(t, "MAILBUS.JS.API.STREAM.INFO.MAILBUS_EVENTS") {
@@ -263,13 +263,13 @@ func TestPermissionsOnARealServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := plain.Stream(denied(ctx), events.StreamName); err == nil {
+		if _, err := plain.Stream(denied(t, ctx), events.StreamName); err == nil {
 			t.Error("alice read the stream's info through $JS.API")
 		}
-		if _, err := c.js.OrderedConsumer(denied(ctx), events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailbus.events.2.>"}}); err == nil {
+		if _, err := c.js.OrderedConsumer(denied(t, ctx), events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mailbus.events.2.>"}}); err == nil {
 			t.Error("alice created a consumer on account 2's events")
 		}
-		if _, err := c.js.CreateOrUpdateConsumer(denied(ctx), events.StreamName, alice.JetStreamConsumer()); err == nil {
+		if _, err := c.js.CreateOrUpdateConsumer(denied(t, ctx), events.StreamName, alice.JetStreamConsumer()); err == nil {
 			t.Error("alice created (or changed) a consumer herself")
 		}
 		if !c.violated(t, "MAILBUS.JS.API.CONSUMER.CREATE.MAILBUS_EVENTS.alice.mailbus.events.1.>") {
