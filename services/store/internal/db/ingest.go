@@ -310,7 +310,7 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared, h *ingestHints) (id int
 		}
 		upMailbox = mailbox
 		if !h.consumeAbsent(imapKey(mailbox, up.Uidvalidity, up.Uid)) {
-			err = t.queryRow(ctx, `SELECT id FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ?`, mailbox, int64(up.Uidvalidity), int64(up.Uid)).Scan(&id)
+			err = t.queryRow(ctx, ingestIdentityQuery, mailbox, int64(up.Uidvalidity), int64(up.Uid)).Scan(&id)
 			if err == nil {
 				return id, false, a.modseq, nil
 			}
@@ -321,12 +321,8 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared, h *ingestHints) (id int
 		// The upstream echo of a device's move or append: the same bytes
 		// in the destination, with a write-back still pending. Adopt the
 		// new identity instead of storing a second copy.
-		echo, err := t.mayBeEcho(ctx, h, mailbox, p.hash)
-		if err != nil {
-			return 0, false, 0, fmt.Errorf("db: ingest lookup: %w", err)
-		}
 		err = sql.ErrNoRows
-		if echo {
+		if h.mayBeEcho(mailbox, p.hash) {
 			err = t.queryRow(ctx, `SELECT id FROM messages WHERE mailbox_id = ? AND blob_hash = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id) ORDER BY id LIMIT 1`, mailbox, p.hash).Scan(&id)
 		}
 		if err == nil {

@@ -18,9 +18,10 @@ type ingestHints struct {
 	// a message nor as a POP3 tombstone when the batch began, and not
 	// inserted by it since.
 	absent map[string]bool
-	// echoes are, per mailbox, the body hashes of messages that may be
-	// waiting for their upstream echo (nil: not read yet). Ingest only
-	// removes messages from this set, never adds to it.
+	// echoes are, per mailbox, those of the batch's body hashes that
+	// belong to messages that may be waiting for their upstream echo (a
+	// mailbox not in the map: not read). Ingest only removes messages from
+	// these sets, never adds to them.
 	echoes map[int64]map[string]bool
 	// mailboxAccount caches the account of each mailbox the batch names,
 	// inbox the inbox of each POP3 account.
@@ -72,6 +73,14 @@ func (t *tx) pop3Inbox(ctx context.Context, h *ingestHints, acct int64) (int64, 
 	return id, nil
 }
 
+// The lookups by IMAP identity of ingest. "uid > 0" lets SQLite use the
+// partial index messages_imap_identity (see messageByUpstreamQuery).
+const ingestIdentityQuery = `SELECT id FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid = ? AND uid > 0`
+
+func ingestIdentitiesQuery(n int) string {
+	return `SELECT uid FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid IN (` + placeholders(n) + `) AND uid > 0`
+}
+
 func imapKey(mailbox int64, uidvalidity, uid uint32) string {
 	return "i" + strconv.FormatInt(mailbox, 10) + "/" + strconv.FormatUint(uint64(uidvalidity), 10) + "/" + strconv.FormatUint(uint64(uid), 10)
 }
@@ -89,6 +98,7 @@ func (t *tx) readIngestHints(ctx context.Context, preps []*prepared) (*ingestHin
 		uidvalidity uint32
 	}
 	imapUIDs := map[imapGroup][]any{}
+	imapHashes := map[int64][]any{}
 	pop3UIDLs := map[int64][]any{}
 	for _, p := range preps {
 		if p == nil {
@@ -116,10 +126,11 @@ func (t *tx) readIngestHints(ctx context.Context, preps []*prepared) (*ingestHin
 			}
 			g := imapGroup{mb, up.GetUidvalidity()}
 			imapUIDs[g] = append(imapUIDs[g], int64(up.GetUid()))
+			imapHashes[mb] = append(imapHashes[mb], p.hash)
 		}
 	}
 	for g, uids := range imapUIDs {
-		present, err := t.presentStrings(ctx, `SELECT uid FROM messages WHERE up_mailbox_id = ? AND uidvalidity = ? AND uid IN (`+placeholders(len(uids))+`)`, append([]any{g.mailbox, int64(g.uidvalidity)}, uids...))
+		present, err := t.presentStrings(ctx, ingestIdentitiesQuery(len(uids)), append([]any{g.mailbox, int64(g.uidvalidity)}, uids...))
 		if err != nil {
 			return nil, err
 		}
@@ -128,6 +139,13 @@ func (t *tx) readIngestHints(ctx context.Context, preps []*prepared) (*ingestHin
 				h.absent[imapKey(g.mailbox, g.uidvalidity, uint32(u.(int64)))] = true
 			}
 		}
+	}
+	for mb, hashes := range imapHashes {
+		set, err := t.presentStrings(ctx, echoCandidatesQuery(len(hashes)), append(hashes, mb))
+		if err != nil {
+			return nil, err
+		}
+		h.echoes[mb] = set
 	}
 	for acct, uidls := range pop3UIDLs {
 		args := append([]any{acct}, uidls...)
@@ -169,20 +187,21 @@ func (t *tx) presentStrings(ctx context.Context, q string, args []any) (map[stri
 	return out, nil
 }
 
+// echoCandidatesQuery finds, among n body hashes, those of messages of a
+// mailbox that may be waiting for their upstream echo, by the blob index:
+// a mailbox may hold many messages, a batch has few hashes. The unary plus
+// keeps SQLite (which has no statistics) from choosing the mailbox index.
+func echoCandidatesQuery(n int) string {
+	return `SELECT blob_hash FROM messages WHERE blob_hash IN (` + placeholders(n) + `) AND +mailbox_id = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id)`
+}
+
 // mayBeEcho reports whether a message of the mailbox with this body may be
-// the upstream echo of a device's move or append.
-func (t *tx) mayBeEcho(ctx context.Context, h *ingestHints, mailbox int64, hash string) (bool, error) {
+// the upstream echo of a device's move or append: true unless the batch's
+// hints say it is not.
+func (h *ingestHints) mayBeEcho(mailbox int64, hash string) bool {
 	if h == nil {
-		return true, nil
+		return true
 	}
 	set, ok := h.echoes[mailbox]
-	if !ok {
-		var err error
-		set, err = t.presentStrings(ctx, `SELECT blob_hash FROM messages WHERE mailbox_id = ? AND (pending_writebacks > 0 OR awaiting_placement = 1) AND (uid = 0 OR up_mailbox_id <> mailbox_id)`, []any{mailbox})
-		if err != nil {
-			return false, err
-		}
-		h.echoes[mailbox] = set
-	}
-	return set[hash], nil
+	return !ok || set[hash]
 }

@@ -10,8 +10,9 @@ import (
 
 // The lookups by IMAP identity use the identity index on SQLite: without
 // "uid > 0" in the query the partial index is not used and each lookup
-// (an upstream flag change, an expunge, a placement) scans the account's
-// messages.
+// (an upstream flag change, an expunge, a placement, an ingest batch)
+// scans the account's messages. Ingest's echo candidates are found by the
+// blob index, not by scanning the mailbox.
 func TestIdentityLookupUsesIndexOnSQLite(t *testing.T) {
 	key, err := secretbox.GenerateKey()
 	if err != nil {
@@ -26,7 +27,27 @@ func TestIdentityLookupUsesIndexOnSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+messageByUpstreamQuery, 1, 2, 3, 4)
+	for _, tc := range []struct {
+		name  string
+		query string
+		args  []any
+		index string
+	}{
+		{"messageByUpstream", messageByUpstreamQuery, []any{1, 2, 3, 4}, "messages_imap_identity"},
+		{"ingest lookup", ingestIdentityQuery, []any{1, 2, 3}, "messages_imap_identity"},
+		{"ingest batch lookup", ingestIdentitiesQuery(3), []any{1, 2, 3, 4, 5}, "messages_imap_identity"},
+		{"ingest echo candidates", echoCandidatesQuery(2), []any{"a", "b", 1}, "messages_by_blob"},
+	} {
+		plan := queryPlan(t, d, tc.query, tc.args)
+		if !strings.Contains(plan, tc.index) {
+			t.Errorf("%s: plan %q, want the index %s", tc.name, plan, tc.index)
+		}
+	}
+}
+
+func queryPlan(t *testing.T, d *DB, query string, args []any) string {
+	t.Helper()
+	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +64,5 @@ func TestIdentityLookupUsesIndexOnSQLite(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(plan, "; "); !strings.Contains(got, "messages_imap_identity") {
-		t.Errorf("plan %q, want the index messages_imap_identity", got)
-	}
+	return strings.Join(plan, "; ")
 }
