@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -291,7 +292,18 @@ func BenchmarkLatency(b *testing.B) {
 	// The default poll interval (the tests' 1 s would add a STATUS pass
 	// over every folder each second).
 	a := e.createAccount(b, s.IMAPAddr(), mailbusv1.Security_SECURITY_NONE, "alice", "secret", func(a *mailbusv1.Account) { a.PollInterval = nil })
-	startSync(b, e, func(c *imapsync.Config) { c.Logger = nil })
+	startSync(b, e, func(c *imapsync.Config) {
+		c.Logger = nil
+		// MAILBUS_BENCH_CONNECTIONS=1: IDLE on the work connection
+		// (decision 19).
+		if v := os.Getenv("MAILBUS_BENCH_CONNECTIONS"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				b.Fatalf("MAILBUS_BENCH_CONNECTIONS=%q: want a count of at least 1", v)
+			}
+			c.Connections = n
+		}
+	})
 	waitFor(b, "initial sync", func() bool {
 		return e.account(b, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
 	})
