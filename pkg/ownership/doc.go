@@ -58,10 +58,14 @@
 //
 // # Fencing contract (for the store)
 //
-// Lease.Token is the revision at which the lease was created. Revisions of
-// a bucket only grow, and a new lease on an account is created only after
-// the previous one's last write, so every later owner of the account has a
-// larger token than every earlier one. A fetcher passes its token with
+// Lease.Token is the lease bucket's epoch (the server's creation time of
+// the bucket, in microseconds) plus the revision at which the lease was
+// created. Revisions of a bucket only grow, and a new lease on an account
+// is created only after the previous one's last write, so every later
+// owner of the account has a larger token than every earlier one; a bucket
+// created anew (NATS replaced, its data lost) restarts its revisions at 1
+// but at a later epoch, so its tokens continue above the old bucket's
+// (docs/decisions/0015-ownership-in-the-fetchers.md). A fetcher passes its token with
 // every write it makes for the account (ingest, write-back acknowledgement,
 // account status). The store:
 //

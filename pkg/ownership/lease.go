@@ -18,10 +18,13 @@ import (
 type leaseValue struct {
 	// Owner is the replica id.
 	Owner string `json:"owner"`
-	// Token is the fencing token: the revision the lease was created at.
-	// The creating write cannot know its own revision, so it is 0 there
-	// and set by every renewal.
+	// Token is the fencing token: Epoch plus the revision the lease was
+	// created at. The creating write cannot know its own revision, so it
+	// is 0 there and set by every renewal.
 	Token uint64 `json:"token,omitempty"`
+	// Epoch is the lease bucket's epoch (bucketEpoch) the token is based
+	// on, written by the creating write.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Nonce identifies the creating attempt, so that a create whose answer
 	// was lost (a cancelled or timed-out request) can be recognised and
 	// undone.
@@ -63,11 +66,14 @@ func FromContext(ctx context.Context) *Lease {
 // Account returns the account id.
 func (l *Lease) Account() string { return l.account }
 
-// Token returns the fencing token: the lease bucket's revision at which
-// this replica took the lease. A later owner's token is always larger
-// (revisions of a bucket only grow), so a store that remembers the
-// largest token it has seen for an account can refuse the writes of a
-// stale owner. See the package documentation for the contract.
+// Token returns the fencing token: the lease bucket's epoch (the server's
+// creation time of the bucket, in microseconds) plus the bucket's revision
+// at which this replica took the lease. A later owner's token is always
+// larger — revisions of a bucket only grow, and a bucket created anew
+// (NATS replaced, its data lost) starts at a later epoch — so a store
+// that remembers the largest token it has seen for an account can refuse
+// the writes of a stale owner. See the package documentation for the
+// contract.
 func (l *Lease) Token() uint64 { return l.token }
 
 // Revision returns the lease key's current revision (it moves on with
@@ -111,7 +117,8 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 		return nil, ErrStopped
 	}
 	nonce := nuid.Next()
-	val, _ := json.Marshal(leaseValue{Owner: m.cfg.ReplicaID, Nonce: nonce})
+	epoch := m.epoch.Load()
+	val, _ := json.Marshal(leaseValue{Owner: m.cfg.ReplicaID, Nonce: nonce, Epoch: epoch})
 	sent := time.Now()
 	// The create is not cancelled with ctx: a request cancelled after it
 	// left may still be applied, and the lease would then be held by
@@ -129,17 +136,37 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 		m.undoCreate(account, nonce)
 		return nil, fmt.Errorf("ownership: acquire %s: %w", account, err)
 	}
-	if ctx.Err() != nil { // the caller gave up meanwhile: hand it back at once
+	giveBack := func() {
 		dctx, cancelDelete := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		m.leases.Delete(dctx, account, jetstream.LastRevision(rev))
 		cancelDelete()
+	}
+	// The epoch read before the create must still be the bucket's: then
+	// the create was applied in that very bucket, and epoch + rev is
+	// larger than every token of an earlier bucket. Otherwise the bucket
+	// was created anew meanwhile; the lease is given back and the next
+	// attempt uses the new epoch.
+	ectx, cancelEpoch := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.LeaseTTL-m.cfg.SafetyMargin)
+	now, err := bucketEpoch(ectx, m.cfg.JetStream, LeaseBucket(m.cfg.Service))
+	cancelEpoch()
+	if err != nil || now != epoch {
+		giveBack()
+		if err != nil {
+			return nil, fmt.Errorf("ownership: acquire %s: %w", account, err)
+		}
+		m.epoch.Store(now)
+		m.log.Warn("the lease bucket was created anew; leases now use its epoch", "epoch", now, "was", epoch)
+		return nil, fmt.Errorf("ownership: acquire %s: the lease bucket was created anew (epoch %d, was %d); retrying", account, now, epoch)
+	}
+	if ctx.Err() != nil { // the caller gave up meanwhile: hand it back at once
+		giveBack()
 		return nil, ctx.Err()
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l := &Lease{
 		m:         m,
 		account:   account,
-		token:     rev,
+		token:     epoch + rev,
 		ctx:       lctx,
 		cancel:    cancel,
 		rev:       rev,
@@ -162,7 +189,7 @@ func (m *Manager) TryAcquire(ctx context.Context, account string) (*Lease, error
 	m.mu.Unlock()
 	m.metrics.acquired.Inc()
 	go l.renewLoop()
-	m.log.Debug("lease acquired", "account", account, "token", rev)
+	m.log.Debug("lease acquired", "account", account, "token", l.token)
 	return l, nil
 }
 
@@ -379,6 +406,23 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
+// Current reports whether the account's lease key still holds this lease,
+// read from the stream leader. A worker whose write the store refused as
+// stale (STALE_LEASE) while its lease is current is not a stale owner:
+// the store holds a token larger than any of this lease bucket's (see
+// TokenMismatchHelp), and no replica can work the account until that is
+// mended.
+func (l *Lease) Current(ctx context.Context) bool {
+	_, ok := l.currentIfOurs(ctx)
+	return ok
+}
+
+// TokenMismatchHelp explains, for an operator's log, a STALE_LEASE refusal
+// of a lease that is current (Lease.Current).
+const TokenMismatchHelp = "the store holds a larger lease token for this account than the current lease of the lease bucket: " +
+	"the bucket was created anew by a NATS server whose clock is behind the previous one's, or the store's lease_tokens come from another deployment. " +
+	"No replica can work the account until the account's row in lease_tokens is deleted (first make sure no replica of the old deployment still runs) and this replica is restarted"
+
 // currentIfOurs reads the lease key (from the leader) and returns its
 // revision if it still belongs to this lease (written by this replica
 // with this token).
@@ -392,7 +436,7 @@ func (l *Lease) currentIfOurs(ctx context.Context) (uint64, bool) {
 	if err != nil || v.Owner != l.m.cfg.ReplicaID {
 		return 0, false
 	}
-	if v.Token == l.token || (v.Token == 0 && rev == l.token) {
+	if v.Token == l.token || (v.Token == 0 && v.Epoch+rev == l.token) {
 		return rev, true
 	}
 	return 0, false
@@ -441,11 +485,30 @@ func CheckToken(ctx context.Context, js jetstream.JetStream, service, account st
 		return fmt.Errorf("ownership: check token of %s: %w", account, err)
 	}
 	current := v.Token
-	if current == 0 { // not renewed yet: the creating revision is the token
-		current = rev
+	if current == 0 { // not renewed yet: the creating revision is the token's
+		current = v.Epoch + rev
 	}
 	if current != token {
 		return fmt.Errorf("%w: %s is held with token %d, not %d", ErrStaleToken, account, current, token)
 	}
 	return nil
+}
+
+// bucketEpoch returns the epoch of a KV bucket: the time its stream was
+// created, as the NATS server recorded it, in microseconds since 1970.
+// A bucket created anew (NATS replaced, its JetStream data lost, or the
+// bucket deleted) restarts its revisions at 1 but has a later epoch, and
+// the epoch is far larger than any revision count (one write per
+// microsecond over the bucket's whole life), so epoch + revision keeps
+// growing across bucket generations. Read from the stream leader.
+func bucketEpoch(ctx context.Context, js jetstream.JetStream, bucket string) (uint64, error) {
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return 0, fmt.Errorf("ownership: epoch of bucket %s: %w", bucket, err)
+	}
+	created := s.CachedInfo().Created
+	if created.IsZero() || created.UnixMicro() <= 0 {
+		return 0, nil // a server that does not say: tokens are plain revisions
+	}
+	return uint64(created.UnixMicro()), nil
 }

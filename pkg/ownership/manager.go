@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,6 +176,9 @@ type Manager struct {
 	leases  jetstream.KeyValue
 	log     *slog.Logger
 	metrics *metrics
+	// epoch is the lease bucket's epoch as last read (bucketEpoch): the
+	// base of the fencing tokens of the leases this replica takes.
+	epoch atomic.Uint64
 
 	mu       sync.Mutex
 	known    map[string]bool // live members other than self, as last seen
@@ -216,11 +220,15 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ownership: lease bucket: %w", err)
 	}
+	epoch, err := bucketEpoch(ctx, cfg.JetStream, LeaseBucket(cfg.Service))
+	if err != nil {
+		return nil, fmt.Errorf("ownership: lease bucket: %w", err)
+	}
 	met, err := newMetrics(cfg.Registerer, cfg.Service)
 	if err != nil {
 		return nil, fmt.Errorf("ownership: metrics: %w", err)
 	}
-	return &Manager{
+	m := &Manager{
 		metrics: met,
 		cfg:     cfg,
 		members: members,
@@ -230,7 +238,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		waiters: map[string]chan struct{}{},
 		held:    map[string]*Lease{},
 		deadCh:  make(chan struct{}),
-	}, nil
+	}
+	m.epoch.Store(epoch)
+	return m, nil
 }
 
 // ID returns this replica's id.

@@ -231,14 +231,20 @@ func (w *account) claim(ctx context.Context) bool {
 // stopStale stops working an account that another replica has claimed
 // (the store refused a write as stale) and waits for ctx. Under ownership
 // the lease is gone too: its context ends at the next renewal at the
-// latest, and the ownership wrapper waits to take the lease again.
-// Without ownership (token 0) the account was worked by replicas with
-// ownership before, and only they can work it now.
+// latest, and the ownership wrapper waits to take the lease again. If the
+// lease is still current, the store's token comes from elsewhere (a
+// bucket created anew on a clock behind, another deployment): that is
+// logged as an error an operator must act on. Without ownership (token 0)
+// the account was worked by replicas with ownership before, and only they
+// can work it now.
 func (w *account) stopStale(ctx context.Context, err error) {
 	w.s.metrics.staleLeases.Inc()
-	if ownership.FromContext(ctx) == nil {
+	switch l := ownership.FromContext(ctx); {
+	case l == nil:
 		w.log.Error("the store refuses this process's writes: the account was worked by replicas with ownership (--ownership), and only they can work it now", "err", err)
-	} else {
+	case l.Current(ctx):
+		w.log.Error("the store refuses the token of this replica's current lease; account not worked", "token", l.Token(), "err", err, "help", ownership.TokenMismatchHelp)
+	default:
 		w.log.Warn("another replica works the account now; stopping", "err", err)
 	}
 	<-ctx.Done()

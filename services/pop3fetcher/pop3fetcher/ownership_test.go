@@ -62,12 +62,13 @@ func (e *env) leases(t testing.TB) map[string]lease {
 		var v struct {
 			Owner string `json:"owner"`
 			Token uint64 `json:"token"`
+			Epoch uint64 `json:"epoch"`
 		}
 		if err := json.Unmarshal(entry.Value(), &v); err != nil {
 			t.Fatalf("lease %s: %v", k, err)
 		}
-		if v.Token == 0 { // not renewed yet: the creating revision
-			v.Token = entry.Revision()
+		if v.Token == 0 { // not renewed yet: the bucket's epoch plus the creating revision
+			v.Token = v.Epoch + entry.Revision()
 		}
 		out[k] = lease{owner: v.Owner, token: v.Token}
 	}

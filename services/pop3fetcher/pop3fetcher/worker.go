@@ -150,14 +150,20 @@ func (f *Fetcher) claimOnce(ctx context.Context, acct *mailbusv1.Account) error 
 // stopStale stops working an account that another replica has claimed
 // (the store refused a write as stale). Under ownership the lease is gone
 // too: its context ends at the next renewal at the latest, and the
-// ownership wrapper waits to take the lease again. Without ownership
-// (token 0) the account was worked with ownership before: only a process
-// with ownership can work it now.
+// ownership wrapper waits to take the lease again. If the lease is still
+// current, the store's token comes from elsewhere (a bucket created anew
+// on a clock behind, another deployment): that is logged as an error an
+// operator must act on. Without ownership (token 0) the account was
+// worked with ownership before: only a process with ownership can work it
+// now.
 func (f *Fetcher) stopStale(ctx context.Context, log *slog.Logger) {
 	f.metrics.staleLeases.Inc()
-	if ownership.FromContext(ctx) == nil {
+	switch l := ownership.FromContext(ctx); {
+	case l == nil:
 		log.Error("the store refuses this process's writes: the account was worked by replicas with ownership (--ownership), and only they can work it now")
-	} else {
+	case l.Current(ctx):
+		log.Error("the store refuses the token of this replica's current lease; account not worked", "token", l.Token(), "help", ownership.TokenMismatchHelp)
+	default:
 		log.Warn("another replica works the account now; stopping")
 	}
 	<-ctx.Done()
