@@ -23,6 +23,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/backoff"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/mailflags"
 	"github.com/mailbus/mailbus/pkg/ownership"
 )
@@ -50,6 +51,9 @@ type account struct {
 	dirty chan struct{} // some folder is dirty
 	mu    sync.Mutex
 	dirt  map[string]bool
+	// idling holds the folders with a live IDLE connection now; poll
+	// checks every other folder.
+	idling map[string]bool
 
 	work           *conn
 	condstore      bool
@@ -107,6 +111,8 @@ func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
 		wb:    make(chan struct{}, 1),
 		dirty: make(chan struct{}, 1),
 		dirt:  map[string]bool{},
+
+		idling: map[string]bool{},
 	}
 }
 
@@ -257,7 +263,39 @@ func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {
 	return w.progress
 }
 
+// dial opens a work connection (with h for what the server sends
+// unasked, or nil): it waits for a slot in the host's
+// connection budget (reporting that it waits), and IDLE connections of
+// any account of the host give theirs up for it.
 func (w *account) dial(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler) (*conn, error) {
+	if w.s.hosts.Waiting(w.a.Host) {
+		state := mailbusv1.SyncState_SYNC_STATE_SYNCING
+		if w.lastOK.IsZero() && w.a.GetStatus().GetLastSuccessTime() == nil {
+			state = mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC
+		}
+		w.log.Info("waiting for a connection slot", "host", w.a.Host)
+		w.report(ctx, state, fmt.Sprintf("waiting for a connection slot to %s (the per-host connection budget is in use)", w.a.Host))
+	}
+	release, err := w.s.hosts.Acquire(ctx, w.a.Host)
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: wait for a connection to %s: %w", w.a.Host, err)
+	}
+	return w.connect(ctx, secret, h, release, nil)
+}
+
+// dialIdle opens an IDLE connection, which is optional (STATUS polling
+// covers its folder too): only if the host's budget has a free slot now
+// (else hostlimit.ErrNoPlace), and c.yield closes when a work connection
+// wants the slot.
+func (w *account) dialIdle(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler) (*conn, error) {
+	release, yield, err := w.s.hosts.TryAcquire(ctx, w.a.Host)
+	if err != nil {
+		return nil, fmt.Errorf("imapsync: IDLE connection to %s: %w", w.a.Host, err)
+	}
+	return w.connect(ctx, secret, h, release, yield)
+}
+
+func (w *account) connect(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler, release func(), yield <-chan struct{}) (*conn, error) {
 	o := dialOptions{timeout: w.s.cfg.Timeout, rootCAs: w.s.cfg.RootCAs, secret: secret, handler: h,
 		warnSkip: func() {
 			w.log.Warn("certificate verification is off for this account (insecure_skip_verify)", "host", w.a.Host)
@@ -265,16 +303,12 @@ func (w *account) dial(ctx context.Context, secret string, h *imapclient.Unilate
 	if wrap := w.s.cfg.WrapConn; wrap != nil {
 		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
 	}
-	release, err := w.s.hosts.Acquire(ctx, w.a.Host)
-	if err != nil {
-		return nil, fmt.Errorf("imapsync: wait for a connection to %s: %w", w.a.Host, err)
-	}
 	c, err := dial(ctx, w.a, o)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	c.release = release
+	c.release, c.yield = release, yield
 	return c, nil
 }
 
@@ -384,7 +418,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 		case <-w.dirty:
 			step = func() error { return w.syncDirty(octx) }
 		case <-pollT.C:
-			step = func() error { return w.poll(octx, idled) }
+			step = func() error { return w.poll(octx) }
 		case <-restart.C:
 			// End IDLE every IdleRestart: DONE, then the SELECT that
 			// starts it again, both under the deadline, find a silent
@@ -507,10 +541,11 @@ func (w *account) syncDirty(ctx context.Context) error {
 	return nil
 }
 
-// poll re-lists the folders and checks every folder that is not IDLEd with
-// STATUS; without CONDSTORE flag changes are invisible to STATUS, so every
-// such folder is synced.
-func (w *account) poll(ctx context.Context, idled map[string]bool) error {
+// poll re-lists the folders and checks every folder without a live IDLE
+// connection (none started for it, or it is down or gave its slot to a
+// work connection) with STATUS; without CONDSTORE flag changes are
+// invisible to STATUS, so every such folder is synced.
+func (w *account) poll(ctx context.Context) error {
 	// The folder list first: write-backs name folders by id.
 	if err := w.syncFolderList(ctx); err != nil {
 		return err
@@ -522,7 +557,7 @@ func (w *account) poll(ctx context.Context, idled map[string]bool) error {
 		return err
 	}
 	for _, f := range w.ordered() {
-		if idled[f.name] {
+		if w.isIdling(f.name) {
 			continue
 		}
 		if err := w.writeBacksBetween(ctx); err != nil {
@@ -605,7 +640,10 @@ func imapCode(err error) imap.ResponseCode {
 
 // idle keeps an IDLE connection on one folder and marks it dirty on every
 // notification and after every (re)connect, so that what changed while it
-// was down is caught up.
+// was down is caught up. IDLE connections are optional: without a free
+// slot in the host's budget, or after giving its slot to a work
+// connection, the folder is left to polling and IDLE is tried again a
+// poll interval later.
 func (w *account) idle(ctx context.Context, secret, name string) {
 	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
 	octx, stop := graceful(ctx, w.s.cfg.ShutdownGrace)
@@ -615,12 +653,39 @@ func (w *account) idle(ctx context.Context, secret, name string) {
 		if ctx.Err() != nil {
 			return
 		}
-		d := bo.Next()
-		w.log.Warn("IDLE connection lost; reconnecting", "folder", name, "err", err, "in", d)
+		var d time.Duration
+		if errors.Is(err, hostlimit.ErrNoPlace) || errors.Is(err, errYielded) {
+			d = backoff.Jitter(w.s.cfg.PollInterval)
+			w.log.Debug("no connection slot for IDLE; the folder is polled", "folder", name, "err", err, "retry_in", d)
+		} else {
+			d = bo.Next()
+			w.log.Warn("IDLE connection lost; reconnecting", "folder", name, "err", err, "in", d)
+		}
 		if !backoff.Sleep(ctx, d) {
 			return
 		}
 	}
+}
+
+// errYielded ends an IDLE connection that gave its slot in the host's
+// budget to a work connection.
+var errYielded = errors.New("imapsync: IDLE connection gave its slot to a work connection")
+
+// setIdling records whether name has a live IDLE connection.
+func (w *account) setIdling(name string, on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on {
+		w.idling[name] = true
+	} else {
+		delete(w.idling, name)
+	}
+}
+
+func (w *account) isIdling(name string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idling[name]
 }
 
 // idleOnce runs one IDLE connection until ctx ends (then it ends IDLE
@@ -638,7 +703,7 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 			m.Collect()
 		},
 	}
-	c, err := w.dial(octx, secret, h)
+	c, err := w.dialIdle(octx, secret, h)
 	if err != nil {
 		return err
 	}
@@ -650,6 +715,8 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 		return fmt.Errorf("imapsync: IDLE select %s: %w", name, err)
 	}
 	connected()
+	w.setIdling(name, true)
+	defer w.setIdling(name, false)
 	w.markDirty(name)
 	for {
 		var cmd *imapclient.IdleCommand
@@ -661,10 +728,13 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 			return fmt.Errorf("imapsync: IDLE: %w", err)
 		}
 		t := time.NewTimer(w.s.cfg.IdleRestart)
+		yielded := false
 		select {
 		case <-ctx.Done():
 		case <-t.C:
 		case <-c.c.Closed():
+		case <-c.yield:
+			yielded = true
 		}
 		t.Stop()
 		err := c.do(octx, func(*guard) error {
@@ -675,6 +745,12 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 		})
 		if ctx.Err() != nil {
 			return nil
+		}
+		if yielded {
+			// What arrived between the last notification and the
+			// polling that takes over is caught by a sync now.
+			w.markDirty(name)
+			return errYielded
 		}
 		if err != nil {
 			return fmt.Errorf("imapsync: IDLE ended: %w", err)

@@ -50,6 +50,9 @@ type conn struct {
 	// release gives the host's connection slot back (pkg/hostlimit); Close
 	// calls it.
 	release func()
+	// yield closes when an optional connection (IDLE) is asked to give
+	// its slot to a work connection; nil for a work connection.
+	yield <-chan struct{}
 }
 
 // guard bounds one operation: the connection is closed when ctx ends or
