@@ -46,6 +46,10 @@ type account struct {
 	// workIdling is set while the work connection IDLEs on INBOX
 	// (Connections == 1): its unilateral data then marks INBOX dirty.
 	workIdling atomic.Bool
+	// abort ends the running session at once, its step in progress
+	// included (no shutdown grace): set by session, called when a status
+	// report is refused as stale.
+	abort func()
 
 	wb    chan struct{} // write-back wake-ups
 	dirty chan struct{} // some folder is dirty
@@ -155,11 +159,11 @@ func (w *account) run(ctx context.Context) {
 	for {
 		connected := false
 		err := w.session(ctx, func() { connected = true; bo.Reset() })
-		if ctx.Err() != nil {
-			return
-		}
 		if ownership.IsStaleLease(err) || w.staleLease.Load() {
 			w.stopStale(ctx, err)
+			return
+		}
+		if ctx.Err() != nil {
 			return
 		}
 		var pe *PermanentError
@@ -176,6 +180,10 @@ func (w *account) run(ctx context.Context) {
 		d := bo.Next()
 		w.log.Warn("sync interrupted; retrying", "err", err, "in", d)
 		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_RETRYING, err.Error())
+		if w.staleLease.Load() {
+			w.stopStale(ctx, nil)
+			return
+		}
 		if !backoff.Sleep(ctx, d) {
 			return
 		}
@@ -199,10 +207,16 @@ func (w *account) report(ctx context.Context, state mailbusv1.SyncState, reason 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := w.st.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st, LeaseToken: w.token}); err != nil {
-		if ownership.IsStaleLease(err) {
-			w.staleLease.Store(true)
-		}
 		w.log.Warn("cannot report account status", "err", err)
+		if ownership.IsStaleLease(err) {
+			// Another replica claimed the account: stop the session now,
+			// not at its next refused write (a session that only polls
+			// writes nothing).
+			w.staleLease.Store(true)
+			if w.abort != nil {
+				w.abort()
+			}
+		}
 	}
 }
 
@@ -326,9 +340,16 @@ func (w *account) secret(ctx context.Context) (string, error) {
 func (w *account) session(ctx context.Context, connected func()) error {
 	// Operations run under octx, which ends ShutdownGrace after ctx: the
 	// step in progress when the service stops may finish, then the
-	// connections log out.
+	// connections log out. abort (a refused status report) ends both at
+	// once.
+	ctx, cancelSession := context.WithCancel(ctx)
+	defer cancelSession()
 	octx, stop := graceful(ctx, w.s.cfg.ShutdownGrace)
 	defer stop()
+	octx, cancelOps := context.WithCancel(octx)
+	defer cancelOps()
+	w.abort = func() { cancelSession(); cancelOps() }
+	defer func() { w.abort = nil }()
 	secret, err := w.secret(octx)
 	if err != nil {
 		return err
