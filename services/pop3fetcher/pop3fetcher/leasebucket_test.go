@@ -1,6 +1,7 @@
 package pop3fetcher_test
 
 import (
+	"strings"
 	"testing"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -64,5 +65,35 @@ func TestLeaseBucketCreatedAnew(t *testing.T) {
 				t.Errorf("a claim with the old bucket's token %d: %v, want STALE_LEASE", old, err)
 			}
 		})
+	}
+}
+
+// TestStoreTokenAboveCurrentLeaseIsReported: the store holds a token
+// larger than the current lease bucket can give (lease_tokens from
+// another deployment, or a bucket created anew by a server whose clock is
+// far behind). The only replica holds the account's lease, its claim is
+// refused, and it must not touch the server; it logs an error naming the
+// cause and the repair, not "another replica works the account".
+func TestStoreTokenAboveCurrentLeaseIsReported(t *testing.T) {
+	e := startStore(t)
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("u", "pw", someMessages(0, 1)...))
+	a := e.fakeAccount(t, srv, "u", "pw", mailbusv1.Pop3Mode_POP3_MODE_KEEP)
+	if _, err := e.ingest.ClaimAccount(callCtx(t), &mailbusv1.ClaimAccountRequest{AccountId: a.Id, LeaseToken: 1 << 62}); err != nil {
+		t.Fatal(err)
+	}
+	f, reg := e.newFetcher(t, e.withOwnership("r1"))
+	runFetcher(t, f)
+	waitFor(t, "the worker to stop on the refused claim", func() bool {
+		return metric(t, reg, "mailbus_pop3_stale_lease_stops_total") == 1
+	})
+	logs := e.logs.String()
+	if !strings.Contains(logs, "refuses the token of this replica's current lease") || !strings.Contains(logs, "lease_tokens") {
+		t.Errorf("no error naming the token mismatch and its repair in the log:\n%s", logs)
+	}
+	if strings.Contains(logs, "another replica works the account now") {
+		t.Error("the mismatch was logged as a takeover by another replica")
+	}
+	if n := srv.TotalSessions(); n != 0 {
+		t.Errorf("%d sessions with the server after the store refused the claim", n)
 	}
 }
