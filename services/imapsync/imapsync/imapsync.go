@@ -69,6 +69,7 @@ const (
 	DefaultIdleRestart    = 4 * time.Minute
 	DefaultConnections    = 3
 	DefaultFetchBatch     = 250
+	DefaultRebindChunk    = 1000
 	DefaultRetryMin       = time.Second
 	DefaultRetryMax       = 5 * time.Minute
 	DefaultShutdownGrace  = 5 * time.Second
@@ -148,6 +149,10 @@ type Config struct {
 	Connections int
 	// FetchBatch is the number of messages per UID FETCH; default 250.
 	FetchBatch int
+	// RebindChunk is the most matches sent in one RebindMessages call
+	// (one store transaction, under its own deadline) after a
+	// UIDVALIDITY change; default 1000.
+	RebindChunk int
 	// RetryMin and RetryMax bound the reconnect backoff.
 	RetryMin, RetryMax time.Duration
 	// ShutdownGrace is how long the step in progress may go on once Run's
@@ -253,6 +258,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = DefaultFetchBatch
+	}
+	if cfg.RebindChunk <= 0 {
+		cfg.RebindChunk = DefaultRebindChunk
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {

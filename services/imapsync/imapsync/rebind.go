@@ -107,7 +107,7 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	}
 	var n uint32
 	for len(pls) > 0 {
-		c := min(len(pls), rebindChunk)
+		c := min(len(pls), w.s.cfg.RebindChunk)
 		rctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 		resp, err := w.st.ingest.RebindMessages(rctx, &mailbusv1.RebindMessagesRequest{AccountId: w.a.Id, Placements: pls[:c], LeaseToken: w.token})
 		cancel()
@@ -120,10 +120,6 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	w.log.Info("messages matched after the UIDVALIDITY change", "folder", f.name, "rebound", n, "stored", len(old))
 	return nil
 }
-
-// rebindChunk is the most placements in one RebindMessages call (one
-// store transaction, under its own deadline).
-const rebindChunk = 1000
 
 func matchKey(messageID string, size, unix int64) string {
 	return fmt.Sprintf("%s\x00%d\x00%d", messageID, size, unix)

@@ -20,8 +20,16 @@ import (
 // store in chunks, each under a deadline of its own: a chunk that comes
 // after a slow one still has (nearly) the whole deadline, not what the
 // first chunks left of a single one.
+//
+// The chunk is made small (RebindChunk) so that a few dozen messages make
+// several chunks: with the default of 1,000 the test needed thousands of
+// appends and a sync of them, and timed out on a loaded machine under -race.
 func TestMemRebindInChunksEachWithItsOwnDeadline(t *testing.T) {
-	const n = 1100 // more than one chunk
+	const (
+		chunk  = 10
+		n      = 2*chunk + 5 // three chunks, the last one partial
+		chunks = (n + chunk - 1) / chunk
+	)
 	e := startStore(t)
 	mem := startMem(t, "Work")
 	tp := dialPlain(t, mem.addr, "alice", "secret")
@@ -48,6 +56,11 @@ func TestMemRebindInChunksEachWithItsOwnDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill()
+	sel, err := tp.Select("Work", nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newUV := sel.UIDValidity
 
 	// Each RebindMessages call takes a while; record the time left of its
 	// deadline when it starts.
@@ -72,25 +85,25 @@ func TestMemRebindInChunksEachWithItsOwnDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	startSync(t, e, func(c *imapsync.Config) { c.StoreConn = conn })
+	startSync(t, e, func(c *imapsync.Config) { c.StoreConn = conn; c.RebindChunk = chunk })
 	waitFor(t, "the folder rebound", func() bool {
 		st := e.storeFolder(t, a.Id, "Work")
 		if len(st) != n {
 			return false
 		}
 		for _, m := range st {
-			if !before[m.id] {
+			if !before[m.id] || m.uv != newUV {
 				return false
 			}
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return len(left) >= 2
+		return len(left) >= chunks
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if len(left) < 2 {
-		t.Fatalf("%d RebindMessages calls, want chunks", len(left))
+	if len(left) < chunks {
+		t.Fatalf("%d RebindMessages calls, want %d chunks", len(left), chunks)
 	}
 	// With one deadline for all, the second chunk would start with at
 	// most the deadline less the first chunk's time (slow).
