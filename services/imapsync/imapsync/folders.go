@@ -24,36 +24,36 @@ var roles = map[imap.MailboxAttr]mailbusv1.MailboxRole{
 // matchPattern matches a mailbox name against a LIST-style pattern: "*"
 // matches anything, "%" anything but the hierarchy delimiter. INBOX is
 // case-insensitive.
+//
+// It runs in O(len(pattern)*len(name)) time and O(len(name)) memory: a
+// backtracking matcher is exponential in the number of wildcards
+// ("*a*a*a*a*a*a*a*b" against 40 "a"s took seconds per folder), and
+// patterns are account input.
 func matchPattern(pattern, name, delim string) bool {
 	if strings.EqualFold(pattern, "INBOX") && strings.EqualFold(name, "INBOX") {
 		return true
 	}
-	if pattern == "" {
-		return name == ""
-	}
-	switch pattern[0] {
-	case '*':
-		for i := 0; i <= len(name); i++ {
-			if matchPattern(pattern[1:], name[i:], delim) {
-				return true
+	// next[j] is whether pattern[i+1:] matches name[j:]; cur[j] the same
+	// for pattern[i:]. Rows are filled from the end of the pattern.
+	next := make([]bool, len(name)+1)
+	cur := make([]bool, len(name)+1)
+	next[len(name)] = true
+	for i := len(pattern) - 1; i >= 0; i-- {
+		p := pattern[i]
+		for j := len(name); j >= 0; j-- {
+			more := j < len(name)
+			switch p {
+			case '*':
+				cur[j] = next[j] || (more && cur[j+1])
+			case '%':
+				cur[j] = next[j] || (more && (delim == "" || !strings.HasPrefix(name[j:], delim)) && cur[j+1])
+			default:
+				cur[j] = more && name[j] == p && next[j+1]
 			}
 		}
-		return false
-	case '%':
-		for i := 0; i <= len(name); i++ {
-			if matchPattern(pattern[1:], name[i:], delim) {
-				return true
-			}
-			if delim != "" && strings.HasPrefix(name[i:], delim) {
-				return false
-			}
-		}
-		return false
+		next, cur = cur, next
 	}
-	if name == "" || name[0] != pattern[0] {
-		return false
-	}
-	return matchPattern(pattern[1:], name[1:], delim)
+	return next[0]
 }
 
 // wanted applies the account's include and exclude patterns. INBOX is
