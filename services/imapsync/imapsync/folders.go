@@ -2,6 +2,7 @@ package imapsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -56,6 +57,9 @@ func matchPattern(pattern, name, delim string) bool {
 	return next[0]
 }
 
+// errTooManyFolders is a LIST longer than Config.MaxFolders.
+var errTooManyFolders = errors.New("too many folders (imapsync MaxFolders)")
+
 // wanted applies the account's include and exclude patterns. INBOX is
 // always synced.
 func (w *account) wanted(name, delim string) bool {
@@ -89,6 +93,7 @@ func (w *account) wanted(name, delim string) bool {
 func (w *account) syncFolderList(ctx context.Context) error {
 	w.relist = false
 	var list []*imap.ListData
+	tooMany := false
 	err := w.work.do(ctx, func(g *guard) error {
 		opts := &imap.ListOptions{}
 		if w.work.caps.Has(imap.CapSpecialUse) {
@@ -97,10 +102,17 @@ func (w *account) syncFolderList(ctx context.Context) error {
 		cmd := w.work.c.List("", "*", opts)
 		for d := cmd.Next(); d != nil; d = cmd.Next() {
 			g.touch()
+			if len(list) == w.s.cfg.MaxFolders {
+				tooMany = true
+				continue // the rest is read and dropped
+			}
 			list = append(list, d)
 		}
 		return cmd.Close()
 	})
+	if err == nil && tooMany {
+		return permanent(fmt.Sprintf("the server lists more than %d folders", w.s.cfg.MaxFolders), errTooManyFolders)
+	}
 	if err != nil {
 		return fmt.Errorf("imapsync: LIST: %w", err)
 	}

@@ -89,6 +89,9 @@ const DefaultProgressInterval = time.Second
 // DefaultWriteBackRetry is the default of Config.WriteBackRetry.
 const DefaultWriteBackRetry = 2 * time.Second
 
+// DefaultMaxFolders is the default of Config.MaxFolders.
+const DefaultMaxFolders = 10000
+
 // DefaultMaxMessageSize is the default of Config.MaxMessageSize.
 const DefaultMaxMessageSize = 64 << 20
 
@@ -161,6 +164,12 @@ type Config struct {
 	// With Ownership it is at most half the lease safety margin, so that a
 	// worker whose lease is lost stops before another replica may start.
 	ShutdownGrace time.Duration
+	// MaxFolders is the most folders a server may list (LIST "" "*",
+	// before include/exclude patterns apply). A server that lists more
+	// parks the account with a reason saying so, instead of holding an
+	// unbounded list in memory. Default DefaultMaxFolders, the store's
+	// limit of mailboxes per account.
+	MaxFolders int
 	// MaxMessageSize is the largest message fetched (by its RFC822.SIZE);
 	// a larger one is left on the server. Default 64 MiB, the store's.
 	MaxMessageSize int64
@@ -252,6 +261,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Connections <= 0 {
 		cfg.Connections = DefaultConnections
+	}
+	if cfg.MaxFolders <= 0 {
+		cfg.MaxFolders = DefaultMaxFolders
 	}
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
