@@ -99,7 +99,18 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	// watches counts the open WatchChanges streams per token id.
+	watches map[string]int
 }
+
+// MaxWatchesPerToken is the most WatchChanges streams one device token
+// may have open at once on one store replica (or two per account of its
+// scope, when that is more); one more is RESOURCE_EXHAUSTED. A device
+// needs one per account it follows; the cap keeps a leaked or looping
+// client from holding unbounded server goroutines and polls. Admin and
+// service tokens are operators' (`mailbus watch` follows every account)
+// and have no cap.
+const MaxWatchesPerToken = 32
 
 type cached struct {
 	hash      []byte
@@ -121,7 +132,7 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authenticator{cfg: cfg, log: cfg.Logger, cache: map[string]cached{}}
+	a := &Authenticator{cfg: cfg, log: cfg.Logger, cache: map[string]cached{}, watches: map[string]int{}}
 	if cfg.ServiceToken != "" {
 		a.serviceHash = Hash(cfg.ServiceToken)
 	}

@@ -51,6 +51,13 @@ func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 			return err
 		}
 		token, _ := tokenFrom(ctx)
+		if info.FullMethod == mailbusv1.SyncService_WatchChanges_FullMethodName && p.Role == mailbusv1.TokenRole_TOKEN_ROLE_DEVICE {
+			release, err := a.openWatch(p.TokenID, max(MaxWatchesPerToken, 2*len(p.accounts)))
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
 		ctx, cancel := context.WithCancel(WithPrincipal(ctx, p))
 		defer cancel()
 		w := &guardedStream{ServerStream: ss, ctx: ctx, a: a, p: p, r: r, checkFirst: r.targets != nil && !p.AllAccounts()}
@@ -224,4 +231,22 @@ func (a *Authenticator) accountOf(ctx context.Context, t ref) (string, error) {
 
 func roleWord(r mailbusv1.TokenRole) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "TOKEN_ROLE_"))
+}
+
+// openWatch counts a WatchChanges stream of a token, refusing one above
+// limit; release uncounts it.
+func (a *Authenticator) openWatch(tokenID string, limit int) (release func(), err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.watches[tokenID] >= limit {
+		return nil, status.Errorf(codes.ResourceExhausted, "this API token has %d WatchChanges streams open, the most allowed; close one first", limit)
+	}
+	a.watches[tokenID]++
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.watches[tokenID]--; a.watches[tokenID] <= 0 {
+			delete(a.watches, tokenID)
+		}
+	}, nil
 }
