@@ -59,6 +59,10 @@ type account struct {
 	// checks every other folder.
 	idling map[string]bool
 
+	// overLimit holds the upstream folders skipped for a name beyond the
+	// mailboxname limits, so that each is logged once.
+	overLimit map[string]bool
+
 	work           *conn
 	condstore      bool
 	inWriteBacks   bool            // applyWriteBacks is running (no nesting)
@@ -116,7 +120,8 @@ func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
 		dirty: make(chan struct{}, 1),
 		dirt:  map[string]bool{},
 
-		idling: map[string]bool{},
+		idling:    map[string]bool{},
+		overLimit: map[string]bool{},
 	}
 }
 

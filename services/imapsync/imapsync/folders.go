@@ -9,6 +9,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/mailboxname"
 )
 
 // roles maps RFC 6154 special-use attributes to mailbox roles.
@@ -140,6 +141,16 @@ func (w *account) syncFolderList(ctx context.Context) error {
 			}
 		}
 		if skip || !w.wanted(name, delim) {
+			continue
+		}
+		if err := mailboxname.CheckLimits(name, delim); err != nil {
+			// The store refuses such a name, and with it the whole
+			// list: the folder is left out, the rest syncs. It stays
+			// in onServer, so a copy the store has is not deleted.
+			if !w.overLimit[name] {
+				w.overLimit[name] = true
+				w.log.Warn("folder not synced: its name is beyond the store's limits", "folder", name, "reason", err)
+			}
 			continue
 		}
 		ups = append(ups, &mailbusv1.UpstreamMailbox{Name: name, Delimiter: delim, Role: role})

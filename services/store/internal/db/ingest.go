@@ -657,7 +657,7 @@ func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID stri
 		if err := t.mailboxNameFree(ctx, a.id, ch.MailboxRename.NewName, 0); err != nil {
 			return 0, err
 		}
-		_, err = t.renameMailbox(ctx, mb.Mailbox, ch.MailboxRename.NewName)
+		_, err = t.renameMailbox(ctx, mb.Mailbox, ch.MailboxRename.NewName, "")
 		return 1, err
 	case *mailbusv1.UpstreamChange_MailboxDelete:
 		mb, err := mailboxOf("mailbox_delete.mailbox_id", ch.MailboxDelete.MailboxId)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/mailboxname"
 )
 
 // MaxMailboxes is the most mailboxes one account may have.
@@ -40,17 +41,28 @@ func scanMailbox(s scanner) (*mailbusv1.MailboxSyncState, error) {
 	}, nil
 }
 
-// ValidateMailboxName checks a mailbox name given by a device or a server.
+// ValidateMailboxName checks a mailbox name given by a device or a server:
+// its characters and its length (mailboxname.MaxLen). Its nesting depth
+// depends on the delimiter: ValidateMailboxDepth.
 func ValidateMailboxName(field, name string) error {
 	switch {
 	case name == "":
 		return invalid(field, "required")
-	case len(name) > 1000:
-		return invalid(field, "longer than 1000 bytes")
+	case len(name) > mailboxname.MaxLen:
+		return invalid(field, "longer than %d bytes", mailboxname.MaxLen)
 	case !utf8.ValidString(name):
 		return invalid(field, "not valid UTF-8")
 	case strings.ContainsAny(name, "\x00\r\n*%"):
 		return invalid(field, "contains a character not allowed in a mailbox name")
+	}
+	return nil
+}
+
+// ValidateMailboxDepth checks that a mailbox name is nested at most
+// mailboxname.MaxDepth levels deep by the hierarchy delimiter delim.
+func ValidateMailboxDepth(field, name, delim string) error {
+	if d := mailboxname.Depth(name, delim); d > mailboxname.MaxDepth {
+		return invalid(field, "nested %d levels deep by %q, more than %d", d, delim, mailboxname.MaxDepth)
 	}
 	return nil
 }
@@ -216,6 +228,9 @@ func (d *DB) CreateMailbox(ctx context.Context, origin *mailbusv1.Origin, accoun
 			return err
 		}
 		delim := t.accountDelimiter(ctx, n)
+		if err := ValidateMailboxDepth("name", name, delim); err != nil {
+			return err
+		}
 		pop3 := a.protocol == mailbusv1.Protocol_PROTOCOL_POP3
 		mb, err = t.createMailbox(ctx, n, name, delim, mailbusv1.MailboxRole_MAILBOX_ROLE_UNSPECIFIED, pop3)
 		if err != nil {
@@ -276,7 +291,7 @@ func (d *DB) RenameMailbox(ctx context.Context, origin *mailbusv1.Origin, mailbo
 		if err := t.mailboxNameFree(ctx, acct, newName, id); err != nil {
 			return err
 		}
-		if out, err = t.renameMailbox(ctx, mb.Mailbox, newName); err != nil {
+		if out, err = t.renameMailbox(ctx, mb.Mailbox, newName, "new_name"); err != nil {
 			return err
 		}
 		if a.protocol == mailbusv1.Protocol_PROTOCOL_POP3 || mb.Mailbox.LocalOnly {
@@ -290,7 +305,10 @@ func (d *DB) RenameMailbox(ctx context.Context, origin *mailbusv1.Origin, mailbo
 }
 
 // renameMailbox renames mb and its children (names under "old<delim>").
-func (t *tx) renameMailbox(ctx context.Context, mb *mailbusv1.Mailbox, newName string) (*mailbusv1.Mailbox, error) {
+// With limitField set (a device's rename), a new name of mb or of a child
+// longer or deeper than the mailboxname limits is refused as that field;
+// without (the server's rename), the store follows the server.
+func (t *tx) renameMailbox(ctx context.Context, mb *mailbusv1.Mailbox, newName, limitField string) (*mailbusv1.Mailbox, error) {
 	acct, _ := parseID("account_id", mb.AccountId)
 	a, err := t.lock(ctx, acct)
 	if err != nil {
@@ -320,6 +338,17 @@ func (t *tx) renameMailbox(ctx context.Context, mb *mailbusv1.Mailbox, newName s
 			}
 		}
 		rows.Close()
+	}
+	if limitField != "" {
+		for i, r := range renames {
+			err := mailboxname.CheckLimits(r.new, mb.Delimiter)
+			switch {
+			case err != nil && i == 0:
+				return nil, invalid(limitField, "%v", err)
+			case err != nil:
+				return nil, invalid(limitField, "child mailbox %q would be renamed %q: %v", r.old, r.new, err)
+			}
+		}
 	}
 	// Every new name must be free among the mailboxes not being renamed.
 	renamed := map[int64]bool{}
@@ -438,7 +467,11 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 		return nil, invalid("mailboxes", "more than %d", MaxMailboxes)
 	}
 	for i, m := range mbs {
-		if err := ValidateMailboxName(fmt.Sprintf("mailboxes[%d].name", i), m.GetName()); err != nil {
+		field := fmt.Sprintf("mailboxes[%d].name", i)
+		if err := ValidateMailboxName(field, m.GetName()); err != nil {
+			return nil, err
+		}
+		if err := ValidateMailboxDepth(field, m.GetName(), m.GetDelimiter()); err != nil {
 			return nil, err
 		}
 	}

@@ -423,7 +423,7 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 		id, _ := parseID("mailbox_id", op.RenameMailbox.MailboxId)
 		if mb, err := t.mailboxByID(ctx, id); err == nil && mb.Mailbox.Name == op.RenameMailbox.NewName {
 			if err := t.mailboxNameFree(ctx, a.id, op.RenameMailbox.OldName, id); err == nil {
-				if _, err := t.renameMailbox(ctx, mb.Mailbox, op.RenameMailbox.OldName); err != nil {
+				if _, err := t.renameMailbox(ctx, mb.Mailbox, op.RenameMailbox.OldName, ""); err != nil {
 					return err
 				}
 			}
