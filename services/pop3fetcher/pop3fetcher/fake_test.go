@@ -502,7 +502,13 @@ func TestGracefulCancel(t *testing.T) {
 		_, err := f.Poll(ctx, acct)
 		done <- err
 	}()
-	waitFor(t, "RETR 3 to be answered in part", func() bool { return countCommand(srv, "RETR 3") == 1 })
+	// RETRs are pipelined: the server sees RETR 3 before the fetcher has
+	// read the first two answers. Cancel once the fetcher has read the
+	// status line of the third answer, so the first two are in full on
+	// their way to the store.
+	waitFor(t, "the fetcher to read the start of the answer to RETR 3", func() bool {
+		return strings.Contains(e.logs.String(), `msg="pop3 recv" service=pop3fetcher account=`+acct.Id+` name=test cmd="RETR 3"`)
+	})
 	cancel()
 	select {
 	case err := <-done:
