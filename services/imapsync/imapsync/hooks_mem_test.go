@@ -1,6 +1,7 @@
 package imapsync_test
 
 import (
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -31,6 +32,12 @@ type memHooks struct {
 	store func(flags *imap.StoreFlags) error
 	// fetch runs before a FETCH.
 	fetch func(options *imap.FetchOptions)
+	// appendLost, when it returns true for a mailbox, makes APPEND answer
+	// OK (without APPENDUID) and store nothing: a server losing mail.
+	appendLost func(mailbox string) bool
+	// caps replaces the server's capabilities (default IMAP4rev1 and
+	// IMAP4rev2, which implies MOVE and UIDPLUS).
+	caps imap.CapSet
 }
 
 // startMemHooked is startMem with hooks.
@@ -44,11 +51,15 @@ func startMemHooked(t testing.TB, h *memHooks, folders ...string) *memServer {
 		}
 	}
 	mem.AddUser(u)
+	caps := h.caps
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
+	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &hookedSession{Session: mem.NewSession(), h: h, c: c}, nil, nil
 		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		Caps:         caps,
 		InsecureAuth: true,
 		Logger:       nopLogger{},
 	})
@@ -165,4 +176,14 @@ func (s *hookedSession) Move(w *imapserver.MoveWriter, set imap.NumSet, dest str
 
 func (s *hookedSession) Namespace() (*imap.NamespaceData, error) {
 	return s.Session.(imapserver.SessionNamespace).Namespace()
+}
+
+func (s *hookedSession) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if s.h.appendLost != nil && s.h.appendLost(mailbox) {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return s.Session.Append(mailbox, r, options)
 }

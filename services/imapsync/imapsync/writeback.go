@@ -117,6 +117,10 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			// identities, so the rest of this page is stale. Read the
 			// list again before going on.
 			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED && placesMessages(wb) {
+				// A message placed without COPYUID/APPENDUID is found by
+				// the next sync of its folder: one made before it does
+				// not establish that a target is absent.
+				w.unplacedSynced = map[string]bool{}
 				relist = true
 				break
 			}
@@ -269,16 +273,21 @@ func (w *account) applyOne(ctx context.Context, wb *mailbusv1.WriteBack) (*mailb
 	case *mailbusv1.WriteBack_Delete:
 		targets = op.Delete.Targets
 	}
-	unplaced, err := w.placeTargets(ctx, targets)
+	unplaced, absent, err := w.placeTargets(ctx, targets)
 	if err != nil {
 		return nil, err
 	}
 	if len(unplaced) > 0 {
 		// Never APPLIED with a target left out: the message is on the
-		// server (or will be) under an identity not known yet.
+		// server (or will be) under an identity not known yet. The
+		// messages a sync of their folder did not find go with the RETRY
+		// (the store ignores them there): when the last attempt turns it
+		// into FAILED, the store deletes them, as it does any message a
+		// write-back finds gone.
 		return &mailbusv1.AckWriteBackRequest{
-			Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY,
-			Reason:  fmt.Sprintf("messages %v not placed on the server yet", unplaced),
+			Outcome:        mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY,
+			Reason:         fmt.Sprintf("messages %v not placed on the server yet", unplaced),
+			GoneMessageIds: absent,
 		}, nil
 	}
 	switch op := wb.Op.(type) {
@@ -305,9 +314,11 @@ func (w *account) applyOne(ctx context.Context, wb *mailbusv1.WriteBack) (*mailb
 // without UIDPLUS). The target's folder is synced once per pass, which
 // adopts the message by content hash, and the store's view of it then
 // gives the UID. The ids of targets still without an identity are
-// returned.
-func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTarget) ([]string, error) {
-	var unplaced []string
+// returned, and among them those established absent: their folder was
+// synced in this pass (after the last placement) and the store has no
+// upstream copy of them there. (A target whose folder is unknown is not
+// established absent.)
+func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTarget) (unplaced, absent []string, err error) {
 	for _, t := range ts {
 		up := t.GetUpstream()
 		if up.GetUid() != 0 {
@@ -323,7 +334,7 @@ func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTar
 			m, err := w.st.mailboxes.GetMessage(sctx, &mailbusv1.GetMessageRequest{MessageId: t.MessageId})
 			cancel()
 			if err != nil && !isNotFound(err) {
-				return nil, fmt.Errorf("imapsync: message of a write-back: %w", err)
+				return nil, nil, fmt.Errorf("imapsync: message of a write-back: %w", err)
 			}
 			f = w.folderByID(m.GetMessage().GetSummary().GetMailboxId())
 		}
@@ -334,12 +345,12 @@ func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTar
 		if w.unplacedSynced != nil && !w.unplacedSynced[f.name] {
 			w.unplacedSynced[f.name] = true
 			if err := w.syncFolder(ctx, f); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		if f.known == nil {
 			if _, err := w.loadKnown(ctx, f); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		placed := false
@@ -353,9 +364,12 @@ func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTar
 		}
 		if !placed {
 			unplaced = append(unplaced, t.MessageId)
+			if w.unplacedSynced[f.name] {
+				absent = append(absent, t.MessageId)
+			}
 		}
 	}
-	return unplaced, nil
+	return unplaced, absent, nil
 }
 
 // targetGroup is the targets of a write-back in one upstream folder.
@@ -518,6 +532,13 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 	var maybeMoved []string
 	for _, g := range w.groupTargets(targets) {
 		total += len(g.byUID)
+		if g.name == toName {
+			// Already in the destination upstream (a device moved it back
+			// before the first move reached the server, or the sync adopted
+			// the copy of an earlier attempt): nothing to move, and above
+			// all not "the source" to delete.
+			continue
+		}
 		// Without MOVE an earlier attempt may have copied the messages and
 		// been cut before deleting them from the source: sync the
 		// destination first (adopting such copies by content hash) so
@@ -580,9 +601,16 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			return err
 		})
 		if err != nil {
+			var ac *afterCopyError
+			if errors.As(err, &ac) && isNo(err) {
+				return w.copyLeftBehind(ctx, md, g.name, toName, err)
+			}
 			if isNo(err) {
 				return refused(err, "MOVE from "+g.name+" to "+toName), nil
 			}
+			// A cut connection after COPY leaves the copy: the next
+			// attempt finds it in the destination (placedIn above) and
+			// only deletes the source.
 			return nil, fmt.Errorf("imapsync: MOVE: %w", err)
 		}
 		if md != nil && md.uv != 0 && !isDelete {
@@ -644,12 +672,72 @@ func (w *account) moveUIDs(uids imap.UIDSet, to string) (*imapMoveData, error) {
 		md = &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}
 	}
 	if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-		return md, err
+		return md, &afterCopyError{err: err}
 	}
 	if w.work.caps.Has(imap.CapUIDPlus) {
-		return md, c.UIDExpunge(uids).Close()
+		err = c.UIDExpunge(uids).Close()
+	} else {
+		err = c.Expunge().Close()
 	}
-	return md, c.Expunge().Close()
+	if err != nil {
+		return md, &afterCopyError{err: err}
+	}
+	return md, nil
+}
+
+// afterCopyError is a failure of the \Deleted STORE or the EXPUNGE of a
+// move without MOVE: the COPY has reached the destination.
+type afterCopyError struct{ err error }
+
+func (e *afterCopyError) Error() string { return "after COPY: " + e.err.Error() }
+func (e *afterCopyError) Unwrap() error { return e.err }
+
+// copyLeftBehind handles a move without MOVE whose COPY succeeded but
+// whose STORE \Deleted or EXPUNGE of the source the server refused: the
+// server holds the message twice. With COPYUID and UIDPLUS the copy is
+// expunged from the destination again (UID STORE \Deleted, UID EXPUNGE of
+// exactly its UIDs) and the refusal is reported as usual (RETRY copies
+// anew, FAILED leaves the server as before the move). Otherwise, or when
+// the server refuses that too, the write-back FAILS at once (a RETRY
+// would meet the copy adopted as the message and lose the source): the
+// store then puts the message back in its source, and the destination,
+// marked dirty, is synced so that the copy is stored as a message of its
+// own — both copies known, as on the server.
+func (w *account) copyLeftBehind(ctx context.Context, md *imapMoveData, from, to string, cause error) (*mailbusv1.AckWriteBackRequest, error) {
+	ack := refused(cause, "delete after COPY from "+from+" to "+to)
+	var dst imap.UIDSet
+	if md != nil {
+		dst, _ = md.dst.(imap.UIDSet)
+	}
+	if len(dst) > 0 && md.uv != 0 && w.work.caps.Has(imap.CapUIDPlus) {
+		err := w.work.do(ctx, func(*guard) error {
+			sel, err := w.work.c.Select(to, nil).Wait()
+			if err != nil {
+				return err
+			}
+			if sel.UIDValidity != md.uv {
+				return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "UIDVALIDITY of " + to + " changed"}
+			}
+			if err := w.work.c.Store(dst, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				return err
+			}
+			return w.work.c.UIDExpunge(dst).Close()
+		})
+		if err == nil {
+			ack.Reason += "; the copy was removed again"
+			return ack, nil
+		}
+		if !isNo(err) {
+			// The next attempt finds the copy in the destination and
+			// finishes the move.
+			return nil, fmt.Errorf("imapsync: remove the copy in %s: %w", to, err)
+		}
+		ack.Reason += "; removing the copy was refused: " + err.Error()
+	}
+	ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+	ack.Reason += "; the copy in " + to + " stays and is synced as a message of its own"
+	w.markDirty(to)
+	return ack, nil
 }
 
 type imapMoveData struct {
