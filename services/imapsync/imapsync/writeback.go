@@ -536,7 +536,14 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			// Already in the destination upstream (a device moved it back
 			// before the first move reached the server, or the sync adopted
 			// the copy of an earlier attempt): nothing to move, and above
-			// all not "the source" to delete.
+			// all not "the source" to delete. Its identity is its
+			// placement (an APPLIED move without one would leave it
+			// awaiting a placement that never comes).
+			if !isDelete {
+				for u, id := range g.byUID {
+					ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: g.uidvalidity, Uid: u}})
+				}
+			}
 			continue
 		}
 		// Without MOVE an earlier attempt may have copied the messages and
