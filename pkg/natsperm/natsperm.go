@@ -83,12 +83,23 @@ func Service(role, stream string) (Permissions, error) {
 			s := "KV_" + b
 			p.Publish = append(p.Publish,
 				"$KV."+b+".>",
-				// Every JetStream API request on the bucket's stream: the
-				// stream name is the 5th token (STREAM.INFO.<s>,
-				// CONSUMER.CREATE.<s>.<name>.<filter>, DIRECT.GET.<s>.<key>)
-				// or the 6th (STREAM.MSG.GET.<s>, CONSUMER.MSG.NEXT.<s>.<c>).
-				"$JS.API.*.*."+s, "$JS.API.*.*."+s+".>",
-				"$JS.API.*.*.*."+s, "$JS.API.*.*.*."+s+".>",
+				// The JetStream API requests a KV client makes on the
+				// bucket's stream, each spelled out: a wildcard in a
+				// position before the stream name would also match the
+				// same request on another stream (CONSUMER.CREATE on
+				// MAILBUS_EVENTS with a consumer named like the bucket
+				// stream would read every account's events).
+				"$JS.API.STREAM.INFO."+s,
+				"$JS.API.STREAM.CREATE."+s,
+				"$JS.API.STREAM.UPDATE."+s,
+				"$JS.API.STREAM.PURGE."+s,
+				"$JS.API.STREAM.MSG.GET."+s,
+				"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
+				"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>",
+				"$JS.API.CONSUMER.DURABLE.CREATE."+s+".*",
+				"$JS.API.CONSUMER.INFO."+s+".*",
+				"$JS.API.CONSUMER.DELETE."+s+".*",
+				"$JS.API.CONSUMER.MSG.NEXT."+s+".*",
 				"$JS.ACK."+s+".>", "$JS.FC."+s+".>",
 			)
 		}

@@ -196,6 +196,20 @@ func TestPermissionsOnARealServer(t *testing.T) {
 			if _, err := c.js.Stream(denied(t, ctx), events.StreamName); err == nil {
 				t.Errorf("%s may read the events stream", role)
 			}
+			// A consumer on the events stream named like one of the
+			// fetcher's bucket streams (a position wildcard in the
+			// bucket permissions once allowed it) is refused.
+			for _, b := range []string{ownership.MembersBucket(role), ownership.LeaseBucket(role)} {
+				if _, err := c.js.CreateOrUpdateConsumer(denied(t, ctx), events.StreamName, jetstream.ConsumerConfig{
+					Name: "KV_" + b, FilterSubject: events.SubjectPrefix + ".>",
+				}); err == nil {
+					t.Errorf("%s may create a consumer on the events stream named KV_%s", role, b)
+				}
+				subj := "$JS.API.CONSUMER.CREATE." + events.StreamName + ".KV_" + b + "." + events.SubjectPrefix + ".>"
+				if !c.violated(t, subj) {
+					t.Errorf("%s: no permission violation for %s", role, subj)
+				}
+			}
 			c.nc.Publish("mailbus.events.1.message.created", []byte("forged"))
 			if !c.violated(t, "mailbus.events.1.message.created") {
 				t.Errorf("%s may publish events", role)
