@@ -253,7 +253,7 @@ func (t *tx) messagesOf(ctx context.Context, accountID int64, ids []string) ([]*
 		if m.account != accountID {
 			// Another account's message is reported as missing: no leak of
 			// its existence.
-			return nil, notFound("message", s)
+			return nil, notFound("message", formatID(id))
 		}
 		out = append(out, m)
 	}
