@@ -83,9 +83,15 @@ func TestStoreTokenAboveCurrentLeaseIsReported(t *testing.T) {
 	}
 	f, reg := e.newFetcher(t, e.withOwnership("r1"))
 	runFetcher(t, f)
-	waitFor(t, "the worker to stop on the refused claim", func() bool {
-		return metric(t, reg, "mailbus_pop3_stale_lease_stops_total") == 1
+	// The counter is raised before the worker reads the lease and logs
+	// its finding: wait for the log line itself.
+	waitFor(t, "the worker to log why it stopped on the refused claim", func() bool {
+		logs := e.logs.String()
+		return strings.Contains(logs, "refuses the token of this replica's current lease") || strings.Contains(logs, "another replica works the account now")
 	})
+	if n := metric(t, reg, "mailbus_pop3_stale_lease_stops_total"); n != 1 {
+		t.Errorf("stale-lease stops: %v, want 1", n)
+	}
 	logs := e.logs.String()
 	if !strings.Contains(logs, "refuses the token of this replica's current lease") || !strings.Contains(logs, "lease_tokens") {
 		t.Errorf("no error naming the token mismatch and its repair in the log:\n%s", logs)
