@@ -3,6 +3,7 @@ package ownership
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -67,4 +68,46 @@ func readLease(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 		return leaseValue{}, 0, fmt.Errorf("ownership: lease %s: %w", key, err)
 	}
 	return v, resp.Message.Sequence, nil
+}
+
+// Holder is who holds one account's lease, as the lease bucket says.
+type Holder struct {
+	// Owner is the holding replica's id.
+	Owner string
+	// Token is the lease's fencing token (Lease.Token of its holder).
+	Token uint64
+}
+
+// Holders reads every lease of a service from its lease bucket (for
+// operators' tools and tests; replicas never decide on it): account id →
+// holder. A bucket that does not exist yet holds no lease. Reads are
+// direct gets, which a lagging replica of a replicated bucket may answer.
+func Holders(ctx context.Context, js jetstream.JetStream, service string) (map[string]Holder, error) {
+	kv, err := js.KeyValue(ctx, LeaseBucket(service))
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return map[string]Holder{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ownership: lease bucket of %s: %w", service, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ownership: leases of %s: %w", service, err)
+	}
+	out := map[string]Holder{}
+	for k := range keys.Keys() {
+		entry, err := kv.Get(ctx, k)
+		if err != nil {
+			continue // released or expired meanwhile
+		}
+		var v leaseValue
+		if err := json.Unmarshal(entry.Value(), &v); err != nil {
+			return nil, fmt.Errorf("ownership: lease %s of %s: %w", k, service, err)
+		}
+		if v.Token == 0 { // not renewed yet: the bucket's epoch plus the creating revision
+			v.Token = v.Epoch + entry.Revision()
+		}
+		out[k] = Holder{Owner: v.Owner, Token: v.Token}
+	}
+	return out, nil
 }

@@ -4,7 +4,6 @@ package scaleout
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -530,42 +529,22 @@ func (c *cluster) checkStayed(phase string, before map[string]string, gone strin
 }
 
 // leaseTokens returns the fencing tokens of the service's leases held by
-// owner ("" for any), by account id, as the lease bucket holds them. It
-// waits until each has its token (set by the first renewal).
+// owner ("" for any), by account id, as the lease bucket holds them.
 func (c *cluster) leaseTokens(service, owner string) map[string]uint64 {
 	c.t.Helper()
 	out := map[string]uint64{}
 	eventually(c.t, "lease tokens of "+service, time.Minute, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		kv, err := c.js.KeyValue(ctx, ownership.LeaseBucket(service))
-		if err != nil {
-			return false
-		}
-		keys, err := kv.Keys(ctx)
+		holders, err := ownership.Holders(ctx, c.js, service)
 		if err != nil {
 			return false
 		}
 		clear(out)
-		for _, k := range keys {
-			e, err := kv.Get(ctx, k)
-			if err != nil {
-				continue // released meanwhile
+		for account, h := range holders {
+			if owner == "" || h.Owner == owner {
+				out[account] = h.Token
 			}
-			var v struct {
-				Owner string `json:"owner"`
-				Token uint64 `json:"token"`
-			}
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
-				c.t.Fatalf("lease %s: %v", k, err)
-			}
-			if owner != "" && v.Owner != owner {
-				continue
-			}
-			if v.Token == 0 {
-				return false
-			}
-			out[k] = v.Token
 		}
 		return true
 	})

@@ -27,7 +27,7 @@ func TestLeaseBucketCreatedAnew(t *testing.T) {
 	}
 	first := startSync(t, e, withOwnership)
 	waitFor(t, "the first message synced under the first bucket", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 1 })
-	old := e.leases(t)[a.Id].token
+	old := e.leases(t)[a.Id].Token
 	first.stop()
 	if err := e.js.DeleteKeyValue(ctxT(t), ownership.LeaseBucket("imapsync")); err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestLeaseBucketCreatedAnew(t *testing.T) {
 
 	startSync(t, e, withOwnership)
 	waitFor(t, "the second message synced under the new bucket's lease", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 2 })
-	if now := e.leases(t)[a.Id]; now.owner != "r1" || now.token <= old {
+	if now := e.leases(t)[a.Id]; now.Owner != "r1" || now.Token <= old {
 		t.Errorf("lease now %+v, want r1's with a token above the old bucket's %d", now, old)
 	}
 	_, err := e.ingest.ClaimAccount(ctxT(t), &mailbusv1.ClaimAccountRequest{AccountId: a.Id, LeaseToken: old})

@@ -1,8 +1,6 @@
 package imapsync_test
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -12,7 +10,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -93,52 +90,20 @@ func startCountedMem(t testing.TB) (addr string, lis *countingListener) {
 	return l.Addr().String(), lis
 }
 
-type lease struct {
-	owner string
-	token uint64
-}
-
 // leases reads every lease of the imapsync service.
-func (e *env) leases(t testing.TB) map[string]lease {
+func (e *env) leases(t testing.TB) map[string]ownership.Holder {
 	t.Helper()
-	ctx := ctxT(t)
-	kv, err := e.js.KeyValue(ctx, ownership.LeaseBucket("imapsync"))
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil // no replica has started yet
-	}
+	l, err := ownership.Holders(ctxT(t), e.js, "imapsync")
 	if err != nil {
-		t.Fatalf("lease bucket: %v", err)
+		t.Fatal(err)
 	}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		t.Fatalf("lease keys: %v", err)
-	}
-	out := map[string]lease{}
-	for k := range keys.Keys() {
-		entry, err := kv.Get(ctx, k)
-		if err != nil {
-			continue // released meanwhile
-		}
-		var v struct {
-			Owner string `json:"owner"`
-			Token uint64 `json:"token"`
-			Epoch uint64 `json:"epoch"`
-		}
-		if err := json.Unmarshal(entry.Value(), &v); err != nil {
-			t.Fatalf("lease %s: %v", k, err)
-		}
-		if v.Token == 0 { // not renewed yet: the bucket's epoch plus the creating revision
-			v.Token = v.Epoch + entry.Revision()
-		}
-		out[k] = lease{owner: v.Owner, token: v.Token}
-	}
-	return out
+	return l
 }
 
 func (e *env) leasedByRendezvous(t testing.TB, accounts []*mailbusv1.Account, members []string) bool {
 	l := e.leases(t)
 	for _, a := range accounts {
-		if l[a.Id].owner != ownership.Owner(a.Id, members) {
+		if l[a.Id].Owner != ownership.Owner(a.Id, members) {
 			return false
 		}
 	}
@@ -197,7 +162,7 @@ func TestReplicasShareAccounts(t *testing.T) {
 	before := e.leases(t)
 	var moved []*mailbusv1.Account
 	for _, a := range accounts {
-		if before[a.Id].owner == "r1" {
+		if before[a.Id].Owner == "r1" {
 			moved = append(moved, a)
 		}
 	}
@@ -250,10 +215,10 @@ func TestReplicasShareAccounts(t *testing.T) {
 	}
 	for _, a := range moved {
 		_, err := e.ingest.ReportAccountStatus(ctxT(t), &mailbusv1.ReportAccountStatusRequest{
-			AccountId: a.Id, LeaseToken: before[a.Id].token, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE},
+			AccountId: a.Id, LeaseToken: before[a.Id].Token, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE},
 		})
 		if !ownership.IsStaleLease(err) {
-			t.Errorf("account %s: a write with r1's token %d (now %s has %d): %v, want STALE_LEASE", a.Id, before[a.Id].token, after[a.Id].owner, after[a.Id].token, err)
+			t.Errorf("account %s: a write with r1's token %d (now %s has %d): %v, want STALE_LEASE", a.Id, before[a.Id].Token, after[a.Id].Owner, after[a.Id].Token, err)
 		}
 	}
 	for i, lis := range listeners {

@@ -33,7 +33,7 @@ func TestLeaseBucketCreatedAnew(t *testing.T) {
 			f, _ := e.newFetcher(t, e.withOwnership("r1"))
 			stop := runFetcher(t, f)
 			waitFor(t, "the first message fetched under the first bucket", func() bool { return len(e.stored(t, a.Id)) == 1 })
-			token := e.leases(t)[a.Id].token
+			token := e.leases(t)[a.Id].Token
 			stop()
 			if err := e.js.DeleteKeyValue(callCtx(t), ownership.LeaseBucket("pop3fetcher")); err != nil {
 				t.Fatal(err)
@@ -57,7 +57,7 @@ func TestLeaseBucketCreatedAnew(t *testing.T) {
 			if n := metric(t, reg, "mailbus_pop3_stale_lease_stops_total"); n != 0 {
 				t.Errorf("%v workers stopped on a stale token", n)
 			}
-			if now := e.leases(t)[a.Id]; now.owner != "r1" || now.token <= old {
+			if now := e.leases(t)[a.Id]; now.Owner != "r1" || now.Token <= old {
 				t.Errorf("lease now %+v, want r1's with a token above the old bucket's %d", now, old)
 			}
 			_, err := e.ingest.ClaimAccount(callCtx(t), &mailbusv1.ClaimAccountRequest{AccountId: a.Id, LeaseToken: old})

@@ -1,14 +1,11 @@
 package pop3fetcher_test
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -33,46 +30,14 @@ func (e *env) withOwnership(replica string) fetcherOpts {
 }
 
 // lease is an account's lease as the lease bucket holds it.
-type lease struct {
-	owner string
-	token uint64
-}
-
 // leases reads every lease of the pop3fetcher service.
-func (e *env) leases(t testing.TB) map[string]lease {
+func (e *env) leases(t testing.TB) map[string]ownership.Holder {
 	t.Helper()
-	ctx := callCtx(t)
-	kv, err := e.js.KeyValue(ctx, ownership.LeaseBucket("pop3fetcher"))
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil // no replica has started yet
-	}
+	l, err := ownership.Holders(callCtx(t), e.js, "pop3fetcher")
 	if err != nil {
-		t.Fatalf("lease bucket: %v", err)
+		t.Fatal(err)
 	}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		t.Fatalf("lease keys: %v", err)
-	}
-	out := map[string]lease{}
-	for k := range keys.Keys() {
-		entry, err := kv.Get(ctx, k)
-		if err != nil {
-			continue // released meanwhile
-		}
-		var v struct {
-			Owner string `json:"owner"`
-			Token uint64 `json:"token"`
-			Epoch uint64 `json:"epoch"`
-		}
-		if err := json.Unmarshal(entry.Value(), &v); err != nil {
-			t.Fatalf("lease %s: %v", k, err)
-		}
-		if v.Token == 0 { // not renewed yet: the bucket's epoch plus the creating revision
-			v.Token = v.Epoch + entry.Revision()
-		}
-		out[k] = lease{owner: v.Owner, token: v.Token}
-	}
-	return out
+	return l
 }
 
 // leasedByRendezvous reports whether every account is leased by the
@@ -80,7 +45,7 @@ func (e *env) leases(t testing.TB) map[string]lease {
 func (e *env) leasedByRendezvous(t testing.TB, accounts []*mailbusv1.Account, members []string) bool {
 	l := e.leases(t)
 	for _, a := range accounts {
-		if l[a.Id].owner != ownership.Owner(a.Id, members) {
+		if l[a.Id].Owner != ownership.Owner(a.Id, members) {
 			return false
 		}
 	}
@@ -127,7 +92,7 @@ func TestReplicasShareAccounts(t *testing.T) {
 	before := e.leases(t)
 	var moved []*mailbusv1.Account
 	for _, a := range accounts {
-		if before[a.Id].owner == "r1" {
+		if before[a.Id].Owner == "r1" {
 			moved = append(moved, a)
 		}
 	}
@@ -148,8 +113,8 @@ func TestReplicasShareAccounts(t *testing.T) {
 	after := e.leases(t)
 	for i, a := range accounts {
 		servers[i].Deliver("u", someMessages(i*10+2, 1)...)
-		if before[a.Id].owner != "r1" && after[a.Id].token != before[a.Id].token {
-			t.Errorf("account %s moved from %s to %s although its owner stayed", a.Id, before[a.Id].owner, after[a.Id].owner)
+		if before[a.Id].Owner != "r1" && after[a.Id].Token != before[a.Id].Token {
+			t.Errorf("account %s moved from %s to %s although its owner stayed", a.Id, before[a.Id].Owner, after[a.Id].Owner)
 		}
 	}
 	for i, a := range accounts {
@@ -169,13 +134,13 @@ func TestReplicasShareAccounts(t *testing.T) {
 	// claimed the account before fetching.
 	for _, a := range moved {
 		_, err := e.ingest.ReportAccountStatus(callCtx(t), &mailbusv1.ReportAccountStatusRequest{
-			AccountId: a.Id, LeaseToken: before[a.Id].token, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE},
+			AccountId: a.Id, LeaseToken: before[a.Id].Token, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE},
 		})
 		if !ownership.IsStaleLease(err) {
-			t.Errorf("account %s: a write with r1's token %d (now %s has %d): %v, want STALE_LEASE", a.Id, before[a.Id].token, after[a.Id].owner, after[a.Id].token, err)
+			t.Errorf("account %s: a write with r1's token %d (now %s has %d): %v, want STALE_LEASE", a.Id, before[a.Id].Token, after[a.Id].Owner, after[a.Id].Token, err)
 		}
-		if after[a.Id].token <= before[a.Id].token {
-			t.Errorf("account %s: token %d after the handover, not above %d", a.Id, after[a.Id].token, before[a.Id].token)
+		if after[a.Id].Token <= before[a.Id].Token {
+			t.Errorf("account %s: token %d after the handover, not above %d", a.Id, after[a.Id].Token, before[a.Id].Token)
 		}
 	}
 	for i, srv := range servers {
