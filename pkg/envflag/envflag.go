@@ -2,25 +2,32 @@
 // environment variables, so that every mailbus binary takes the same
 // setting the same two ways (flag first, then MAILBUS_* variable, then the
 // built-in default), and documents both in --help.
+//
+// Flags are GNU style (github.com/spf13/pflag, as the mailbus command line):
+// --name value or --name=value. The single-dash spelling of the Go flag
+// package (-name value) is still accepted for one release, with a
+// deprecation warning on stderr: see NormalizeArgs.
 package envflag
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 // String defines a string flag defaulting to $env, else def. A default
 // that is a URL with a password is shown in --help with the password
 // replaced, so that credentials in the environment never reach a terminal
 // or a log through a usage message.
-func String(fs *flag.FlagSet, name, env, def, usage string) *string {
+func String(fs *pflag.FlagSet, name, env, def, usage string) *string {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
@@ -43,7 +50,7 @@ func Redact(s string) string {
 }
 
 // Bool defines a bool flag defaulting to $env ("1", "true"...), else def.
-func Bool(fs *flag.FlagSet, name, env string, def bool, usage string) *bool {
+func Bool(fs *pflag.FlagSet, name, env string, def bool, usage string) *bool {
 	if v, ok := os.LookupEnv(env); ok {
 		if b, err := strconv.ParseBool(v); err == nil {
 			def = b
@@ -53,7 +60,7 @@ func Bool(fs *flag.FlagSet, name, env string, def bool, usage string) *bool {
 }
 
 // Duration defines a duration flag defaulting to $env, else def.
-func Duration(fs *flag.FlagSet, name, env string, def time.Duration, usage string) *time.Duration {
+func Duration(fs *pflag.FlagSet, name, env string, def time.Duration, usage string) *time.Duration {
 	if v, ok := os.LookupEnv(env); ok {
 		if d, err := time.ParseDuration(v); err == nil {
 			def = d
@@ -63,7 +70,7 @@ func Duration(fs *flag.FlagSet, name, env string, def time.Duration, usage strin
 }
 
 // Int64 defines an int64 flag defaulting to $env, else def.
-func Int64(fs *flag.FlagSet, name, env string, def int64, usage string) *int64 {
+func Int64(fs *pflag.FlagSet, name, env string, def int64, usage string) *int64 {
 	if v, ok := os.LookupEnv(env); ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			def = n
@@ -94,13 +101,13 @@ func Logger(level, format string) (*slog.Logger, error) {
 // code 2 for a usage error.
 type Command struct {
 	name             string
-	fs               *flag.FlagSet
+	fs               *pflag.FlagSet
 	logLevel, logFmt *string
 }
 
 // NewCommand defines --log-level and --log-format on fs for the binary
 // name.
-func NewCommand(name string, fs *flag.FlagSet) *Command {
+func NewCommand(name string, fs *pflag.FlagSet) *Command {
 	return &Command{
 		name:     name,
 		fs:       fs,
@@ -110,24 +117,66 @@ func NewCommand(name string, fs *flag.FlagSet) *Command {
 }
 
 // Parse parses args and builds the logger. When it returns ok false the
-// binary exits with code: 0 after --help, 2 after a usage error (already
-// reported on the flag set's output or stderr).
+// binary exits with code: 0 after --help, 2 after a usage error (reported
+// on the flag set's output, stderr unless set). Single-dash long flags are accepted with a warning
+// (NormalizeArgs).
 func (c *Command) Parse(args []string) (log *slog.Logger, code int, ok bool) {
+	args = NormalizeArgs(c.name, c.fs, args, c.fs.Output())
 	if err := c.fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, pflag.ErrHelp) {
 			return nil, 0, false
 		}
+		fmt.Fprintf(c.fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", c.name, err, c.name)
 		return nil, 2, false
 	}
 	if c.fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", c.name, c.fs.Arg(0))
-		c.fs.Usage()
+		fmt.Fprintf(c.fs.Output(), "%s: unexpected argument %q\nRun '%s --help' for the flags.\n", c.name, c.fs.Arg(0), c.name)
 		return nil, 2, false
 	}
 	log, err := Logger(*c.logLevel, *c.logFmt)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", c.name, err)
+		fmt.Fprintf(c.fs.Output(), "%s: %v\n", c.name, err)
 		return nil, 2, false
 	}
 	return log, 0, true
+}
+
+// NormalizeArgs rewrites the single-dash spelling of a long flag of fs
+// (-name, -name=value, as the Go flag package took them) to --name, and
+// warns on stderr once per flag that the spelling is deprecated: pflag
+// would read -name as the shorthands -n -a -m -e. Values of flags, the
+// arguments after "--", and words that name no flag of fs (and -help) are
+// left as they are; -help becomes --help.
+func NormalizeArgs(command string, fs *pflag.FlagSet, args []string, stderr io.Writer) []string {
+	out := make([]string, 0, len(args))
+	warned := map[string]bool{}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			out = append(out, arg)
+			continue
+		}
+		long := strings.HasPrefix(arg, "--")
+		name, _, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		f := fs.Lookup(name)
+		if !long && (f != nil || name == "help") && len(name) > 1 {
+			arg = "-" + arg
+			if !warned[name] {
+				warned[name] = true
+				fmt.Fprintf(stderr, "%s: warning: -%s is deprecated, use --%s (single-dash flags stop working in a later release)\n", command, name, name)
+			}
+			long = true
+		}
+		out = append(out, arg)
+		// A long flag that takes a value and has none after "=" takes
+		// the next argument, whatever it looks like.
+		if long && f != nil && !hasValue && f.NoOptDefVal == "" && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
 }

@@ -2,15 +2,16 @@ package envflag
 
 import (
 	"bytes"
-	"flag"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestEnvDefaultsAndRedaction(t *testing.T) {
 	t.Setenv("MAILBUS_TEST_URL", "postgres://mailbus:TopSecretPw@db/mailbus")
 	t.Setenv("MAILBUS_TEST_LISTEN", "0.0.0.0:1")
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	var out bytes.Buffer
 	fs.SetOutput(&out)
 	u := String(fs, "database-url", "MAILBUS_TEST_URL", "", "database")

@@ -29,12 +29,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -228,7 +228,7 @@ type ServerFlags struct {
 
 // AddServerFlags defines --tls-cert, --tls-key, --tls-client-ca and
 // --insecure on fs.
-func AddServerFlags(fs *flag.FlagSet) *ServerFlags {
+func AddServerFlags(fs *pflag.FlagSet) *ServerFlags {
 	return &ServerFlags{
 		certFile:     envflag.String(fs, "tls-cert", "MAILBUS_TLS_CERT", "", "TLS certificate (PEM) of the gRPC server; with --tls-key turns TLS on, and is the client certificate when this service dials the store"),
 		keyFile:      envflag.String(fs, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert"),
@@ -250,7 +250,7 @@ type ClientFlags struct {
 // AddClientFlags defines --tls-ca and --tls-server-name on fs; the client
 // certificate is the service's own (--tls-cert, --tls-key of
 // AddServerFlags).
-func AddClientFlags(fs *flag.FlagSet) *ClientFlags {
+func AddClientFlags(fs *pflag.FlagSet) *ClientFlags {
 	return &ClientFlags{
 		caFile:     envflag.String(fs, "tls-ca", "MAILBUS_TLS_CA", "", `CA bundle (PEM) verifying the store's certificate, or "system"; turns TLS on for the connection to the store`),
 		serverName: envflag.String(fs, "tls-server-name", "MAILBUS_TLS_SERVER_NAME", "", "name the store's certificate must carry, when not the host of --store"),

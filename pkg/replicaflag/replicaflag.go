@@ -8,8 +8,9 @@ package replicaflag
 
 import (
 	"errors"
-	"flag"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
@@ -30,7 +31,7 @@ type Flags struct {
 }
 
 // Define defines the flags on fs.
-func Define(fs *flag.FlagSet) *Flags {
+func Define(fs *pflag.FlagSet) *Flags {
 	return &Flags{
 		ownership: envflag.Bool(fs, "ownership", "MAILBUS_OWNERSHIP", false,
 			"share the accounts with the other replicas of this service: each account is worked by one replica at a time, under a lease in NATS JetStream KV (needs --nats); off, this process works every account"),

@@ -1,10 +1,11 @@
 package replicaflag
 
 import (
-	"flag"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 )
@@ -33,7 +34,7 @@ func TestFlags(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 			fs.SetOutput(io.Discard)
 			f := Define(fs)
 			if err := fs.Parse(tt.args); err != nil {

@@ -160,6 +160,14 @@ func TestStoreUsageErrorsExitTwo(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "--database-url") || !strings.Contains(string(out), "MAILBUS_NATS") {
 		t.Errorf("--help: %v\n%s", err, out)
 	}
+	// The Go flag package's single-dash spelling still works for one
+	// release (issue 16): the value is read, with a warning.
+	out, err = exec.Command(bin, "-log-level", "loud").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 ||
+		!strings.Contains(string(out), "-log-level is deprecated, use --log-level") || !strings.Contains(string(out), `log level "loud"`) {
+		t.Errorf("-log-level loud: exit %v, want 2 with a deprecation warning and the bad level\n%s", err, out)
+	}
 }
 
 func TestStoreLifecycle(t *testing.T) {

@@ -18,13 +18,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -37,7 +38,7 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mailbus-healthcheck", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("mailbus-healthcheck", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	httpURL := fs.String("http", "", "URL of an HTTP endpoint that must answer 2xx, such as http://127.0.0.1:7401/healthz")
 	grpcAddr := fs.String("grpc", "", "gRPC address whose health service must answer SERVING, such as 127.0.0.1:7400")
@@ -45,7 +46,11 @@ func run(args []string, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 3*time.Second, "deadline of each probe")
 	certFile := envflag.String(fs, "tls-cert", "MAILBUS_TLS_CERT", "", "the probed service's TLS certificate: the gRPC probe uses TLS pinned to it")
 	keyFile := envflag.String(fs, "tls-key", "MAILBUS_TLS_KEY", "", "private key of --tls-cert")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(envflag.NormalizeArgs("mailbus-healthcheck", fs, args, stderr)); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
 		return 2
 	}
 	if *httpURL == "" && *grpcAddr == "" {

@@ -5,13 +5,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/envflag"
@@ -26,7 +26,7 @@ func main() {
 }
 
 func run(args []string) int {
-	fs := flag.NewFlagSet("mailbus-imapsync", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("mailbus-imapsync", pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `mailbus-imapsync: two-way sync of every IMAP account in the mailbus store
 (initial and delta sync, IDLE push, write-back of device changes).

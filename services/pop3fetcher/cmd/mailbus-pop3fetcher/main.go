@@ -6,12 +6,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/envflag"
@@ -25,7 +26,7 @@ func main() {
 }
 
 func run(args []string) int {
-	fs := flag.NewFlagSet("mailbus-pop3fetcher", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("mailbus-pop3fetcher", pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `mailbus-pop3fetcher: the mailbus POP3 fetcher. It downloads every POP3
 account of the store (keep or delete mode) into the store, byte-exact; in

@@ -3,11 +3,12 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
@@ -20,7 +21,7 @@ func main() {
 }
 
 func run(args []string) int {
-	fs := flag.NewFlagSet("mailbus-store", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("mailbus-store", pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `mailbus-store: the mailbus store service (accounts, mailboxes, messages,
 change log and events).
