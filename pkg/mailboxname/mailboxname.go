@@ -3,9 +3,16 @@
 // nesting depth by the mailbox's hierarchy delimiter. The store refuses a
 // device's mailbox beyond them; a fetcher skips an upstream folder beyond
 // them rather than have the store refuse the account's whole folder list.
+//
+// CheckShape holds the rules on a device's name that servers do not apply
+// alike (a trailing delimiter, an empty level, a ".." level): a server may
+// refuse such a name, or create another one ("Trailing" for "Trailing/"),
+// so the store refuses them from a device. A server's own names are taken
+// as the server has them.
 package mailboxname
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -35,6 +42,42 @@ func CheckLimits(name, delim string) error {
 	}
 	if d := Depth(name, delim); d > MaxDepth {
 		return fmt.Errorf("nested %d levels deep by %q, more than %d", d, delim, MaxDepth)
+	}
+	return nil
+}
+
+// CheckShape reports a name whose levels by the hierarchy delimiter delim
+// are not all proper names, in words fit for an error message; nil when
+// they are. It refuses a lone delimiter ("/"), a trailing one
+// ("Trailing/"), an empty level ("a//b", "/a") and a "." or ".." level
+// ("a/../b"). Without a delimiter the name is one level.
+func CheckShape(name, delim string) error {
+	if delim == "" {
+		return checkLevel(name)
+	}
+	switch {
+	case name == delim:
+		return fmt.Errorf("is only the hierarchy delimiter %q", delim)
+	case strings.HasSuffix(name, delim):
+		return fmt.Errorf("ends with the hierarchy delimiter %q (a server creates the name without it, or refuses it)", delim)
+	case strings.HasPrefix(name, delim):
+		return fmt.Errorf("starts with the hierarchy delimiter %q (an empty first level)", delim)
+	case strings.Contains(name, delim+delim):
+		return fmt.Errorf("has an empty level (%q twice in a row)", delim)
+	}
+	for _, level := range strings.Split(name, delim) {
+		if err := checkLevel(level); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errDotLevel = errors.New(`has a "." or ".." level (a path, not a mailbox name)`)
+
+func checkLevel(level string) error {
+	if level == "." || level == ".." {
+		return errDotLevel
 	}
 	return nil
 }

@@ -46,3 +46,39 @@ func TestCheckLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckShape(t *testing.T) {
+	for _, c := range []struct {
+		name, delim string
+		wantErr     string
+	}{
+		{"INBOX", "/", ""},
+		{"a/b/c", "/", ""},
+		{"a.b/c", "/", ""},
+		{"...a", "/", ""},
+		{"a/..b/c", "/", ""},
+		{"Trailing/", "/", "ends with the hierarchy delimiter"},
+		{"a/b/", "/", "ends with the hierarchy delimiter"},
+		{"/", "/", "only the hierarchy delimiter"},
+		{"/a", "/", "starts with the hierarchy delimiter"},
+		{"a//b", "/", "empty level"},
+		{"a/../b", "/", `".." level`},
+		{"..", "/", `".." level`},
+		{"a/.", "/", `".." level`},
+		{"a..b", ".", "empty level"},
+		{"a.", ".", "ends with the hierarchy delimiter"},
+		{".", ".", "only the hierarchy delimiter"},
+		{"a/b", ".", ""},
+		{"a::b::", "::", "ends with the hierarchy delimiter"},
+		{"a/", "", ""},
+		{"..", "", `".." level`},
+	} {
+		err := mailboxname.CheckShape(c.name, c.delim)
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("CheckShape(%q, %q) = %v, want nil", c.name, c.delim, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("CheckShape(%q, %q) = %v, want an error containing %q", c.name, c.delim, err, c.wantErr)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -179,6 +180,33 @@ func TestLoggerRedactsSecrets(t *testing.T) {
 	for _, secret := range []string{pass, ir, "body 1"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log contains %q:\n%s", secret, out)
+		}
+	}
+}
+
+// TestLoginArgumentWithLineBreak: a username or password with CR, LF or
+// NUL is never sent (it would end USER or PASS early and start another
+// command, such as DELE 1): Login fails with ErrInvalidArgument, which is
+// permanent, and the server sees no such command.
+func TestLoginArgumentWithLineBreak(t *testing.T) {
+	for _, creds := range []pop3.Credentials{
+		{Username: "victim\r\nDELE 1", Password: pass},
+		{Username: user, Password: "x\r\nDELE 1"},
+		{Username: user + "\x00", Password: pass},
+	} {
+		srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass, messages(1, simpleMessage)...))
+		c := dial(t, srv, nil)
+		err := c.Login(context.Background(), creds, pop3.MechanismUser)
+		if !errors.Is(err, pop3.ErrInvalidArgument) || pop3.Temporary(err) {
+			t.Errorf("Login(%q): %v (temporary %v), want a permanent ErrInvalidArgument", creds.Username, err, pop3.Temporary(err))
+		}
+		if strings.Contains(fmt.Sprint(err), "DELE") {
+			t.Errorf("the error shows the argument: %v", err)
+		}
+		for _, cmd := range srv.Commands() {
+			if strings.HasPrefix(cmd, "DELE") || strings.HasPrefix(cmd, "PASS") {
+				t.Errorf("the server received %q", cmd)
+			}
 		}
 	}
 }

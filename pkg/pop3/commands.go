@@ -29,7 +29,7 @@ func okLine(text string) []byte {
 
 func checkNumber(cmd string, n int) error {
 	if n < 1 {
-		return fmt.Errorf("pop3: %s: invalid message number %d", cmd, n)
+		return fmt.Errorf("pop3: %s: message number %d: %w", cmd, n, ErrInvalidArgument)
 	}
 	return nil
 }

@@ -48,7 +48,8 @@
 //   - permanent: [AUTH], [SYS/PERM], a plain "-ERR" (no code) to USER, PASS,
 //     APOP or AUTH, which is treated as bad credentials (ErrAuthFailed), TLS
 //     certificate errors, ErrTooLarge, ErrSTLSUnavailable, ErrAuthUnsupported,
-//     ErrUIDLUnsupported and context cancellation.
+//     ErrUIDLUnsupported, ErrInvalidArgument (an argument with CR, LF or
+//     NUL, which is never sent) and context cancellation.
 //
 // Sentinel errors are wrapped with %w; test them with errors.Is.
 //

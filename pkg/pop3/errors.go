@@ -37,6 +37,11 @@ var (
 	// ErrClosed: the client was closed, or an earlier error left the
 	// connection unusable.
 	ErrClosed = errors.New("pop3: connection closed")
+	// ErrInvalidArgument: the caller gave an argument that cannot be sent,
+	// such as a username or password with CR, LF or NUL (it would end the
+	// command early and start another), or a message number below 1.
+	// Nothing was sent; the same argument always fails the same way.
+	ErrInvalidArgument = errors.New("pop3: invalid argument")
 )
 
 // Error is a "-ERR" answer from the server.
@@ -180,7 +185,7 @@ func Temporary(err error) bool {
 		return pe.Temporary()
 	}
 	for _, perm := range []error{ErrAuthFailed, ErrAuthUnsupported, ErrAPOPUnavailable,
-		ErrSTLSUnavailable, ErrUIDLUnsupported, ErrTooLarge, context.Canceled} {
+		ErrSTLSUnavailable, ErrUIDLUnsupported, ErrTooLarge, ErrInvalidArgument, context.Canceled} {
 		if errors.Is(err, perm) {
 			return false
 		}

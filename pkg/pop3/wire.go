@@ -12,7 +12,7 @@ import (
 // (no secrets).
 func (c *Client) write(ctx context.Context, line, display string) error {
 	if strings.ContainsAny(line, "\r\n\x00") {
-		return fmt.Errorf("pop3: %s: argument contains CR, LF or NUL", display)
+		return fmt.Errorf("pop3: %s: argument contains CR, LF or NUL: %w", display, ErrInvalidArgument)
 	}
 	if c.log != nil {
 		c.log.Debug("pop3 send", "cmd", display)

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -157,8 +158,13 @@ type dialOptions struct {
 	wrap     func(net.Conn) net.Conn
 }
 
-// dial connects and authenticates.
+// dial connects and authenticates. A host or username that cannot be sent
+// (a database may hold one stored before the store checked them) is a
+// permanent error: nothing is dialled.
 func dial(ctx context.Context, a *mailbusv1.Account, o dialOptions) (*conn, error) {
+	if err := accountfield.CheckConnect(a.Host, a.Username); err != nil {
+		return nil, permanent("the account cannot be used as stored; update it", err)
+	}
 	port := a.Port
 	if port == 0 {
 		port = 993

@@ -66,6 +66,8 @@ type env struct {
 	// adminToken and serviceToken are the store's API tokens; conn sends
 	// the service token.
 	adminToken, serviceToken string
+	// dataDir is the store's data directory (its SQLite database).
+	dataDir string
 }
 
 func startStore(t testing.TB) *env {
@@ -92,10 +94,11 @@ func startStore(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
+	dataDir := t.TempDir()
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
 		AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,
-		Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: t.TempDir(), SecretKey: key,
+		Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: dataDir, SecretKey: key,
 		WatchPollInterval: 50 * time.Millisecond, Logger: testLogger(t), Registry: prometheus.NewRegistry(),
 		Ready: func(addr string) { ready <- addr },
 	})
@@ -113,7 +116,7 @@ func startStore(t testing.TB) *env {
 			t.Error("store did not stop")
 		}
 	})
-	e := &env{t: t, natsURL: ns.ClientURL()}
+	e := &env{t: t, natsURL: ns.ClientURL(), dataDir: dataDir}
 	select {
 	case e.addr = <-ready:
 	case err := <-done:

@@ -87,7 +87,9 @@ func classify(step string, err error) *PassError {
 	switch {
 	case errors.Is(err, errAccountGone):
 		out.Kind, out.Permanent = KindConfig, true
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), errors.Is(err, pop3.ErrInvalidArgument):
+		// A configuration that cannot work, or a username or secret that
+		// cannot be sent (CR, LF or NUL): the same every time.
 		out.Kind, out.Permanent = KindConfig, true
 	case errors.As(err, &se):
 		out.Kind = KindStore

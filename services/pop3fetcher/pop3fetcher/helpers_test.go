@@ -55,6 +55,8 @@ type env struct {
 	logs *syncBuffer
 	// serviceToken is the store's service API token; conn sends it.
 	serviceToken string
+	// dataDir is the store's data directory (its SQLite database).
+	dataDir string
 }
 
 type syncBuffer struct {
@@ -113,7 +115,7 @@ func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
 // startStore runs a store until the test ends.
 func startStore(t testing.TB) *env {
 	t.Helper()
-	e := &env{storeReg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{storeReg: prometheus.NewRegistry(), logs: &syncBuffer{}, dataDir: t.TempDir()}
 	natsURL := startNATS(t)
 	e.natsURL = natsURL
 	key, err := secretbox.GenerateKey()
@@ -131,7 +133,7 @@ func startStore(t testing.TB) *env {
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
 		AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
-		Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: t.TempDir(), SecretKey: key,
+		Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: e.dataDir, SecretKey: key,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})), Registry: e.storeReg,
 		WatchPollInterval: 50 * time.Millisecond,
 		Ready:             func(addr string) { ready <- addr },

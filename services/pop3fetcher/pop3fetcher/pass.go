@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
@@ -227,6 +228,11 @@ func (p *pass) run(ctx context.Context) error {
 	opts, err := p.options()
 	if err != nil {
 		return err
+	}
+	// A database may hold a host or username stored before the store
+	// checked them (accountfield): never send one, park the account.
+	if err := accountfield.CheckConnect(p.acct.Host, p.acct.Username); err != nil {
+		return &configError{err.Error() + ": the account needs updating"}
 	}
 	p.step = "wait for a connection slot"
 	release, err := p.f.hosts.Acquire(ctx, p.acct.Host)

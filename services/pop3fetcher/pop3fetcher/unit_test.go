@@ -88,6 +88,7 @@ func TestClassify(t *testing.T) {
 		{storeErr("ingest", status.Error(codes.Unavailable, "down")), KindStore, false},
 		{storeErr("get account secret", status.Error(codes.NotFound, "no account")), KindConfig, true},
 		{&configError{"bad security"}, KindConfig, true},
+		{fmt.Errorf("pop3: PASS: argument contains CR, LF or NUL: %w", pop3.ErrInvalidArgument), KindConfig, true},
 		{context.DeadlineExceeded, KindTimeout, false},
 	}
 	for _, c := range cases {

@@ -223,11 +223,15 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 
 	notifier := api.NewNotifier()
+	// A request that is not valid protobuf is INVALID_ARGUMENT, not
+	// grpc-go's INTERNAL.
+	reject := serving.NewRejectMalformed()
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure,
 		ServerOptions: []grpc.ServerOption{
 			grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20),
+			reject.ServerOption(),
 			grpc.ChainUnaryInterceptor(authn.UnaryInterceptor()),
 			grpc.ChainStreamInterceptor(authn.StreamInterceptor()),
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.Keepalive, Timeout: cfg.Keepalive}),
@@ -241,15 +245,16 @@ func (s *Store) Run(ctx context.Context) error {
 	// graceful stop does not wait for them.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	mailbusv1.RegisterAccountServiceServer(srv.GRPC, &api.Accounts{DB: database, Log: s.log})
-	mailbusv1.RegisterMailboxServiceServer(srv.GRPC, &api.Mailboxes{DB: database, Log: s.log})
-	mailbusv1.RegisterSyncServiceServer(srv.GRPC, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
+	services := reject.Registrar(srv.GRPC)
+	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log})
+	mailbusv1.RegisterMailboxServiceServer(services, &api.Mailboxes{DB: database, Log: s.log})
+	mailbusv1.RegisterSyncServiceServer(services, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
 	ingestMetrics, err := api.NewIngestMetrics(cfg.Registry)
 	if err != nil {
 		return err
 	}
-	mailbusv1.RegisterIngestServiceServer(srv.GRPC, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics})
-	mailbusv1.RegisterTokenServiceServer(srv.GRPC, &api.Tokens{DB: database, Log: s.log, Auth: authn})
+	mailbusv1.RegisterIngestServiceServer(services, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics})
+	mailbusv1.RegisterTokenServiceServer(services, &api.Tokens{DB: database, Log: s.log, Auth: authn})
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err
 	}

@@ -5,14 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -365,7 +368,12 @@ func TestBadInput(t *testing.T) {
 		imap := e.createAccount(t, imapAccount("imap"))
 		imapInbox := e.inbox(t, imap.Id)
 		imapMsg := e.mustIngest(t, imapItem(imap.Id, imapInbox.Id, 1, 1, testMessage(2)))[0].MessageId
+		local, err := e.mailboxes.CreateMailbox(callCtx(t), &mailbusv1.CreateMailboxRequest{AccountId: pop.Id, Name: "Local", DeviceId: "device"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		popState, imapState := e.state(t, pop.Id), e.state(t, imap.Id)
+		serviceConn := e.dial(t, e.serviceToken)
 
 		const unknown = "999999"
 		dev := "device"
@@ -418,6 +426,42 @@ func TestBadInput(t *testing.T) {
 				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.FolderInclude = []string{"*"} })})
 				return err
 			}, codes.InvalidArgument, "account.folder_include"},
+			{"CreateAccount/CR LF in username", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Username = "victim\r\nDELE 1" })})
+				return err
+			}, codes.InvalidArgument, "account.username"},
+			{"CreateAccount/NUL in username", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Username = "bob\x00" })})
+				return err
+			}, codes.InvalidArgument, "account.username"},
+			{"CreateAccount/CR LF in host", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Host = "pop.example.com\r\nx" })})
+				return err
+			}, codes.InvalidArgument, "account.host"},
+			{"CreateAccount/host with a port", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Host = "pop.example.com:995" })})
+				return err
+			}, codes.InvalidArgument, "account.host"},
+			{"CreateAccount/host a URL", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Host = "pops://pop.example.com" })})
+				return err
+			}, codes.InvalidArgument, "account.host"},
+			{"CreateAccount/escape in name", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Name = "a\x1b[2Jb" })})
+				return err
+			}, codes.InvalidArgument, "account.name"},
+			{"CreateAccount/DEL in name", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Name = "a\x7fb" })})
+				return err
+			}, codes.InvalidArgument, "account.name"},
+			{"CreateAccount/all-digit name", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Name = "42" })})
+				return err
+			}, codes.InvalidArgument, "account.name"},
+			{"CreateAccount/no secret", func(ctx context.Context) error {
+				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Secret = "" })})
+				return err
+			}, codes.InvalidArgument, "account.secret"},
 			{"CreateAccount/name taken", func(ctx context.Context) error {
 				_, err := a.CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: acctWith(func(a *mailbusv1.Account) { a.Name = "pop" })})
 				return err
@@ -474,6 +518,22 @@ func TestBadInput(t *testing.T) {
 				_, err := a.UpdateAccount(ctx, &mailbusv1.UpdateAccountRequest{Account: &mailbusv1.Account{Id: pop.Id}, UpdateMask: mask("port")})
 				return err
 			}, codes.InvalidArgument, "account.port"},
+			{"UpdateAccount/CR LF in username", func(ctx context.Context) error {
+				_, err := a.UpdateAccount(ctx, &mailbusv1.UpdateAccountRequest{Account: &mailbusv1.Account{Id: pop.Id, Username: "victim\r\nDELE 1"}, UpdateMask: mask("username")})
+				return err
+			}, codes.InvalidArgument, "account.username"},
+			{"UpdateAccount/host not a host name", func(ctx context.Context) error {
+				_, err := a.UpdateAccount(ctx, &mailbusv1.UpdateAccountRequest{Account: &mailbusv1.Account{Id: pop.Id, Host: "pop example com"}, UpdateMask: mask("host")})
+				return err
+			}, codes.InvalidArgument, "account.host"},
+			{"UpdateAccount/all-digit name", func(ctx context.Context) error {
+				_, err := a.UpdateAccount(ctx, &mailbusv1.UpdateAccountRequest{Account: &mailbusv1.Account{Id: pop.Id, Name: "7"}, UpdateMask: mask("name")})
+				return err
+			}, codes.InvalidArgument, "account.name"},
+			{"UpdateAccount/empty secret", func(ctx context.Context) error {
+				_, err := a.UpdateAccount(ctx, &mailbusv1.UpdateAccountRequest{Account: &mailbusv1.Account{Id: pop.Id}, UpdateMask: mask("secret")})
+				return err
+			}, codes.InvalidArgument, "account.secret"},
 			{"DeleteAccount/no id", func(ctx context.Context) error {
 				_, err := a.DeleteAccount(ctx, &mailbusv1.DeleteAccountRequest{})
 				return err
@@ -516,6 +576,30 @@ func TestBadInput(t *testing.T) {
 				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: pop.Id, Name: "a*b", DeviceId: dev})
 				return err
 			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/trailing delimiter", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: imap.Id, Name: "Trailing/", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/empty level", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: imap.Id, Name: "a//b", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/leading delimiter", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: imap.Id, Name: "/a", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/lone delimiter", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: imap.Id, Name: "/", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/dot-dot level", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: imap.Id, Name: "a/../b", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
+			{"CreateMailbox/trailing delimiter on POP3", func(ctx context.Context) error {
+				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: pop.Id, Name: "Trailing/", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "name"},
 			{"CreateMailbox/second inbox", func(ctx context.Context) error {
 				_, err := m.CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: pop.Id, Name: "inbox", DeviceId: dev})
 				return err
@@ -534,6 +618,18 @@ func TestBadInput(t *testing.T) {
 			}, codes.NotFound, ""},
 			{"RenameMailbox/no new name", func(ctx context.Context) error {
 				_, err := m.RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: popInbox.Id, DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "new_name"},
+			{"RenameMailbox/trailing delimiter", func(ctx context.Context) error {
+				_, err := m.RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: local.Mailbox.Id, NewName: "Local/", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "new_name"},
+			{"RenameMailbox/empty level", func(ctx context.Context) error {
+				_, err := m.RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: local.Mailbox.Id, NewName: "a//Local", DeviceId: dev})
+				return err
+			}, codes.InvalidArgument, "new_name"},
+			{"RenameMailbox/dot-dot", func(ctx context.Context) error {
+				_, err := m.RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: local.Mailbox.Id, NewName: "..", DeviceId: dev})
 				return err
 			}, codes.InvalidArgument, "new_name"},
 			{"RenameMailbox/inbox", func(ctx context.Context) error {
@@ -745,6 +841,18 @@ func TestBadInput(t *testing.T) {
 				_, err := s.GetChanges(ctx, &mailbusv1.GetChangesRequest{AccountId: pop.Id, MaxChanges: 10001})
 				return err
 			}, codes.InvalidArgument, "max_changes"},
+			{"GetChanges/state from the future", func(ctx context.Context) error {
+				_, err := s.GetChanges(ctx, &mailbusv1.GetChangesRequest{AccountId: pop.Id, SinceState: popState + 1})
+				return withMessage(err, fmt.Sprintf("newer than the account's current state %d", popState))
+			}, codes.OutOfRange, ""},
+			{"GetChanges/largest state", func(ctx context.Context) error {
+				_, err := s.GetChanges(ctx, &mailbusv1.GetChangesRequest{AccountId: pop.Id, SinceState: math.MaxUint64})
+				return withMessage(err, fmt.Sprintf("newer than the account's current state %d", popState))
+			}, codes.OutOfRange, ""},
+			{"WatchChanges/largest state", func(ctx context.Context) error {
+				return withMessage(recvErr(s.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: pop.Id, SinceState: math.MaxUint64})),
+					fmt.Sprintf("newer than the account's current state %d", popState))
+			}, codes.OutOfRange, ""},
 			{"WatchChanges/no id", func(ctx context.Context) error {
 				return recvErr(s.WatchChanges(ctx, &mailbusv1.WatchChangesRequest{}))
 			}, codes.InvalidArgument, "account_id"},
@@ -869,6 +977,26 @@ func TestBadInput(t *testing.T) {
 			{"IngestMessages/stream ends inside a message", func(ctx context.Context) error {
 				return rawIngest(ctx, in, &mailbusv1.IngestMessagesRequest{Meta: pop3Item(pop.Id, "U9", nil).meta, Data: []byte("x")})
 			}, codes.InvalidArgument, ""},
+
+			// Bytes that are not protobuf, to a unary method, a server
+			// stream and a client stream.
+			{"Malformed/GetAccount", func(ctx context.Context) error {
+				return invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, malformedProto)
+			}, codes.InvalidArgument, ""},
+			{"Malformed/UpdateFlags", func(ctx context.Context) error {
+				return invokeRaw(ctx, e.conn, "/mailbus.v1.MailboxService/UpdateFlags", false, malformedProto)
+			}, codes.InvalidArgument, ""},
+			{"Malformed/WatchChanges", func(ctx context.Context) error {
+				return invokeRaw(ctx, e.conn, "/mailbus.v1.SyncService/WatchChanges", true, malformedProto)
+			}, codes.InvalidArgument, ""},
+			{"Malformed/IngestMessages", func(ctx context.Context) error {
+				return invokeRaw(ctx, serviceConn, "/mailbus.v1.IngestService/IngestMessages", true, malformedProto)
+			}, codes.InvalidArgument, ""},
+			{"Malformed/wrong message type", func(ctx context.Context) error {
+				// A field 1 of the wrong wire type (a varint for the string
+				// account_id).
+				return invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, []byte{0x08, 0x01})
+			}, codes.InvalidArgument, ""},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -909,6 +1037,55 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("write-backs after refused requests: %v, %v", wbs, err)
 		}
 	})
+}
+
+// malformedProto is not valid protobuf: field 1, a string, says 5 bytes
+// follow; one does.
+var malformedProto = []byte{0x0a, 0x05, 'a'}
+
+// rawCodec sends and receives the bytes of a *[]byte as they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// invokeRaw sends body as the request of method on conn and returns the
+// call's status; stream opens the method as a stream (client- or
+// server-streaming) and reads until the status.
+func invokeRaw(ctx context.Context, conn *grpc.ClientConn, method string, stream bool, body []byte) error {
+	var out []byte
+	if !stream {
+		return conn.Invoke(ctx, method, &body, &out, grpc.ForceCodec(rawCodec{}))
+	}
+	s, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	if err := s.SendMsg(&body); err != nil && err != io.EOF {
+		return err
+	}
+	s.CloseSend()
+	for {
+		if err := s.RecvMsg(&out); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// withMessage returns err, or an UNKNOWN error saying what is missing when
+// err's message does not contain want.
+func withMessage(err error, want string) error {
+	if st, ok := status.FromError(err); ok && !strings.Contains(st.Message(), want) {
+		return status.Errorf(codes.Unknown, "message %q does not contain %q", st.Message(), want)
+	}
+	return err
 }
 
 // recvErr returns the error of the first Recv of a server stream (or of

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 )
@@ -32,8 +33,9 @@ func ValidateAccount(a *mailbusv1.Account) error {
 		return invalid("account.name", "required")
 	case len(a.Name) > 200:
 		return invalid("account.name", "longer than 200 characters")
-	case strings.ContainsAny(a.Name, "\x00\r\n"):
-		return invalid("account.name", "contains a control character")
+	}
+	if err := accountfield.CheckName(a.Name); err != nil {
+		return fieldInvalid(err)
 	}
 	switch a.Protocol {
 	case mailbusv1.Protocol_PROTOCOL_IMAP, mailbusv1.Protocol_PROTOCOL_POP3:
@@ -41,8 +43,8 @@ func ValidateAccount(a *mailbusv1.Account) error {
 		return invalid("account.protocol", "must be PROTOCOL_IMAP or PROTOCOL_POP3")
 	}
 	a.Host = strings.TrimSpace(a.Host)
-	if a.Host == "" || strings.ContainsAny(a.Host, " /\x00") || len(a.Host) > 253 {
-		return invalid("account.host", "must be a host name or address")
+	if err := accountfield.CheckHost(a.Host); err != nil {
+		return fieldInvalid(err)
 	}
 	if a.Port == 0 || a.Port > 65535 {
 		return invalid("account.port", "must be 1 to 65535")
@@ -54,6 +56,9 @@ func ValidateAccount(a *mailbusv1.Account) error {
 	}
 	if a.Username == "" {
 		return invalid("account.username", "required")
+	}
+	if err := accountfield.CheckText("username", a.Username); err != nil {
+		return fieldInvalid(err)
 	}
 	if a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_UNSPECIFIED {
 		a.AuthMethod = mailbusv1.AuthMethod_AUTH_METHOD_PASSWORD
@@ -99,6 +104,21 @@ func ValidateAccount(a *mailbusv1.Account) error {
 	return nil
 }
 
+// fieldInvalid turns an accountfield error into the store's field error.
+func fieldInvalid(err error) error {
+	var fe *accountfield.Error
+	if errors.As(err, &fe) {
+		return invalid("account."+fe.Field, "%s", fe.Reason)
+	}
+	return err
+}
+
+// secretRequired refuses an account, or an update of its secret, without
+// a secret: no fetcher can log in without one.
+func secretRequired() error {
+	return invalid("account.secret", "required: the password or token for the server")
+}
+
 // configOf is what is kept in accounts.config: the account minus secret,
 // status and the columns of its own.
 func configOf(a *mailbusv1.Account) ([]byte, error) {
@@ -115,6 +135,9 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 	a = proto.Clone(a).(*mailbusv1.Account)
 	if err := ValidateAccount(a); err != nil {
 		return nil, err
+	}
+	if a.Secret == "" {
+		return nil, secretRequired()
 	}
 	config, err := configOf(a)
 	if err != nil {
@@ -280,6 +303,9 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 	if len(paths) == 0 {
 		return nil, invalid("update_mask", "names no field")
 	}
+	if containsPath(paths, "secret") && a.Secret == "" {
+		return nil, secretRequired()
+	}
 	for _, p := range paths {
 		if _, ok := updatable[p]; !ok {
 			if p == "protocol" {
@@ -338,10 +364,6 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			}
 		}
 		if containsPath(paths, "secret") {
-			if a.Secret == "" {
-				_, err = t.exec(ctx, `UPDATE accounts SET secret = NULL WHERE id = ?`, id)
-				return err
-			}
 			return t.setSecret(ctx, id, a.Secret)
 		}
 		return nil

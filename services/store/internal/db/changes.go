@@ -14,6 +14,20 @@ import (
 // dataKinds are the event kinds that change an account's state.
 const dataKinds = `('message.created','message.updated','message.deleted','mailbox.created','mailbox.updated','mailbox.deleted')`
 
+// checkSince refuses a since state the change log cannot answer from: one
+// newer than the account's current state (from another store, or a
+// database restored from a backup) or older than the oldest kept change.
+// Both are ErrCannotCalculateChanges: the device resyncs.
+func checkSince(since, state, minState uint64) error {
+	if since > state {
+		return fmt.Errorf("state %d is newer than the account's current state %d: %w", since, state, ErrCannotCalculateChanges)
+	}
+	if since < minState {
+		return fmt.Errorf("state %d is older than the kept change log (oldest %d): %w", since, minState, ErrCannotCalculateChanges)
+	}
+	return nil
+}
+
 // GetChanges returns the objects created, updated and deleted after since,
 // from at most max changes, oldest first. A state older than the kept log
 // (or newer than the account's) is ErrCannotCalculateChanges.
@@ -35,11 +49,8 @@ func (d *DB) GetChanges(ctx context.Context, accountID string, since uint64, max
 	if err != nil {
 		return nil, fmt.Errorf("db: changes: %w", err)
 	}
-	if int64(since) < minState {
-		return nil, fmt.Errorf("state %d is older than the kept change log (oldest %d): %w", since, minState, ErrCannotCalculateChanges)
-	}
-	if int64(since) > state {
-		return nil, fmt.Errorf("state %d is newer than the account's state %d: %w", since, state, ErrCannotCalculateChanges)
+	if err := checkSince(since, uint64(state), uint64(minState)); err != nil {
+		return nil, err
 	}
 	out := &mailbusv1.GetChangesResponse{OldState: since, NewState: since}
 	rows, err := rtx.QueryContext(ctx, d.rebind(`SELECT kind, object_id, state FROM events WHERE account_id = ? AND state > ? AND kind IN `+dataKinds+` ORDER BY state LIMIT ?`), acct, int64(since), max+1)
@@ -163,11 +174,8 @@ func (d *DB) ReplayCursor(ctx context.Context, accountID string, sinceState uint
 	if err != nil {
 		return 0, err
 	}
-	if sinceState < minState {
-		return 0, fmt.Errorf("state %d is older than the kept change log (oldest %d): %w", sinceState, minState, ErrCannotCalculateChanges)
-	}
-	if sinceState > state {
-		return 0, fmt.Errorf("state %d is newer than the account's state %d: %w", sinceState, state, ErrCannotCalculateChanges)
+	if err := checkSince(sinceState, state, minState); err != nil {
+		return 0, err
 	}
 	var cursor int64
 	if err := d.r.QueryRowContext(ctx, d.rebind(`SELECT COALESCE(MAX(seq), 0) FROM events WHERE account_id = ?`), acct).Scan(&cursor); err != nil {

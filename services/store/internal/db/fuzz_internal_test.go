@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -82,12 +83,14 @@ func FuzzValidateMailboxName(f *testing.F) {
 
 // FuzzValidateAccount: any account configuration is accepted with its
 // defaults filled, or refused with an invalid-argument error naming an
-// account field; an accepted account validates again unchanged.
+// account field; an accepted account passes the checks the fetchers make
+// before they connect (accountfield) and validates again unchanged.
 func FuzzValidateAccount(f *testing.F) {
 	f.Add("work", int32(1), "imap.example.com", uint32(993), int32(1), "alice", int32(0), int32(0), int64(60), "INBOX\x01Lists/*", "Trash")
 	f.Add(" ", int32(2), "pop.example.com", uint32(995), int32(1), "bob", int32(0), int32(2), int64(0), "", "")
 	f.Add("a\nb", int32(9), "bad host", uint32(70000), int32(7), "", int32(5), int32(9), int64(-1), "\x00", "")
 	f.Add("pop", int32(2), "h", uint32(110), int32(3), "u", int32(2), int32(0), int64(1), "Archive", "")
+	f.Add("42", int32(2), "pop.example.com:995", uint32(995), int32(1), "victim\r\nDELE 1", int32(0), int32(0), int64(0), "", "")
 	f.Fuzz(func(t *testing.T, name string, proto int32, host string, port uint32, security int32, user string,
 		auth, pop3 int32, pollSeconds int64, include, exclude string) {
 		a := &mailbusv1.Account{
@@ -114,7 +117,8 @@ func FuzzValidateAccount(f *testing.F) {
 			return
 		}
 		if a.Name == "" || a.Port == 0 || a.Port > 65535 || a.PollInterval.AsDuration().Seconds() < 1 ||
-			a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_UNSPECIFIED {
+			a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_UNSPECIFIED ||
+			accountfield.CheckName(a.Name) != nil || accountfield.CheckConnect(a.Host, a.Username) != nil {
 			t.Fatalf("ValidateAccount accepted %v", a)
 		}
 		if err := ValidateAccount(a); err != nil {

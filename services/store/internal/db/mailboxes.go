@@ -67,6 +67,17 @@ func ValidateMailboxDepth(field, name, delim string) error {
 	return nil
 }
 
+// validateMailboxShape refuses a device's mailbox name that is not a
+// proper name by the hierarchy delimiter delim (mailboxname.CheckShape):
+// a trailing delimiter, an empty level, a lone delimiter, a "." or ".."
+// level. A server's own names are not held to it.
+func validateMailboxShape(field, name, delim string) error {
+	if err := mailboxname.CheckShape(name, delim); err != nil {
+		return invalid(field, "%v", err)
+	}
+	return nil
+}
+
 func isInbox(name string) bool { return strings.EqualFold(name, "INBOX") }
 
 // createMailbox inserts a mailbox and writes its mailbox.created event.
@@ -231,6 +242,9 @@ func (d *DB) CreateMailbox(ctx context.Context, origin *mailbusv1.Origin, accoun
 		if err := ValidateMailboxDepth("name", name, delim); err != nil {
 			return err
 		}
+		if err := validateMailboxShape("name", name, delim); err != nil {
+			return err
+		}
 		pop3 := a.protocol == mailbusv1.Protocol_PROTOCOL_POP3
 		mb, err = t.createMailbox(ctx, n, name, delim, mailbusv1.MailboxRole_MAILBOX_ROLE_UNSPECIFIED, pop3)
 		if err != nil {
@@ -287,6 +301,13 @@ func (d *DB) RenameMailbox(ctx context.Context, origin *mailbusv1.Origin, mailbo
 		if mb.Mailbox.Name == newName {
 			out = mb.Mailbox
 			return nil
+		}
+		delim := mb.Mailbox.Delimiter
+		if delim == "" {
+			delim = t.accountDelimiter(ctx, acct)
+		}
+		if err := validateMailboxShape("new_name", newName, delim); err != nil {
+			return err
 		}
 		if err := t.mailboxNameFree(ctx, acct, newName, id); err != nil {
 			return err
