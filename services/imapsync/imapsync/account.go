@@ -63,6 +63,10 @@ type account struct {
 	// mailboxname limits, so that each is logged once.
 	overLimit map[string]bool
 
+	// syncNow takes Service.SyncNow's requests (only while a session
+	// waits for its next step); the pass's result is sent on the channel.
+	syncNow chan chan error
+
 	work           *conn
 	condstore      bool
 	inWriteBacks   bool            // applyWriteBacks is running (no nesting)
@@ -120,6 +124,8 @@ func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
 		dirty: make(chan struct{}, 1),
 		dirt:  map[string]bool{},
 
+		syncNow: make(chan chan error),
+
 		idling:    map[string]bool{},
 		overLimit: map[string]bool{},
 	}
@@ -155,7 +161,7 @@ func (w *account) takeDirty() []string {
 // after a temporary error; a permanent error parks the account until it
 // is updated (the supervisor restarts the worker on a new generation).
 func (w *account) run(ctx context.Context) {
-	defer w.s.register(w.a.Id, func() { kick(w.wb) })()
+	defer w.s.register(w)()
 	w.token = ownership.TokenFromContext(ctx)
 	if !w.claim(ctx) {
 		return
@@ -432,6 +438,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 			}
 		}
 		var step func() error
+		var reply chan error // a SyncNow caller's, told the step's result
 		select {
 		case <-ctx.Done():
 			restart.Stop()
@@ -445,6 +452,8 @@ func (w *account) session(ctx context.Context, connected func()) error {
 			step = func() error { return w.syncDirty(octx) }
 		case <-pollT.C:
 			step = func() error { return w.poll(octx) }
+		case reply = <-w.syncNow:
+			step = func() error { return w.syncAll(octx) }
 		case <-restart.C:
 			// End IDLE every IdleRestart: DONE, then the SELECT that
 			// starts it again, both under the deadline, find a silent
@@ -454,10 +463,14 @@ func (w *account) session(ctx context.Context, connected func()) error {
 			step = func() error { return errors.New("imapsync: the server closed the connection") }
 		}
 		restart.Stop()
-		if err := w.endWorkIdle(octx, idle); err != nil {
-			return err
+		err := w.endWorkIdle(octx, idle)
+		if err == nil {
+			err = step()
 		}
-		if err := step(); err != nil {
+		if reply != nil {
+			reply <- err
+		}
+		if err != nil {
 			return err
 		}
 		if w.relist {
@@ -565,6 +578,25 @@ func (w *account) syncDirty(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// syncAll is a full pass (Service.SyncNow): write-backs, the folder list,
+// initial syncs of new folders, then a sync of every folder, IDLEd ones
+// included, whatever STATUS says.
+func (w *account) syncAll(ctx context.Context) error {
+	if err := w.syncFolderList(ctx); err != nil {
+		return err
+	}
+	if err := w.applyWriteBacks(ctx); err != nil {
+		return err
+	}
+	if err := w.initialSyncs(ctx); err != nil {
+		return err
+	}
+	for _, f := range w.ordered() {
+		w.markDirty(f.name)
+	}
+	return w.syncDirty(ctx)
 }
 
 // poll re-lists the folders and checks every folder without a live IDLE

@@ -187,6 +187,7 @@ func (e *env) createAccount(t testing.TB, addr string, sec mailbusv1.Security, u
 type syncer struct {
 	stop func()
 	cuts *cutter
+	svc  *imapsync.Service
 }
 
 // startSync runs imapsync against the store until stop or the test's end.
@@ -228,7 +229,7 @@ func startSync(t testing.TB, e *env, mod func(*imapsync.Config)) *syncer {
 		})
 	}
 	t.Cleanup(stop)
-	return &syncer{stop: stop, cuts: cuts}
+	return &syncer{stop: stop, cuts: cuts, svc: s}
 }
 
 // cutter tracks upstream connections so that a test can cut them, and

@@ -209,7 +209,7 @@ type Service struct {
 	hosts   *hostlimit.Limiter
 
 	mu     sync.Mutex
-	wakers map[string]func()
+	wakers map[string]*account
 }
 
 // New checks the configuration.
@@ -278,7 +278,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]func(){}, hosts: hostlimit.New(cfg.HostLimit)}, nil
+	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]*account{}, hosts: hostlimit.New(cfg.HostLimit)}, nil
 }
 
 // Run runs the service until ctx ends.
@@ -428,21 +428,57 @@ func (s *Service) subscribe(cfg Config) (*nats.Conn, error) {
 
 func (s *Service) wake(account string) {
 	s.mu.Lock()
-	f := s.wakers[account]
+	w := s.wakers[account]
 	s.mu.Unlock()
-	if f != nil {
-		f()
+	if w != nil {
+		kick(w.wb)
 	}
 }
 
-func (s *Service) register(account string, f func()) func() {
+// register makes w the worker of its account that wake and SyncNow reach;
+// the returned function unregisters it.
+func (s *Service) register(w *account) func() {
 	s.mu.Lock()
-	s.wakers[account] = f
+	s.wakers[w.a.Id] = w
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
-		delete(s.wakers, account)
+		if s.wakers[w.a.Id] == w {
+			delete(s.wakers, w.a.Id)
+		}
 		s.mu.Unlock()
+	}
+}
+
+// ErrNotWorked is returned by SyncNow for an account this process does
+// not work now (unknown, not IMAP, owned by another replica, or between
+// two sessions).
+var ErrNotWorked = errors.New("imapsync: the account is not worked by this process now")
+
+// SyncNow runs a full pass of an account now, without waiting for its poll
+// interval or an IDLE notification: its pending write-backs, the folder
+// list, and a sync of every folder, IDLEd ones included. It returns once
+// the pass has ended (with the pass's error), or ErrNotWorked when no
+// session of the account is running here, or ctx's error. A pass started
+// by SyncNow runs to its end even when ctx ends first.
+func (s *Service) SyncNow(ctx context.Context, accountID string) error {
+	s.mu.Lock()
+	w := s.wakers[accountID]
+	s.mu.Unlock()
+	if w == nil {
+		return ErrNotWorked
+	}
+	done := make(chan error, 1)
+	select {
+	case w.syncNow <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
