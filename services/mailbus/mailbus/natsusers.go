@@ -74,8 +74,12 @@ func AddNATSUser(dataDir, accountID, user string) (natsperm.Consumer, string, er
 	if err := c.Validate(); err != nil {
 		return natsperm.Consumer{}, "", err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	// The data directory of mailbus serve exists: a missing one is a
+	// wrong --data, not one to create.
+	if fi, err := os.Stat(dataDir); err != nil {
 		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: data directory: %w", err)
+	} else if !fi.IsDir() {
+		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: data directory %s: not a directory", dataDir)
 	}
 	users, err := LoadNATSUsers(dataDir)
 	if err != nil {

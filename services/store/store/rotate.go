@@ -12,6 +12,9 @@ import (
 // RotateResult counts what RotateSecrets did.
 type RotateResult = db.RotateResult
 
+// SQLiteFileName is the SQLite database in Config.DataDir.
+const SQLiteFileName = db.SQLiteFileName
+
 // RotateSecrets seals every stored upstream credential under cfg.SecretKey,
 // opening the ones sealed under a key of cfg.OldSecretKeys. It opens the
 // database of cfg (DataDir or DatabaseURL) itself and may run while stores

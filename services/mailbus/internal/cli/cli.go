@@ -158,7 +158,7 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 	a.stringVar(pf, &a.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
 	a.stringVar(pf, &a.tls.ServerName, "tls-server-name", "MAILBUS_TLS_SERVER_NAME", "", "name the store's certificate must carry, when not the host of --server")
 	// No env default shown for --token: --help must not print a secret.
-	pf.StringVar(&a.token, "token", "", "the API token (env MAILBUS_TOKEN); default the admin token of a local `mailbus serve`, "+defaultTokenFile+" (or $MAILBUS_DATA/admin.token)")
+	pf.StringVar(&a.token, "token", "", "the API token (env MAILBUS_TOKEN); default the admin token of a local 'mailbus serve', "+defaultTokenFile+" (or $MAILBUS_DATA/admin.token)")
 	a.stringVar(pf, &a.tokenFile, "token-file", "MAILBUS_TOKEN_FILE", "", "read the API token from this file")
 
 	root.AddCommand(

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
@@ -42,6 +45,48 @@ func TestHelpShowsEnvAndRedacts(t *testing.T) {
 	_, out, _ := run(t, map[string]string{"MAILBUS_DATABASE_URL": "postgres://u:hunter2@db/mailbus"}, "serve", "--help")
 	if strings.Contains(out, "hunter2") || !strings.Contains(out, "MAILBUS_DATABASE_URL") || !strings.Contains(out, "postgres://u:xxxxx@db/mailbus") {
 		t.Fatalf("serve --help:\n%s", out)
+	}
+}
+
+// TestHelpText checks every command's --help: no flag's argument is named
+// by a backquoted word of its usage (pflag's convention, which turned
+// "a local `mailbus serve`" into "--token mailbus serve"), and no flag
+// shows two defaults (demo's --data did: a temporary directory, and
+// "./mailbus-data").
+func TestHelpText(t *testing.T) {
+	a := &app{io: IO{Getenv: func(string) (string, bool) { return "", false }}}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		check := func(f *pflag.Flag) {
+			if strings.Contains(f.Usage, "`") {
+				t.Errorf("%s --%s: usage has a backquote, which pflag takes as the argument's name: %q", c.CommandPath(), f.Name, f.Usage)
+			}
+			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" && strings.Contains(f.Usage, "default") &&
+				!strings.Contains(f.Usage, f.DefValue) {
+				t.Errorf("%s --%s: usage names a default and the flag shows another, %q: %q", c.CommandPath(), f.Name, f.DefValue, f.Usage)
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		c.InheritedFlags().VisitAll(check)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(a.rootCommand())
+
+	_, out, _ := run(t, nil, "demo", "--help")
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "--data string") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "a temporary one") || strings.Contains(line, "(default") {
+		t.Errorf("demo --help, --data: want the temporary directory as the only default: %q", line)
+	}
+	_, out, _ = run(t, nil, "account", "list", "--help")
+	if !strings.Contains(out, "--token string") || strings.Contains(out, "--token mailbus") {
+		t.Errorf("account list --help, --token:\n%s", out)
 	}
 }
 

@@ -70,7 +70,12 @@ removed at exit.`,
 		}),
 	}
 	a.addServeFlags(c, &f, "warn")
-	c.Flags().Lookup("data").Usage = "data directory (default: a temporary one, removed at exit)"
+	// --data has no fixed default: a temporary directory unless set.
+	dataFlag := c.Flags().Lookup("data")
+	dataFlag.Usage = "data directory (env MAILBUS_DATA); default: a temporary one, removed at exit"
+	if _, ok := a.env("MAILBUS_DATA"); !ok {
+		dataFlag.DefValue = ""
+	}
 	c.Flags().StringVar(&imapListen, "imap-listen", "127.0.0.1:1143", "address of the demo IMAP server")
 	c.Flags().StringVar(&pop3Listen, "pop3-listen", "127.0.0.1:1110", "address of the demo POP3 server")
 	c.Flags().DurationVar(&newMailEvery, "new-mail-every", time.Minute, "deliver a new message to the demo IMAP inbox this often; 0 turns it off")

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -72,6 +73,16 @@ opens with none of the keys is named, left as it is, and the exit code is 1.`,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if oldKeyFiles == "" {
 				return usagef("give the key the credentials are sealed under now with --old-secret-key-file")
+			}
+			if databaseURL == "" {
+				// SQLite: never a new, empty database in a directory
+				// that is not the store's.
+				if err := existingDataDir(data, "the SQLite database"); err != nil {
+					return err
+				}
+				if _, err := os.Stat(filepath.Join(data, store.SQLiteFileName)); err != nil {
+					return usagef("no database %s: give --data, the store's data directory, or --database-url", filepath.Join(data, store.SQLiteFileName))
+				}
 			}
 			if keyFile == "" {
 				keyFile = filepath.Join(data, mailbus.KeyFileName)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,5 +121,18 @@ func TestKeyRotate(t *testing.T) {
 	}
 	if code, _, _ := run(t, nil, "key", "rotate", "--data", data, "--secret-key-file", newKey); code != ExitUsage {
 		t.Fatalf("rotate without --old-secret-key-file: exit %d", code)
+	}
+	// A --data that is not the store's (a missing directory, or one
+	// without the database) is refused, and no database is made there
+	// (issue 16).
+	empty := t.TempDir()
+	for _, dir := range []string{filepath.Join(empty, "missing"), empty} {
+		code, _, errOut := run(t, nil, "key", "rotate", "--data", dir, "--secret-key-file", newKey, "--old-secret-key-file", oldKey)
+		if code != ExitUsage || !strings.Contains(errOut, "give --data") {
+			t.Errorf("rotate --data %s: exit %d, want %d: %s", dir, code, ExitUsage, errOut)
+		}
+	}
+	if entries, err := os.ReadDir(empty); err != nil || len(entries) != 0 {
+		t.Errorf("rotate made files in a directory not the store's: %v %v", entries, err)
 	}
 }

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -54,6 +57,9 @@ configuration of that service's user for an external NATS server.`,
 			case account == "":
 				return usagef("give --account (a consumer of that account's events) or --service")
 			}
+			if err := existingDataDir(data, mailbus.NATSUsersFileName); err != nil {
+				return err
+			}
 			return a.withAccount(ctx, cmd, account, func(_ *client, acct *mailbusv1.Account) error {
 				consumer, password, err := mailbus.AddNATSUser(data, acct.Id, user)
 				if err != nil {
@@ -69,6 +75,23 @@ configuration of that service's user for an external NATS server.`,
 	fl.StringVar(&user, "user", "", "the user name (default events-<account>-<random>, or the service's name)")
 	a.stringVar(fl, &data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory of mailbus serve, whose embedded NATS server gets the user")
 	return c
+}
+
+// existingDataDir refuses a data directory that does not exist, so that a
+// command run from another directory, or without --data, fails instead
+// of writing into a new, empty ./mailbus-data beside the real one (issue
+// 16). what names the file the command works on there, for the message.
+func existingDataDir(dir, what string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef("no data directory %s (for %s): give --data (or MAILBUS_DATA), the data directory of mailbus serve", dir, what)
+	case err != nil:
+		return fmt.Errorf("data directory: %w", err)
+	case !fi.IsDir():
+		return usagef("--data %s is not a directory", dir)
+	}
+	return nil
 }
 
 func (a *app) printConsumerUser(acct *mailbusv1.Account, c natsperm.Consumer, password, data string) error {

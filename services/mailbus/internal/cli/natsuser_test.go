@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,6 +74,18 @@ func TestNATSUserCreate(t *testing.T) {
 	code, out, errOut = run(t, env, "nats-user", "create", "--service", "imapsync")
 	if code != ExitOK || !strings.Contains(out, `"$KV.MAILBUS_LEASES_IMAPSYNC.>"`) || !strings.Contains(out, `{user: "imapsync"`) {
 		t.Fatalf("--service imapsync: exit %d: %s%s", code, out, errOut)
+	}
+	// Without --data, from a directory that is not mailbus serve's: a
+	// usage error, and no ./mailbus-data made (issue 16).
+	elsewhere := t.TempDir()
+	t.Chdir(elsewhere)
+	noData := map[string]string{"MAILBUS_SERVER": info.StoreAddr, "MAILBUS_TOKEN_FILE": info.AdminTokenFile}
+	if code, _, errOut := run(t, noData, "nats-user", "create", "--account", "work"); code != ExitUsage ||
+		!strings.Contains(errOut, "no data directory ./mailbus-data") || !strings.Contains(errOut, "give --data") {
+		t.Errorf("without --data: exit %d, want %d naming the missing directory: %s", code, ExitUsage, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, mailbus.DefaultDataDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("without --data: %s was made (%v)", mailbus.DefaultDataDir, err)
 	}
 	for _, args := range [][]string{
 		{"nats-user", "create"},

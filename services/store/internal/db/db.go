@@ -36,11 +36,14 @@ func (d Dialect) String() string {
 	return "sqlite"
 }
 
+// SQLiteFileName is the SQLite database file in Config.DataDir.
+const SQLiteFileName = "mailbus.db"
+
 // Config says which database to open.
 type Config struct {
 	// URL is "postgres://..." for PostgreSQL; empty means SQLite in DataDir.
 	URL string
-	// DataDir holds the SQLite database file "mailbus.db".
+	// DataDir holds the SQLite database file SQLiteFileName.
 	DataDir string
 	// Secrets seals and opens account secrets.
 	Secrets *secretbox.Box
@@ -114,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("db: data directory: %w", err)
 		}
-		path := filepath.Join(cfg.DataDir, "mailbus.db")
+		path := filepath.Join(cfg.DataDir, SQLiteFileName)
 		dsn := sqliteDSN(path)
 		if d.w, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
 			return nil, fmt.Errorf("db: open sqlite: %w", err)
