@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailbus/mailbus/pkg/accountrun"
 	"github.com/mailbus/mailbus/pkg/backoff"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
@@ -43,6 +44,11 @@ type account struct {
 	// account).
 	token      uint64
 	staleLease atomic.Bool
+	// staleGeneration is set when the store has a newer generation of the
+	// account than the worker (it refused a status report as
+	// STALE_GENERATION, or the secret is the new one): the worker stops
+	// and waits to be restarted with the new configuration.
+	staleGeneration atomic.Bool
 	// workIdling is set while the work connection IDLEs on INBOX
 	// (Connections == 1): its unilateral data then marks INBOX dirty.
 	workIdling atomic.Bool
@@ -177,11 +183,23 @@ func (w *account) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if w.staleGeneration.Load() {
+			w.stopChanged(ctx, err)
+			return
+		}
 		var pe *PermanentError
 		if errors.As(err, &pe) {
 			w.s.metrics.connects.WithLabelValues("permanent").Inc()
-			w.log.Error("account parked until it is updated", "reason", pe.Reason, "err", err)
+			// The store refuses the report if the account was updated
+			// during the session (a login with the old password in
+			// flight): a failure of an older generation never parks a
+			// newer one.
 			w.report(ctx, mailbusv1.SyncState_SYNC_STATE_PARKED, err.Error())
+			if w.staleGeneration.Load() {
+				w.stopChanged(ctx, err)
+				return
+			}
+			w.log.Error("account parked until it is updated", "reason", pe.Reason, "err", err)
 			<-ctx.Done()
 			return
 		}
@@ -193,6 +211,10 @@ func (w *account) run(ctx context.Context) {
 		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_RETRYING, err.Error())
 		if w.staleLease.Load() {
 			w.stopStale(ctx, nil)
+			return
+		}
+		if w.staleGeneration.Load() {
+			w.stopChanged(ctx, err)
 			return
 		}
 		if !backoff.Sleep(ctx, d) {
@@ -217,7 +239,18 @@ func (w *account) report(ctx context.Context, state mailbusv1.SyncState, reason 
 	w.lastStatus = st
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := w.st.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st, LeaseToken: w.token}); err != nil {
+	req := &mailbusv1.ReportAccountStatusRequest{AccountId: w.a.Id, Status: st, LeaseToken: w.token, Generation: w.a.Generation}
+	if _, err := w.st.ingest.ReportAccountStatus(rctx, req); err != nil {
+		if accountrun.IsStaleGeneration(err) {
+			// The account was updated: this session works the old
+			// configuration; end it, the supervisor starts the new one.
+			w.log.Info("the account was updated; status not recorded", "state", state.String(), "generation", w.a.Generation)
+			w.staleGeneration.Store(true)
+			if w.abort != nil {
+				w.abort()
+			}
+			return
+		}
 		w.log.Warn("cannot report account status", "err", err)
 		if ownership.IsStaleLease(err) {
 			// Another replica claimed the account: stop the session now,
@@ -278,6 +311,14 @@ func (w *account) stopStale(ctx context.Context, err error) {
 	default:
 		w.log.Warn("another replica works the account now; stopping", "err", err)
 	}
+	<-ctx.Done()
+}
+
+// stopChanged stops working an account that was updated since the worker
+// got it (a newer generation) and waits for ctx: the supervisor restarts
+// the worker with the new configuration at its next look at the accounts.
+func (w *account) stopChanged(ctx context.Context, err error) {
+	w.log.Info("the account was updated; waiting for its worker to restart", "generation", w.a.Generation, "err", err)
 	<-ctx.Done()
 }
 
@@ -343,6 +384,13 @@ func (w *account) secret(ctx context.Context) (string, error) {
 	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id})
 	if err != nil {
 		return "", fmt.Errorf("imapsync: account secret: %w", err)
+	}
+	if resp.Generation != w.a.Generation {
+		// The account was updated since the worker got it: the secret is
+		// the new one, the host may be the old one. Never send a new
+		// secret to an old host.
+		w.staleGeneration.Store(true)
+		return "", fmt.Errorf("imapsync: the account changed (generation %d, this worker has %d): not logging in until its worker restarts", resp.Generation, w.a.Generation)
 	}
 	return resp.Secret, nil
 }

@@ -149,10 +149,11 @@ func startStore(t testing.TB) *env {
 }
 
 // dialStore connects to the store with an API token until the test ends.
-func dialStore(t testing.TB, addr, token string) *grpc.ClientConn {
+func dialStore(t testing.TB, addr, token string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)), apitoken.DialOption(token))
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)), apitoken.DialOption(token)}, opts...)
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,10 +101,11 @@ func startNATS(t testing.TB) string {
 }
 
 // dial connects to the store with an API token until the test ends.
-func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
+func (e *env) dial(t testing.TB, token string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)), apitoken.DialOption(token))
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128 << 20)), apitoken.DialOption(token)}, opts...)
+	conn, err := grpc.NewClient(e.addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,6 +127,11 @@ type pass struct {
 	occ        occurrences
 	spool      *spool
 
+	// staleGeneration: the store refused a status report because the
+	// account was updated since the pass began (set by the progress
+	// reporter too).
+	staleGeneration atomic.Bool
+
 	// progress
 	done, total         uint64
 	doneBytes, allBytes uint64
@@ -187,6 +192,12 @@ func (f *Fetcher) Poll(ctx context.Context, acct *mailbusv1.Account) (*PassResul
 		pe := classify(p.step, err)
 		f.metrics.errors.WithLabelValues(pe.Kind).Inc()
 		p.reportFailure(ctx, pe)
+		if p.staleGeneration.Load() {
+			// Not the account's state any more: the worker waits for its
+			// restart with the new generation instead of parking.
+			return p.res, &PassError{Kind: pe.Kind, Err: fmt.Errorf("%w: %w", errAccountChanged, pe),
+				Reason: pe.Reason + " (the account has been updated since the pass began: not recorded)"}
+		}
 		return p.res, pe
 	}
 	mem.succeeded = true

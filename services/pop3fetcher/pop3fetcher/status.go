@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailbus/mailbus/pkg/accountrun"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/ownership"
 )
@@ -93,7 +94,10 @@ func (p *pass) reportSuccess(ctx context.Context) {
 // reportFailure reports RETRYING or PARKED with the reason. A pass of an
 // account that has since been updated (the store has a newer generation)
 // reports nothing: its configuration is old, and its worker is about to be
-// replaced.
+// replaced. Every report names the pass's generation, and the store
+// refuses one of an older generation (the update may land while the pass
+// runs, such as during a login with the old password), so a failure of the
+// old configuration never parks the new one.
 func (p *pass) reportFailure(ctx context.Context, pe *PassError) {
 	if p.stale || errors.Is(pe, errAccountGone) {
 		return
@@ -114,7 +118,16 @@ func (p *pass) report(ctx context.Context, st *mailbusv1.AccountStatus) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
 	defer cancel()
-	if _, err := p.f.ingest.ReportAccountStatus(rctx, &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st, LeaseToken: p.token}); err != nil {
+	req := &mailbusv1.ReportAccountStatusRequest{AccountId: p.acct.Id, Status: st, LeaseToken: p.token, Generation: p.acct.Generation}
+	if _, err := p.f.ingest.ReportAccountStatus(rctx, req); err != nil {
+		if accountrun.IsStaleGeneration(err) {
+			// The account was updated while this pass ran: the store keeps
+			// the new generation's status (a failure of this pass must
+			// not park it), and this worker is about to be replaced.
+			p.staleGeneration.Store(true)
+			p.log.Info("the account was updated during the pass; its status is not recorded", "state", st.State.String(), "generation", p.acct.Generation)
+			return
+		}
 		if ownership.IsStaleLease(err) {
 			p.staleLease.Store(true)
 		}

@@ -359,7 +359,12 @@ type ReportAccountStatusRequest struct {
 	// 0011); 0 when no ownership is in use. The store refuses the request
 	// with FAILED_PRECONDITION, ErrorInfo reason STALE_LEASE, when it has
 	// accepted a larger token for the account.
-	LeaseToken    uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	LeaseToken uint64 `protobuf:"varint,3,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// The account generation (Account.generation) the reporting worker
+	// runs. The store refuses the request with FAILED_PRECONDITION,
+	// ErrorInfo reason STALE_GENERATION, when the account's generation is
+	// another one; 0 skips the check (clients older than the field).
+	Generation    uint64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +416,13 @@ func (x *ReportAccountStatusRequest) GetStatus() *AccountStatus {
 func (x *ReportAccountStatusRequest) GetLeaseToken() uint64 {
 	if x != nil {
 		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *ReportAccountStatusRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
 	}
 	return 0
 }
@@ -3042,13 +3054,16 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"\x8f\x01\n" +
+	"generation\"\xaf\x01\n" +
 	"\x1aReportAccountStatusRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x121\n" +
 	"\x06status\x18\x02 \x01(\v2\x19.mailbus.v1.AccountStatusR\x06status\x12\x1f\n" +
 	"\vlease_token\x18\x03 \x01(\x04R\n" +
-	"leaseToken\"\x1d\n" +
+	"leaseToken\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\"\x1d\n" +
 	"\x1bReportAccountStatusResponse\"\x92\x01\n" +
 	"\x0fUpstreamMailbox\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +

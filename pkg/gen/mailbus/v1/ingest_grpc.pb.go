@@ -59,7 +59,12 @@ type IngestServiceClient interface {
 	// GetAccountSecret returns the decrypted secret of an account.
 	GetAccountSecret(ctx context.Context, in *GetAccountSecretRequest, opts ...grpc.CallOption) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
-	// an account.status event when it differs from the last one.
+	// an account.status event when it differs from the last one. A report
+	// naming an account generation other than the current one (the account
+	// was updated since the fetcher read it) is refused with
+	// FAILED_PRECONDITION, ErrorInfo reason STALE_GENERATION (domain
+	// mailbus.v1), and records nothing: a failure of an older configuration
+	// never parks a newer one.
 	ReportAccountStatus(ctx context.Context, in *ReportAccountStatusRequest, opts ...grpc.CallOption) (*ReportAccountStatusResponse, error)
 	// UpsertMailboxes declares upstream mailboxes: creates the missing ones
 	// (with mailbox.created events) and updates role and delimiter. It never
@@ -268,7 +273,12 @@ type IngestServiceServer interface {
 	// GetAccountSecret returns the decrypted secret of an account.
 	GetAccountSecret(context.Context, *GetAccountSecretRequest) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
-	// an account.status event when it differs from the last one.
+	// an account.status event when it differs from the last one. A report
+	// naming an account generation other than the current one (the account
+	// was updated since the fetcher read it) is refused with
+	// FAILED_PRECONDITION, ErrorInfo reason STALE_GENERATION (domain
+	// mailbus.v1), and records nothing: a failure of an older configuration
+	// never parks a newer one.
 	ReportAccountStatus(context.Context, *ReportAccountStatusRequest) (*ReportAccountStatusResponse, error)
 	// UpsertMailboxes declares upstream mailboxes: creates the missing ones
 	// (with mailbox.created events) and updates role and delimiter. It never

@@ -25,6 +25,12 @@ const ReasonCannotCalculateChanges = "CANNOT_CALCULATE_CHANGES"
 // was accepted; decision 0011). The fetcher must stop working the account.
 const ReasonStaleLease = "STALE_LEASE"
 
+// ReasonStaleGeneration is the ErrorInfo reason of a status report refused
+// because it names an account generation other than the current one: the
+// account was updated since the fetcher read it. The fetcher's worker for
+// that generation is about to be replaced.
+const ReasonStaleGeneration = "STALE_GENERATION"
+
 // toStatus maps an error to a gRPC status. Unexpected errors are logged and
 // reported as INTERNAL without their detail.
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
@@ -51,6 +57,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, db.ErrStaleLease):
 		st := status.New(codes.FailedPrecondition, err.Error()+": another replica works the account now")
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleLease, Domain: ErrorDomain}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, db.ErrStaleGeneration):
+		st := status.New(codes.FailedPrecondition, err.Error()+": the account was updated; not recorded")
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonStaleGeneration, Domain: ErrorDomain}); derr == nil {
 			st = d
 		}
 		return st.Err()

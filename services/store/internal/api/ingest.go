@@ -104,7 +104,7 @@ func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccount
 
 // ReportAccountStatus implements IngestService.
 func (s *Ingest) ReportAccountStatus(ctx context.Context, req *mailbusv1.ReportAccountStatusRequest) (*mailbusv1.ReportAccountStatusResponse, error) {
-	if err := s.DB.WithLeaseToken(req.LeaseToken).ReportStatus(ctx, req.AccountId, req.Status); err != nil {
+	if err := s.DB.WithLeaseToken(req.LeaseToken).ReportGenerationStatus(ctx, req.AccountId, req.Generation, req.Status); err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	return &mailbusv1.ReportAccountStatusResponse{}, nil

@@ -445,9 +445,27 @@ func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, erro
 	return string(plain), uint64(gen), nil
 }
 
+// ErrStaleGeneration means a fetcher reported the status of an account
+// generation other than the current one: the account was updated since
+// the fetcher read it, and the report describes the old configuration.
+var ErrStaleGeneration = errors.New("stale account generation")
+
 // ReportStatus records an account's status and writes an account.status
-// event when it differs from the stored one (update_time aside).
+// event when it differs from the stored one (update_time aside). It checks
+// no generation; see ReportGenerationStatus.
 func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountStatus) error {
+	return d.ReportGenerationStatus(ctx, id, 0, st)
+}
+
+// ReportGenerationStatus is ReportStatus from a fetcher working generation
+// generation of the account (0: unknown). It fails with ErrStaleGeneration
+// and records nothing when the account has another generation: a failure
+// of a pass that read the account before an update (a login with the old
+// password still in flight) must not park the updated account, whose new
+// worker would then find it parked and never poll. The check and the write
+// are one transaction under the account lock, which UpdateAccount takes
+// too.
+func (d *DB) ReportGenerationStatus(ctx context.Context, id string, generation uint64, st *mailbusv1.AccountStatus) error {
 	n, err := parseID("account_id", id)
 	if err != nil {
 		return err
@@ -467,8 +485,12 @@ func (d *DB) ReportStatus(ctx context.Context, id string, st *mailbusv1.AccountS
 			return err
 		}
 		var old []byte
-		if err := t.queryRow(ctx, `SELECT status FROM accounts WHERE id = ?`, n).Scan(&old); err != nil {
+		var current int64
+		if err := t.queryRow(ctx, `SELECT status, generation FROM accounts WHERE id = ?`, n).Scan(&old, &current); err != nil {
 			return fmt.Errorf("db: read status: %w", err)
+		}
+		if generation != 0 && generation != uint64(current) {
+			return fmt.Errorf("account %d: status of generation %d, the account has generation %d: %w", n, generation, current, ErrStaleGeneration)
 		}
 		prev := &mailbusv1.AccountStatus{}
 		if len(old) > 0 {

@@ -30,6 +30,6 @@
 //     lock; a smaller token fails with ErrStaleLease.
 //
 // Errors: ErrNotFound, ErrInvalid, ErrConflict, ErrPrecondition,
-// ErrStaleLease and ErrCannotCalculateChanges, wrapped with detail; callers test with
-// errors.Is.
+// ErrStaleLease, ErrStaleGeneration and ErrCannotCalculateChanges, wrapped
+// with detail; callers test with errors.Is.
 package db
