@@ -21,12 +21,16 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrateMain(args[1:])
+	}
 	fs := pflag.NewFlagSet("mailbus-store", pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `mailbus-store: the mailbus store service (accounts, mailboxes, messages,
 change log and events).
 
 Usage: mailbus-store [flags]
+       mailbus-store migrate status|up [--data DIR | --database-url URL]
 
 Examples:
   mailbus-store --data ./mailbus-data --nats nats://127.0.0.1:4222 --secret-key-file key

@@ -58,6 +58,10 @@ type Config struct {
 	BlobFileMin int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// NoMigrate opens the database without applying migrations, to read
+	// its SchemaStatus or Migrate it explicitly (mailbus-store migrate); a
+	// missing SQLite database is then an error, not a new one.
+	NoMigrate bool
 }
 
 // DefaultBlobFileMin is the default Config.BlobFileMin: smaller bodies cost
@@ -114,6 +118,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		if cfg.DataDir == "" {
 			return nil, errors.New("db: neither a database URL nor a data directory")
 		}
+		if cfg.NoMigrate {
+			// Looking at a database never makes one.
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, SQLiteFileName)); err != nil {
+				return nil, fmt.Errorf("db: no SQLite database in %s: %w", cfg.DataDir, err)
+			}
+		}
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("db: data directory: %w", err)
 		}
@@ -147,7 +157,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		d.Close()
 		return nil, fmt.Errorf("db: connect %s: %w", d.dialect, err)
 	}
-	if err := d.migrate(ctx); err != nil {
+	if cfg.NoMigrate {
+		return d, nil
+	}
+	if _, err := d.Migrate(ctx); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -2,13 +2,17 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // migration is one schema step: SQL for both dialects, or per dialect.
-// {{pk}} and {{blob}} are replaced per dialect.
+// {{pk}} and {{blob}} are replaced per dialect. name says what it does,
+// for mailbus-store migrate status.
 type migration struct {
+	name                   string
 	both, sqlite, postgres string
 }
 
@@ -26,7 +30,7 @@ func (m migration) script(d Dialect) string {
 // edit one that has shipped: add a new one.
 var migrations = []migration{
 	// 1: the initial schema.
-	{both: `
+	{name: "initial schema", both: `
 CREATE TABLE accounts (
 	id {{pk}},
 	name TEXT NOT NULL UNIQUE,
@@ -115,13 +119,13 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	// 2: PostgreSQL keeps bodies uncompressed out of line: mail is mostly
 	// compressed already (base64 of compressed attachments) or small, and
 	// pglz on every insert halved the ingest rate (decision 0002).
-	{postgres: `ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL`, sqlite: `SELECT 1`},
+	{name: "PostgreSQL: message bodies uncompressed, out of line", postgres: `ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL`, sqlite: `SELECT 1`},
 	// 3: a message moved or appended upstream without COPYUID/APPENDUID
 	// waits for the next sync to find it by content hash (decision 0004).
-	{both: `ALTER TABLE messages ADD COLUMN awaiting_placement INTEGER NOT NULL DEFAULT 0`},
+	{name: "messages awaiting placement", both: `ALTER TABLE messages ADD COLUMN awaiting_placement INTEGER NOT NULL DEFAULT 0`},
 	// 4: the UIDLs of POP3 messages deleted in the store, so that a fetcher
 	// in keep mode does not download them again.
-	{both: `CREATE TABLE uidl_tombstones (
+	{name: "UIDL tombstones of deleted POP3 messages", both: `CREATE TABLE uidl_tombstones (
 	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
 	uidl TEXT NOT NULL,
 	deleted_at BIGINT NOT NULL,
@@ -129,7 +133,7 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 )`},
 	// 5: fencing (decision 0011): the largest lease token accepted from a
 	// fetcher per account and fetcher service.
-	{both: `CREATE TABLE lease_tokens (
+	{name: "fencing lease tokens", both: `CREATE TABLE lease_tokens (
 	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
 	service TEXT NOT NULL,
 	token BIGINT NOT NULL,
@@ -138,11 +142,11 @@ CREATE INDEX writebacks_pending ON writebacks (account_id, id) WHERE status = 0;
 	// 6: a SQLite store keeps large bodies as content-addressed files; the
 	// row stays (for the foreign key, dedupe and collection) with empty
 	// data (decision 0014).
-	{both: `ALTER TABLE blobs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0`},
+	{name: "SQLite: large bodies as files", both: `ALTER TABLE blobs ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0`},
 	// 7: API tokens (decision 0016): only a SHA-256 hash of each secret,
 	// found by its public id; a device token's accounts in their own table,
 	// so that deleting an account takes it out of every token's scope.
-	{both: `CREATE TABLE api_tokens (
+	{name: "API tokens", both: `CREATE TABLE api_tokens (
 	id {{pk}},
 	public_id TEXT NOT NULL UNIQUE,
 	name TEXT NOT NULL,
@@ -159,35 +163,130 @@ CREATE TABLE api_token_accounts (
 )`},
 }
 
-func (d *DB) migrate(ctx context.Context) error {
+// ErrSchemaNewer is returned when the database has migrations this
+// binary does not know: a newer mailbus has upgraded it.
+var ErrSchemaNewer = errors.New("db: the database schema is newer than this mailbus")
+
+// Migration is a schema migration as an operator sees it.
+type Migration struct {
+	// Version numbers the migrations from 1, in the order they apply.
+	Version int
+	// Name says what the migration does; empty for one this binary does
+	// not know (applied by a newer mailbus).
+	Name string
+	// AppliedAt is when it was applied; zero while it is pending.
+	AppliedAt time.Time
+}
+
+// SchemaStatus is the schema of a database against this binary's
+// migrations.
+type SchemaStatus struct {
+	// Version is the database's: its highest applied migration, 0 for a
+	// new database.
+	Version int
+	// Known is the highest migration this binary has.
+	Known int
+	// Migrations are every known migration and every applied one, in
+	// order.
+	Migrations []Migration
+}
+
+// Pending is the number of known migrations not applied yet.
+func (s SchemaStatus) Pending() int {
+	if s.Version >= s.Known {
+		return 0
+	}
+	return s.Known - s.Version
+}
+
+// Newer reports a database migrated by a newer mailbus.
+func (s SchemaStatus) Newer() bool { return s.Version > s.Known }
+
+// schemaNewerError explains a database whose schema is newer than this
+// binary, and what the operator can do.
+func schemaNewerError(version int) error {
+	return fmt.Errorf("%w: it is at schema version %d, this mailbus knows versions up to %d. "+
+		"A newer mailbus migrated it: run that version (or a newer one), or restore the backup taken before the upgrade",
+		ErrSchemaNewer, version, len(migrations))
+}
+
+// SchemaStatus reads the applied migrations; it changes nothing (open
+// the database with Config.NoMigrate to see it before a rollout).
+func (d *DB) SchemaStatus(ctx context.Context) (SchemaStatus, error) {
+	st := SchemaStatus{Known: len(migrations)}
+	exists := `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`
+	if d.dialect == Postgres {
+		exists = `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'schema_migrations'`
+	}
+	var n int
+	if err := d.r.QueryRowContext(ctx, exists).Scan(&n); err != nil {
+		return st, fmt.Errorf("db: schema status: %w", err)
+	}
+	applied := map[int]time.Time{}
+	if n > 0 {
+		rows, err := d.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations ORDER BY version`)
+		if err != nil {
+			return st, fmt.Errorf("db: schema status: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			var at int64
+			if err := rows.Scan(&v, &at); err != nil {
+				return st, fmt.Errorf("db: schema status: %w", err)
+			}
+			applied[v] = time.UnixMicro(at).UTC()
+			st.Version = max(st.Version, v)
+		}
+		if err := rows.Err(); err != nil {
+			return st, fmt.Errorf("db: schema status: %w", err)
+		}
+	}
+	for v := 1; v <= max(st.Version, st.Known); v++ {
+		m := Migration{Version: v, AppliedAt: applied[v]}
+		if v <= len(migrations) {
+			m.Name = migrations[v-1].name
+		}
+		st.Migrations = append(st.Migrations, m)
+	}
+	return st, nil
+}
+
+// Migrate applies the pending migrations, each in its own transaction,
+// and returns the versions it applied. A database migrated by a newer
+// mailbus is ErrSchemaNewer, and is left as it is. On PostgreSQL, stores
+// starting at once take turns (an advisory lock): one migrates, the
+// others find nothing left to do.
+func (d *DB) Migrate(ctx context.Context) ([]int, error) {
 	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("db: migrations table: %w", err)
+		return nil, fmt.Errorf("db: migrations table: %w", err)
 	}
 	if d.dialect == Postgres {
-		// Several replicas may start at once: one migrates, the others wait.
 		conn, err := d.w.Conn(ctx)
 		if err != nil {
-			return fmt.Errorf("db: migrate: %w", err)
+			return nil, fmt.Errorf("db: migrate: %w", err)
 		}
 		defer conn.Close()
 		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(7400001)`); err != nil {
-			return fmt.Errorf("db: migrate lock: %w", err)
+			return nil, fmt.Errorf("db: migrate lock: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7400001)`)
 	}
 	var current int
 	if err := d.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("db: schema version: %w", err)
+		return nil, fmt.Errorf("db: schema version: %w", err)
 	}
 	if current > len(migrations) {
-		return fmt.Errorf("db: schema version %d is newer than this binary knows (%d): upgrade mailbus", current, len(migrations))
+		return nil, schemaNewerError(current)
 	}
+	var applied []int
 	for v := current + 1; v <= len(migrations); v++ {
 		if err := d.applyMigration(ctx, v); err != nil {
-			return err
+			return applied, err
 		}
+		applied = append(applied, v)
 	}
-	return nil
+	return applied, nil
 }
 
 func (d *DB) applyMigration(ctx context.Context, version int) error {
