@@ -57,6 +57,24 @@ func (c Capabilities) LoginDelay() (delay time.Duration, perUser bool, ok bool) 
 	return time.Duration(secs) * time.Second, perUser, true
 }
 
+// UTF8 reports whether the server offers the UTF8 command (RFC 6856
+// section 2), and whether it lists the USER argument, which says that it
+// accepts UTF-8 user names and passwords as well. A server that offers
+// UTF8 may rewrite ("downgrade") messages containing raw UTF-8 for a
+// session that has not sent it; see Client.UTF8.
+func (c Capabilities) UTF8() (offered, user bool) {
+	args, ok := c["UTF8"]
+	if !ok {
+		return false, false
+	}
+	for _, a := range args {
+		if strings.EqualFold(a, "USER") {
+			return true, true
+		}
+	}
+	return true, false
+}
+
 // Capabilities returns the server's capabilities, issuing CAPA unless they
 // are known for the current state. They are asked again after STLS and
 // after Login, since RFC 2449 lets them change. A server that answers CAPA

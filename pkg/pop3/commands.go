@@ -45,6 +45,33 @@ func (c *Client) simple(ctx context.Context, line string) (string, error) {
 	return st.text, err
 }
 
+// UTF8 switches the session to UTF-8 mode (the UTF8 command, RFC 6856
+// section 2): the server then sends messages with raw UTF-8 as it holds
+// them, where a session without it may get them rewritten (downgraded, for
+// example wrapped in MIME encodings). RFC 6856 makes the command valid in
+// the AUTHORIZATION state, before authentication; a server may accept it
+// after authentication too. A refusal ("-ERR") is an *Error and leaves the
+// session usable in ASCII mode; the caller may go on without it. UTF8Mode
+// reports the outcome.
+func (c *Client) UTF8(ctx context.Context) error {
+	stop, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if c.utf8 {
+		return nil
+	}
+	if _, err := c.cmd(ctx, "UTF8", "UTF8"); err != nil {
+		return err
+	}
+	c.utf8 = true
+	return nil
+}
+
+// UTF8Mode reports whether the server accepted UTF8 in this session.
+func (c *Client) UTF8Mode() bool { return c.utf8 }
+
 // Stat returns the number of messages and their total size (STAT). An
 // answer without both numbers is a *ProtocolError.
 func (c *Client) Stat(ctx context.Context) (count int, size int64, err error) {

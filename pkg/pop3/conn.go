@@ -36,6 +36,7 @@ type Client struct {
 	caps     Capabilities
 	capsOK   bool
 	authed   bool
+	utf8     bool // the server accepted UTF8 (RFC 6856)
 	tlsState *tls.ConnectionState
 
 	pending *messageReader // open RETR/TOP body, if any

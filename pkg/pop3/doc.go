@@ -2,8 +2,8 @@
 //
 // It implements RFC 1939 (POP3), RFC 2449 (CAPA, PIPELINING, RESP-CODES,
 // LOGIN-DELAY), RFC 2595 (STLS), RFC 5034 (SASL AUTH, with PLAIN and
-// XOAUTH2) and RFC 3206 (the SYS/TEMP, SYS/PERM and AUTH response codes),
-// plus APOP from RFC 1939 section 7.
+// XOAUTH2), RFC 3206 (the SYS/TEMP, SYS/PERM and AUTH response codes) and
+// the UTF8 command of RFC 6856, plus APOP from RFC 1939 section 7.
 //
 // # Byte-exactness
 //
@@ -33,6 +33,13 @@
 // it does not dot-stuff a "." that is the very first octet of a message,
 // so that dot is lost (and a message whose first line is "." ends early).
 // Real messages start with a header field, so this matters only to tests.
+//
+// A server that advertises UTF8 (RFC 6856) may rewrite messages with raw
+// UTF-8 for a session that has not sent UTF8; a caller that wants the
+// octets as the server holds them calls Client.UTF8 when
+// Capabilities.UTF8 says it is offered. Dovecot 2.3 does not advertise
+// UTF8 in POP3 and answers the command with "-ERR"; it sends 8-bit octets
+// unchanged regardless.
 //
 // # Errors
 //

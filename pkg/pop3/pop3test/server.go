@@ -3,9 +3,10 @@
 // NewServer starts a server on 127.0.0.1:0 that serves one maildrop per
 // user and implements RFC 1939 (USER/PASS, APOP, STAT, LIST, UIDL, RETR,
 // TOP, DELE, NOOP, RSET, QUIT), CAPA with RESP-CODES, AUTH-RESP-CODE,
-// PIPELINING and LOGIN-DELAY (RFC 2449), STLS (RFC 2595) and AUTH PLAIN and
-// XOAUTH2 (RFC 5034), with a self-signed certificate made in memory (see
-// ClientTLSConfig). It behaves like a careful real server:
+// PIPELINING and LOGIN-DELAY (RFC 2449), STLS (RFC 2595), AUTH PLAIN and
+// XOAUTH2 (RFC 5034) and UTF8 (RFC 6856, WithUTF8), with a self-signed
+// certificate made in memory (see ClientTLSConfig). It behaves like a
+// careful real server:
 //
 //   - a maildrop is locked by the session that logged in to it; a second
 //     login gets "-ERR [IN-USE]" until that session ends;
@@ -15,6 +16,9 @@
 //     of the message and after every CRLF where a "." follows), adds a CRLF
 //     when the message does not end in one, then ".\r\n"; bare CR and bare
 //     LF are sent as they are. LIST reports the stored length.
+//
+// WithDowngrade makes it rewrite messages with 8-bit octets for a session
+// that has not sent UTF8, as RFC 6856 lets a server do.
 //
 // Faults (WithFault, InjectFault) make it misbehave at a chosen command:
 // drop the connection mid-answer, answer arbitrary bytes (a bare "+OK",
@@ -72,7 +76,9 @@ type config struct {
 	noUSER       bool
 	apop         bool
 	sasl         []string
-	loginDelay   int // -1: not advertised
+	loginDelay   int      // -1: not advertised
+	utf8         []string // UTF8 capability arguments; nil: not offered
+	downgrade    bool
 	extraCaps    []string
 	faults       []Fault
 	boxes        map[string]*mailbox
@@ -133,6 +139,25 @@ func WithSASL(mechs ...string) Option {
 // WithLoginDelay advertises "LOGIN-DELAY seconds" in CAPA (it is not
 // enforced; use a fault replying "-ERR [LOGIN-DELAY] ..." for that).
 func WithLoginDelay(seconds int) Option { return func(c *config) { c.loginDelay = seconds } }
+
+// WithUTF8 offers the UTF8 command (RFC 6856) with the given capability
+// arguments ("USER" says UTF-8 credentials are accepted) and implements
+// it: UTF8 is answered "+OK" before and after authentication, and puts
+// the session in UTF-8 mode (see WithDowngrade). Test refusals with a
+// fault ("UTF8").
+func WithUTF8(args ...string) Option {
+	return func(c *config) { c.utf8 = append([]string{}, args...) }
+}
+
+// WithDowngrade rewrites every message containing an octet above 127 for
+// a session not in UTF-8 mode, as a server holding raw UTF-8 mail may for
+// a client that has not sent UTF8 (RFC 6856 section 1): header fields
+// with 8-bit octets get their value as an RFC 2047 encoded word, and an
+// 8-bit body is sent base64-encoded under "Content-Transfer-Encoding:
+// base64". LIST and STAT report the rewritten sizes to such a session, as
+// a consistent server would. Combine it with WithUTF8 to let a client
+// avoid the rewrite.
+func WithDowngrade() Option { return func(c *config) { c.downgrade = true } }
 
 // WithCapability adds a line to the CAPA answer.
 func WithCapability(line string) Option {

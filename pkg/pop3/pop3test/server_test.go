@@ -3,6 +3,7 @@ package pop3test
 import (
 	"bufio"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,45 @@ func TestCAPA(t *testing.T) {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("CAPA has %q: %q", unwanted, got)
 		}
+	}
+}
+
+// TestDowngrade: with WithDowngrade, a session that has not sent UTF8 gets
+// a message with raw UTF-8 rewritten (encoded words, a base64 body), with
+// LIST counting the rewritten octets; after UTF8 it gets the message as
+// stored. 7-bit messages are never changed.
+func TestDowngrade(t *testing.T) {
+	utf8Msg := "Subject: Gr\xc3\xbc\xc3\x9fe\r\nContent-Transfer-Encoding: 8bit\r\n\r\nK\xc3\xa4se\r\n"
+	ascii := "Subject: plain\r\n\r\nhello\r\n"
+	s := NewServer(t, WithUTF8("USER"), WithDowngrade(), WithMailbox("u", "p", Message{Data: []byte(utf8Msg)}, Message{Data: []byte(ascii)}))
+	wantDown := "Subject: =?UTF-8?B?R3LDvMOfZQ==?=\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\nS8Okc2UNCg==\r\n"
+	for _, tc := range []struct {
+		name  string
+		utf8  bool
+		first string
+	}{{"ascii mode", false, wantDown}, {"utf-8 mode", true, utf8Msg}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dialRaw(t, s)
+			if tc.utf8 {
+				if got := r.cmd("UTF8"); !strings.HasPrefix(got, "+OK") {
+					t.Fatalf("UTF8: %q", got)
+				}
+			}
+			r.cmd("USER u")
+			r.cmd("PASS p")
+			if got, want := r.cmd("LIST 1"), "+OK 1 "+strconv.Itoa(len(tc.first))+"\r\n"; got != want {
+				t.Errorf("LIST 1: %q, want %q", got, want)
+			}
+			r.cmd("RETR 1")
+			if got := r.multi(); got != tc.first+".\r\n" {
+				t.Errorf("RETR 1:\n%q\nwant\n%q", got, tc.first+".\r\n")
+			}
+			r.cmd("RETR 2")
+			if got := r.multi(); got != ascii+".\r\n" {
+				t.Errorf("RETR 2: %q", got)
+			}
+			r.cmd("QUIT")
+			s.WaitIdle(5 * time.Second)
+		})
 	}
 }

@@ -29,6 +29,7 @@ type session struct {
 	box       *mailbox
 	msgs      []*stored // the maildrop as seen at login
 	deleted   []bool
+	utf8      bool // the client sent UTF8 (RFC 6856)
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -187,6 +188,10 @@ func (ss *session) dispatch(w io.Writer, line string) error {
 	if verb == "QUIT" {
 		return ss.quit(w)
 	}
+	if verb == "UTF8" && ss.s.cfg.utf8 != nil {
+		ss.utf8 = true
+		return reply(w, "+OK UTF-8 mode")
+	}
 	if ss.user == "" {
 		switch verb {
 		case "USER", "PASS":
@@ -211,15 +216,15 @@ func (ss *session) dispatch(w io.Writer, line string) error {
 	switch verb {
 	case "STAT":
 		n, size := 0, 0
-		for i, m := range ss.msgs {
+		for i := range ss.msgs {
 			if !ss.deleted[i] {
 				n++
-				size += len(m.Data)
+				size += len(ss.data(i))
 			}
 		}
 		return reply(w, "+OK %d %d", n, size)
 	case "LIST":
-		return ss.list(w, args, func(i int) string { return strconv.Itoa(len(ss.msgs[i].Data)) })
+		return ss.list(w, args, func(i int) string { return strconv.Itoa(len(ss.data(i))) })
 	case "UIDL":
 		if ss.s.cfg.noUIDL {
 			break
@@ -230,10 +235,10 @@ func (ss *session) dispatch(w io.Writer, line string) error {
 		if i < 0 {
 			return err
 		}
-		if err := reply(w, "+OK %d octets", len(ss.msgs[i].Data)); err != nil {
+		if err := reply(w, "+OK %d octets", len(ss.data(i))); err != nil {
 			return err
 		}
-		return writeBody(w, ss.msgs[i].Data)
+		return writeBody(w, ss.data(i))
 	case "TOP":
 		i, err := ss.msgArg(w, args, 2)
 		if i < 0 {
@@ -246,7 +251,7 @@ func (ss *session) dispatch(w io.Writer, line string) error {
 		if err := reply(w, "+OK top of message follows"); err != nil {
 			return err
 		}
-		return writeBody(w, top(ss.msgs[i].Data, lines))
+		return writeBody(w, top(ss.data(i), lines))
 	case "DELE":
 		i, err := ss.msgArg(w, args, 1)
 		if i < 0 {
@@ -284,6 +289,9 @@ func (ss *session) capa(w io.Writer) error {
 			lines = append(lines, "SASL "+strings.Join(c.sasl, " "))
 		}
 	}
+	if c.utf8 != nil {
+		lines = append(lines, strings.TrimSpace("UTF8 "+strings.Join(c.utf8, " ")))
+	}
 	if c.loginDelay >= 0 {
 		lines = append(lines, "LOGIN-DELAY "+strconv.Itoa(c.loginDelay))
 	}
@@ -291,6 +299,15 @@ func (ss *session) capa(w io.Writer) error {
 	lines = append(lines, "IMPLEMENTATION pop3test", ".")
 	_, err := io.WriteString(w, strings.Join(lines, "\r\n")+"\r\n")
 	return err
+}
+
+// data is message i as this session gets it: as stored, or downgraded
+// (WithDowngrade) for a session not in UTF-8 mode.
+func (ss *session) data(i int) []byte {
+	if ss.s.cfg.downgrade && !ss.utf8 {
+		return downgrade(ss.msgs[i].Data)
+	}
+	return ss.msgs[i].Data
 }
 
 // list answers LIST or UIDL, for all messages or one.

@@ -58,10 +58,14 @@
 // supervisor, polls with the new configuration. Connect (implicit TLS, STLS, or
 // plaintext only when the account says SECURITY_NONE; certificates are
 // verified against the system roots or Config.RootCAs unless the account
-// sets insecure_skip_verify, which is logged as a warning); authenticate
-// (XOAUTH2 accounts with SASL XOAUTH2; password accounts with SASL PLAIN
-// when CAPA offers it, else APOP when CAPA lists neither USER nor PLAIN and
-// the greeting has a timestamp, else USER/PASS); STAT; LIST; ListUpstreamIds;
+// sets insecure_skip_verify, which is logged as a warning); when CAPA
+// offers UTF8 (RFC 6856), send it before authenticating and, if the server
+// refuses it there, once more after (a server refusing it both times is
+// logged once per generation; it may rewrite mail with raw UTF-8);
+// authenticate (XOAUTH2 accounts with SASL XOAUTH2; password accounts with
+// SASL PLAIN when CAPA offers it, else APOP when CAPA lists neither USER
+// nor PLAIN and the greeting has a timestamp, else USER/PASS); STAT; LIST;
+// ListUpstreamIds;
 // UIDL. New messages (UIDL unknown to the store, or known but found to be
 // another message: see "Reused UIDLs") are retrieved in server order,
 // pipelined when the server offers PIPELINING, and streamed into

@@ -2,10 +2,14 @@ package pop3fetcher_test
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/mailbus/mailbus/pkg/dovecottest"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/pop3"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 )
 
@@ -148,4 +152,54 @@ func TestByteExactDovecot(t *testing.T) {
 	}
 	stored := e.checkStoredExactly(t, acct.Id, want)
 	e.checkOneEventEach(t, acct.Id, stored)
+}
+
+// TestDovecotUTF8 records what Dovecot does about RFC 6856: its POP3
+// server does not offer UTF8 (before or after login), answers the command
+// with "-ERR" and goes on, and sends raw UTF-8 as it holds it without it
+// (TestByteExactDovecot checks the whole corpus through the fetcher).
+func TestDovecotUTF8(t *testing.T) {
+	dovecottest.Require(t)
+	d := dovecottest.Start(t, &dovecottest.Options{Users: []dovecottest.User{{Name: "bob", Password: "pw"}}})
+	raw := utf8Corpus()[0].data
+	deliver(t, d, "bob", raw)
+	ctx := callCtx(t)
+	c, err := pop3.Dial(ctx, d.POP3Addr(), &pop3.Options{Security: pop3.SecurityNone, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	noUTF8 := func(when string) {
+		caps, err := c.Capabilities(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offered, _ := caps.UTF8(); offered {
+			t.Errorf("Dovecot offers UTF8 %s login: %v", when, caps)
+		}
+		var pe *pop3.Error
+		if err := c.UTF8(ctx); !errors.As(err, &pe) {
+			t.Errorf("UTF8 %s login: %v, want -ERR", when, err)
+		}
+	}
+	noUTF8("before")
+	if err := c.Login(ctx, pop3.Credentials{Username: "bob", Password: "pw"}, pop3.MechanismUser); err != nil {
+		t.Fatal(err)
+	}
+	noUTF8("after")
+	r, err := c.Retr(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if !bytes.Equal(got, raw) {
+		t.Errorf("RETR without UTF8:\n%q\nwant\n%q", got, raw)
+	}
+	if err := c.Quit(ctx); err != nil {
+		t.Error(err)
+	}
 }

@@ -62,6 +62,8 @@ type accountMemory struct {
 	// loginDelay is the server's LOGIN-DELAY, a lower bound on the wait
 	// between passes.
 	loginDelay time.Duration
+	// utf8Warned: a refused UTF8 was logged as a warning.
+	utf8Warned bool
 	// succeeded: a pass of this generation succeeded.
 	succeeded bool
 	// refused maps the ids the store refused to its reason: they are not
@@ -265,10 +267,27 @@ func (p *pass) run(ctx context.Context) error {
 		return err
 	}
 	p.noteLoginDelay(caps)
+	utf8, _ := caps.UTF8()
+	var utf8Refused *pop3.Error
+	if utf8 {
+		p.step = "UTF8"
+		if utf8Refused, err = p.utf8(ctx); err != nil {
+			return err
+		}
+	}
 	p.step = "login"
 	creds, mech := credentials(p.acct, caps, c.Greeting(), sec.Secret)
 	if err := c.Login(ctx, creds, mech); err != nil {
 		return err
+	}
+	if utf8Refused != nil {
+		p.step = "UTF8"
+		if utf8Refused, err = p.utf8(ctx); err != nil {
+			return err
+		}
+		if utf8Refused != nil {
+			p.noteUTF8Refused(utf8Refused)
+		}
 	}
 	if _, perUser, ok := caps.LoginDelay(); ok && perUser {
 		if caps, err := c.Capabilities(ctx); err == nil {
@@ -334,6 +353,32 @@ func credentials(a *mailbusv1.Account, caps pop3.Capabilities, g pop3.Greeting, 
 		return creds, pop3.MechanismAPOP
 	}
 	return creds, pop3.MechanismUser
+}
+
+// utf8 asks for UTF-8 mode (RFC 6856), so that a server holding mail with
+// raw UTF-8 sends it as it holds it instead of rewriting it. The pass
+// sends UTF8 before authentication, where RFC 6856 makes it valid (and
+// where it must be for the USER argument's UTF-8 credentials), and once
+// more after authentication if the server refused it before: servers
+// differ in the state they take it in. A refusal is returned, not failed.
+func (p *pass) utf8(ctx context.Context) (refused *pop3.Error, err error) {
+	err = p.c.UTF8(ctx)
+	if errors.As(err, &refused) {
+		return refused, nil
+	}
+	return nil, err
+}
+
+// noteUTF8Refused logs that the server refused UTF8 before and after
+// authentication: the pass goes on, and mail with raw UTF-8 may be stored
+// as the server rewrites it. Logged as a warning once per generation.
+func (p *pass) noteUTF8Refused(answer *pop3.Error) {
+	log := p.log.Debug
+	if !p.mem.utf8Warned {
+		p.mem.utf8Warned = true
+		log = p.log.Warn
+	}
+	log("the server offers UTF8 but refuses it; going on without: it may rewrite mail with raw UTF-8 (RFC 6856)", "answer", answer.Error())
 }
 
 func (p *pass) noteLoginDelay(caps pop3.Capabilities) {
