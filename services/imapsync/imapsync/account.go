@@ -101,10 +101,17 @@ type folder struct {
 	st    *mailbusv1.MailboxSyncState
 	saved *mailbusv1.MailboxSyncState // what the store has, when known
 	known map[uint32]*known           // nil: not loaded
-	// recheck holds UIDs whose upstream flags were read while a
-	// write-back of the message was pending (the store ignored them):
-	// their flags are read and sent again at the next delta.
+	// recheck holds UIDs whose upstream flags the store did not take: it
+	// ignored them while a device's change of the message was in flight,
+	// or adopted the message as the copy of such a change. Their flags
+	// are read and sent again at the next delta, which a settled
+	// write-back asks for (markRecheckDirty).
 	recheck map[uint32]bool
+	// holding: while recheck is not empty, the HIGHESTMODSEQ saved in
+	// the store's cursor is at most heldModseq, the cursor before the
+	// first of them was read, so that a new session reads them again.
+	holding    bool
+	heldModseq uint64
 	// absent holds UIDs on the server that the store does not hold (too
 	// large, or refused by the store): the expunge check counts them.
 	absent map[uint32]bool

@@ -101,7 +101,7 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 			return err
 		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
-		f.known, f.recheck, f.absent = nil, nil, nil
+		f.known, f.recheck, f.absent, f.holding = nil, nil, nil, false
 		if err := w.saveState(ctx, f); err != nil {
 			return err
 		}
@@ -125,6 +125,9 @@ func (w *account) saveState(ctx context.Context, f *folder) error {
 	defer cancel()
 	st := proto.Clone(f.st).(*mailbusv1.MailboxSyncState)
 	st.Mailbox = nil
+	if f.holding {
+		st.SyncedHighestmodseq = min(st.SyncedHighestmodseq, f.heldModseq)
+	}
 	if f.saved != nil && proto.Equal(f.saved, st) {
 		return nil
 	}
@@ -295,17 +298,27 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 
 // apply sends upstream changes in bounded requests.
 func (w *account) apply(ctx context.Context, changes []*mailbusv1.UpstreamChange) error {
+	_, err := w.applyDeferring(ctx, changes)
+	return err
+}
+
+// applyDeferring is apply that also returns the identities of messages
+// whose flag changes the store did not apply, because a device's change
+// to them is in flight (decision 4).
+func (w *account) applyDeferring(ctx context.Context, changes []*mailbusv1.UpstreamChange) ([]*mailbusv1.UpstreamId, error) {
+	var deferred []*mailbusv1.UpstreamId
 	for len(changes) > 0 {
 		n := min(len(changes), 5000)
 		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-		_, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes[:n], LeaseToken: w.token})
+		resp, err := w.st.ingest.ApplyUpstreamChanges(sctx, &mailbusv1.ApplyUpstreamChangesRequest{AccountId: w.a.Id, Changes: changes[:n], LeaseToken: w.token})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("imapsync: apply upstream changes: %w", err)
+			return nil, fmt.Errorf("imapsync: apply upstream changes: %w", err)
 		}
+		deferred = append(deferred, resp.DeferredFlags...)
 		changes = changes[n:]
 	}
-	return nil
+	return deferred, nil
 }
 
 // delta syncs what changed since the cursor: new UIDs, flags, expunges.
@@ -416,25 +429,6 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 			return err
 		}
 	}
-	if len(read) > 0 {
-		pending, err := w.pendingTargets(ctx, f)
-		if err != nil {
-			return err
-		}
-		for _, r := range read {
-			// The store ignores upstream flags of a message with a
-			// pending write-back: the cache must not say it has them.
-			if pending == nil || pending[r.uid] {
-				if f.recheck == nil {
-					f.recheck = map[uint32]bool{}
-				}
-				f.recheck[r.uid] = true
-				continue
-			}
-			delete(f.recheck, r.uid)
-			f.known[r.uid].flags = r.flags
-		}
-	}
 
 	// Expunges: only when the count differs from what the store knows
 	// and the messages it does not hold (refused ones, left on the
@@ -468,8 +462,44 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 			gone = gone[n:]
 		}
 	}
-	if err := w.apply(ctx, changes); err != nil {
+	deferred, err := w.applyDeferring(ctx, changes)
+	if err != nil {
 		return err
+	}
+	// The store ignores the flags of a message a device's change is in
+	// flight for, and says which (in the same transaction, so no change
+	// made meanwhile is missed): the cache must not claim it has them,
+	// and they are read again at the next delta, which a settled
+	// write-back asks for (markRecheckDirty). The rest are the store's
+	// now.
+	ignored := map[uint32]bool{}
+	for _, up := range deferred {
+		if up.GetMailboxId() == f.id && up.GetUidvalidity() == st.Uidvalidity {
+			ignored[up.GetUid()] = true
+		}
+	}
+	for _, r := range read {
+		if ignored[r.uid] {
+			if f.recheck == nil {
+				f.recheck = map[uint32]bool{}
+			}
+			f.recheck[r.uid] = true
+			continue
+		}
+		delete(f.recheck, r.uid)
+		if k := f.known[r.uid]; k != nil {
+			k.flags = r.flags
+		}
+	}
+	// While some are to be read again, the cursor the store keeps stays
+	// where it was before they were read (see saveState): a new session,
+	// which does not have the recheck set, reads them again with
+	// CHANGEDSINCE and compares them with the store's flags.
+	switch {
+	case len(f.recheck) == 0:
+		f.holding = false
+	case !f.holding:
+		f.holding, f.heldModseq = true, st.SyncedHighestmodseq
 	}
 	st.SyncedHighestmodseq = sel.HighestModSeq
 	return w.saveState(ctx, f)
@@ -510,40 +540,6 @@ func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint
 		f.markAbsent(u)
 	}
 	return uids, nil
-}
-
-// pendingTargets returns the UIDs of the folder (under its current
-// UIDVALIDITY) that pending write-backs act on; nil when there are too
-// many write-backs to tell (every message counts as a target then).
-func (w *account) pendingTargets(ctx context.Context, f *folder) (map[uint32]bool, error) {
-	const most = 1000
-	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-	defer cancel()
-	resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: most})
-	if err != nil {
-		return nil, fmt.Errorf("imapsync: pending write-backs: %w", err)
-	}
-	if len(resp.Writebacks) >= most {
-		return nil, nil
-	}
-	out := map[uint32]bool{}
-	for _, wb := range resp.Writebacks {
-		var targets []*mailbusv1.WriteBackTarget
-		switch op := wb.Op.(type) {
-		case *mailbusv1.WriteBack_Flags:
-			targets = op.Flags.Targets
-		case *mailbusv1.WriteBack_Move:
-			targets = op.Move.Targets
-		case *mailbusv1.WriteBack_Delete:
-			targets = op.Delete.Targets
-		}
-		for _, t := range targets {
-			if up := t.GetUpstream(); up.GetMailboxId() == f.id && up.GetUidvalidity() == f.st.Uidvalidity {
-				out[up.GetUid()] = true
-			}
-		}
-	}
-	return out, nil
 }
 
 // fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
@@ -770,7 +766,18 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 			continue
 		}
 		if f.known != nil && r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {
-			f.known[r.GetUpstream().GetUid()] = &known{id: r.MessageId, flags: sentFlags[r.GetUpstream().GetUid()]}
+			u := r.GetUpstream().GetUid()
+			f.known[u] = &known{id: r.MessageId, flags: sentFlags[u]}
+			if !r.Created {
+				// Stored before (the copy of a device's move or append,
+				// adopted while that change is in flight): the store kept
+				// its own flags, not these. The delta reads them again and
+				// sends them.
+				if f.recheck == nil {
+					f.recheck = map[uint32]bool{}
+				}
+				f.recheck[u] = true
+			}
 		}
 	}
 	return nil

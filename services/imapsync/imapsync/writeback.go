@@ -100,6 +100,9 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 				return fmt.Errorf("imapsync: ack write-back %s: %w", wb.Id, err)
 			}
 			w.s.metrics.writebacks.WithLabelValues(opName(wb), stateLabelOutcome(ack.Outcome)).Inc()
+			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
+				w.markRecheckDirty()
+			}
 			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
 				w.log.Warn("write-back not applied", "writeback", wb.Id, "op", opName(wb), "outcome", ack.Outcome, "reason", ack.Reason)
 			}
@@ -154,6 +157,20 @@ func (w *account) recheckTargets(wb *mailbusv1.WriteBack) {
 		}
 		f.recheck[up.GetUid()] = true
 		w.markDirty(f.name)
+	}
+}
+
+// markRecheckDirty marks dirty the folders with flags to read again
+// (folder.recheck): a write-back has settled, and with it perhaps the
+// device's change the store ignored them for. Left to the poll, a folder
+// whose server side changed no further (the third party's change was
+// already read) would never be read again, and an IDLEd one is not
+// polled.
+func (w *account) markRecheckDirty() {
+	for name, f := range w.folders {
+		if len(f.recheck) > 0 {
+			w.markDirty(name)
+		}
 	}
 }
 
@@ -637,14 +654,22 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			// Already gone from the source: the delete's effect holds.
 			return ack, nil
 		}
-		there, err := w.presentIn(ctx, toID, maybeMoved)
+		// Found there (moved by an earlier attempt, or by a third party):
+		// the UID the sync adopted is the placement.
+		there, err := w.placedIn(ctx, toID, maybeMoved)
 		if err != nil {
 			return nil, err
 		}
+		f := w.folderByID(toID)
 		for _, id := range maybeMoved {
-			if !there[id] {
+			u, ok := there[id]
+			if !ok {
 				ack.GoneMessageIds = append(ack.GoneMessageIds, id)
 				gone++
+				continue
+			}
+			if f != nil {
+				ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: f.st.GetUidvalidity(), Uid: u}})
 			}
 		}
 	}

@@ -1853,7 +1853,13 @@ type ApplyUpstreamChangesResponse struct {
 	// The account state after the changes.
 	State uint64 `protobuf:"varint,1,opt,name=state,proto3" json:"state,omitempty"`
 	// How many changes changed something (the rest were already true).
-	Applied       uint32 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	Applied uint32 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// The messages whose flags the store did not apply because a device's
+	// change to them is still on its way upstream (a pending flags or move
+	// write-back, or a move or append awaiting its placement). The fetcher
+	// reads their flags again once that change has settled and sends them
+	// whatever it last read, since the server's view then wins.
+	DeferredFlags []*UpstreamId `protobuf:"bytes,3,rep,name=deferred_flags,json=deferredFlags,proto3" json:"deferred_flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1900,6 +1906,13 @@ func (x *ApplyUpstreamChangesResponse) GetApplied() uint32 {
 		return x.Applied
 	}
 	return 0
+}
+
+func (x *ApplyUpstreamChangesResponse) GetDeferredFlags() []*UpstreamId {
+	if x != nil {
+		return x.DeferredFlags
+	}
+	return nil
 }
 
 // WriteBackTarget is a message a write-back acts on, with the upstream
@@ -3163,10 +3176,11 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x124\n" +
 	"\achanges\x18\x02 \x03(\v2\x1a.mailbus.v1.UpstreamChangeR\achanges\x12\x1f\n" +
 	"\vlease_token\x18\x03 \x01(\x04R\n" +
-	"leaseToken\"N\n" +
+	"leaseToken\"\x8d\x01\n" +
 	"\x1cApplyUpstreamChangesResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\x04R\x05state\x12\x18\n" +
-	"\aapplied\x18\x02 \x01(\rR\aapplied\"\x87\x01\n" +
+	"\aapplied\x18\x02 \x01(\rR\aapplied\x12=\n" +
+	"\x0edeferred_flags\x18\x03 \x03(\v2\x16.mailbus.v1.UpstreamIdR\rdeferredFlags\"\x87\x01\n" +
 	"\x0fWriteBackTarget\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x122\n" +
@@ -3360,53 +3374,54 @@ var file_mailbus_v1_ingest_proto_depIdxs = []int32{
 	25, // 17: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
 	26, // 18: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
 	27, // 19: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
-	1,  // 20: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
-	30, // 21: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	30, // 22: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	30, // 23: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	49, // 24: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
-	49, // 25: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
-	31, // 26: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
-	32, // 27: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
-	33, // 28: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
-	34, // 29: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
-	35, // 30: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
-	36, // 31: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
-	37, // 32: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
-	38, // 33: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
-	1,  // 34: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
-	0,  // 35: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
-	41, // 36: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	41, // 37: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	2,  // 38: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
-	4,  // 39: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
-	6,  // 40: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
-	10, // 41: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
-	12, // 42: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
-	14, // 43: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
-	17, // 44: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
-	20, // 45: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
-	28, // 46: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
-	39, // 47: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
-	42, // 48: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
-	44, // 49: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
-	3,  // 50: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
-	5,  // 51: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
-	7,  // 52: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
-	11, // 53: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
-	13, // 54: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
-	15, // 55: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
-	19, // 56: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
-	22, // 57: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
-	29, // 58: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
-	40, // 59: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
-	43, // 60: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
-	45, // 61: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
-	50, // [50:62] is the sub-list for method output_type
-	38, // [38:50] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	1,  // 20: mailbus.v1.ApplyUpstreamChangesResponse.deferred_flags:type_name -> mailbus.v1.UpstreamId
+	1,  // 21: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
+	30, // 22: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	30, // 23: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	30, // 24: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	49, // 25: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
+	49, // 26: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
+	31, // 27: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
+	32, // 28: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
+	33, // 29: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
+	34, // 30: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
+	35, // 31: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
+	36, // 32: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
+	37, // 33: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
+	38, // 34: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
+	1,  // 35: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
+	0,  // 36: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
+	41, // 37: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	41, // 38: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	2,  // 39: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
+	4,  // 40: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
+	6,  // 41: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
+	10, // 42: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
+	12, // 43: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
+	14, // 44: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
+	17, // 45: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
+	20, // 46: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
+	28, // 47: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
+	39, // 48: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
+	42, // 49: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
+	44, // 50: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
+	3,  // 51: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
+	5,  // 52: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
+	7,  // 53: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
+	11, // 54: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
+	13, // 55: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
+	15, // 56: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
+	19, // 57: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
+	22, // 58: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
+	29, // 59: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
+	40, // 60: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
+	43, // 61: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
+	45, // 62: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
+	51, // [51:63] is the sub-list for method output_type
+	39, // [39:51] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_ingest_proto_init() }

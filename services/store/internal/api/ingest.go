@@ -318,11 +318,11 @@ func (s *Ingest) ListUpstreamIds(req *mailbusv1.ListUpstreamIdsRequest, stream m
 
 // ApplyUpstreamChanges implements IngestService.
 func (s *Ingest) ApplyUpstreamChanges(ctx context.Context, req *mailbusv1.ApplyUpstreamChangesRequest) (*mailbusv1.ApplyUpstreamChangesResponse, error) {
-	state, applied, err := s.DB.WithLeaseToken(req.LeaseToken).ApplyUpstreamChanges(ctx, req.AccountId, req.Changes)
+	state, applied, deferred, err := s.DB.WithLeaseToken(req.LeaseToken).ApplyUpstreamChanges(ctx, req.AccountId, req.Changes)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
-	return &mailbusv1.ApplyUpstreamChangesResponse{State: state, Applied: applied}, nil
+	return &mailbusv1.ApplyUpstreamChangesResponse{State: state, Applied: applied, DeferredFlags: deferred}, nil
 }
 
 // ListPendingWriteBacks implements IngestService.

@@ -75,7 +75,7 @@ func fencedWrites() []fencedWrite {
 				if n%2 == 0 {
 					flags = nil
 				}
-				_, _, err := d.WithLeaseToken(tok).ApplyUpstreamChanges(ctx, a, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{
+				_, _, _, err := d.WithLeaseToken(tok).ApplyUpstreamChanges(ctx, a, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{
 					Upstream: &mailbusv1.UpstreamId{MailboxId: inbox, Uidvalidity: 1, Uid: 5}, Flags: flags}}}})
 				return err
 			}

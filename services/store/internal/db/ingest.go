@@ -548,20 +548,23 @@ func (d *DB) listTombstones(ctx context.Context, acct int64, batch int, fn func(
 
 // ApplyUpstreamChanges applies changes seen upstream in one transaction.
 // A change that is already true makes no event. It returns the account
-// state and how many changes changed something.
-func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes []*mailbusv1.UpstreamChange) (uint64, uint32, error) {
+// state, how many changes changed something, and the identities of the
+// messages whose flag changes it did not apply because a device's change
+// to them is in flight (the caller reads them again once it has settled).
+func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes []*mailbusv1.UpstreamChange) (uint64, uint32, []*mailbusv1.UpstreamId, error) {
 	acct, err := parseID("account_id", accountID)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	if len(changes) > 10000 {
-		return 0, 0, invalid("changes", "more than 10000")
+		return 0, 0, nil, invalid("changes", "more than 10000")
 	}
 	var state uint64
 	var applied uint32
+	var deferred []*mailbusv1.UpstreamId
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
 	err = d.inTx(ctx, origin, func(t *tx) error {
-		applied = 0
+		applied, deferred = 0, nil
 		a, err := t.lock(ctx, acct)
 		if err != nil {
 			return err
@@ -570,7 +573,7 @@ func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes
 			return err
 		}
 		for i, c := range changes {
-			n, err := t.applyUpstream(ctx, a, accountID, c)
+			n, err := t.applyUpstream(ctx, a, accountID, c, &deferred)
 			var fe *FieldError
 			if errors.As(err, &fe) {
 				return &FieldError{Field: fmt.Sprintf("changes[%d].%s", i, fe.Field), Reason: fe.Reason}
@@ -583,10 +586,15 @@ func (d *DB) ApplyUpstreamChanges(ctx context.Context, accountID string, changes
 		state = uint64(a.modseq)
 		return nil
 	})
-	return state, applied, err
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	return state, applied, deferred, nil
 }
 
-func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID string, c *mailbusv1.UpstreamChange) (uint32, error) {
+// applyUpstream applies one upstream change; a flag change it ignores
+// because the message is in flight is added to deferred.
+func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID string, c *mailbusv1.UpstreamChange, deferred *[]*mailbusv1.UpstreamId) (uint32, error) {
 	mailboxOf := func(field, id string) (*mailbusv1.MailboxSyncState, error) {
 		n, err := parseID(field, id)
 		if err != nil {
@@ -606,8 +614,9 @@ func (t *tx) applyUpstream(ctx context.Context, a *lockedAccount, accountID stri
 			return 0, err
 		}
 		if m.inFlight() {
-			// A device change to this message is on its way upstream; the
-			// server's flags are read again after it is applied.
+			// A device change to this message is on its way upstream: the
+			// caller reads the server's flags again once it has settled.
+			*deferred = append(*deferred, up)
 			return 0, nil
 		}
 		var flags []string

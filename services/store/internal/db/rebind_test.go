@@ -44,7 +44,7 @@ func TestRebindMessages(t *testing.T) {
 			t.Fatalf("write-back target %v", up)
 		}
 		// Expunging the old identities deletes only the unmatched message.
-		if _, n, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: inbox.Id, Uidvalidity: 1, Uids: []uint32{5, 6}}}}}); err != nil || n != 1 {
+		if _, n, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: inbox.Id, Uidvalidity: 1, Uids: []uint32{5, 6}}}}}); err != nil || n != 1 {
 			t.Fatalf("expunge of old identities: %d %v", n, err)
 		}
 		if _, err := d.GetMessageSummary(ctx, m1); err != nil {

@@ -198,7 +198,7 @@ func TestRegressionFollowServerMoveIntoDeletedMailbox(t *testing.T) {
 		if _, _, err := d.MoveMessages(ctx, device, a.Id, []string{m}, inbox.Id); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_MailboxDelete{MailboxDelete: &mailbusv1.UpstreamMailboxDelete{MailboxId: x.Id}}}}); err != nil {
+		if _, _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_MailboxDelete{MailboxDelete: &mailbusv1.UpstreamMailboxDelete{MailboxId: x.Id}}}}); err != nil {
 			t.Fatal(err)
 		}
 		wbs := pending(t, d, a.Id)

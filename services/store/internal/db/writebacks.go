@@ -230,12 +230,23 @@ func (t *tx) place(ctx context.Context, a *lockedAccount, pl *mailbusv1.Upstream
 // awaitPlacement marks the messages an applied move or append left without
 // a new identity (the server sent no COPYUID/APPENDUID): the next sync of
 // the destination adopts them by content hash, and until then their old
-// identity's expunge does not delete them.
+// identity's expunge does not delete them. A message that already has an
+// identity in the destination is not waiting for one: a sync during the
+// write-back adopted its copy there (a third party's move of it, or an
+// earlier unacknowledged attempt), and marking it would make the store
+// ignore that copy's expunges and flag changes for good (issue 17 A).
 func (t *tx) awaitPlacement(ctx context.Context, wb *mailbusv1.WriteBack, placements []*mailbusv1.UpstreamPlacement) error {
 	var targets []*mailbusv1.WriteBackTarget
-	switch wb.Op.(type) {
-	case *mailbusv1.WriteBack_Move, *mailbusv1.WriteBack_Append:
-		targets = pendingTargets(wb)
+	var dest string
+	switch op := wb.Op.(type) {
+	case *mailbusv1.WriteBack_Move:
+		targets, dest = pendingTargets(wb), op.Move.ToMailboxId
+	case *mailbusv1.WriteBack_Append:
+		targets, dest = pendingTargets(wb), op.Append.MailboxId
+	}
+	destID, err := parseID("mailbox_id", dest)
+	if len(targets) > 0 && err != nil {
+		return err
 	}
 	placed := map[string]bool{}
 	for _, pl := range placements {
@@ -251,7 +262,7 @@ func (t *tx) awaitPlacement(ctx context.Context, wb *mailbusv1.WriteBack, placem
 		if err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `UPDATE messages SET awaiting_placement = 1 WHERE id = ?`, id); err != nil {
+		if _, err := t.exec(ctx, `UPDATE messages SET awaiting_placement = 1 WHERE id = ? AND NOT (up_mailbox_id = ? AND uid > 0)`, id, destID); err != nil {
 			return fmt.Errorf("db: await placement: %w", err)
 		}
 	}

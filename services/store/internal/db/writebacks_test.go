@@ -45,7 +45,7 @@ func TestFlagWriteBackAndUpstreamEcho(t *testing.T) {
 		// The server has not seen the change yet: its old flags must not
 		// undo the device's change.
 		up := &mailbusv1.UpstreamId{MailboxId: inbox.Id, Uidvalidity: 1, Uid: 5}
-		_, n, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up}}}})
+		_, n, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up}}}})
 		if err != nil || n != 0 {
 			t.Fatalf("upstream flags during pending write-back: applied %d, %v", n, err)
 		}
@@ -56,12 +56,12 @@ func TestFlagWriteBackAndUpstreamEcho(t *testing.T) {
 		}
 		before := len(allEvents(t, d, a.Id))
 		// The echo: the server now reports \Seen: no change, no event.
-		_, n, err = d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up, Flags: []string{`\Seen`}}}}})
+		_, n, _, err = d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up, Flags: []string{`\Seen`}}}}})
 		if err != nil || n != 0 || len(allEvents(t, d, a.Id)) != before {
 			t.Fatalf("echo made a change: applied %d, %v", n, err)
 		}
 		// A real upstream change applies, with upstream origin.
-		_, n, err = d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up, Flags: []string{`\Seen`, `\Flagged`}}}}})
+		_, n, _, err = d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Flags{Flags: &mailbusv1.UpstreamFlags{Upstream: up, Flags: []string{`\Seen`, `\Flagged`}}}}})
 		if err != nil || n != 1 {
 			t.Fatalf("upstream change: applied %d, %v", n, err)
 		}
@@ -90,7 +90,7 @@ func TestMoveWriteBackEchoAndPlacement(t *testing.T) {
 		}
 		// imapsync's IDLE sees the expunge in INBOX before the ack: the
 		// message must stay (its move is in flight).
-		if _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: inbox.Id, Uidvalidity: 1, Uids: []uint32{5}}}}}); err != nil {
+		if _, _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: inbox.Id, Uidvalidity: 1, Uids: []uint32{5}}}}}); err != nil {
 			t.Fatal(err)
 		}
 		// ...and the new copy in Archive before the ack: adopted, no
@@ -110,7 +110,7 @@ func TestMoveWriteBackEchoAndPlacement(t *testing.T) {
 			t.Fatalf("message after move: %v %v", s, err)
 		}
 		// Now an expunge of the new identity deletes it.
-		if _, n, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: archive.Id, Uidvalidity: 2, Uids: []uint32{9}}}}}); err != nil || n != 1 {
+		if _, n, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_Expunge{Expunge: &mailbusv1.UpstreamExpunge{MailboxId: archive.Id, Uidvalidity: 2, Uids: []uint32{9}}}}}); err != nil || n != 1 {
 			t.Fatalf("expunge: %d %v", n, err)
 		}
 	})
@@ -208,7 +208,7 @@ func TestMailboxRenameWithChildren(t *testing.T) {
 		}
 		// Upstream deletes the folder: messages go with it, with events.
 		mustIngest(t, d, imapItem(a.Id, parent.Id, 2, 1, rawMessage(1)))
-		if _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_MailboxDelete{MailboxDelete: &mailbusv1.UpstreamMailboxDelete{MailboxId: parent.Id}}}}); err != nil {
+		if _, _, _, err := d.ApplyUpstreamChanges(ctx, a.Id, []*mailbusv1.UpstreamChange{{Change: &mailbusv1.UpstreamChange_MailboxDelete{MailboxDelete: &mailbusv1.UpstreamMailboxDelete{MailboxId: parent.Id}}}}); err != nil {
 			t.Fatal(err)
 		}
 		evs := allEvents(t, d, a.Id)

@@ -1,0 +1,147 @@
+package imapsync_test
+
+import (
+	"strconv"
+	"testing"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// pendingWriteBacks is how many write-backs of the account are pending.
+func (e *env) pendingWriteBacks(t testing.TB, accountID string) int {
+	t.Helper()
+	resp, err := e.ingest.ListPendingWriteBacks(ctxT(t), &mailbusv1.ListPendingWriteBacksRequest{AccountId: accountID, Max: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(resp.Writebacks)
+}
+
+// uidOf returns the UID of the message with the body hash in a folder as
+// the server has it (0: none).
+func uidOf(server map[uint32]storeMessage, hash string) uint32 {
+	for u, m := range server {
+		if m.hash == hash {
+			return u
+		}
+	}
+	return 0
+}
+
+// TestDovecotThirdPartyMoveThenDeviceMove is issue 17 A: a third party
+// moves a message on the server, and right after, before imapsync has
+// seen it, a device moves the same message to the same folder. The
+// device's move finds the message gone from its source and its copy
+// (the third party's) in the destination, which the store adopts. The
+// message then has a server identity and must be an ordinary message
+// again: the third party's flag change of it is applied, and its later
+// move on the server leaves one message in the store, not two.
+func TestDovecotThirdPartyMoveThenDeviceMove(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	if err := s.CreateMailbox("alice", "Projects/2026"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, "Sent", 3, `\Seen`)
+	deliver(t, s, "Archive", 1)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	sy := startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	check := func(what string, folders ...string) {
+		t.Helper()
+		for _, f := range folders {
+			var last error
+			waitFor(t, what+" ("+f+")", func() bool {
+				last = sameView(serverFolder(t, tp, f), e.storeFolder(t, a.Id, f))
+				return last == nil
+			})
+		}
+	}
+	check("initial sync", "Sent", "Archive", "Projects/2026")
+
+	// imapsync is stopped, so that it sees neither move before both are
+	// made; when it starts again it applies the device's move first.
+	sy.stop()
+	sent := e.storeFolder(t, a.Id, "Sent")
+	moved := sent[2]
+	if _, err := s.Doveadm("move", "-u", "alice", "Archive", "mailbox", "Sent", "uid", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mailboxes.MoveMessages(ctxT(t), &mailbusv1.MoveMessagesRequest{AccountId: a.Id, MessageIds: []string{moved.id}, ToMailboxId: e.mailboxID(t, a.Id, "Archive"), DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	startSync(t, e, withRoots(s))
+	waitFor(t, "the device's move applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
+	check("after both moves", "Sent", "Archive")
+	uid := uidOf(serverFolder(t, tp, "Archive"), moved.hash)
+	if uid == 0 {
+		t.Fatal("the moved message is not in Archive on the server")
+	}
+	if got := e.storeFolder(t, a.Id, "Archive")[uid].id; got != moved.id {
+		t.Fatalf("Archive uid %d is message %q in the store, want the moved %q", uid, got, moved.id)
+	}
+
+	// The variant: a third party's flags on the moved copy.
+	if err := s.AddFlags("alice", "Archive", uid, `\Flagged`, "$ThirdParty"); err != nil {
+		t.Fatal(err)
+	}
+	check("the third party's flags on the moved copy", "Archive")
+
+	// A later move on the server: one message, in Projects/2026.
+	if _, err := s.Doveadm("move", "-u", "alice", "Projects/2026", "mailbox", "Archive", "uid", strconv.FormatUint(uint64(uid), 10)); err != nil {
+		t.Fatal(err)
+	}
+	check("after the third party's second move", "Sent", "Archive", "Projects/2026")
+	resp, err := e.mailboxes.ListMessages(ctxT(t), &mailbusv1.ListMessagesRequest{MailboxId: e.mailboxID(t, a.Id, "Archive")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.Messages); n != 1 {
+		t.Errorf("Archive holds %d messages in the store, want 1 (the one delivered there)", n)
+	}
+}
+
+// TestDovecotThirdPartyFlagsOnAdoptedCopy is issue 17 B's rule where the
+// store adopts a copy: a third party moves a message and flags the copy,
+// then a device moves the same message there. The write-back's sync of
+// the destination adopts the copy while the device's move is in flight,
+// so the store keeps its own flags and ignores the server's. Once the
+// move has settled, the server's flags must be looked at again and win.
+func TestDovecotThirdPartyFlagsOnAdoptedCopy(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	if err := s.CreateMailbox("alice", "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, s, "Sent", 2, `\Seen`)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	sy := startSync(t, e, withRoots(s))
+	tp := dialDovecot(t, s)
+	check := func(what string, folders ...string) {
+		t.Helper()
+		for _, f := range folders {
+			waitFor(t, what+" ("+f+")", func() bool {
+				return sameView(serverFolder(t, tp, f), e.storeFolder(t, a.Id, f)) == nil
+			})
+		}
+	}
+	check("initial sync", "Sent", "Archive")
+	sy.stop()
+	moved := e.storeFolder(t, a.Id, "Sent")[1]
+	if _, err := s.Doveadm("move", "-u", "alice", "Archive", "mailbox", "Sent", "uid", "1"); err != nil {
+		t.Fatal(err)
+	}
+	uid := uidOf(serverFolder(t, tp, "Archive"), moved.hash)
+	if err := s.AddFlags("alice", "Archive", uid, `\Flagged`, "$ThirdParty"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mailboxes.MoveMessages(ctxT(t), &mailbusv1.MoveMessagesRequest{AccountId: a.Id, MessageIds: []string{moved.id}, ToMailboxId: e.mailboxID(t, a.Id, "Archive"), DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	startSync(t, e, withRoots(s))
+	waitFor(t, "the device's move applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
+	check("the third party's flags on the adopted copy", "Sent", "Archive")
+	if got := e.storeFolder(t, a.Id, "Archive")[uid].id; got != moved.id {
+		t.Fatalf("Archive uid %d is message %q in the store, want the moved %q", uid, got, moved.id)
+	}
+}
