@@ -648,7 +648,12 @@ type WriteBackFailed struct {
 	// Why it failed, such as "message no longer exists on the server".
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The messages concerned.
-	MessageIds    []string `protobuf:"bytes,4,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	MessageIds []string `protobuf:"bytes,4,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// The mailbox concerned, for a mailbox created, renamed or deleted by a
+	// device that the server refused; empty for a message change.
+	MailboxId string `protobuf:"bytes,5,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// The mailbox's name as the device gave it (the new name of a rename).
+	MailboxName   string `protobuf:"bytes,6,opt,name=mailbox_name,json=mailboxName,proto3" json:"mailbox_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,6 +716,20 @@ func (x *WriteBackFailed) GetMessageIds() []string {
 	return nil
 }
 
+func (x *WriteBackFailed) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *WriteBackFailed) GetMailboxName() string {
+	if x != nil {
+		return x.MailboxName
+	}
+	return ""
+}
+
 var File_mailbus_v1_events_proto protoreflect.FileDescriptor
 
 const file_mailbus_v1_events_proto_rawDesc = "" +
@@ -757,13 +776,16 @@ const file_mailbus_v1_events_proto_rawDesc = "" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"I\n" +
 	"\x14AccountStatusChanged\x121\n" +
-	"\x06status\x18\x01 \x01(\v2\x19.mailbus.v1.AccountStatusR\x06status\"\x8a\x01\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.mailbus.v1.AccountStatusR\x06status\"\xcc\x01\n" +
 	"\x0fWriteBackFailed\x12!\n" +
 	"\fwriteback_id\x18\x01 \x01(\tR\vwritebackId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1f\n" +
 	"\vmessage_ids\x18\x04 \x03(\tR\n" +
-	"messageIdsB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
+	"messageIds\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x05 \x01(\tR\tmailboxId\x12!\n" +
+	"\fmailbox_name\x18\x06 \x01(\tR\vmailboxNameB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
 
 var (
 	file_mailbus_v1_events_proto_rawDescOnce sync.Once

@@ -386,7 +386,13 @@ func (w *watcher) describe(ctx context.Context, ev *mailbusv1.Event) string {
 			b.WriteString(": " + st.GetReason())
 		}
 	case *mailbusv1.Event_WritebackFailed:
-		fmt.Fprintf(&b, "messages %s: %s", strings.Join(p.WritebackFailed.MessageIds, " "), p.WritebackFailed.Reason)
+		// The event comes from the fetcher; the change was the device's.
+		f := p.WritebackFailed
+		if f.MailboxId != "" || f.MailboxName != "" {
+			fmt.Fprintf(&b, "mailbox %q (id %s) of device %s: %s", f.MailboxName, f.MailboxId, f.DeviceId, f.Reason)
+		} else {
+			fmt.Fprintf(&b, "messages %s of device %s: %s", strings.Join(f.MessageIds, " "), f.DeviceId, f.Reason)
+		}
 	}
 	switch o := ev.GetOrigin(); o.GetKind() {
 	case mailbusv1.OriginKind_ORIGIN_KIND_DEVICE:

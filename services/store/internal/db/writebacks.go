@@ -378,9 +378,11 @@ func (t *tx) deleteIfExists(ctx context.Context, a *lockedAccount, messageID str
 // a mailbox the server refused to create are removed, a refused rename is
 // reverted. A failed flag change is left for the next sync to correct from
 // the server's flags; a failed delete lets the next sync bring the message
-// back.
+// (or the mailbox) back. The event names the messages, or the mailbox of a
+// mailbox operation with the name the device gave it.
 func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device string, wb *mailbusv1.WriteBack, reason string) error {
 	var ids []string
+	var mailboxID, mailboxName string // of a refused mailbox operation
 	switch op := wb.Op.(type) {
 	case *mailbusv1.WriteBack_Move:
 		for _, tg := range op.Move.Targets {
@@ -424,6 +426,7 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 			}
 		}
 	case *mailbusv1.WriteBack_CreateMailbox:
+		mailboxID, mailboxName = op.CreateMailbox.MailboxId, op.CreateMailbox.Name
 		id, _ := parseID("mailbox_id", op.CreateMailbox.MailboxId)
 		if mb, err := t.mailboxByID(ctx, id); err == nil {
 			if err := t.deleteMailbox(ctx, mb.Mailbox); err != nil {
@@ -431,6 +434,7 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 			}
 		}
 	case *mailbusv1.WriteBack_RenameMailbox:
+		mailboxID, mailboxName = op.RenameMailbox.MailboxId, op.RenameMailbox.NewName
 		id, _ := parseID("mailbox_id", op.RenameMailbox.MailboxId)
 		if mb, err := t.mailboxByID(ctx, id); err == nil && mb.Mailbox.Name == op.RenameMailbox.NewName {
 			if err := t.mailboxNameFree(ctx, a.id, op.RenameMailbox.OldName, id); err == nil {
@@ -439,6 +443,9 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 				}
 			}
 		}
+	case *mailbusv1.WriteBack_DeleteMailbox:
+		// The next sync of the folder list brings the mailbox back.
+		mailboxID, mailboxName = op.DeleteMailbox.MailboxId, op.DeleteMailbox.Name
 	case *mailbusv1.WriteBack_Flags:
 		for _, tg := range op.Flags.Targets {
 			ids = append(ids, tg.MessageId)
@@ -450,6 +457,7 @@ func (t *tx) followServer(ctx context.Context, a *lockedAccount, wbID, device st
 	}
 	return t.emit(ctx, a.id, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_WritebackFailed{WritebackFailed: &mailbusv1.WriteBackFailed{
 		WritebackId: wbID, DeviceId: device, Reason: truncate(reason, 2000), MessageIds: ids,
+		MailboxId: mailboxID, MailboxName: mailboxName,
 	}}})
 }
 

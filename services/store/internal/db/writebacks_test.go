@@ -276,3 +276,61 @@ func TestAdoptedEchoRetargetsPendingWriteBacks(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusedMailboxWriteBackIsAnnounced: a mailbox create, rename or
+// delete the server refused ends in a writeback.failed event that names
+// the mailbox and the device's name for it, and the store follows the
+// server: the created mailbox is removed, the renamed one gets its old
+// name back.
+func TestRefusedMailboxWriteBackIsAnnounced(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		a := mustCreate(t, d, imapAccount("work"))
+		mustMailbox(t, d, a.Id, "INBOX", 1)
+		old := mustMailbox(t, d, a.Id, "Old", 2)
+		gone := mustMailbox(t, d, a.Id, "Gone", 3)
+		created, err := d.CreateMailbox(ctx, device, a.Id, "~tilde")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.RenameMailbox(ctx, device, old.Id, "~renamed"); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.DeleteMailbox(ctx, device, gone.Id); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{created.Id: "~tilde", old.Id: "~renamed", gone.Id: "Gone"}
+		for _, wb := range pending(t, d, a.Id) {
+			ack(t, d, &mailbusv1.AckWriteBackRequest{WritebackId: wb.Id, Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED,
+				Reason: "imap: NO [CANNOT] Invalid mailbox name"})
+		}
+		got := map[string]string{}
+		for _, ev := range allEvents(t, d, a.Id) {
+			if f := ev.GetWritebackFailed(); f != nil {
+				if f.DeviceId != "phone" || !strings.Contains(f.Reason, "Invalid mailbox name") || len(f.MessageIds) != 0 {
+					t.Errorf("writeback.failed %v", f)
+				}
+				got[f.MailboxId] = f.MailboxName
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("writeback.failed events name mailboxes %v, want %v", got, want)
+		}
+		for id, name := range want {
+			if got[id] != name {
+				t.Errorf("writeback.failed for mailbox %s names %q, want %q", id, got[id], name)
+			}
+		}
+		list, _, err := d.ListMailboxes(ctx, a.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, m := range list {
+			names = append(names, m.Name)
+		}
+		if strings.Join(names, ",") != "INBOX,Old" {
+			t.Errorf("mailboxes after the refusals: %v, want INBOX,Old (the deleted one comes back with the next sync)", names)
+		}
+	})
+}
