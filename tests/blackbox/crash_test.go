@@ -91,7 +91,7 @@ func TestStoreKilledDuringIngest(t *testing.T) {
 	ns := startNATS(t)
 	pop := pop3test.NewServer(t, pop3test.WithMailbox(user, password, crashCorpus(total, 40_000)...))
 
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	env := []string{"MAILBUS_SECRET_KEY=" + newKey()}
 	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
 	storeArgs := []string{"--nats", ns.ClientURL(), "--service-token-file", serviceTokenFile}

@@ -130,7 +130,7 @@ func newKey() string {
 
 func TestStoreRefusesToStartWithoutKey(t *testing.T) {
 	bin := buildStore(t)
-	p := startStore(t, bin, t.TempDir(), nil)
+	p := startStore(t, bin, filepath.Join(t.TempDir(), "data"), nil)
 	select {
 	case err := <-p.done:
 		var ee *exec.ExitError
@@ -172,7 +172,7 @@ func TestStoreUsageErrorsExitTwo(t *testing.T) {
 
 func TestStoreLifecycle(t *testing.T) {
 	bin := buildStore(t)
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	env := []string{"MAILBUS_SECRET_KEY=" + newKey()}
 	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
 	p := startStore(t, bin, data, env, "--service-token-file", serviceTokenFile)

@@ -234,7 +234,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	c.natsURL = ns.ClientURL()
 
 	c.storeAdr = freeAddr(t)
-	storeData := t.TempDir()
+	storeData := filepath.Join(t.TempDir(), "data")
 	c.serviceTokenFile = filepath.Join(t.TempDir(), "service.token")
 	st := start(t, "store", c.bins.store, []string{"MAILBUS_SECRET_KEY=" + storeKey()},
 		"--listen", c.storeAdr, "--metrics-listen", "-", "--data", storeData, "--nats", c.natsURL, "--log-level", "warn",

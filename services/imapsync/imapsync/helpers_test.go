@@ -94,7 +94,7 @@ func startStore(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
-	dataDir := t.TempDir()
+	dataDir := filepath.Join(t.TempDir(), "data")
 	ready := make(chan string, 1)
 	s, err := store.New(store.Config{
 		AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestExternalNATSAndPostgres(t *testing.T) {
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	r := start(t, mailbus.Config{DataDir: data, DatabaseURL: dbURL, NATSURL: ns.ClientURL()})
 	if r.info.Database != "postgres" || r.info.NATSURL != ns.ClientURL() {
 		t.Fatalf("info %+v", r.info)

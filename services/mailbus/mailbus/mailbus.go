@@ -47,6 +47,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
+	"github.com/mailbus/mailbus/pkg/datadir"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/natsperm"
@@ -245,8 +246,8 @@ func (s *Server) key(info *Info) ([]byte, error) {
 func (s *Server) Run(ctx context.Context) error {
 	cfg := s.cfg
 	var info Info
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("mailbus: data directory: %w", err)
+	if err := datadir.Ensure(cfg.DataDir); err != nil {
+		return fmt.Errorf("mailbus: %w", err)
 	}
 	release, err := lockDataDir(cfg.DataDir)
 	if err != nil {

@@ -214,7 +214,7 @@ func TestGivenKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	r := start(t, mailbus.Config{DataDir: data, SecretKey: k})
 	if r.info.KeyCreated || r.info.KeyFile != "" {
 		t.Fatalf("info %+v", r.info)
@@ -257,7 +257,7 @@ func TestConfigErrors(t *testing.T) {
 // TestDataDirLocked: a second server on the same data directory fails at
 // once, naming the first one's process.
 func TestDataDirLocked(t *testing.T) {
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
 	start(t, mailbus.Config{DataDir: data})
 	second, err := mailbus.New(mailbus.Config{DataDir: data, Listen: "127.0.0.1:0", MetricsListen: "-"})
 	if err != nil {
@@ -268,5 +268,68 @@ func TestDataDirLocked(t *testing.T) {
 	err = second.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "in use by another mailbus (pid "+strconv.Itoa(os.Getpid())+")") {
 		t.Fatalf("second server on the same data directory: %v", err)
+	}
+}
+
+// TestDataDirIsPrivate: serve creates its data directory 0700, and the
+// files it writes there 0600 (the database and its -wal and -shm files,
+// the credentials key, the admin token, the lock); a pre-created data
+// directory that other users can enter is refused with the chmod command
+// that fixes it, before anything is written there.
+func TestDataDirIsPrivate(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	r := start(t, mailbus.Config{DataDir: data})
+	conn := dial(t, r.info)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := mailbusv1.NewAccountServiceClient(conn).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+		Name: "private", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "127.0.0.1", Port: 1,
+		Security: mailbusv1.Security_SECURITY_NONE, Username: "u", Secret: "the-password",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory: %v %v, want mode 0700", fi, err)
+	}
+	entries, err := os.ReadDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[e.Name()] = true
+		want := os.FileMode(0o600)
+		if e.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", e.Name(), fi.Mode().Perm(), want)
+		}
+	}
+	for _, name := range []string{"mailbus.db", "mailbus.db-wal", "mailbus.db-shm", mailbus.KeyFileName, "admin.token"} {
+		if !seen[name] {
+			t.Errorf("no %s in the data directory (found %v)", name, seen)
+		}
+	}
+	r.stop(t)
+
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := mailbus.New(mailbus.Config{DataDir: open, Listen: "127.0.0.1:0", MetricsListen: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "chmod 700 "+open) {
+		t.Fatalf("serve on a 0755 data directory: %v; want a refusal with the chmod command", err)
+	}
+	if entries, _ := os.ReadDir(open); len(entries) != 0 {
+		t.Errorf("files written to the refused data directory: %v", entries)
 	}
 }

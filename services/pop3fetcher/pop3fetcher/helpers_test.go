@@ -116,7 +116,7 @@ func (e *env) dial(t testing.TB, token string, opts ...grpc.DialOption) *grpc.Cl
 // startStore runs a store until the test ends.
 func startStore(t testing.TB) *env {
 	t.Helper()
-	e := &env{storeReg: prometheus.NewRegistry(), logs: &syncBuffer{}, dataDir: t.TempDir()}
+	e := &env{storeReg: prometheus.NewRegistry(), logs: &syncBuffer{}, dataDir: filepath.Join(t.TempDir(), "data")}
 	natsURL := startNATS(t)
 	e.natsURL = natsURL
 	key, err := secretbox.GenerateKey()

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +40,7 @@ func TestDemoJSONOnlyJSONOnStdout(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"demo", "--json", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "-",
+		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-",
 			"--imap-listen", "127.0.0.1:0", "--pop3-listen", "127.0.0.1:0", "--new-mail-every", "0"},
 			IO{In: strings.NewReader(""), Out: &out, Err: &errb, Getenv: func(string) (string, bool) { return "", false }})
 	}()

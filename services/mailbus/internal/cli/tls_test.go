@@ -35,7 +35,7 @@ func TestServeWithMutualTLS(t *testing.T) {
 	}
 	ready := make(chan mailbus.Info, 1)
 	srv, err := mailbus.New(mailbus.Config{
-		DataDir: t.TempDir(), Listener: ln, MetricsListen: "-", TLS: tlsCfg,
+		DataDir: filepath.Join(t.TempDir(), "data"), Listener: ln, MetricsListen: "-", TLS: tlsCfg,
 		AccountRefresh: 100 * time.Millisecond, Ready: func(i mailbus.Info) { ready <- i },
 	})
 	if err != nil {

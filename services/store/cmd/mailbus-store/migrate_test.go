@@ -29,6 +29,9 @@ func TestMigrate(t *testing.T) {
 	}{
 		{name: "sqlite", setUp: func(t *testing.T) ([]string, *sql.DB, store.Config) {
 			dir := t.TempDir()
+			if err := os.Chmod(dir, 0o700); err != nil { // t.TempDir is 0755: refused as a data directory
+				t.Fatal(err)
+			}
 			path := filepath.Join(dir, store.SQLiteFileName)
 			if err := os.WriteFile(path, nil, 0o600); err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestAccountLifecycle(t *testing.T) {
 }
 
 func TestSecretEncryptedAtRest(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	d, err := db.Open(context.Background(), db.Config{DataDir: dir, Secrets: dbtest.Secrets(t)})
 	if err != nil {
 		t.Fatal(err)

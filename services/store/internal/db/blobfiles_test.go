@@ -68,7 +68,7 @@ func (c *clock) add(d time.Duration) {
 
 func TestBlobFilesOnSQLite(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestBlobFilesOnSQLite(t *testing.T) {
 
 func TestBlobFilesCollected(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	c := &clock{t: time.Now()}
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
 	if err != nil {
@@ -190,7 +190,7 @@ func TestBlobFilesCollected(t *testing.T) {
 // got its name.
 func TestBlobFileAdoptedAfterCrash(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestBlobsInPostgres(t *testing.T) {
 // database, and still reads and collects the files it has.
 func TestBlobFilesKeptWithoutThreshold(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	c := &clock{t: time.Now()}
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
 	if err != nil {
@@ -375,7 +375,7 @@ func TestRawMessageBodyGone(t *testing.T) {
 // commits.
 func TestUncommittedBatchHoldsNothing(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	c := &clock{t: time.Now()}
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
 	if err != nil {
@@ -451,7 +451,7 @@ func TestUncommittedBatchHoldsNothing(t *testing.T) {
 // remove a few at a time: never for every file of the store.
 func TestCollectorLocksOnlyWhatItRemoves(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data")
 	c := &clock{t: time.Now()}
 	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
 	if err != nil {

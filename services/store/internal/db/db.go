@@ -16,6 +16,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
+	"github.com/mailbus/mailbus/pkg/datadir"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 )
 
@@ -124,10 +125,21 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 				return nil, fmt.Errorf("db: no SQLite database in %s: %w", cfg.DataDir, err)
 			}
 		}
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("db: data directory: %w", err)
+		if err := datadir.Ensure(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("db: %w", err)
 		}
 		path := filepath.Join(cfg.DataDir, SQLiteFileName)
+		// SQLite creates its files with 0644 (less the umask) but gives
+		// the -wal and -shm files the mode of the database file: a
+		// database file made 0600 first keeps all three private.
+		if err := datadir.PrivateFile(path); err != nil {
+			return nil, fmt.Errorf("db: %w", err)
+		}
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := datadir.NarrowIfExists(path + suffix); err != nil {
+				return nil, fmt.Errorf("db: %w", err)
+			}
+		}
 		dsn := sqliteDSN(path)
 		if d.w, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
 			return nil, fmt.Errorf("db: open sqlite: %w", err)

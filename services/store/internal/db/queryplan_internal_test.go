@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,7 +23,7 @@ func TestIdentityLookupUsesIndexOnSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Open(context.Background(), Config{DataDir: t.TempDir(), Secrets: box})
+	d, err := Open(context.Background(), Config{DataDir: filepath.Join(t.TempDir(), "data"), Secrets: box})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ type Backend struct {
 func Backends() []Backend {
 	return []Backend{
 		{Name: "sqlite", Config: func(t testing.TB) db.Config {
-			return db.Config{DataDir: t.TempDir(), Secrets: Secrets(t)}
+			return db.Config{DataDir: filepath.Join(t.TempDir(), "data"), Secrets: Secrets(t)}
 		}},
 		{Name: "postgres", Config: func(t testing.TB) db.Config {
 			return db.Config{URL: PostgresURL(t), Secrets: Secrets(t)}
