@@ -65,6 +65,10 @@ type account struct {
 	// checks every other folder.
 	idling map[string]bool
 
+	// fresh is what the account knows of its folders' freshness
+	// (decision 22).
+	fresh *freshness
+
 	// overLimit holds the upstream folders skipped for a name beyond the
 	// mailboxname limits, so that each is logged once.
 	overLimit map[string]bool
@@ -141,6 +145,7 @@ func newAccount(s *Service, st storeClients, a *mailbusv1.Account) *account {
 
 		idling:    map[string]bool{},
 		overLimit: map[string]bool{},
+		fresh:     newFreshness(time.Now()),
 	}
 }
 
@@ -175,6 +180,7 @@ func (w *account) takeDirty() []string {
 // is updated (the supervisor restarts the worker on a new generation).
 func (w *account) run(ctx context.Context) {
 	defer w.s.register(w)()
+	defer w.s.fresh.add(w.a.Id, w.fresh)()
 	w.token = ownership.TokenFromContext(ctx)
 	if !w.claim(ctx) {
 		return
@@ -453,12 +459,13 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	w.report(octx, statusReportedStateOK, "")
 
 	// IDLE: INBOX first, then the account's idle_folders, within the
-	// connection budget (one connection is the work connection).
+	// connection budget (one connection is the work connection). None on
+	// a server whose IDLE was found not to push (decision 22).
 	idled := map[string]bool{}
 	ictx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	if w.work.caps.Has(imap.CapIdle) {
+	if w.work.caps.Has(imap.CapIdle) && !w.fresh.noPushFound() {
 		names := append([]string{"INBOX"}, w.a.IdleFolders...)
 		for _, n := range names {
 			if len(idled) >= w.s.cfg.Connections-1 {
@@ -473,11 +480,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 		}
 	}
 
-	poll := w.s.cfg.PollInterval
-	if d := w.a.PollInterval.AsDuration(); w.a.PollInterval != nil && d >= time.Second {
-		poll = d
-	}
-	pollT := time.NewTicker(poll)
+	pollT := time.NewTicker(w.pollInterval())
 	defer pollT.Stop()
 	wbT := time.NewTicker(w.s.cfg.WriteBackPoll)
 	defer wbT.Stop()
@@ -574,6 +577,7 @@ func (w *account) startWorkIdle(ctx context.Context) (*imapclient.IdleCommand, e
 		return nil, nil
 	}
 	var cmd *imapclient.IdleCommand
+	start := time.Now()
 	err := w.work.do(ctx, func(*guard) error {
 		sel, err := w.work.c.Select("INBOX", &imap.SelectOptions{CondStore: w.condstore}).Wait()
 		if err != nil {
@@ -583,6 +587,11 @@ func (w *account) startWorkIdle(ctx context.Context) (*imapclient.IdleCommand, e
 			(w.condstore && sel.HighestModSeq != f.st.SyncedHighestmodseq) {
 			w.markDirty("INBOX")
 			return nil
+		}
+		if w.condstore {
+			// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ as synced: INBOX
+			// is checked as of now (decision 22).
+			w.fresh.check("INBOX", start)
 		}
 		w.workIdling.Store(true)
 		cmd, err = w.work.c.Idle()
@@ -620,7 +629,17 @@ func (w *account) syncDirty(ctx context.Context) error {
 	if err := w.applyWriteBacks(ctx); err != nil {
 		return err
 	}
-	for _, n := range w.takeDirty() {
+	// The folders whose IDLE asked for a check (decision 22) after the
+	// dirty ones; a dirty one is checked by its sync.
+	due := w.fresh.takeDue()
+	dirty := w.takeDirty()
+	names := slices.Clone(dirty)
+	for _, n := range sortedKeys(due) {
+		if !slices.Contains(dirty, n) {
+			names = append(names, n)
+		}
+	}
+	for _, n := range names {
 		f := w.folders[n]
 		if f == nil {
 			continue
@@ -628,7 +647,13 @@ func (w *account) syncDirty(ctx context.Context) error {
 		if err := w.writeBacksBetween(ctx); err != nil {
 			return err
 		}
-		if err := w.syncFolder(ctx, f); err != nil {
+		var err error
+		if due[n] {
+			err = w.checkDue(ctx, f, slices.Contains(dirty, n))
+		} else {
+			err = w.syncFolder(ctx, f)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -676,28 +701,8 @@ func (w *account) poll(ctx context.Context) error {
 		if err := w.writeBacksBetween(ctx); err != nil {
 			return err
 		}
-		changed := true
-		if w.condstore {
-			var sd *imap.StatusData
-			err := w.work.do(ctx, func(*guard) error {
-				var err error
-				sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true}).Wait()
-				return err
-			})
-			if err != nil {
-				if isNo(err) {
-					w.relist = true
-					continue
-				}
-				return err
-			}
-			changed = sd.UIDValidity != f.st.Uidvalidity || uint32(sd.UIDNext) != f.st.SyncedUidnext || sd.HighestModSeq != f.st.SyncedHighestmodseq ||
-				(f.known != nil && sd.NumMessages != nil && int(*sd.NumMessages) != len(f.known))
-		}
-		if changed {
-			if err := w.syncFolder(ctx, f); err != nil {
-				return err
-			}
+		if _, err := w.checkFolder(ctx, f); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -766,6 +771,9 @@ func (w *account) idle(ctx context.Context, secret, name string) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errNoPush) {
+			return // the folder is polled (decision 22)
+		}
 		var d time.Duration
 		if errors.Is(err, hostlimit.ErrNoPlace) || errors.Is(err, errYielded) {
 			d = backoff.Jitter(w.s.cfg.PollInterval)
@@ -803,16 +811,33 @@ func (w *account) isIdling(name string) bool {
 
 // idleOnce runs one IDLE connection until ctx ends (then it ends IDLE
 // and logs out, under octx) or the connection fails.
+//
+// IDLE is ended and issued again every IdleRestart, with a NOOP round
+// trip between (a silent connection fails it), and when it has carried
+// no update for a poll interval: then, after DONE and the NOOP, the work
+// connection checks the folder (decision 22), so that a change is seen
+// within the poll interval also on a server whose IDLE does not push.
 func (w *account) idleOnce(ctx, octx context.Context, secret, name string, connected func()) error {
+	// inIdle is set while an IDLE command runs: what the server says then
+	// is a push; what it says to the NOOP is not.
+	var inIdle atomic.Bool
+	pushes := make(chan struct{}, 1)
+	carried := func() {
+		w.markDirty(name)
+		if inIdle.Load() {
+			w.fresh.pushed()
+			kick(pushes)
+		}
+	}
 	h := &imapclient.UnilateralDataHandler{
-		Expunge: func(uint32) { w.markDirty(name) },
+		Expunge: func(uint32) { carried() },
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
-				w.markDirty(name)
+				carried()
 			}
 		},
 		Fetch: func(m *imapclient.FetchMessageData) {
-			w.markDirty(name)
+			carried()
 			m.Collect()
 		},
 	}
@@ -831,23 +856,38 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 	w.setIdling(name, true)
 	defer w.setIdling(name, false)
 	w.markDirty(name)
+	poll := w.pollInterval()
+	silence := time.NewTimer(poll)
+	defer silence.Stop()
 	for {
 		var cmd *imapclient.IdleCommand
 		if err := c.do(octx, func(*guard) error {
 			var err error
+			inIdle.Store(true)
 			cmd, err = c.c.Idle()
 			return err
 		}); err != nil {
 			return fmt.Errorf("imapsync: IDLE: %w", err)
 		}
 		t := time.NewTimer(w.s.cfg.IdleRestart)
-		yielded := false
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-c.c.Closed():
-		case <-c.yield:
-			yielded = true
+		yielded, silent, noPush := false, false, false
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			case <-c.c.Closed():
+			case <-c.yield:
+				yielded = true
+			case <-w.fresh.noPush:
+				noPush = true
+			case <-silence.C:
+				silent = true
+			case <-pushes:
+				silence.Reset(poll)
+				continue wait
+			}
+			break
 		}
 		t.Stop()
 		err := c.do(octx, func(*guard) error {
@@ -856,13 +896,17 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 			}
 			return cmd.Wait()
 		})
+		inIdle.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if yielded {
+		if yielded || noPush {
 			// What arrived between the last notification and the
 			// polling that takes over is caught by a sync now.
 			w.markDirty(name)
+			if noPush {
+				return errNoPush
+			}
 			return errYielded
 		}
 		if err != nil {
@@ -871,6 +915,15 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 		// A connection that went silent fails here, within the timeout.
 		if err := c.do(octx, func(*guard) error { return c.c.Noop().Wait() }); err != nil {
 			return fmt.Errorf("imapsync: NOOP: %w", err)
+		}
+		if silent {
+			// No update for a poll interval: the work connection checks
+			// the folder (this session's view may lag: a server that
+			// does not push may count an update as told that it never
+			// sent).
+			w.fresh.requestCheck(name)
+			kick(w.dirty)
+			silence.Reset(poll)
 		}
 	}
 }

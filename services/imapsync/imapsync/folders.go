@@ -229,5 +229,6 @@ func (w *account) syncFolderList(ctx context.Context) error {
 		}
 		w.folders[f.name] = f
 	}
+	w.fresh.setFolders(w.folderNames())
 	return nil
 }

@@ -18,7 +18,11 @@
 // Push: INBOX (and the account's idle_folders, within the connection
 // budget) is IDLEd on connections of its own; a notification marks the
 // folder dirty and the work connection syncs it. Other folders are polled
-// with STATUS. Connections that go silent are replaced.
+// with STATUS. Freshness (decision 22): every folder is checked within the
+// account's poll interval, IDLEd or not; an IDLE that carried nothing for
+// a poll interval is ended and its folder checked, and a server whose
+// IDLE does not push is found out and polled. Connections that go silent
+// are replaced.
 //
 // Store to upstream: pending write-backs (ListPendingWriteBacks, woken by
 // the account's device events on NATS or a timer) are applied in order on
@@ -133,7 +137,10 @@ type Config struct {
 	// between two FETCH responses); default 60s.
 	Timeout time.Duration
 	// PollInterval is how often folders that are not IDLEd are checked
-	// with STATUS when the account sets none; default 60s.
+	// with STATUS when the account sets none; default 60s. It also bounds
+	// how long an IDLEd folder goes unchecked: an IDLE that carried no
+	// update for a poll interval is ended and the folder checked
+	// (decision 22).
 	PollInterval time.Duration
 	// WriteBackPoll is how often pending write-backs are looked for
 	// without a NATS wake-up; default 10s.
@@ -141,8 +148,9 @@ type Config struct {
 	// IdleRestart is how often IDLE is ended (DONE) and issued again,
 	// with a NOOP between, each answer awaited within Timeout: a silent
 	// (dead) IDLE connection is found and replaced within IdleRestart +
-	// Timeout, and NAT mappings are kept. IDLEd folders are not polled.
-	// Default 4 min (RFC 9051 asks for less than 29).
+	// Timeout, and NAT mappings are kept. An IDLE is also ended after a
+	// poll interval without updates, and its folder checked (decision
+	// 22). Default 4 min (RFC 9051 asks for less than 29).
 	IdleRestart time.Duration
 	// Connections is the most IMAP connections per account: one for work,
 	// the rest for IDLE (INBOX first); default 3. With 1, INBOX is IDLEd
@@ -210,6 +218,8 @@ type Service struct {
 
 	mu     sync.Mutex
 	wakers map[string]*account
+	// fresh exports the accounts' freshness (decision 22).
+	fresh *freshnessCollector
 }
 
 // New checks the configuration.
@@ -278,7 +288,11 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]*account{}, hosts: hostlimit.New(cfg.HostLimit)}, nil
+	fresh := newFreshnessCollector()
+	if err := cfg.Registry.Register(fresh); err != nil {
+		return nil, fmt.Errorf("imapsync: metrics: %w", err)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, wakers: map[string]*account{}, hosts: hostlimit.New(cfg.HostLimit), fresh: fresh}, nil
 }
 
 // Run runs the service until ctx ends.
@@ -497,6 +511,9 @@ type metrics struct {
 	// staleLeases counts workers stopped because the store refused their
 	// lease token (another replica claimed the account).
 	staleLeases prometheus.Counter
+	// noPush counts account workers that found their server's IDLE does
+	// not push (decision 22).
+	noPush prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -509,8 +526,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		accounts:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mailbus_imapsync_accounts", Help: "Accounts by sync state."}, []string{"state"}),
 		staleLeases: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_stale_lease_stops_total",
 			Help: "Account workers stopped because the store refused their lease token: another replica had claimed the account."}),
+		noPush: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_idle_no_push_total",
+			Help: "Account workers that found their server's IDLE carries no updates (new mail found by checks it had not announced) and poll its folders instead."}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases, m.noPush} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("imapsync: metrics: %w", err)
 		}

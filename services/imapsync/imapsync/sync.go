@@ -79,6 +79,7 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 	if err := w.writeBacksBetween(ctx); err != nil {
 		return err
 	}
+	start := time.Now() // the check's time, once it succeeds (decision 22)
 	var sel *imap.SelectData
 	err := w.work.do(ctx, func(*guard) error {
 		var err error
@@ -117,7 +118,11 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 		}
 	}
 	w.s.metrics.syncs.WithLabelValues("delta").Inc()
-	return w.delta(ctx, f, sel)
+	if err := w.delta(ctx, f, sel); err != nil {
+		return err
+	}
+	w.fresh.check(f.name, start)
+	return nil
 }
 
 func (w *account) saveState(ctx context.Context, f *folder) error {

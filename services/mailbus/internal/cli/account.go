@@ -71,7 +71,7 @@ used when asked for.`,
 	fl.StringVar(&f.passwordFile, "password-file", "", "read the password from this file (its first line)")
 	fl.StringVar(&f.passwordEnv, "password-env", "", "read the password from this environment variable")
 	fl.StringVar(&f.pop3Mode, "pop3-mode", "keep", "POP3 only: keep mail on the server, or delete it once stored")
-	fl.DurationVar(&f.poll, "poll", 0, "how often to check for new mail (POP3; IMAP folders not watched with IDLE); default 60s")
+	fl.DurationVar(&f.poll, "poll", 0, "how often to check for new mail (POP3; every IMAP folder is checked at least this often, IDLE only makes it sooner); default 60s")
 	fl.BoolVar(&f.insecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's certificate (self-signed servers only)")
 	fl.StringSliceVar(&f.include, "folder-include", nil, "IMAP only: folders to sync (LIST patterns, * and %); default all")
 	fl.StringSliceVar(&f.exclude, "folder-exclude", nil, "IMAP only: folders to leave out (LIST patterns)")
