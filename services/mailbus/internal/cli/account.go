@@ -248,8 +248,8 @@ func (a *app) accountListCommand() *cobra.Command {
 			t := newTable(a.io.Out, "ID", "NAME", "PROTOCOL", "SERVER", "USERNAME", "STATE", "LAST SYNC")
 			now := time.Now()
 			for _, acct := range accts {
-				t.row(acct.Id, acct.Name, protocolName(acct.Protocol), fmt.Sprintf("%s:%d (%s)", acct.Host, acct.Port, securityName(acct.Security)),
-					acct.Username, stateName(acct.GetStatus().GetState()), ago(acct.GetStatus().GetLastSuccessTime(), now))
+				t.row(acct.Id, printable(acct.Name), protocolName(acct.Protocol), fmt.Sprintf("%s:%d (%s)", printable(acct.Host), acct.Port, securityName(acct.Security)),
+					printable(acct.Username), stateName(acct.GetStatus().GetState()), ago(acct.GetStatus().GetLastSuccessTime(), now))
 			}
 			return t.flush()
 		}),
@@ -285,14 +285,14 @@ func (a *app) accountShowCommand() *cobra.Command {
 func (a *app) printAccount(acct *mailbusv1.Account) {
 	w := a.io.Out
 	st := acct.GetStatus()
-	fmt.Fprintf(w, "Account %s (id %s)\n", acct.Name, acct.Id)
+	fmt.Fprintf(w, "Account %s (id %s)\n", printable(acct.Name), acct.Id)
 	fmt.Fprintf(w, "  protocol:   %s\n", protocolName(acct.Protocol))
-	fmt.Fprintf(w, "  server:     %s:%d, security %s", acct.Host, acct.Port, securityName(acct.Security))
+	fmt.Fprintf(w, "  server:     %s:%d, security %s", printable(acct.Host), acct.Port, securityName(acct.Security))
 	if acct.InsecureSkipVerify {
 		fmt.Fprint(w, " (certificate not verified)")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  username:   %s\n", acct.Username)
+	fmt.Fprintf(w, "  username:   %s\n", printable(acct.Username))
 	if acct.Protocol == mailbusv1.Protocol_PROTOCOL_POP3 {
 		mode := "keep"
 		if acct.Pop3Mode == mailbusv1.Pop3Mode_POP3_MODE_DELETE {

@@ -164,3 +164,25 @@ func TestTerminalRows(t *testing.T) {
 		t.Errorf("wrapped: %d", got)
 	}
 }
+
+// TestPrintAccountEscapesControlCharacters: an account stored before the
+// store refused control characters shows them escaped, so a CR LF or an
+// escape sequence in its name, host or username cannot rewrite the
+// operator's terminal.
+func TestPrintAccountEscapesControlCharacters(t *testing.T) {
+	var out bytes.Buffer
+	a := &app{io: IO{Out: &out}}
+	a.printAccount(&mailbusv1.Account{
+		Id: "3", Name: "a\x1b[2Jb", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "pop.example.com\r\nx", Port: 995,
+		Security: mailbusv1.Security_SECURITY_TLS, Username: "victim\r\nDELE 1\u009b",
+	})
+	got := out.String()
+	for _, want := range []string{`Account a\x1b[2Jb (id 3)`, `pop.example.com\x0d\x0ax:995`, `username:   victim\x0d\x0aDELE 1\x9b`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.ContainsAny(got, "\x1b\r\u009b") {
+		t.Errorf("output has a raw control character: %q", got)
+	}
+}

@@ -167,3 +167,25 @@ func formatFlags(flags []string) string {
 	}
 	return strings.Join(flags, " ")
 }
+
+// printable shows s on a terminal as it is, except that control
+// characters (C0, DEL and the C1 range) are written as \xNN: a value
+// stored before the store refused them (an account's host, username or
+// name with CR LF or an escape sequence) must not move the cursor or
+// rewrite the screen.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
