@@ -31,11 +31,17 @@ import (
 	"github.com/mailbus/mailbus/pkg/grpctls"
 )
 
+// NoGRPC as Config.Listen serves no gRPC: the Server keeps its health
+// state and metrics, and opens no port.
+const NoGRPC = "-"
+
 // Config configures a Server. Listen or Listener is required.
 type Config struct {
 	// Name is the service name, used as a metric label and in logs.
 	Name string
-	// Listen is the gRPC address, such as "127.0.0.1:7400".
+	// Listen is the gRPC address, such as "127.0.0.1:7400"; NoGRPC ("-")
+	// opens no gRPC listener (a service run inside another process, whose
+	// health that process reports).
 	Listen string
 	// Listener, when set, is used instead of Listen (tests: 127.0.0.1:0).
 	Listener net.Listener
@@ -94,9 +100,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listener != nil {
 		listenAddr = cfg.Listener.Addr().String()
 	}
-	exposed, err := grpctls.CheckListen(listenAddr, cfg.TLS != nil, cfg.Insecure)
-	if err != nil {
-		return nil, fmt.Errorf("serving: %s: %w", cfg.Name, err)
+	noGRPC := cfg.Listener == nil && cfg.Listen == NoGRPC
+	exposed := false
+	if !noGRPC {
+		if exposed, err = grpctls.CheckListen(listenAddr, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("serving: %s: %w", cfg.Name, err)
+		}
 	}
 	if exposed {
 		s.log.Warn("INSECURE: gRPC is served in plaintext on a non-loopback address (--insecure): anyone who can reach it can read and change mail; use --tls-cert and --tls-key", "listen", listenAddr)
@@ -115,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	reflection.Register(s.GRPC)
 
 	s.lis = cfg.Listener
-	if s.lis == nil {
+	if s.lis == nil && !noGRPC {
 		if cfg.Listen == "" {
 			return nil, errors.New("serving: no listen address")
 		}
@@ -125,15 +134,22 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MetricsListen != "" {
 		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			s.lis.Close()
+			if s.lis != nil {
+				s.lis.Close()
+			}
 			return nil, fmt.Errorf("serving: metrics listen %s: %w", cfg.MetricsListen, err)
 		}
 	}
 	return s, nil
 }
 
-// Addr is the gRPC listen address.
-func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+// Addr is the gRPC listen address, or nil with NoGRPC.
+func (s *Server) Addr() net.Addr {
+	if s.lis == nil {
+		return nil
+	}
+	return s.lis.Addr()
+}
 
 // MetricsAddr is the metrics listen address, or nil.
 func (s *Server) MetricsAddr() net.Addr {
@@ -148,7 +164,9 @@ func (s *Server) MetricsAddr() net.Addr {
 // (streams are cancelled), and returns.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
-	go func() { errc <- s.GRPC.Serve(s.lis) }()
+	if s.lis != nil {
+		go func() { errc <- s.GRPC.Serve(s.lis) }()
+	}
 	var httpSrv *http.Server
 	if s.metricsLn != nil {
 		mux := http.NewServeMux()
@@ -168,7 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("serving", "grpc", s.Addr().String(), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()))
+	s.log.Info("serving", "grpc", addrString(s.Addr()), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()))
 	var runErr error
 	select {
 	case <-ctx.Done():

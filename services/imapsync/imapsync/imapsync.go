@@ -112,7 +112,8 @@ type Config struct {
 	StoreConn *grpc.ClientConn
 	// Token is the service API token sent to the store at StoreAddr.
 	Token string
-	// Listen is the gRPC address (health, reflection).
+	// Listen is the gRPC address (health, reflection); "-" opens none
+	// (mailbus serve runs the service in its own process).
 	Listen string
 	// Listener, when set, is used instead of Listen.
 	Listener net.Listener
@@ -194,7 +195,7 @@ type Config struct {
 	// connections, count bytes).
 	WrapConn func(accountID string, c net.Conn) net.Conn
 	// Ready, if set, is called once the service serves, with its gRPC
-	// address.
+	// address ("" without one).
 	Ready func(addr string)
 	// Ownership, when set, makes this process one replica of several: it
 	// works only the accounts rendezvous hashing gives it, each under a
@@ -236,7 +237,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Listen == "" && cfg.Listener == nil {
 		cfg.Listen = DefaultListen
 	}
-	if cfg.Listener == nil {
+	if cfg.Listener == nil && cfg.Listen != serving.NoGRPC {
 		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
 			return nil, fmt.Errorf("imapsync: --listen %w", err)
 		}
@@ -372,10 +373,14 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- sup.Run(ctx) }()
 	go func() { defer wg.Done(); errc <- srv.Run(ctx) }()
-	if cfg.Ready != nil {
-		cfg.Ready(srv.Addr().String())
+	addr := ""
+	if a := srv.Addr(); a != nil {
+		addr = a.String()
 	}
-	s.log.Info("imapsync running", "addr", srv.Addr().String(), "store", cfg.StoreAddr)
+	if cfg.Ready != nil {
+		cfg.Ready(addr)
+	}
+	s.log.Info("imapsync running", "addr", addr, "store", cfg.StoreAddr)
 	err = <-errc
 	cancel()
 	wg.Wait()

@@ -52,6 +52,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 	"github.com/mailbus/mailbus/services/store/store"
@@ -372,37 +373,24 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	imapLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		stopStore()
-		<-storeDone
-		return fmt.Errorf("mailbus: imapsync listener: %w", err)
-	}
+	// The fetchers open no port of their own: their metrics are in the
+	// shared registry, and the store's health service speaks for the
+	// process.
 	imap, err := imapsync.New(imapsync.Config{
-		StoreConn: conn, Listener: imapLn, MetricsListen: "-", NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), imapNATS...),
+		StoreConn: conn, Listen: serving.NoGRPC, MetricsListen: "-", NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), imapNATS...),
 		Logger: s.log, Registry: reg, AccountRefresh: cfg.AccountRefresh, WriteBackPoll: cfg.WriteBackPoll,
 		MaxMessageSize: cfg.MaxMessageSize,
 	})
 	if err != nil {
-		imapLn.Close()
 		stopStore()
 		<-storeDone
 		return fmt.Errorf("mailbus: %w", err)
 	}
-	popLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		imapLn.Close()
-		stopStore()
-		<-storeDone
-		return fmt.Errorf("mailbus: pop3fetcher listener: %w", err)
-	}
 	pop, err := pop3fetcher.New(pop3fetcher.Config{
-		Conn: conn, Listener: popLn, MetricsListen: "-", Logger: s.log, Registry: reg, Refresh: cfg.AccountRefresh,
+		Conn: conn, Listen: serving.NoGRPC, MetricsListen: "-", Logger: s.log, Registry: reg, Refresh: cfg.AccountRefresh,
 		MaxMessageSize: cfg.MaxMessageSize, ExactListSizes: cfg.ExactListSizes,
 	})
 	if err != nil {
-		imapLn.Close()
-		popLn.Close()
 		stopStore()
 		<-storeDone
 		return fmt.Errorf("mailbus: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
+	"github.com/mailbus/mailbus/pkg/serving"
 )
 
 // Defaults of the zero fields of Config.
@@ -58,7 +59,8 @@ type Config struct {
 	Token string
 
 	// Listen is the gRPC address of the health service (default
-	// 127.0.0.1:7420); Listener, when set, is used instead.
+	// 127.0.0.1:7420), "-" for none (mailbus serve runs the fetcher in
+	// its own process); Listener, when set, is used instead.
 	Listen   string
 	Listener net.Listener
 	// TLS, when set, serves gRPC over TLS; without it a non-loopback
@@ -73,7 +75,7 @@ type Config struct {
 	// Registry collects metrics; nil means a new one.
 	Registry *prometheus.Registry
 	// Ready, if set, is called once the gRPC server listens, with its
-	// address.
+	// address ("" without one).
 	Ready func(addr string)
 
 	// MaxMessageSize: a larger message is skipped and reported in the
@@ -184,7 +186,7 @@ func (c *Config) setDefaults() error {
 	if c.Listen == "" && c.Listener == nil {
 		c.Listen = DefaultListen
 	}
-	if c.Listener == nil {
+	if c.Listener == nil && c.Listen != serving.NoGRPC {
 		if _, err := grpctls.CheckListen(c.Listen, c.TLS != nil, c.Insecure); err != nil {
 			return fmt.Errorf("pop3fetcher: --listen %w", err)
 		}

@@ -114,9 +114,13 @@ func (f *Fetcher) Run(ctx context.Context) error {
 		_ = sup.Run(ctx)
 	}()
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	f.log.Info("serving", "addr", srv.Addr().String(), "store", f.storeTarget())
+	addr := ""
+	if a := srv.Addr(); a != nil {
+		addr = a.String()
+	}
+	f.log.Info("serving", "addr", addr, "store", f.storeTarget())
 	if f.cfg.Ready != nil {
-		f.cfg.Ready(srv.Addr().String())
+		f.cfg.Ready(addr)
 	}
 	runErr := srv.Run(ctx)
 	cancel()
