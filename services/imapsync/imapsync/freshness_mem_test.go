@@ -212,3 +212,34 @@ func gaugeValues(t testing.TB, reg *prometheus.Registry, name string) map[string
 	}
 	return out
 }
+
+// TestMemOneConnectionIdleNeverPushes: with Connections = 1 INBOX is IDLEd
+// on the work connection; on a server whose IDLE never pushes, new mail
+// in INBOX is still seen within the account's poll interval (the poll
+// ends that IDLE and checks INBOX too), though IDLE is re-issued only
+// every hour.
+func TestMemOneConnectionIdleNeverPushes(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t)
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	appendMsg(t, tp, "INBOX", testMessage(1, "INBOX"))
+	proxy := startNoPushProxy(t, mem.addr)
+	a := e.createAccount(t, proxy.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Second)
+	})
+	startSync(t, e, func(c *imapsync.Config) {
+		c.Connections = 1
+		c.IdleRestart = time.Hour
+		c.WriteBackPoll = time.Hour
+	})
+	inSync := func(what string) {
+		t.Helper()
+		waitFor(t, what, func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	}
+	inSync("initial sync")
+	waitFor(t, "INBOX IDLEd on the work connection", func() bool { return proxy.idles.Load() > 0 })
+	for i := 2; i <= 4; i++ {
+		appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
+		inSync("new mail in INBOX, IDLEd on the work connection")
+	}
+}

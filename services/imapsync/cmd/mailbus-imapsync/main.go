@@ -51,7 +51,7 @@ Flags:
 		storeAddr     = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
 		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL (wakes write-backs early; holds the account leases with --ownership); empty polls only")
 		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_IMAP_TIMEOUT", imapsync.DefaultTimeout, "deadline of every upstream operation")
-		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "STATUS poll of folders that are not IDLEd, when the account sets none")
+		pollInterval  = envflag.Duration(fs, "poll-interval", "MAILBUS_POLL_INTERVAL", imapsync.DefaultPollInterval, "how often every folder is checked when the account sets none: a STATUS poll of folders that are not IDLEd, and a check of an IDLEd folder whose IDLE carried nothing for this long")
 		wbPoll        = envflag.Duration(fs, "writeback-poll", "MAILBUS_WRITEBACK_POLL", imapsync.DefaultWriteBackPoll, "how often pending write-backs are looked for without a NATS wake-up")
 		connections   = envflag.Int64(fs, "connections", "MAILBUS_IMAP_CONNECTIONS", imapsync.DefaultConnections, "IMAP connections per account: one for work, the rest IDLE on INBOX and the account's idle folders; 1 IDLEs INBOX on the work connection between steps (half the memory and server sessions of an idle account)")
 		grace         = envflag.Duration(fs, "shutdown-grace", "MAILBUS_SHUTDOWN_GRACE", imapsync.DefaultShutdownGrace, "how long the step in progress may go on after SIGTERM before connections are closed")
