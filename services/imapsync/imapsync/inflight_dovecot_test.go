@@ -1,10 +1,15 @@
 package imapsync_test
 
 import (
+	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
+	"google.golang.org/grpc"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
 // pendingWriteBacks is how many write-backs of the account are pending.
@@ -144,4 +149,75 @@ func TestDovecotThirdPartyFlagsOnAdoptedCopy(t *testing.T) {
 	if got := e.storeFolder(t, a.Id, "Archive")[uid].id; got != moved.id {
 		t.Fatalf("Archive uid %d is message %q in the store, want the moved %q", uid, got, moved.id)
 	}
+}
+
+// TestDovecotFlagsIgnoredForAChangeMadeMeanwhileAreReadAgain is the
+// memserver test of the same name against Dovecot (with CONDSTORE: the
+// device's STORE changes the message's MODSEQ, but the flag cache that
+// followed it already claims the third party's flag).
+func TestDovecotFlagsIgnoredForAChangeMadeMeanwhileAreReadAgain(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	testChangeMadeDuringRead(t, e, a, dialDovecot(t, s), withRoots(s), func() {
+		if err := s.AddFlags("alice", "INBOX", 1, `\Flagged`); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestDovecotIgnoredFlagsAreReadAgainAfterARestart: the store ignores a
+// third party's flag change because a device's change of the message is
+// pending, and imapsync stops before that change settles. The next
+// session must still read the third party's change, although the
+// device's change, once applied, does not change the message on the
+// server (so nothing after the saved cursor shows it).
+func TestDovecotIgnoredFlagsAreReadAgainAfterARestart(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2, `\Seen`)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	// The first imapsync sees no pending write-back (so the device's
+	// change stays pending), and says when the store deferred UID 1.
+	var deferredSeen atomic.Bool
+	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+			return err
+		}
+		switch r := reply.(type) {
+		case *mailbusv1.ListPendingWriteBacksResponse:
+			r.Writebacks = nil
+		case *mailbusv1.ApplyUpstreamChangesResponse:
+			for _, up := range r.DeferredFlags {
+				if up.GetUid() == 1 {
+					deferredSeen.Store(true)
+				}
+			}
+		}
+		return nil
+	}
+	conn := interceptedStoreConn(t, e, intercept)
+	sy := startSync(t, e, func(c *imapsync.Config) {
+		c.StoreConn = conn
+		c.RootCAs = s.CertPool()
+	})
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	msg := e.storeFolder(t, a.Id, "INBOX")[1].id
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{msg}, Remove: []string{`\Seen`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	// The third party removes \Seen too, and flags it.
+	if err := s.SetFlags("alice", "INBOX", 1, `\Flagged`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the store to defer the third party's flags", deferredSeen.Load)
+	sy.stop()
+
+	startSync(t, e, withRoots(s))
+	waitFor(t, "the device's change applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
+	waitFor(t, "the third party's \\Flagged in the store", func() bool {
+		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
 }
