@@ -37,8 +37,10 @@ build:
 		./services/pop3fetcher/cmd/mailbus-pop3fetcher ./services/mailbus/cmd/mailbus
 
 # Needs only Go: the all-in-one server with demo IMAP and POP3 servers.
+# It builds ./bin/mailbus, which the commands the demo prints name.
 demo:
-	$(GO) run ./services/mailbus/cmd/mailbus demo
+	$(GO) build -o $(BIN)/mailbus ./services/mailbus/cmd/mailbus
+	./bin/mailbus demo
 
 test:
 	$(GO) test $(TEST_FLAGS) $(PACKAGES)

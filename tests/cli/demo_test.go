@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,8 +11,20 @@ import (
 // for the suggestions it prints, and runs each suggested command exactly as
 // printed: the one-shot ones must succeed, the live ones must print and
 // stop cleanly on Ctrl-C.
+//
+// It runs the demo as make demo does, as ./bin/mailbus from the checkout's
+// root (here a directory of the test's), and the suggestions run from there
+// too, program included.
 func TestDemo(t *testing.T) {
-	c := &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(mailbusBin(t), filepath.Join(root, "bin", "mailbus")); err != nil {
+		t.Fatal(err)
+	}
+	const program = "./bin/mailbus"
+	c := &cli{t: t, bin: program, dir: root, server: freeAddr(t)}
 	natsAddr := freeAddr(t)
 	// The suggested commands name the server themselves.
 	c.env = append(c.env, "MAILBUS_SERVER=127.0.0.1:1")
@@ -24,7 +37,7 @@ func TestDemo(t *testing.T) {
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
 	out := p.stdout.String()
-	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "Backend consumers on NATS nats://" + natsAddr, "mailbus nats-user create --account demo-imap"} {
+	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "Backend consumers on NATS nats://" + natsAddr, "`./bin/mailbus nats-user create --account demo-imap`"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
@@ -35,10 +48,17 @@ func TestDemo(t *testing.T) {
 		if strings.HasPrefix(l, "Live (") {
 			inLive = true
 		}
-		if !strings.HasPrefix(l, "  mailbus ") {
+		if !strings.HasPrefix(l, "  ") || strings.HasPrefix(l, "  #") || strings.TrimSpace(l) == "" {
 			continue
 		}
-		args := strings.Fields(strings.TrimPrefix(l, "  mailbus "))
+		// A command line: the program as the demo was started, then
+		// arguments with nothing a shell would read differently.
+		fields := strings.Fields(l)
+		if fields[0] != program || strings.ContainsAny(l, "'\"$`\\;&|<>*?") {
+			t.Errorf("suggestion %q: want %s and plain arguments", l, program)
+			continue
+		}
+		args := fields[1:]
 		if inLive {
 			live = append(live, args)
 		} else {

@@ -116,6 +116,8 @@ type cli struct {
 	bin    string
 	server string
 	env    []string
+	// dir is the working directory of the commands; empty: the test's.
+	dir string
 }
 
 func (c *cli) run(args ...string) result {
@@ -127,6 +129,7 @@ func (c *cli) runIn(stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "MAILBUS_SERVER="+c.server, raceEnv)
 	cmd.Env = append(cmd.Env, c.env...)
 	var stdout, stderr bytes.Buffer
@@ -189,6 +192,7 @@ func (c *cli) start(args ...string) *proc {
 	c.t.Helper()
 	p := &proc{t: c.t, stdout: newLineBuffer(), stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(c.bin, args...)
+	p.cmd.Dir = c.dir
 	p.cmd.Env = append(os.Environ(), "MAILBUS_SERVER="+c.server, raceEnv)
 	p.cmd.Env = append(p.cmd.Env, c.env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -45,6 +45,21 @@ type IO struct {
 	Out, Err io.Writer
 	// Getenv looks up environment variables; nil means os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// Program is how to run this binary again from the current
+	// directory, for the commands the demo prints (ProgramName); empty
+	// means "mailbus".
+	Program string
+}
+
+// ProgramName returns how to run this binary again from the current
+// directory, given the name it was started as (os.Args[0]): the path it
+// was started by (./bin/mailbus after make demo), or "mailbus" when it was
+// found on PATH (or the path needs quoting in a shell).
+func ProgramName(argv0 string) string {
+	if !strings.ContainsRune(argv0, os.PathSeparator) || strings.ContainsAny(argv0, " \t\n'\"$`\\;&|<>()*?[]{}~#!") {
+		return "mailbus"
+	}
+	return argv0
 }
 
 // usageError is a wrong or missing argument: exit code 2.
@@ -83,6 +98,9 @@ type app struct {
 func Main(ctx context.Context, args []string, stdio IO) int {
 	if stdio.Getenv == nil {
 		stdio.Getenv = os.LookupEnv
+	}
+	if stdio.Program == "" {
+		stdio.Program = "mailbus"
 	}
 	a := &app{io: stdio}
 	root := a.rootCommand()

@@ -90,6 +90,21 @@ func TestHelpText(t *testing.T) {
 	}
 }
 
+func TestProgramName(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"mailbus":                "mailbus",
+		"./bin/mailbus":          "./bin/mailbus",
+		"bin/mailbus":            "bin/mailbus",
+		"/usr/local/bin/mailbus": "/usr/local/bin/mailbus",
+		"/home/a b/mailbus":      "mailbus",
+		"/tmp/$x/mailbus":        "mailbus",
+	} {
+		if got := ProgramName(argv0); got != want {
+			t.Errorf("ProgramName(%q) = %q, want %q", argv0, got, want)
+		}
+	}
+}
+
 func TestSplitFlagArgs(t *testing.T) {
 	ids, flags, err := splitFlagArgs([]string{"12", "seen", `\Flagged`, "$Important", "34", "READ"})
 	if err != nil {

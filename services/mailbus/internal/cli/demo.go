@@ -272,7 +272,7 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 		if comment != "" {
 			fmt.Fprintf(&b, "  # %s\n", comment)
 		}
-		fmt.Fprintf(&b, "  mailbus %s%s\n", args, server)
+		fmt.Fprintf(&b, "  %s %s%s\n", a.io.Program, args, server)
 	}
 	cmd("every account and its sync state", "status")
 	cmd("", "account list")
@@ -295,7 +295,7 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	cmd("", "status --watch")
 	if info.NATSURL != "" {
 		fmt.Fprintf(&b, "\nBackend consumers on NATS %s need a user of their account:\n"+
-			"`mailbus nats-user create --account %s` with mailbus serve (README, \"NATS users\").\n", info.NATSURL, imapAcct.Name)
+			"`%s nats-user create --account %s` with mailbus serve (README, \"NATS users\").\n", info.NATSURL, a.io.Program, imapAcct.Name)
 	}
 	if newMailEvery > 0 {
 		fmt.Fprintf(&b, "\nNew mail arrives in the demo IMAP inbox every %s: imapsync sees it at once (IDLE).\n", newMailEvery)
