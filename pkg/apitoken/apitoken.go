@@ -19,6 +19,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/mailbus/mailbus/pkg/privatefile"
 )
 
 // MetadataKey is the gRPC metadata key that carries the token.
@@ -60,8 +62,10 @@ func DialOption(token string) grpc.DialOption {
 }
 
 // ReadFile reads a token from a file (surrounding white space removed).
+// A file that other users may read or change (a mode wider than 0600) is
+// refused, with the command that fixes it (privatefile.ErrNotPrivate).
 func ReadFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := privatefile.Read(path)
 	if err != nil {
 		return "", fmt.Errorf("token file: %w", err)
 	}
@@ -84,6 +88,20 @@ func Check(s string) error {
 		return errors.New("the token contains white space")
 	}
 	return nil
+}
+
+// ID returns the public id of a token, the part between "mbt_" and the
+// secret (what `mailbus token list` shows and RevokeToken takes).
+func ID(token string) (string, error) {
+	rest, ok := strings.CutPrefix(token, Prefix)
+	id, secret, ok2 := strings.Cut(rest, "_")
+	if !ok || !ok2 || len(id) != IDLen || secret == "" {
+		return "", errors.New("not a mailbus API token (mbt_<id>_<secret>)")
+	}
+	if _, err := hex.DecodeString(id); err != nil {
+		return "", errors.New("not a mailbus API token (mbt_<id>_<secret>)")
+	}
+	return id, nil
 }
 
 // Resolve picks a client's token: the token given directly (a flag), else

@@ -108,14 +108,30 @@ func CheckListen(addr string, tlsOn, insecure bool) (exposed bool, err error) {
 }
 
 // IsLoopback reports whether a listen address ("host:port") is on loopback
-// only: a loopback IP or "localhost". An empty host, 0.0.0.0, ::, another
-// IP or another name is not.
+// only: a loopback IP, or "localhost" when it resolves to loopback
+// addresses alone (a hosts file or resolver that maps it to another
+// address would otherwise expose a plaintext listener). An empty host,
+// 0.0.0.0, ::, another IP or another name is not.
 func IsLoopback(addr string) bool {
+	return isLoopback(addr, net.LookupIP)
+}
+
+// isLoopback is IsLoopback with the resolver of "localhost" given.
+func isLoopback(addr string, lookup func(host string) ([]net.IP, error)) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
 	}
 	if strings.EqualFold(host, "localhost") {
+		ips, err := lookup(host)
+		if err != nil || len(ips) == 0 {
+			return false
+		}
+		for _, ip := range ips {
+			if !ip.IsLoopback() {
+				return false
+			}
+		}
 		return true
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))

@@ -9,7 +9,8 @@
 //     the store publishes events and manages the stream (and the durable
 //     consumers of the consumer users), imapsync and pop3fetcher use their
 //     own KV buckets of pkg/ownership, and imapsync also subscribes to the
-//     events (write-back wake-ups).
+//     events (write-back wake-ups). Each service user has inboxes of its
+//     own (InboxPrefix), which its clients set with nats.CustomInboxPrefix.
 //   - Each events consumer user lives in a NATS account of its own,
 //     CONSUMER_<user>, that imports from MAILBUS only what reading one
 //     durable pull consumer takes: CONSUMER.INFO and CONSUMER.MSG.NEXT of
@@ -47,6 +48,13 @@ const (
 // Roles are the service roles.
 var Roles = []string{RoleStore, RoleIMAPSync, RolePOP3Fetcher}
 
+// InboxPrefix is the reply subject prefix of a service role's NATS
+// connections, to be set with nats.CustomInboxPrefix. Each service user
+// may subscribe only to its own inboxes, so that one service cannot read
+// the replies another gets (JetStream API answers, KV values and watches,
+// which arrive on inbox subjects); a shared "_INBOX.>" allowed that.
+func InboxPrefix(role string) string { return "_INBOX." + role }
+
 // Permissions are the subjects a user may publish and subscribe to; all
 // others are denied.
 type Permissions struct {
@@ -75,10 +83,10 @@ func Service(role, stream string) (Permissions, error) {
 				"$JS.API.CONSUMER.INFO." + stream + ".*",
 				"$JS.API.CONSUMER.DELETE." + stream + ".*",
 			},
-			Subscribe: []string{events, "_INBOX.>"},
+			Subscribe: []string{events, InboxPrefix(role) + ".>"},
 		}, nil
 	case RoleIMAPSync, RolePOP3Fetcher:
-		p := Permissions{Publish: []string{"$JS.API.INFO"}, Subscribe: []string{"_INBOX.>"}}
+		p := Permissions{Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(role) + ".>"}}
 		for _, b := range []string{ownership.MembersBucket(role), ownership.LeaseBucket(role)} {
 			s := "KV_" + b
 			p.Publish = append(p.Publish,

@@ -3,6 +3,7 @@ package natsperm_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,15 +66,21 @@ type client struct {
 	violations []string
 }
 
+// connect connects as a user; a service role's user (named like its
+// role) uses the role's inbox prefix, as the services do.
 func connect(t *testing.T, ns *server.Server, user, password string) *client {
 	t.Helper()
 	c := &client{}
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, password),
+	opts := []nats.Option{nats.UserInfo(user, password)}
+	if slices.Contains(natsperm.Roles, user) {
+		opts = append(opts, nats.CustomInboxPrefix(natsperm.InboxPrefix(user)))
+	}
+	nc, err := nats.Connect(ns.ClientURL(), append(opts,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			c.mu.Lock()
 			c.violations = append(c.violations, err.Error())
 			c.mu.Unlock()
-		}))
+		}))...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -219,6 +226,37 @@ func TestPermissionsOnARealServer(t *testing.T) {
 		pop.nc.Publish("$KV.MAILBUS_LEASES_IMAPSYNC.1", []byte("x"))
 		if !pop.violated(t, "$KV.MAILBUS_LEASES_IMAPSYNC.1") {
 			t.Error("pop3fetcher may write imapsync's leases")
+		}
+	})
+
+	t.Run("each service reads only its own inboxes", func(t *testing.T) {
+		// The replies of another service (JetStream API answers, KV values)
+		// arrive on its inboxes; a shared _INBOX.> let every service read
+		// them (issue 16).
+		for _, role := range natsperm.Roles {
+			c := connect(t, ns, role, role+"-pw")
+			for _, other := range natsperm.Roles {
+				if other == role {
+					continue
+				}
+				subj := natsperm.InboxPrefix(other) + ".>"
+				if _, err := c.nc.SubscribeSync(subj); err != nil {
+					t.Fatal(err)
+				}
+				if !c.violated(t, subj) {
+					t.Errorf("%s may subscribe to %s's inboxes", role, other)
+				}
+			}
+			if _, err := c.nc.SubscribeSync("_INBOX.>"); err != nil {
+				t.Fatal(err)
+			}
+			if !c.violated(t, "_INBOX.>") {
+				t.Errorf("%s may subscribe to every inbox", role)
+			}
+			// Its own inboxes work: a JetStream API request is answered.
+			if _, err := c.js.AccountInfo(ctx); err != nil {
+				t.Errorf("%s: a request with its own inbox: %v", role, err)
+			}
 		}
 	})
 

@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/mailbus/mailbus/pkg/privatefile"
 )
 
 // KeySize is the size of a key in bytes.
@@ -145,9 +147,11 @@ func ParseKey(s string) ([]byte, error) {
 }
 
 // LoadKeyFile reads a key file written by WriteKeyFile (or any file holding
-// a base64 or hex key).
+// a base64 or hex key). A file that other users may read or change (a mode
+// wider than 0600) is refused, with the command that fixes it
+// (privatefile.ErrNotPrivate).
 func LoadKeyFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := privatefile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("secretbox: read key: %w", err)
 	}

@@ -3,8 +3,13 @@ package secretbox
 import (
 	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/mailbus/mailbus/pkg/privatefile"
 )
 
 func mustKey(t *testing.T) []byte {
@@ -91,6 +96,15 @@ func TestKeyFile(t *testing.T) {
 	}
 	if !bytes.Equal(got, k) {
 		t.Fatal("key changed on the way through the file")
+	}
+	// A key file others may read is refused (issue 16).
+	if runtime.GOOS != "windows" {
+		if err := os.Chmod(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadKeyFile(path); !errors.Is(err, privatefile.ErrNotPrivate) || !strings.Contains(err.Error(), "chmod 600") {
+			t.Fatalf("LoadKeyFile of a 0644 file: %v, want a refusal saying chmod 600", err)
+		}
 	}
 }
 

@@ -391,10 +391,16 @@ func (w *account) connect(ctx context.Context, secret string, h *imapclient.Unil
 	return c, nil
 }
 
+// errNoSecret: the store has no password for the account.
+var errNoSecret = errors.New("no password stored")
+
+// secret reads the account's password from the store, with the lease
+// token (only the current owner may read it); an empty one is a
+// permanent error.
 func (w *account) secret(ctx context.Context) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
-	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id})
+	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id, LeaseToken: w.token})
 	if err != nil {
 		return "", fmt.Errorf("imapsync: account secret: %w", err)
 	}
@@ -404,6 +410,12 @@ func (w *account) secret(ctx context.Context) (string, error) {
 		// secret to an old host.
 		w.staleGeneration.Store(true)
 		return "", fmt.Errorf("imapsync: the account changed (generation %d, this worker has %d): not logging in until its worker restarts", resp.Generation, w.a.Generation)
+	}
+	if resp.Secret == "" {
+		// Cleared by an update that moved the account to another server
+		// (or never set): never log in without the password the account
+		// was given for this server.
+		return "", permanent("the account has no password stored (changing its host, port or security clears it): set it with `mailbus account update ACCOUNT --password`", errNoSecret)
 	}
 	return resp.Secret, nil
 }

@@ -59,6 +59,7 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
 )
@@ -422,7 +423,7 @@ func (s *Service) ownership(ctx context.Context, nc *nats.Conn) (*ownership.Mana
 // subscribe listens to every account's events and wakes the account's
 // write-back loop on a device change.
 func (s *Service) subscribe(cfg Config) (*nats.Conn, error) {
-	opts := append([]nats.Option{nats.Name("mailbus-imapsync"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(500*time.Millisecond, time.Second), nats.RetryOnFailedConnect(true)}, cfg.NATSOptions...)
+	opts := append([]nats.Option{nats.Name("mailbus-imapsync"), nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RoleIMAPSync)), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ReconnectJitter(500*time.Millisecond, time.Second), nats.RetryOnFailedConnect(true)}, cfg.NATSOptions...)
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
 		return nil, err

@@ -128,6 +128,11 @@ type Config struct {
 	// WriteBackPoll is how often imapsync looks for pending write-backs
 	// without a NATS wake-up; default imapsync's.
 	WriteBackPoll time.Duration
+	// ServiceToken is the service token of the fetchers in this process,
+	// accepted by the store without being stored (the only way to a
+	// service token in serve: the API does not make them); empty means a
+	// new random one for each start, known only to this process.
+	ServiceToken string
 	// Logger receives the services' logs; nil discards them.
 	Logger *slog.Logger
 	// Ready, if set, is called once every service runs.
@@ -298,9 +303,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 	// The fetchers in this process authenticate with a service token that
 	// lives only as long as the process; the CLI uses the admin token file.
-	serviceToken, _, err := apitoken.Generate()
-	if err != nil {
-		return fmt.Errorf("mailbus: %w", err)
+	serviceToken := cfg.ServiceToken
+	if serviceToken == "" {
+		if serviceToken, _, err = apitoken.Generate(); err != nil {
+			return fmt.Errorf("mailbus: %w", err)
+		}
 	}
 	info.AdminTokenFile = filepath.Join(cfg.DataDir, store.AdminTokenFileName)
 
@@ -489,7 +496,7 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		return nil, errors.New("mailbus: embedded NATS did not start")
 	}
 	e.ns = ns
-	if e.admin, err = nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), e.credentials(natsperm.RoleStore), nats.Name("mailbus-serve-consumers")); err != nil {
+	if e.admin, err = nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), e.credentials(natsperm.RoleStore), nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RoleStore)), nats.Name("mailbus-serve-consumers")); err != nil {
 		e.shutdown()
 		return nil, fmt.Errorf("mailbus: embedded NATS: %w", err)
 	}

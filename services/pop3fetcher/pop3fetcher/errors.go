@@ -43,6 +43,11 @@ var errAccountGone = errors.New("pop3fetcher: account no longer exists")
 // waits for the supervisor to restart it with the new configuration.
 var errAccountChanged = errors.New("pop3fetcher: account changed")
 
+// errNoSecret: the store has no password for the account (an update that
+// changed its host, port or security cleared it); the account is parked
+// until it gets one.
+var errNoSecret = errors.New("the account has no password stored (changing its host, port or security clears it): set it with `mailbus account update ACCOUNT --password`")
+
 // errStaleLease: the store refused a write because another replica has
 // claimed the account since (a larger lease token). The worker stops
 // working the account; its lease is gone, or about to be found gone.

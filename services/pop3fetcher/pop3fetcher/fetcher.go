@@ -18,6 +18,7 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
 )
@@ -144,7 +145,7 @@ func (f *Fetcher) ownership(ctx context.Context) (*ownership.Manager, func(), er
 	}
 	closeNATS := func() {}
 	if cfg.JetStream == nil {
-		opts := append([]nats.Option{nats.Name("mailbus-pop3fetcher"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		opts := append([]nats.Option{nats.Name("mailbus-pop3fetcher"), nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RolePOP3Fetcher)), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
 			nats.ReconnectJitter(500*time.Millisecond, time.Second), nats.RetryOnFailedConnect(true)}, f.cfg.NATSOptions...)
 		nc, err := nats.Connect(f.cfg.NATSURL, opts...)
 		if err != nil {

@@ -224,7 +224,7 @@ func (p *pass) staleLeaseError(err error) error {
 func (p *pass) run(ctx context.Context) error {
 	p.step = "read account secret"
 	sctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
-	sec, err := p.f.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id})
+	sec, err := p.f.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id, LeaseToken: p.token})
 	cancel()
 	if err != nil {
 		return storeErr("get account secret", err)
@@ -237,6 +237,12 @@ func (p *pass) run(ctx context.Context) error {
 		p.stale = true
 		return &PassError{Kind: KindConfig, Err: errAccountChanged, Reason: fmt.Sprintf(
 			"the account changed (generation %d, this pass has %d): not logging in until its worker restarts with the new configuration", sec.Generation, p.acct.Generation)}
+	}
+	if sec.Secret == "" {
+		// Cleared by an update that moved the account to another server
+		// (or never set): never log in without the password the account
+		// was given for this server.
+		return &PassError{Kind: KindConfig, Permanent: true, Err: errNoSecret, Reason: errNoSecret.Error()}
 	}
 	opts, err := p.options()
 	if err != nil {

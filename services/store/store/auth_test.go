@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -150,7 +152,7 @@ var rpcCases = map[string]rpcCase{
 		return &mailbusv1.RebindMessagesRequest{AccountId: o.account}
 	}},
 	mailbusv1.TokenService_CreateToken_FullMethodName: {admin, false, func(o objs) proto.Message {
-		return &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{Name: "made-by-test", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE}}
+		return &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{Name: "made-by-test", Role: mailbusv1.TokenRole_TOKEN_ROLE_ADMIN}}
 	}},
 	mailbusv1.TokenService_ListTokens_FullMethodName: {admin, false, func(o objs) proto.Message {
 		return &mailbusv1.ListTokensRequest{}
@@ -463,6 +465,9 @@ func TestTokenValidation(t *testing.T) {
 		{"device of a missing account", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, AccountIds: []string{missing.account}}, codes.NotFound},
 		{"admin with accounts", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_ADMIN, AccountIds: []string{f.a.account}}, codes.InvalidArgument},
 		{"read-only service", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE, ReadOnly: true}, codes.InvalidArgument},
+		{"service", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE}, codes.PermissionDenied},
+		{"expired", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_ADMIN, ExpireTime: timestamppb.New(time.Now().Add(-time.Minute))}, codes.InvalidArgument},
+		{"bad expiry", &mailbusv1.Token{Name: "x", Role: mailbusv1.TokenRole_TOKEN_ROLE_ADMIN, ExpireTime: &timestamppb.Timestamp{Nanos: -1}}, codes.InvalidArgument},
 	} {
 		_, err := tokens.CreateToken(callCtx(t), &mailbusv1.CreateTokenRequest{Token: tc.token})
 		if status.Code(err) != tc.code {

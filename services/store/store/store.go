@@ -33,6 +33,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/store/internal/api"
@@ -380,6 +381,8 @@ func (s *Store) connectNATS(cfg Config) (*nats.Conn, error) {
 	log := s.log.With("component", "nats")
 	opts := append([]nats.Option{
 		nats.Name("mailbus-store"),
+		// Its NATS user may read only its own inboxes (pkg/natsperm).
+		nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RoleStore)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(natsReconnectWait),
 		nats.ReconnectJitter(natsReconnectJitter, natsReconnectJitterTLS),

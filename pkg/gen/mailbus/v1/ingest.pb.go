@@ -251,7 +251,13 @@ func (*ClaimAccountResponse) Descriptor() ([]byte, []int) {
 type GetAccountSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The account.
-	AccountId     string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AccountId string `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// The fencing token of the fetcher's lease on the account: a token
+	// smaller than the largest one the store accepted for the account is
+	// refused (FAILED_PRECONDITION, reason STALE_LEASE), so only the
+	// current owner reads the secret; 0 (no ownership in use) is accepted
+	// only while the store has no token for the account.
+	LeaseToken    uint64 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +297,13 @@ func (x *GetAccountSecretRequest) GetAccountId() string {
 		return x.AccountId
 	}
 	return ""
+}
+
+func (x *GetAccountSecretRequest) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
 }
 
 // GetAccountSecretResponse is the output of GetAccountSecret.
@@ -3059,10 +3072,12 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vlease_token\x18\x02 \x01(\x04R\n" +
 	"leaseToken\"\x16\n" +
-	"\x14ClaimAccountResponse\"8\n" +
+	"\x14ClaimAccountResponse\"Y\n" +
 	"\x17GetAccountSecretRequest\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId\"R\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
+	"\vlease_token\x18\x02 \x01(\x04R\n" +
+	"leaseToken\"R\n" +
 	"\x18GetAccountSecretResponse\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x1e\n" +
 	"\n" +

@@ -56,7 +56,8 @@ type IngestServiceClient interface {
 	// of an earlier owner from then on. It writes nothing else and is
 	// refused like any fetcher write when the token is stale.
 	ClaimAccount(ctx context.Context, in *ClaimAccountRequest, opts ...grpc.CallOption) (*ClaimAccountResponse, error)
-	// GetAccountSecret returns the decrypted secret of an account.
+	// GetAccountSecret returns the decrypted secret of an account (service
+	// tokens only; the caller's lease token is checked as for writes).
 	GetAccountSecret(ctx context.Context, in *GetAccountSecretRequest, opts ...grpc.CallOption) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
 	// an account.status event when it differs from the last one. A report
@@ -270,7 +271,8 @@ type IngestServiceServer interface {
 	// of an earlier owner from then on. It writes nothing else and is
 	// refused like any fetcher write when the token is stale.
 	ClaimAccount(context.Context, *ClaimAccountRequest) (*ClaimAccountResponse, error)
-	// GetAccountSecret returns the decrypted secret of an account.
+	// GetAccountSecret returns the decrypted secret of an account (service
+	// tokens only; the caller's lease token is checked as for writes).
 	GetAccountSecret(context.Context, *GetAccountSecretRequest) (*GetAccountSecretResponse, error)
 	// ReportAccountStatus records an account's sync status and announces it as
 	// an account.status event when it differs from the last one. A report

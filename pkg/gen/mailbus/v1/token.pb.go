@@ -35,7 +35,8 @@ const (
 	// MailboxService and SyncService. Not IngestService.
 	TokenRole_TOKEN_ROLE_ADMIN TokenRole = 2
 	// A fetcher (imapsync, pop3fetcher): IngestService, and reads of every
-	// account.
+	// account. Made only by the store's bootstrap (its service token file,
+	// or in memory in mailbus serve); CreateToken refuses this role.
 	TokenRole_TOKEN_ROLE_SERVICE TokenRole = 3
 )
 
@@ -100,7 +101,11 @@ type Token struct {
 	// Output only: creation time.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only: when the token was revoked; unset while it works.
-	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// When the token stops working, as if revoked then (open streams end
+	// within seconds); unset: never. Set at creation; must be in the
+	// future.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +185,13 @@ func (x *Token) GetCreateTime() *timestamppb.Timestamp {
 func (x *Token) GetRevokeTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *Token) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
 	}
 	return nil
 }
@@ -474,7 +486,7 @@ var File_mailbus_v1_token_proto protoreflect.FileDescriptor
 const file_mailbus_v1_token_proto_rawDesc = "" +
 	"\n" +
 	"\x16mailbus/v1/token.proto\x12\n" +
-	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
+	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
@@ -485,7 +497,9 @@ const file_mailbus_v1_token_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime\"=\n" +
+	"revokeTime\x12;\n" +
+	"\vexpire_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"=\n" +
 	"\x12CreateTokenRequest\x12'\n" +
 	"\x05token\x18\x01 \x01(\v2\x11.mailbus.v1.TokenR\x05token\"V\n" +
 	"\x13CreateTokenResponse\x12'\n" +
@@ -539,21 +553,22 @@ var file_mailbus_v1_token_proto_depIdxs = []int32{
 	0,  // 0: mailbus.v1.Token.role:type_name -> mailbus.v1.TokenRole
 	8,  // 1: mailbus.v1.Token.create_time:type_name -> google.protobuf.Timestamp
 	8,  // 2: mailbus.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	1,  // 3: mailbus.v1.CreateTokenRequest.token:type_name -> mailbus.v1.Token
-	1,  // 4: mailbus.v1.CreateTokenResponse.token:type_name -> mailbus.v1.Token
-	1,  // 5: mailbus.v1.ListTokensResponse.tokens:type_name -> mailbus.v1.Token
-	1,  // 6: mailbus.v1.RevokeTokenResponse.token:type_name -> mailbus.v1.Token
-	2,  // 7: mailbus.v1.TokenService.CreateToken:input_type -> mailbus.v1.CreateTokenRequest
-	4,  // 8: mailbus.v1.TokenService.ListTokens:input_type -> mailbus.v1.ListTokensRequest
-	6,  // 9: mailbus.v1.TokenService.RevokeToken:input_type -> mailbus.v1.RevokeTokenRequest
-	3,  // 10: mailbus.v1.TokenService.CreateToken:output_type -> mailbus.v1.CreateTokenResponse
-	5,  // 11: mailbus.v1.TokenService.ListTokens:output_type -> mailbus.v1.ListTokensResponse
-	7,  // 12: mailbus.v1.TokenService.RevokeToken:output_type -> mailbus.v1.RevokeTokenResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 3: mailbus.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 4: mailbus.v1.CreateTokenRequest.token:type_name -> mailbus.v1.Token
+	1,  // 5: mailbus.v1.CreateTokenResponse.token:type_name -> mailbus.v1.Token
+	1,  // 6: mailbus.v1.ListTokensResponse.tokens:type_name -> mailbus.v1.Token
+	1,  // 7: mailbus.v1.RevokeTokenResponse.token:type_name -> mailbus.v1.Token
+	2,  // 8: mailbus.v1.TokenService.CreateToken:input_type -> mailbus.v1.CreateTokenRequest
+	4,  // 9: mailbus.v1.TokenService.ListTokens:input_type -> mailbus.v1.ListTokensRequest
+	6,  // 10: mailbus.v1.TokenService.RevokeToken:input_type -> mailbus.v1.RevokeTokenRequest
+	3,  // 11: mailbus.v1.TokenService.CreateToken:output_type -> mailbus.v1.CreateTokenResponse
+	5,  // 12: mailbus.v1.TokenService.ListTokens:output_type -> mailbus.v1.ListTokensResponse
+	7,  // 13: mailbus.v1.TokenService.RevokeToken:output_type -> mailbus.v1.RevokeTokenResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_token_proto_init() }

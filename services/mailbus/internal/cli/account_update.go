@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -35,6 +37,23 @@ func parsePop3Mode(s string) (mailbusv1.Pop3Mode, error) {
 	return 0, usagef("--pop3-mode %q: want keep or delete", s)
 }
 
+// movesSecret reports whether an update points the account at another
+// server (host, port or security): the store then clears the stored
+// password unless the update carries one (decision 0023).
+func movesSecret(acct, upd *mailbusv1.Account, fl *pflag.FlagSet) bool {
+	host, port, security := acct.Host, acct.Port, acct.Security
+	if fl.Changed("host") {
+		host = upd.Host
+	}
+	if fl.Changed("port") {
+		port = upd.Port
+	}
+	if fl.Changed("security") {
+		security = upd.Security
+	}
+	return !strings.EqualFold(host, acct.Host) || port != acct.Port || security != acct.Security
+}
+
 func (a *app) accountUpdateCommand() *cobra.Command {
 	var f accountAddFlags
 	var askPassword bool
@@ -43,13 +62,15 @@ func (a *app) accountUpdateCommand() *cobra.Command {
 		ValidArgsFunction: a.completeAccounts,
 		Short:             "Change an account's settings or password; a parked account syncs again",
 		Long: `Change the settings given as flags; the others stay. --password asks for a
-new password (or give --password-file / --password-env). Any update
-un-parks a parked account (a refused login, a certificate that did not
-verify), so that it is tried again at once. The protocol cannot change:
-remove the account and add it again.`,
+new password (or give --password-file / --password-env). Changing the
+host, port or security needs the password again: the store never sends a password to a server it was not
+given for, so it is asked for (or read from --password-file or
+--password-env). Any update un-parks a parked account (a refused login, a
+certificate that did not verify), so that it is tried again at once. The
+protocol cannot change: remove the account and add it again.`,
 		Example: `  mailbus account update work --password-file ~/.work-pw
   mailbus account update work --password          # asks for it
-  mailbus account update old-isp --host pop.example.org --security tls --port 995
+  mailbus account update old-isp --host pop.example.org --security tls --port 995 --password-file ~/.isp-pw
   mailbus account update work --name office`,
 		Args: exactArgs(1, "account name or id"),
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -112,7 +133,8 @@ remove the account and add it again.`,
 			if f.passwordFile != "" && f.passwordEnv != "" {
 				return usagef("give --password-file or --password-env, not both")
 			}
-			if askPassword || f.passwordFile != "" || f.passwordEnv != "" {
+			newPassword := askPassword || f.passwordFile != "" || f.passwordEnv != ""
+			if newPassword {
 				pw, err := a.password(&f, "account "+args[0])
 				if err != nil {
 					return err
@@ -131,6 +153,22 @@ remove the account and add it again.`,
 			acct, err := c.account(ctx, args[0])
 			if err != nil {
 				return err
+			}
+			if !newPassword && movesSecret(acct, upd, fl) {
+				// The store clears the password when the account moves to
+				// another server (or stops verifying it) without a new one:
+				// ask for it now rather than leave the account parked.
+				pw, err := a.password(&f, "account "+acct.Name)
+				if err != nil {
+					const why = "changing the host, port or security clears the stored password (it is never sent to a server it was not given for), so give it again"
+					var ue *usageError
+					if errors.As(err, &ue) {
+						return usagef("%s: %v", why, err)
+					}
+					return fmt.Errorf("%s: %w", why, err)
+				}
+				upd.Secret = pw
+				paths = append(paths, "secret")
 			}
 			upd.Id = acct.Id
 			cctx, cancel := c.call(ctx)

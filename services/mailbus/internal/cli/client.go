@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/privatefile"
 )
 
 // connectTimeout bounds one connection attempt to the store, so that an
@@ -336,9 +337,13 @@ func (a *app) resolveToken() (string, error) {
 	if dir, ok := a.env("MAILBUS_DATA"); ok && dir != "" {
 		path = filepath.Join(dir, "admin.token")
 	}
-	if tok, err := apitoken.ReadFile(path); err == nil {
+	tok, err = apitoken.ReadFile(path)
+	switch {
+	case err == nil:
 		a.tokenSource = "from " + path
 		return tok, nil
+	case errors.Is(err, privatefile.ErrNotPrivate):
+		return "", usagef("API token: %v", err)
 	}
 	a.tokenSource = "no token given, and no readable " + path
 	return "", nil

@@ -19,8 +19,8 @@ import (
 
 // serveFor runs mailbus serve on data with the key files given (empty:
 // the data directory's) until stop is called; it returns the store's
-// address.
-func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr string, stop func()) {
+// address and its fetchers' service token (the API makes none).
+func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr, serviceToken string, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,6 +34,9 @@ func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr string, sto
 		t.Fatal(err)
 	}
 	cfg.Listener = ln
+	if cfg.ServiceToken, _, err = apitoken.Generate(); err != nil {
+		t.Fatal(err)
+	}
 	ready := make(chan mailbus.Info, 1)
 	cfg.Ready = func(i mailbus.Info) { ready <- i }
 	srv, err := mailbus.New(cfg)
@@ -45,16 +48,16 @@ func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr string, sto
 	go func() { done <- srv.Run(ctx) }()
 	select {
 	case info := <-ready:
-		return info.StoreAddr, func() { cancel(); <-done }
+		return info.StoreAddr, cfg.ServiceToken, func() { cancel(); <-done }
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
-	return "", nil
+	return "", "", nil
 }
 
-// accountSecret reads a secret as a fetcher does, with a service token
-// the admin token of the data directory makes.
-func accountSecret(t *testing.T, addr, data, id string) (string, error) {
+// accountSecret reads a secret as a fetcher does, with the service token
+// of serve's fetchers.
+func accountSecret(t *testing.T, addr, serviceToken, id string) (string, error) {
 	t.Helper()
 	dial := func(token string) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), apitoken.DialOption(token))
@@ -64,19 +67,9 @@ func accountSecret(t *testing.T, addr, data, id string) (string, error) {
 		t.Cleanup(func() { conn.Close() })
 		return conn
 	}
-	admin, err := apitoken.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	svc, err := mailbusv1.NewTokenServiceClient(dial(admin)).CreateToken(ctx, &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
-		Name: "test fetcher", Role: mailbusv1.TokenRole_TOKEN_ROLE_SERVICE,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := mailbusv1.NewIngestServiceClient(dial(svc.Secret)).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: id})
+	r, err := mailbusv1.NewIngestServiceClient(dial(serviceToken)).GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: id})
 	return r.GetSecret(), err
 }
 
@@ -87,7 +80,7 @@ func TestKeyRotate(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	oldKey := filepath.Join(data, mailbus.KeyFileName)
 	newKey := filepath.Join(t.TempDir(), "new.key")
-	addr, stop := serveFor(t, data, "", "")
+	addr, svc, stop := serveFor(t, data, "", "")
 	env := map[string]string{"MAILBUS_SERVER": addr, "PW": "the-upstream-password", "MAILBUS_TOKEN_FILE": filepath.Join(data, "admin.token")}
 	if code, _, errOut := run(t, env, "account", "add", "--name", "work", "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",
 		"--security", "none", "--username", "u", "--password-env", "PW"); code != ExitOK {
@@ -101,22 +94,22 @@ func TestKeyRotate(t *testing.T) {
 	if code, _, _ := run(t, nil, "key", "generate", newKey); code != ExitError {
 		t.Fatal("key generate overwrote a key file")
 	}
-	addr, stop = serveFor(t, data, newKey, oldKey)
+	addr, svc, stop = serveFor(t, data, newKey, oldKey)
 	rotate := []string{"key", "rotate", "--data", data, "--secret-key-file", newKey, "--old-secret-key-file", oldKey}
 	code, out, errOut := run(t, nil, rotate...)
 	if code != ExitOK || !strings.Contains(out, "sealed 1 credentials") {
 		t.Fatalf("key rotate: %d %s%s", code, out, errOut)
 	}
-	if pw, err := accountSecret(t, addr, data, "1"); err != nil || pw != "the-upstream-password" {
+	if pw, err := accountSecret(t, addr, svc, "1"); err != nil || pw != "the-upstream-password" {
 		t.Fatalf("the serving store after the rotation: %q %v", pw, err)
 	}
 	stop()
 	if code, out, _ := run(t, nil, rotate...); code != ExitOK || !strings.Contains(out, "sealed 0 credentials") || !strings.Contains(out, "1 already") {
 		t.Fatalf("second rotation: %d %s", code, out)
 	}
-	addr, stop = serveFor(t, data, newKey, "")
+	addr, svc, stop = serveFor(t, data, newKey, "")
 	defer stop()
-	if pw, err := accountSecret(t, addr, data, "1"); err != nil || pw != "the-upstream-password" {
+	if pw, err := accountSecret(t, addr, svc, "1"); err != nil || pw != "the-upstream-password" {
 		t.Fatalf("with the new key alone: %q %v", pw, err)
 	}
 	if code, _, _ := run(t, nil, "key", "rotate", "--data", data, "--secret-key-file", newKey); code != ExitUsage {

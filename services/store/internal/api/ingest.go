@@ -93,9 +93,10 @@ func (s *Ingest) ClaimAccount(ctx context.Context, req *mailbusv1.ClaimAccountRe
 	return &mailbusv1.ClaimAccountResponse{}, nil
 }
 
-// GetAccountSecret implements IngestService.
+// GetAccountSecret implements IngestService: the interceptors let only
+// service tokens call it, and the lease token must be the current one.
 func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccountSecretRequest) (*mailbusv1.GetAccountSecretResponse, error) {
-	secret, gen, err := s.DB.AccountSecret(ctx, req.AccountId)
+	secret, gen, err := s.DB.WithLeaseToken(req.LeaseToken).AccountSecret(ctx, req.AccountId)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/auth"
 	"github.com/mailbus/mailbus/services/store/internal/db"
@@ -21,6 +24,13 @@ type Tokens struct {
 func (s *Tokens) CreateToken(ctx context.Context, req *mailbusv1.CreateTokenRequest) (*mailbusv1.CreateTokenResponse, error) {
 	if err := db.ValidateToken(req.GetToken()); err != nil {
 		return nil, toStatus(ctx, s.Log, err)
+	}
+	if req.GetToken().GetRole() == mailbusv1.TokenRole_TOKEN_ROLE_SERVICE {
+		// A service token reads every upstream password; it comes only from
+		// the store's bootstrap (--service-token-file, or in memory in
+		// mailbus serve), so that an admin token does not reach the
+		// passwords (decision 0016).
+		return nil, status.Error(codes.PermissionDenied, "service tokens are not made through the API: give the store --service-token-file (it creates the file with a new token) and the fetchers the same file with --token-file")
 	}
 	secret, id, hash, err := auth.NewToken()
 	if err != nil {

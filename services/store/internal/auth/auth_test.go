@@ -56,3 +56,11 @@ func TestTokenFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestWithArticle(t *testing.T) {
+	for word, want := range map[string]string{"admin": "an admin", "device": "a device", "service": "a service", "unspecified": "an unspecified"} {
+		if got := withArticle(word); got != want {
+			t.Errorf("withArticle(%q) = %q, want %q", word, got, want)
+		}
+	}
+}

@@ -143,6 +143,7 @@ var (
 	errNoToken      = status.Error(codes.Unauthenticated, "no API token: send the metadata \"authorization: Bearer <token>\"")
 	errBadToken     = status.Error(codes.Unauthenticated, "unknown or revoked API token")
 	errTokenRevoked = status.Error(codes.Unauthenticated, "the API token was revoked")
+	errTokenExpired = status.Error(codes.Unauthenticated, "the API token has expired: make a new one (mailbus token create)")
 )
 
 // tokenFrom takes the bearer token out of the incoming metadata.
@@ -196,12 +197,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 		a.forget(id)
 		return nil, errBadToken
 	}
+	// A cached token is reused until the cache entry or the token expires,
+	// whichever comes first.
+	until := now.Add(a.cfg.CacheTTL)
+	if exp := st.Token.ExpireTime; exp != nil {
+		if !now.Before(exp.AsTime()) {
+			a.forget(id)
+			return nil, errTokenExpired
+		}
+		if exp.AsTime().Before(until) {
+			until = exp.AsTime()
+		}
+	}
 	p := &Principal{TokenID: id, Name: st.Token.Name, Role: st.Token.Role, ReadOnly: st.Token.ReadOnly, accounts: st.Token.AccountIds}
 	a.mu.Lock()
 	if len(a.cache) >= maxCached {
 		clear(a.cache)
 	}
-	a.cache[id] = cached{hash: st.Hash, principal: p, expires: now.Add(a.cfg.CacheTTL)}
+	a.cache[id] = cached{hash: st.Hash, principal: p, expires: until}
 	a.mu.Unlock()
 	return p, nil
 }

@@ -82,7 +82,8 @@ func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 }
 
 // watchToken re-checks a stream's token until ctx ends; it returns the
-// error to end the stream with once the token no longer works.
+// error to end the stream with once the token no longer works (revoked,
+// or expired).
 func (a *Authenticator) watchToken(ctx context.Context, token string) error {
 	t := time.NewTicker(a.cfg.RecheckInterval)
 	defer t.Stop()
@@ -95,6 +96,9 @@ func (a *Authenticator) watchToken(ctx context.Context, token string) error {
 		_, err := a.Authenticate(ctx, token)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errTokenExpired) {
+			return errTokenExpired
 		}
 		if status.Code(err) == codes.Unauthenticated {
 			return errTokenRevoked
@@ -147,7 +151,7 @@ func (a *Authenticator) admit(ctx context.Context, method string) (*Principal, r
 	}
 	deny := func() (*Principal, rule, error) {
 		a.log.DebugContext(ctx, "call refused", "method", method, "token_id", p.TokenID, "role", p.Role.String())
-		return nil, rule{}, status.Errorf(codes.PermissionDenied, "a %s token may not call %s", roleWord(p.Role), method)
+		return nil, rule{}, status.Errorf(codes.PermissionDenied, "%s token may not call %s", withArticle(roleWord(p.Role)), method)
 	}
 	switch p.Role {
 	case mailbusv1.TokenRole_TOKEN_ROLE_ADMIN:
@@ -231,6 +235,14 @@ func (a *Authenticator) accountOf(ctx context.Context, t ref) (string, error) {
 
 func roleWord(r mailbusv1.TokenRole) string {
 	return strings.ToLower(strings.TrimPrefix(r.String(), "TOKEN_ROLE_"))
+}
+
+// withArticle puts "a" or "an" before a word: "an admin", "a device".
+func withArticle(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an " + word
+	}
+	return "a " + word
 }
 
 // openWatch counts a WatchChanges stream of a token, refusing one above

@@ -15,16 +15,20 @@
 //     MailboxService and SyncService; not IngestService (which hands out
 //     upstream passwords).
 //   - service: the fetchers. IngestService, and reads of every account.
+//     Made only by the bootstrap (a token file, or Config.ServiceToken);
+//     TokenService refuses to make one (decision 0023).
 //
-// No token, or an unknown or revoked one, is UNAUTHENTICATED. The
+// No token, or an unknown, revoked or expired one, is UNAUTHENTICATED. The
 // standard health and reflection services stay open. Every method of the
 // mailbus.v1 services needs a rule in rules; one without is refused, so a
 // new RPC cannot be left open by mistake (and a test fails).
 //
-// Revocation: lookups are cached for CacheTTL; a revoke on this replica
-// drops the cache entry at once. Open streams re-check their token every
-// RecheckInterval and end with UNAUTHENTICATED once it is revoked, so a
-// revoked token stops within CacheTTL + RecheckInterval on any replica.
+// Revocation: lookups are cached for CacheTTL (never past the token's
+// expiry); a revoke on this replica drops the cache entry at once. Open
+// streams re-check their token every RecheckInterval and end with
+// UNAUTHENTICATED once it is revoked or expired, so a revoked token stops
+// within CacheTTL + RecheckInterval on any replica, an expired one within
+// RecheckInterval of its expiry.
 package auth
 
 import (

@@ -290,8 +290,27 @@ var updatable = map[string]func(dst, src *mailbusv1.Account){
 	"idle_folders":         func(d, s *mailbusv1.Account) { d.IdleFolders = s.IdleFolders },
 }
 
+// secretClearedReason is the status reason of an account whose secret
+// UpdateAccount cleared.
+func secretClearedReason(name string) string {
+	return fmt.Sprintf("the server's host, port or security changed, so the stored password was cleared (it is never sent to a server it was not given for): set it again with `mailbus account update %s --password`", name)
+}
+
+// endpointChanged reports whether an update points an account at another
+// server: the host (case aside), port or security changed. (The protocol
+// cannot change.) Turning insecure_skip_verify on is not a change of
+// server: it is what a parked account with a self-signed certificate is
+// told to do.
+func endpointChanged(before, after *mailbusv1.Account) bool {
+	return !strings.EqualFold(before.Host, after.Host) || before.Port != after.Port || before.Security != after.Security
+}
+
 // UpdateAccount copies the fields named in paths from a onto the stored
-// account, increases its generation and un-parks it.
+// account, increases its generation and un-parks it. An update that
+// changes where the secret goes (endpointChanged) without a new secret
+// clears the stored one and parks the account with the reason:
+// otherwise whoever may update accounts could send the password to a
+// server of their choosing (issue 16, decision 0023).
 func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []string) (*mailbusv1.Account, error) {
 	if a == nil {
 		return nil, invalid("account", "required")
@@ -323,9 +342,11 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			return fmt.Errorf("db: update account: %w", err)
 		}
 		cur.Secret = ""
+		before := proto.Clone(cur).(*mailbusv1.Account)
 		for _, p := range paths {
 			updatable[p](cur, a)
 		}
+		clearSecret := !containsPath(paths, "secret") && endpointChanged(before, cur)
 		if err := ValidateAccount(cur); err != nil {
 			return err
 		}
@@ -343,11 +364,17 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			return fmt.Errorf("db: account config: %w", err)
 		}
 		// Any update un-parks the account: the fetcher tries again with the
-		// new configuration.
+		// new configuration; one whose secret is cleared is parked until
+		// it gets a new one.
 		status := cur.Status
-		unparked := status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
-		if unparked {
+		changed := false
+		switch {
+		case clearSecret:
+			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: secretClearedReason(cur.Name), UpdateTime: timestamppb.New(t.d.now())}
+			changed = true
+		case status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED:
 			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED, Reason: "account updated; waiting for the fetcher", UpdateTime: timestamppb.New(t.d.now())}
+			changed = true
 		}
 		statusBytes, err := proto.Marshal(status)
 		if err != nil {
@@ -357,11 +384,17 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			cur.Name, config, statusBytes, t.d.nowMicros(), id); err != nil {
 			return fmt.Errorf("db: update account: %w", err)
 		}
-		if unparked {
+		if changed {
 			a := t.accounts[id]
 			if err := t.emit(ctx, id, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{Status: status}}}); err != nil {
 				return err
 			}
+		}
+		if clearSecret {
+			if _, err := t.exec(ctx, `UPDATE accounts SET secret = NULL WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("db: clear secret: %w", err)
+			}
+			return nil
 		}
 		if containsPath(paths, "secret") {
 			return t.setSecret(ctx, id, a.Secret)
@@ -417,7 +450,12 @@ func (d *DB) DeleteAccount(ctx context.Context, id string) error {
 	})
 }
 
-// AccountSecret returns the decrypted secret and the generation.
+// AccountSecret returns the decrypted secret and the generation. It is
+// fenced like a fetcher write: the lease token of a WithLeaseToken view
+// (0 for d itself) smaller than the largest one accepted for the account
+// fails with ErrStaleLease, so that a replica whose lease has moved on
+// does not read the password any more. Unlike a write it never raises the
+// stored token: the new owner claims (ClaimAccount) before it reads.
 func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, error) {
 	n, err := parseID("account_id", id)
 	if err != nil {
@@ -425,12 +463,16 @@ func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, erro
 	}
 	var sealed []byte
 	var gen int64
-	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT secret, generation FROM accounts WHERE id = ?`), n).Scan(&sealed, &gen)
+	var protocol int
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT secret, generation, protocol FROM accounts WHERE id = ?`), n).Scan(&sealed, &gen, &protocol)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", 0, notFound("account", id)
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("db: read secret: %w", err)
+	}
+	if err := d.checkLeaseToken(ctx, n, mailbusv1.Protocol(protocol)); err != nil {
+		return "", 0, err
 	}
 	if sealed == nil {
 		return "", uint64(gen), nil

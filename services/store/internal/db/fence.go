@@ -30,7 +30,8 @@ func fetcherService(p mailbusv1.Protocol) string {
 
 // WithLeaseToken returns a view of d whose fetcher writes (ReportStatus,
 // UpsertMailboxes, SetMailboxSyncState, ApplyUpstreamChanges,
-// RebindMessages) carry a fetcher's lease token and are fenced with it.
+// RebindMessages) carry a fetcher's lease token and are fenced with it,
+// and whose AccountSecret answers only that token's holder.
 // The view shares d's connections. Ingest and AckWriteBack take the token
 // from their request instead.
 func (d *DB) WithLeaseToken(token uint64) *DB {
@@ -89,5 +90,27 @@ func (t *tx) fence(ctx context.Context, a *lockedAccount, token uint64) error {
 		}
 	}
 	a.fenced, a.leaseToken = true, token
+	return nil
+}
+
+// checkLeaseToken is the read-only form of fence, for reads that only the
+// current owner may make (AccountSecret): the view's lease token must not
+// be smaller than the largest one accepted for the account's fetcher
+// service. It stores nothing.
+func (d *DB) checkLeaseToken(ctx context.Context, accountID int64, protocol mailbusv1.Protocol) error {
+	if d.leaseToken > math.MaxInt64 {
+		return invalid("lease_token", "%d is out of range", d.leaseToken)
+	}
+	service := fetcherService(protocol)
+	var stored int64
+	err := d.r.QueryRowContext(ctx, d.rebind(`SELECT token FROM lease_tokens WHERE account_id = ? AND service = ?`), accountID, service).Scan(&stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("db: read lease token: %w", err)
+	case int64(d.leaseToken) < stored:
+		return fmt.Errorf("account %d: %s lease token %d is older than %d, accepted before: %w", accountID, service, d.leaseToken, stored, ErrStaleLease)
+	}
 	return nil
 }

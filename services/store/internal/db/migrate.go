@@ -161,6 +161,8 @@ CREATE TABLE api_token_accounts (
 	account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
 	PRIMARY KEY (token_id, account_id)
 )`},
+	// 8: API tokens expire (issue 16): 0 is never.
+	{both: `ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0`},
 }
 
 // ErrSchemaNewer is returned when the database has migrations this

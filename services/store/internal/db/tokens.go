@@ -70,6 +70,16 @@ func (d *DB) CreateToken(ctx context.Context, t *mailbusv1.Token, publicID strin
 	if publicID == "" || len(hash) == 0 {
 		return nil, errors.New("db: create token: no id or hash")
 	}
+	var expires int64
+	if t.ExpireTime != nil {
+		if err := t.ExpireTime.CheckValid(); err != nil {
+			return nil, invalid("token.expire_time", "%v", err)
+		}
+		if !t.ExpireTime.AsTime().After(d.now()) {
+			return nil, invalid("token.expire_time", "%s is not in the future", t.ExpireTime.AsTime().UTC().Format(time.RFC3339))
+		}
+		expires = t.ExpireTime.AsTime().UnixMicro()
+	}
 	accounts := make([]int64, 0, len(t.AccountIds))
 	seen := map[int64]bool{}
 	for _, s := range t.AccountIds {
@@ -93,8 +103,8 @@ func (d *DB) CreateToken(ctx context.Context, t *mailbusv1.Token, publicID strin
 			}
 		}
 		var id int64
-		if err := tx.queryRow(ctx, `INSERT INTO api_tokens (public_id, name, role, read_only, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			publicID, strings.TrimSpace(t.Name), int(t.Role), boolInt(t.ReadOnly), hash, tx.d.nowMicros()).Scan(&id); err != nil {
+		if err := tx.queryRow(ctx, `INSERT INTO api_tokens (public_id, name, role, read_only, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			publicID, strings.TrimSpace(t.Name), int(t.Role), boolInt(t.ReadOnly), hash, tx.d.nowMicros(), expires).Scan(&id); err != nil {
 			if isUniqueViolation(err) {
 				return fmt.Errorf("token id %q: %w", publicID, ErrConflict)
 			}
@@ -141,18 +151,21 @@ func (d *DB) EnsureToken(ctx context.Context, t *mailbusv1.Token, publicID strin
 	return true, nil
 }
 
-const tokenColumns = `id, public_id, name, role, read_only, secret_hash, created_at, revoked_at`
+const tokenColumns = `id, public_id, name, role, read_only, secret_hash, created_at, revoked_at, expires_at`
 
 func scanToken(s scanner) (int64, *StoredToken, error) {
 	var (
-		id               int64
-		t                mailbusv1.Token
-		role, readOnly   int
-		hash             []byte
-		created, revoked int64
+		id                        int64
+		t                         mailbusv1.Token
+		role, readOnly            int
+		hash                      []byte
+		created, revoked, expires int64
 	)
-	if err := s.Scan(&id, &t.Id, &t.Name, &role, &readOnly, &hash, &created, &revoked); err != nil {
+	if err := s.Scan(&id, &t.Id, &t.Name, &role, &readOnly, &hash, &created, &revoked, &expires); err != nil {
 		return 0, nil, err
+	}
+	if expires != 0 {
+		t.ExpireTime = timestamppb.New(time.UnixMicro(expires))
 	}
 	t.Role = mailbusv1.TokenRole(role)
 	t.ReadOnly = readOnly != 0
@@ -198,13 +211,16 @@ func (d *DB) tokenAccounts(ctx context.Context, tokenID int64) ([]string, error)
 	return out, nil
 }
 
-// ListTokens returns the tokens in creation order, without their hashes.
+// ListTokens returns the tokens in creation order, without their hashes;
+// revoked and expired ones only with includeRevoked.
 func (d *DB) ListTokens(ctx context.Context, includeRevoked bool) ([]*mailbusv1.Token, error) {
 	q := `SELECT ` + tokenColumns + ` FROM api_tokens`
+	var args []any
 	if !includeRevoked {
-		q += ` WHERE revoked_at = 0`
+		q += ` WHERE revoked_at = 0 AND (expires_at = 0 OR expires_at > ?)`
+		args = append(args, d.nowMicros())
 	}
-	rows, err := d.r.QueryContext(ctx, d.rebind(q+` ORDER BY id`))
+	rows, err := d.r.QueryContext(ctx, d.rebind(q+` ORDER BY id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("db: list tokens: %w", err)
 	}
