@@ -5,8 +5,10 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
@@ -167,27 +169,40 @@ func TestDovecotFlagsIgnoredForAChangeMadeMeanwhileAreReadAgain(t *testing.T) {
 	})
 }
 
-// TestDovecotIgnoredFlagsAreReadAgainAfterARestart: the store ignores a
-// third party's flag change because a device's change of the message is
-// pending, and imapsync stops before that change settles. The next
-// session must still read the third party's change, although the
-// device's change, once applied, does not change the message on the
-// server (so nothing after the saved cursor shows it).
-func TestDovecotIgnoredFlagsAreReadAgainAfterARestart(t *testing.T) {
+// TestDovecotIgnoredFlagsAreReadAgainOnceTheChangeSettles: the store
+// ignores a third party's flag change because a device's change of the
+// message is pending. That change, once applied, does not change the
+// message on the server (the third party made the same change), so
+// nothing on the server says to look at it again: imapsync must, when
+// the write-back settles in the same session, and in the next session
+// when it stopped before.
+func TestDovecotIgnoredFlagsAreReadAgainOnceTheChangeSettles(t *testing.T) {
+	t.Run("same session", func(t *testing.T) { testIgnoredFlagsReadAgain(t, false) })
+	t.Run("after a restart", func(t *testing.T) { testIgnoredFlagsReadAgain(t, true) })
+}
+
+func testIgnoredFlagsReadAgain(t *testing.T, restart bool) {
 	s := startDovecot(t)
 	e := startStore(t)
 	deliver(t, s, "INBOX", 2, `\Seen`)
-	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
-	// The first imapsync sees no pending write-back (so the device's
-	// change stays pending), and says when the store deferred UID 1.
-	var deferredSeen atomic.Bool
+	// INBOX is IDLEd and the poll is an hour: nothing but imapsync's own
+	// rule reads INBOX again (a short poll would check it).
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	// While blocked, imapsync sees no pending write-back (so the device's
+	// change stays pending); deferredSeen says when the store deferred
+	// UID 1.
+	var blocked, deferredSeen atomic.Bool
 	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
 			return err
 		}
 		switch r := reply.(type) {
 		case *mailbusv1.ListPendingWriteBacksResponse:
-			r.Writebacks = nil
+			if blocked.Load() {
+				r.Writebacks = nil
+			}
 		case *mailbusv1.ApplyUpstreamChangesResponse:
 			for _, up := range r.DeferredFlags {
 				if up.GetUid() == 1 {
@@ -204,6 +219,7 @@ func TestDovecotIgnoredFlagsAreReadAgainAfterARestart(t *testing.T) {
 	})
 	tp := dialDovecot(t, s)
 	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	blocked.Store(true)
 	msg := e.storeFolder(t, a.Id, "INBOX")[1].id
 	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{msg}, Remove: []string{`\Seen`}, DeviceId: "A"}); err != nil {
 		t.Fatal(err)
@@ -213,9 +229,11 @@ func TestDovecotIgnoredFlagsAreReadAgainAfterARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the store to defer the third party's flags", deferredSeen.Load)
-	sy.stop()
-
-	startSync(t, e, withRoots(s))
+	if restart {
+		sy.stop()
+		startSync(t, e, withRoots(s))
+	}
+	blocked.Store(false)
 	waitFor(t, "the device's change applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
 	waitFor(t, "the third party's \\Flagged in the store", func() bool {
 		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
