@@ -140,8 +140,29 @@ func TestEndpointChangeClearsSecret(t *testing.T) {
 				if parked != tc.cleared {
 					t.Errorf("status %v, parked want %v", st, tc.cleared)
 				}
-				if tc.cleared && !strings.Contains(st.GetReason(), "password was cleared") {
+				if !tc.cleared {
+					return
+				}
+				if !strings.Contains(st.GetReason(), "password was cleared") {
 					t.Errorf("reason %q does not say the password was cleared", st.GetReason())
+				}
+				// Another update without a secret leaves it parked; one with
+				// a secret un-parks it.
+				for _, u := range []struct {
+					acct   *mailbusv1.Account
+					path   string
+					parked bool
+				}{
+					{&mailbusv1.Account{Id: created.Id, Username: "dave"}, "username", true},
+					{&mailbusv1.Account{Id: created.Id, Secret: "pw-for-the-new-server"}, "secret", false},
+				} {
+					resp, err := e.accounts.UpdateAccount(callCtx(t), &mailbusv1.UpdateAccountRequest{Account: u.acct, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{u.path}}})
+					if err != nil {
+						t.Fatalf("UpdateAccount %s: %v", u.path, err)
+					}
+					if parked := resp.Account.GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED; parked != u.parked {
+						t.Errorf("after an update of %s: status %v, parked want %v", u.path, resp.Account.GetStatus(), u.parked)
+					}
 				}
 			})
 		}

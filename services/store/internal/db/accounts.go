@@ -347,6 +347,17 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			updatable[p](cur, a)
 		}
 		clearSecret := !containsPath(paths, "secret") && endpointChanged(before, cur)
+		// An account whose secret was cleared stays parked until an update
+		// gives it one: un-parking it would let a fetcher log in without
+		// the password.
+		noSecret := clearSecret
+		if !noSecret && !containsPath(paths, "secret") {
+			var missing int
+			if err := t.queryRow(ctx, `SELECT CASE WHEN secret IS NULL THEN 1 ELSE 0 END FROM accounts WHERE id = ?`, id).Scan(&missing); err != nil {
+				return fmt.Errorf("db: update account: %w", err)
+			}
+			noSecret = missing == 1
+		}
 		if err := ValidateAccount(cur); err != nil {
 			return err
 		}
@@ -364,14 +375,16 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			return fmt.Errorf("db: account config: %w", err)
 		}
 		// Any update un-parks the account: the fetcher tries again with the
-		// new configuration; one whose secret is cleared is parked until
-		// it gets a new one.
+		// new configuration; one without a secret (cleared now or before)
+		// is parked until it gets a new one.
 		status := cur.Status
 		changed := false
 		switch {
-		case clearSecret:
-			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: secretClearedReason(cur.Name), UpdateTime: timestamppb.New(t.d.now())}
-			changed = true
+		case noSecret:
+			if status.GetState() != mailbusv1.SyncState_SYNC_STATE_PARKED || clearSecret {
+				status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: secretClearedReason(cur.Name), UpdateTime: timestamppb.New(t.d.now())}
+				changed = true
+			}
 		case status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED:
 			status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_UNSPECIFIED, Reason: "account updated; waiting for the fetcher", UpdateTime: timestamppb.New(t.d.now())}
 			changed = true
