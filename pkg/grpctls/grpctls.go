@@ -48,7 +48,7 @@ const SystemRoots = "system"
 
 // ErrPlaintextNotLoopback is returned by CheckListen for a plaintext
 // listener on an address other than loopback without Insecure.
-var ErrPlaintextNotLoopback = errors.New("refusing to serve plaintext gRPC on a non-loopback address: give --tls-cert and --tls-key, or start with --insecure on a private network")
+var ErrPlaintextNotLoopback = errors.New("refusing to serve plaintext on a non-loopback address: give --tls-cert and --tls-key, or start with --insecure on a private network")
 
 // Server is the transport security of a gRPC server.
 type Server struct {

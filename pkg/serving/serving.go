@@ -46,7 +46,9 @@ type Config struct {
 	// Listener, when set, is used instead of Listen (tests: 127.0.0.1:0).
 	Listener net.Listener
 	// MetricsListen is the HTTP address of /metrics and /healthz; empty
-	// disables it.
+	// disables it. It follows the rule of gRPC: with TLS it is served
+	// over TLS with the same certificate (no client certificate asked);
+	// in plaintext New refuses a non-loopback address unless Insecure.
 	MetricsListen string
 	// Registry collects the service's metrics; nil means a new one.
 	Registry *prometheus.Registry
@@ -60,8 +62,8 @@ type Config struct {
 	// the --tls-* flags). Without it, gRPC is plaintext, which New refuses
 	// on a non-loopback address unless Insecure is set.
 	TLS *tls.Config
-	// Insecure allows plaintext gRPC on a non-loopback address; it is
-	// logged as a warning at every start.
+	// Insecure allows plaintext gRPC and metrics on a non-loopback
+	// address; it is logged as a warning at every start.
 	Insecure bool
 }
 
@@ -110,6 +112,15 @@ func New(cfg Config) (*Server, error) {
 	if exposed {
 		s.log.Warn("INSECURE: gRPC is served in plaintext on a non-loopback address (--insecure): anyone who can reach it can read and change mail; use --tls-cert and --tls-key", "listen", listenAddr)
 	}
+	if cfg.MetricsListen != "" {
+		exposed, err := grpctls.CheckListen(cfg.MetricsListen, cfg.TLS != nil, cfg.Insecure)
+		if err != nil {
+			return nil, fmt.Errorf("serving: %s: --metrics-listen %w", cfg.Name, err)
+		}
+		if exposed {
+			s.log.Warn("INSECURE: /metrics and /healthz are served in plaintext on a non-loopback address (--insecure); use --tls-cert and --tls-key", "metrics_listen", cfg.MetricsListen)
+		}
+	}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
 		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
@@ -138,6 +149,9 @@ func New(cfg Config) (*Server, error) {
 				s.lis.Close()
 			}
 			return nil, fmt.Errorf("serving: metrics listen %s: %w", cfg.MetricsListen, err)
+		}
+		if cfg.TLS != nil {
+			s.metricsLn = tls.NewListener(s.metricsLn, grpctls.WithoutClientAuth(cfg.TLS))
 		}
 	}
 	return s, nil
@@ -186,7 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("serving", "grpc", addrString(s.Addr()), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()))
+	s.log.Info("serving", "grpc", addrString(s.Addr()), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()), "metrics_tls", s.cfg.TLS != nil && s.metricsLn != nil)
 	var runErr error
 	select {
 	case <-ctx.Done():

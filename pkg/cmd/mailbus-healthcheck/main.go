@@ -10,9 +10,11 @@
 // expects SERVING. Kubernetes probes the same endpoints natively.
 //
 // A service that serves TLS has its certificate in MAILBUS_TLS_CERT and
-// MAILBUS_TLS_KEY (or --tls-cert, --tls-key); the gRPC probe then speaks
-// TLS, accepts exactly that certificate and presents it as its client
-// certificate, so the same command works with TLS, mutual TLS or none.
+// MAILBUS_TLS_KEY (or --tls-cert, --tls-key); both probes then speak
+// TLS (the --http one https, whatever the URL says, since the metrics
+// endpoint follows the gRPC one), accept exactly that certificate and
+// present it as client certificate, so the same command works with TLS,
+// mutual TLS or none.
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -57,28 +60,26 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "mailbus-healthcheck: give --http URL and/or --grpc ADDRESS")
 		return 2
 	}
+	var pinned *tls.Config
+	if *certFile != "" || *keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "mailbus-healthcheck: --tls-cert:", err)
+			return 2
+		}
+		if pinned, err = grpctls.Pinned(pair); err != nil {
+			fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
+			return 2
+		}
+	}
 	if *httpURL != "" {
-		if err := probeHTTP(*httpURL, *timeout); err != nil {
+		if err := probeHTTP(*httpURL, *timeout, pinned); err != nil {
 			fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
 			return 1
 		}
 	}
 	if *grpcAddr != "" {
-		transport := grpctls.Credentials(nil)
-		if *certFile != "" || *keyFile != "" {
-			pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-			if err != nil {
-				fmt.Fprintln(stderr, "mailbus-healthcheck: --tls-cert:", err)
-				return 2
-			}
-			cfg, err := grpctls.Pinned(pair)
-			if err != nil {
-				fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
-				return 2
-			}
-			transport = grpctls.Credentials(cfg)
-		}
-		if err := probeGRPC(*grpcAddr, *grpcService, *timeout, transport); err != nil {
+		if err := probeGRPC(*grpcAddr, *grpcService, *timeout, grpctls.Credentials(pinned)); err != nil {
 			fmt.Fprintln(stderr, "mailbus-healthcheck:", err)
 			return 1
 		}
@@ -86,14 +87,24 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-func probeHTTP(url string, timeout time.Duration) error {
+// probeHTTP gets url; with pinned (the service has a certificate, so its
+// metrics endpoint speaks TLS) it speaks https to it, pinned to that
+// certificate, even when url says http.
+func probeHTTP(url string, timeout time.Duration, pinned *tls.Config) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	client := http.DefaultClient
+	if pinned != nil {
+		if rest, ok := strings.CutPrefix(url, "http://"); ok {
+			url = "https://" + rest
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: pinned}}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -71,6 +72,10 @@ func TestProbeTLS(t *testing.T) {
 	go srv.Serve(lis)
 	defer srv.Stop()
 	addr := lis.Addr().String()
+	metrics := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+	metrics.TLS = grpctls.WithoutClientAuth(cfg)
+	metrics.StartTLS()
+	defer metrics.Close()
 	for _, tt := range []struct {
 		args []string
 		want int
@@ -79,6 +84,12 @@ func TestProbeTLS(t *testing.T) {
 		{[]string{"--grpc", addr}, 1},
 		{[]string{"--grpc", addr, "--tls-cert", otherCert, "--tls-key", otherKey}, 1},
 		{[]string{"--grpc", addr, "--tls-cert", certFile}, 2},
+		// The metrics endpoint of a TLS service speaks TLS: http:// in
+		// the command is probed as https, pinned to the certificate.
+		{[]string{"--http", metrics.URL, "--tls-cert", certFile, "--tls-key", keyFile}, 0},
+		{[]string{"--http", strings.Replace(metrics.URL, "https://", "http://", 1), "--tls-cert", certFile, "--tls-key", keyFile}, 0},
+		{[]string{"--http", metrics.URL, "--tls-cert", otherCert, "--tls-key", otherKey}, 1},
+		{[]string{"--http", metrics.URL}, 1},
 	} {
 		if got := run(tt.args, io.Discard); got != tt.want {
 			t.Errorf("run(%q) = %d, want %d", tt.args, got, tt.want)

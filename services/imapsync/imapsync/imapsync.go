@@ -249,6 +249,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MetricsListen == "-" {
 		cfg.MetricsListen = ""
 	}
+	if cfg.MetricsListen != "" && cfg.MetricsListen != "-" {
+		if _, err := grpctls.CheckListen(cfg.MetricsListen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("imapsync: --metrics-listen %w", err)
+		}
+	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}

@@ -103,6 +103,10 @@ type Config struct {
 	// non-loopback Listen is refused unless Insecure is set.
 	TLS      *tls.Config
 	Insecure bool
+	// TLSCerts, when set (and TLS is not), is the reloadable certificate
+	// of the store: Run reloads it on SIGHUP and when its files change,
+	// and the fetchers' pinning follows.
+	TLSCerts *grpctls.Certs
 	// SecretKey is the credentials key; when nil, SecretKeyFile is read,
 	// and when that is empty too, DataDir/secret.key is read or, on first
 	// start, created with mode 0600.
@@ -180,12 +184,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MetricsListen == "" {
 		cfg.MetricsListen = store.DefaultMetricsListen
 	}
+	if cfg.TLS == nil && cfg.TLSCerts != nil {
+		cfg.TLS = cfg.TLSCerts.TLSConfig()
+	}
 	if cfg.AccountRefresh <= 0 {
 		cfg.AccountRefresh = DefaultAccountRefresh
 	}
 	if cfg.Listener == nil {
 		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
 			return nil, fmt.Errorf("mailbus: --listen %w", err)
+		}
+	}
+	if cfg.MetricsListen != "" && cfg.MetricsListen != "-" {
+		if _, err := grpctls.CheckListen(cfg.MetricsListen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("mailbus: --metrics-listen %w", err)
 		}
 	}
 	if cfg.NATSURL != "" && cfg.NATSListen != "" {
@@ -260,6 +272,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("mailbus: %w", err)
 	}
 	defer release()
+	// New connections get a renewed certificate (SIGHUP or a change of
+	// the files); established ones keep theirs.
+	cfg.TLSCerts.Watch(ctx, grpctls.WatchOptions{Logger: s.log})
 	key, err := s.key(&info)
 	if err != nil {
 		return fmt.Errorf("mailbus: credentials key: %w", err)
@@ -350,7 +365,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	var internalTLS *tls.Config
-	if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
+	if cfg.TLSCerts != nil {
+		internalTLS = grpctls.PinnedTo(cfg.TLSCerts)
+	} else if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
 		if internalTLS, err = grpctls.Pinned(cfg.TLS.Certificates[0]); err != nil {
 			stopStore()
 			<-storeDone

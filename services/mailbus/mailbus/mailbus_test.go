@@ -253,6 +253,12 @@ func TestConfigErrors(t *testing.T) {
 	if _, err := mailbus.New(mailbus.Config{Listen: "0.0.0.0:7400", Insecure: true}); err != nil {
 		t.Errorf("plaintext gRPC on 0.0.0.0 with --insecure: %v", err)
 	}
+	if _, err := mailbus.New(mailbus.Config{MetricsListen: "0.0.0.0:7401"}); !errors.Is(err, grpctls.ErrPlaintextNotLoopback) || !strings.Contains(err.Error(), "--metrics-listen") {
+		t.Errorf("plaintext metrics on 0.0.0.0 without --insecure: err = %v", err)
+	}
+	if _, err := mailbus.New(mailbus.Config{MetricsListen: "0.0.0.0:7401", Insecure: true}); err != nil {
+		t.Errorf("plaintext metrics on 0.0.0.0 with --insecure: %v", err)
+	}
 	if _, err := mailbus.New(mailbus.Config{NATSListen: "0.0.0.0:4222"}); err == nil || !strings.Contains(err.Error(), "plaintext") {
 		t.Errorf("embedded NATS on 0.0.0.0 without --insecure: err = %v", err)
 	}

@@ -197,6 +197,11 @@ func (c *Config) setDefaults() error {
 	case "-":
 		c.MetricsListen = ""
 	}
+	if c.MetricsListen != "" && c.MetricsListen != "-" {
+		if _, err := grpctls.CheckListen(c.MetricsListen, c.TLS != nil, c.Insecure); err != nil {
+			return fmt.Errorf("pop3fetcher: --metrics-listen %w", err)
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

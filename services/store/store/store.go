@@ -189,6 +189,11 @@ func New(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: --listen %w", err)
 		}
 	}
+	if cfg.MetricsListen != "" && cfg.MetricsListen != "-" {
+		if _, err := grpctls.CheckListen(cfg.MetricsListen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("store: --metrics-listen %w", err)
+		}
+	}
 	if cfg.DatabaseURL == "" && cfg.DataDir == "" {
 		return nil, errors.New("store: give a data directory (--data) or a database URL (--database-url)")
 	}

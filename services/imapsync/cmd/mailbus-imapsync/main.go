@@ -84,12 +84,12 @@ Flags:
 		return 2
 	}
 	tlsServer := tlsFlags.Server()
-	tlsCfg, err := tlsServer.TLSConfig()
+	certs, err := tlsServer.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
 		return 2
 	}
-	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfig()
+	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfigWith(certs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-imapsync:", err)
 		return 2
@@ -101,7 +101,7 @@ Flags:
 	reg := prometheus.NewRegistry()
 	serving.RegisterProcessCollectors(reg)
 	s, err := imapsync.New(imapsync.Config{
-		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS, Registry: reg,
+		TLS: certs.TLSConfig(), Insecure: tlsServer.Insecure, StoreTLS: storeTLS, Registry: reg,
 		StoreAddr: *storeAddr, Token: token, Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		Timeout: *timeout, PollInterval: *pollInterval, WriteBackPoll: *wbPoll, ShutdownGrace: *grace, Logger: log,
 		Ownership: own, HostLimit: hostLimit, MaxMessageSize: *maxSize, IdleRestart: *idleRestart,
@@ -113,6 +113,9 @@ Flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// New connections get renewed certificates (SIGHUP or a change of the
+	// files); established ones keep theirs.
+	certs.Watch(ctx, grpctls.WatchOptions{Logger: log})
 	if err := s.Run(ctx); err != nil {
 		log.Error("imapsync failed", "err", err)
 		return 1

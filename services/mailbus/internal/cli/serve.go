@@ -76,11 +76,11 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 			cfg.ExactListSizes = append(cfg.ExactListSizes, h)
 		}
 	}
-	tlsCfg, err := f.tls.TLSConfig()
+	certs, err := f.tls.Load()
 	if err != nil {
 		return mailbus.Config{}, usagef("%v", err)
 	}
-	cfg.TLS, cfg.Insecure = tlsCfg, f.tls.Insecure
+	cfg.TLSCerts, cfg.Insecure = certs, f.tls.Insecure
 	if f.retention <= 0 {
 		return mailbus.Config{}, usagef("--change-log-retention %s: want more than 0", f.retention)
 	}

@@ -25,7 +25,9 @@ func TestServeWithMutualTLS(t *testing.T) {
 	ca, other := grpctlstest.NewCA(t, "mailbus"), grpctlstest.NewCA(t, "other")
 	storeCert, storeKey := ca.Issue("store")
 	cliCert, cliKey := ca.Issue("cli")
-	tlsCfg, err := grpctls.Server{CertFile: storeCert, KeyFile: storeKey, ClientCAFile: ca.File}.TLSConfig()
+	// As serve does: a reloadable certificate, which the fetchers inside
+	// the process pin (grpctls.PinnedTo).
+	certs, err := grpctls.Server{CertFile: storeCert, KeyFile: storeKey, ClientCAFile: ca.File}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func TestServeWithMutualTLS(t *testing.T) {
 	}
 	ready := make(chan mailbus.Info, 1)
 	srv, err := mailbus.New(mailbus.Config{
-		DataDir: filepath.Join(t.TempDir(), "data"), Listener: ln, MetricsListen: "-", TLS: tlsCfg,
+		DataDir: filepath.Join(t.TempDir(), "data"), Listener: ln, MetricsListen: "-", TLSCerts: certs,
 		AccountRefresh: 100 * time.Millisecond, Ready: func(i mailbus.Info) { ready <- i },
 	})
 	if err != nil {

@@ -98,18 +98,18 @@ Flags:
 		log.Warn("no API token (--token-file or MAILBUS_TOKEN): the store will refuse every call")
 	}
 	tlsServer := tlsFlags.Server()
-	tlsCfg, err := tlsServer.TLSConfig()
+	certs, err := tlsServer.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
 		return 2
 	}
-	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfig()
+	storeTLS, err := storeTLSFlags.Client(tlsServer).TLSConfigWith(certs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-pop3fetcher:", err)
 		return 2
 	}
 	cfg := pop3fetcher.Config{
-		TLS: tlsCfg, Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
+		TLS: certs.TLSConfig(), Insecure: tlsServer.Insecure, StoreTLS: storeTLS,
 		Store: *storeAddr, Token: token, Listen: *listen, MetricsListen: *metricsListen, Logger: log,
 		MaxMessageSize: *maxSize, Timeout: *timeout, Refresh: *refresh, PipelineWindow: int(*window),
 		SpoolDir: *spoolDir, NATSURL: *natsURL, Ownership: own, HostLimit: hostLimit,
@@ -138,6 +138,9 @@ Flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// New connections get renewed certificates (SIGHUP or a change of the
+	// files); established ones keep theirs.
+	certs.Watch(ctx, grpctls.WatchOptions{Logger: log})
 	if *once {
 		if err := f.RunOnce(ctx); err != nil {
 			log.Error("pass failed", "err", err)

@@ -70,12 +70,12 @@ Flags:
 		AdminTokenFile: *adminToken, ServiceTokenFile: *serviceToken,
 	}
 	tlsServer := tlsFlags.Server()
-	tlsCfg, err := tlsServer.TLSConfig()
+	certs, err := tlsServer.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
 		return 2
 	}
-	cfg.TLS, cfg.Insecure = tlsCfg, tlsServer.Insecure
+	cfg.TLS, cfg.Insecure = certs.TLSConfig(), tlsServer.Insecure
 	if cfg.OldSecretKeys, err = secretbox.LoadKeyFiles(*oldKeyFiles); err != nil {
 		fmt.Fprintln(os.Stderr, "mailbus-store:", err)
 		return 1
@@ -99,6 +99,9 @@ Flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// New connections get renewed certificates (SIGHUP or a change of the
+	// files); established ones keep theirs.
+	certs.Watch(ctx, grpctls.WatchOptions{Logger: log})
 	if err := s.Run(ctx); err != nil {
 		log.Error("store failed", "err", err)
 		return 1

@@ -1,0 +1,175 @@
+package blackbox
+
+import (
+	"context"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+
+	"github.com/mailbus/mailbus/pkg/apitoken"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/grpctls/grpctlstest"
+)
+
+// TestStoreReloadsCertificateOnSIGHUP: mailbus-store serving TLS gets new
+// certificate files and SIGHUP; a new connection sees the new
+// certificate, and a WatchChanges stream opened before keeps delivering.
+func TestStoreReloadsCertificateOnSIGHUP(t *testing.T) {
+	bin := buildStore(t)
+	ca := grpctlstest.NewCA(t, "mailbus")
+	firstCert, firstKey := ca.Issue("first")
+	secondCert, secondKey := ca.Issue("second")
+	tlsDir := t.TempDir()
+	certFile, keyFile := filepath.Join(tlsDir, "tls.crt"), filepath.Join(tlsDir, "tls.key")
+	copyFile(t, certFile, firstCert)
+	copyFile(t, keyFile, firstKey)
+	data := filepath.Join(t.TempDir(), "data")
+	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
+	p := startStore(t, bin, data, []string{"MAILBUS_SECRET_KEY=" + newKey()},
+		"--tls-cert", certFile, "--tls-key", keyFile, "--service-token-file", serviceTokenFile)
+	clientTLS, err := grpctls.Client{CAFile: ca.File}.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adminConn := dialStoreTLS(t, p.grpcAddr, clientTLS, "")
+	if _, err := healthpb.NewHealthClient(adminConn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("store not serving: %v\n%s", err, p.out)
+	}
+	adminToken, err := apitoken.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serviceToken, err := apitoken.ReadFile(serviceTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dialStoreTLS(t, p.grpcAddr, clientTLS, adminToken)
+	if name := presented(ctx, t, before); name != "first" {
+		t.Fatalf("before the reload the store presented %q", name)
+	}
+	created, err := mailbusv1.NewAccountServiceClient(before).CreateAccount(ctx, &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+		Name: "reload", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "127.0.0.1", Port: 1,
+		Security: mailbusv1.Security_SECURITY_NONE, Username: "u", Secret: "p",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := created.Account
+	stream, err := mailbusv1.NewSyncServiceClient(before).WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: acct.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("watch before the reload: %v", err)
+		}
+		if resp.CaughtUp {
+			break
+		}
+	}
+
+	copyFile(t, certFile, secondCert)
+	copyFile(t, keyFile, secondKey)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "TLS certificate reloaded")
+	after := dialStoreTLS(t, p.grpcAddr, clientTLS, serviceToken)
+	if name := presented(ctx, t, after); name != "second" {
+		t.Fatalf("a new connection after SIGHUP was presented %q, want the new certificate", name)
+	}
+	// The stream opened before the reload still delivers.
+	if _, err := mailbusv1.NewIngestServiceClient(after).ReportAccountStatus(ctx, &mailbusv1.ReportAccountStatusRequest{
+		AccountId: acct.Id, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || resp.GetEvent().GetAccountStatus().GetStatus().GetState() != mailbusv1.SyncState_SYNC_STATE_IDLE {
+		t.Fatalf("stream opened before the reload: %v, %v; want the account.status event", resp, err)
+	}
+	if name := presented(ctx, t, before); name != "first" {
+		t.Fatalf("the connection made before the reload now reports %q", name)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup's wait
+		t.Fatalf("the store exited after SIGHUP: %v", err)
+	default:
+	}
+}
+
+func copyFile(t *testing.T, dst, src string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst+".new", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dst+".new", dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dialStoreTLS(t *testing.T, addr string, cfg *tls.Config, token string) *grpc.ClientConn {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if token != "" {
+		opts = append(opts, apitoken.DialOption(token))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// presented returns the common name of the certificate the server
+// presented on conn.
+func presented(ctx context.Context, t *testing.T, conn *grpc.ClientConn) string {
+	t.Helper()
+	var p peer.Peer
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
+		t.Fatalf("health check: %v", err)
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		t.Fatal("no TLS peer certificate")
+	}
+	return info.State.PeerCertificates[0].Subject.CommonName
+}
+
+// waitLog waits until the store's output holds s (the process writes it
+// to a buffer, which has no notification: it is read every 10 ms).
+func (p *storeProc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(p.out.String(), s) {
+		select {
+		case err := <-p.done:
+			p.done <- err // for the cleanup's wait
+			t.Fatalf("store exited waiting for %q: %v\n%s", s, err, p.out)
+		case <-deadline:
+			t.Fatalf("no %q in the store's output:\n%s", s, p.out)
+		case <-tick.C:
+		}
+	}
+}
