@@ -219,8 +219,12 @@ func (w *account) checkFolder(ctx context.Context, f *folder) (newMail bool, err
 		}
 		return false, fmt.Errorf("imapsync: STATUS %s: %w", f.name, err)
 	}
+	// The server's count includes the messages left on it that the store
+	// does not hold (f.absent), as delta's expunge check counts them: a
+	// folder with one would otherwise be synced at every check and, IDLEd,
+	// count as new mail its IDLE did not carry.
 	newMail = sd.UIDValidity != f.st.Uidvalidity || uint32(sd.UIDNext) != f.st.SyncedUidnext ||
-		(f.known != nil && sd.NumMessages != nil && int(*sd.NumMessages) != len(f.known))
+		(f.known != nil && sd.NumMessages != nil && int(*sd.NumMessages) != len(f.known)+len(f.absent))
 	if !newMail && sd.HighestModSeq == f.st.SyncedHighestmodseq {
 		w.fresh.check(f.name, start)
 		return false, nil

@@ -1,6 +1,7 @@
 package imapsync_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +84,48 @@ func TestDovecotPolledFolderChangesTwice(t *testing.T) {
 		waitFor(t, "new mail in the polled folder", func() bool {
 			return sameView(serverFolder(t, tp, "Archive"), e.storeFolder(t, a.Id, "Archive")) == nil
 		})
+	}
+}
+
+// TestDovecotLargeMessageNotTakenForNoPush: the IDLEd INBOX and a polled
+// folder each hold a message above MaxMessageSize, left on the server
+// and not in the store. The STATUS check of INBOX after a silent poll
+// interval counts the server's messages against the store's and those
+// left on the server, as the sync does; counted against the store's
+// alone, every check found "new mail" that IDLE had not carried, synced
+// the folder again, and after noPushAfter checks took Dovecot, whose IDLE
+// pushes, for a server whose IDLE never does and stopped IDLEing.
+func TestDovecotLargeMessageNotTakenForNoPush(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	for _, folder := range []string{"INBOX", "Archive"} {
+		deliver(t, s, folder, 1)
+		large := append(testMessage(100, folder), strings.Repeat("large body line\r\n", 8<<10)...)
+		if err := s.Deliver("alice", folder, large); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := startIdleProxy(t, s.IMAPAddr(), false)
+	a := e.createAccount(t, proxy.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Second)
+	})
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) {
+		c.IdleRestart = time.Hour
+		c.MaxMessageSize = 64 << 10
+		c.Registry = reg
+	})
+	waitFor(t, "the small messages synced", func() bool {
+		return len(e.storeFolder(t, a.Id, "INBOX")) == 1 && len(e.storeFolder(t, a.Id, "Archive")) == 1
+	})
+	// Each silent poll interval ends INBOX's IDLE, has INBOX checked and
+	// IDLEs again: six IDLE commands are five checks, more than
+	// noPushAfter. A server taken for one that does not push is IDLEd
+	// no more.
+	waitFor(t, "IDLE issued again after silent poll intervals", func() bool {
+		return proxy.idles.Load() >= 6 || metricValue(t, reg, "mailbus_imapsync_idle_no_push_total") > 0
+	})
+	if n := metricValue(t, reg, "mailbus_imapsync_idle_no_push_total"); n != 0 {
+		t.Errorf("Dovecot, whose IDLE pushes, taken %v times for a server whose IDLE never pushes", n)
 	}
 }

@@ -32,6 +32,13 @@ var idleCommand = regexp.MustCompile(`(?i)^(\S+) IDLE\r\n$`)
 
 func startNoPushProxy(t testing.TB, upstream string) *noPushProxy {
 	t.Helper()
+	return startIdleProxy(t, upstream, true)
+}
+
+// startIdleProxy is startNoPushProxy that drops the pushes only when
+// dropPushes is set; without, it only counts the IDLE commands.
+func startIdleProxy(t testing.TB, upstream string, dropPushes bool) *noPushProxy {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +91,7 @@ func startNoPushProxy(t testing.TB, upstream string) *noPushProxy {
 					line, err := r.ReadString('\n')
 					mu.Lock()
 					tag := idleTag
-					drop := tag != "" && strings.HasPrefix(line, "* ") && !strings.HasPrefix(line, "* BYE")
+					drop := dropPushes && tag != "" && strings.HasPrefix(line, "* ") && !strings.HasPrefix(line, "* BYE")
 					if tag != "" && strings.HasPrefix(line, tag+" ") {
 						idleTag = ""
 					}
