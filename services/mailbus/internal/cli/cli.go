@@ -49,6 +49,10 @@ type IO struct {
 	// directory, for the commands the demo prints (ProgramName); empty
 	// means "mailbus".
 	Program string
+	// ProcessArgs, when set, are the process's own arguments (os.Args):
+	// the value of a --token there is overwritten after parsing, so that
+	// ps and /proc/<pid>/cmdline stop showing it to other users.
+	ProcessArgs []string
 }
 
 // ProgramName returns how to run this binary again from the current
@@ -161,6 +165,9 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 		},
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
+	// Runs after the flags are parsed, before any command (none has a
+	// persistent hook of its own).
+	root.PersistentPreRun = func(*cobra.Command, []string) { a.hideTokenArg() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
 	pf := root.PersistentFlags()
 	a.stringVar(pf, &a.server, "server", "MAILBUS_SERVER", DefaultServer, "the store's gRPC address (host:port)")
@@ -176,7 +183,7 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 	a.stringVar(pf, &a.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
 	a.stringVar(pf, &a.tls.ServerName, "tls-server-name", "MAILBUS_TLS_SERVER_NAME", "", "name the store's certificate must carry, when not the host of --server")
 	// No env default shown for --token: --help must not print a secret.
-	pf.StringVar(&a.token, "token", "", "the API token (env MAILBUS_TOKEN); default the admin token of a local 'mailbus serve', "+defaultTokenFile+" (or $MAILBUS_DATA/admin.token)")
+	pf.StringVar(&a.token, "token", "", "the API token (env MAILBUS_TOKEN); default the admin token of a local 'mailbus serve', "+defaultTokenFile+" (or $MAILBUS_DATA/admin.token). Other users can see a --token in ps while the command starts: prefer --token-file or MAILBUS_TOKEN")
 	a.stringVar(pf, &a.tokenFile, "token-file", "MAILBUS_TOKEN_FILE", "", "read the API token from this file")
 
 	root.AddCommand(
