@@ -27,7 +27,7 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout fuzz clean
+.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout bench-churn fuzz clean
 
 all: lint test
 
@@ -105,7 +105,7 @@ fuzz:
 	done
 
 BENCH_TIME ?= 1x
-bench: bench-pop3 bench-scaleout
+bench: bench-pop3 bench-scaleout bench-churn
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -timeout 60m $(PACKAGES)
 
 # Full keep-mode POP3 fetch of a 10,000-message / 850 MB maildrop from
@@ -118,6 +118,12 @@ bench-pop3:
 SCALEOUT_ACCOUNTS ?= 200
 bench-scaleout:
 	MAILBUS_SCALEOUT_ACCOUNTS=$(SCALEOUT_ACCOUNTS) $(GO) test -count=1 -v -run '^TestScaleOut$$' -timeout 30m ./tests/scaleout/
+
+# The randomized two-way churn test (TestDovecotChurn) for CHURN_DURATION
+# instead of make test's 20 s; MAILBUS_CHURN_SEED=<n> replays a run.
+CHURN_DURATION ?= 5m
+bench-churn:
+	MAILBUS_CHURN_DURATION=$(CHURN_DURATION) $(GO) test -count=1 -v -run '^TestDovecotChurn$$' -timeout 30m ./services/imapsync/imapsync/
 
 clean:
 	rm -rf $(BIN)
