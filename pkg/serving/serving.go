@@ -65,6 +65,9 @@ type Config struct {
 	// Insecure allows plaintext gRPC and metrics on a non-loopback
 	// address; it is logged as a warning at every start.
 	Insecure bool
+	// Web, when set, serves the listener through net/http, so that the
+	// services answer Connect and gRPC-Web as well as gRPC (see Web).
+	Web *Web
 }
 
 // Server is a service's gRPC and metrics endpoints.
@@ -125,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
 		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
 	}
-	if cfg.TLS != nil {
+	if cfg.TLS != nil && cfg.Web == nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	opts = append(opts, cfg.ServerOptions...)
@@ -178,7 +181,17 @@ func (s *Server) MetricsAddr() net.Addr {
 // (streams are cancelled), and returns.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
-	if s.lis != nil {
+	var webSrv *http.Server
+	switch {
+	case s.lis != nil && s.cfg.Web != nil:
+		var err error
+		if webSrv, err = s.webServer(); err != nil {
+			s.lis.Close()
+			return err
+		}
+		lis := webListener(s.lis, s.cfg.TLS)
+		go func() { errc <- serveWeb(webSrv, lis) }()
+	case s.lis != nil:
 		go func() { errc <- s.GRPC.Serve(s.lis) }()
 	}
 	var httpSrv *http.Server
@@ -200,13 +213,19 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("serving", "grpc", addrString(s.Addr()), "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()), "metrics_tls", s.cfg.TLS != nil && s.metricsLn != nil)
+	s.log.Info("serving", "grpc", addrString(s.Addr()), "connect", webSrv != nil, "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()), "metrics_tls", s.cfg.TLS != nil && s.metricsLn != nil)
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
 	s.Health.Shutdown()
+	if webSrv != nil {
+		if !stopWeb(webSrv, s.cfg.ShutdownTimeout) {
+			s.log.Warn("graceful stop timed out; closing open calls")
+		}
+		s.GRPC.Stop()
+	}
 	stopped := make(chan struct{})
 	go func() { s.GRPC.GracefulStop(); close(stopped) }()
 	select {

@@ -127,6 +127,8 @@ type storeOpts struct {
 	pruneInterval  time.Duration
 	// keepalive: store.Config.Keepalive.
 	keepalive time.Duration
+	// corsOrigins: store.Config.CORSOrigins.
+	corsOrigins []string
 	// beforeStart sees the fresh database's config before the store opens
 	// it.
 	beforeStart func(t testing.TB, cfg db.Config)
@@ -223,6 +225,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		Retention:         o.retention,
 		PruneInterval:     o.pruneInterval,
 		Keepalive:         o.keepalive,
+		CORSOrigins:       o.corsOrigins,
 		WatchPollInterval: 50 * time.Millisecond,
 		Logger:            testLogger(t),
 		Registry:          e.reg,

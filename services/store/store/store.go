@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
@@ -58,9 +57,6 @@ const (
 // Keepalive of client connections (Config.Keepalive).
 const (
 	DefaultKeepalive = time.Minute
-	// clientPingMin is the shortest keepalive interval a client may use
-	// (more frequent pings close its connection).
-	clientPingMin = 20 * time.Second
 )
 
 // devKey is the fixed key of --dev mode: secrets are encrypted, but with a
@@ -70,7 +66,7 @@ var devKey = []byte("mailbus-dev-mode-key-NOT-SECRET!")
 // Config configures the store. The zero value of each field means its
 // default; SecretKey (or Dev) is required.
 type Config struct {
-	// Listen is the gRPC address.
+	// Listen is the API address: gRPC, Connect and gRPC-Web.
 	Listen string
 	// Listener, when set, is used instead of Listen.
 	Listener net.Listener
@@ -81,6 +77,9 @@ type Config struct {
 	// a non-loopback Listen unless Insecure is set.
 	TLS      *tls.Config
 	Insecure bool
+	// CORSOrigins are the browser origins allowed to call the API from
+	// other origins ("*": any); empty allows none.
+	CORSOrigins []string
 	// NATSURL is the NATS server; empty means no relay: events wait in the
 	// outbox until a store with NATS runs.
 	NATSURL string
@@ -240,9 +239,10 @@ func (s *Store) Run(ctx context.Context) error {
 			reject.ServerOption(),
 			grpc.ChainUnaryInterceptor(authn.UnaryInterceptor()),
 			grpc.ChainStreamInterceptor(authn.StreamInterceptor()),
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.Keepalive, Timeout: cfg.Keepalive}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientPingMin, PermitWithoutStream: true}),
 		},
+		// gRPC, Connect and gRPC-Web on the one port, all through the
+		// same grpc.Server and its interceptors (decision 0031).
+		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

@@ -1,0 +1,216 @@
+package serving
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/vanguard"
+	"connectrpc.com/vanguard/vanguardgrpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Web configures serving the gRPC listener through net/http (Config.Web):
+// besides gRPC, the same services answer Connect (JSON and binary) and
+// gRPC-Web, over HTTP/1.1 and HTTP/2 (h2c in plaintext, ALPN with TLS).
+// vanguard translates each Connect or gRPC-Web call into a gRPC call to
+// the very same grpc.Server (its ServeHTTP), so every call goes through
+// the same interceptors and handlers whatever its protocol.
+type Web struct {
+	// CORSOrigins are the browser origins allowed to call the API from
+	// another origin ("*" allows any); empty answers no CORS request.
+	CORSOrigins []string
+	// Keepalive is how long a connection may be silent before the server
+	// pings it; one that does not answer within Keepalive more is closed
+	// (with its streams). 0 sends no pings. (grpc.KeepaliveParams does
+	// not apply: grpc-go's transport is not the one serving.)
+	Keepalive time.Duration
+}
+
+// corsAllowedHeaders are the request headers a browser may send: the
+// bearer token, and those of the Connect and gRPC-Web protocols.
+var corsAllowedHeaders = []string{
+	"Authorization", "Content-Type", "Content-Encoding", "Accept-Encoding",
+	"Connect-Protocol-Version", "Connect-Timeout-Ms", "Connect-Content-Encoding", "Connect-Accept-Encoding",
+	"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent",
+}
+
+// corsExposedHeaders are the response headers a browser script may read:
+// the status and trailers of gRPC-Web and Connect streaming.
+var corsExposedHeaders = []string{
+	"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin",
+	"Content-Encoding", "Connect-Content-Encoding",
+}
+
+// webServer builds the HTTP server of the gRPC listener: the vanguard
+// transcoder of the grpc.Server (all services registered by now), behind
+// the CORS rules.
+func (s *Server) webServer() (*http.Server, error) {
+	transcoder, err := vanguardgrpc.NewTranscoder(s.GRPC, vanguard.WithCodec(newJSONCodec))
+	if err != nil {
+		return nil, fmt.Errorf("serving: %s: connect transcoder: %w", s.cfg.Name, err)
+	}
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	if s.cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	w := s.cfg.Web
+	return &http.Server{
+		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(transcoder)),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: w.Keepalive,
+			PingTimeout:     w.Keepalive,
+			// As grpc-go's own transport: calls on a connection are
+			// bounded by the server's per-stream work, not by a low count.
+			MaxConcurrentStreams: 1000,
+		},
+		ErrorLog: nil,
+	}, nil
+}
+
+// jsonCodec is vanguard's JSON codec with a body that is not JSON of the
+// method's request (a syntax error, a string where a number goes) answered
+// as INVALID_ARGUMENT naming the field, as RejectMalformed does for
+// protobuf, instead of UNKNOWN. Unknown fields are ignored, as Connect
+// and protobuf do, so that an older store serves a newer client.
+type jsonCodec struct{ *vanguard.JSONCodec }
+
+func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
+	return jsonCodec{vanguard.NewJSONCodec(res)}
+}
+
+func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {
+	if err := c.JSONCodec.Unmarshal(data, msg); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("malformed request: not valid JSON of the method's request: %w", err))
+	}
+	return nil
+}
+
+// webListener wraps lis in TLS when the server has it, offering HTTP/2 and
+// HTTP/1.1 by ALPN. A configuration that hands out another per handshake
+// (GetConfigForClient: certificates reloaded by pkg/grpctls) gets the same
+// protocols added to each one it returns.
+func webListener(lis net.Listener, cfg *tls.Config) net.Listener {
+	if cfg == nil {
+		return lis
+	}
+	return tls.NewListener(lis, withALPN(cfg))
+}
+
+// webProtos are the ALPN protocols of the web listener, best first.
+var webProtos = []string{"h2", "http/1.1"}
+
+func withALPN(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	c.NextProtos = webProtos
+	if base := cfg.GetConfigForClient; base != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			got, err := base(hello)
+			if err != nil || got == nil {
+				return got, err
+			}
+			got = got.Clone()
+			got.NextProtos = webProtos
+			return got, nil
+		}
+	}
+	return c
+}
+
+// cors answers the cross-origin requests of browsers from the listed
+// origins: a preflight (OPTIONS with Access-Control-Request-Method) gets
+// the methods and headers allowed, the Authorization header among them;
+// a call gets Access-Control-Allow-Origin and the headers it may read. A
+// request from an origin not listed gets no CORS header (the browser then
+// refuses it), and its preflight is refused with 403.
+func cors(origins []string, next http.Handler) http.Handler {
+	if len(origins) == 0 {
+		return next
+	}
+	anyOrigin := slices.Contains(origins, "*")
+	allowed := func(origin string) bool {
+		return anyOrigin || slices.Contains(origins, origin)
+	}
+	allowHeaders := strings.Join(corsAllowedHeaders, ", ")
+	exposeHeaders := strings.Join(corsExposedHeaders, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+		if !allowed(origin) {
+			if preflight {
+				http.Error(w, "origin not allowed", http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+		if preflight {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", allowHeaders)
+			h.Set("Access-Control-Max-Age", "7200")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.Set("Access-Control-Expose-Headers", exposeHeaders)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// connectUnaryByDefault marks a POST of application/json or
+// application/proto without Connect-Protocol-Version as Connect: vanguard
+// takes it for REST, which the services do not map (no google.api.http
+// rules), and would answer 404, while connect-go servers accept it as
+// Connect. So curl needs no more than the content type.
+func connectUnaryByDefault(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" {
+			switch ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) {
+			case "application/json", "application/proto":
+				r.Header.Set("Connect-Protocol-Version", "1")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveWeb serves lis with hs until it fails or is shut down.
+func serveWeb(hs *http.Server, lis net.Listener) error {
+	if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving: %w", err)
+	}
+	return nil
+}
+
+// stopWeb stops hs gracefully within timeout: no new calls, the running
+// ones finish (the service ends its streams when its context ends), then
+// the rest are closed.
+func stopWeb(hs *http.Server, timeout time.Duration) (graceful bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := hs.Shutdown(ctx); err != nil {
+		hs.Close()
+		return false
+	}
+	return true
+}
