@@ -181,6 +181,7 @@ func (w *account) takeDirty() []string {
 func (w *account) run(ctx context.Context) {
 	defer w.s.register(w)()
 	defer w.s.fresh.add(w.a.Id, w.fresh)()
+	defer w.forgetState()
 	w.token = ownership.TokenFromContext(ctx)
 	if !w.claim(ctx) {
 		return
@@ -233,6 +234,15 @@ func (w *account) run(ctx context.Context) {
 		if !backoff.Sleep(ctx, d) {
 			return
 		}
+	}
+}
+
+// forgetState takes the account out of the accounts gauge as its worker
+// ends (the account deleted or updated, or worked by another replica):
+// report counts it in the state it last reported.
+func (w *account) forgetState() {
+	if w.lastStatus != nil {
+		w.s.metrics.accounts.WithLabelValues(stateLabel(w.lastStatus.State)).Dec()
 	}
 }
 
