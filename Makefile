@@ -27,7 +27,7 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout bench-churn fuzz clean
+.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout bench-churn bench-initial-sync fuzz clean
 
 all: lint test
 
@@ -105,7 +105,7 @@ fuzz:
 	done
 
 BENCH_TIME ?= 1x
-bench: bench-pop3 bench-scaleout bench-churn
+bench: bench-pop3 bench-scaleout bench-churn bench-initial-sync
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -timeout 60m $(PACKAGES)
 
 # Full keep-mode POP3 fetch of a 10,000-message / 850 MB maildrop from
@@ -113,6 +113,13 @@ bench: bench-pop3 bench-scaleout bench-churn
 POP3BENCH_FLAGS ?=
 bench-pop3:
 	$(GO) run ./tests/pop3bench $(POP3BENCH_FLAGS)
+
+# Initial sync side by side on one corpus (issue 11): mailbus serve, mbsync
+# and mpop (apt-get installed if missing), a bare client; tmpfs and disk.
+# A Markdown table; MAILBUS_BENCH_MESSAGES=2000 for a quick run (see
+# tests/syncbench).
+bench-initial-sync:
+	MAILBUS_BENCH_INITIAL_SYNC=1 $(GO) test -count=1 -run='^$$' -bench='^BenchmarkSideBySide$$' -benchtime=1x -timeout 120m ./tests/syncbench/
 
 # tests/scaleout with 200 IMAP and 200 POP3 accounts (make test runs 50).
 SCALEOUT_ACCOUNTS ?= 200
