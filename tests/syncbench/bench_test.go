@@ -1,6 +1,7 @@
 package syncbench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -85,6 +86,7 @@ func envOr(name, def string) string {
 // row is one line of the table: one tool on one case and storage.
 type row struct {
 	caseName, storage, tool, durability string
+	key                                 string // the case in metric names: imap-10000
 	m                                   measure
 	err                                 error
 	mailbus                             bool
@@ -104,8 +106,8 @@ type row struct {
 // MAILBUS_BENCH_SMALL_MESSAGES (default a fifth of it),
 // MAILBUS_BENCH_CASES (imap,imap-small,imaps,pop3), MAILBUS_BENCH_STORAGE
 // (tmpfs,disk), MAILBUS_BENCH_TMPFS_DIR (/dev/shm), MAILBUS_BENCH_DISK_DIR
-// (/var/tmp), MAILBUS_BENCH_RUNS (1; the run with the median wall time is
-// shown).
+// (/var/tmp), MAILBUS_BENCH_RUNS (1; each tool's run with the median wall
+// time is shown, the runs of a case's tools interleaved).
 func BenchmarkSideBySide(b *testing.B) {
 	if os.Getenv("MAILBUS_BENCH_INITIAL_SYNC") != "1" {
 		b.Skip("run by make bench-initial-sync (MAILBUS_BENCH_INITIAL_SYNC=1): it may apt-get install isync and mpop, and takes minutes")
@@ -182,8 +184,18 @@ func BenchmarkSideBySide(b *testing.B) {
 		if c.t.protocol == "pop3" {
 			bare, bareName = barePOP3, "bare pkg/pop3 RETR pipelined (stores nothing)"
 		}
-		m, err := median(cfg.runs, func() (measure, error) { return bare(ctx, c.t) })
-		rows = append(rows, row{caseName: caseName, storage: "–", tool: bareName, durability: "–", m: m, err: err})
+		var bareRuns []measure
+		var bareErr error
+		for range cfg.runs {
+			m, err := bare(ctx, c.t)
+			if err != nil {
+				bareErr = err
+				b.Errorf("%s, %s: %v", caseName, bareName, err)
+				break
+			}
+			bareRuns = append(bareRuns, m)
+		}
+		rows = append(rows, row{caseName: caseName, key: name + "-" + strconv.Itoa(c.stats.messages), storage: "–", tool: bareName, durability: "–", m: median(bareRuns), err: bareErr})
 
 		for _, st := range cfg.storages {
 			type tool struct {
@@ -202,48 +214,63 @@ func BenchmarkSideBySide(b *testing.B) {
 				tools = append(tools, tool{"mpop " + version("mpop", "--version"), "fsync per message (always)", false,
 					func(dir string) (measure, error) { return mpop(ctx, c.t, dir) }})
 			}
-			tools = append(tools, tool{"mailbus serve", "fsync per commit (always)", true,
+			tools = append(tools, tool{"mailbus serve", "fsync per batch commit and per body file ≥ 32 KiB (always)", true,
 				func(dir string) (measure, error) { return mailbusServe(ctx, bin, c.t, dir) }})
-			for _, tl := range tools {
-				m, err := median(cfg.runs, func() (measure, error) {
-					dir, err := os.MkdirTemp(st.dir, "syncbench-")
-					if err != nil {
-						return measure{}, err
+			// Run i of every tool, then run i+1: a change of the machine's
+			// load during the case then falls on every tool alike.
+			results := make([][]measure, len(tools))
+			errs := make([]error, len(tools))
+			for range cfg.runs {
+				for i, tl := range tools {
+					if errs[i] != nil {
+						continue
 					}
-					defer os.RemoveAll(dir)
-					// Write back what earlier runs left dirty, so that no
-					// run pays for another's writes.
-					syscall.Sync()
-					return tl.run(dir)
-				})
-				if err != nil {
-					b.Errorf("%s, %s, %s: %v", caseName, st.name, tl.name, err)
+					m, err := runIn(st.dir, tl.run)
+					if err != nil {
+						errs[i] = err
+						b.Errorf("%s, %s, %s: %v", caseName, st.name, tl.name, err)
+						continue
+					}
+					b.Logf("  %-6s %-34s %s", st.name, tl.name, m)
+					results[i] = append(results[i], m)
 				}
-				b.Logf("  %-6s %-34s %s", st.name, tl.name, m)
-				rows = append(rows, row{caseName: caseName, storage: st.name + " (" + st.dir + ")", tool: tl.name, durability: tl.durability, m: m, err: err, mailbus: tl.mailbus})
+			}
+			for i, tl := range tools {
+				rows = append(rows, row{caseName: caseName, key: name + "-" + strconv.Itoa(c.stats.messages), storage: st.name + " (" + st.dir + ")",
+					tool: tl.name, durability: tl.durability, m: median(results[i]), err: errs[i], mailbus: tl.mailbus})
 			}
 		}
 	}
 	b.StopTimer()
 	loadAfter := loadAverage()
 
-	fmt.Print(markdown(rows, began, loadBefore, loadAfter, s))
+	fmt.Print(markdown(rows, cfg.runs, began, loadBefore, loadAfter, s))
 	report(b, rows)
 }
 
-// median runs fn n times and returns the run with the median wall time
-// (the first error ends it).
-func median(n int, fn func() (measure, error)) (measure, error) {
-	var ms []measure
-	for range n {
-		m, err := fn()
-		if err != nil {
-			return m, err
-		}
-		ms = append(ms, m)
+// runIn runs a tool writing into a new directory under root, removed
+// afterwards.
+func runIn(root string, run func(dir string) (measure, error)) (measure, error) {
+	dir, err := os.MkdirTemp(root, "syncbench-")
+	if err != nil {
+		return measure{}, err
 	}
-	slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
-	return ms[len(ms)/2], nil
+	defer os.RemoveAll(dir)
+	// Write back what earlier runs left dirty, so that no run pays for
+	// another's writes.
+	syscall.Sync()
+	return run(dir)
+}
+
+// median is the run with the median wall time (the slower of the two
+// middle ones for an even count); zero for none.
+func median(ms []measure) measure {
+	if len(ms) == 0 {
+		return measure{}
+	}
+	ms = slices.Clone(ms)
+	slices.SortFunc(ms, func(a, b measure) int { return cmp.Compare(a.wall, b.wall) })
+	return ms[len(ms)/2]
 }
 
 func (m measure) String() string {
@@ -265,14 +292,20 @@ func rssString(m measure) string {
 }
 
 // markdown is the table, ready to paste into the README.
-func markdown(rows []row, began time.Time, loadBefore, loadAfter float64, s *dovecottest.Server) string {
+func markdown(rows []row, runs int, began time.Time, loadBefore, loadAfter float64, s *dovecottest.Server) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "\nInitial sync side by side (`make bench-initial-sync`), %s UTC; %d CPUs (%s), load average %.1f at the start, %.1f at the end; Dovecot %s on loopback (its mail on %s).\n\n",
-		began.Format("2006-01-02 15:04"), runtime.NumCPU(), host, loadBefore, loadAfter, version("dovecot", "--version"), s.Dir)
+	fmt.Fprintf(&b, "\nInitial sync side by side (`make bench-initial-sync`), %s UTC; %d CPUs (%s), load average %.1f at the start, %.1f at the end; Dovecot %s on loopback (its mail on %s); each figure the run with the median wall time of %d.\n\n",
+		began.Format("2006-01-02 15:04"), runtime.NumCPU(), host, loadBefore, loadAfter, version("dovecot", "--version"), s.Dir, runs)
 	b.WriteString("| case | storage | tool | durability | wall | CPU | peak RSS | mailbus ÷ tool (wall / CPU / RSS) |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	lastCase := ""
 	for _, r := range rows {
+		caseName := r.caseName
+		if caseName == lastCase {
+			caseName = "" // one case's rows follow each other
+		}
+		lastCase = r.caseName
 		wall := fmt.Sprintf("%.2f s", r.m.wall.Seconds())
 		if r.err != nil {
 			wall = "failed"
@@ -285,7 +318,7 @@ func markdown(rows []row, began time.Time, loadBefore, loadAfter float64, s *dov
 		if r.mailbus {
 			tool = "**" + tool + "**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.caseName, r.storage, tool, r.durability, wall, cpuString(r.m), rssString(r.m), ratio)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", caseName, r.storage, tool, r.durability, wall, cpuString(r.m), rssString(r.m), ratio)
 	}
 	b.WriteString("\nCPU is user + system time of the tool's process and its children (wait4); peak RSS is ru_maxrss under GNU time for mbsync and mpop, VmHWM for `mailbus serve`. `mailbus serve` is timed from its start until the account added with `mailbus account add` is idle with every message stored; its CPU and RSS are the whole server's (store, fetchers, embedded NATS, SQLite). The bare client runs inside the benchmark process (wall time only). For the bare client the mailbus ratio is to mailbus on tmpfs.\n")
 	return b.String()
@@ -339,8 +372,7 @@ func report(b *testing.B, rows []row) {
 		} else if strings.Contains(r.tool, "FSync no") {
 			tool += "-nofsync"
 		}
-		caseKey := key(strings.SplitN(r.caseName, ",", 2)[0])
-		k := caseKey + "-" + key(storage) + "-" + tool
+		k := r.key + "-" + key(storage) + "-" + tool
 		b.ReportMetric(r.m.wall.Seconds(), k+"-wall-s")
 		if r.m.cpu > 0 {
 			b.ReportMetric(r.m.cpu.Seconds(), k+"-cpu-s")

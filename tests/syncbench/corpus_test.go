@@ -88,6 +88,14 @@ type corpusStats struct {
 // (INBOX) and the first small ones for smallUser (in folders) into
 // Dovecot's Maildirs. A user with no case to run gets nothing.
 func deliverCorpus(s *dovecottest.Server, n, small int, imap, pop3 bool) (big, smallStats corpusStats, err error) {
+	// Every folder exists, even one too small to get a message.
+	for _, f := range folders[1:] {
+		for _, user := range []string{imapUser, smallUser} {
+			if err := s.CreateMailbox(user, f.name); err != nil {
+				return big, smallStats, fmt.Errorf("create %s of %s: %w", f.name, user, err)
+			}
+		}
+	}
 	for i := range n {
 		m := corpusMessage(i)
 		if imap {
