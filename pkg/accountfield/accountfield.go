@@ -12,8 +12,10 @@
 //     POP3 USER command early and start another ("victim\r\nDELE 1").
 //   - The host is an IP address or a host name in ASCII: labels of letters,
 //     digits, '-' and '_' of at most 63 bytes, not starting or ending with
-//     '-', at most 253 bytes in all, an optional final dot. An
-//     internationalised name goes in its xn-- form.
+//     '-', the last not all digits ("127.1" is no host name, and resolvers
+//     disagree on the address it is), at most 253 bytes in all, an
+//     optional final dot. An internationalised name goes in its xn-- form.
+//     An IPv6 address's zone has no space, '/' or '%'.
 //   - The name is not all digits: the command-line client takes an account
 //     by id or by name, and an all-digit name would read as an id.
 package accountfield
@@ -66,7 +68,10 @@ func CheckHost(host string) error {
 	if host == "" {
 		return &Error{Field: "host", Reason: "required"}
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if z := addr.Zone(); strings.ContainsAny(z, " /%") {
+			return &Error{Field: "host", Reason: fmt.Sprintf("%q has an IPv6 zone %q that is not an interface name", host, z)}
+		}
 		return nil
 	}
 	if reason := hostNameProblem(host); reason != "" {
@@ -84,7 +89,15 @@ func hostNameProblem(name string) string {
 	if len(name) > MaxHostLen {
 		return fmt.Sprintf("longer than %d bytes", MaxHostLen)
 	}
-	for _, label := range strings.Split(name, ".") {
+	labels := strings.Split(name, ".")
+	if last := labels[len(labels)-1]; last != "" && strings.Trim(last, "0123456789") == "" {
+		// RFC 1123 section 2.1: a host name's last label is not all
+		// digits. "127.1" or "010.0.0.1" is an IP address that resolvers
+		// read differently (as 127.0.0.1, or 8.0.0.1 in octal), or not at
+		// all.
+		return "its last label is all digits, yet it is not an IP address (write one in full, as 192.0.2.1)"
+	}
+	for _, label := range labels {
 		switch {
 		case label == "":
 			return "an empty label"
