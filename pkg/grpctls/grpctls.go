@@ -249,7 +249,7 @@ func AddServerFlags(fs *pflag.FlagSet) *ServerFlags {
 		certFile:     envflag.String(fs, "tls-cert", "MAILBUS_TLS_CERT", "", "TLS certificate (PEM) of the gRPC server; with --tls-key turns TLS on, and is the client certificate when this service dials the store"),
 		keyFile:      envflag.String(fs, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert"),
 		clientCAFile: envflag.String(fs, "tls-client-ca", "MAILBUS_TLS_CLIENT_CA", "", "require gRPC clients to present a certificate signed by this CA (mutual TLS)"),
-		insecure:     envflag.Bool(fs, "insecure", "MAILBUS_INSECURE", false, "allow plaintext gRPC on a non-loopback --listen address (private networks only; logged as a warning)"),
+		insecure:     envflag.Bool(fs, "insecure", "MAILBUS_INSECURE", false, "allow plaintext gRPC and metrics on a non-loopback --listen or --metrics-listen address (private networks only; logged as a warning)"),
 	}
 }
 

@@ -51,7 +51,7 @@ func (a *app) addServeTLSFlags(c *cobra.Command, f *serveFlags) {
 	a.stringVar(fl, &f.tls.CertFile, "tls-cert", "MAILBUS_TLS_CERT", "", "TLS certificate (PEM) of the store's gRPC; with --tls-key turns TLS on")
 	a.stringVar(fl, &f.tls.KeyFile, "tls-key", "MAILBUS_TLS_KEY", "", "private key (PEM) of --tls-cert")
 	a.stringVar(fl, &f.tls.ClientCAFile, "tls-client-ca", "MAILBUS_TLS_CLIENT_CA", "", "require gRPC clients to present a certificate signed by this CA (mutual TLS)")
-	a.boolVar(fl, &f.tls.Insecure, "insecure", "MAILBUS_INSECURE", false, "allow plaintext gRPC on a non-loopback --listen address, and the embedded NATS (no TLS) on a non-loopback --nats-listen (private networks only; logged as a warning)")
+	a.boolVar(fl, &f.tls.Insecure, "insecure", "MAILBUS_INSECURE", false, "allow plaintext gRPC and metrics on a non-loopback --listen or --metrics-listen address, and the embedded NATS (no TLS) on a non-loopback --nats-listen (private networks only; logged as a warning)")
 }
 
 // serverConfig turns the flags into the server's configuration.
