@@ -981,21 +981,22 @@ func TestBadInput(t *testing.T) {
 			// Bytes that are not protobuf, to a unary method, a server
 			// stream and a client stream.
 			{"Malformed/GetAccount", func(ctx context.Context) error {
-				return invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, malformedProto)
+				return withMessage(invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, malformedProto), "malformed request")
 			}, codes.InvalidArgument, ""},
 			{"Malformed/UpdateFlags", func(ctx context.Context) error {
-				return invokeRaw(ctx, e.conn, "/mailbus.v1.MailboxService/UpdateFlags", false, malformedProto)
+				return withMessage(invokeRaw(ctx, e.conn, "/mailbus.v1.MailboxService/UpdateFlags", false, malformedProto), "malformed request")
 			}, codes.InvalidArgument, ""},
 			{"Malformed/WatchChanges", func(ctx context.Context) error {
-				return invokeRaw(ctx, e.conn, "/mailbus.v1.SyncService/WatchChanges", true, malformedProto)
+				return withMessage(invokeRaw(ctx, e.conn, "/mailbus.v1.SyncService/WatchChanges", true, malformedProto), "malformed request")
 			}, codes.InvalidArgument, ""},
 			{"Malformed/IngestMessages", func(ctx context.Context) error {
-				return invokeRaw(ctx, serviceConn, "/mailbus.v1.IngestService/IngestMessages", true, malformedProto)
+				return withMessage(invokeRaw(ctx, serviceConn, "/mailbus.v1.IngestService/IngestMessages", true, malformedProto), "malformed request")
 			}, codes.InvalidArgument, ""},
 			{"Malformed/wrong message type", func(ctx context.Context) error {
-				// A field 1 of the wrong wire type (a varint for the string
-				// account_id).
-				return invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, []byte{0x08, 0x01})
+				// The string account_id (field 1) not UTF-8. (A field 1 of
+				// the wrong wire type, a varint, is valid protobuf: an
+				// unknown field, and GetAccount then lacks account_id.)
+				return withMessage(invokeRaw(ctx, e.conn, "/mailbus.v1.AccountService/GetAccount", false, []byte{0x0a, 0x01, 0xff}), "malformed request")
 			}, codes.InvalidArgument, ""},
 		}
 		for _, c := range cases {
