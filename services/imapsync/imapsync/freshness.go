@@ -19,14 +19,17 @@ import (
 // poll interval is ended (DONE, NOOP) and its folder checked on the work
 // connection (checkFolder), then IDLE starts again. A server whose IDLE
 // never carries the new mail those checks find is detected after
-// noPushAfter such checks in a row, logged once, and its folders are
+// noPushAfter such checks with no update carried by any of its IDLEs in
+// between (a check that finds nothing does not count), logged once, and
+// its folders are
 // polled from then on (no IDLE connections for the account until its
 // worker restarts).
 
-// noPushAfter is how many checks in a row must find new mail (or
-// expunges) that the folder's IDLE did not carry before the server is
-// taken for one whose IDLE never pushes. A carried update resets the
-// count, so a push that only lost a race with a check never adds up.
+// noPushAfter is how many checks must find new mail (or expunges) that
+// the folder's IDLE did not carry before the server is taken for one whose
+// IDLE never pushes. An update any of the account's IDLEs carries resets
+// the count, so a push that only lost a race with a check never adds up; a
+// check that finds nothing leaves it as it is.
 const noPushAfter = 3
 
 // errNoPush ends the IDLE connections of an account whose server's IDLE
@@ -48,8 +51,9 @@ type freshness struct {
 	checked map[string]time.Time
 	// due holds the folders whose IDLE asked for a check.
 	due map[string]bool
-	// misses counts checks in a row of IDLEd folders that found new mail
-	// or expunges their IDLE had not carried.
+	// misses counts the checks of IDLEd folders, since an IDLE last
+	// carried an update, that found new mail or expunges their IDLE had
+	// not carried.
 	misses int
 	// noPush closes when the server's IDLE is found not to push.
 	noPush     chan struct{}
