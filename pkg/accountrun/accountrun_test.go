@@ -3,9 +3,14 @@ package accountrun
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
@@ -13,12 +18,23 @@ import (
 type fakeLister struct {
 	mu       sync.Mutex
 	accounts []*mailbusv1.Account
+	// listed, when set, gets a value at each list.
+	listed chan struct{}
 }
 
 func (f *fakeLister) ListAccounts(ctx context.Context, req *mailbusv1.ListAccountsRequest) (*mailbusv1.ListAccountsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &mailbusv1.ListAccountsResponse{Accounts: slices.Clone(f.accounts)}, nil
+	if f.listed != nil {
+		f.listed <- struct{}{}
+	}
+	var out []*mailbusv1.Account
+	for _, a := range f.accounts {
+		if req.Protocol == mailbusv1.Protocol_PROTOCOL_UNSPECIFIED || a.Protocol == req.Protocol {
+			out = append(out, a)
+		}
+	}
+	return &mailbusv1.ListAccountsResponse{Accounts: out}, nil
 }
 
 func (f *fakeLister) set(accts ...*mailbusv1.Account) {
@@ -90,4 +106,106 @@ func TestSupervisorFollowsAccounts(t *testing.T) {
 	cancel()
 	<-done
 	check("shutdown stops all", map[string]int{"1": 2, "2": 1})
+}
+
+func (f *fakeLister) GetAccount(ctx context.Context, req *mailbusv1.GetAccountRequest) (*mailbusv1.GetAccountResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.accounts {
+		if a.Id == req.AccountId {
+			return &mailbusv1.GetAccountResponse{Account: a}, nil
+		}
+	}
+	return nil, status.Error(codes.NotFound, "no such account")
+}
+
+// fakeChanges is a store's WatchAccounts: each stream answers ready, then
+// what is sent on answers.
+type fakeChanges struct {
+	answers chan *mailbusv1.WatchAccountsResponse
+}
+
+func (f *fakeChanges) WatchAccounts(ctx context.Context, in *mailbusv1.WatchAccountsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[mailbusv1.WatchAccountsResponse], error) {
+	return &fakeStream{ctx: ctx, f: f, ready: true}, nil
+}
+
+type fakeStream struct {
+	grpc.ClientStream
+	ctx   context.Context
+	f     *fakeChanges
+	ready bool
+}
+
+func (s *fakeStream) Recv() (*mailbusv1.WatchAccountsResponse, error) {
+	if s.ready {
+		s.ready = false
+		return &mailbusv1.WatchAccountsResponse{Ready: true}, nil
+	}
+	select {
+	case r := <-s.f.answers:
+		return r, nil
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+}
+
+// TestSupervisorFollowsAnnouncements: with lists only at the start (an
+// hour's refresh, no kick), announced accounts are started, restarted on
+// a new generation and stopped when gone.
+func TestSupervisorFollowsAnnouncements(t *testing.T) {
+	lister := &fakeLister{listed: make(chan struct{}, 16)}
+	changes := &fakeChanges{answers: make(chan *mailbusv1.WatchAccountsResponse)}
+	started := make(chan string, 16)
+	stopped := make(chan string, 16)
+	s := New(Config{
+		Accounts: lister,
+		Changes:  changes,
+		Protocol: mailbusv1.Protocol_PROTOCOL_IMAP,
+		Refresh:  time.Hour,
+		Work: func(ctx context.Context, a *mailbusv1.Account) {
+			started <- a.Id + "@" + strconv.FormatUint(a.Generation, 10)
+			<-ctx.Done()
+			stopped <- a.Id + "@" + strconv.FormatUint(a.Generation, 10)
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	expect := func(ch chan string, want string) {
+		t.Helper()
+		select {
+		case got := <-ch:
+			if got != want {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("nothing, want %s", want)
+		}
+	}
+	announce := func(ids ...string) {
+		changes.answers <- &mailbusv1.WatchAccountsResponse{AccountIds: ids}
+	}
+	// The list at the start, and the one once the stream is ready; there
+	// is no other (the refresh is an hour).
+	<-lister.listed
+	<-lister.listed
+	lister.set(&mailbusv1.Account{Id: "1", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 1})
+	announce("1")
+	expect(started, "1@1")
+	lister.set(&mailbusv1.Account{Id: "1", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 2},
+		&mailbusv1.Account{Id: "2", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Generation: 1})
+	announce("1", "2") // 2 is of another protocol: no worker
+	expect(stopped, "1@1")
+	expect(started, "1@2")
+	lister.set()
+	announce("1")
+	expect(stopped, "1@2")
+	if r := s.Running(); len(r) != 0 {
+		t.Errorf("running after the account was deleted: %v", r)
+	}
+	if n := len(lister.listed); n != 0 {
+		t.Errorf("%d lists after the start; want the announcements alone", n)
+	}
+	cancel()
+	<-done
 }

@@ -68,6 +68,22 @@ type env struct {
 	adminToken, serviceToken string
 	// dataDir is the store's data directory (its SQLite database).
 	dataDir string
+	// runStore runs the store on lis until the returned function is
+	// called (or the test ends); stopStore stops the running one.
+	runStore  func(lis net.Listener) func()
+	stopStore func()
+}
+
+// restartStore stops the store and starts it again on the same address
+// and data, as after a crash or an upgrade.
+func (e *env) restartStore(t testing.TB) {
+	t.Helper()
+	e.stopStore()
+	lis, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		t.Fatalf("listen again on the store's address: %v", err)
+	}
+	e.stopStore = e.runStore(lis)
 }
 
 func startStore(t testing.TB) *env {
@@ -95,35 +111,43 @@ func startStore(t testing.TB) *env {
 	}
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
 	dataDir := filepath.Join(t.TempDir(), "data")
-	ready := make(chan string, 1)
-	s, err := store.New(store.Config{
-		AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,
-		Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: dataDir, SecretKey: key,
-		WatchPollInterval: 50 * time.Millisecond, Logger: testLogger(t), Registry: prometheus.NewRegistry(),
-		Ready: func(addr string) { ready <- addr },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(waitLong):
-			t.Error("store did not stop")
-		}
-	})
 	e := &env{t: t, natsURL: ns.ClientURL(), dataDir: dataDir}
-	select {
-	case e.addr = <-ready:
-	case err := <-done:
-		t.Fatalf("store stopped: %v", err)
-	case <-time.After(waitLong):
-		t.Fatal("store not ready")
+	e.runStore = func(lis net.Listener) func() {
+		ready := make(chan string, 1)
+		s, err := store.New(store.Config{
+			AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,
+			Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: dataDir, SecretKey: key,
+			WatchPollInterval: 50 * time.Millisecond, Logger: testLogger(t), Registry: prometheus.NewRegistry(),
+			Ready: func(addr string) { ready <- addr },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(waitLong):
+					t.Error("store did not stop")
+				}
+			})
+		}
+		t.Cleanup(stop)
+		select {
+		case e.addr = <-ready:
+		case err := <-done:
+			t.Fatalf("store stopped: %v", err)
+		case <-time.After(waitLong):
+			t.Fatal("store not ready")
+		}
+		return stop
 	}
+	e.stopStore = e.runStore(lis)
 	// e.conn is imapsync's connection, with the service token; the test
 	// acts as an admin (accounts) and as devices (mailbox changes).
 	e.serviceToken = serviceToken

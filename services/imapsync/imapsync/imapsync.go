@@ -190,7 +190,9 @@ type Config struct {
 	// ProgressInterval is the shortest time between two account.status
 	// progress reports during an initial sync; default 1s.
 	ProgressInterval time.Duration
-	// AccountRefresh is how often the account list is read.
+	// AccountRefresh is how often the account list is read: the safety
+	// net, since the store announces account changes as they happen
+	// (decision 0028).
 	AccountRefresh time.Duration
 	// WrapConn, when set, wraps every upstream connection (tests: cut
 	// connections, count bytes).
@@ -354,6 +356,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	supCfg := accountrun.Config{
 		Accounts: accountrun.FromClient(mailbusv1.NewAccountServiceClient(conn)),
+		Changes:  clients.ingest,
 		Protocol: mailbusv1.Protocol_PROTOCOL_IMAP,
 		Refresh:  cfg.AccountRefresh,
 		Logger:   s.log,

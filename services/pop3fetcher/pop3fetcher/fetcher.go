@@ -75,6 +75,7 @@ func (f *Fetcher) Run(ctx context.Context) error {
 	defer cancel()
 	supCfg := accountrun.Config{
 		Accounts: accountrun.FromClient(f.accounts),
+		Changes:  f.ingest,
 		Protocol: mailbusv1.Protocol_PROTOCOL_POP3,
 		Work:     f.work,
 		Refresh:  f.cfg.Refresh,

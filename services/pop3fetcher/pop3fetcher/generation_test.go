@@ -15,10 +15,11 @@ import (
 )
 
 // generationGate sits on the fetcher's connection to the store. It holds
-// back every account list that shows an account at generation hold or
-// later until open is called, so that the supervisor keeps the worker of
-// the older generation; and it hands over the outcome of every PARKED
-// status report.
+// back every account list, and every account read (the supervisor reads
+// an account the store announces changed), that shows an account at
+// generation hold or later until open is called, so that the supervisor
+// keeps the worker of the older generation; and it hands over the outcome
+// of every PARKED status report.
 type generationGate struct {
 	hold   uint64
 	opened chan struct{}
@@ -44,6 +45,14 @@ func (g *generationGate) intercept(ctx context.Context, method string, req, repl
 					return ctx.Err()
 				}
 				break
+			}
+		}
+	case *mailbusv1.GetAccountResponse:
+		if err == nil && r.GetAccount().GetGeneration() >= g.hold {
+			select {
+			case <-g.opened:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
 	case *mailbusv1.ReportAccountStatusResponse:

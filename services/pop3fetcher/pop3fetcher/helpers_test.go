@@ -57,6 +57,23 @@ type env struct {
 	serviceToken string
 	// dataDir is the store's data directory (its SQLite database).
 	dataDir string
+	// runStore runs the store on lis until the returned function is
+	// called (or the test ends); stopStore stops the running one.
+	runStore  func(lis net.Listener, reg *prometheus.Registry) func()
+	stopStore func()
+}
+
+// restartStore stops the store and starts it again on the same address
+// and data, as after a crash or an upgrade.
+func (e *env) restartStore(t testing.TB) {
+	t.Helper()
+	e.stopStore()
+	lis, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		t.Fatalf("listen again on the store's address: %v", err)
+	}
+	e.storeReg = prometheus.NewRegistry()
+	e.stopStore = e.runStore(lis, e.storeReg)
 }
 
 type syncBuffer struct {
@@ -131,38 +148,46 @@ func startStore(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
-	ready := make(chan string, 1)
-	s, err := store.New(store.Config{
-		AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
-		Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: e.dataDir, SecretKey: key,
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})), Registry: e.storeReg,
-		WatchPollInterval: 50 * time.Millisecond,
-		Ready:             func(addr string) { ready <- addr },
-	})
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("store Run: %v", err)
-			}
-		case <-time.After(waitLong):
-			t.Errorf("store did not stop")
+	e.runStore = func(lis net.Listener, reg *prometheus.Registry) func() {
+		ready := make(chan string, 1)
+		s, err := store.New(store.Config{
+			AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
+			Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: e.dataDir, SecretKey: key,
+			Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})), Registry: reg,
+			WatchPollInterval: 50 * time.Millisecond,
+			Ready:             func(addr string) { ready <- addr },
+		})
+		if err != nil {
+			t.Fatalf("store.New: %v", err)
 		}
-	})
-	select {
-	case e.addr = <-ready:
-	case err := <-done:
-		t.Fatalf("store stopped: %v", err)
-	case <-time.After(waitLong):
-		t.Fatal("store not ready")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("store Run: %v", err)
+					}
+				case <-time.After(waitLong):
+					t.Errorf("store did not stop")
+				}
+			})
+		}
+		t.Cleanup(stop)
+		select {
+		case e.addr = <-ready:
+		case err := <-done:
+			t.Fatalf("store stopped: %v", err)
+		case <-time.After(waitLong):
+			t.Fatal("store not ready")
+		}
+		return stop
 	}
+	e.stopStore = e.runStore(lis, e.storeReg)
 	// e.conn is the fetcher's connection, with the service token; the
 	// test manages accounts and reads mail as an admin.
 	adminToken, err := apitoken.ReadFile(adminTokenFile)

@@ -136,6 +136,9 @@ var rpcCases = map[string]rpcCase{
 	mailbusv1.IngestService_IngestMessages_FullMethodName: {service, false, func(o objs) proto.Message {
 		return &mailbusv1.IngestMessagesRequest{Flush: true}
 	}},
+	mailbusv1.IngestService_WatchAccounts_FullMethodName: {service, false, func(o objs) proto.Message {
+		return &mailbusv1.WatchAccountsRequest{}
+	}},
 	mailbusv1.IngestService_ListUpstreamIds_FullMethodName: {service, false, func(o objs) proto.Message {
 		return &mailbusv1.ListUpstreamIdsRequest{AccountId: o.account}
 	}},

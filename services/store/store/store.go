@@ -252,14 +252,15 @@ func (s *Store) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	services := reject.Registrar(srv.GRPC)
-	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log})
+	accountChanges := api.NewAccountChanges()
+	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log, Changes: accountChanges})
 	mailbusv1.RegisterMailboxServiceServer(services, &api.Mailboxes{DB: database, Log: s.log})
 	mailbusv1.RegisterSyncServiceServer(services, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
 	ingestMetrics, err := api.NewIngestMetrics(cfg.Registry)
 	if err != nil {
 		return err
 	}
-	mailbusv1.RegisterIngestServiceServer(services, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics})
+	mailbusv1.RegisterIngestServiceServer(services, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics, AccountChanges: accountChanges, Stopping: ctx.Done()})
 	mailbusv1.RegisterTokenServiceServer(services, &api.Tokens{DB: database, Log: s.log, Auth: authn})
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err

@@ -247,6 +247,118 @@ func (*ClaimAccountResponse) Descriptor() ([]byte, []int) {
 	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{2}
 }
 
+// WatchAccountsRequest is the input of WatchAccounts.
+type WatchAccountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only accounts of this protocol; PROTOCOL_UNSPECIFIED means all.
+	Protocol      Protocol `protobuf:"varint,1,opt,name=protocol,proto3,enum=mailbus.v1.Protocol" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAccountsRequest) Reset() {
+	*x = WatchAccountsRequest{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAccountsRequest) ProtoMessage() {}
+
+func (x *WatchAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAccountsRequest.ProtoReflect.Descriptor instead.
+func (*WatchAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WatchAccountsRequest) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+// WatchAccountsResponse is one announcement of WatchAccounts.
+type WatchAccountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The watch is registered: every change committed from now on will be
+	// announced. Set on the first response only.
+	Ready bool `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Accounts created, updated or deleted since the previous response.
+	AccountIds []string `protobuf:"bytes,2,rep,name=account_ids,json=accountIds,proto3" json:"account_ids,omitempty"`
+	// Changes were dropped because the watcher fell behind: list every
+	// account again.
+	Resync        bool `protobuf:"varint,3,opt,name=resync,proto3" json:"resync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAccountsResponse) Reset() {
+	*x = WatchAccountsResponse{}
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAccountsResponse) ProtoMessage() {}
+
+func (x *WatchAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAccountsResponse.ProtoReflect.Descriptor instead.
+func (*WatchAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WatchAccountsResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *WatchAccountsResponse) GetAccountIds() []string {
+	if x != nil {
+		return x.AccountIds
+	}
+	return nil
+}
+
+func (x *WatchAccountsResponse) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
 // GetAccountSecretRequest is the input of GetAccountSecret.
 type GetAccountSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -264,7 +376,7 @@ type GetAccountSecretRequest struct {
 
 func (x *GetAccountSecretRequest) Reset() {
 	*x = GetAccountSecretRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +388,7 @@ func (x *GetAccountSecretRequest) String() string {
 func (*GetAccountSecretRequest) ProtoMessage() {}
 
 func (x *GetAccountSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[3]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +401,7 @@ func (x *GetAccountSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountSecretRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetAccountSecretRequest) GetAccountId() string {
@@ -319,7 +431,7 @@ type GetAccountSecretResponse struct {
 
 func (x *GetAccountSecretResponse) Reset() {
 	*x = GetAccountSecretResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +443,7 @@ func (x *GetAccountSecretResponse) String() string {
 func (*GetAccountSecretResponse) ProtoMessage() {}
 
 func (x *GetAccountSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[4]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +456,7 @@ func (x *GetAccountSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountSecretResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetAccountSecretResponse) GetSecret() string {
@@ -384,7 +496,7 @@ type ReportAccountStatusRequest struct {
 
 func (x *ReportAccountStatusRequest) Reset() {
 	*x = ReportAccountStatusRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +508,7 @@ func (x *ReportAccountStatusRequest) String() string {
 func (*ReportAccountStatusRequest) ProtoMessage() {}
 
 func (x *ReportAccountStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[5]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +521,7 @@ func (x *ReportAccountStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAccountStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportAccountStatusRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{5}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportAccountStatusRequest) GetAccountId() string {
@@ -449,7 +561,7 @@ type ReportAccountStatusResponse struct {
 
 func (x *ReportAccountStatusResponse) Reset() {
 	*x = ReportAccountStatusResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +573,7 @@ func (x *ReportAccountStatusResponse) String() string {
 func (*ReportAccountStatusResponse) ProtoMessage() {}
 
 func (x *ReportAccountStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[6]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +586,7 @@ func (x *ReportAccountStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportAccountStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportAccountStatusResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{6}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{8}
 }
 
 // UpstreamMailbox is a mailbox as the server lists it.
@@ -494,7 +606,7 @@ type UpstreamMailbox struct {
 
 func (x *UpstreamMailbox) Reset() {
 	*x = UpstreamMailbox{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +618,7 @@ func (x *UpstreamMailbox) String() string {
 func (*UpstreamMailbox) ProtoMessage() {}
 
 func (x *UpstreamMailbox) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[7]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +631,7 @@ func (x *UpstreamMailbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailbox.ProtoReflect.Descriptor instead.
 func (*UpstreamMailbox) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{7}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpstreamMailbox) GetName() string {
@@ -571,7 +683,7 @@ type MailboxSyncState struct {
 
 func (x *MailboxSyncState) Reset() {
 	*x = MailboxSyncState{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +695,7 @@ func (x *MailboxSyncState) String() string {
 func (*MailboxSyncState) ProtoMessage() {}
 
 func (x *MailboxSyncState) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[8]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +708,7 @@ func (x *MailboxSyncState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxSyncState.ProtoReflect.Descriptor instead.
 func (*MailboxSyncState) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{8}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MailboxSyncState) GetMailbox() *Mailbox {
@@ -659,7 +771,7 @@ type UpsertMailboxesRequest struct {
 
 func (x *UpsertMailboxesRequest) Reset() {
 	*x = UpsertMailboxesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +783,7 @@ func (x *UpsertMailboxesRequest) String() string {
 func (*UpsertMailboxesRequest) ProtoMessage() {}
 
 func (x *UpsertMailboxesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[9]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +796,7 @@ func (x *UpsertMailboxesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMailboxesRequest.ProtoReflect.Descriptor instead.
 func (*UpsertMailboxesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{9}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpsertMailboxesRequest) GetAccountId() string {
@@ -721,7 +833,7 @@ type UpsertMailboxesResponse struct {
 
 func (x *UpsertMailboxesResponse) Reset() {
 	*x = UpsertMailboxesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +845,7 @@ func (x *UpsertMailboxesResponse) String() string {
 func (*UpsertMailboxesResponse) ProtoMessage() {}
 
 func (x *UpsertMailboxesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[10]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +858,7 @@ func (x *UpsertMailboxesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMailboxesResponse.ProtoReflect.Descriptor instead.
 func (*UpsertMailboxesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{10}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpsertMailboxesResponse) GetMailboxes() []*MailboxSyncState {
@@ -767,7 +879,7 @@ type ListMailboxSyncStatesRequest struct {
 
 func (x *ListMailboxSyncStatesRequest) Reset() {
 	*x = ListMailboxSyncStatesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +891,7 @@ func (x *ListMailboxSyncStatesRequest) String() string {
 func (*ListMailboxSyncStatesRequest) ProtoMessage() {}
 
 func (x *ListMailboxSyncStatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[11]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +904,7 @@ func (x *ListMailboxSyncStatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxSyncStatesRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxSyncStatesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{11}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMailboxSyncStatesRequest) GetAccountId() string {
@@ -813,7 +925,7 @@ type ListMailboxSyncStatesResponse struct {
 
 func (x *ListMailboxSyncStatesResponse) Reset() {
 	*x = ListMailboxSyncStatesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +937,7 @@ func (x *ListMailboxSyncStatesResponse) String() string {
 func (*ListMailboxSyncStatesResponse) ProtoMessage() {}
 
 func (x *ListMailboxSyncStatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[12]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +950,7 @@ func (x *ListMailboxSyncStatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxSyncStatesResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxSyncStatesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{12}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMailboxSyncStatesResponse) GetMailboxes() []*MailboxSyncState {
@@ -866,7 +978,7 @@ type SetMailboxSyncStateRequest struct {
 
 func (x *SetMailboxSyncStateRequest) Reset() {
 	*x = SetMailboxSyncStateRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +990,7 @@ func (x *SetMailboxSyncStateRequest) String() string {
 func (*SetMailboxSyncStateRequest) ProtoMessage() {}
 
 func (x *SetMailboxSyncStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[13]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1003,7 @@ func (x *SetMailboxSyncStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMailboxSyncStateRequest.ProtoReflect.Descriptor instead.
 func (*SetMailboxSyncStateRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{13}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetMailboxSyncStateRequest) GetMailboxId() string {
@@ -924,7 +1036,7 @@ type SetMailboxSyncStateResponse struct {
 
 func (x *SetMailboxSyncStateResponse) Reset() {
 	*x = SetMailboxSyncStateResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1048,7 @@ func (x *SetMailboxSyncStateResponse) String() string {
 func (*SetMailboxSyncStateResponse) ProtoMessage() {}
 
 func (x *SetMailboxSyncStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[14]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1061,7 @@ func (x *SetMailboxSyncStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMailboxSyncStateResponse.ProtoReflect.Descriptor instead.
 func (*SetMailboxSyncStateResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{14}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{16}
 }
 
 // IngestMeta describes a message being ingested.
@@ -978,7 +1090,7 @@ type IngestMeta struct {
 
 func (x *IngestMeta) Reset() {
 	*x = IngestMeta{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1102,7 @@ func (x *IngestMeta) String() string {
 func (*IngestMeta) ProtoMessage() {}
 
 func (x *IngestMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[15]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1115,7 @@ func (x *IngestMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMeta.ProtoReflect.Descriptor instead.
 func (*IngestMeta) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{15}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IngestMeta) GetAccountId() string {
@@ -1072,7 +1184,7 @@ type IngestMessagesRequest struct {
 
 func (x *IngestMessagesRequest) Reset() {
 	*x = IngestMessagesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1196,7 @@ func (x *IngestMessagesRequest) String() string {
 func (*IngestMessagesRequest) ProtoMessage() {}
 
 func (x *IngestMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[16]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1209,7 @@ func (x *IngestMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMessagesRequest.ProtoReflect.Descriptor instead.
 func (*IngestMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{16}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IngestMessagesRequest) GetMeta() *IngestMeta {
@@ -1149,7 +1261,7 @@ type IngestResult struct {
 
 func (x *IngestResult) Reset() {
 	*x = IngestResult{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1273,7 @@ func (x *IngestResult) String() string {
 func (*IngestResult) ProtoMessage() {}
 
 func (x *IngestResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[17]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1286,7 @@ func (x *IngestResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResult.ProtoReflect.Descriptor instead.
 func (*IngestResult) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{17}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IngestResult) GetRef() string {
@@ -1226,7 +1338,7 @@ type IngestMessagesResponse struct {
 
 func (x *IngestMessagesResponse) Reset() {
 	*x = IngestMessagesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1350,7 @@ func (x *IngestMessagesResponse) String() string {
 func (*IngestMessagesResponse) ProtoMessage() {}
 
 func (x *IngestMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[18]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1363,7 @@ func (x *IngestMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestMessagesResponse.ProtoReflect.Descriptor instead.
 func (*IngestMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{18}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IngestMessagesResponse) GetResults() []*IngestResult {
@@ -1282,7 +1394,7 @@ type ListUpstreamIdsRequest struct {
 
 func (x *ListUpstreamIdsRequest) Reset() {
 	*x = ListUpstreamIdsRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1406,7 @@ func (x *ListUpstreamIdsRequest) String() string {
 func (*ListUpstreamIdsRequest) ProtoMessage() {}
 
 func (x *ListUpstreamIdsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[19]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1419,7 @@ func (x *ListUpstreamIdsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamIdsRequest.ProtoReflect.Descriptor instead.
 func (*ListUpstreamIdsRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{19}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListUpstreamIdsRequest) GetAccountId() string {
@@ -1343,7 +1455,7 @@ type UpstreamMessage struct {
 
 func (x *UpstreamMessage) Reset() {
 	*x = UpstreamMessage{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1467,7 @@ func (x *UpstreamMessage) String() string {
 func (*UpstreamMessage) ProtoMessage() {}
 
 func (x *UpstreamMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[20]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1480,7 @@ func (x *UpstreamMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMessage.ProtoReflect.Descriptor instead.
 func (*UpstreamMessage) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{20}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpstreamMessage) GetMessageId() string {
@@ -1417,7 +1529,7 @@ type ListUpstreamIdsResponse struct {
 
 func (x *ListUpstreamIdsResponse) Reset() {
 	*x = ListUpstreamIdsResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1541,7 @@ func (x *ListUpstreamIdsResponse) String() string {
 func (*ListUpstreamIdsResponse) ProtoMessage() {}
 
 func (x *ListUpstreamIdsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[21]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1554,7 @@ func (x *ListUpstreamIdsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUpstreamIdsResponse.ProtoReflect.Descriptor instead.
 func (*ListUpstreamIdsResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{21}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListUpstreamIdsResponse) GetMessages() []*UpstreamMessage {
@@ -1465,7 +1577,7 @@ type UpstreamFlags struct {
 
 func (x *UpstreamFlags) Reset() {
 	*x = UpstreamFlags{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1589,7 @@ func (x *UpstreamFlags) String() string {
 func (*UpstreamFlags) ProtoMessage() {}
 
 func (x *UpstreamFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[22]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1602,7 @@ func (x *UpstreamFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamFlags.ProtoReflect.Descriptor instead.
 func (*UpstreamFlags) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{22}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpstreamFlags) GetUpstream() *UpstreamId {
@@ -1522,7 +1634,7 @@ type UpstreamExpunge struct {
 
 func (x *UpstreamExpunge) Reset() {
 	*x = UpstreamExpunge{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1646,7 @@ func (x *UpstreamExpunge) String() string {
 func (*UpstreamExpunge) ProtoMessage() {}
 
 func (x *UpstreamExpunge) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[23]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1659,7 @@ func (x *UpstreamExpunge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamExpunge.ProtoReflect.Descriptor instead.
 func (*UpstreamExpunge) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{23}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpstreamExpunge) GetMailboxId() string {
@@ -1584,7 +1696,7 @@ type UpstreamMailboxRename struct {
 
 func (x *UpstreamMailboxRename) Reset() {
 	*x = UpstreamMailboxRename{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1708,7 @@ func (x *UpstreamMailboxRename) String() string {
 func (*UpstreamMailboxRename) ProtoMessage() {}
 
 func (x *UpstreamMailboxRename) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[24]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1721,7 @@ func (x *UpstreamMailboxRename) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailboxRename.ProtoReflect.Descriptor instead.
 func (*UpstreamMailboxRename) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{24}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *UpstreamMailboxRename) GetMailboxId() string {
@@ -1637,7 +1749,7 @@ type UpstreamMailboxDelete struct {
 
 func (x *UpstreamMailboxDelete) Reset() {
 	*x = UpstreamMailboxDelete{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1761,7 @@ func (x *UpstreamMailboxDelete) String() string {
 func (*UpstreamMailboxDelete) ProtoMessage() {}
 
 func (x *UpstreamMailboxDelete) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[25]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1774,7 @@ func (x *UpstreamMailboxDelete) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamMailboxDelete.ProtoReflect.Descriptor instead.
 func (*UpstreamMailboxDelete) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{25}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *UpstreamMailboxDelete) GetMailboxId() string {
@@ -1690,7 +1802,7 @@ type UpstreamChange struct {
 
 func (x *UpstreamChange) Reset() {
 	*x = UpstreamChange{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1814,7 @@ func (x *UpstreamChange) String() string {
 func (*UpstreamChange) ProtoMessage() {}
 
 func (x *UpstreamChange) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[26]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1827,7 @@ func (x *UpstreamChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamChange.ProtoReflect.Descriptor instead.
 func (*UpstreamChange) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{26}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpstreamChange) GetChange() isUpstreamChange_Change {
@@ -1811,7 +1923,7 @@ type ApplyUpstreamChangesRequest struct {
 
 func (x *ApplyUpstreamChangesRequest) Reset() {
 	*x = ApplyUpstreamChangesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1935,7 @@ func (x *ApplyUpstreamChangesRequest) String() string {
 func (*ApplyUpstreamChangesRequest) ProtoMessage() {}
 
 func (x *ApplyUpstreamChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[27]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1948,7 @@ func (x *ApplyUpstreamChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpstreamChangesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyUpstreamChangesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{27}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ApplyUpstreamChangesRequest) GetAccountId() string {
@@ -1879,7 +1991,7 @@ type ApplyUpstreamChangesResponse struct {
 
 func (x *ApplyUpstreamChangesResponse) Reset() {
 	*x = ApplyUpstreamChangesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2003,7 @@ func (x *ApplyUpstreamChangesResponse) String() string {
 func (*ApplyUpstreamChangesResponse) ProtoMessage() {}
 
 func (x *ApplyUpstreamChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[28]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2016,7 @@ func (x *ApplyUpstreamChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyUpstreamChangesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyUpstreamChangesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{28}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApplyUpstreamChangesResponse) GetState() uint64 {
@@ -1944,7 +2056,7 @@ type WriteBackTarget struct {
 
 func (x *WriteBackTarget) Reset() {
 	*x = WriteBackTarget{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2068,7 @@ func (x *WriteBackTarget) String() string {
 func (*WriteBackTarget) ProtoMessage() {}
 
 func (x *WriteBackTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[29]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2081,7 @@ func (x *WriteBackTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBackTarget.ProtoReflect.Descriptor instead.
 func (*WriteBackTarget) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{29}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WriteBackTarget) GetMessageId() string {
@@ -2008,7 +2120,7 @@ type FlagsWriteBack struct {
 
 func (x *FlagsWriteBack) Reset() {
 	*x = FlagsWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2132,7 @@ func (x *FlagsWriteBack) String() string {
 func (*FlagsWriteBack) ProtoMessage() {}
 
 func (x *FlagsWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[30]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2145,7 @@ func (x *FlagsWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlagsWriteBack.ProtoReflect.Descriptor instead.
 func (*FlagsWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{30}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FlagsWriteBack) GetTargets() []*WriteBackTarget {
@@ -2072,7 +2184,7 @@ type MoveWriteBack struct {
 
 func (x *MoveWriteBack) Reset() {
 	*x = MoveWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2196,7 @@ func (x *MoveWriteBack) String() string {
 func (*MoveWriteBack) ProtoMessage() {}
 
 func (x *MoveWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[31]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2209,7 @@ func (x *MoveWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveWriteBack.ProtoReflect.Descriptor instead.
 func (*MoveWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{31}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MoveWriteBack) GetTargets() []*WriteBackTarget {
@@ -2133,7 +2245,7 @@ type DeleteWriteBack struct {
 
 func (x *DeleteWriteBack) Reset() {
 	*x = DeleteWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2257,7 @@ func (x *DeleteWriteBack) String() string {
 func (*DeleteWriteBack) ProtoMessage() {}
 
 func (x *DeleteWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[32]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2270,7 @@ func (x *DeleteWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWriteBack.ProtoReflect.Descriptor instead.
 func (*DeleteWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{32}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteWriteBack) GetTargets() []*WriteBackTarget {
@@ -2188,7 +2300,7 @@ type AppendWriteBack struct {
 
 func (x *AppendWriteBack) Reset() {
 	*x = AppendWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2312,7 @@ func (x *AppendWriteBack) String() string {
 func (*AppendWriteBack) ProtoMessage() {}
 
 func (x *AppendWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[33]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2325,7 @@ func (x *AppendWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendWriteBack.ProtoReflect.Descriptor instead.
 func (*AppendWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{33}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AppendWriteBack) GetMessageId() string {
@@ -2264,7 +2376,7 @@ type CreateMailboxWriteBack struct {
 
 func (x *CreateMailboxWriteBack) Reset() {
 	*x = CreateMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2388,7 @@ func (x *CreateMailboxWriteBack) String() string {
 func (*CreateMailboxWriteBack) ProtoMessage() {}
 
 func (x *CreateMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[34]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2401,7 @@ func (x *CreateMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*CreateMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{34}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateMailboxWriteBack) GetMailboxId() string {
@@ -2321,7 +2433,7 @@ type RenameMailboxWriteBack struct {
 
 func (x *RenameMailboxWriteBack) Reset() {
 	*x = RenameMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2445,7 @@ func (x *RenameMailboxWriteBack) String() string {
 func (*RenameMailboxWriteBack) ProtoMessage() {}
 
 func (x *RenameMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[35]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2458,7 @@ func (x *RenameMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*RenameMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{35}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RenameMailboxWriteBack) GetMailboxId() string {
@@ -2383,7 +2495,7 @@ type DeleteMailboxWriteBack struct {
 
 func (x *DeleteMailboxWriteBack) Reset() {
 	*x = DeleteMailboxWriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2507,7 @@ func (x *DeleteMailboxWriteBack) String() string {
 func (*DeleteMailboxWriteBack) ProtoMessage() {}
 
 func (x *DeleteMailboxWriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[36]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2520,7 @@ func (x *DeleteMailboxWriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMailboxWriteBack.ProtoReflect.Descriptor instead.
 func (*DeleteMailboxWriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{36}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteMailboxWriteBack) GetMailboxId() string {
@@ -2456,7 +2568,7 @@ type WriteBack struct {
 
 func (x *WriteBack) Reset() {
 	*x = WriteBack{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2580,7 @@ func (x *WriteBack) String() string {
 func (*WriteBack) ProtoMessage() {}
 
 func (x *WriteBack) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[37]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2593,7 @@ func (x *WriteBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBack.ProtoReflect.Descriptor instead.
 func (*WriteBack) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{37}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WriteBack) GetId() string {
@@ -2655,7 +2767,7 @@ type ListPendingWriteBacksRequest struct {
 
 func (x *ListPendingWriteBacksRequest) Reset() {
 	*x = ListPendingWriteBacksRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2779,7 @@ func (x *ListPendingWriteBacksRequest) String() string {
 func (*ListPendingWriteBacksRequest) ProtoMessage() {}
 
 func (x *ListPendingWriteBacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[38]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2792,7 @@ func (x *ListPendingWriteBacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingWriteBacksRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingWriteBacksRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{38}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListPendingWriteBacksRequest) GetAccountId() string {
@@ -2708,7 +2820,7 @@ type ListPendingWriteBacksResponse struct {
 
 func (x *ListPendingWriteBacksResponse) Reset() {
 	*x = ListPendingWriteBacksResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2832,7 @@ func (x *ListPendingWriteBacksResponse) String() string {
 func (*ListPendingWriteBacksResponse) ProtoMessage() {}
 
 func (x *ListPendingWriteBacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[39]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2845,7 @@ func (x *ListPendingWriteBacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingWriteBacksResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingWriteBacksResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{39}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListPendingWriteBacksResponse) GetWritebacks() []*WriteBack {
@@ -2757,7 +2869,7 @@ type UpstreamPlacement struct {
 
 func (x *UpstreamPlacement) Reset() {
 	*x = UpstreamPlacement{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2769,7 +2881,7 @@ func (x *UpstreamPlacement) String() string {
 func (*UpstreamPlacement) ProtoMessage() {}
 
 func (x *UpstreamPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[40]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2782,7 +2894,7 @@ func (x *UpstreamPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpstreamPlacement.ProtoReflect.Descriptor instead.
 func (*UpstreamPlacement) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{40}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpstreamPlacement) GetMessageId() string {
@@ -2826,7 +2938,7 @@ type AckWriteBackRequest struct {
 
 func (x *AckWriteBackRequest) Reset() {
 	*x = AckWriteBackRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2950,7 @@ func (x *AckWriteBackRequest) String() string {
 func (*AckWriteBackRequest) ProtoMessage() {}
 
 func (x *AckWriteBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[41]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2963,7 @@ func (x *AckWriteBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckWriteBackRequest.ProtoReflect.Descriptor instead.
 func (*AckWriteBackRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{41}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AckWriteBackRequest) GetWritebackId() string {
@@ -2912,7 +3024,7 @@ type AckWriteBackResponse struct {
 
 func (x *AckWriteBackResponse) Reset() {
 	*x = AckWriteBackResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3036,7 @@ func (x *AckWriteBackResponse) String() string {
 func (*AckWriteBackResponse) ProtoMessage() {}
 
 func (x *AckWriteBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[42]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3049,7 @@ func (x *AckWriteBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckWriteBackResponse.ProtoReflect.Descriptor instead.
 func (*AckWriteBackResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{42}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{44}
 }
 
 // RebindMessagesRequest is the input of RebindMessages.
@@ -2958,7 +3070,7 @@ type RebindMessagesRequest struct {
 
 func (x *RebindMessagesRequest) Reset() {
 	*x = RebindMessagesRequest{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3082,7 @@ func (x *RebindMessagesRequest) String() string {
 func (*RebindMessagesRequest) ProtoMessage() {}
 
 func (x *RebindMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[43]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3095,7 @@ func (x *RebindMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebindMessagesRequest.ProtoReflect.Descriptor instead.
 func (*RebindMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{43}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RebindMessagesRequest) GetAccountId() string {
@@ -3019,7 +3131,7 @@ type RebindMessagesResponse struct {
 
 func (x *RebindMessagesResponse) Reset() {
 	*x = RebindMessagesResponse{}
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3143,7 @@ func (x *RebindMessagesResponse) String() string {
 func (*RebindMessagesResponse) ProtoMessage() {}
 
 func (x *RebindMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_ingest_proto_msgTypes[44]
+	mi := &file_mailbus_v1_ingest_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3156,7 @@ func (x *RebindMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebindMessagesResponse.ProtoReflect.Descriptor instead.
 func (*RebindMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{44}
+	return file_mailbus_v1_ingest_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RebindMessagesResponse) GetRebound() uint32 {
@@ -3072,7 +3184,14 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vlease_token\x18\x02 \x01(\x04R\n" +
 	"leaseToken\"\x16\n" +
-	"\x14ClaimAccountResponse\"Y\n" +
+	"\x14ClaimAccountResponse\"H\n" +
+	"\x14WatchAccountsRequest\x120\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2\x14.mailbus.v1.ProtocolR\bprotocol\"f\n" +
+	"\x15WatchAccountsResponse\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x1f\n" +
+	"\vaccount_ids\x18\x02 \x03(\tR\n" +
+	"accountIds\x12\x16\n" +
+	"\x06resync\x18\x03 \x01(\bR\x06resync\"Y\n" +
 	"\x17GetAccountSecretRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
@@ -3287,7 +3406,7 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x1eWRITE_BACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWRITE_BACK_OUTCOME_APPLIED\x10\x01\x12\x1d\n" +
 	"\x19WRITE_BACK_OUTCOME_FAILED\x10\x02\x12\x1c\n" +
-	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\x9b\t\n" +
+	"\x18WRITE_BACK_OUTCOME_RETRY\x10\x032\xf3\t\n" +
 	"\rIngestService\x12Q\n" +
 	"\fClaimAccount\x12\x1f.mailbus.v1.ClaimAccountRequest\x1a .mailbus.v1.ClaimAccountResponse\x12]\n" +
 	"\x10GetAccountSecret\x12#.mailbus.v1.GetAccountSecretRequest\x1a$.mailbus.v1.GetAccountSecretResponse\x12f\n" +
@@ -3300,7 +3419,8 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x14ApplyUpstreamChanges\x12'.mailbus.v1.ApplyUpstreamChangesRequest\x1a(.mailbus.v1.ApplyUpstreamChangesResponse\x12l\n" +
 	"\x15ListPendingWriteBacks\x12(.mailbus.v1.ListPendingWriteBacksRequest\x1a).mailbus.v1.ListPendingWriteBacksResponse\x12Q\n" +
 	"\fAckWriteBack\x12\x1f.mailbus.v1.AckWriteBackRequest\x1a .mailbus.v1.AckWriteBackResponse\x12W\n" +
-	"\x0eRebindMessages\x12!.mailbus.v1.RebindMessagesRequest\x1a\".mailbus.v1.RebindMessagesResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
+	"\x0eRebindMessages\x12!.mailbus.v1.RebindMessagesRequest\x1a\".mailbus.v1.RebindMessagesResponse\x12V\n" +
+	"\rWatchAccounts\x12 .mailbus.v1.WatchAccountsRequest\x1a!.mailbus.v1.WatchAccountsResponse0\x01B9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
 
 var (
 	file_mailbus_v1_ingest_proto_rawDescOnce sync.Once
@@ -3315,128 +3435,134 @@ func file_mailbus_v1_ingest_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbus_v1_ingest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_mailbus_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_mailbus_v1_ingest_proto_goTypes = []any{
 	(WriteBackOutcome)(0),                 // 0: mailbus.v1.WriteBackOutcome
 	(*UpstreamId)(nil),                    // 1: mailbus.v1.UpstreamId
 	(*ClaimAccountRequest)(nil),           // 2: mailbus.v1.ClaimAccountRequest
 	(*ClaimAccountResponse)(nil),          // 3: mailbus.v1.ClaimAccountResponse
-	(*GetAccountSecretRequest)(nil),       // 4: mailbus.v1.GetAccountSecretRequest
-	(*GetAccountSecretResponse)(nil),      // 5: mailbus.v1.GetAccountSecretResponse
-	(*ReportAccountStatusRequest)(nil),    // 6: mailbus.v1.ReportAccountStatusRequest
-	(*ReportAccountStatusResponse)(nil),   // 7: mailbus.v1.ReportAccountStatusResponse
-	(*UpstreamMailbox)(nil),               // 8: mailbus.v1.UpstreamMailbox
-	(*MailboxSyncState)(nil),              // 9: mailbus.v1.MailboxSyncState
-	(*UpsertMailboxesRequest)(nil),        // 10: mailbus.v1.UpsertMailboxesRequest
-	(*UpsertMailboxesResponse)(nil),       // 11: mailbus.v1.UpsertMailboxesResponse
-	(*ListMailboxSyncStatesRequest)(nil),  // 12: mailbus.v1.ListMailboxSyncStatesRequest
-	(*ListMailboxSyncStatesResponse)(nil), // 13: mailbus.v1.ListMailboxSyncStatesResponse
-	(*SetMailboxSyncStateRequest)(nil),    // 14: mailbus.v1.SetMailboxSyncStateRequest
-	(*SetMailboxSyncStateResponse)(nil),   // 15: mailbus.v1.SetMailboxSyncStateResponse
-	(*IngestMeta)(nil),                    // 16: mailbus.v1.IngestMeta
-	(*IngestMessagesRequest)(nil),         // 17: mailbus.v1.IngestMessagesRequest
-	(*IngestResult)(nil),                  // 18: mailbus.v1.IngestResult
-	(*IngestMessagesResponse)(nil),        // 19: mailbus.v1.IngestMessagesResponse
-	(*ListUpstreamIdsRequest)(nil),        // 20: mailbus.v1.ListUpstreamIdsRequest
-	(*UpstreamMessage)(nil),               // 21: mailbus.v1.UpstreamMessage
-	(*ListUpstreamIdsResponse)(nil),       // 22: mailbus.v1.ListUpstreamIdsResponse
-	(*UpstreamFlags)(nil),                 // 23: mailbus.v1.UpstreamFlags
-	(*UpstreamExpunge)(nil),               // 24: mailbus.v1.UpstreamExpunge
-	(*UpstreamMailboxRename)(nil),         // 25: mailbus.v1.UpstreamMailboxRename
-	(*UpstreamMailboxDelete)(nil),         // 26: mailbus.v1.UpstreamMailboxDelete
-	(*UpstreamChange)(nil),                // 27: mailbus.v1.UpstreamChange
-	(*ApplyUpstreamChangesRequest)(nil),   // 28: mailbus.v1.ApplyUpstreamChangesRequest
-	(*ApplyUpstreamChangesResponse)(nil),  // 29: mailbus.v1.ApplyUpstreamChangesResponse
-	(*WriteBackTarget)(nil),               // 30: mailbus.v1.WriteBackTarget
-	(*FlagsWriteBack)(nil),                // 31: mailbus.v1.FlagsWriteBack
-	(*MoveWriteBack)(nil),                 // 32: mailbus.v1.MoveWriteBack
-	(*DeleteWriteBack)(nil),               // 33: mailbus.v1.DeleteWriteBack
-	(*AppendWriteBack)(nil),               // 34: mailbus.v1.AppendWriteBack
-	(*CreateMailboxWriteBack)(nil),        // 35: mailbus.v1.CreateMailboxWriteBack
-	(*RenameMailboxWriteBack)(nil),        // 36: mailbus.v1.RenameMailboxWriteBack
-	(*DeleteMailboxWriteBack)(nil),        // 37: mailbus.v1.DeleteMailboxWriteBack
-	(*WriteBack)(nil),                     // 38: mailbus.v1.WriteBack
-	(*ListPendingWriteBacksRequest)(nil),  // 39: mailbus.v1.ListPendingWriteBacksRequest
-	(*ListPendingWriteBacksResponse)(nil), // 40: mailbus.v1.ListPendingWriteBacksResponse
-	(*UpstreamPlacement)(nil),             // 41: mailbus.v1.UpstreamPlacement
-	(*AckWriteBackRequest)(nil),           // 42: mailbus.v1.AckWriteBackRequest
-	(*AckWriteBackResponse)(nil),          // 43: mailbus.v1.AckWriteBackResponse
-	(*RebindMessagesRequest)(nil),         // 44: mailbus.v1.RebindMessagesRequest
-	(*RebindMessagesResponse)(nil),        // 45: mailbus.v1.RebindMessagesResponse
-	(*AccountStatus)(nil),                 // 46: mailbus.v1.AccountStatus
-	(MailboxRole)(0),                      // 47: mailbus.v1.MailboxRole
-	(*Mailbox)(nil),                       // 48: mailbus.v1.Mailbox
-	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
+	(*WatchAccountsRequest)(nil),          // 4: mailbus.v1.WatchAccountsRequest
+	(*WatchAccountsResponse)(nil),         // 5: mailbus.v1.WatchAccountsResponse
+	(*GetAccountSecretRequest)(nil),       // 6: mailbus.v1.GetAccountSecretRequest
+	(*GetAccountSecretResponse)(nil),      // 7: mailbus.v1.GetAccountSecretResponse
+	(*ReportAccountStatusRequest)(nil),    // 8: mailbus.v1.ReportAccountStatusRequest
+	(*ReportAccountStatusResponse)(nil),   // 9: mailbus.v1.ReportAccountStatusResponse
+	(*UpstreamMailbox)(nil),               // 10: mailbus.v1.UpstreamMailbox
+	(*MailboxSyncState)(nil),              // 11: mailbus.v1.MailboxSyncState
+	(*UpsertMailboxesRequest)(nil),        // 12: mailbus.v1.UpsertMailboxesRequest
+	(*UpsertMailboxesResponse)(nil),       // 13: mailbus.v1.UpsertMailboxesResponse
+	(*ListMailboxSyncStatesRequest)(nil),  // 14: mailbus.v1.ListMailboxSyncStatesRequest
+	(*ListMailboxSyncStatesResponse)(nil), // 15: mailbus.v1.ListMailboxSyncStatesResponse
+	(*SetMailboxSyncStateRequest)(nil),    // 16: mailbus.v1.SetMailboxSyncStateRequest
+	(*SetMailboxSyncStateResponse)(nil),   // 17: mailbus.v1.SetMailboxSyncStateResponse
+	(*IngestMeta)(nil),                    // 18: mailbus.v1.IngestMeta
+	(*IngestMessagesRequest)(nil),         // 19: mailbus.v1.IngestMessagesRequest
+	(*IngestResult)(nil),                  // 20: mailbus.v1.IngestResult
+	(*IngestMessagesResponse)(nil),        // 21: mailbus.v1.IngestMessagesResponse
+	(*ListUpstreamIdsRequest)(nil),        // 22: mailbus.v1.ListUpstreamIdsRequest
+	(*UpstreamMessage)(nil),               // 23: mailbus.v1.UpstreamMessage
+	(*ListUpstreamIdsResponse)(nil),       // 24: mailbus.v1.ListUpstreamIdsResponse
+	(*UpstreamFlags)(nil),                 // 25: mailbus.v1.UpstreamFlags
+	(*UpstreamExpunge)(nil),               // 26: mailbus.v1.UpstreamExpunge
+	(*UpstreamMailboxRename)(nil),         // 27: mailbus.v1.UpstreamMailboxRename
+	(*UpstreamMailboxDelete)(nil),         // 28: mailbus.v1.UpstreamMailboxDelete
+	(*UpstreamChange)(nil),                // 29: mailbus.v1.UpstreamChange
+	(*ApplyUpstreamChangesRequest)(nil),   // 30: mailbus.v1.ApplyUpstreamChangesRequest
+	(*ApplyUpstreamChangesResponse)(nil),  // 31: mailbus.v1.ApplyUpstreamChangesResponse
+	(*WriteBackTarget)(nil),               // 32: mailbus.v1.WriteBackTarget
+	(*FlagsWriteBack)(nil),                // 33: mailbus.v1.FlagsWriteBack
+	(*MoveWriteBack)(nil),                 // 34: mailbus.v1.MoveWriteBack
+	(*DeleteWriteBack)(nil),               // 35: mailbus.v1.DeleteWriteBack
+	(*AppendWriteBack)(nil),               // 36: mailbus.v1.AppendWriteBack
+	(*CreateMailboxWriteBack)(nil),        // 37: mailbus.v1.CreateMailboxWriteBack
+	(*RenameMailboxWriteBack)(nil),        // 38: mailbus.v1.RenameMailboxWriteBack
+	(*DeleteMailboxWriteBack)(nil),        // 39: mailbus.v1.DeleteMailboxWriteBack
+	(*WriteBack)(nil),                     // 40: mailbus.v1.WriteBack
+	(*ListPendingWriteBacksRequest)(nil),  // 41: mailbus.v1.ListPendingWriteBacksRequest
+	(*ListPendingWriteBacksResponse)(nil), // 42: mailbus.v1.ListPendingWriteBacksResponse
+	(*UpstreamPlacement)(nil),             // 43: mailbus.v1.UpstreamPlacement
+	(*AckWriteBackRequest)(nil),           // 44: mailbus.v1.AckWriteBackRequest
+	(*AckWriteBackResponse)(nil),          // 45: mailbus.v1.AckWriteBackResponse
+	(*RebindMessagesRequest)(nil),         // 46: mailbus.v1.RebindMessagesRequest
+	(*RebindMessagesResponse)(nil),        // 47: mailbus.v1.RebindMessagesResponse
+	(Protocol)(0),                         // 48: mailbus.v1.Protocol
+	(*AccountStatus)(nil),                 // 49: mailbus.v1.AccountStatus
+	(MailboxRole)(0),                      // 50: mailbus.v1.MailboxRole
+	(*Mailbox)(nil),                       // 51: mailbus.v1.Mailbox
+	(*timestamppb.Timestamp)(nil),         // 52: google.protobuf.Timestamp
 }
 var file_mailbus_v1_ingest_proto_depIdxs = []int32{
-	46, // 0: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
-	47, // 1: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
-	48, // 2: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
-	8,  // 3: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
-	9,  // 4: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	9,  // 5: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	9,  // 6: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
-	1,  // 7: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
-	49, // 8: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
-	16, // 9: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
-	1,  // 10: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
-	18, // 11: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
-	1,  // 12: mailbus.v1.UpstreamMessage.upstream:type_name -> mailbus.v1.UpstreamId
-	21, // 13: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
-	1,  // 14: mailbus.v1.UpstreamFlags.upstream:type_name -> mailbus.v1.UpstreamId
-	23, // 15: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
-	24, // 16: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
-	25, // 17: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
-	26, // 18: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
-	27, // 19: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
-	1,  // 20: mailbus.v1.ApplyUpstreamChangesResponse.deferred_flags:type_name -> mailbus.v1.UpstreamId
-	1,  // 21: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
-	30, // 22: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	30, // 23: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	30, // 24: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	49, // 25: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
-	49, // 26: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
-	31, // 27: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
-	32, // 28: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
-	33, // 29: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
-	34, // 30: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
-	35, // 31: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
-	36, // 32: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
-	37, // 33: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
-	38, // 34: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
-	1,  // 35: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
-	0,  // 36: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
-	41, // 37: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	41, // 38: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	2,  // 39: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
-	4,  // 40: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
-	6,  // 41: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
-	10, // 42: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
-	12, // 43: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
-	14, // 44: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
-	17, // 45: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
-	20, // 46: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
-	28, // 47: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
-	39, // 48: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
-	42, // 49: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
-	44, // 50: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
-	3,  // 51: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
-	5,  // 52: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
-	7,  // 53: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
-	11, // 54: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
-	13, // 55: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
-	15, // 56: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
-	19, // 57: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
-	22, // 58: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
-	29, // 59: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
-	40, // 60: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
-	43, // 61: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
-	45, // 62: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
-	51, // [51:63] is the sub-list for method output_type
-	39, // [39:51] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	48, // 0: mailbus.v1.WatchAccountsRequest.protocol:type_name -> mailbus.v1.Protocol
+	49, // 1: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
+	50, // 2: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
+	51, // 3: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
+	10, // 4: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
+	11, // 5: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	11, // 6: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	11, // 7: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
+	1,  // 8: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
+	52, // 9: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
+	18, // 10: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
+	1,  // 11: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
+	20, // 12: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
+	1,  // 13: mailbus.v1.UpstreamMessage.upstream:type_name -> mailbus.v1.UpstreamId
+	23, // 14: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
+	1,  // 15: mailbus.v1.UpstreamFlags.upstream:type_name -> mailbus.v1.UpstreamId
+	25, // 16: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
+	26, // 17: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
+	27, // 18: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
+	28, // 19: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
+	29, // 20: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
+	1,  // 21: mailbus.v1.ApplyUpstreamChangesResponse.deferred_flags:type_name -> mailbus.v1.UpstreamId
+	1,  // 22: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
+	32, // 23: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	32, // 24: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	32, // 25: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	52, // 26: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
+	52, // 27: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
+	33, // 28: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
+	34, // 29: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
+	35, // 30: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
+	36, // 31: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
+	37, // 32: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
+	38, // 33: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
+	39, // 34: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
+	40, // 35: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
+	1,  // 36: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
+	0,  // 37: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
+	43, // 38: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	43, // 39: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	2,  // 40: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
+	6,  // 41: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
+	8,  // 42: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
+	12, // 43: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
+	14, // 44: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
+	16, // 45: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
+	19, // 46: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
+	22, // 47: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
+	30, // 48: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
+	41, // 49: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
+	44, // 50: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
+	46, // 51: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
+	4,  // 52: mailbus.v1.IngestService.WatchAccounts:input_type -> mailbus.v1.WatchAccountsRequest
+	3,  // 53: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
+	7,  // 54: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
+	9,  // 55: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
+	13, // 56: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
+	15, // 57: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
+	17, // 58: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
+	21, // 59: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
+	24, // 60: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
+	31, // 61: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
+	42, // 62: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
+	45, // 63: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
+	47, // 64: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
+	5,  // 65: mailbus.v1.IngestService.WatchAccounts:output_type -> mailbus.v1.WatchAccountsResponse
+	53, // [53:66] is the sub-list for method output_type
+	40, // [40:53] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_ingest_proto_init() }
@@ -3446,13 +3572,13 @@ func file_mailbus_v1_ingest_proto_init() {
 	}
 	file_mailbus_v1_account_proto_init()
 	file_mailbus_v1_common_proto_init()
-	file_mailbus_v1_ingest_proto_msgTypes[26].OneofWrappers = []any{
+	file_mailbus_v1_ingest_proto_msgTypes[28].OneofWrappers = []any{
 		(*UpstreamChange_Flags)(nil),
 		(*UpstreamChange_Expunge)(nil),
 		(*UpstreamChange_MailboxRename)(nil),
 		(*UpstreamChange_MailboxDelete)(nil),
 	}
-	file_mailbus_v1_ingest_proto_msgTypes[37].OneofWrappers = []any{
+	file_mailbus_v1_ingest_proto_msgTypes[39].OneofWrappers = []any{
 		(*WriteBack_Flags)(nil),
 		(*WriteBack_Move)(nil),
 		(*WriteBack_Delete)(nil),
@@ -3467,7 +3593,7 @@ func file_mailbus_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_ingest_proto_rawDesc), len(file_mailbus_v1_ingest_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

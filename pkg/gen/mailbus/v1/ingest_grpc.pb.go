@@ -31,6 +31,7 @@ const (
 	IngestService_ListPendingWriteBacks_FullMethodName = "/mailbus.v1.IngestService/ListPendingWriteBacks"
 	IngestService_AckWriteBack_FullMethodName          = "/mailbus.v1.IngestService/AckWriteBack"
 	IngestService_RebindMessages_FullMethodName        = "/mailbus.v1.IngestService/RebindMessages"
+	IngestService_WatchAccounts_FullMethodName         = "/mailbus.v1.IngestService/WatchAccounts"
 )
 
 // IngestServiceClient is the client API for IngestService service.
@@ -106,6 +107,18 @@ type IngestServiceClient interface {
 	// wins), and pending write-backs follow the message. Rebinding to the
 	// identity a message already has is a no-op.
 	RebindMessages(ctx context.Context, in *RebindMessagesRequest, opts ...grpc.CallOption) (*RebindMessagesResponse, error)
+	// WatchAccounts announces changes of the accounts of one protocol
+	// (created, updated, deleted) as they are committed, so that a fetcher
+	// starts, restarts or stops its worker at once instead of at its next
+	// ListAccounts (decision 0028). The first response has ready set and is
+	// sent once the watch is registered: a change committed after it is
+	// announced, so a fetcher lists its accounts after it to catch what
+	// happened before. A response names account ids only; the fetcher reads
+	// each with GetAccount (a deleted one is NOT_FOUND). It is a signal, not
+	// a log: when the watcher falls behind, the store sends resync instead of
+	// ids, and a fetcher must list again after any broken stream. Service
+	// tokens only.
+	WatchAccounts(ctx context.Context, in *WatchAccountsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAccountsResponse], error)
 }
 
 type ingestServiceClient struct {
@@ -248,6 +261,25 @@ func (c *ingestServiceClient) RebindMessages(ctx context.Context, in *RebindMess
 	return out, nil
 }
 
+func (c *ingestServiceClient) WatchAccounts(ctx context.Context, in *WatchAccountsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchAccountsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &IngestService_ServiceDesc.Streams[2], IngestService_WatchAccounts_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchAccountsRequest, WatchAccountsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestService_WatchAccountsClient = grpc.ServerStreamingClient[WatchAccountsResponse]
+
 // IngestServiceServer is the server API for IngestService service.
 // All implementations must embed UnimplementedIngestServiceServer
 // for forward compatibility.
@@ -321,6 +353,18 @@ type IngestServiceServer interface {
 	// wins), and pending write-backs follow the message. Rebinding to the
 	// identity a message already has is a no-op.
 	RebindMessages(context.Context, *RebindMessagesRequest) (*RebindMessagesResponse, error)
+	// WatchAccounts announces changes of the accounts of one protocol
+	// (created, updated, deleted) as they are committed, so that a fetcher
+	// starts, restarts or stops its worker at once instead of at its next
+	// ListAccounts (decision 0028). The first response has ready set and is
+	// sent once the watch is registered: a change committed after it is
+	// announced, so a fetcher lists its accounts after it to catch what
+	// happened before. A response names account ids only; the fetcher reads
+	// each with GetAccount (a deleted one is NOT_FOUND). It is a signal, not
+	// a log: when the watcher falls behind, the store sends resync instead of
+	// ids, and a fetcher must list again after any broken stream. Service
+	// tokens only.
+	WatchAccounts(*WatchAccountsRequest, grpc.ServerStreamingServer[WatchAccountsResponse]) error
 	mustEmbedUnimplementedIngestServiceServer()
 }
 
@@ -366,6 +410,9 @@ func (UnimplementedIngestServiceServer) AckWriteBack(context.Context, *AckWriteB
 }
 func (UnimplementedIngestServiceServer) RebindMessages(context.Context, *RebindMessagesRequest) (*RebindMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RebindMessages not implemented")
+}
+func (UnimplementedIngestServiceServer) WatchAccounts(*WatchAccountsRequest, grpc.ServerStreamingServer[WatchAccountsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchAccounts not implemented")
 }
 func (UnimplementedIngestServiceServer) mustEmbedUnimplementedIngestServiceServer() {}
 func (UnimplementedIngestServiceServer) testEmbeddedByValue()                       {}
@@ -586,6 +633,17 @@ func _IngestService_RebindMessages_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IngestService_WatchAccounts_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchAccountsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(IngestServiceServer).WatchAccounts(m, &grpc.GenericServerStream[WatchAccountsRequest, WatchAccountsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IngestService_WatchAccountsServer = grpc.ServerStreamingServer[WatchAccountsResponse]
+
 // IngestService_ServiceDesc is the grpc.ServiceDesc for IngestService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -644,6 +702,11 @@ var IngestService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ListUpstreamIds",
 			Handler:       _IngestService_ListUpstreamIds_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchAccounts",
+			Handler:       _IngestService_WatchAccounts_Handler,
 			ServerStreams: true,
 		},
 	},

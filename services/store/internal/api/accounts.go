@@ -15,6 +15,9 @@ type Accounts struct {
 	mailbusv1.UnimplementedAccountServiceServer
 	DB  *db.DB
 	Log *slog.Logger
+	// Changes announces created, updated and deleted accounts to the
+	// fetchers' WatchAccounts streams; nil announces nothing.
+	Changes *AccountChanges
 }
 
 // CreateAccount implements AccountService.
@@ -24,6 +27,7 @@ func (s *Accounts) CreateAccount(ctx context.Context, req *mailbusv1.CreateAccou
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	s.Log.InfoContext(ctx, "account created", "account", a.Id, "name", a.Name, "protocol", a.Protocol.String(), "host", a.Host)
+	s.Changes.Announce(a.Protocol, a.Id)
 	return &mailbusv1.CreateAccountResponse{Account: a}, nil
 }
 
@@ -82,6 +86,7 @@ func (s *Accounts) UpdateAccount(ctx context.Context, req *mailbusv1.UpdateAccou
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	s.Log.InfoContext(ctx, "account updated", "account", a.Id, "fields", req.GetUpdateMask().GetPaths(), "generation", a.Generation)
+	s.Changes.Announce(a.Protocol, a.Id)
 	return &mailbusv1.UpdateAccountResponse{Account: a}, nil
 }
 
@@ -91,6 +96,8 @@ func (s *Accounts) DeleteAccount(ctx context.Context, req *mailbusv1.DeleteAccou
 		return nil, toStatus(ctx, s.Log, err)
 	}
 	s.Log.InfoContext(ctx, "account deleted", "account", req.AccountId)
+	// Its protocol is gone with it: every watcher hears of it.
+	s.Changes.Announce(mailbusv1.Protocol_PROTOCOL_UNSPECIFIED, req.AccountId)
 	return &mailbusv1.DeleteAccountResponse{}, nil
 }
 

@@ -40,6 +40,11 @@ type Ingest struct {
 	MaxMessageSize int64
 	// Metrics counts ingested messages; nil counts nothing.
 	Metrics *IngestMetrics
+	// AccountChanges feeds WatchAccounts; nil refuses it (Unimplemented).
+	AccountChanges *AccountChanges
+	// Stopping, once closed, ends WatchAccounts streams with UNAVAILABLE.
+	// Nil means never.
+	Stopping <-chan struct{}
 }
 
 // IngestMetrics are the counters of IngestMessages.

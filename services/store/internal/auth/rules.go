@@ -116,6 +116,7 @@ var rules = map[string]rule{
 	}},
 
 	mailbusv1.IngestService_ClaimAccount_FullMethodName:          {access: accessService},
+	mailbusv1.IngestService_WatchAccounts_FullMethodName:         {access: accessService},
 	mailbusv1.IngestService_GetAccountSecret_FullMethodName:      {access: accessService},
 	mailbusv1.IngestService_ReportAccountStatus_FullMethodName:   {access: accessService},
 	mailbusv1.IngestService_UpsertMailboxes_FullMethodName:       {access: accessService},
