@@ -69,6 +69,28 @@ func Duration(fs *pflag.FlagSet, name, env string, def time.Duration, usage stri
 	return fs.Duration(name, def, usage+" (env "+env+")")
 }
 
+// StringSlice defines a repeatable flag (--name a --name b, or --name a,b)
+// defaulting to $env split at commas, else none.
+func StringSlice(fs *pflag.FlagSet, name, env, usage string) *[]string {
+	var def []string
+	if v, ok := os.LookupEnv(env); ok {
+		def = SplitList(v)
+	}
+	return fs.StringSlice(name, def, usage+" (env "+env+", comma-separated)")
+}
+
+// SplitList splits a comma-separated list, dropping empty items and the
+// spaces around each.
+func SplitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 // Int64 defines an int64 flag defaulting to $env, else def.
 func Int64(fs *pflag.FlagSet, name, env string, def int64, usage string) *int64 {
 	if v, ok := os.LookupEnv(env); ok {

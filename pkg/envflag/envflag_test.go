@@ -44,3 +44,35 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestStringSlice: a repeatable flag takes repeats and commas, and the
+// environment's comma-separated list when not given.
+func TestStringSlice(t *testing.T) {
+	tests := []struct {
+		name string
+		env  string
+		args []string
+		want []string
+	}{
+		{"none", "", nil, nil},
+		{"repeated", "", []string{"--origin", "https://a.example", "--origin=https://b.example"}, []string{"https://a.example", "https://b.example"}},
+		{"commas", "", []string{"--origin", "https://a.example,https://b.example"}, []string{"https://a.example", "https://b.example"}},
+		{"environment", " https://a.example , ,https://b.example", nil, []string{"https://a.example", "https://b.example"}},
+		{"flag beats environment", "https://a.example", []string{"--origin", "*"}, []string{"*"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("TEST_ORIGINS", tt.env)
+			}
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			got := StringSlice(fs, "origin", "TEST_ORIGINS", "origins")
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(*got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("%q, want %q", *got, tt.want)
+			}
+		})
+	}
+}

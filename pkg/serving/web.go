@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,22 @@ type Web struct {
 	// (with its streams). 0 sends no pings. (grpc.KeepaliveParams does
 	// not apply: grpc-go's transport is not the one serving.)
 	Keepalive time.Duration
+}
+
+// CheckOrigins checks a list of CORS origins: each is "*" or a browser
+// origin, scheme://host[:port], with no path.
+func CheckOrigins(origins []string) error {
+	for _, o := range origins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("CORS origin %q: want scheme://host[:port], such as https://app.example.com, or *", o)
+		}
+	}
+	return nil
 }
 
 // corsAllowedHeaders are the request headers a browser may send: the
@@ -138,6 +155,10 @@ func withALPN(cfg *tls.Config) *tls.Config {
 func cors(origins []string, next http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return next
+	}
+	origins = slices.Clone(origins)
+	for i, o := range origins {
+		origins[i] = strings.TrimSuffix(o, "/")
 	}
 	anyOrigin := slices.Contains(origins, "*")
 	allowed := func(origin string) bool {

@@ -90,10 +90,13 @@ type Config struct {
 	// only this process. It has no TLS, so an address beyond loopback
 	// needs Insecure.
 	NATSListen string
-	// Listen is the store's gRPC address (default 127.0.0.1:7400);
-	// Listener, when set, is used instead.
+	// Listen is the store's API address, gRPC, Connect and gRPC-Web
+	// (default 127.0.0.1:7400); Listener, when set, is used instead.
 	Listen   string
 	Listener net.Listener
+	// CORSOrigins are the browser origins allowed to call the store's API
+	// from other origins (store.Config.CORSOrigins).
+	CORSOrigins []string
 	// MetricsListen is the /metrics and /healthz address of all three
 	// services (default 127.0.0.1:7401); "-" disables it.
 	MetricsListen string
@@ -331,7 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 	st, err := store.New(store.Config{
 		AdminTokenFile: info.AdminTokenFile, ServiceToken: serviceToken,
 		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
-		TLS: cfg.TLS, Insecure: cfg.Insecure,
+		TLS: cfg.TLS, Insecure: cfg.Insecure, CORSOrigins: cfg.CORSOrigins,
 		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,

@@ -183,6 +183,9 @@ func New(cfg Config) (*Store, error) {
 	case cfg.AdminTokenFile == "" && cfg.DataDir != "":
 		cfg.AdminTokenFile = filepath.Join(cfg.DataDir, AdminTokenFileName)
 	}
+	if err := serving.CheckOrigins(cfg.CORSOrigins); err != nil {
+		return nil, fmt.Errorf("store: --cors-origin: %w", err)
+	}
 	if cfg.Listener == nil {
 		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
 			return nil, fmt.Errorf("store: --listen %w", err)

@@ -338,6 +338,16 @@ func (a *app) durationVar(fs *pflag.FlagSet, p *time.Duration, name, env string,
 	fs.DurationVar(p, name, def, usage+" (env "+env+")")
 }
 
+// stringSliceVar defines a repeatable flag defaulting to $env split at
+// commas.
+func (a *app) stringSliceVar(fs *pflag.FlagSet, p *[]string, name, env, usage string) {
+	var def []string
+	if v, ok := a.env(env); ok {
+		def = envflag.SplitList(v)
+	}
+	fs.StringSliceVar(p, name, def, usage+" (env "+env+", comma-separated)")
+}
+
 func (a *app) int64Var(fs *pflag.FlagSet, p *int64, name, env string, def int64, usage string) {
 	if v, ok := a.env(env); ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {

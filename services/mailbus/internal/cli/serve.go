@@ -12,6 +12,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
+	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 	"github.com/mailbus/mailbus/services/store/store"
 )
@@ -21,6 +22,7 @@ type serveFlags struct {
 	data, databaseURL, natsURL, natsListen string
 	listen, metricsListen, keyFile         string
 	oldKeyFiles                            string
+	corsOrigins                            []string
 	logLevel, logFormat                    string
 	exactListSizes                         string
 	retention                              time.Duration
@@ -34,7 +36,8 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.databaseURL, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...) instead of SQLite in --data")
 	a.stringVar(fl, &f.natsURL, "nats", "MAILBUS_NATS", "", "external NATS server URL (with JetStream) instead of the embedded one")
 	a.stringVar(fl, &f.natsListen, "nats-listen", "MAILBUS_NATS_LISTEN", "", "let the embedded NATS also listen on this address (such as 127.0.0.1:4222) for backend consumers, each with a user of its account (mailbus nats-user create)")
-	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's gRPC address (the other commands' --server)")
+	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's API address: gRPC, Connect and gRPC-Web (the other commands' --server)")
+	a.stringSliceVar(fl, &f.corsOrigins, "cors-origin", "MAILBUS_CORS_ORIGINS", "let browser pages of this origin (https://app.example.com; * for any) call the store's API with Connect or gRPC-Web; repeatable; none by default")
 	a.stringVar(fl, &f.metricsListen, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address of /metrics and /healthz; - disables")
 	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
 	a.stringVar(fl, &f.oldKeyFiles, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
@@ -69,7 +72,10 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 	cfg := mailbus.Config{
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
 		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
-		Retention: f.retention, MaxMessageSize: f.maxMessageSize,
+		Retention: f.retention, MaxMessageSize: f.maxMessageSize, CORSOrigins: f.corsOrigins,
+	}
+	if err := serving.CheckOrigins(f.corsOrigins); err != nil {
+		return mailbus.Config{}, usagef("--cors-origin: %v", err)
 	}
 	for _, h := range strings.Split(f.exactListSizes, ",") {
 		if h = strings.TrimSpace(h); h != "" {

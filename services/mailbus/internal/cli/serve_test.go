@@ -39,3 +39,46 @@ func TestServeExactListSizes(t *testing.T) {
 		})
 	}
 }
+
+// serve (and demo) take --cors-origin repeated or comma-separated, or
+// MAILBUS_CORS_ORIGINS, and refuse what is not an origin.
+func TestServeCORSOrigins(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    []string
+		wantErr bool
+	}{
+		{"default: none", nil, nil, nil, false},
+		{"repeated", []string{"--cors-origin", "https://app.example.com", "--cors-origin=http://localhost:5173"}, nil, []string{"https://app.example.com", "http://localhost:5173"}, false},
+		{"comma-separated", []string{"--cors-origin", "https://a.example,https://b.example"}, nil, []string{"https://a.example", "https://b.example"}, false},
+		{"environment", nil, map[string]string{"MAILBUS_CORS_ORIGINS": "https://a.example, https://b.example"}, []string{"https://a.example", "https://b.example"}, false},
+		{"flag beats environment", []string{"--cors-origin", "*"}, map[string]string{"MAILBUS_CORS_ORIGINS": "https://a.example"}, []string{"*"}, false},
+		{"a path is not an origin", []string{"--cors-origin", "https://app.example.com/console"}, nil, nil, true},
+		{"a host alone is not an origin", []string{"--cors-origin", "app.example.com"}, nil, nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }}}
+			var f serveFlags
+			cmd := &cobra.Command{Use: "serve"}
+			a.addServeFlags(cmd, &f, "info")
+			if err := cmd.ParseFlags(c.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := a.serverConfig(&f)
+			if c.wantErr {
+				if err == nil {
+					t.Fatalf("CORS origins %q accepted", f.corsOrigins)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(cfg.CORSOrigins, c.want) {
+				t.Errorf("CORSOrigins %q, want %q", cfg.CORSOrigins, c.want)
+			}
+		})
+	}
+}

@@ -45,7 +45,7 @@ Flags:
 	}
 	cmd := envflag.NewCommand("mailbus-store", fs)
 	var (
-		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "gRPC listen address")
+		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "API listen address: gRPC, Connect and gRPC-Web")
 		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
 		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL; empty keeps events in the outbox")
 		dataDir       = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
@@ -57,6 +57,7 @@ Flags:
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
 		adminToken    = envflag.String(fs, "admin-token-file", "MAILBUS_ADMIN_TOKEN_FILE", "", "file with an admin API token, created (mode 0600) if missing; default <--data>/admin.token; - for none")
 		serviceToken  = envflag.String(fs, "service-token-file", "MAILBUS_SERVICE_TOKEN_FILE", "", "file with a service API token for the fetchers (their --token-file), created (mode 0600) if missing")
+		corsOrigins   = envflag.StringSlice(fs, "cors-origin", "MAILBUS_CORS_ORIGINS", "let browser pages of this origin (https://app.example.com; * for any) call the API with Connect or gRPC-Web; repeatable; none by default")
 		tlsFlags      = grpctls.AddServerFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
@@ -68,6 +69,7 @@ Flags:
 		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
 		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
 		AdminTokenFile: *adminToken, ServiceTokenFile: *serviceToken,
+		CORSOrigins: *corsOrigins,
 	}
 	tlsServer := tlsFlags.Server()
 	certs, err := tlsServer.Load()
