@@ -199,9 +199,10 @@ func (c *churn) converge() []string {
 // One doubling is the server's own: Dovecot (Maildir) keeps two copies of
 // a message that two sessions MOVE at once (16 of 40 tries of two
 // concurrent UID MOVEs of one message did), as when the third party moves
-// a message while imapsync writes back the device's move of it. Copies on
-// the server that the store mirrors one for one, of a message both actors
-// moved, are noted in serverDoubled and not counted as a divergence.
+// a message while imapsync writes back the device's move of it; without
+// MOVE, two sessions' COPY and EXPUNGE do the same. Copies on the server
+// that the store mirrors one for one, of a message both actors moved, are
+// noted in serverDoubled and not counted as a divergence.
 func (c *churn) compare() []string {
 	srv, st := c.serverMessages(), c.storeMessages()
 	var div []string

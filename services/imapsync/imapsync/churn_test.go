@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/dovecottest"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
 // The churn test's knobs.
@@ -105,7 +106,7 @@ func TestDovecotChurn(t *testing.T) {
 	t.Logf("churn seed %d: %d steps: %s", seed, c.steps, c.outcomes())
 	div := slices.Concat(c.converge(), c.checkEvents(), c.checkChangeLog())
 	if len(c.serverDoubled) > 0 {
-		t.Logf("doubled by Dovecot (two sessions moved them at once), and mirrored in the store: %v", sortedKeys(c.serverDoubled))
+		t.Logf("doubled on the server by two sessions moving them at once, and mirrored in the store: %v", sortedKeys(c.serverDoubled))
 	}
 	if len(div) > 0 {
 		t.Errorf("churn seed %d (replay: %s=%d) diverged:\n%s", seed, churnSeedEnv, seed, strings.Join(div, "\n"))
@@ -168,7 +169,14 @@ type churn struct {
 // newChurn starts Dovecot with the first messages, the store, imapsync
 // and both actors, and waits for the store to list the churn folders.
 func newChurn(t *testing.T, seed uint64) *churn {
-	dc := startDovecot(t)
+	// The setup is drawn from a stream of its own: the server's
+	// capabilities (CONDSTORE or the fallback that compares every flag;
+	// MOVE or COPY and EXPUNGE) and imapsync's connections (decision 19:
+	// with one, INBOX is IDLEd on the work connection).
+	setup := rand.New(rand.NewPCG(seed, 1))
+	hide := [][]string{nil, nil, {"CONDSTORE", "QRESYNC"}, {"MOVE"}}[setup.IntN(4)]
+	conns := []int{3, 1}[setup.IntN(2)]
+	dc := dovecottest.Start(t, &dovecottest.Options{Users: []dovecottest.User{{Name: "alice", Password: "secret"}}, HideCapabilities: hide})
 	e := startStore(t)
 	c := &churn{t: t, ctx: ctxLong(t), rng: rand.New(rand.NewPCG(seed, seed^0x6d61696c627573)), e: e, dc: dc,
 		mayBeGone: map[string]bool{}, moved: map[string]movedBy{}, serverDoubled: map[string]bool{}, counts: map[string]int{}, history: map[string][]string{}}
@@ -185,13 +193,13 @@ func newChurn(t *testing.T, seed uint64) *churn {
 	// The poll interval is drawn too: a long one leaves more of the third
 	// party's changes unseen while the device acts.
 	poll := []time.Duration{time.Second, 5 * time.Second, time.Minute}[c.rng.IntN(3)]
-	t.Logf("account poll interval %v", poll)
+	t.Logf("account poll interval %v; imapsync connections %d; capabilities hidden %v", poll, conns, hide)
 	a := e.createAccount(t, dc.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
 		a.PollInterval = durationpb.New(poll)
 	})
 	c.acct = a.Id
 	c.events = e.eventLog(t, a.Id)
-	c.sync = startSync(t, e, withRoots(dc))
+	c.sync = startSync(t, e, func(cfg *imapsync.Config) { cfg.RootCAs = dc.CertPool(); cfg.Connections = conns })
 	c.dev = mailbusv1.NewMailboxServiceClient(dialStore(t, e.addr, e.deviceToken(t, "churn-device", a.Id)))
 	c.tp = dialDovecot(t, dc)
 	waitFor(t, "the churn folders in the store", func() bool {
