@@ -311,7 +311,7 @@ func (a *app) printAccount(acct *mailbusv1.Account) {
 	}
 	fmt.Fprintf(w, "  state:      %s\n", stateName(st.GetState()))
 	if st.GetReason() != "" {
-		fmt.Fprintf(w, "  reason:     %s\n", st.GetReason())
+		fmt.Fprintf(w, "  reason:     %s\n", printable(st.GetReason())) // a server's error text
 	}
 	if hint := stateHint(acct); hint != "" {
 		fmt.Fprintf(w, "  what to do: %s\n", hint)

@@ -45,7 +45,9 @@ func newTable(w io.Writer, header ...string) *table {
 
 func (t *table) row(cols ...string) {
 	for i, c := range cols {
-		cols[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c)
+		// A cell may hold a sender's Subject or From name: line breaks
+		// and tabs become spaces, other control characters \xNN.
+		cols[i] = printable(strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c))
 	}
 	fmt.Fprintln(t.tw, strings.Join(cols, "\t"))
 }

@@ -263,7 +263,7 @@ func (w *watcher) stream(ctx context.Context, acct *mailbusv1.Account, st *uint6
 				return err
 			}
 		} else {
-			w.printLine(w.describe(ctx, ev))
+			w.printEvent(ctx, ev)
 		}
 	}
 }
@@ -278,6 +278,14 @@ func (w *watcher) notice(s string) {
 		return
 	}
 	w.printLine(s)
+}
+
+// printEvent prints an event as one line, its control characters
+// escaped: a Subject or From name from any sender, a server's error text
+// or an upstream folder name must not move the cursor or retitle the
+// operator's terminal.
+func (w *watcher) printEvent(ctx context.Context, ev *mailbusv1.Event) {
+	w.printLine(printable(w.describe(ctx, ev)))
 }
 
 func (w *watcher) printLine(s string) {
