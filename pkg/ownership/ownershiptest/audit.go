@@ -12,8 +12,9 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
-// Audit records the store writes (requests with a lease_token field)
-// that a fetcher sends, and those among them whose lease_token is 0. Dial
+// Audit records the fenced store calls (requests with a lease_token
+// field: every write, and GetAccountSecret since decision 0023) that a
+// fetcher sends, and those among them whose lease_token is 0. Dial
 // the store with DialOptions and give the fetcher that connection. Safe
 // for concurrent use.
 type Audit struct {
