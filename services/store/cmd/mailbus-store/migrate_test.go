@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mailbus/mailbus/services/store/internal/dbtest"
@@ -66,7 +67,8 @@ func TestMigrate(t *testing.T) {
 
 			code, out := migrate("status")
 			if code != 0 || !strings.Contains(out, fmt.Sprintf("schema version 0 of %d; %d pending", known.Known, known.Known)) ||
-				strings.Count(out, "  pending  ") != known.Known || !strings.Contains(out, "initial schema") {
+				strings.Count(out, "  pending  ") != known.Known || !strings.Contains(out, "initial schema") ||
+				strings.Contains(out, "unknown") {
 				t.Fatalf("status of a new database: exit %d\n%s", code, out)
 			}
 			var tables int
@@ -106,6 +108,37 @@ func TestMigrate(t *testing.T) {
 				t.Errorf("store start on a newer database: %v, want ErrSchemaNewer saying %q", err, wantErr)
 			}
 		})
+	}
+}
+
+// TestMigrateConcurrentPostgres runs "mailbus-store migrate up" from
+// several replicas at once on a new PostgreSQL database: each succeeds, and
+// every migration is applied once.
+func TestMigrateConcurrentPostgres(t *testing.T) {
+	url := dbtest.PostgresURL(t)
+	const replicas = 8
+	codes := make([]int, replicas)
+	outs := make([]bytes.Buffer, replicas)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			codes[i] = runMigrate(context.Background(), []string{"up", "--database-url", url}, &outs[i], &outs[i])
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, code := range codes {
+		if code != 0 {
+			t.Errorf("replica %d: exit %d\n%s", i, code, outs[i].String())
+		}
+	}
+	st, err := store.ReadSchemaStatus(context.Background(), store.Config{DatabaseURL: url})
+	if err != nil || st.Version != st.Known {
+		t.Fatalf("after concurrent up: %+v, %v", st, err)
 	}
 }
 

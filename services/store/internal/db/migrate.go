@@ -162,7 +162,7 @@ CREATE TABLE api_token_accounts (
 	PRIMARY KEY (token_id, account_id)
 )`},
 	// 8: API tokens expire (issue 16): 0 is never.
-	{both: `ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0`},
+	{name: "API tokens expire", both: `ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0`},
 }
 
 // ErrSchemaNewer is returned when the database has migrations this
@@ -260,9 +260,9 @@ func (d *DB) SchemaStatus(ctx context.Context) (SchemaStatus, error) {
 // starting at once take turns (an advisory lock): one migrates, the
 // others find nothing left to do.
 func (d *DB) Migrate(ctx context.Context) ([]int, error) {
-	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return nil, fmt.Errorf("db: migrations table: %w", err)
-	}
+	// The lock comes first: on PostgreSQL, CREATE TABLE IF NOT EXISTS run
+	// at once by two sessions can fail with a unique violation on the
+	// catalog.
 	if d.dialect == Postgres {
 		conn, err := d.w.Conn(ctx)
 		if err != nil {
@@ -273,6 +273,9 @@ func (d *DB) Migrate(ctx context.Context) ([]int, error) {
 			return nil, fmt.Errorf("db: migrate lock: %w", err)
 		}
 		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(7400001)`)
+	}
+	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("db: migrations table: %w", err)
 	}
 	var current int
 	if err := d.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
