@@ -33,7 +33,17 @@ type Web struct {
 	// (with its streams). 0 sends no pings. (grpc.KeepaliveParams does
 	// not apply: grpc-go's transport is not the one serving.)
 	Keepalive time.Duration
+	// MaxRequestBytes bounds a request message as the grpc.Server's
+	// MaxRecvMsgSize does, and is to be the same; 0 means gRPC's default,
+	// 4 MiB. Connect and gRPC-Web bodies are read (JSON: buffered whole,
+	// to transcode) before the interceptors check the token, so without
+	// it anyone reaching the port could make the server buffer a body of
+	// up to 4 GiB (vanguard's default) per call.
+	MaxRequestBytes uint32
 }
+
+// defaultMaxRequestBytes is grpc-go's default MaxRecvMsgSize.
+const defaultMaxRequestBytes = 4 << 20
 
 // CheckOrigins checks a list of CORS origins: each is "*" or a browser
 // origin, scheme://host[:port], with no path.
@@ -70,7 +80,13 @@ var corsExposedHeaders = []string{
 // transcoder of the grpc.Server (all services registered by now), behind
 // the CORS rules.
 func (s *Server) webServer() (*http.Server, error) {
-	transcoder, err := vanguardgrpc.NewTranscoder(s.GRPC, vanguard.WithCodec(newJSONCodec))
+	w := s.cfg.Web
+	maxRequest := w.MaxRequestBytes
+	if maxRequest == 0 {
+		maxRequest = defaultMaxRequestBytes
+	}
+	transcoder, err := vanguardgrpc.NewTranscoder(s.GRPC, vanguard.WithCodec(newJSONCodec),
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRequest)))
 	if err != nil {
 		return nil, fmt.Errorf("serving: %s: connect transcoder: %w", s.cfg.Name, err)
 	}
@@ -81,7 +97,6 @@ func (s *Server) webServer() (*http.Server, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	w := s.cfg.Web
 	return &http.Server{
 		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(transcoder)),
 		Protocols:         &protocols,

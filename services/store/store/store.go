@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"path/filepath"
 	"sync"
@@ -234,18 +235,20 @@ func (s *Store) Run(ctx context.Context) error {
 	// A request that is not valid protobuf is INVALID_ARGUMENT, not
 	// grpc-go's INTERNAL.
 	reject := serving.NewRejectMalformed()
+	// The largest request: a message to append, with room for its fields.
+	maxRequest := min(cfg.MaxMessageSize+1<<20, math.MaxUint32)
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure,
 		ServerOptions: []grpc.ServerOption{
-			grpc.MaxRecvMsgSize(int(cfg.MaxMessageSize) + 1<<20),
+			grpc.MaxRecvMsgSize(int(maxRequest)),
 			reject.ServerOption(),
 			grpc.ChainUnaryInterceptor(authn.UnaryInterceptor()),
 			grpc.ChainStreamInterceptor(authn.StreamInterceptor()),
 		},
 		// gRPC, Connect and gRPC-Web on the one port, all through the
 		// same grpc.Server and its interceptors (decision 0031).
-		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive},
+		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive, MaxRequestBytes: uint32(maxRequest)},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
