@@ -116,11 +116,18 @@ func (s *Server) webServer() (*http.Server, error) {
 // method's request (a syntax error, a string where a number goes) answered
 // as INVALID_ARGUMENT naming the field, as RejectMalformed does for
 // protobuf, instead of UNKNOWN. Unknown fields are ignored, as Connect
-// and protobuf do, so that an older store serves a newer client.
+// and protobuf do, so that an older store serves a newer client. Fields
+// at their zero value are left out of answers.
 type jsonCodec struct{ *vanguard.JSONCodec }
 
 func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
-	return jsonCodec{vanguard.NewJSONCodec(res)}
+	c := vanguard.NewJSONCodec(res)
+	// As connect-go: fields at their zero value are left out (vanguard
+	// writes them all), which makes answers smaller and faster to write
+	// and read; Connect and protobuf JSON readers take a missing field as
+	// its zero value.
+	c.MarshalOptions.EmitUnpopulated = false
+	return jsonCodec{c}
 }
 
 func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {
