@@ -31,11 +31,12 @@ const (
 // Ensure creates the data directory path (and missing parents) with mode
 // 0700, or checks that an existing one is closed to other users: it
 // returns an error wrapping ErrOpenToOthers, with the chmod command, when
-// its "others" bits are set.
+// its "others" bits are set, and one wrapping ErrNotOwned when it belongs
+// to another user than the one running (root aside). The checks are made
+// on the directory as it is after creating it too, so that one another
+// user put there meanwhile (or a symbolic link to one) is refused.
 func Ensure(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(path, DirMode); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
@@ -45,13 +46,37 @@ func Ensure(path string) error {
 		if err := os.Chmod(path, DirMode); err != nil {
 			return fmt.Errorf("data directory: %w", err)
 		}
-		return nil
+	}
+	fi, err := os.Stat(path)
+	switch {
 	case err != nil:
 		return fmt.Errorf("data directory: %w", err)
 	case !fi.IsDir():
 		return fmt.Errorf("data directory %s: not a directory", path)
 	}
+	if err := checkOwner(path, fi, os.Geteuid()); err != nil {
+		return err
+	}
 	return CheckDir(path, fi.Mode())
+}
+
+// ErrNotOwned is returned for a data directory that belongs to another
+// user than the one the service runs as (and not to root): its owner can
+// replace the database, keys and tokens in it whatever their modes.
+var ErrNotOwned = errors.New("it belongs to another user")
+
+// checkOwner returns an error wrapping ErrNotOwned when the directory fi
+// belongs neither to euid nor to root (a volume Kubernetes mounts for an
+// fsGroup belongs to root). Root is held to it too: a service run as root
+// on a directory a user made would hand that user the service. Where the
+// owner is not known (Windows) nothing is checked.
+func checkOwner(path string, fi fs.FileInfo, euid int) error {
+	owner, ok := ownerOf(fi)
+	if !ok || owner == 0 || owner == euid {
+		return nil
+	}
+	return fmt.Errorf("data directory %s: %w (uid %d), not to the user running this (uid %d), who could then have their database, keys and tokens replaced; use a directory of your own, or fix it with: chown %d %s",
+		path, ErrNotOwned, owner, euid, euid, shellQuote(path))
 }
 
 // CheckDir returns an error wrapping ErrOpenToOthers when mode lets users

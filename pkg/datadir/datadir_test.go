@@ -85,3 +85,31 @@ func wantMode(t *testing.T, path string, want fs.FileMode) {
 		t.Fatalf("%s: mode %04o, want %04o", path, fi.Mode().Perm(), want)
 	}
 }
+
+// TestEnsureRefusesAnotherUsersDirectory: a data directory another user
+// made (say in /tmp, before the service first ran) is refused although its
+// mode is 0700: its owner could replace the database, keys and tokens.
+// Making such a directory takes root; the rule itself is TestCheckOwner.
+func TestEnsureRefusesAnotherUsersDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a directory to another user takes root; TestCheckOwner covers the rule")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := datadir.Ensure(dir); !errors.Is(err, datadir.ErrNotOwned) {
+		t.Fatalf("Ensure on a 0700 directory of uid 65534: %v, want ErrNotOwned", err)
+	}
+	// A symbolic link to it is no way round.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := datadir.Ensure(link); !errors.Is(err, datadir.ErrNotOwned) {
+		t.Fatalf("Ensure on a link to it: %v, want ErrNotOwned", err)
+	}
+}
