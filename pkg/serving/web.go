@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -104,11 +105,15 @@ func (s *Server) webServer() (*http.Server, error) {
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: w.Keepalive,
 			PingTimeout:     w.Keepalive,
-			// As grpc-go's own transport: calls on a connection are
-			// bounded by the server's per-stream work, not by a low count.
+			// grpc-go's own transport set no limit; Go's default, 250,
+			// would hold up a client that watches many accounts on one
+			// connection.
 			MaxConcurrentStreams: 1000,
 		},
-		ErrorLog: nil,
+		// Failed handshakes and malformed connections (scanners, a client
+		// speaking plaintext to TLS) at debug, as grpc-go kept them out
+		// of the log by default.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}, nil
 }
 
