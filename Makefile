@@ -61,11 +61,14 @@ $(BIN)/protoc-gen-go-grpc:
 generate: tools
 	rm -rf pkg/gen
 	buf generate
+	buf build -o - | $(GO) run ./pkg/cmd/mailbus-apischema > docs/api/mailbus.v1.schema.json
 
 # Fails when the committed generated code differs from what generate makes.
 check-generate: generate
 	@git diff --exit-code --stat -- pkg/gen || { echo "pkg/gen is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- pkg/gen)" || { echo "pkg/gen has untracked files: run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- docs/api || { echo "docs/api is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- docs/api)" || { echo "docs/api has uncommitted files: run make generate and commit"; exit 1; }
 
 lint: tools
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
