@@ -55,6 +55,10 @@ const (
 	natsReconnectJitterTLS = time.Second
 )
 
+// listenWait bounds how long a store on PostgreSQL waits at start for its
+// listener of other replicas' account changes before serving anyway.
+const listenWait = 10 * time.Second
+
 // Keepalive of client connections (Config.Keepalive).
 const (
 	DefaultKeepalive = time.Minute
@@ -259,7 +263,14 @@ func (s *Store) Run(ctx context.Context) error {
 	defer cancel()
 	services := reject.Registrar(srv.GRPC)
 	accountChanges := api.NewAccountChanges()
-	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log, Changes: accountChanges})
+	// The API announces account changes where the database does not
+	// (SQLite: one store process); on PostgreSQL the database announces
+	// them to every replica, this one included (ListenAccountChanges).
+	apiAccountChanges := accountChanges
+	if database.AnnouncesAccountChanges() {
+		apiAccountChanges = nil
+	}
+	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log, Changes: apiAccountChanges})
 	mailbusv1.RegisterMailboxServiceServer(services, &api.Mailboxes{DB: database, Log: s.log})
 	mailbusv1.RegisterSyncServiceServer(services, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
 	ingestMetrics, err := api.NewIngestMetrics(cfg.Registry)
@@ -329,6 +340,32 @@ func (s *Store) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.pruneLoop(ctx, database)
 	}()
+	// On PostgreSQL, accounts changed through any replica reach this
+	// replica's WatchAccounts streams. The store reports itself healthy
+	// once it listens (or after listenWait), so that a change made through
+	// another replica just after this one is ready is not missed.
+	listening := make(chan struct{})
+	var listeningOnce sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		database.ListenAccountChanges(ctx, s.log, func(id string, protocol mailbusv1.Protocol) {
+			if id == "" {
+				listeningOnce.Do(func() { close(listening) })
+				accountChanges.Resync()
+				return
+			}
+			accountChanges.Announce(protocol, id)
+		})
+	}()
+	if database.AnnouncesAccountChanges() {
+		select {
+		case <-listening:
+		case <-ctx.Done():
+		case <-time.After(listenWait):
+			s.log.Warn("not yet listening for account changes of other replicas; serving anyway (fetchers see them at their next account list)")
+		}
+	}
 
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, svc := range []string{mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName, mailbusv1.TokenService_ServiceDesc.ServiceName} {

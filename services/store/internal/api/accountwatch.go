@@ -56,6 +56,25 @@ func (c *AccountChanges) Announce(protocol mailbusv1.Protocol, ids ...string) {
 	}
 }
 
+// Resync tells every watcher to list all accounts again: changes may have
+// been missed (the listener for other replicas' changes reconnected).
+func (c *AccountChanges) Resync() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for w := range c.watchers {
+		w.mu.Lock()
+		w.ids, w.resync = nil, true
+		w.mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (w *accountWatcher) add(ids []string) {
 	w.mu.Lock()
 	if !w.resync {

@@ -163,8 +163,10 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 			}
 		}
 		// Every account has an inbox from the start.
-		_, err := t.createMailbox(ctx, id, "INBOX", "", mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX, false)
-		return err
+		if _, err := t.createMailbox(ctx, id, "INBOX", "", mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX, false); err != nil {
+			return err
+		}
+		return t.notifyAccountChanged(ctx, id, a.Protocol)
 	})
 	if err != nil {
 		return nil, err
@@ -397,6 +399,9 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			cur.Name, config, statusBytes, t.d.nowMicros(), id); err != nil {
 			return fmt.Errorf("db: update account: %w", err)
 		}
+		if err := t.notifyAccountChanged(ctx, id, cur.Protocol); err != nil {
+			return err
+		}
 		if changed {
 			a := t.accounts[id]
 			if err := t.emit(ctx, id, a.modseq, 0, &mailbusv1.Event{Payload: &mailbusv1.Event_AccountStatus{AccountStatus: &mailbusv1.AccountStatusChanged{Status: status}}}); err != nil {
@@ -459,7 +464,8 @@ func (d *DB) DeleteAccount(ctx context.Context, id string) error {
 			}
 		}
 		delete(t.accounts, n)
-		return nil
+		// Its protocol is gone with it: every watcher hears of it.
+		return t.notifyAccountChanged(ctx, n, mailbusv1.Protocol_PROTOCOL_UNSPECIFIED)
 	})
 }
 

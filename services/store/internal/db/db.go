@@ -72,6 +72,9 @@ const DefaultBlobFileMin = 32 << 10
 // DB is the store's database.
 type DB struct {
 	dialect Dialect
+	// url is the PostgreSQL URL ("" on SQLite), for the connection that
+	// listens for account changes.
+	url string
 	// w takes every write. On SQLite it has one connection, so writes are
 	// serialised in the process instead of failing with SQLITE_BUSY.
 	w *sql.DB
@@ -107,6 +110,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	switch {
 	case strings.HasPrefix(cfg.URL, "postgres://") || strings.HasPrefix(cfg.URL, "postgresql://"):
 		d.dialect = Postgres
+		d.url = cfg.URL
 		d.w, err = sql.Open("pgx", cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("db: open postgres: %w", err)
