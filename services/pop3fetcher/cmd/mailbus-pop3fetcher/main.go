@@ -53,7 +53,7 @@ Flags:
 		storeAddr     = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
 		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", pop3fetcher.DefaultMaxMessageSize, "larger messages are left on the server and reported, in bytes")
 		timeout       = envflag.Duration(fs, "timeout", "MAILBUS_POP3_TIMEOUT", pop3fetcher.DefaultTimeout, "deadline of every network operation with a POP3 server")
-		refresh       = envflag.Duration(fs, "refresh", "MAILBUS_POP3_REFRESH", pop3fetcher.DefaultRefresh, "how often the account list is read")
+		refresh       = envflag.Duration(fs, "refresh", "MAILBUS_POP3_REFRESH", pop3fetcher.DefaultRefresh, "how often the account list is read (the safety net: the store announces account changes at once)")
 		window        = envflag.Int64(fs, "pipeline-window", "MAILBUS_POP3_PIPELINE_WINDOW", pop3fetcher.DefaultPipelineWindow, "RETR commands in flight when the server offers PIPELINING; 1 disables")
 		caFile        = envflag.String(fs, "ca-file", "MAILBUS_POP3_CA_FILE", "", "PEM file of CA certificates to trust for POP3 servers instead of the system roots")
 		spoolDir      = envflag.String(fs, "spool-dir", "MAILBUS_POP3_SPOOL_DIR", "", "directory for temporary files (servers without UIDL); default the system's")
