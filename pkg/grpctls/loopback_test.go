@@ -29,6 +29,13 @@ func TestIsLoopback(t *testing.T) {
 		{":7400", nil, nil, false},
 		{"[::]:7400", nil, nil, false},
 		{"192.0.2.1:7400", nil, nil, false},
+		// IPv4-mapped IPv6: Go listens on the IPv4 address itself.
+		{"[::ffff:127.0.0.1]:7400", nil, nil, true},
+		{"[::ffff:0.0.0.0]:7400", nil, nil, false},
+		{"[::ffff:192.0.2.1]:7400", nil, nil, false},
+		// A name that looks like a loopback address is a name.
+		{"127.0.0.1.nip.io:7400", ips("127.0.0.1"), nil, false},
+		{"0177.0.0.1:7400", nil, nil, false},
 		{"example.com:7400", ips("127.0.0.1"), nil, false},
 		{"localhost:7400", ips("127.0.0.1", "::1"), nil, true},
 		{"LOCALHOST:7400", ips("127.0.0.1"), nil, true},
