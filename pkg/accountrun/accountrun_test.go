@@ -151,7 +151,8 @@ func (s *fakeStream) Recv() (*mailbusv1.WatchAccountsResponse, error) {
 
 // TestSupervisorFollowsAnnouncements: with lists only at the start (an
 // hour's refresh, no kick), announced accounts are started, restarted on
-// a new generation and stopped when gone.
+// a new generation and stopped when gone; one the Filter refuses (another
+// replica's) or of another protocol is not started.
 func TestSupervisorFollowsAnnouncements(t *testing.T) {
 	lister := &fakeLister{listed: make(chan struct{}, 16)}
 	changes := &fakeChanges{answers: make(chan *mailbusv1.WatchAccountsResponse)}
@@ -162,6 +163,8 @@ func TestSupervisorFollowsAnnouncements(t *testing.T) {
 		Changes:  changes,
 		Protocol: mailbusv1.Protocol_PROTOCOL_IMAP,
 		Refresh:  time.Hour,
+		// As under ownership: account "other" is another replica's.
+		Filter: func(a *mailbusv1.Account) bool { return a.Id != "other" },
 		Work: func(ctx context.Context, a *mailbusv1.Account) {
 			started <- a.Id + "@" + strconv.FormatUint(a.Generation, 10)
 			<-ctx.Done()
@@ -189,7 +192,9 @@ func TestSupervisorFollowsAnnouncements(t *testing.T) {
 	// is no other (the refresh is an hour).
 	<-lister.listed
 	<-lister.listed
-	lister.set(&mailbusv1.Account{Id: "1", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 1})
+	lister.set(&mailbusv1.Account{Id: "1", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 1},
+		&mailbusv1.Account{Id: "other", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 1})
+	announce("other") // not this replica's: no worker
 	announce("1")
 	expect(started, "1@1")
 	lister.set(&mailbusv1.Account{Id: "1", Protocol: mailbusv1.Protocol_PROTOCOL_IMAP, Generation: 2},
