@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +32,18 @@ type blobFiles struct {
 	// found unreferenced and removes them: a file ingest relies on is
 	// never removed under it.
 	gc sync.RWMutex
+	// instance is in the name of every temporary file this blobFiles
+	// writes (<hash>.<instance>.<random>.tmp): the collector never removes
+	// one of those, however old it looks, as it may be in the middle of
+	// being written; only temporary files of an earlier process (a crash)
+	// are its to remove.
+	instance string
 	// onDecided, when set (tests), is called each time the collector
 	// holds gc exclusively, with how many blobs or files it decides on.
 	onDecided func(n int)
+	// onTempWritten, when set (tests), is called with the temporary file
+	// of a body once it is written and synced, before its rename.
+	onTempWritten func(tmp string)
 }
 
 // decided reports n blobs or files decided on under gc (see onDecided).
@@ -72,7 +83,11 @@ func openBlobFiles(dir string, min int) (*blobFiles, error) {
 			}
 		}
 	}
-	return &blobFiles{dir: dir, min: min}, nil
+	var instance [8]byte
+	if _, err := rand.Read(instance[:]); err != nil {
+		return nil, fmt.Errorf("db: blob files: %w", err)
+	}
+	return &blobFiles{dir: dir, min: min, instance: hex.EncodeToString(instance[:])}, nil
 }
 
 // wants reports whether a body of n bytes is kept as a file.
@@ -122,7 +137,7 @@ func (b *blobFiles) write(body blobBody) error {
 	if st, err := os.Stat(final); err == nil && st.Size() == int64(len(body.raw)) {
 		return nil
 	}
-	f, err := os.CreateTemp(filepath.Dir(final), body.hash+".*.tmp")
+	f, err := os.CreateTemp(filepath.Dir(final), body.hash+"."+b.instance+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("db: blob file: %w", err)
 	}
@@ -133,6 +148,9 @@ func (b *blobFiles) write(body blobBody) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && b.onTempWritten != nil {
+		b.onTempWritten(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, final)
@@ -181,9 +199,12 @@ func (b *blobFiles) remove(hashes []string) error {
 	return errors.Join(errs...)
 }
 
-// stale lists the files older than before: temporary files (left by a
-// crash while writing) and finished ones (which may have no row, if their
-// transaction never committed).
+// stale lists the files older than before: temporary files left by a
+// crash while writing (never one of this instance's, which may be being
+// written: its age says nothing, as a write may stall, the clock may step
+// forward, or the collector's clock may not be the file system's) and
+// finished ones (which may have no row, if their transaction never
+// committed).
 func (b *blobFiles) stale(before time.Time) (tmp, done []string, err error) {
 	for i := range 256 {
 		sub := filepath.Join(b.dir, fmt.Sprintf("%02x", i))
@@ -197,7 +218,9 @@ func (b *blobFiles) stale(before time.Time) (tmp, done []string, err error) {
 				continue
 			}
 			if strings.HasSuffix(e.Name(), ".tmp") {
-				tmp = append(tmp, filepath.Join(sub, e.Name()))
+				if !strings.Contains(e.Name(), "."+b.instance+".") {
+					tmp = append(tmp, filepath.Join(sub, e.Name()))
+				}
 			} else if len(e.Name()) == 64 {
 				done = append(done, e.Name())
 			}

@@ -446,6 +446,54 @@ func TestUncommittedBatchHoldsNothing(t *testing.T) {
 	}
 }
 
+// A retention pass that runs while a body is being written leaves its
+// temporary file alone, however old the file looks to the collector's
+// clock (here two hours ahead of the file system's, as after a clock
+// step): the write renames it into place and the batch commits. Before,
+// the pass removed every temporary file older than an hour by the
+// collector's clock, and the rename failed with the file gone.
+func TestRetentionLeavesTempFilesBeingWritten(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	c := &clock{t: time.Now()}
+	d, err := db.Open(ctx, db.Config{DataDir: dir, Secrets: dbtest.Secrets(t), BlobFileMin: 1000, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := mustCreate(t, d, imapAccount("work"))
+	mb := mustMailbox(t, d, a.Id, "INBOX", 1)
+	c.add(2 * time.Hour)
+	// The pass runs between the write of the temporary file and its
+	// rename, on the batch's worker (which holds no lock).
+	var (
+		pruneErr error
+		tmpLeft  error
+		passes   int
+	)
+	d.OnBlobTempWritten(func(tmp string) {
+		passes++
+		_, pruneErr = d.Prune(ctx, 24*time.Hour)
+		_, tmpLeft = os.Stat(tmp)
+	})
+	raw := bigMessage(1, 5000)
+	b := d.NewIngestBatch()
+	b.Add(imapItem(a.Id, mb.Id, 1, 1, raw))
+	res, _, err := b.Commit(ctx)
+	if passes != 1 || pruneErr != nil {
+		t.Fatalf("%d retention passes during the write, %v", passes, pruneErr)
+	}
+	if tmpLeft != nil {
+		t.Errorf("the retention pass removed a temporary file being written: %v", tmpLeft)
+	}
+	if err != nil || len(res) != 1 || !res[0].Created {
+		t.Fatalf("commit: %v %v", res, err)
+	}
+	if got, _, err := d.RawMessage(ctx, res[0].MessageId); err != nil || !bytes.Equal(got, raw) {
+		t.Errorf("%d bytes, %v", len(got), err)
+	}
+}
+
 // The retention pass finds unreferenced blobs and orphan files without
 // holding off ingest, and holds the blob files' lock only to re-check and
 // remove a few at a time: never for every file of the store.

@@ -16,3 +16,8 @@ func (d *DB) RawMessageAfterSummary(ctx context.Context, messageID string, s *ma
 // files' lock exclusively, with how many blobs or files it decides on
 // under it. The database must keep bodies as files.
 func (d *DB) OnCollectorDecided(f func(n int)) { d.files.onDecided = f }
+
+// OnBlobTempWritten calls f with the temporary file of each body kept as a
+// file once it is written, before it is renamed into place. The database
+// must keep bodies as files.
+func (d *DB) OnBlobTempWritten(f func(tmp string)) { d.files.onTempWritten = f }

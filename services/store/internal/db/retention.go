@@ -179,8 +179,8 @@ func (d *DB) pruneOrphanFiles(ctx context.Context, cutoff time.Time) error {
 	if err != nil {
 		return err
 	}
-	// A temporary file is never relied on: one an hour old is left by a
-	// crash while writing.
+	// A temporary file of an earlier process is never relied on: it was
+	// left by a crash while writing (stale skips this process's own).
 	for _, p := range tmp {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("db: prune blob files: %w", err)
