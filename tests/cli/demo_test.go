@@ -1,16 +1,22 @@
 package cli
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestDemo starts `mailbus demo` with every port chosen by the test, waits
-// for the suggestions it prints, and runs each suggested command exactly as
-// printed: the one-shot ones must succeed, the live ones must print and
-// stop cleanly on Ctrl-C.
+// TestDemo starts `mailbus demo` with every address on port 0, learns the
+// ports from what it prints, waits for the suggestions it prints, and runs
+// each suggested command exactly as printed: the one-shot ones must
+// succeed, the live ones must print and stop cleanly on Ctrl-C.
+//
+// Port 0 lets the demo's own listeners take the ports: a port the test
+// found free and released could be taken by another process (a client's
+// outgoing connection, another test) before the demo bound it.
 //
 // It runs the demo as make demo does, as ./bin/mailbus from the checkout's
 // root (here a directory of the test's), and the suggestions run from there
@@ -24,23 +30,37 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	const program = "./bin/mailbus"
-	c := &cli{t: t, bin: program, dir: root, server: freeAddr(t)}
-	natsAddr := freeAddr(t)
-	// The suggested commands name the server themselves.
+	// c.server is the demo's, once it says where it listens; the
+	// suggested commands name it themselves.
+	c := &cli{t: t, bin: program, dir: root}
 	c.env = append(c.env, "MAILBUS_SERVER=127.0.0.1:1")
 	// Without --data the demo keeps its data in a temporary directory that
 	// it removes at exit.
 	tmp := t.TempDir()
 	c.env = append(c.env, "TMPDIR="+tmp)
-	p := c.start("demo", "--listen", c.server, "--metrics-listen", freeAddr(t),
-		"--nats-listen", natsAddr, "--imap-listen", freeAddr(t), "--pop3-listen", freeAddr(t), "--new-mail-every", "1s")
+	const anyPort = "127.0.0.1:0"
+	p := c.start("demo", "--listen", anyPort, "--metrics-listen", anyPort,
+		"--nats-listen", anyPort, "--imap-listen", anyPort, "--pop3-listen", anyPort, "--new-mail-every", "1s")
+	banner := p.waitLine("the addresses", func(l string) bool { return strings.HasPrefix(l, "mailbus demo: the all-in-one server on ") })
+	var imapAddr, pop3Addr string
+	if _, err := fmt.Sscanf(strings.TrimSuffix(banner, "."), "mailbus demo: the all-in-one server on %s a demo IMAP server on %s and a demo POP3 server on %s",
+		&c.server, &imapAddr, &pop3Addr); err != nil {
+		t.Fatalf("banner %q: %v", banner, err)
+	}
+	c.server = strings.TrimSuffix(c.server, ",")
+	for _, addr := range []string{c.server, imapAddr, pop3Addr} {
+		mustBound(t, addr)
+	}
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
 	out := p.stdout.String()
-	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "Backend consumers on NATS nats://" + natsAddr, "`./bin/mailbus nats-user create --account demo-imap`"} {
+	for _, want := range []string{"Added account demo-imap", "Added account demo-pop3", "message.created", "security none", "Backend consumers on NATS nats://127.0.0.1:", "`./bin/mailbus nats-user create --account demo-imap`"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	if _, rest, ok := strings.Cut(out, "Backend consumers on NATS nats://"); ok {
+		mustBound(t, strings.Fields(rest)[0])
 	}
 	var oneShot, live [][]string
 	inLive := false
@@ -105,4 +125,18 @@ func TestDemo(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(tmp, "mailbus-demo-*")); len(left) != 0 {
 		t.Fatalf("the demo left its data directory behind: %v", left)
 	}
+}
+
+// mustBound checks that addr is a port some listener took (not port 0) and
+// that it accepts connections.
+func mustBound(t *testing.T, addr string) {
+	t.Helper()
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		t.Fatalf("address %q: want the port the demo bound (%v)", addr, err)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("the demo's address %s: %v", addr, err)
+	}
+	conn.Close()
 }
