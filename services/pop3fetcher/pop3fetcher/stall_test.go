@@ -48,18 +48,25 @@ func (e *env) stalledConn(t testing.TB, method string) *grpc.ClientConn {
 // pass (temporary, kind store) before anything is deleted; stalled status
 // reports only lose the reports: the pass goes on and succeeds, and
 // progress reports (one per message here) do not slow the download.
+//
+// StoreTimeout also bounds the ingest stream's watchdog, which the real
+// store must not trip: where the pass is to succeed, the timeout is long
+// enough for a batch commit under -race on a loaded machine (300 ms cut
+// the stream there in CI), and still short enough that twenty
+// synchronous reports (40 s) would fail the bound.
 func TestStalledStoreCallsAreBounded(t *testing.T) {
-	const storeTimeout = 300 * time.Millisecond
 	cases := []struct {
-		method string
-		fails  bool
+		method       string
+		fails        bool
+		storeTimeout time.Duration
 	}{
-		{mailbusv1.IngestService_GetAccountSecret_FullMethodName, true},
-		{mailbusv1.IngestService_ListUpstreamIds_FullMethodName, true},
-		{mailbusv1.IngestService_ReportAccountStatus_FullMethodName, false},
+		{mailbusv1.IngestService_GetAccountSecret_FullMethodName, true, 300 * time.Millisecond},
+		{mailbusv1.IngestService_ListUpstreamIds_FullMethodName, true, 300 * time.Millisecond},
+		{mailbusv1.IngestService_ReportAccountStatus_FullMethodName, false, 2 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.method, func(t *testing.T) {
+			storeTimeout := tc.storeTimeout
 			e := startStore(t)
 			msgs := someMessages(1, 20)
 			srv := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", msgs...))
