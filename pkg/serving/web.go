@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -41,6 +42,14 @@ type Web struct {
 	// it anyone reaching the port could make the server buffer a body of
 	// up to 4 GiB (vanguard's default) per call.
 	MaxRequestBytes uint32
+	// Admit, when set, is asked about each call of a known protocol
+	// (Connect, gRPC-Web, gRPC) from its headers, before its body is read:
+	// an error (a gRPC status) refuses the call with it, in the call's
+	// protocol; nil lets it through to the interceptors, which check
+	// everything again. The store refuses here a call without a token
+	// that works, so that such a caller cannot make it read, and for JSON
+	// buffer, a request body of up to MaxRequestBytes first.
+	Admit func(r *http.Request) error
 }
 
 // defaultMaxRequestBytes is grpc-go's default MaxRecvMsgSize.
@@ -99,7 +108,7 @@ func (s *Server) webServer() (*http.Server, error) {
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	return &http.Server{
-		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(transcoder)),
+		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(admit(w.Admit, transcoder))),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		HTTP2: &http.HTTP2Config{
@@ -236,6 +245,25 @@ func connectUnaryByDefault(next http.Handler) http.Handler {
 			switch ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) {
 			case "application/json", "application/proto":
 				r.Header.Set("Connect-Protocol-Version", "1")
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// admit refuses, with check's error in the call's protocol and without
+// reading its body, a call that check refuses (see Web.Admit).
+func admit(check func(*http.Request) error, next http.Handler) http.Handler {
+	if check == nil {
+		return next
+	}
+	errWriter := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if errWriter.IsSupported(r) {
+			if err := check(r); err != nil {
+				st := status.Convert(err)
+				_ = errWriter.Write(w, r, connect.NewError(connect.Code(st.Code()), errors.New(st.Message())))
+				return
 			}
 		}
 		next.ServeHTTP(w, r)

@@ -1,8 +1,11 @@
 package store_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -61,6 +64,62 @@ func TestConnectBodyLimit(t *testing.T) {
 			// at most, a few MiB on loopback.
 			if got := body.read.Load(); got > 32<<20 {
 				t.Fatalf("the store read %d MiB of a request body without a token before refusing it; its limit is %d MiB", got>>20, (maxMessage+1<<20)>>20)
+			}
+		})
+	}
+}
+
+// TestWebRefusesBeforeReadingBody sends, without a token or with a wrong
+// one, a body within the store's request limit (64 MiB by default) but
+// large, chunked, in each web protocol: the call is refused from its
+// headers, before the store reads the body (it read and, for JSON,
+// buffered all of it, and only then did the interceptor look at the
+// token), with the error and status the interceptors give.
+func TestWebRefusesBeforeReadingBody(t *testing.T) {
+	e := startStore(t, dbtest.Backends()[0], storeOpts{noNATS: true})
+	const size = 48 << 20
+	for _, tc := range []struct {
+		contentType, token string
+		wantStatus         int
+		wantGRPCStatus     string
+	}{
+		{"application/json", "", http.StatusUnauthorized, ""},
+		{"application/json", "mbt_nope_nope", http.StatusUnauthorized, ""},
+		{"application/proto", "", http.StatusUnauthorized, ""},
+		{"application/grpc-web+proto", "", http.StatusOK, "16"},
+		{"application/grpc-web+proto", "mbt_nope_nope", http.StatusOK, "16"},
+	} {
+		t.Run(tc.contentType+" "+tc.token, func(t *testing.T) {
+			body := &countingBody{left: size}
+			var r io.Reader = body
+			if strings.HasPrefix(tc.contentType, "application/grpc-web") {
+				// One message of the whole size.
+				hdr := []byte{0, 0, 0, 0, 0}
+				binary.BigEndian.PutUint32(hdr[1:], size)
+				r = io.MultiReader(bytes.NewReader(hdr), body)
+			}
+			req, err := http.NewRequestWithContext(callCtx(t), http.MethodPost, "http://"+e.addr+"/mailbus.v1.MailboxService/AppendMessage", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = -1
+			req.Header.Set("Content-Type", tc.contentType)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus || resp.Header.Get("Grpc-Status") != tc.wantGRPCStatus {
+				t.Errorf("%s, grpc-status %q; want %d, %q", resp.Status, resp.Header.Get("Grpc-Status"), tc.wantStatus, tc.wantGRPCStatus)
+			}
+			// What the client sent before the answer sits in socket
+			// buffers at most, a few MiB on loopback.
+			if got := body.read.Load(); got > 16<<20 {
+				t.Fatalf("the store read %d MiB of the body of a call without a token that works before refusing it", got>>20)
 			}
 		})
 	}

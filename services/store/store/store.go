@@ -252,7 +252,10 @@ func (s *Store) Run(ctx context.Context) error {
 		},
 		// gRPC, Connect and gRPC-Web on the one port, all through the
 		// same grpc.Server and its interceptors (decision 0031).
-		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive, MaxRequestBytes: uint32(maxRequest)},
+		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive, MaxRequestBytes: uint32(maxRequest),
+			// A call without a token that works is refused before its
+			// body is read.
+			Admit: authn.AdmitHTTP},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
