@@ -109,13 +109,12 @@ type folder struct {
 	// ignored them while a device's change of the message was in flight,
 	// or adopted the message as the copy of such a change. Their flags
 	// are read and sent again at the next delta, which a settled
-	// write-back asks for (markRecheckDirty).
-	recheck map[uint32]bool
-	// holding: while recheck is not empty, the HIGHESTMODSEQ saved in
-	// the store's cursor is at most heldModseq, the cursor before the
-	// first of them was read, so that a new session reads them again.
-	holding    bool
-	heldModseq uint64
+	// write-back asks for (markRecheckDirty). Each maps to the cursor's
+	// HIGHESTMODSEQ before its flags were read (0 for all flags): while
+	// it waits, the HIGHESTMODSEQ saved in the store's cursor is at most
+	// that, so that a new session, which does not have this set, reads
+	// them again; and only as far back as the ones still waiting need.
+	recheck map[uint32]uint64
 	// absent holds UIDs on the server that the store does not hold (too
 	// large, or refused by the store): the expunge check counts them.
 	absent map[uint32]bool
@@ -1049,4 +1048,16 @@ func graceful(ctx context.Context, grace time.Duration) (context.Context, func()
 		mu.Unlock()
 		cancel()
 	}
+}
+
+// addRecheck puts uid in the recheck set, holding the saved cursor at
+// most at modseq (an earlier hold of it is kept).
+func (f *folder) addRecheck(uid uint32, modseq uint64) {
+	if f.recheck == nil {
+		f.recheck = map[uint32]uint64{}
+	}
+	if held, ok := f.recheck[uid]; ok {
+		modseq = min(modseq, held)
+	}
+	f.recheck[uid] = modseq
 }

@@ -225,7 +225,6 @@ func (w *account) syncFolderList(ctx context.Context) error {
 		f := &folder{name: m.Mailbox.Name, id: m.Mailbox.Id, role: m.Mailbox.Role, st: m}
 		if o := old[f.name]; o != nil && o.id == f.id {
 			f.known, f.recheck, f.absent = o.known, o.recheck, o.absent
-			f.holding, f.heldModseq = o.holding, o.heldModseq
 		}
 		w.folders[f.name] = f
 	}

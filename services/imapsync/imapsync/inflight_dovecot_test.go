@@ -2,7 +2,9 @@ package imapsync_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -236,6 +238,114 @@ func testIgnoredFlagsReadAgain(t *testing.T, restart bool) {
 	blocked.Store(false)
 	waitFor(t, "the device's change applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
 	waitFor(t, "the third party's \\Flagged in the store", func() bool {
+		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+	})
+}
+
+// savedModseq is the HIGHESTMODSEQ of the folder's cursor in the store.
+func (e *env) savedModseq(t testing.TB, accountID, name string) uint64 {
+	t.Helper()
+	resp, err := e.ingest.ListMailboxSyncStates(ctxT(t), &mailbusv1.ListMailboxSyncStatesRequest{AccountId: accountID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range resp.Mailboxes {
+		if st.GetMailbox().GetName() == name {
+			return st.SyncedHighestmodseq
+		}
+	}
+	t.Fatalf("no sync state of %s", name)
+	return 0
+}
+
+// TestDovecotHeldModseqFollowsTheWaitingFlags: the cursor the store keeps
+// is held below the flags the store ignored only as far as the ones still
+// waiting need. A third party's change of UID 1 is ignored (a device's
+// change of it is in flight), then one of UID 2; once UID 1's has
+// settled and been read again, the cursor moves up to where UID 2 was
+// read, not staying below UID 1 for as long as any flags wait (on a busy
+// account it would never move, and every new session would read more).
+// A new session started then still reads UID 2 again.
+func TestDovecotHeldModseqFollowsTheWaitingFlags(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 3, `\Seen`)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	// The write-backs of blocked messages are hidden from imapsync, so
+	// the device's changes to them stay in flight.
+	var mu sync.Mutex
+	blocked := map[string]bool{}
+	deferred := map[uint32]bool{}
+	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch r := reply.(type) {
+		case *mailbusv1.ListPendingWriteBacksResponse:
+			r.Writebacks = slices.DeleteFunc(r.Writebacks, func(wb *mailbusv1.WriteBack) bool {
+				for _, tg := range wb.GetFlags().GetTargets() {
+					if blocked[tg.MessageId] {
+						return true
+					}
+				}
+				return false
+			})
+		case *mailbusv1.ApplyUpstreamChangesResponse:
+			for _, up := range r.DeferredFlags {
+				deferred[up.GetUid()] = true
+			}
+		}
+		return nil
+	}
+	wasDeferred := func(uid uint32) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return deferred[uid] }
+	}
+	conn := interceptedStoreConn(t, e, intercept)
+	sy := startSync(t, e, func(c *imapsync.Config) {
+		c.StoreConn = conn
+		c.RootCAs = s.CertPool()
+	})
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	before := e.savedModseq(t, a.Id, "INBOX")
+	msgs := e.storeFolder(t, a.Id, "INBOX")
+	mu.Lock()
+	blocked[msgs[1].id], blocked[msgs[2].id] = true, true
+	mu.Unlock()
+	for _, u := range []uint32{1, 2} {
+		if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{msgs[u].id}, Remove: []string{`\Seen`}, DeviceId: "A"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The third party's changes, each read (and ignored) in its own
+	// delta.
+	for _, u := range []uint32{1, 2} {
+		if err := s.SetFlags("alice", "INBOX", u, `\Flagged`); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the store to defer the third party's flags of UID "+strconv.Itoa(int(u)), wasDeferred(u))
+	}
+	// UID 1's change settles (a device change of UID 3 makes imapsync
+	// look at its write-backs); UID 2's stays in flight.
+	mu.Lock()
+	delete(blocked, msgs[1].id)
+	mu.Unlock()
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{msgs[3].id}, Add: []string{`\Answered`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "UID 1's third-party \\Flagged in the store", func() bool {
+		return slices.Contains(e.storeFolder(t, a.Id, "INBOX")[1].flags, `\Flagged`)
+	})
+	waitFor(t, "the saved cursor to move up while UID 2 still waits", func() bool { return e.savedModseq(t, a.Id, "INBOX") > before })
+	// A new session, with UID 2's change no longer hidden, reads it again.
+	sy.stop()
+	startSync(t, e, withRoots(s))
+	waitFor(t, "the device's changes applied", func() bool { return e.pendingWriteBacks(t, a.Id) == 0 })
+	waitFor(t, "the third party's \\Flagged on UID 2 in the store", func() bool {
 		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
 	})
 }

@@ -102,7 +102,7 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 			return err
 		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
-		f.known, f.recheck, f.absent, f.holding = nil, nil, nil, false
+		f.known, f.recheck, f.absent = nil, nil, nil
 		if err := w.saveState(ctx, f); err != nil {
 			return err
 		}
@@ -130,8 +130,8 @@ func (w *account) saveState(ctx context.Context, f *folder) error {
 	defer cancel()
 	st := proto.Clone(f.st).(*mailbusv1.MailboxSyncState)
 	st.Mailbox = nil
-	if f.holding {
-		st.SyncedHighestmodseq = min(st.SyncedHighestmodseq, f.heldModseq)
+	for _, held := range f.recheck {
+		st.SyncedHighestmodseq = min(st.SyncedHighestmodseq, held)
 	}
 	if f.saved != nil && proto.Equal(f.saved, st) {
 		return nil
@@ -378,11 +378,12 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 		if k == nil {
 			return
 		}
-		if f.recheck[uid] {
+		_, again := f.recheck[uid]
+		if again {
 			seen[uid] = true // only rechecked UIDs are looked up in seen
 		}
 		fl := normFlags(flagStrings(flags))
-		if sameFlags(fl, k.flags) && !f.recheck[uid] {
+		if sameFlags(fl, k.flags) && !again {
 			return
 		}
 		read = append(read, flagRead{uid, fl})
@@ -485,10 +486,7 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 	}
 	for _, r := range read {
 		if ignored[r.uid] {
-			if f.recheck == nil {
-				f.recheck = map[uint32]bool{}
-			}
-			f.recheck[r.uid] = true
+			f.addRecheck(r.uid, st.SyncedHighestmodseq)
 			continue
 		}
 		delete(f.recheck, r.uid)
@@ -497,15 +495,9 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 		}
 	}
 	// While some are to be read again, the cursor the store keeps stays
-	// where it was before they were read (see saveState): a new session,
-	// which does not have the recheck set, reads them again with
-	// CHANGEDSINCE and compares them with the store's flags.
-	switch {
-	case len(f.recheck) == 0:
-		f.holding = false
-	case !f.holding:
-		f.holding, f.heldModseq = true, st.SyncedHighestmodseq
-	}
+	// where it was before they were read (addRecheck, saveState): a new
+	// session, which does not have the recheck set, reads them again
+	// with CHANGEDSINCE and compares them with the store's flags.
 	st.SyncedHighestmodseq = sel.HighestModSeq
 	return w.saveState(ctx, f)
 }
@@ -778,10 +770,13 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 				// adopted while that change is in flight): the store kept
 				// its own flags, not these. The delta reads them again and
 				// sends them.
-				if f.recheck == nil {
-					f.recheck = map[uint32]bool{}
+				// In an initial sync the copy may be older than the
+				// cursor: until then a new session reads every flag.
+				held := f.st.SyncedHighestmodseq
+				if !f.st.InitialSyncDone {
+					held = 0
 				}
-				f.recheck[u] = true
+				f.addRecheck(u, held)
 			}
 		}
 	}

@@ -152,10 +152,7 @@ func (w *account) recheckTargets(wb *mailbusv1.WriteBack) {
 		if f == nil || up.GetUid() == 0 || up.GetUidvalidity() != f.st.GetUidvalidity() {
 			continue
 		}
-		if f.recheck == nil {
-			f.recheck = map[uint32]bool{}
-		}
-		f.recheck[up.GetUid()] = true
+		f.addRecheck(up.GetUid(), f.st.GetSyncedHighestmodseq())
 		w.markDirty(f.name)
 	}
 }
