@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -178,31 +179,41 @@ func TestExpiredTokenRefused(t *testing.T) {
 		e := startStore(t, b, storeOpts{noNATS: true})
 		acct := e.createAccount(t, imapAccount("a"))
 		tokens := mailbusv1.NewTokenServiceClient(e.conn)
-		// Long enough to open the watch on a loaded machine; the test
-		// waits for the stream's end, not for a time.
-		expiry := time.Now().Add(3 * time.Second)
-		made, err := tokens.CreateToken(callCtx(t), &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
-			Name: "short", Role: mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, AccountIds: []string{acct.Id}, ExpireTime: timestamppb.New(expiry),
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := made.Token.GetExpireTime().AsTime(); !got.Equal(expiry.Truncate(time.Microsecond)) {
-			t.Fatalf("expire_time %v, want %v", got, expiry)
-		}
-		conn := e.dial(t, made.Secret)
-		stream, err := mailbusv1.NewSyncServiceClient(conn).WatchChanges(callCtx(t), &mailbusv1.WatchChangesRequest{AccountId: acct.Id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			resp, err := stream.Recv()
+		// The window must be long enough to open the watch; the test
+		// waits for the stream's end, not for a time. A machine too loaded
+		// to open it in time gets a token with twice the window (the
+		// expiry cut the watch before it caught up: not what is tested).
+		var (
+			expiry time.Time
+			made   *mailbusv1.CreateTokenResponse
+			conn   *grpc.ClientConn
+			stream grpc.ServerStreamingClient[mailbusv1.WatchChangesResponse]
+		)
+		for window := 3 * time.Second; ; window *= 2 {
+			expiry = time.Now().Add(window)
+			var err error
+			made, err = tokens.CreateToken(callCtx(t), &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
+				Name: "short", Role: mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, AccountIds: []string{acct.Id}, ExpireTime: timestamppb.New(expiry),
+			}})
 			if err != nil {
-				t.Fatalf("watch before the expiry: %v", err)
+				t.Fatal(err)
 			}
-			if resp.CaughtUp {
+			if got := made.Token.GetExpireTime().AsTime(); !got.Equal(expiry.Truncate(time.Microsecond)) {
+				t.Fatalf("expire_time %v, want %v", got, expiry)
+			}
+			conn = e.dial(t, made.Secret)
+			stream, err = mailbusv1.NewSyncServiceClient(conn).WatchChanges(callCtx(t), &mailbusv1.WatchChangesRequest{AccountId: acct.Id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err = recvCaughtUp(stream); err == nil {
 				break
 			}
+			if !time.Now().Before(expiry) && window < 24*time.Second {
+				t.Logf("the watch was not open before a %v expiry (%v); again with twice the window", window, err)
+				continue
+			}
+			t.Fatalf("watch before the expiry: %v", err)
 		}
 		// The stream ends (callCtx bounds the wait) with UNAUTHENTICATED.
 		for {
@@ -244,4 +255,17 @@ func TestExpiredTokenRefused(t *testing.T) {
 			t.Errorf("ListTokens with revoked ones: the expired token with its expiry missing")
 		}
 	})
+}
+
+// recvCaughtUp reads a WatchChanges stream until its caught_up message.
+func recvCaughtUp(stream grpc.ServerStreamingClient[mailbusv1.WatchChangesResponse]) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if resp.CaughtUp {
+			return nil
+		}
+	}
 }
