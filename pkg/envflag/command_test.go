@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -121,5 +122,44 @@ func TestCommandWarnsOncePerFlag(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "deprecated"); n != 1 {
 		t.Errorf("%d warnings, want 1:\n%s", n, out.String())
+	}
+}
+
+// TestCommandBadEnvironment: an environment variable whose value does not
+// parse is a usage error naming it, unless the flag is given (the flag
+// beats the environment); before, the built-in default was used without
+// a word (MAILBUS_POLL_INTERVAL=30 polled every minute). An empty value
+// is no value.
+func TestCommandBadEnvironment(t *testing.T) {
+	tests := []struct {
+		name, env, value string
+		args             []string
+		wantCode         int
+		wantOK           bool
+	}{
+		{name: "duration without a unit", env: "MAILBUS_TEST_POLL", value: "30", wantCode: 2},
+		{name: "bool", env: "MAILBUS_TEST_DEV", value: "yes", wantCode: 2},
+		{name: "int64", env: "MAILBUS_TEST_MAX", value: "ten", wantCode: 2},
+		{name: "flag given", env: "MAILBUS_TEST_POLL", value: "30", args: []string{"--poll", "5s"}, wantOK: true},
+		{name: "empty", env: "MAILBUS_TEST_DEV", value: "", wantOK: true},
+		{name: "good", env: "MAILBUS_TEST_MAX", value: "10", wantOK: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.env, tt.value)
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			var out bytes.Buffer
+			fs.SetOutput(&out)
+			Duration(fs, "poll", "MAILBUS_TEST_POLL", time.Minute, "poll")
+			Bool(fs, "dev", "MAILBUS_TEST_DEV", false, "dev")
+			Int64(fs, "max", "MAILBUS_TEST_MAX", 1, "max")
+			_, code, ok := NewCommand("x", fs).Parse(tt.args)
+			if ok != tt.wantOK || code != tt.wantCode {
+				t.Fatalf("Parse = (%d, %v), want code %d ok %v\n%s", code, ok, tt.wantCode, tt.wantOK, out.String())
+			}
+			if !ok && !strings.Contains(out.String(), tt.env+"=") {
+				t.Errorf("the error does not name %s:\n%s", tt.env, out.String())
+			}
+		})
 	}
 }

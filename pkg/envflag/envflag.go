@@ -49,24 +49,49 @@ func Redact(s string) string {
 	return u.Redacted()
 }
 
-// Bool defines a bool flag defaulting to $env ("1", "true"...), else def.
-func Bool(fs *pflag.FlagSet, name, env string, def bool, usage string) *bool {
-	if v, ok := os.LookupEnv(env); ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			def = b
+// badEnvKey annotates a flag whose environment variable holds a value
+// that does not parse: Command.Parse refuses it unless the flag is given.
+const badEnvKey = "envflag-bad-env"
+
+// lookupParsed parses $env with parse; a value that does not parse is
+// noted on the flag (once it is defined, by the returned func), and an
+// empty one counts as unset.
+func lookupParsed[T any](env string, parse func(string) (T, error)) (val T, ok bool, note func(fs *pflag.FlagSet, name string)) {
+	note = func(*pflag.FlagSet, string) {}
+	v, set := os.LookupEnv(env)
+	if !set || v == "" {
+		return val, false, note
+	}
+	val, err := parse(v)
+	if err != nil {
+		msg := fmt.Sprintf("%s=%q: %v", env, v, err)
+		return val, false, func(fs *pflag.FlagSet, name string) {
+			_ = fs.SetAnnotation(name, badEnvKey, []string{msg})
 		}
 	}
-	return fs.Bool(name, def, usage+" (env "+env+")")
+	return val, true, note
+}
+
+// Bool defines a bool flag defaulting to $env ("1", "true"...), else def.
+func Bool(fs *pflag.FlagSet, name, env string, def bool, usage string) *bool {
+	v, ok, note := lookupParsed(env, strconv.ParseBool)
+	if ok {
+		def = v
+	}
+	p := fs.Bool(name, def, usage+" (env "+env+")")
+	note(fs, name)
+	return p
 }
 
 // Duration defines a duration flag defaulting to $env, else def.
 func Duration(fs *pflag.FlagSet, name, env string, def time.Duration, usage string) *time.Duration {
-	if v, ok := os.LookupEnv(env); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
+	v, ok, note := lookupParsed(env, time.ParseDuration)
+	if ok {
+		def = v
 	}
-	return fs.Duration(name, def, usage+" (env "+env+")")
+	p := fs.Duration(name, def, usage+" (env "+env+")")
+	note(fs, name)
+	return p
 }
 
 // StringSlice defines a repeatable flag (--name a --name b, or --name a,b)
@@ -93,12 +118,13 @@ func SplitList(v string) []string {
 
 // Int64 defines an int64 flag defaulting to $env, else def.
 func Int64(fs *pflag.FlagSet, name, env string, def int64, usage string) *int64 {
-	if v, ok := os.LookupEnv(env); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			def = n
-		}
+	v, ok, note := lookupParsed(env, func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) })
+	if ok {
+		def = v
 	}
-	return fs.Int64(name, def, usage+" (env "+env+")")
+	p := fs.Int64(name, def, usage+" (env "+env+")")
+	note(fs, name)
+	return p
 }
 
 // Logger returns a structured logger writing to stderr at the given level
@@ -149,6 +175,18 @@ func (c *Command) Parse(args []string) (log *slog.Logger, code int, ok bool) {
 			return nil, 0, false
 		}
 		fmt.Fprintf(c.fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", c.name, err, c.name)
+		return nil, 2, false
+	}
+	// An environment variable that does not parse is refused, not left
+	// for the built-in default, unless the flag itself is given.
+	var badEnv string
+	c.fs.VisitAll(func(f *pflag.Flag) {
+		if msg := f.Annotations[badEnvKey]; len(msg) > 0 && !f.Changed && badEnv == "" {
+			badEnv = msg[0]
+		}
+	})
+	if badEnv != "" {
+		fmt.Fprintf(c.fs.Output(), "%s: %s\nRun '%s --help' for the flags.\n", c.name, badEnv, c.name)
 		return nil, 2, false
 	}
 	if c.fs.NArg() > 0 {
