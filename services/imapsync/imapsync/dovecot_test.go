@@ -568,13 +568,22 @@ func TestDovecotUIDValidity(t *testing.T) {
 	e := startStore(t)
 	deliver(t, s, "INBOX", 20)
 	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
+	// Consumed from before the initial sync, whose 20 message.created
+	// events the relay may publish after the store has the messages:
+	// counted from once all 20 are in.
+	js := e.consume(t, a.Id)
+	messageEvent := func(ev *mailbusv1.Event) bool {
+		return ev.GetMessageCreated() != nil || ev.GetMessageDeleted() != nil || ev.GetMessageUpdated() != nil
+	}
+	created := func(ev *mailbusv1.Event) bool { return ev.GetMessageCreated() != nil }
 	reg := prometheus.NewRegistry()
 	startSync(t, e, func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.Registry = reg })
 	tp := dialDovecot(t, s)
 	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	waitFor(t, "the initial sync's events", func() bool { return js.count(created) >= 20 })
+	initialEvents := js.count(messageEvent)
 	before := e.storeFolder(t, a.Id, "INBOX")
 	fetched := metricValue(t, reg, "mailbus_imapsync_messages_total")
-	js := e.consume(t, a.Id)
 	uv, err := s.ChangeUIDValidity("alice", "INBOX")
 	if err != nil {
 		t.Fatal(err)
@@ -601,12 +610,8 @@ func TestDovecotUIDValidity(t *testing.T) {
 	// Devices see nothing of it: after a barrier (one new message), the
 	// only message event is that message's creation.
 	deliver(t, s, "INBOX", 1)
-	waitFor(t, "the barrier message", func() bool {
-		return js.count(func(ev *mailbusv1.Event) bool { return ev.GetMessageCreated() != nil }) >= 1
-	})
-	if n := js.count(func(ev *mailbusv1.Event) bool {
-		return ev.GetMessageCreated() != nil || ev.GetMessageDeleted() != nil || ev.GetMessageUpdated() != nil
-	}); n != 1 {
+	waitFor(t, "the barrier message", func() bool { return js.count(created) >= 21 })
+	if n := js.count(messageEvent) - initialEvents; n != 1 {
 		t.Errorf("%d message events after the UIDVALIDITY change, want 1 (the barrier)", n)
 	}
 	if kept != len(after) || refetched != 0 {
