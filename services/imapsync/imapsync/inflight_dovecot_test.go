@@ -349,3 +349,65 @@ func TestDovecotHeldModseqFollowsTheWaitingFlags(t *testing.T) {
 		return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
 	})
 }
+
+// TestDovecotExpungedRecheckReleasesTheCursor: a message whose third-party
+// flags the store ignored (a device's change of it in flight) is then
+// expunged on the server. Its flags are no longer to be read, so the
+// cursor the store keeps is no longer held below them, at the delta that
+// saw the expunge; before, it stayed held until some later delta of the
+// folder (an hour's poll here).
+func TestDovecotExpungedRecheckReleasesTheCursor(t *testing.T) {
+	s := startDovecot(t)
+	e := startStore(t)
+	deliver(t, s, "INBOX", 2, `\Seen`)
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", func(a *mailbusv1.Account) {
+		a.PollInterval = durationpb.New(time.Hour)
+	})
+	var blocked, deferredSeen, expungeSent atomic.Bool
+	intercept := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if r, ok := req.(*mailbusv1.ApplyUpstreamChangesRequest); ok {
+			for _, c := range r.Changes {
+				if slices.Contains(c.GetExpunge().GetUids(), 1) {
+					defer expungeSent.Store(true)
+				}
+			}
+		}
+		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+			return err
+		}
+		switch r := reply.(type) {
+		case *mailbusv1.ListPendingWriteBacksResponse:
+			if blocked.Load() {
+				r.Writebacks = nil
+			}
+		case *mailbusv1.ApplyUpstreamChangesResponse:
+			for _, up := range r.DeferredFlags {
+				if up.GetUid() == 1 {
+					deferredSeen.Store(true)
+				}
+			}
+		}
+		return nil
+	}
+	conn := interceptedStoreConn(t, e, intercept)
+	startSync(t, e, func(c *imapsync.Config) {
+		c.StoreConn = conn
+		c.RootCAs = s.CertPool()
+	})
+	tp := dialDovecot(t, s)
+	waitFor(t, "initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	before := e.savedModseq(t, a.Id, "INBOX")
+	blocked.Store(true)
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{e.storeFolder(t, a.Id, "INBOX")[1].id}, Remove: []string{`\Seen`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetFlags("alice", "INBOX", 1, `\Flagged`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the store to defer the third party's flags", deferredSeen.Load)
+	if err := s.Expunge("alice", "INBOX", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the expunge of UID 1 sent", expungeSent.Load)
+	waitFor(t, "the saved cursor to move up", func() bool { return e.savedModseq(t, a.Id, "INBOX") > before })
+}

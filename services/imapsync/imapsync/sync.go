@@ -459,6 +459,7 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 			if !present[u] {
 				gone = append(gone, u)
 				delete(f.known, u)
+				delete(f.recheck, u) // no flags to read: it holds the cursor no more
 			}
 		}
 		slices.Sort(gone)
