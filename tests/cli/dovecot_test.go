@@ -83,7 +83,7 @@ func TestServeDovecot(t *testing.T) {
 		}
 	}
 
-	c, _, _, _ := startServe(t)
+	c, _, _ := startServe(t)
 	pw := t.TempDir() + "/pw"
 	if err := os.WriteFile(pw, []byte(password), 0o600); err != nil {
 		t.Fatal(err)

@@ -27,13 +27,17 @@ import (
 // The NATS consumer user startServe gives the first account.
 const natsUser, natsPassword = "e2e", "e2e-nats-password"
 
-// startServe runs `mailbus serve` on free ports with its own data
-// directory and waits until it serves.
-func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr, metricsAddr string) {
+// startServe runs `mailbus serve` with its own data directory, the store
+// and the embedded NATS server on ports of their choosing, and waits until
+// it serves; it returns the NATS address serve announces.
+//
+// Port 0 lets serve's own listeners take the ports: a port the test found
+// free and released could be taken by another process (a client's
+// outgoing connection, another test) before serve bound it.
+func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr string) {
 	t.Helper()
-	c = &cli{t: t, bin: mailbusBin(t), server: freeAddr(t)}
+	c = &cli{t: t, bin: mailbusBin(t)}
 	data := filepath.Join(t.TempDir(), "data")
-	natsAddr, metricsAddr = freeAddr(t), freeAddr(t)
 	// A NATS consumer user of the first account, which the embedded NATS
 	// server reads at start.
 	if err := os.MkdirAll(data, 0o700); err != nil {
@@ -45,10 +49,51 @@ func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr, metri
 	}
 	// The client commands find serve's admin token in $MAILBUS_DATA.
 	c.env = append(c.env, "MAILBUS_DATA="+data)
-	args := append([]string{"serve", "--data", data, "--listen", c.server, "--metrics-listen", metricsAddr, "--nats-listen", natsAddr}, extra...)
+	const anyPort = "127.0.0.1:0"
+	args := append([]string{"serve", "--data", data, "--listen", anyPort, "--metrics-listen", anyPort, "--nats-listen", anyPort}, extra...)
 	p = c.start(args...)
 	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
-	return c, p, natsAddr, metricsAddr
+	c.server = bannerField(t, p, "  store (gRPC):")
+	natsAddr = strings.TrimPrefix(bannerField(t, p, "  NATS:"), "nats://")
+	for _, addr := range []string{c.server, natsAddr} {
+		mustBound(t, addr)
+	}
+	return c, p, natsAddr
+}
+
+// bannerField is the first word after prefix in a line of serve's banner.
+func bannerField(t *testing.T, p *proc, prefix string) string {
+	t.Helper()
+	l := p.waitLine("the banner's "+strings.TrimSpace(prefix)+" line", func(l string) bool { return strings.HasPrefix(l, prefix) })
+	fields := strings.Fields(strings.TrimPrefix(l, prefix))
+	if len(fields) == 0 {
+		t.Fatalf("banner line %q: no address", l)
+	}
+	return fields[0]
+}
+
+// serveMetricsAddr is the /metrics address of a serve started with
+// --metrics-listen on port 0, from the store's log line "serving" (serve
+// knows only the address asked for; the line needs log level info).
+func serveMetricsAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	var addr string
+	eventually(t, "the log line naming the metrics address", func() error {
+		for _, l := range strings.Split(p.stderr.String(), "\n") {
+			if !strings.Contains(l, "msg=serving") {
+				continue
+			}
+			for _, f := range strings.Fields(l) {
+				if a, ok := strings.CutPrefix(f, "metrics="); ok && a != "" {
+					addr = a
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("stderr:\n%s", p.stderr)
+	})
+	mustBound(t, addr)
+	return addr
 }
 
 func accountJSON(t *testing.T, c *cli, name string) *mailbusv1.Account {
@@ -120,7 +165,13 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	defer popSrv.Close()
 
-	c, serve, natsAddr, metricsAddr := startServe(t)
+	c, serve, natsAddr := startServe(t)
+	metricsAddr := serveMetricsAddr(t, serve)
+	// serve does not know the port the store's metrics listener took:
+	// its banner names none rather than port 0.
+	if out := serve.stdout.String(); strings.Contains(out, "metrics:") {
+		t.Errorf("the banner names a metrics address for --metrics-listen 127.0.0.1:0:\n%s", out)
+	}
 	c.env = append(c.env, "IMAP_PW="+demo.IMAPPassword)
 	pwFile := filepath.Join(t.TempDir(), "pop3-pw")
 	if err := os.WriteFile(pwFile, []byte(demo.POP3Password+"\n"), 0o600); err != nil {

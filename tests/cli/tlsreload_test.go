@@ -31,7 +31,7 @@ func TestServeReloadsCertificateOnSIGHUP(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	replaceFile(t, certFile, firstCert)
 	replaceFile(t, keyFile, firstKey)
-	c, p, _, _ := startServe(t, "--tls-cert", certFile, "--tls-key", keyFile)
+	c, p, _ := startServe(t, "--tls-cert", certFile, "--tls-key", keyFile)
 	clientTLS, err := grpctls.Client{CAFile: ca.File}.TLSConfig()
 	if err != nil {
 		t.Fatal(err)

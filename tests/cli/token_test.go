@@ -11,7 +11,7 @@ import (
 // one cannot change it, a revoked one stops working, and each refusal says
 // what to do.
 func TestTokens(t *testing.T) {
-	c, _, _, _ := startServe(t, "--log-level", "warn")
+	c, _, _ := startServe(t, "--log-level", "warn")
 	c.env = append(c.env, "PW=secret")
 	for _, name := range []string{"work", "other"} {
 		c.ok("account", "add", "--name", name, "--protocol", "pop3", "--host", "127.0.0.1", "--port", "1",

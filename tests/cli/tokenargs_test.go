@@ -70,7 +70,7 @@ func TestTokenHiddenFromPs(t *testing.T) {
 // a command given the admin token with --token (and no other way to find
 // one) is let in, in both spellings.
 func TestTokenFlagStillWorks(t *testing.T) {
-	c, _, _, _ := startServe(t)
+	c, _, _ := startServe(t)
 	var data string
 	for _, kv := range c.env {
 		if v, ok := strings.CutPrefix(kv, "MAILBUS_DATA="); ok {

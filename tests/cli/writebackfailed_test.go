@@ -24,7 +24,7 @@ func TestMailboxNamesOnDovecot(t *testing.T) {
 	if err := s.AddUser(user, password); err != nil {
 		t.Fatal(err)
 	}
-	c, _, _, _ := startServe(t)
+	c, _, _ := startServe(t)
 	pw := t.TempDir() + "/pw"
 	if err := os.WriteFile(pw, []byte(password), 0o600); err != nil {
 		t.Fatal(err)

@@ -150,7 +150,8 @@ type Config struct {
 type Info struct {
 	// StoreAddr is the store's gRPC address (the CLI's --server).
 	StoreAddr string
-	// MetricsAddr is the /metrics address, or "".
+	// MetricsAddr is the /metrics address, or "" (none, or port 0: the
+	// store's log line "serving" names the port).
 	MetricsAddr string
 	// NATSURL is where backend consumers subscribe: the external server's
 	// URL, the embedded server's TCP URL with NATSListen, or "" (embedded,
@@ -363,7 +364,9 @@ func (s *Server) Run(ctx context.Context) error {
 		<-storeDone
 		return nil
 	}
-	if cfg.MetricsListen != "-" {
+	// A port 0 is known only to the store's listener, which names it in
+	// its log line "serving": no address here rather than a wrong one.
+	if _, port, err := net.SplitHostPort(cfg.MetricsListen); cfg.MetricsListen != "-" && (err != nil || port != "0") {
 		info.MetricsAddr = cfg.MetricsListen
 	}
 
