@@ -121,7 +121,7 @@ func TestStoreKilledDuringIngest(t *testing.T) {
 	accountID := created.Account.Id
 
 	fetcher := startProcess(t, "pop3fetcher", fetcherBin,
-		"--store", st.grpcAddr, "--token-file", serviceTokenFile, "--listen", freeAddr(t), "--metrics-listen", "-",
+		"--store", st.grpcAddr, "--token-file", serviceTokenFile, "--listen", "127.0.0.1:0", "--metrics-listen", "-",
 		"--refresh", "500ms", "--timeout", "10s")
 
 	// Kill the store twice, each time once it has taken another share of
@@ -285,8 +285,10 @@ func restartStore(t *testing.T, bin, dataDir string, env []string, grpcAddr stri
 		}
 		break
 	}
-	p.grpcAddr = grpcAddr
 	p.waitHealthy(t)
+	if p.grpcAddr != grpcAddr {
+		t.Fatalf("store restarted on %s, want %s", p.grpcAddr, grpcAddr)
+	}
 	return p
 }
 

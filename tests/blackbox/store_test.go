@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,16 +38,6 @@ func buildStore(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // syncBuffer is a bytes.Buffer safe for the process's writes and the
 // test's reads at once.
 type syncBuffer struct {
@@ -69,17 +58,25 @@ func (s *syncBuffer) String() string {
 }
 
 type storeProc struct {
-	cmd      *exec.Cmd
-	out      *syncBuffer
+	cmd *exec.Cmd
+	out *syncBuffer
+	// grpcAddr and httpAddr are where the store listens, known after
+	// waitServing.
 	grpcAddr string
 	httpAddr string
 	done     chan error
 }
 
+// startStore starts the store with its gRPC and metrics listeners on ports
+// of their choosing (args may name a --listen); waitServing learns them.
+//
+// Port 0 lets the store's own listeners take the ports: a port the test
+// found free and released could be taken by another process (a client's
+// outgoing connection, another test) before the store bound it.
 func startStore(t *testing.T, bin, dataDir string, env []string, args ...string) *storeProc {
 	t.Helper()
-	p := &storeProc{out: &syncBuffer{}, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"--listen", p.grpcAddr, "--metrics-listen", p.httpAddr, "--data", dataDir, "--nats", ""}, args...)...)
+	p := &storeProc{out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data", dataDir, "--nats", ""}, args...)...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -96,9 +93,49 @@ func startStore(t *testing.T, bin, dataDir string, env []string, args ...string)
 	return p
 }
 
+// waitServing waits for the store's log line "serving" and takes the
+// addresses it names.
+func (p *storeProc) waitServing(t *testing.T) {
+	t.Helper()
+	deadline := time.After(waitStart)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, l := range strings.Split(p.out.String(), "\n") {
+			if !strings.Contains(l, "msg=serving") {
+				continue
+			}
+			for _, f := range strings.Fields(l) {
+				if a, ok := strings.CutPrefix(f, "grpc="); ok {
+					p.grpcAddr = a
+				}
+				if a, ok := strings.CutPrefix(f, "metrics="); ok {
+					p.httpAddr = a
+				}
+			}
+			if p.grpcAddr == "" || p.httpAddr == "" {
+				t.Fatalf("log line %q: want grpc= and metrics= addresses", l)
+			}
+			return
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err // for the cleanup's wait
+			t.Fatalf("store exited before it served: %v\n%s", err, p.out)
+		case <-deadline:
+			t.Fatalf("store not serving in time:\n%s", p.out)
+		case <-tick.C:
+		}
+	}
+}
+
+// waitStart bounds the wait for a store to start serving.
+const waitStart = 30 * time.Second
+
 func (p *storeProc) waitHealthy(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	p.waitServing(t)
+	deadline := time.Now().Add(waitStart)
 	for time.Now().Before(deadline) {
 		resp, err := httpClient.Get("http://" + p.httpAddr + "/healthz")
 		if err == nil {

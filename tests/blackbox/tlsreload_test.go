@@ -37,6 +37,7 @@ func TestStoreReloadsCertificateOnSIGHUP(t *testing.T) {
 	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
 	p := startStore(t, bin, data, []string{"MAILBUS_SECRET_KEY=" + newKey()},
 		"--tls-cert", certFile, "--tls-key", keyFile, "--service-token-file", serviceTokenFile)
+	p.waitServing(t)
 	clientTLS, err := grpctls.Client{CAFile: ca.File}.TLSConfig()
 	if err != nil {
 		t.Fatal(err)
