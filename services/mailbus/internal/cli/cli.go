@@ -53,6 +53,9 @@ type IO struct {
 	// the value of a --token there is overwritten after parsing, so that
 	// ps and /proc/<pid>/cmdline stop showing it to other users.
 	ProcessArgs []string
+	// watchRefresh, when set, is how often a watch of every account lists
+	// the accounts (tests); 0 means watchRefresh.
+	watchRefresh time.Duration
 }
 
 // ProgramName returns how to run this binary again from the current

@@ -138,7 +138,8 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 		info.StoreAddr, imapSrv.Addr(), popSrv.Addr())
 
 	// Watch every account (new ones from their beginning) before adding
-	// the accounts, so that the initial sync's events stream too.
+	// the accounts, so that the initial sync's events stream too; each
+	// account added is handed to the watch at once.
 	w := newWatcher(a, c, out, false)
 	w.quiet = true
 	watchDone := make(chan error, 1)
@@ -158,6 +159,7 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	if err != nil {
 		return err
 	}
+	w.watchAdded(ctx, imapAcct)
 	popAcct, err := a.addDemoAccount(ctx, c, &mailbusv1.Account{
 		Name: demoPOP3Account, Protocol: mailbusv1.Protocol_PROTOCOL_POP3,
 		Host: popSrv.Addr().IP.String(), Port: uint32(popSrv.Addr().Port), Security: mailbusv1.Security_SECURITY_NONE,
@@ -167,6 +169,7 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	if err != nil {
 		return err
 	}
+	w.watchAdded(ctx, popAcct)
 	fmt.Fprintf(banner, "Added account %s (id %s): IMAP, folders %s, %d messages.\n", imapAcct.Name, imapAcct.Id, strings.Join(demo.IMAPFolders, ", "), len(demo.IMAPMessages()))
 	fmt.Fprintf(banner, "Added account %s (id %s): POP3, keep mode, %d messages.\n", popAcct.Name, popAcct.Id, len(demo.POP3Messages()))
 	fmt.Fprintln(banner, "Both use security none (plaintext): fine on loopback; use tls or starttls for real accounts.")

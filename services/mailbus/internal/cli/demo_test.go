@@ -73,3 +73,34 @@ func TestDemoJSONOnlyJSONOnStdout(t *testing.T) {
 	}
 	t.Logf("%d events on standard output", len(lines))
 }
+
+// The demo hands the accounts it adds to its watch, which streams their
+// initial sync's events at once: with a watch that would list the accounts
+// again only after an hour, the events still come (before, they waited
+// for that list).
+func TestDemoWatchesItsAccountsAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-",
+			"--imap-listen", "127.0.0.1:0", "--pop3-listen", "127.0.0.1:0", "--new-mail-every", "0"},
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb, Getenv: func(string) (string, bool) { return "", false }, watchRefresh: time.Hour})
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "messageCreated") {
+		select {
+		case code := <-done:
+			t.Fatalf("demo ended with %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message.created event of the demo accounts\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Errorf("demo exit %d", code)
+	}
+}

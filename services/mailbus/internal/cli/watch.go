@@ -82,15 +82,39 @@ type watcher struct {
 	startedAll bool
 	// listed is closed after the first round of a watch of every account.
 	listed chan struct{}
+	// refresh is how often a watch of every account lists the accounts.
+	refresh time.Duration
+	// added takes accounts to watch from their beginning at once, rather
+	// than at the next list (watchAdded); stopped is closed when run ends.
+	added   chan *mailbusv1.Account
+	stopped chan struct{}
 }
 
 func newWatcher(a *app, c *client, out io.Writer, skipStatus bool) *watcher {
-	return &watcher{a: a, c: c, out: out, skipStatus: skipStatus, names: map[string]string{}, boxes: map[string]map[string]string{}, started: map[string]bool{}, listed: make(chan struct{})}
+	refresh := watchRefresh
+	if a.io.watchRefresh > 0 {
+		refresh = a.io.watchRefresh
+	}
+	return &watcher{a: a, c: c, out: out, skipStatus: skipStatus, names: map[string]string{}, boxes: map[string]map[string]string{}, started: map[string]bool{}, listed: make(chan struct{}),
+		refresh: refresh, added: make(chan *mailbusv1.Account), stopped: make(chan struct{})}
+}
+
+// watchAdded has a running watch of every account follow acct, just
+// added, from its beginning now rather than at its next list of the
+// accounts (up to watchRefresh later), so that the first events of the
+// account's sync print as they happen.
+func (w *watcher) watchAdded(ctx context.Context, acct *mailbusv1.Account) {
+	select {
+	case w.added <- acct:
+	case <-w.stopped:
+	case <-ctx.Done():
+	}
 }
 
 // run watches one account (ref) or all; from is the state to replay from
 // (nil: from now).
 func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
+	defer close(w.stopped)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
@@ -132,7 +156,7 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 	if !w.a.json && !w.quiet {
 		fmt.Fprintln(w.out, "Watching every account for changes (Ctrl-C stops).")
 	}
-	t := time.NewTicker(watchRefresh)
+	t := time.NewTicker(w.refresh)
 	defer t.Stop()
 	for {
 		accts, err := w.c.allAccounts(ctx)
@@ -163,12 +187,19 @@ func (w *watcher) run(ctx context.Context, ref string, from *uint64) error {
 			close(w.listed)
 		}
 		w.mu.Unlock()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+				return nil
+			case acct := <-w.added:
+				var beginning uint64
+				start(acct, &beginning)
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }
