@@ -2,7 +2,11 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -105,4 +109,40 @@ func mustKey(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestKeyRotationRefusesPendingMigrations: key rotation on a database
+// whose schema is older than this mailbus (a CLI newer than the stores
+// serving it) fails saying to migrate first, and leaves the schema as it
+// is: migrating it would make the older stores refuse to start.
+func TestKeyRotationRefusesPendingMigrations(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		ctx := context.Background()
+		cfg := b.Config(t)
+		if cfg.URL == "" {
+			// An empty SQLite database: schema version 0.
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cfg.DataDir, store.SQLiteFileName), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		where := store.Config{DataDir: cfg.DataDir, DatabaseURL: cfg.URL}
+		before, err := store.ReadSchemaStatus(ctx, where)
+		if err != nil || before.Pending() == 0 {
+			t.Fatalf("schema before: %+v %v, want migrations pending", before, err)
+		}
+
+		rotate := where
+		rotate.SecretKey = mustKey(t)
+		_, err = store.RotateSecrets(ctx, rotate)
+		if !errors.Is(err, store.ErrSchemaPending) || !strings.Contains(err.Error(), "mailbus-store migrate up") {
+			t.Errorf("rotation with migrations pending: %v, want ErrSchemaPending saying to run mailbus-store migrate up", err)
+		}
+		after, err := store.ReadSchemaStatus(ctx, where)
+		if err != nil || after.Version != before.Version {
+			t.Fatalf("schema after the refused rotation: version %d %v, want %d (not migrated)", after.Version, err, before.Version)
+		}
+	})
 }
