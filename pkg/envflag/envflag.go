@@ -145,8 +145,8 @@ func Logger(level, format string) (*slog.Logger, error) {
 }
 
 // Command holds what every mailbus binary parses the same way: the
-// --log-level and --log-format flags, no positional arguments, and the exit
-// code 2 for a usage error.
+// --log-level and --log-format flags, no positional arguments (ParseArgs
+// for a command that takes some), and the exit code 2 for a usage error.
 type Command struct {
 	name             string
 	fs               *pflag.FlagSet
@@ -169,13 +169,25 @@ func NewCommand(name string, fs *pflag.FlagSet) *Command {
 // on the flag set's output, stderr unless set). Single-dash long flags are accepted with a warning
 // (NormalizeArgs).
 func (c *Command) Parse(args []string) (log *slog.Logger, code int, ok bool) {
+	_, log, code, ok = c.parse(args, false)
+	return log, code, ok
+}
+
+// ParseArgs is Parse for a command that takes positional arguments (such
+// as the action of "mailbus-store migrate"): they may come before, between
+// or after the flags, and are returned for the command to check.
+func (c *Command) ParseArgs(args []string) (positional []string, log *slog.Logger, code int, ok bool) {
+	return c.parse(args, true)
+}
+
+func (c *Command) parse(args []string, positional bool) ([]string, *slog.Logger, int, bool) {
 	args = NormalizeArgs(c.name, c.fs, args, c.fs.Output())
 	if err := c.fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return nil, 0, false
+			return nil, nil, 0, false
 		}
 		fmt.Fprintf(c.fs.Output(), "%s: %v\nRun '%s --help' for the flags.\n", c.name, err, c.name)
-		return nil, 2, false
+		return nil, nil, 2, false
 	}
 	// An environment variable that does not parse is refused, not left
 	// for the built-in default, unless the flag itself is given.
@@ -187,18 +199,18 @@ func (c *Command) Parse(args []string) (log *slog.Logger, code int, ok bool) {
 	})
 	if badEnv != "" {
 		fmt.Fprintf(c.fs.Output(), "%s: %s\nRun '%s --help' for the flags.\n", c.name, badEnv, c.name)
-		return nil, 2, false
+		return nil, nil, 2, false
 	}
-	if c.fs.NArg() > 0 {
+	if !positional && c.fs.NArg() > 0 {
 		fmt.Fprintf(c.fs.Output(), "%s: unexpected argument %q\nRun '%s --help' for the flags.\n", c.name, c.fs.Arg(0), c.name)
-		return nil, 2, false
+		return nil, nil, 2, false
 	}
 	log, err := Logger(*c.logLevel, *c.logFmt)
 	if err != nil {
 		fmt.Fprintf(c.fs.Output(), "%s: %v\n", c.name, err)
-		return nil, 2, false
+		return nil, nil, 2, false
 	}
-	return log, 0, true
+	return c.fs.Args(), log, 0, true
 }
 
 // NormalizeArgs rewrites the single-dash spelling of a long flag of fs

@@ -20,6 +20,7 @@ before a rollout. The store applies pending migrations itself when it starts;
 A store refuses to start on a database migrated by a newer mailbus.
 
 Usage: mailbus-store migrate status|up [--data DIR | --database-url URL]
+       (the flags may also come before the action)
 
   status   list the migrations: applied (when) or pending; changes nothing.
            Exit code 1 when the database is newer than this mailbus-store.
@@ -45,17 +46,16 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd := envflag.NewCommand("mailbus-store migrate", fs)
 	dataDir := envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory of the SQLite database")
 	databaseURL := envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")
-	var action string
-	if len(args) > 0 && (args[0] == "status" || args[0] == "up") {
-		action, args = args[0], args[1:]
-	}
-	if _, code, ok := cmd.Parse(args); !ok {
+	// The action may come before, between or after the flags.
+	positional, _, code, ok := cmd.ParseArgs(args)
+	if !ok {
 		return code
 	}
-	if action == "" {
-		fmt.Fprintln(fs.Output(), "mailbus-store migrate: give status or up\nRun 'mailbus-store migrate --help' for details.")
+	if len(positional) != 1 || (positional[0] != "status" && positional[0] != "up") {
+		fmt.Fprintf(fs.Output(), "mailbus-store migrate: give one action, status or up (got %q)\nRun 'mailbus-store migrate --help' for details.\n", positional)
 		return 2
 	}
+	action := positional[0]
 	cfg := store.Config{DataDir: *dataDir, DatabaseURL: *databaseURL}
 	where := "the SQLite database in " + *dataDir
 	if *databaseURL != "" {

@@ -151,6 +151,8 @@ func TestMigrateUsage(t *testing.T) {
 		{args: nil, want: 2},
 		{args: []string{"down"}, want: 2},
 		{args: []string{"status", "extra"}, want: 2},
+		{args: []string{"--data", dir, "status", "up"}, want: 2},
+		{args: []string{"--data", dir}, want: 2},
 		{args: []string{"--help"}, want: 0},
 		// No database is made where there is none.
 		{args: []string{"status", "--data", dir}, want: 1},
@@ -163,5 +165,35 @@ func TestMigrateUsage(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 		t.Errorf("migrate made files where there was no database: %v %v", entries, err)
+	}
+}
+
+// TestMigrateActionAnywhere: the action of "mailbus-store migrate" may
+// come before, between or after the flags. The cases run in order on one
+// database: status sees it new, up migrates it, and so on.
+func TestMigrateActionAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil { // t.TempDir is 0755: refused as a data directory
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, store.SQLiteFileName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "action first", args: []string{"status", "--data", dir}, want: "pending"},
+		{name: "action last", args: []string{"--data", dir, "up"}, want: "applied migration 1\n"},
+		{name: "action last, flag=value", args: []string{"--data=" + dir, "status"}, want: "up to date"},
+		{name: "action between flags", args: []string{"--log-level", "warn", "up", "--data", dir}, want: "no migration pending"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if code := runMigrate(context.Background(), tt.args, &out, &out); code != 0 || !strings.Contains(out.String(), tt.want) {
+				t.Errorf("migrate %q: exit %d, want 0 and %q\n%s", tt.args, code, tt.want, out.String())
+			}
+		})
 	}
 }
