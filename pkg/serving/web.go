@@ -35,6 +35,12 @@ type Web struct {
 	// (with its streams). 0 sends no pings. (grpc.KeepaliveParams does
 	// not apply: grpc-go's transport is not the one serving.)
 	Keepalive time.Duration
+	// IdleTimeout closes a connection that carries no call for this long:
+	// an HTTP/1.1 connection waiting for its next request, an HTTP/2 one
+	// with no open stream. A call in progress, however silent (a watch
+	// stream), keeps its connection. 0 means DefaultIdleTimeout; negative
+	// never closes an idle connection.
+	IdleTimeout time.Duration
 	// MaxRequestBytes bounds a request message as the grpc.Server's
 	// MaxRecvMsgSize does, and is to be the same; 0 means gRPC's default,
 	// 4 MiB. Connect and gRPC-Web bodies are read (JSON: buffered whole,
@@ -51,6 +57,10 @@ type Web struct {
 	// buffer, a request body of up to MaxRequestBytes first.
 	Admit func(r *http.Request) error
 }
+
+// DefaultIdleTimeout is Web.IdleTimeout when 0: an idle keep-alive
+// connection (a browser's, a curl's) is not held forever.
+const DefaultIdleTimeout = 5 * time.Minute
 
 // defaultMaxRequestBytes is grpc-go's default MaxRecvMsgSize.
 const defaultMaxRequestBytes = 4 << 20
@@ -100,6 +110,13 @@ func (s *Server) webServer() (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving: %s: connect transcoder: %w", s.cfg.Name, err)
 	}
+	idle := w.IdleTimeout
+	switch {
+	case idle == 0:
+		idle = DefaultIdleTimeout
+	case idle < 0:
+		idle = 0 // http.Server: no ReadTimeout either, so none
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if s.cfg.TLS != nil {
@@ -111,6 +128,11 @@ func (s *Server) webServer() (*http.Server, error) {
 		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(admit(w.Admit, transcoder))),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
+		// Only between calls: net/http sets it as the read deadline of an
+		// HTTP/1.1 connection once a response is written, and runs it on
+		// an HTTP/2 connection while no stream is open (HTTP2Config has
+		// no IdleTimeout of its own: the http.Server's applies).
+		IdleTimeout: idle,
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: w.Keepalive,
 			PingTimeout:     w.Keepalive,

@@ -1,6 +1,7 @@
 package serving_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -31,11 +32,17 @@ import (
 // returns its address. Its health service answers SERVING.
 func startWeb(t *testing.T, tlsCfg *tls.Config) string {
 	t.Helper()
+	return startWebWith(t, tlsCfg, &serving.Web{Keepalive: time.Minute}).Addr().String()
+}
+
+// startWebWith is startWeb with the given Web, and returns the server.
+func startWebWith(t *testing.T, tlsCfg *tls.Config, web *serving.Web) *serving.Server {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := serving.New(serving.Config{Name: "test", Listener: lis, TLS: tlsCfg, Web: &serving.Web{Keepalive: time.Minute}})
+	s, err := serving.New(serving.Config{Name: "test", Listener: lis, TLS: tlsCfg, Web: web})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +56,7 @@ func startWeb(t *testing.T, tlsCfg *tls.Config) string {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return s.Addr().String()
+	return s
 }
 
 func ctxOf(t *testing.T) context.Context {
@@ -219,5 +226,79 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWebIdleTimeout: an HTTP/1.1 keep-alive connection left idle after a
+// call is closed after Web.IdleTimeout, while a server stream (Health.Watch
+// over Connect, like a WatchChanges watch) open on another HTTP/1.1
+// connection and silent for longer stays open and still delivers.
+func TestWebIdleTimeout(t *testing.T) {
+	s := startWebWith(t, nil, &serving.Web{IdleTimeout: 200 * time.Millisecond})
+	addr := s.Addr().String()
+
+	// The stream, over HTTP/1.1: it answers SERVING at once, then only
+	// on a change.
+	body := append([]byte{0, 0, 0, 0, 2}, "{}"...)
+	req, err := http.NewRequestWithContext(ctxOf(t), http.MethodPost, "http://"+addr+"/grpc.health.v1.Health/Watch", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/connect+json")
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 1 {
+		t.Fatalf("Watch: %s over %s, want 200 over HTTP/1.1", resp.Status, resp.Proto)
+	}
+	nextStatus := func() string {
+		t.Helper()
+		var prefix [5]byte
+		if _, err := io.ReadFull(resp.Body, prefix[:]); err != nil {
+			t.Fatalf("Watch stream: %v", err)
+		}
+		msg := make([]byte, binary.BigEndian.Uint32(prefix[1:]))
+		if _, err := io.ReadFull(resp.Body, msg); err != nil {
+			t.Fatalf("Watch stream: %v", err)
+		}
+		return string(msg)
+	}
+	if got := nextStatus(); !strings.Contains(got, `"SERVING"`) {
+		t.Fatalf("Watch: first message %s, want SERVING", got)
+	}
+
+	// An idle keep-alive connection: one call, then nothing. The server
+	// closes it; the read deadline only ends the test if it does not.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: "+addr+
+		"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(conn)
+	check, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, check.Body); err != nil || check.StatusCode != http.StatusOK || check.Close {
+		t.Fatalf("Check: %s (close %v) %v, want 200 on a kept-alive connection", check.Status, check.Close, err)
+	}
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle keep-alive connection: read %d bytes, %v; want it closed by the server (EOF)", n, err)
+	}
+
+	// The stream has been silent for longer than the idle timeout (since
+	// before the call above), and is still open.
+	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	if got := nextStatus(); !strings.Contains(got, `"NOT_SERVING"`) {
+		t.Fatalf("Watch after the idle timeout: %s, want NOT_SERVING", got)
 	}
 }
