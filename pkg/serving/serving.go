@@ -128,6 +128,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
 		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
 	}
+	if cfg.Web != nil {
+		// Counts what handlers receive, for recvGated.
+		opts = append(opts, grpc.StatsHandler(recvCounter{}))
+	}
 	if cfg.TLS != nil && cfg.Web == nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

@@ -15,7 +15,6 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
-	"connectrpc.com/vanguard/vanguardgrpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -46,7 +45,10 @@ type Web struct {
 	// 4 MiB. Connect and gRPC-Web bodies are read (JSON: buffered whole,
 	// to transcode) before the interceptors check the token, so without
 	// it anyone reaching the port could make the server buffer a body of
-	// up to 4 GiB (vanguard's default) per call.
+	// up to 4 GiB (vanguard's default) per call. It also bounds how far
+	// a request stream is read ahead of its handler (recvGated): a
+	// grpc.MaxRecvMsgSize larger than it would hang the calls whose
+	// messages are larger.
 	MaxRequestBytes uint32
 	// Admit, when set, is asked about each call of a known protocol
 	// (Connect, gRPC-Web, gRPC) from its headers, before its body is read:
@@ -105,8 +107,16 @@ func (s *Server) webServer() (*http.Server, error) {
 	if maxRequest == 0 {
 		maxRequest = defaultMaxRequestBytes
 	}
-	transcoder, err := vanguardgrpc.NewTranscoder(s.GRPC, vanguard.WithCodec(newJSONCodec),
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(maxRequest)))
+	// As vanguardgrpc.NewTranscoder, with every call of every protocol
+	// (vanguard hands the grpc.Server a gRPC body) read through recvGated.
+	target := recvGated(s.GRPC, maxRequest)
+	var services []*vanguard.Service
+	for name := range s.GRPC.GetServiceInfo() {
+		services = append(services, vanguard.NewService(name, target))
+	}
+	transcoder, err := vanguard.NewTranscoder(services, vanguard.WithCodec(newJSONCodec),
+		vanguard.WithDefaultServiceOptions(vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithMaxMessageBufferBytes(maxRequest)))
 	if err != nil {
 		return nil, fmt.Errorf("serving: %s: connect transcoder: %w", s.cfg.Name, err)
 	}
