@@ -68,6 +68,11 @@ type account struct {
 	// fresh is what the account knows of its folders' freshness
 	// (decision 22).
 	fresh *freshness
+	// unexportFresh takes fresh out of the freshness metrics (idempotent):
+	// as the worker ends, and as soon as it parks the account or stops
+	// working it (stale lease, newer generation), since nothing is
+	// expected to keep such an account fresh.
+	unexportFresh func()
 
 	// overLimit holds the upstream folders skipped for a name beyond the
 	// mailboxname limits, so that each is logged once.
@@ -179,7 +184,8 @@ func (w *account) takeDirty() []string {
 // is updated (the supervisor restarts the worker on a new generation).
 func (w *account) run(ctx context.Context) {
 	defer w.s.register(w)()
-	defer w.s.fresh.add(w.a.Id, w.fresh)()
+	w.unexportFresh = w.s.fresh.add(w.a.Id, w.fresh)
+	defer w.unexportFresh()
 	defer w.forgetState()
 	w.token = ownership.TokenFromContext(ctx)
 	if !w.claim(ctx) {
@@ -203,6 +209,9 @@ func (w *account) run(ctx context.Context) {
 		var pe *PermanentError
 		if errors.As(err, &pe) {
 			w.s.metrics.connects.WithLabelValues("permanent").Inc()
+			// Before the report: once the store says PARKED, the account
+			// has no freshness series.
+			w.stopFreshness()
 			// The store refuses the report if the account was updated
 			// during the session (a login with the old password in
 			// flight): a failure of an older generation never parks a
@@ -324,6 +333,7 @@ func (w *account) claim(ctx context.Context) bool {
 // the account was worked by replicas with ownership before, and only they
 // can work it now.
 func (w *account) stopStale(ctx context.Context, err error) {
+	w.stopFreshness()
 	w.s.metrics.staleLeases.Inc()
 	switch l := ownership.FromContext(ctx); {
 	case l == nil:
@@ -340,8 +350,20 @@ func (w *account) stopStale(ctx context.Context, err error) {
 // got it (a newer generation) and waits for ctx: the supervisor restarts
 // the worker with the new configuration at its next look at the accounts.
 func (w *account) stopChanged(ctx context.Context, err error) {
+	w.stopFreshness()
 	w.log.Info("the account was updated; waiting for its worker to restart", "generation", w.a.Generation, "err", err)
 	<-ctx.Done()
+}
+
+// stopFreshness takes the account out of the freshness metrics
+// (decision 22) when its worker stops working it but lives on (parked,
+// stale lease, newer generation): its folders are not checked and are not
+// expected to be, so its age would only grow and raise
+// mailbus_imapsync_freshness_max_seconds.
+func (w *account) stopFreshness() {
+	if w.unexportFresh != nil {
+		w.unexportFresh()
+	}
 }
 
 func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {

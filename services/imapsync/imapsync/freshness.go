@@ -263,7 +263,8 @@ func (w *account) checkDue(ctx context.Context, f *folder, dirty bool) error {
 }
 
 // freshnessCollector exports, per account this replica works, the age of
-// its least recently checked folder, and the oldest of them.
+// its least recently checked folder, and the oldest of them. A parked
+// account, or one whose worker stopped working it, is not among them.
 type freshnessCollector struct {
 	mu       sync.Mutex
 	accounts map[string]*freshness
@@ -275,7 +276,7 @@ func newFreshnessCollector() *freshnessCollector {
 	return &freshnessCollector{
 		accounts: map[string]*freshness{},
 		perAcct: prometheus.NewDesc("mailbus_imapsync_freshness_seconds",
-			"Per account worked by this replica: the age of its least recently checked folder (time since the oldest of its folders' last check against the server). The freshness promise keeps it within the poll interval and a pass; it grows while the account is disconnected or parked. One series per account.",
+			"Per account worked by this replica: the age of its least recently checked folder (time since the oldest of its folders' last check against the server). The freshness promise keeps it within the poll interval and a pass; it grows while the account is disconnected or retrying. A parked account, or one this replica stopped working (lease taken, account updated), has none. One series per account.",
 			[]string{"account"}, nil),
 		oldest: prometheus.NewDesc("mailbus_imapsync_freshness_max_seconds",
 			"The largest mailbus_imapsync_freshness_seconds of the accounts this replica works (0 without accounts).", nil, nil),

@@ -250,3 +250,47 @@ func TestMemOneConnectionIdleNeverPushes(t *testing.T) {
 		inSync("new mail in INBOX, IDLEd on the work connection")
 	}
 }
+
+// TestMemParkedAccountHasNoFreshness: an account parked (a wrong password)
+// is not expected to be fresh, so it has no
+// mailbus_imapsync_freshness_seconds series and does not raise
+// mailbus_imapsync_freshness_max_seconds, while an account worked next to
+// it keeps its series. The parked account's age grew until its worker
+// ended, so every parked account raised the alert on the max.
+func TestMemParkedAccountHasNoFreshness(t *testing.T) {
+	e := startStore(t)
+	mem := startMem(t)
+	good := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	bad := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "wrong", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) { c.Registry = reg })
+	// The worker leaves the freshness metrics before it reports PARKED.
+	waitFor(t, "the account with the wrong password parked", func() bool {
+		return e.account(t, bad.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
+	})
+	// One gather, so that the max and the series are of the same moment.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, oldest := map[string]float64{}, -1.0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "mailbus_imapsync_freshness_seconds":
+				fresh[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			case "mailbus_imapsync_freshness_max_seconds":
+				oldest = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if _, ok := fresh[bad.Id]; ok {
+		t.Errorf("the parked account %s has a freshness series (%v s)", bad.Id, fresh[bad.Id])
+	}
+	if _, ok := fresh[good.Id]; !ok {
+		t.Errorf("the working account %s has no freshness series (series %v)", good.Id, fresh)
+	}
+	if oldest != fresh[good.Id] {
+		t.Errorf("freshness max %v s, want the working account's %v s (series %v)", oldest, fresh[good.Id], fresh)
+	}
+}
