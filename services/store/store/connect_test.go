@@ -175,6 +175,109 @@ func TestGRPCWeb(t *testing.T) {
 	}
 }
 
+// TestGRPCWebWatchChanges follows WatchChanges with gRPC-Web (binary)
+// over HTTP/1.1, as a browser's grpc-web client does: caught_up, then a
+// change made through the API as it happens; revoking the token ends the
+// stream with a trailer frame carrying UNAUTHENTICATED, as over gRPC.
+func TestGRPCWebWatchChanges(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
+		f := newAuthFixture(t, b)
+		e := f.e
+		msg, err := proto.Marshal(&mailbusv1.WatchChangesRequest{AccountId: f.a.account, SinceState: e.state(t, f.a.account)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(callCtx(t), http.MethodPost, "http://"+e.addr+"/mailbus.v1.SyncService/WatchChanges", bytes.NewReader(envelope(0, msg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/grpc-web+proto")
+		req.Header.Set("X-Grpc-Web", "1")
+		req.Header.Set("Authorization", "Bearer "+f.deviceA)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 1 {
+			t.Fatalf("WatchChanges over gRPC-Web: %s over %s", resp.Status, resp.Proto)
+		}
+		if s := resp.Header.Get("Grpc-Status"); s != "" {
+			t.Fatalf("WatchChanges over gRPC-Web ended at once: grpc-status %s %q", s, resp.Header.Get("Grpc-Message"))
+		}
+		r := bufio.NewReader(resp.Body)
+		// next returns the next message, or nil and the trailer once the
+		// stream ends.
+		next := func() (*mailbusv1.WatchChangesResponse, http.Header) {
+			t.Helper()
+			flags, data, err := readEnvelope(r)
+			if err != nil {
+				t.Fatalf("WatchChanges over gRPC-Web: %v", err)
+			}
+			if flags&0x80 != 0 {
+				return nil, parseGRPCWebTrailer(data)
+			}
+			var m mailbusv1.WatchChangesResponse
+			if err := proto.Unmarshal(data, &m); err != nil {
+				t.Fatalf("WatchChanges over gRPC-Web: item: %v", err)
+			}
+			return &m, nil
+		}
+		if m, trailer := next(); !m.GetCaughtUp() {
+			t.Fatalf("first item %v (trailer %v), want caught_up", m, trailer)
+		}
+		if _, err := e.mailboxes.UpdateFlags(metadata.AppendToOutgoingContext(callCtx(t), "mailbus-device-id", "test"), &mailbusv1.UpdateFlagsRequest{
+			AccountId: f.a.account, MessageIds: []string{f.a.message}, Add: []string{`\Seen`},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		m, trailer := next()
+		if m.GetEvent().GetAccountId() != f.a.account || !strings.Contains(protojson.Format(m.GetEvent()), f.a.message) {
+			t.Fatalf("live item %v (trailer %v), want the event of the flag change of %s", m, trailer, f.a.message)
+		}
+
+		tokens := mailbusv1.NewTokenServiceClient(e.conn)
+		list, err := tokens.ListTokens(callCtx(t), &mailbusv1.ListTokensRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id string
+		for _, tok := range list.Tokens {
+			if tok.Name == "phone" {
+				id = tok.Id
+			}
+		}
+		if _, err := tokens.RevokeToken(callCtx(t), &mailbusv1.RevokeTokenRequest{TokenId: id}); err != nil {
+			t.Fatal(err)
+		}
+		// The stream ends (callCtx bounds the wait) with a trailer frame.
+		for {
+			m, trailer := next()
+			if m != nil {
+				continue
+			}
+			if got, want := trailer.Get("grpc-status"), strconv.Itoa(int(codes.Unauthenticated)); got != want {
+				t.Fatalf("WatchChanges over gRPC-Web after revoke ended with trailer %v, want grpc-status %s", trailer, want)
+			}
+			break
+		}
+		if _, _, err := readEnvelope(r); err != io.EOF {
+			t.Fatalf("after the trailer frame: %v, want the end of the body", err)
+		}
+	})
+}
+
+// parseGRPCWebTrailer reads the trailer frame of a gRPC-Web response:
+// HTTP/1.1 header lines.
+func parseGRPCWebTrailer(data []byte) http.Header {
+	trailer := http.Header{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		trailer.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return trailer
+}
+
 // grpcWebFrames is a gRPC-Web response: its messages and its trailer.
 type grpcWebFrames struct {
 	messages [][]byte
@@ -221,11 +324,7 @@ func grpcWebCall(t *testing.T, e *env, token, procedure string, req proto.Messag
 			out.messages = append(out.messages, data)
 			continue
 		}
-		out.trailer = http.Header{}
-		for line := range strings.SplitSeq(strings.TrimSpace(string(data)), "\r\n") {
-			k, v, _ := strings.Cut(line, ":")
-			out.trailer.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-		}
+		out.trailer = parseGRPCWebTrailer(data)
 	}
 }
 
