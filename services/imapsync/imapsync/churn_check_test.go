@@ -9,14 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
@@ -263,48 +259,14 @@ func (c *churn) logHistories(div []string) {
 	}
 }
 
-// eventLog collects every event of an account from JetStream, from the
-// start of the stream.
-type eventLog struct {
-	mu  sync.Mutex
-	evs []*mailbusv1.Event
-}
-
-func (e *env) eventLog(t testing.TB, accountID string) *eventLog {
-	t.Helper()
-	l := &eventLog{}
-	ctx := ctxT(t)
-	var cons jetstream.Consumer
-	waitFor(t, "the event stream", func() bool {
-		var err error
-		cons, err = e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(accountID)}, DeliverPolicy: jetstream.DeliverAllPolicy})
-		return err == nil
-	})
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		ev, err := events.Unmarshal(m.Data())
-		if err != nil {
-			t.Errorf("event %s: %v", m.Subject(), err)
-			return
-		}
-		l.mu.Lock()
-		l.evs = append(l.evs, ev)
-		l.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return l
-}
-
 // dataEvents returns the events that change data (each raises the state
 // by one), and the highest state among them.
-func (l *eventLog) dataEvents() ([]*mailbusv1.Event, uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (c *consumer) dataEvents() ([]*mailbusv1.Event, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []*mailbusv1.Event
 	var top uint64
-	for _, ev := range l.evs {
+	for _, ev := range c.evs {
 		switch ev.Payload.(type) {
 		case *mailbusv1.Event_AccountStatus, *mailbusv1.Event_WritebackFailed:
 			continue

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mailbus/mailbus/pkg/dovecottest"
@@ -149,7 +150,7 @@ type churn struct {
 	// tp is the third party's IMAP session on Dovecot.
 	tp *imapclient.Client
 	// events collects the account's events from JetStream.
-	events *eventLog
+	events *consumer
 
 	mailboxIDs map[string]string  // store mailbox id by name
 	pool       []string           // Message-IDs of every message created, in order
@@ -198,7 +199,7 @@ func newChurn(t *testing.T, seed uint64) *churn {
 		a.PollInterval = durationpb.New(poll)
 	})
 	c.acct = a.Id
-	c.events = e.eventLog(t, a.Id)
+	c.events = e.consumeFrom(t, a.Id, jetstream.DeliverAllPolicy)
 	c.sync = startSync(t, e, func(cfg *imapsync.Config) { cfg.RootCAs = dc.CertPool(); cfg.Connections = conns })
 	c.dev = mailbusv1.NewMailboxServiceClient(dialStore(t, e.addr, e.deviceToken(t, "churn-device", a.Id)))
 	c.tp = dialDovecot(t, dc)

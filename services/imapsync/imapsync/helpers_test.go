@@ -514,19 +514,30 @@ type consumer struct {
 	evs []*mailbusv1.Event
 }
 
+// consume collects the account's events published from now on.
 func (e *env) consume(t testing.TB, accountID string) *consumer {
+	t.Helper()
+	return e.consumeFrom(t, accountID, jetstream.DeliverNewPolicy)
+}
+
+// consumeFrom collects the account's events from where policy says:
+// jetstream.DeliverNewPolicy for those published from now on,
+// jetstream.DeliverAllPolicy for every event from the start of the
+// stream. An event that does not decode fails the test.
+func (e *env) consumeFrom(t testing.TB, accountID string, policy jetstream.DeliverPolicy) *consumer {
 	t.Helper()
 	c := &consumer{}
 	ctx := ctxT(t)
 	var cons jetstream.Consumer
 	waitFor(t, "the event stream", func() bool {
 		var err error
-		cons, err = e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(accountID)}, DeliverPolicy: jetstream.DeliverNewPolicy})
+		cons, err = e.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(accountID)}, DeliverPolicy: policy})
 		return err == nil
 	})
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		ev, err := events.Unmarshal(m.Data())
 		if err != nil {
+			t.Errorf("event %s: %v", m.Subject(), err)
 			return
 		}
 		c.mu.Lock()
