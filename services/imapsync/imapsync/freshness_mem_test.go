@@ -224,7 +224,12 @@ func gaugeValues(t testing.TB, reg *prometheus.Registry, name string) map[string
 // on the work connection; on a server whose IDLE never pushes, new mail
 // in INBOX is still seen within the account's poll interval (the poll
 // ends that IDLE and checks INBOX too), though IDLE is re-issued only
-// every hour.
+// every hour and write-backs are looked for every hour: the poll is the
+// only thing that wakes the work connection. It fails (times out) when
+// this mode stops waking up for the poll (checked by giving it an hour's
+// poll ticker), and when the proxy dropped no push (the mail could have
+// come by IDLE). It does not tell the poll's own check of INBOX from the
+// SELECT that starts the next IDLE: either sees the mail (decision 22).
 func TestMemOneConnectionIdleNeverPushes(t *testing.T) {
 	e := startStore(t)
 	mem := startMem(t)
@@ -248,6 +253,9 @@ func TestMemOneConnectionIdleNeverPushes(t *testing.T) {
 	for i := 2; i <= 4; i++ {
 		appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
 		inSync("new mail in INBOX, IDLEd on the work connection")
+	}
+	if proxy.dropped.Load() == 0 {
+		t.Error("the proxy dropped no push: the test did not test a silent IDLE")
 	}
 }
 
