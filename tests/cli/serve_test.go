@@ -80,12 +80,14 @@ func serveMetricsAddr(t *testing.T, p *proc) string {
 	var addr string
 	eventually(t, "the log line naming the metrics address", func() error {
 		for _, l := range strings.Split(p.stderr.String(), "\n") {
-			if !strings.Contains(l, "msg=serving") {
+			// The store's line: the in-process fetchers log one each too,
+			// with metrics="" (they serve no port of their own).
+			if !strings.Contains(l, "msg=serving") || !strings.Contains(l, " service=store ") {
 				continue
 			}
 			for _, f := range strings.Fields(l) {
-				if a, ok := strings.CutPrefix(f, "metrics="); ok && a != "" {
-					addr = a
+				if a, ok := strings.CutPrefix(f, "metrics="); ok && strings.Trim(a, `"`) != "" {
+					addr = strings.Trim(a, `"`)
 					return nil
 				}
 			}
