@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/grpctls/grpctlstest"
@@ -35,11 +33,11 @@ func serveReloadable(t *testing.T, certFile, keyFile, clientCAFile string, inter
 	t.Helper()
 	dir := t.TempDir()
 	srv := grpctls.Server{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
-	replace(t, srv.CertFile, certFile)
-	replace(t, srv.KeyFile, keyFile)
+	grpctlstest.ReplaceFile(t, srv.CertFile, certFile)
+	grpctlstest.ReplaceFile(t, srv.KeyFile, keyFile)
 	if clientCAFile != "" {
 		srv.ClientCAFile = filepath.Join(dir, "ca.crt")
-		replace(t, srv.ClientCAFile, clientCAFile)
+		grpctlstest.ReplaceFile(t, srv.ClientCAFile, clientCAFile)
 	}
 	certs, err := srv.Load()
 	if err != nil {
@@ -63,23 +61,6 @@ func serveReloadable(t *testing.T, certFile, keyFile, clientCAFile string, inter
 	return r, srv
 }
 
-// replace puts the contents of src at dst the way a certificate manager
-// does: a new file renamed over the old one.
-func replace(t *testing.T, dst, src string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (r *reloadable) waitReload(t *testing.T) error {
 	t.Helper()
 	select {
@@ -91,32 +72,12 @@ func (r *reloadable) waitReload(t *testing.T) error {
 	}
 }
 
-// dialTLS connects with cfg and returns the connection.
-func dialTLS(t *testing.T, addr string, cfg *tls.Config) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// servedName calls the health service on conn and returns the common name
-// of the certificate the server presented on that connection.
+// servedName is grpctlstest.ServedName with a 10 s deadline.
 func servedName(t *testing.T, conn *grpc.ClientConn) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var p peer.Peer
-	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
-		return "", err
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
-		return "", nil
-	}
-	return info.State.PeerCertificates[0].Subject.CommonName, nil
+	return grpctlstest.ServedName(ctx, conn)
 }
 
 // watchHealth opens a health Watch stream on conn and reads its first
@@ -148,21 +109,21 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := dialTLS(t, r.addr, clientCfg)
+	before := grpctlstest.Dial(t, r.addr, clientCfg)
 	if name, err := servedName(t, before); err != nil || name != "first" {
 		t.Fatalf("before the reload: served %q, %v", name, err)
 	}
 	stream := watchHealth(t, before)
 
-	replace(t, srv.CertFile, secondCert)
-	replace(t, srv.KeyFile, secondKey)
+	grpctlstest.ReplaceFile(t, srv.CertFile, secondCert)
+	grpctlstest.ReplaceFile(t, srv.KeyFile, secondKey)
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.waitReload(t); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if name, err := servedName(t, dialTLS(t, r.addr, clientCfg)); err != nil || name != "second" {
+	if name, err := servedName(t, grpctlstest.Dial(t, r.addr, clientCfg)); err != nil || name != "second" {
 		t.Fatalf("new connection after the reload: served %q, %v; want the new certificate", name, err)
 	}
 	// The established connection and its stream are untouched.
@@ -189,21 +150,21 @@ func TestReloadOnChange(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	replace(t, srv.KeyFile, secondKey)
-	replace(t, srv.CertFile, secondCert)
+	grpctlstest.ReplaceFile(t, srv.KeyFile, secondKey)
+	grpctlstest.ReplaceFile(t, srv.CertFile, secondCert)
 	// The poll may see the new key before the new certificate: a failed
 	// attempt, then the reload.
 	for err := r.waitReload(t); err != nil; err = r.waitReload(t) {
 	}
-	if name, err := servedName(t, dialTLS(t, r.addr, clientCfg)); err != nil || name != "second" {
+	if name, err := servedName(t, grpctlstest.Dial(t, r.addr, clientCfg)); err != nil || name != "second" {
 		t.Fatalf("after the change: served %q, %v", name, err)
 	}
 
-	replace(t, srv.CertFile, thirdCert) // the second one's key stays: no match
+	grpctlstest.ReplaceFile(t, srv.CertFile, thirdCert) // the second one's key stays: no match
 	if err := r.waitReload(t); err == nil {
 		t.Fatal("a certificate with another one's key loaded")
 	}
-	if name, err := servedName(t, dialTLS(t, r.addr, clientCfg)); err != nil || name != "second" {
+	if name, err := servedName(t, grpctlstest.Dial(t, r.addr, clientCfg)); err != nil || name != "second" {
 		t.Fatalf("after a failed reload: served %q, %v; want the previous certificate", name, err)
 	}
 	select {
@@ -229,22 +190,22 @@ func TestReloadClientCA(t *testing.T) {
 		}
 		return cfg
 	}
-	before := dialTLS(t, r.addr, clientOf(oldClientCert, oldClientKey))
+	before := grpctlstest.Dial(t, r.addr, clientOf(oldClientCert, oldClientKey))
 	if _, err := servedName(t, before); err != nil {
 		t.Fatalf("client of the old CA before the reload: %v", err)
 	}
-	if _, err := servedName(t, dialTLS(t, r.addr, clientOf(newClientCert, newClientKey))); err == nil {
+	if _, err := servedName(t, grpctlstest.Dial(t, r.addr, clientOf(newClientCert, newClientKey))); err == nil {
 		t.Fatal("client of the new CA accepted before the reload")
 	}
 
-	replace(t, srv.ClientCAFile, newCA.File)
+	grpctlstest.ReplaceFile(t, srv.ClientCAFile, newCA.File)
 	if changed, err := r.certs.Reload(); err != nil || !changed {
 		t.Fatalf("Reload: changed %v, %v", changed, err)
 	}
-	if _, err := servedName(t, dialTLS(t, r.addr, clientOf(newClientCert, newClientKey))); err != nil {
+	if _, err := servedName(t, grpctlstest.Dial(t, r.addr, clientOf(newClientCert, newClientKey))); err != nil {
 		t.Fatalf("client of the new CA after the reload: %v", err)
 	}
-	if _, err := servedName(t, dialTLS(t, r.addr, clientOf(oldClientCert, oldClientKey))); err == nil {
+	if _, err := servedName(t, grpctlstest.Dial(t, r.addr, clientOf(oldClientCert, oldClientKey))); err == nil {
 		t.Fatal("new connection of a client of the old CA accepted after the reload")
 	}
 	if _, err := servedName(t, before); err != nil {
@@ -260,15 +221,15 @@ func TestPinnedToFollowsReload(t *testing.T) {
 	secondCert, secondKey := ca.Issue("second")
 	r, srv := serveReloadable(t, firstCert, firstKey, "", -1)
 	own := grpctls.PinnedTo(r.certs)
-	if name, err := servedName(t, dialTLS(t, r.addr, own)); err != nil || name != "first" {
+	if name, err := servedName(t, grpctlstest.Dial(t, r.addr, own)); err != nil || name != "first" {
 		t.Fatalf("pinned before the reload: %q, %v", name, err)
 	}
-	replace(t, srv.CertFile, secondCert)
-	replace(t, srv.KeyFile, secondKey)
+	grpctlstest.ReplaceFile(t, srv.CertFile, secondCert)
+	grpctlstest.ReplaceFile(t, srv.KeyFile, secondKey)
 	if _, err := r.certs.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if name, err := servedName(t, dialTLS(t, r.addr, own)); err != nil || name != "second" {
+	if name, err := servedName(t, grpctlstest.Dial(t, r.addr, own)); err != nil || name != "second" {
 		t.Fatalf("pinned after the reload: %q, %v", name, err)
 	}
 	other := grpctlstest.NewCA(t, "other")
@@ -277,7 +238,7 @@ func TestPinnedToFollowsReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := servedName(t, dialTLS(t, r.addr, grpctls.PinnedTo(mustCerts(t, otherCert, otherKey)))); err == nil {
+	if _, err := servedName(t, grpctlstest.Dial(t, r.addr, grpctls.PinnedTo(mustCerts(t, otherCert, otherKey)))); err == nil {
 		t.Fatalf("a client pinned to another certificate (%v) accepted the server", pair.Leaf.Subject)
 	}
 }

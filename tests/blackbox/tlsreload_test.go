@@ -3,7 +3,6 @@ package blackbox
 import (
 	"context"
 	"crypto/tls"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,9 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -31,8 +28,8 @@ func TestStoreReloadsCertificateOnSIGHUP(t *testing.T) {
 	secondCert, secondKey := ca.Issue("second")
 	tlsDir := t.TempDir()
 	certFile, keyFile := filepath.Join(tlsDir, "tls.crt"), filepath.Join(tlsDir, "tls.key")
-	copyFile(t, certFile, firstCert)
-	copyFile(t, keyFile, firstKey)
+	grpctlstest.ReplaceFile(t, certFile, firstCert)
+	grpctlstest.ReplaceFile(t, keyFile, firstKey)
 	data := filepath.Join(t.TempDir(), "data")
 	serviceTokenFile := filepath.Join(t.TempDir(), "service.token")
 	p := startStore(t, bin, data, []string{"MAILBUS_SECRET_KEY=" + newKey()},
@@ -82,8 +79,8 @@ func TestStoreReloadsCertificateOnSIGHUP(t *testing.T) {
 		}
 	}
 
-	copyFile(t, certFile, secondCert)
-	copyFile(t, keyFile, secondKey)
+	grpctlstest.ReplaceFile(t, certFile, secondCert)
+	grpctlstest.ReplaceFile(t, keyFile, secondKey)
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -113,47 +110,26 @@ func TestStoreReloadsCertificateOnSIGHUP(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, dst, src string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst+".new", b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(dst+".new", dst); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func dialStoreTLS(t *testing.T, addr string, cfg *tls.Config, token string) *grpc.ClientConn {
 	t.Helper()
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
-	if token != "" {
-		opts = append(opts, apitoken.DialOption(token))
+	if token == "" {
+		return grpctlstest.Dial(t, addr, cfg)
 	}
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	return grpctlstest.Dial(t, addr, cfg, apitoken.DialOption(token))
 }
 
 // presented returns the common name of the certificate the server
 // presented on conn.
 func presented(ctx context.Context, t *testing.T, conn *grpc.ClientConn) string {
 	t.Helper()
-	var p peer.Peer
-	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
+	name, err := grpctlstest.ServedName(ctx, conn)
+	if err != nil {
 		t.Fatalf("health check: %v", err)
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
+	if name == "" {
 		t.Fatal("no TLS peer certificate")
 	}
-	return info.State.PeerCertificates[0].Subject.CommonName
+	return name
 }
 
 // waitLog waits until the store's output holds s (the process writes it
