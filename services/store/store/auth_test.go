@@ -163,6 +163,33 @@ var rpcCases = map[string]rpcCase{
 	mailbusv1.TokenService_RevokeToken_FullMethodName: {admin, false, func(o objs) proto.Message {
 		return &mailbusv1.RevokeTokenRequest{TokenId: "0000000000000000"}
 	}},
+	// WebhookService is not served by the store (mailbus-webhooks serves
+	// it): an admin token is let through to UNIMPLEMENTED, every other
+	// token is refused first.
+	mailbusv1.WebhookService_CreateEndpoint_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.CreateEndpointRequest{Endpoint: &mailbusv1.WebhookEndpoint{Url: "https://example.com/hook", AccountIds: []string{o.account}}}
+	}},
+	mailbusv1.WebhookService_ListEndpoints_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.ListEndpointsRequest{}
+	}},
+	mailbusv1.WebhookService_GetEndpoint_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.GetEndpointRequest{EndpointId: "0000000000000000"}
+	}},
+	mailbusv1.WebhookService_UpdateEndpoint_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.UpdateEndpointRequest{Endpoint: &mailbusv1.WebhookEndpoint{Id: "0000000000000000"}}
+	}},
+	mailbusv1.WebhookService_DeleteEndpoint_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.DeleteEndpointRequest{EndpointId: "0000000000000000"}
+	}},
+	mailbusv1.WebhookService_SendTestEvent_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.SendTestEventRequest{EndpointId: "0000000000000000"}
+	}},
+	mailbusv1.WebhookService_ListDeliveries_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.ListDeliveriesRequest{EndpointId: "0000000000000000"}
+	}},
+	mailbusv1.WebhookService_Redeliver_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.RedeliverRequest{EndpointId: "0000000000000000", DeliveryId: "0"}
+	}},
 }
 
 // apiMethods returns every method of every service of package mailbus.v1.

@@ -138,6 +138,12 @@ type Config struct {
 	// AuthRecheckInterval is how often open streams re-check their token;
 	// 0 means auth.DefaultRecheckInterval.
 	AuthRecheckInterval time.Duration
+	// Webhooks, when set, is served on the store's port behind the
+	// store's authentication (admin tokens only): mailbus serve passes
+	// the webhooks service it runs in the same process. Nil answers
+	// WebhookService calls with UNIMPLEMENTED (mailbus-webhooks serves
+	// them on its own port).
+	Webhooks mailbusv1.WebhookServiceServer
 }
 
 // AdminTokenFileName is the admin token file in the data directory.
@@ -282,6 +288,11 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 	mailbusv1.RegisterIngestServiceServer(services, &api.Ingest{DB: database, Log: s.log, MaxMessageSize: cfg.MaxMessageSize, Metrics: ingestMetrics, AccountChanges: accountChanges, Stopping: ctx.Done()})
 	mailbusv1.RegisterTokenServiceServer(services, &api.Tokens{DB: database, Log: s.log, Auth: authn})
+	webhooks := cfg.Webhooks
+	if webhooks == nil {
+		webhooks = mailbusv1.UnimplementedWebhookServiceServer{}
+	}
+	mailbusv1.RegisterWebhookServiceServer(services, webhooks)
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err
 	}

@@ -132,6 +132,18 @@ var rules = map[string]rule{
 	mailbusv1.TokenService_CreateToken_FullMethodName: {access: accessAdmin},
 	mailbusv1.TokenService_ListTokens_FullMethodName:  {access: accessAdmin},
 	mailbusv1.TokenService_RevokeToken_FullMethodName: {access: accessAdmin},
+
+	// WebhookService is served by mailbus-webhooks (and inside mailbus
+	// serve), not by the store; the rules say what it needs where a store
+	// interceptor guards it: admin tokens only.
+	mailbusv1.WebhookService_CreateEndpoint_FullMethodName: {access: accessAdmin},
+	mailbusv1.WebhookService_ListEndpoints_FullMethodName:  {access: accessAdmin},
+	mailbusv1.WebhookService_GetEndpoint_FullMethodName:    {access: accessAdmin},
+	mailbusv1.WebhookService_UpdateEndpoint_FullMethodName: {access: accessAdmin},
+	mailbusv1.WebhookService_DeleteEndpoint_FullMethodName: {access: accessAdmin},
+	mailbusv1.WebhookService_SendTestEvent_FullMethodName:  {access: accessAdmin},
+	mailbusv1.WebhookService_ListDeliveries_FullMethodName: {access: accessAdmin},
+	mailbusv1.WebhookService_Redeliver_FullMethodName:      {access: accessAdmin},
 }
 
 // HasRule reports whether a full method name has a rule (for tests).
