@@ -13,6 +13,7 @@ var commands = [][]string{
 	{"status"}, {"mailbox"}, {"mailbox", "list"}, {"mailbox", "create"}, {"mailbox", "rename"}, {"mailbox", "delete"},
 	{"message"}, {"message", "list"}, {"message", "show"}, {"message", "raw"}, {"message", "attachment"}, {"message", "move"}, {"message", "delete"},
 	{"flag"}, {"flag", "add"}, {"flag", "remove"}, {"changes"}, {"watch"}, {"version"}, {"serve"}, {"demo"},
+	{"webhook"}, {"webhook", "add"}, {"webhook", "list"}, {"webhook", "remove"}, {"webhook", "test"}, {"webhook", "deliveries"}, {"webhook", "redeliver"},
 	{"completion"}, {"completion", "bash"}, {"completion", "zsh"}, {"completion", "fish"},
 }
 

@@ -95,6 +95,9 @@ type app struct {
 	logLevel string
 	// tls is the transport security of the connection to the store.
 	tls grpctls.Client
+	// webhooksServer is the webhook commands' --webhooks-server: the
+	// webhooks service's address when not the store's.
+	webhooksServer string
 	// token and tokenFile are --token and --token-file; tokenSource says
 	// where the token used came from, for error messages.
 	token, tokenFile, tokenSource string
@@ -198,6 +201,7 @@ Exit codes: 0 success, 1 error (store unreachable, request refused),
 		a.changesCommand(),
 		a.watchCommand(),
 		a.natsUserCommand(),
+		a.webhookCommand(),
 		a.keyCommand(),
 		a.tokenCommand(),
 		a.versionCommand(),

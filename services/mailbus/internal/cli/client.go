@@ -46,21 +46,9 @@ func (a *app) dial() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	target := strings.TrimPrefix(strings.TrimPrefix(a.server, "grpc://"), "http://")
-	bo := backoff.DefaultConfig
-	bo.MaxDelay = 5 * time.Second
-	transport, err := a.tls.DialOption()
+	conn, err := a.connect(a.server, "--server", token)
 	if err != nil {
-		return nil, fmt.Errorf("the connection to the store: %w", err)
-	}
-	conn, err := grpc.NewClient(target,
-		transport,
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
-		apitoken.DialOption(token),
-	)
-	if err != nil {
-		return nil, usagef("--server %q: %v", a.server, err)
+		return nil, err
 	}
 	return &client{
 		tokens:    mailbusv1.NewTokenServiceClient(conn),
@@ -70,6 +58,29 @@ func (a *app) dial() (*client, error) {
 		mailboxes: mailbusv1.NewMailboxServiceClient(conn),
 		sync:      mailbusv1.NewSyncServiceClient(conn),
 	}, nil
+}
+
+// connect makes a lazy connection to a mailbus gRPC server at addr
+// (named by flag in errors), with the API token and the transport
+// security of the global flags.
+func (a *app) connect(addr, flag, token string) (*grpc.ClientConn, error) {
+	target := strings.TrimPrefix(strings.TrimPrefix(addr, "grpc://"), "http://")
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = 5 * time.Second
+	transport, err := a.tls.DialOption()
+	if err != nil {
+		return nil, fmt.Errorf("the connection to %s: %w", addr, err)
+	}
+	conn, err := grpc.NewClient(target,
+		transport,
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: connectTimeout}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+		apitoken.DialOption(token),
+	)
+	if err != nil {
+		return nil, usagef("%s %q: %v", flag, addr, err)
+	}
+	return conn, nil
 }
 
 func (c *client) Close() { c.conn.Close() }
