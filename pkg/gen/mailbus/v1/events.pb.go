@@ -26,6 +26,12 @@ const (
 // MAILBUS_EVENTS on the subject "mailbus.events.<account_id>.<kind>", with
 // the event id as Nats-Msg-Id; per account they arrive in state order. The
 // kind is named on each payload field below. Events never carry bodies.
+//
+// An event is written in the transaction of its change and kept as written:
+// its names are those at the time of the change (a replay by WatchChanges
+// shows the name a mailbox had then, not its name now), and an event
+// written by an older store lacks the fields added since (account_name,
+// mailbox, MessageCreated.attachments, MessageUpdated.previous_mailbox).
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique id of the event (also the Nats-Msg-Id).
@@ -40,6 +46,14 @@ type Event struct {
 	Origin *Origin `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
 	// When the change was committed.
 	Time *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	// The account's name (Account.name) when the change was committed; set
+	// on every kind.
+	AccountName string `protobuf:"bytes,6,opt,name=account_name,json=accountName,proto3" json:"account_name,omitempty"`
+	// The mailbox the change is about, on message.* and mailbox.* events:
+	// the message's mailbox (after a move: the new one), the mailbox
+	// created, the mailbox after its update, or the mailbox deleted as it
+	// was. Unset on account.status and writeback.failed.
+	Mailbox *MailboxRef `protobuf:"bytes,7,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
 	// What changed.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -118,6 +132,20 @@ func (x *Event) GetOrigin() *Origin {
 func (x *Event) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *Event) GetAccountName() string {
+	if x != nil {
+		return x.AccountName
+	}
+	return ""
+}
+
+func (x *Event) GetMailbox() *MailboxRef {
+	if x != nil {
+		return x.Mailbox
 	}
 	return nil
 }
@@ -261,18 +289,93 @@ func (*Event_AccountStatus) isEvent_Payload() {}
 
 func (*Event_WritebackFailed) isEvent_Payload() {}
 
-// MessageCreated says a message arrived in a mailbox.
-type MessageCreated struct {
+// MailboxRef names a mailbox in an event, so that a consumer does not have
+// to call back to learn which folder a change is in.
+type MailboxRef struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new message.
-	Message       *MessageSummary `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// The mailbox's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its full hierarchical name, such as "Archive/2026".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its special use.
+	Role          MailboxRole `protobuf:"varint,3,opt,name=role,proto3,enum=mailbus.v1.MailboxRole" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
+func (x *MailboxRef) Reset() {
+	*x = MailboxRef{}
+	mi := &file_mailbus_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailboxRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailboxRef) ProtoMessage() {}
+
+func (x *MailboxRef) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailboxRef.ProtoReflect.Descriptor instead.
+func (*MailboxRef) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MailboxRef) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MailboxRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MailboxRef) GetRole() MailboxRole {
+	if x != nil {
+		return x.Role
+	}
+	return MailboxRole_MAILBOX_ROLE_UNSPECIFIED
+}
+
+// MessageCreated says a message arrived in a mailbox.
+type MessageCreated struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new message.
+	Message *MessageSummary `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// The message's attachments as GetMessage lists them, in message order:
+	// every part that is not body text (inline images too, with inline set),
+	// an attached message as one attachment. Names, types, sizes and part ids
+	// only; the content comes from GetAttachment. Empty when there are none.
+	// To keep an event small, at most 100 are listed (the rest are counted
+	// in omitted_attachments) and each string is cut to 255 bytes at a
+	// character boundary.
+	Attachments []*Attachment `protobuf:"bytes,2,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	// How many attachments the list leaves out; 0 when it is complete.
+	OmittedAttachments uint32 `protobuf:"varint,3,opt,name=omitted_attachments,json=omittedAttachments,proto3" json:"omitted_attachments,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
 func (x *MessageCreated) Reset() {
 	*x = MessageCreated{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[1]
+	mi := &file_mailbus_v1_events_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +387,7 @@ func (x *MessageCreated) String() string {
 func (*MessageCreated) ProtoMessage() {}
 
 func (x *MessageCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[1]
+	mi := &file_mailbus_v1_events_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +400,7 @@ func (x *MessageCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageCreated.ProtoReflect.Descriptor instead.
 func (*MessageCreated) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *MessageCreated) GetMessage() *MessageSummary {
@@ -305,6 +408,20 @@ func (x *MessageCreated) GetMessage() *MessageSummary {
 		return x.Message
 	}
 	return nil
+}
+
+func (x *MessageCreated) GetAttachments() []*Attachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+func (x *MessageCreated) GetOmittedAttachments() uint32 {
+	if x != nil {
+		return x.OmittedAttachments
+	}
+	return 0
 }
 
 // MessageUpdated says a message's flags or mailbox changed.
@@ -318,13 +435,16 @@ type MessageUpdated struct {
 	FlagsRemoved []string `protobuf:"bytes,3,rep,name=flags_removed,json=flagsRemoved,proto3" json:"flags_removed,omitempty"`
 	// The mailbox the message was in before a move; empty when not moved.
 	PreviousMailboxId string `protobuf:"bytes,4,opt,name=previous_mailbox_id,json=previousMailboxId,proto3" json:"previous_mailbox_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The mailbox the message was in before a move, with its name and role;
+	// unset when not moved.
+	PreviousMailbox *MailboxRef `protobuf:"bytes,5,opt,name=previous_mailbox,json=previousMailbox,proto3" json:"previous_mailbox,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MessageUpdated) Reset() {
 	*x = MessageUpdated{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[2]
+	mi := &file_mailbus_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +456,7 @@ func (x *MessageUpdated) String() string {
 func (*MessageUpdated) ProtoMessage() {}
 
 func (x *MessageUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[2]
+	mi := &file_mailbus_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +469,7 @@ func (x *MessageUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageUpdated.ProtoReflect.Descriptor instead.
 func (*MessageUpdated) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MessageUpdated) GetMessage() *MessageSummary {
@@ -380,6 +500,13 @@ func (x *MessageUpdated) GetPreviousMailboxId() string {
 	return ""
 }
 
+func (x *MessageUpdated) GetPreviousMailbox() *MailboxRef {
+	if x != nil {
+		return x.PreviousMailbox
+	}
+	return nil
+}
+
 // MessageDeleted says a message is gone.
 type MessageDeleted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -393,7 +520,7 @@ type MessageDeleted struct {
 
 func (x *MessageDeleted) Reset() {
 	*x = MessageDeleted{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[3]
+	mi := &file_mailbus_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +532,7 @@ func (x *MessageDeleted) String() string {
 func (*MessageDeleted) ProtoMessage() {}
 
 func (x *MessageDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[3]
+	mi := &file_mailbus_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +545,7 @@ func (x *MessageDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeleted.ProtoReflect.Descriptor instead.
 func (*MessageDeleted) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MessageDeleted) GetMessageId() string {
@@ -446,7 +573,7 @@ type MailboxCreated struct {
 
 func (x *MailboxCreated) Reset() {
 	*x = MailboxCreated{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[4]
+	mi := &file_mailbus_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +585,7 @@ func (x *MailboxCreated) String() string {
 func (*MailboxCreated) ProtoMessage() {}
 
 func (x *MailboxCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[4]
+	mi := &file_mailbus_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +598,7 @@ func (x *MailboxCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxCreated.ProtoReflect.Descriptor instead.
 func (*MailboxCreated) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MailboxCreated) GetMailbox() *Mailbox {
@@ -494,7 +621,7 @@ type MailboxUpdated struct {
 
 func (x *MailboxUpdated) Reset() {
 	*x = MailboxUpdated{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[5]
+	mi := &file_mailbus_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +633,7 @@ func (x *MailboxUpdated) String() string {
 func (*MailboxUpdated) ProtoMessage() {}
 
 func (x *MailboxUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[5]
+	mi := &file_mailbus_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +646,7 @@ func (x *MailboxUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxUpdated.ProtoReflect.Descriptor instead.
 func (*MailboxUpdated) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MailboxUpdated) GetMailbox() *Mailbox {
@@ -549,7 +676,7 @@ type MailboxDeleted struct {
 
 func (x *MailboxDeleted) Reset() {
 	*x = MailboxDeleted{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[6]
+	mi := &file_mailbus_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +688,7 @@ func (x *MailboxDeleted) String() string {
 func (*MailboxDeleted) ProtoMessage() {}
 
 func (x *MailboxDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[6]
+	mi := &file_mailbus_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +701,7 @@ func (x *MailboxDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxDeleted.ProtoReflect.Descriptor instead.
 func (*MailboxDeleted) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MailboxDeleted) GetMailboxId() string {
@@ -602,7 +729,7 @@ type AccountStatusChanged struct {
 
 func (x *AccountStatusChanged) Reset() {
 	*x = AccountStatusChanged{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[7]
+	mi := &file_mailbus_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +741,7 @@ func (x *AccountStatusChanged) String() string {
 func (*AccountStatusChanged) ProtoMessage() {}
 
 func (x *AccountStatusChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[7]
+	mi := &file_mailbus_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +754,7 @@ func (x *AccountStatusChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountStatusChanged.ProtoReflect.Descriptor instead.
 func (*AccountStatusChanged) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AccountStatusChanged) GetStatus() *AccountStatus {
@@ -660,7 +787,7 @@ type WriteBackFailed struct {
 
 func (x *WriteBackFailed) Reset() {
 	*x = WriteBackFailed{}
-	mi := &file_mailbus_v1_events_proto_msgTypes[8]
+	mi := &file_mailbus_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +799,7 @@ func (x *WriteBackFailed) String() string {
 func (*WriteBackFailed) ProtoMessage() {}
 
 func (x *WriteBackFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_events_proto_msgTypes[8]
+	mi := &file_mailbus_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +812,7 @@ func (x *WriteBackFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBackFailed.ProtoReflect.Descriptor instead.
 func (*WriteBackFailed) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_mailbus_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WriteBackFailed) GetWritebackId() string {
@@ -735,14 +862,16 @@ var File_mailbus_v1_events_proto protoreflect.FileDescriptor
 const file_mailbus_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"\x17mailbus/v1/events.proto\x12\n" +
-	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mailbus/v1/account.proto\x1a\x17mailbus/v1/common.proto\"\xf2\x05\n" +
+	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mailbus/v1/account.proto\x1a\x17mailbus/v1/common.proto\x1a\x18mailbus/v1/mailbox.proto\"\xc7\x06\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\x04R\x05state\x12*\n" +
 	"\x06origin\x18\x04 \x01(\v2\x12.mailbus.v1.OriginR\x06origin\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12E\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
+	"\faccount_name\x18\x06 \x01(\tR\vaccountName\x120\n" +
+	"\amailbox\x18\a \x01(\v2\x16.mailbus.v1.MailboxRefR\amailbox\x12E\n" +
 	"\x0fmessage_created\x18\n" +
 	" \x01(\v2\x1a.mailbus.v1.MessageCreatedH\x00R\x0emessageCreated\x12E\n" +
 	"\x0fmessage_updated\x18\v \x01(\v2\x1a.mailbus.v1.MessageUpdatedH\x00R\x0emessageUpdated\x12E\n" +
@@ -752,15 +881,23 @@ const file_mailbus_v1_events_proto_rawDesc = "" +
 	"\x0fmailbox_deleted\x18\x0f \x01(\v2\x1a.mailbus.v1.MailboxDeletedH\x00R\x0emailboxDeleted\x12I\n" +
 	"\x0eaccount_status\x18\x10 \x01(\v2 .mailbus.v1.AccountStatusChangedH\x00R\raccountStatus\x12H\n" +
 	"\x10writeback_failed\x18\x11 \x01(\v2\x1b.mailbus.v1.WriteBackFailedH\x00R\x0fwritebackFailedB\t\n" +
-	"\apayload\"F\n" +
+	"\apayload\"]\n" +
+	"\n" +
+	"MailboxRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.mailbus.v1.MailboxRoleR\x04role\"\xb1\x01\n" +
 	"\x0eMessageCreated\x124\n" +
-	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage\"\xbc\x01\n" +
+	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage\x128\n" +
+	"\vattachments\x18\x02 \x03(\v2\x16.mailbus.v1.AttachmentR\vattachments\x12/\n" +
+	"\x13omitted_attachments\x18\x03 \x01(\rR\x12omittedAttachments\"\xff\x01\n" +
 	"\x0eMessageUpdated\x124\n" +
 	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage\x12\x1f\n" +
 	"\vflags_added\x18\x02 \x03(\tR\n" +
 	"flagsAdded\x12#\n" +
 	"\rflags_removed\x18\x03 \x03(\tR\fflagsRemoved\x12.\n" +
-	"\x13previous_mailbox_id\x18\x04 \x01(\tR\x11previousMailboxId\"N\n" +
+	"\x13previous_mailbox_id\x18\x04 \x01(\tR\x11previousMailboxId\x12A\n" +
+	"\x10previous_mailbox\x18\x05 \x01(\v2\x16.mailbus.v1.MailboxRefR\x0fpreviousMailbox\"N\n" +
 	"\x0eMessageDeleted\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
@@ -799,44 +936,51 @@ func file_mailbus_v1_events_proto_rawDescGZIP() []byte {
 	return file_mailbus_v1_events_proto_rawDescData
 }
 
-var file_mailbus_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_mailbus_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_mailbus_v1_events_proto_goTypes = []any{
 	(*Event)(nil),                 // 0: mailbus.v1.Event
-	(*MessageCreated)(nil),        // 1: mailbus.v1.MessageCreated
-	(*MessageUpdated)(nil),        // 2: mailbus.v1.MessageUpdated
-	(*MessageDeleted)(nil),        // 3: mailbus.v1.MessageDeleted
-	(*MailboxCreated)(nil),        // 4: mailbus.v1.MailboxCreated
-	(*MailboxUpdated)(nil),        // 5: mailbus.v1.MailboxUpdated
-	(*MailboxDeleted)(nil),        // 6: mailbus.v1.MailboxDeleted
-	(*AccountStatusChanged)(nil),  // 7: mailbus.v1.AccountStatusChanged
-	(*WriteBackFailed)(nil),       // 8: mailbus.v1.WriteBackFailed
-	(*Origin)(nil),                // 9: mailbus.v1.Origin
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*MessageSummary)(nil),        // 11: mailbus.v1.MessageSummary
-	(*Mailbox)(nil),               // 12: mailbus.v1.Mailbox
-	(*AccountStatus)(nil),         // 13: mailbus.v1.AccountStatus
+	(*MailboxRef)(nil),            // 1: mailbus.v1.MailboxRef
+	(*MessageCreated)(nil),        // 2: mailbus.v1.MessageCreated
+	(*MessageUpdated)(nil),        // 3: mailbus.v1.MessageUpdated
+	(*MessageDeleted)(nil),        // 4: mailbus.v1.MessageDeleted
+	(*MailboxCreated)(nil),        // 5: mailbus.v1.MailboxCreated
+	(*MailboxUpdated)(nil),        // 6: mailbus.v1.MailboxUpdated
+	(*MailboxDeleted)(nil),        // 7: mailbus.v1.MailboxDeleted
+	(*AccountStatusChanged)(nil),  // 8: mailbus.v1.AccountStatusChanged
+	(*WriteBackFailed)(nil),       // 9: mailbus.v1.WriteBackFailed
+	(*Origin)(nil),                // 10: mailbus.v1.Origin
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(MailboxRole)(0),              // 12: mailbus.v1.MailboxRole
+	(*MessageSummary)(nil),        // 13: mailbus.v1.MessageSummary
+	(*Attachment)(nil),            // 14: mailbus.v1.Attachment
+	(*Mailbox)(nil),               // 15: mailbus.v1.Mailbox
+	(*AccountStatus)(nil),         // 16: mailbus.v1.AccountStatus
 }
 var file_mailbus_v1_events_proto_depIdxs = []int32{
-	9,  // 0: mailbus.v1.Event.origin:type_name -> mailbus.v1.Origin
-	10, // 1: mailbus.v1.Event.time:type_name -> google.protobuf.Timestamp
-	1,  // 2: mailbus.v1.Event.message_created:type_name -> mailbus.v1.MessageCreated
-	2,  // 3: mailbus.v1.Event.message_updated:type_name -> mailbus.v1.MessageUpdated
-	3,  // 4: mailbus.v1.Event.message_deleted:type_name -> mailbus.v1.MessageDeleted
-	4,  // 5: mailbus.v1.Event.mailbox_created:type_name -> mailbus.v1.MailboxCreated
-	5,  // 6: mailbus.v1.Event.mailbox_updated:type_name -> mailbus.v1.MailboxUpdated
-	6,  // 7: mailbus.v1.Event.mailbox_deleted:type_name -> mailbus.v1.MailboxDeleted
-	7,  // 8: mailbus.v1.Event.account_status:type_name -> mailbus.v1.AccountStatusChanged
-	8,  // 9: mailbus.v1.Event.writeback_failed:type_name -> mailbus.v1.WriteBackFailed
-	11, // 10: mailbus.v1.MessageCreated.message:type_name -> mailbus.v1.MessageSummary
-	11, // 11: mailbus.v1.MessageUpdated.message:type_name -> mailbus.v1.MessageSummary
-	12, // 12: mailbus.v1.MailboxCreated.mailbox:type_name -> mailbus.v1.Mailbox
-	12, // 13: mailbus.v1.MailboxUpdated.mailbox:type_name -> mailbus.v1.Mailbox
-	13, // 14: mailbus.v1.AccountStatusChanged.status:type_name -> mailbus.v1.AccountStatus
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 0: mailbus.v1.Event.origin:type_name -> mailbus.v1.Origin
+	11, // 1: mailbus.v1.Event.time:type_name -> google.protobuf.Timestamp
+	1,  // 2: mailbus.v1.Event.mailbox:type_name -> mailbus.v1.MailboxRef
+	2,  // 3: mailbus.v1.Event.message_created:type_name -> mailbus.v1.MessageCreated
+	3,  // 4: mailbus.v1.Event.message_updated:type_name -> mailbus.v1.MessageUpdated
+	4,  // 5: mailbus.v1.Event.message_deleted:type_name -> mailbus.v1.MessageDeleted
+	5,  // 6: mailbus.v1.Event.mailbox_created:type_name -> mailbus.v1.MailboxCreated
+	6,  // 7: mailbus.v1.Event.mailbox_updated:type_name -> mailbus.v1.MailboxUpdated
+	7,  // 8: mailbus.v1.Event.mailbox_deleted:type_name -> mailbus.v1.MailboxDeleted
+	8,  // 9: mailbus.v1.Event.account_status:type_name -> mailbus.v1.AccountStatusChanged
+	9,  // 10: mailbus.v1.Event.writeback_failed:type_name -> mailbus.v1.WriteBackFailed
+	12, // 11: mailbus.v1.MailboxRef.role:type_name -> mailbus.v1.MailboxRole
+	13, // 12: mailbus.v1.MessageCreated.message:type_name -> mailbus.v1.MessageSummary
+	14, // 13: mailbus.v1.MessageCreated.attachments:type_name -> mailbus.v1.Attachment
+	13, // 14: mailbus.v1.MessageUpdated.message:type_name -> mailbus.v1.MessageSummary
+	1,  // 15: mailbus.v1.MessageUpdated.previous_mailbox:type_name -> mailbus.v1.MailboxRef
+	15, // 16: mailbus.v1.MailboxCreated.mailbox:type_name -> mailbus.v1.Mailbox
+	15, // 17: mailbus.v1.MailboxUpdated.mailbox:type_name -> mailbus.v1.Mailbox
+	16, // 18: mailbus.v1.AccountStatusChanged.status:type_name -> mailbus.v1.AccountStatus
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_events_proto_init() }
@@ -846,6 +990,7 @@ func file_mailbus_v1_events_proto_init() {
 	}
 	file_mailbus_v1_account_proto_init()
 	file_mailbus_v1_common_proto_init()
+	file_mailbus_v1_mailbox_proto_init()
 	file_mailbus_v1_events_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_MessageCreated)(nil),
 		(*Event_MessageUpdated)(nil),
@@ -862,7 +1007,7 @@ func file_mailbus_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_events_proto_rawDesc), len(file_mailbus_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -399,6 +399,7 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			cur.Name, config, statusBytes, t.d.nowMicros(), id); err != nil {
 			return fmt.Errorf("db: update account: %w", err)
 		}
+		t.accounts[id].name = cur.Name // for the events that follow
 		if err := t.notifyAccountChanged(ctx, id, cur.Protocol); err != nil {
 			return err
 		}

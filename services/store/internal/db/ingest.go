@@ -34,8 +34,11 @@ type prepared struct {
 	item    IngestItem
 	hash    string
 	summary []byte
-	flags   []string
-	date    int64
+	// attachments is the message's attachment list, for its
+	// message.created event.
+	attachments []*mailbusv1.Attachment
+	flags       []string
+	date        int64
 	// inFile: the body is kept as a file, not in the blobs row.
 	inFile bool
 }
@@ -54,6 +57,7 @@ func (d *DB) prepare(it IngestItem) (*prepared, error) {
 	p := &prepared{item: it, hash: hex.EncodeToString(sum[:]), inFile: d.files.wants(len(it.Raw))}
 	parsed := mailmsg.Parse(it.Raw, nil)
 	s := &mailbusv1.MessageSummary{Envelope: parsed.Envelope, HasAttachments: parsed.HasAttachments, Preview: parsed.Preview}
+	p.attachments = parsed.Attachments
 	var err error
 	if p.summary, err = proto.Marshal(s); err != nil {
 		return nil, fmt.Errorf("db: summary: %w", err)
@@ -362,7 +366,9 @@ func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, m
 	if err != nil {
 		return 0, 0, err
 	}
-	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: &mailbusv1.MessageCreated{Message: s}}}); err != nil {
+	atts, omitted := eventAttachments(p.attachments)
+	created := &mailbusv1.MessageCreated{Message: s, Attachments: atts, OmittedAttachments: omitted}
+	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: created}}); err != nil {
 		return 0, 0, err
 	}
 	return id, state, nil

@@ -474,7 +474,7 @@ func (t *tx) deleteMailbox(ctx context.Context, mb *mailbusv1.Mailbox) error {
 		return fmt.Errorf("db: delete mailbox: %w", err)
 	}
 	state := a.next()
-	return t.emit(ctx, acct, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxDeleted{MailboxDeleted: &mailbusv1.MailboxDeleted{MailboxId: mb.Id, Name: mb.Name}}})
+	return t.emit(ctx, acct, state, id, &mailbusv1.Event{Mailbox: mailboxRefOf(mb), Payload: &mailbusv1.Event_MailboxDeleted{MailboxDeleted: &mailbusv1.MailboxDeleted{MailboxId: mb.Id, Name: mb.Name}}})
 }
 
 // UpsertMailboxes declares upstream mailboxes: missing ones are created,

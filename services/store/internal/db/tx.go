@@ -31,13 +31,18 @@ type tx struct {
 	touched map[int64]bool
 	// stmts are the statements prepared in this transaction (SQLite).
 	stmts map[string]*sql.Stmt
+	// mailboxRefs are the mailboxes named in this transaction's events
+	// (see describe).
+	mailboxRefs map[int64]*mailbusv1.MailboxRef
 }
 
 type lockedAccount struct {
 	id       int64
 	protocol mailbusv1.Protocol
-	modseq   int64
-	dirty    bool
+	// name is the account's name, for its events.
+	name   string
+	modseq int64
+	dirty  bool
 	// fenced: a lease token was checked (fence) in this transaction;
 	// leaseToken is that token.
 	fenced     bool
@@ -178,7 +183,7 @@ func (t *tx) lock(ctx context.Context, accountID int64) (*lockedAccount, error) 
 		return a, nil
 	}
 	a := &lockedAccount{id: accountID}
-	err := t.queryRow(ctx, `UPDATE accounts SET modseq = modseq WHERE id = ? RETURNING modseq, protocol`, accountID).Scan(&a.modseq, &a.protocol)
+	err := t.queryRow(ctx, `UPDATE accounts SET modseq = modseq WHERE id = ? RETURNING modseq, protocol, name`, accountID).Scan(&a.modseq, &a.protocol, &a.name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("account", strconv.FormatInt(accountID, 10))
 	}
@@ -236,6 +241,9 @@ func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mai
 	}
 	now := t.d.now()
 	ev.Time = timestamppb.New(now)
+	if err := t.describe(ctx, accountID, ev); err != nil {
+		return err
+	}
 	kind := events.Kind(ev)
 	subject, err := events.Subject(ev)
 	if err != nil {
