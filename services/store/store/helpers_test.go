@@ -396,6 +396,7 @@ type streamEvent struct {
 	ev      *mailbusv1.Event
 	subject string
 	msgID   string
+	header  nats.Header
 	seq     uint64
 }
 
@@ -442,7 +443,7 @@ func readStream(t testing.TB, js jetstream.JetStream, stream, filter string) []s
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, streamEvent{ev: ev, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), seq: md.Sequence.Stream})
+			out = append(out, streamEvent{ev: ev, subject: m.Subject(), msgID: m.Headers().Get(jetstream.MsgIDHeader), header: m.Headers(), seq: md.Sequence.Stream})
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatalf("fetch: %v", err)
@@ -455,7 +456,8 @@ func readStream(t testing.TB, js jetstream.JetStream, stream, filter string) []s
 }
 
 // checkEnvelope checks what every event read from the stream must satisfy:
-// its subject is events.Subject of it and its Nats-Msg-Id is its id.
+// its subject is events.Subject of it, its Nats-Msg-Id is its id, and its
+// headers say its content type and kind (events.Header).
 func checkEnvelope(t testing.TB, got []streamEvent) {
 	t.Helper()
 	for _, g := range got {
@@ -469,6 +471,9 @@ func checkEnvelope(t testing.TB, got []streamEvent) {
 		}
 		if g.msgID == "" || g.msgID != g.ev.GetId() {
 			t.Errorf("event %s: Nats-Msg-Id %q", g.ev.GetId(), g.msgID)
+		}
+		if ct, kind := g.header.Get(events.HeaderContentType), g.header.Get(events.HeaderKind); ct != events.ContentType || kind != events.Kind(g.ev) {
+			t.Errorf("event %s: headers %s %q, %s %q; want %q, %q", g.ev.GetId(), events.HeaderContentType, ct, events.HeaderKind, kind, events.ContentType, events.Kind(g.ev))
 		}
 	}
 }

@@ -139,7 +139,8 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 // checkStream reads the whole stream with an ordered consumer and checks
 // that it holds every event of g exactly once, on its subject, with its id
-// as Nats-Msg-Id, in seq order (so in state order per account).
+// as Nats-Msg-Id and the Content-Type and Mailbus-Event-Kind headers, in
+// seq order (so in state order per account).
 func checkStream(t *testing.T, js jetstream.JetStream, stream string, g *eventGen) {
 	t.Helper()
 	want := len(g.byID)
@@ -192,6 +193,9 @@ func checkStream(t *testing.T, js jetstream.JetStream, stream string, g *eventGe
 			}
 			if m.Subject() != p.Subject {
 				t.Errorf("event %s: subject %q, want %q", e.GetId(), m.Subject(), p.Subject)
+			}
+			if ct, kind := m.Headers().Get(events.HeaderContentType), m.Headers().Get(events.HeaderKind); ct != events.ContentType || kind != events.Kind(e) {
+				t.Errorf("event %s: headers %s %q, %s %q; want %q, %q", e.GetId(), events.HeaderContentType, ct, events.HeaderKind, kind, events.ContentType, events.Kind(e))
 			}
 			acct := e.GetAccountId()
 			if e.GetState() <= lastState[acct] {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailbus/mailbus/pkg/events"
 )
 
 // publishOnce is one pass: it reads a batch of unpublished events, publishes
@@ -74,7 +76,8 @@ func (r *Relay) publishBatch(ctx context.Context, batch []Pending) (int, error) 
 		if i > 0 {
 			opts = append(opts, jetstream.WithExpectLastMsgID(batch[i-1].EventID))
 		}
-		msg := &nats.Msg{Subject: p.Subject, Data: p.Payload, Header: nats.Header{}}
+		// Nats-Msg-Id and the expectations are added by the options.
+		msg := &nats.Msg{Subject: p.Subject, Data: p.Payload, Header: events.Header(events.SubjectKind(p.Subject))}
 		f, err := r.js.PublishMsgAsync(msg, opts...)
 		if err != nil {
 			sendErr = err
