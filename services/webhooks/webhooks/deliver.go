@@ -99,15 +99,19 @@ func (s *Service) deliverLoop(ctx context.Context, current func() *endpointRecor
 			}
 			continue
 		}
-		a := s.attempt(ctx, ep, ev, kind, rec)
-		if ctx.Err() != nil {
-			return false // a cancelled attempt is not one
-		}
+		// An attempt under way is finished when the service stops: its
+		// answer decides whether the event is acked or sent again, so a
+		// receiver that accepted it does not get it twice.
+		a := s.attempt(context.WithoutCancel(ctx), ep, ev, kind, rec)
 		rec.addAttempt(a)
 		if a.ok() {
 			rec.Status = mailbusv1.WebhookDeliveryStatus_WEBHOOK_DELIVERY_STATUS_DELIVERED
 			rec.NextAttempt = time.Time{}
 			return true
+		}
+		if ctx.Err() != nil {
+			s.recordDetached(ctx, rec)
+			return false
 		}
 		rec.Failures++
 		delay := s.retryDelay(rec.Failures)
@@ -127,6 +131,16 @@ func (s *Service) deliverLoop(ctx context.Context, current func() *endpointRecor
 		if !slept {
 			return false
 		}
+	}
+}
+
+// recordDetached records a delivery's failed attempt while the service
+// stops.
+func (s *Service) recordDetached(ctx context.Context, rec *deliveryRecord) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.deliveries.put(ctx, rec); err != nil {
+		s.log.Warn("recording a failed attempt", "endpoint", rec.EndpointID, "seq", rec.Seq, "err", err)
 	}
 }
 
