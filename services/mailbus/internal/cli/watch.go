@@ -354,6 +354,40 @@ func (w *watcher) mailboxName(ctx context.Context, accountID, id string) string 
 	return "mailbox " + id
 }
 
+// eventMailboxName is the name of the mailbox id as the event names it in
+// ref, without a call to the store; for an event written before events
+// named their mailboxes (decision 34), as the store lists it.
+func (w *watcher) eventMailboxName(ctx context.Context, ev *mailbusv1.Event, ref *mailbusv1.MailboxRef, id string) string {
+	if ref.GetId() == id && ref.GetName() != "" {
+		return ref.GetName()
+	}
+	return w.mailboxName(ctx, ev.AccountId, id)
+}
+
+// attachmentNames is ": " and the file names of the attachments a
+// message.created event lists that are not inline, at most three and a
+// count of the rest; "" when it lists none with a name.
+func attachmentNames(c *mailbusv1.MessageCreated) string {
+	var names []string
+	for _, a := range c.GetAttachments() {
+		if !a.Inline && a.Filename != "" {
+			names = append(names, a.Filename)
+		}
+	}
+	more := max(len(names)-3, 0) + int(c.GetOmittedAttachments())
+	if len(names) > 3 {
+		names = names[:3]
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	s := ": " + strings.Join(names, ", ")
+	if more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
+}
+
 func (w *watcher) rememberMailbox(accountID string, mb *mailbusv1.Mailbox) {
 	if mb == nil {
 		return
@@ -371,6 +405,9 @@ func (w *watcher) describe(ctx context.Context, ev *mailbusv1.Event) string {
 	w.mu.Lock()
 	acct := w.names[ev.AccountId]
 	w.mu.Unlock()
+	if ev.AccountName != "" {
+		acct = ev.AccountName
+	}
 	if acct == "" {
 		acct = "account " + ev.AccountId
 	}
@@ -383,9 +420,9 @@ func (w *watcher) describe(ctx context.Context, ev *mailbusv1.Event) string {
 	switch p := ev.Payload.(type) {
 	case *mailbusv1.Event_MessageCreated:
 		m := p.MessageCreated.GetMessage()
-		fmt.Fprintf(&b, "#%s in %s: %q from %s", m.GetId(), w.mailboxName(ctx, ev.AccountId, m.GetMailboxId()), m.GetEnvelope().GetSubject(), shortFrom(m.GetEnvelope().GetFrom()))
+		fmt.Fprintf(&b, "#%s in %s: %q from %s", m.GetId(), w.eventMailboxName(ctx, ev, ev.Mailbox, m.GetMailboxId()), m.GetEnvelope().GetSubject(), shortFrom(m.GetEnvelope().GetFrom()))
 		if m.GetHasAttachments() {
-			b.WriteString(" (attachments)")
+			b.WriteString(" (attachments" + attachmentNames(p.MessageCreated) + ")")
 		}
 	case *mailbusv1.Event_MessageUpdated:
 		u := p.MessageUpdated
@@ -398,11 +435,11 @@ func (w *watcher) describe(ctx context.Context, ev *mailbusv1.Event) string {
 			fmt.Fprintf(&b, " -%s", strings.Join(u.FlagsRemoved, " -"))
 		}
 		if u.PreviousMailboxId != "" && u.PreviousMailboxId != m.GetMailboxId() {
-			fmt.Fprintf(&b, " moved %s -> %s", w.mailboxName(ctx, ev.AccountId, u.PreviousMailboxId), w.mailboxName(ctx, ev.AccountId, m.GetMailboxId()))
+			fmt.Fprintf(&b, " moved %s -> %s", w.eventMailboxName(ctx, ev, u.PreviousMailbox, u.PreviousMailboxId), w.eventMailboxName(ctx, ev, ev.Mailbox, m.GetMailboxId()))
 		}
 		fmt.Fprintf(&b, " %q", truncate(m.GetEnvelope().GetSubject(), 50))
 	case *mailbusv1.Event_MessageDeleted:
-		fmt.Fprintf(&b, "#%s from %s", p.MessageDeleted.MessageId, w.mailboxName(ctx, ev.AccountId, p.MessageDeleted.MailboxId))
+		fmt.Fprintf(&b, "#%s from %s", p.MessageDeleted.MessageId, w.eventMailboxName(ctx, ev, ev.Mailbox, p.MessageDeleted.MailboxId))
 	case *mailbusv1.Event_MailboxCreated:
 		w.rememberMailbox(ev.AccountId, p.MailboxCreated.GetMailbox())
 		fmt.Fprintf(&b, "%s (id %s)", p.MailboxCreated.GetMailbox().GetName(), p.MailboxCreated.GetMailbox().GetId())
