@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,16 +48,17 @@ func StreamConfig(replicas int, maxAge, duplicates time.Duration) jetstream.Stre
 	}
 }
 
-// EnsureStream makes sure the stream cfg.Name exists as cfg describes. It
-// creates a missing stream with cfg. For an existing stream it reconciles
-// only the fields this contract owns (subjects, retention, storage,
-// discard, replicas, max age and duplicates window) and keeps whatever else
-// an operator set, such as byte limits; it updates the stream only when one
-// of those fields differs. A change JetStream cannot make in place (such as
-// the storage type) fails with the server's error.
+// EnsureStream makes sure the stream cfg.Name exists. A missing stream is
+// created with cfg. An existing stream belongs to its operator (decision
+// 0030): EnsureStream never changes its settings (replicas, age and byte
+// limits, retention, storage, ...), whatever cfg says. It only adds what
+// the contract needs and the stream lacks: the subjects of cfg that none of
+// the stream's subjects covers (replacing those of its subjects they
+// cover, as JetStream wants no overlap). Compare the stream's settings with cfg with
+// StreamDrift, to tell the operator where they differ.
 //
 // Several processes may call it at once: a create that loses the race falls
-// back to the update path.
+// back to the path of an existing stream.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("events: ensure stream: empty stream name")
@@ -76,42 +78,96 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		return nil, fmt.Errorf("events: look up stream %s: %w", cfg.Name, err)
 	}
 	have := s.CachedInfo().Config
-	want := reconcile(have, cfg)
-	if sameOwnedFields(have, want) {
+	missing := MissingSubjects(have.Subjects, cfg.Subjects)
+	if len(missing) == 0 {
 		return s, nil
 	}
+	// Only the subjects change: every other setting is sent back as the
+	// server gave it. JetStream refuses overlapping subjects in one stream,
+	// so a subject of the stream that an added one covers gives way to it:
+	// the stream still takes every message it took.
+	want := have
+	want.Subjects = slices.DeleteFunc(slices.Clone(have.Subjects), func(h string) bool {
+		return slices.ContainsFunc(missing, func(m string) bool { return subjectCovers(m, h) })
+	})
+	want.Subjects = append(want.Subjects, missing...)
 	s, err = js.UpdateStream(ctx, want)
 	if err != nil {
-		return nil, fmt.Errorf("events: update stream %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("events: add subjects %q to stream %s: %w", missing, cfg.Name, err)
 	}
 	return s, nil
 }
 
-// reconcile returns have with the fields owned by the contract taken from
-// want.
-func reconcile(have, want jetstream.StreamConfig) jetstream.StreamConfig {
-	out := have
-	out.Subjects = slices.Clone(want.Subjects)
-	out.Retention = want.Retention
-	out.Storage = want.Storage
-	out.Discard = want.Discard
-	out.Replicas = max(want.Replicas, 1)
-	out.MaxAge = want.MaxAge
-	if want.Duplicates > 0 {
-		out.Duplicates = want.Duplicates
+// MissingSubjects returns the subjects of want that no subject of have
+// covers (a subject covers another when it matches every subject the other
+// matches: "mailbus.>" covers "mailbus.events.>"), in the order of want.
+func MissingSubjects(have, want []string) []string {
+	var missing []string
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(h string) bool { return subjectCovers(h, w) }) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
+}
+
+// subjectCovers reports whether every subject that sub matches is matched by
+// filter too.
+func subjectCovers(filter, sub string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(sub, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) {
+			return false
+		}
+		switch {
+		case f == "*":
+			if st[i] == ">" {
+				return false
+			}
+		case f != st[i]:
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// StreamDrift lists, one line each, the settings of an existing stream
+// (have) that differ from those the flags ask for (want): replicas, max
+// age, retention, storage, discard policy and duplicates window. The store
+// logs them as a warning and changes nothing (EnsureStream); empty means
+// they agree.
+func StreamDrift(have, want jetstream.StreamConfig) []string {
+	var out []string
+	diff := func(setting string, h, w any) {
+		out = append(out, fmt.Sprintf("%s: the stream has %v, the flags say %v", setting, h, w))
+	}
+	if h, w := max(have.Replicas, 1), max(want.Replicas, 1); h != w {
+		diff("replicas", h, w)
+	}
+	if have.MaxAge != want.MaxAge {
+		diff("max age", ageString(have.MaxAge), ageString(want.MaxAge))
+	}
+	if have.Retention != want.Retention {
+		diff("retention", have.Retention, want.Retention)
+	}
+	if have.Storage != want.Storage {
+		diff("storage", have.Storage, want.Storage)
+	}
+	if have.Discard != want.Discard {
+		diff("discard", have.Discard, want.Discard)
+	}
+	if want.Duplicates > 0 && have.Duplicates != want.Duplicates {
+		diff("duplicates window", have.Duplicates, want.Duplicates)
 	}
 	return out
 }
 
-func sameOwnedFields(a, b jetstream.StreamConfig) bool {
-	as, bs := slices.Clone(a.Subjects), slices.Clone(b.Subjects)
-	slices.Sort(as)
-	slices.Sort(bs)
-	return slices.Equal(as, bs) &&
-		a.Retention == b.Retention &&
-		a.Storage == b.Storage &&
-		a.Discard == b.Discard &&
-		max(a.Replicas, 1) == max(b.Replicas, 1) &&
-		a.MaxAge == b.MaxAge &&
-		a.Duplicates == b.Duplicates
+func ageString(d time.Duration) string {
+	if d == 0 {
+		return "no age limit"
+	}
+	return d.String()
 }

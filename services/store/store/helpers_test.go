@@ -121,6 +121,11 @@ type storeOpts struct {
 	noNATS bool
 	// stream replaces the default stream config (events.StreamConfig).
 	stream jetstream.StreamConfig
+	// eventsReplicas and eventsMaxAge: store.Config.
+	eventsReplicas int
+	eventsMaxAge   time.Duration
+	// logger replaces the test's logger (testLogger).
+	logger *slog.Logger
 	// maxMessageSize, retention and pruneInterval: store.Config.
 	maxMessageSize int64
 	retention      time.Duration
@@ -210,6 +215,10 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 	}
 	e.adminTokenFile = adminTokenFile
 	ready := make(chan string, 1)
+	logger := o.logger
+	if logger == nil {
+		logger = testLogger(t)
+	}
 	s, err := store.New(store.Config{
 		AdminTokenFile:    adminTokenFile,
 		ServiceToken:      serviceToken,
@@ -217,6 +226,8 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		MetricsListen:     "-",
 		NATSURL:           e.natsURL,
 		Stream:            o.stream,
+		EventsReplicas:    o.eventsReplicas,
+		EventsMaxAge:      o.eventsMaxAge,
 		DataDir:           dbCfg.DataDir,
 		DatabaseURL:       dbCfg.URL,
 		SecretKey:         key,
@@ -227,7 +238,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		Keepalive:         o.keepalive,
 		CORSOrigins:       o.corsOrigins,
 		WatchPollInterval: 50 * time.Millisecond,
-		Logger:            testLogger(t),
+		Logger:            logger,
 		Registry:          e.reg,
 		Ready:             func(addr string) { ready <- addr },
 	})

@@ -91,8 +91,16 @@ type Config struct {
 	// NATSOptions are added to the NATS connection's options (credentials,
 	// TLS, an in-process server).
 	NATSOptions []nats.Option
-	// Stream is the JetStream stream config; zero means
-	// events.StreamConfig(1, 0, 0).
+	// EventsReplicas and EventsMaxAge are the replicas (0 means 1) and the
+	// age limit (0 means Retention) with which the store creates the
+	// events stream when it is missing (--events-replicas,
+	// --events-max-age). An existing stream keeps its own settings: the
+	// store only logs where they differ (decision 0030).
+	EventsReplicas int
+	EventsMaxAge   time.Duration
+	// Stream, when its Name is set, is the stream config used instead of
+	// the one EventsReplicas and EventsMaxAge make (tests: a stream of
+	// their own).
 	Stream jetstream.StreamConfig
 	// DataDir holds the SQLite database.
 	DataDir string
@@ -187,6 +195,19 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Retention < 0 || cfg.PruneInterval < 0 || cfg.MaxMessageSize < 0 || cfg.Keepalive < 0 {
 		return nil, errors.New("store: retention, prune interval, message size limit and keepalive must not be negative")
+	}
+	if cfg.EventsReplicas < 0 || cfg.EventsReplicas > 5 {
+		return nil, fmt.Errorf("store: --events-replicas %d: JetStream allows 1 to 5", cfg.EventsReplicas)
+	}
+	if cfg.EventsMaxAge < 0 {
+		return nil, errors.New("store: --events-max-age must not be negative")
+	}
+	if cfg.Stream.Name == "" {
+		maxAge := cfg.EventsMaxAge
+		if maxAge == 0 {
+			maxAge = cfg.Retention
+		}
+		cfg.Stream = events.StreamConfig(cfg.EventsReplicas, maxAge, 0)
 	}
 	switch {
 	case cfg.AdminTokenFile == "-":

@@ -45,20 +45,22 @@ Flags:
 	}
 	cmd := envflag.NewCommand("mailbus-store", fs)
 	var (
-		listen        = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "API listen address: gRPC, Connect and gRPC-Web")
-		metricsListen = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
-		natsURL       = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL; empty keeps events in the outbox")
-		dataDir       = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
-		databaseURL   = envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")
-		keyFile       = envflag.String(fs, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "file holding the 32-byte credentials key (base64 or hex); or set MAILBUS_SECRET_KEY")
-		oldKeyFiles   = envflag.String(fs, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
-		dev           = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
-		retention     = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
-		maxSize       = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
-		adminToken    = envflag.String(fs, "admin-token-file", "MAILBUS_ADMIN_TOKEN_FILE", "", "file with an admin API token, created (mode 0600) if missing; default <--data>/admin.token; - for none")
-		serviceToken  = envflag.String(fs, "service-token-file", "MAILBUS_SERVICE_TOKEN_FILE", "", "file with a service API token for the fetchers (their --token-file), created (mode 0600) if missing")
-		corsOrigins   = envflag.StringSlice(fs, "cors-origin", "MAILBUS_CORS_ORIGINS", "let browser pages of this origin (https://app.example.com; * for any) call the API with Connect or gRPC-Web; repeatable; none by default")
-		tlsFlags      = grpctls.AddServerFlags(fs)
+		listen         = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "API listen address: gRPC, Connect and gRPC-Web")
+		metricsListen  = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
+		natsURL        = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL; empty keeps events in the outbox")
+		dataDir        = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
+		databaseURL    = envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")
+		keyFile        = envflag.String(fs, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "file holding the 32-byte credentials key (base64 or hex); or set MAILBUS_SECRET_KEY")
+		oldKeyFiles    = envflag.String(fs, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
+		dev            = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
+		retention      = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
+		eventsReplicas = envflag.Int64(fs, "events-replicas", "MAILBUS_EVENTS_REPLICAS", 1, "replicas of the events stream (MAILBUS_EVENTS) when the store creates it: 3 on a 3-node NATS cluster; an existing stream keeps its own (decision 0030)")
+		eventsMaxAge   = envflag.Duration(fs, "events-max-age", "MAILBUS_EVENTS_MAX_AGE", 0, "age limit of the events stream when the store creates it; 0: --change-log-retention; an existing stream keeps its own (decision 0030)")
+		maxSize        = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
+		adminToken     = envflag.String(fs, "admin-token-file", "MAILBUS_ADMIN_TOKEN_FILE", "", "file with an admin API token, created (mode 0600) if missing; default <--data>/admin.token; - for none")
+		serviceToken   = envflag.String(fs, "service-token-file", "MAILBUS_SERVICE_TOKEN_FILE", "", "file with a service API token for the fetchers (their --token-file), created (mode 0600) if missing")
+		corsOrigins    = envflag.StringSlice(fs, "cors-origin", "MAILBUS_CORS_ORIGINS", "let browser pages of this origin (https://app.example.com; * for any) call the API with Connect or gRPC-Web; repeatable; none by default")
+		tlsFlags       = grpctls.AddServerFlags(fs)
 	)
 	log, code, ok := cmd.Parse(args)
 	if !ok {
@@ -68,6 +70,7 @@ Flags:
 		Listen: *listen, MetricsListen: *metricsListen, NATSURL: *natsURL,
 		DataDir: *dataDir, DatabaseURL: *databaseURL, Dev: *dev,
 		Retention: *retention, MaxMessageSize: *maxSize, Logger: log,
+		EventsReplicas: int(*eventsReplicas), EventsMaxAge: *eventsMaxAge,
 		AdminTokenFile: *adminToken, ServiceTokenFile: *serviceToken,
 		CORSOrigins: *corsOrigins,
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,11 +55,14 @@ type Config struct {
 	// DefaultAckTimeout.
 	AckTimeout time.Duration
 	// Stream is the stream the relay ensures (events.EnsureStream) when it
-	// becomes leader and after a failed publish. An empty Stream.Name means
-	// events.StreamConfig(1, 0, 0): events.StreamName on "mailbus.events.>",
-	// one replica, no age limit, the default duplicates window. Operators
-	// set replicas and limits here; tests a stream name and subjects of
-	// their own. Published subjects must fall under Stream.Subjects.
+	// becomes leader and after a failed publish: created with it when
+	// missing; when it exists, only its missing subjects are added, and
+	// where its settings differ from Stream the relay logs a warning and
+	// keeps them (the operator owns the stream, decision 0030). An empty
+	// Stream.Name means events.StreamConfig(1, 0, 0): events.StreamName on
+	// "mailbus.events.>", one replica, no age limit, the default
+	// duplicates window. Tests set a stream name and subjects of their
+	// own. Published subjects must fall under Stream.Subjects.
 	Stream jetstream.StreamConfig
 	// Metrics registers the relay's metrics (mailbus_relay_*); nil means
 	// they are kept but not registered.
@@ -78,6 +82,9 @@ type Relay struct {
 	m            *metrics
 	kick         chan struct{}
 	running      atomic.Bool
+	// drift is the last difference between the stream and stream that
+	// was logged, so that each is logged once, not at every check.
+	drift string
 }
 
 // New checks cfg, fills in its defaults and registers the metrics.
@@ -252,8 +259,16 @@ func (r *Relay) ensureStream(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.ackTimeout)
 	defer cancel()
-	if _, err := events.EnsureStream(ctx, r.js, r.stream); err != nil {
+	s, err := events.EnsureStream(ctx, r.js, r.stream)
+	if err != nil {
 		return fmt.Errorf("relay: %w", err)
+	}
+	drift := events.StreamDrift(s.CachedInfo().Config, r.stream)
+	if d := strings.Join(drift, "; "); d != r.drift {
+		r.drift = d
+		for _, line := range drift {
+			r.log.Warn("relay: the stream's settings differ from the flags; keeping the stream's (change them with `nats stream edit`, decision 0030)", "difference", line)
+		}
 	}
 	return nil
 }
