@@ -15,8 +15,9 @@
 //     CONSUMER_<user>, that imports from MAILBUS only what reading one
 //     durable pull consumer takes: CONSUMER.INFO and CONSUMER.MSG.NEXT of
 //     the consumer named like the user, its acknowledgements, and the live
-//     subjects mailbus.events.<account>.>. The consumer itself (filter
-//     mailbus.events.<account>.>) is created by mailbus, never by the user:
+//     subjects mailbus.events.<account>.> (mailbus.events.> for a user of
+//     all accounts). The consumer itself (with the same filter) is
+//     created by mailbus, never by the user:
 //     a CONSUMER.CREATE request chooses the delivery subject in its body,
 //     which no subject permission can check, and a separate NATS account
 //     keeps every reply and delivery the user asks for inside that account.
@@ -120,15 +121,20 @@ func Service(role, stream string) (Permissions, error) {
 }
 
 // Consumer is an events consumer user: it reads one mailbus account's
-// events through the durable pull consumer named like the user.
+// events, or every account's (AllAccounts), through the durable pull
+// consumer named like the user.
 type Consumer struct {
 	// User is the NATS user name; it also names the durable consumer and
 	// the user's NATS account (ConsumerAccount).
 	User string `json:"user"`
 	// Password is the password, or its bcrypt hash ("$2a$...").
 	Password string `json:"password"`
-	// AccountID is the mailbus account whose events the user reads.
-	AccountID string `json:"account_id"`
+	// AccountID is the mailbus account whose events the user reads;
+	// empty with AllAccounts.
+	AccountID string `json:"account_id,omitempty"`
+	// AllAccounts makes a user that reads the events of every account,
+	// present and future (mailbus.events.>), and still nothing else.
+	AllAccounts bool `json:"all_accounts,omitempty"`
 }
 
 var validUser = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -139,7 +145,11 @@ func (c Consumer) Validate() error {
 	if !validUser.MatchString(c.User) {
 		return fmt.Errorf("natsperm: user %q: want 1 to 64 letters, digits, - or _", c.User)
 	}
-	if c.AccountID == "" || strings.Trim(c.AccountID, "0123456789") != "" {
+	switch {
+	case c.AllAccounts && c.AccountID != "":
+		return fmt.Errorf("natsperm: user %q: an account id (%s) and all accounts: want one", c.User, c.AccountID)
+	case c.AllAccounts:
+	case c.AccountID == "" || strings.Trim(c.AccountID, "0123456789") != "":
 		return fmt.Errorf("natsperm: account id %q: want a number", c.AccountID)
 	}
 	if c.Password == "" {
@@ -151,15 +161,31 @@ func (c Consumer) Validate() error {
 // ConsumerAccount is the NATS account of a consumer user.
 func ConsumerAccount(user string) string { return "CONSUMER_" + user }
 
-// Subjects returns the account's event subjects, mailbus.events.<id>.>.
-func (c Consumer) Subjects() string { return events.AccountSubjects(c.AccountID) }
+// Subjects returns the subjects the user reads: the account's,
+// mailbus.events.<id>.>, or with AllAccounts every event's,
+// mailbus.events.>.
+func (c Consumer) Subjects() string {
+	if c.AllAccounts {
+		return events.AllSubjects
+	}
+	return events.AccountSubjects(c.AccountID)
+}
+
+// Scope describes what the user reads, for people: "account 7" or "all
+// accounts".
+func (c Consumer) Scope() string {
+	if c.AllAccounts {
+		return "all accounts"
+	}
+	return "account " + c.AccountID
+}
 
 // JetStreamConsumer is the configuration of the user's durable pull
 // consumer on the events stream, which mailbus creates.
 func (c Consumer) JetStreamConsumer() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       c.User,
-		Description:   "mailbus events of account " + c.AccountID + " for NATS user " + c.User,
+		Description:   "mailbus events of " + c.Scope() + " for NATS user " + c.User,
 		FilterSubject: c.Subjects(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -172,23 +198,30 @@ func (c Consumer) JetStreamConsumer() jetstream.ConsumerConfig {
 // so clients use jetstream.NewWithAPIPrefix(nc, ConsumerAPIPrefix).
 const ConsumerAPIPrefix = "MAILBUS.JS.API"
 
-// service is one service import of a consumer account: the subject in
-// MAILBUS and the subject the consumer's account sees.
-type service struct {
-	subject, local string
-	streamed       bool
+// Import is one service (request and reply) a consumer's account
+// imports from ServiceAccount: Subject there, seen as Local in the
+// consumer's account. Streamed services answer with several messages.
+type Import struct {
+	Subject, Local string
+	Streamed       bool
 }
 
-// imports are what the consumer's account imports from MAILBUS: services
-// (request and reply) and the live event stream.
-func (c Consumer) imports(stream string) (services []service, streamSubject string) {
+// Imports are what the consumer's account imports from ServiceAccount on
+// the events stream stream (empty means events.StreamName): services, and
+// the live events (streamSubject, imported as is). ServiceAccount exports
+// each to the consumer's account alone. Config renders them, and the
+// embedded server of mailbus serve adds them to a running server.
+func (c Consumer) Imports(stream string) (services []Import, streamSubject string) {
+	if stream == "" {
+		stream = events.StreamName
+	}
 	info := "CONSUMER.INFO." + stream + "." + c.User
 	next := "CONSUMER.MSG.NEXT." + stream + "." + c.User
 	ack := "$JS.ACK." + stream + "." + c.User + ".>"
-	return []service{
-		{subject: "$JS.API." + info, local: ConsumerAPIPrefix + "." + info},
-		{subject: "$JS.API." + next, local: ConsumerAPIPrefix + "." + next, streamed: true},
-		{subject: ack, local: ack},
+	return []Import{
+		{Subject: "$JS.API." + info, Local: ConsumerAPIPrefix + "." + info},
+		{Subject: "$JS.API." + next, Local: ConsumerAPIPrefix + "." + next, Streamed: true},
+		{Subject: ack, Local: ack},
 	}, c.Subjects()
 }
 
@@ -197,10 +230,10 @@ func (c Consumer) Permissions(stream string) Permissions {
 	if stream == "" {
 		stream = events.StreamName
 	}
-	services, live := c.imports(stream)
+	services, live := c.Imports(stream)
 	var p Permissions
 	for _, s := range services {
-		p.Publish = append(p.Publish, s.local)
+		p.Publish = append(p.Publish, s.Local)
 	}
 	p.Subscribe = []string{"_INBOX.>", live}
 	return p
@@ -252,14 +285,14 @@ func Config(spec Spec) (string, error) {
 	if len(consumers) > 0 {
 		b.WriteString("    exports: [\n")
 		for _, c := range consumers {
-			services, live := c.imports(stream)
+			services, live := c.Imports(stream)
 			acc := ConsumerAccount(c.User)
 			for _, s := range services {
 				resp := ""
-				if s.streamed {
+				if s.Streamed {
 					resp = `, response_type: "stream"`
 				}
-				fmt.Fprintf(&b, "      {service: %q%s, accounts: [%q]}\n", s.subject, resp, acc)
+				fmt.Fprintf(&b, "      {service: %q%s, accounts: [%q]}\n", s.Subject, resp, acc)
 			}
 			fmt.Fprintf(&b, "      {stream: %q, accounts: [%q]}\n", live, acc)
 		}
@@ -267,12 +300,12 @@ func Config(spec Spec) (string, error) {
 	}
 	b.WriteString("  }\n")
 	for _, c := range consumers {
-		services, live := c.imports(stream)
+		services, live := c.Imports(stream)
 		fmt.Fprintf(&b, "  %s {\n    users: [\n", ConsumerAccount(c.User))
 		writeUser(&b, "      ", c.User, c.Password, c.Permissions(stream))
 		b.WriteString("    ]\n    imports: [\n")
 		for _, s := range services {
-			fmt.Fprintf(&b, "      {service: {account: %q, subject: %q}, to: %q}\n", ServiceAccount, s.subject, s.local)
+			fmt.Fprintf(&b, "      {service: {account: %q, subject: %q}, to: %q}\n", ServiceAccount, s.Subject, s.Local)
 		}
 		fmt.Fprintf(&b, "      {stream: {account: %q, subject: %q}}\n", ServiceAccount, live)
 		b.WriteString("    ]\n  }\n")

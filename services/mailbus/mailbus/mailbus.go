@@ -19,6 +19,9 @@
 //	admin.token                 an admin API token (mode 0600), created on
 //	                            first start; the CLI reads it by default
 //	nats/                       the embedded NATS server's JetStream files
+//	nats-users.json             the events consumer users of the embedded
+//	                            NATS server (bcrypt hashes), followed while
+//	                            serve runs (decision 29)
 //	mailbus.lock                locked while a mailbus runs on the directory
 //
 // Config.NATSURL switches to an external NATS server and
@@ -140,6 +143,10 @@ type Config struct {
 	// service token in serve: the API does not make them); empty means a
 	// new random one for each start, known only to this process.
 	ServiceToken string
+	// NATSUsersPoll is how often the embedded NATS server reads the
+	// data directory's users file for added and removed consumer users;
+	// default DefaultNATSUsersPoll.
+	NATSUsersPoll time.Duration
 	// Logger receives the services' logs; nil discards them.
 	Logger *slog.Logger
 	// Ready, if set, is called once every service runs.
@@ -193,6 +200,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.AccountRefresh <= 0 {
 		cfg.AccountRefresh = DefaultAccountRefresh
+	}
+	if cfg.NATSUsersPoll <= 0 {
+		cfg.NATSUsersPoll = DefaultNATSUsersPoll
 	}
 	if cfg.Listener == nil {
 		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
@@ -481,6 +491,8 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 			DontListen: s.cfg.NATSListen == "",
 		},
 		passwords: map[string]string{},
+		logins:    newNATSLogins(),
+		granted:   map[string]grantedUser{},
 		dataDir:   s.cfg.DataDir,
 		log:       s.log.With("component", "nats"),
 	}
@@ -498,11 +510,7 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		}
 		e.passwords[role] = pw
 	}
-	consumers, err := LoadNATSUsers(s.cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := e.options(consumers)
+	opts, err := e.options()
 	if err != nil {
 		return nil, err
 	}
@@ -519,15 +527,27 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		return nil, errors.New("mailbus: embedded NATS did not start")
 	}
 	e.ns = ns
+	if err := e.addServiceLogins(); err != nil {
+		e.shutdown()
+		return nil, err
+	}
 	if e.admin, err = nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), e.credentials(natsperm.RoleStore), nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RoleStore)), nats.Name("mailbus-serve-consumers")); err != nil {
 		e.shutdown()
 		return nil, fmt.Errorf("mailbus: embedded NATS: %w", err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, natsReadyTimeout)
-	defer cancel()
-	if err := e.ensureConsumers(cctx, consumers); err != nil {
+	// The users file as it is now is applied before serve runs (an error
+	// stops it), and its changes while it runs (decision 29).
+	data, users, err := e.readUsers()
+	if err != nil {
 		e.shutdown()
 		return nil, err
 	}
+	cctx, cancel := context.WithTimeout(ctx, natsReadyTimeout)
+	defer cancel()
+	if err := e.apply(cctx, users); err != nil {
+		e.shutdown()
+		return nil, err
+	}
+	e.watchUsers(s.cfg.NATSUsersPoll, data)
 	return e, nil
 }

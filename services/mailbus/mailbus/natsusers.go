@@ -1,32 +1,37 @@
 package mailbus
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/mailbus/mailbus/pkg/events"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 )
 
 // NATSUsersFileName is the file in the data directory that lists the
 // events consumer users of the embedded NATS server (mode 0600; passwords
-// as bcrypt hashes). `mailbus nats-user create` adds to it; the server
-// reads it at start (nats-server does not wire the imports of an account
-// added by a configuration reload, so a restart applies a new user).
+// as bcrypt hashes). `mailbus nats-user create` and `remove` change it; a
+// running mailbus serve reads it again within NATSUsersPoll and applies
+// the change without a restart (decision 29).
 const NATSUsersFileName = "nats-users.json"
+
+// DefaultNATSUsersPoll is how often mailbus serve reads the users file
+// for a change: a second, so that a user made with nats-user create works
+// by the time its owner has copied the password.
+const DefaultNATSUsersPoll = time.Second
+
+// ErrNoNATSUser is returned for a consumer user that the users file does
+// not hold.
+var ErrNoNATSUser = errors.New("no such NATS user")
 
 // LoadNATSUsers reads the consumer users of the data directory; none when
 // the file does not exist.
@@ -38,29 +43,45 @@ func LoadNATSUsers(dataDir string) ([]natsperm.Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailbus: NATS users: %w", err)
 	}
+	return parseNATSUsers(data)
+}
+
+func parseNATSUsers(data []byte) ([]natsperm.Consumer, error) {
 	var users []natsperm.Consumer
 	if err := json.Unmarshal(data, &users); err != nil {
 		return nil, fmt.Errorf("mailbus: NATS users: %s: %w", NATSUsersFileName, err)
 	}
+	seen := map[string]bool{}
 	for _, u := range users {
 		if err := u.Validate(); err != nil {
 			return nil, fmt.Errorf("mailbus: NATS users: %w", err)
 		}
+		if seen[u.User] {
+			return nil, fmt.Errorf("mailbus: NATS users: user %q twice", u.User)
+		}
+		seen[u.User] = true
 	}
 	return users, nil
 }
 
-// AddNATSUser adds an events consumer user for the mailbus account
-// accountID to the data directory's users file and returns it with its
-// password, which the file keeps only as a bcrypt hash. An empty user
-// name means events-<account>-<random>.
-func AddNATSUser(dataDir, accountID, user string) (natsperm.Consumer, string, error) {
+// AddNATSUser adds an events consumer user to the data directory's users
+// file and returns it with its password, which the file keeps only as a
+// bcrypt hash. scope says what the user reads (AccountID, or AllAccounts)
+// and may name it (User); an empty name means events-<account>-<random>,
+// or events-all-<random>. The data directory must exist: a missing one is
+// a wrong --data, not one to create.
+func AddNATSUser(dataDir string, scope natsperm.Consumer) (natsperm.Consumer, string, error) {
+	user := scope.User
 	if user == "" {
 		suffix := make([]byte, 3)
 		if _, err := rand.Read(suffix); err != nil {
 			return natsperm.Consumer{}, "", err
 		}
-		user = "events-" + accountID + "-" + hex.EncodeToString(suffix)
+		of := scope.AccountID
+		if scope.AllAccounts {
+			of = "all"
+		}
+		user = "events-" + of + "-" + hex.EncodeToString(suffix)
 	}
 	password, err := NewNATSPassword()
 	if err != nil {
@@ -70,16 +91,12 @@ func AddNATSUser(dataDir, accountID, user string) (natsperm.Consumer, string, er
 	if err != nil {
 		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: NATS user: %w", err)
 	}
-	c := natsperm.Consumer{User: user, Password: string(hash), AccountID: accountID}
+	c := natsperm.Consumer{User: user, Password: string(hash), AccountID: scope.AccountID, AllAccounts: scope.AllAccounts}
 	if err := c.Validate(); err != nil {
 		return natsperm.Consumer{}, "", err
 	}
-	// The data directory of mailbus serve exists: a missing one is a
-	// wrong --data, not one to create.
-	if fi, err := os.Stat(dataDir); err != nil {
-		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: data directory: %w", err)
-	} else if !fi.IsDir() {
-		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: data directory %s: not a directory", dataDir)
+	if err := checkDataDir(dataDir); err != nil {
+		return natsperm.Consumer{}, "", err
 	}
 	users, err := LoadNATSUsers(dataDir)
 	if err != nil {
@@ -90,21 +107,59 @@ func AddNATSUser(dataDir, accountID, user string) (natsperm.Consumer, string, er
 			return natsperm.Consumer{}, "", fmt.Errorf("mailbus: NATS user %q exists", user)
 		}
 	}
-	users = append(users, c)
+	if err := writeNATSUsers(dataDir, append(users, c)); err != nil {
+		return natsperm.Consumer{}, "", err
+	}
+	return c, password, nil
+}
+
+// RemoveNATSUser removes a consumer user from the data directory's users
+// file and returns it; ErrNoNATSUser when the file does not hold it.
+func RemoveNATSUser(dataDir, user string) (natsperm.Consumer, error) {
+	if err := checkDataDir(dataDir); err != nil {
+		return natsperm.Consumer{}, err
+	}
+	users, err := LoadNATSUsers(dataDir)
+	if err != nil {
+		return natsperm.Consumer{}, err
+	}
+	for i, u := range users {
+		if u.User == user {
+			return u, writeNATSUsers(dataDir, slices.Delete(users, i, i+1))
+		}
+	}
+	return natsperm.Consumer{}, fmt.Errorf("mailbus: %w %q in %s", ErrNoNATSUser, user, filepath.Join(dataDir, NATSUsersFileName))
+}
+
+func checkDataDir(dataDir string) error {
+	if fi, err := os.Stat(dataDir); err != nil {
+		return fmt.Errorf("mailbus: data directory: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("mailbus: data directory %s: not a directory", dataDir)
+	}
+	return nil
+}
+
+// writeNATSUsers replaces the users file at once (a rename), so that
+// mailbus serve never reads half of it.
+func writeNATSUsers(dataDir string, users []natsperm.Consumer) error {
+	if users == nil {
+		users = []natsperm.Consumer{}
+	}
 	data, err := json.MarshalIndent(users, "", "  ")
 	if err != nil {
-		return natsperm.Consumer{}, "", err
+		return err
 	}
 	path := filepath.Join(dataDir, NATSUsersFileName)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: NATS users: %w", err)
+		return fmt.Errorf("mailbus: NATS users: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: NATS users: %w", err)
+		return fmt.Errorf("mailbus: NATS users: %w", err)
 	}
-	return c, password, nil
+	return nil
 }
 
 // NewNATSPassword returns a new random password for a NATS user.
@@ -114,68 +169,4 @@ func NewNATSPassword() (string, error) {
 		return "", fmt.Errorf("mailbus: password: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// embeddedNATS is the embedded NATS server with the users of
-// pkg/natsperm: one per service, with a password made at each start, and
-// the consumer users of the users file.
-type embeddedNATS struct {
-	ns        *server.Server
-	base      server.Options
-	passwords map[string]string // role -> password
-	dataDir   string
-	log       *slog.Logger
-	admin     *nats.Conn // as the store: creates the consumers
-}
-
-// options returns the server options with the users of consumers.
-func (e *embeddedNATS) options(consumers []natsperm.Consumer) (*server.Options, error) {
-	spec := natsperm.Spec{Consumers: consumers}
-	for _, role := range natsperm.Roles {
-		spec.Services = append(spec.Services, natsperm.ServiceUser{Role: role, User: role, Password: e.passwords[role]})
-	}
-	conf, err := natsperm.Config(spec)
-	if err != nil {
-		return nil, err
-	}
-	opts := &server.Options{}
-	if err := opts.ProcessConfigString(conf); err != nil {
-		return nil, fmt.Errorf("mailbus: embedded NATS users: %w", err)
-	}
-	base := e.base
-	base.Accounts, base.Users, base.Nkeys = opts.Accounts, opts.Users, opts.Nkeys
-	return &base, nil
-}
-
-// credentials are the connection options of a service role.
-func (e *embeddedNATS) credentials(role string) nats.Option {
-	return nats.UserInfo(role, e.passwords[role])
-}
-
-// ensureConsumers creates the durable consumer of every consumer user.
-func (e *embeddedNATS) ensureConsumers(ctx context.Context, consumers []natsperm.Consumer) error {
-	if len(consumers) == 0 {
-		return nil
-	}
-	js, err := jetstream.New(e.admin)
-	if err != nil {
-		return err
-	}
-	if _, err := events.EnsureStream(ctx, js, events.StreamConfig(1, 0, 0)); err != nil {
-		return fmt.Errorf("mailbus: embedded NATS: %w", err)
-	}
-	for _, c := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, c.JetStreamConsumer()); err != nil {
-			return fmt.Errorf("mailbus: embedded NATS: consumer of user %s: %w", c.User, err)
-		}
-	}
-	return nil
-}
-
-func (e *embeddedNATS) shutdown() {
-	if e.admin != nil {
-		e.admin.Close()
-	}
-	e.ns.Shutdown()
-	e.ns.WaitForShutdown()
 }

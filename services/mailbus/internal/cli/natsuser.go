@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
@@ -18,17 +19,20 @@ import (
 )
 
 func (a *app) natsUserCommand() *cobra.Command {
-	return group("nats-user", "NATS users: read-only events consumers per account, and the services' users",
+	return group("nats-user", "NATS users: read-only events consumers (one account or all), and the services' users",
 		`  mailbus nats-user create --account work
+  mailbus nats-user create --all-accounts --user crm
+  mailbus nats-user remove crm
   mailbus nats-user create --service store`,
-		a.natsUserCreateCommand())
+		a.natsUserCreateCommand(), a.natsUserRemoveCommand(), a.natsUserListCommand())
 }
 
 func (a *app) natsUserCreateCommand() *cobra.Command {
 	var account, user, data, role string
+	var all bool
 	c := &cobra.Command{
-		Use:   "create (--account N | --service ROLE)",
-		Short: "Create a NATS user that reads one account's events, or print a service's user",
+		Use:   "create (--account N | --all-accounts | --service ROLE)",
+		Short: "Create a NATS user that reads one account's events or every account's, or print a service's user",
 		Long: `With --account: create a NATS user that can read only that account's
 events (mailbus.events.<account>.>) through JetStream, from the durable pull
 consumer named like the user on MAILBUS_EVENTS, and nothing else. It lives in
@@ -36,32 +40,48 @@ a NATS account of its own, CONSUMER_<user>, that imports the consumer's
 CONSUMER.INFO and CONSUMER.MSG.NEXT under the API prefix MAILBUS.JS.API, its
 acknowledgements, and the account's live subjects.
 
+With --all-accounts: the same, for the events of every account, present and
+future (mailbus.events.>): one user for a backend that serves them all.
+
 The user is added to --data/nats-users.json (the password only as a bcrypt
-hash) for the embedded NATS server of mailbus serve, which applies it at its
-next start and creates the consumer; the password is printed once. For an
-external NATS server, the configuration to add and the consumer to create are
-printed too.
+hash); a running mailbus serve applies it within a second, without a restart,
+and creates the consumer. The password is printed once. For an external NATS
+server, the configuration to add and the consumer to create are printed too.
 
 With --service (store, imapsync or pop3fetcher): print a new password and the
 configuration of that service's user for an external NATS server.`,
 		Example: `  mailbus nats-user create --account work
+  mailbus nats-user create --all-accounts --user crm
   mailbus nats-user create --account 7 --user crm --data /var/lib/mailbus
   mailbus nats-user create --service imapsync`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			given := 0
+			for _, set := range []bool{account != "", all, role != ""} {
+				if set {
+					given++
+				}
+			}
 			switch {
-			case account != "" && role != "":
-				return usagef("give --account or --service, not both")
+			case given > 1:
+				return usagef("give one of --account, --all-accounts and --service")
 			case role != "":
 				return a.printServiceUser(role, user)
-			case account == "":
-				return usagef("give --account (a consumer of that account's events) or --service")
+			case given == 0:
+				return usagef("give --account (a consumer of that account's events), --all-accounts or --service")
 			}
-			if err := existingDataDir(data, mailbus.NATSUsersFileName); err != nil {
+			if err := natsUsersDataDir(data); err != nil {
 				return err
 			}
+			if all {
+				consumer, password, err := mailbus.AddNATSUser(data, natsperm.Consumer{User: user, AllAccounts: true})
+				if err != nil {
+					return err
+				}
+				return a.printConsumerUser(nil, consumer, password, data)
+			}
 			return a.withAccount(ctx, cmd, account, func(_ *client, acct *mailbusv1.Account) error {
-				consumer, password, err := mailbus.AddNATSUser(data, acct.Id, user)
+				consumer, password, err := mailbus.AddNATSUser(data, natsperm.Consumer{User: user, AccountID: acct.Id})
 				if err != nil {
 					return err
 				}
@@ -71,10 +91,78 @@ configuration of that service's user for an external NATS server.`,
 	}
 	fl := c.Flags()
 	fl.StringVar(&account, "account", "", "the account (name or id) whose events the user reads")
+	fl.BoolVar(&all, "all-accounts", false, "the user reads the events of every account")
 	fl.StringVar(&role, "service", "", "print the user of a service: store, imapsync or pop3fetcher")
-	fl.StringVar(&user, "user", "", "the user name (default events-<account>-<random>, or the service's name)")
+	fl.StringVar(&user, "user", "", "the user name (default events-<account>-<random> or events-all-<random>, or the service's name)")
 	a.stringVar(fl, &data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory of mailbus serve, whose embedded NATS server gets the user")
 	return c
+}
+
+func (a *app) natsUserRemoveCommand() *cobra.Command {
+	var data string
+	c := &cobra.Command{
+		Use:   "remove USER",
+		Short: "Remove an events consumer user: refused from then on, its connections closed, its consumer deleted",
+		Long: `Remove the user from --data/nats-users.json. A running mailbus serve applies it
+within a second, without a restart: the user's connections are closed, a new
+login is refused, and its durable consumer is deleted.`,
+		Example: "  mailbus nats-user remove crm\n  mailbus nats-user remove crm --data /var/lib/mailbus",
+		Args:    exactArgs(1, "user name"),
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if err := natsUsersDataDir(data); err != nil {
+				return err
+			}
+			removed, err := mailbus.RemoveNATSUser(data, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.io.Out, "Removed NATS user %s (it read the events of %s) from %s; a running mailbus serve applies it within a second.\n",
+				removed.User, removed.Scope(), filepath.Join(data, mailbus.NATSUsersFileName))
+			return nil
+		}),
+	}
+	a.stringVar(c.Flags(), &data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory of mailbus serve")
+	return c
+}
+
+func (a *app) natsUserListCommand() *cobra.Command {
+	var data string
+	c := &cobra.Command{
+		Use:     "list",
+		Short:   "List the events consumer users of mailbus serve",
+		Example: "  mailbus nats-user list\n  mailbus nats-user list --data /var/lib/mailbus",
+		Args:    noArgs,
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if err := natsUsersDataDir(data); err != nil {
+				return err
+			}
+			users, err := mailbus.LoadNATSUsers(data)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "USER\tREADS\tSUBJECTS")
+			for _, u := range users {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", u.User, u.Scope(), u.Subjects())
+			}
+			return w.Flush()
+		}),
+	}
+	a.stringVar(c.Flags(), &data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory of mailbus serve")
+	return c
+}
+
+// natsUsersDataDir refuses a --data that is not the data directory of a
+// mailbus serve with its embedded NATS server (which has made nats/ in
+// it): the users file elsewhere would be read by nobody.
+func natsUsersDataDir(data string) error {
+	if err := existingDataDir(data, mailbus.NATSUsersFileName); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Join(data, "nats")); err != nil || !fi.IsDir() {
+		return usagef("%s is not the data directory of a mailbus serve with its embedded NATS server (it has no nats/): give --data (or MAILBUS_DATA); with an external NATS server (serve --nats), add users to its configuration (nats-user create prints it)", data)
+	}
+	return nil
 }
 
 // existingDataDir refuses a data directory that does not exist, so that a
@@ -100,13 +188,17 @@ func (a *app) printConsumerUser(acct *mailbusv1.Account, c natsperm.Consumer, pa
 		return err
 	}
 	w := a.io.Out
-	fmt.Fprintf(w, "NATS user for the events of account %s (id %s):\n", acct.Name, acct.Id)
+	if acct != nil {
+		fmt.Fprintf(w, "NATS user for the events of account %s (id %s):\n", acct.Name, acct.Id)
+	} else {
+		fmt.Fprintf(w, "NATS user for the events of all accounts:\n")
+	}
 	fmt.Fprintf(w, "  user:        %s\n", c.User)
 	fmt.Fprintf(w, "  password:    %s   (shown only now; stored as a bcrypt hash)\n", password)
 	fmt.Fprintf(w, "  consumer:    %s on stream %s (durable, pull, filter %s)\n", c.User, events.StreamName, c.Subjects())
 	fmt.Fprintf(w, "  API prefix:  %s   (Go: jetstream.NewWithAPIPrefix(nc, %q))\n", natsperm.ConsumerAPIPrefix, natsperm.ConsumerAPIPrefix)
-	fmt.Fprintf(w, "  live:        nats sub --user %s --password '...' '%s'\n", c.User, c.Subjects())
-	fmt.Fprintf(w, "\nmailbus serve: added to %s; restart mailbus serve to apply it.\n", filepath.Join(data, mailbus.NATSUsersFileName))
+	fmt.Fprintf(w, "  live, JSON:  nats sub --user %s --password '...' --raw --translate '%s events decode' '%s'\n", c.User, a.io.Program, c.Subjects())
+	fmt.Fprintf(w, "\nmailbus serve: added to %s; a running serve applies it within a second (no restart).\n", filepath.Join(data, mailbus.NATSUsersFileName))
 	fmt.Fprintf(w, "\nAn external NATS server: merge these accounts into its configuration (the\n"+
 		"exports into the MAILBUS account of the services), reload it, and create the\n"+
 		"consumer as the store's user:\n"+

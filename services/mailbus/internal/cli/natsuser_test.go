@@ -19,13 +19,13 @@ import (
 // the password it prints once, and prints the configuration for an
 // external server; --service prints a service's user.
 func TestNATSUserCreate(t *testing.T) {
-	data := t.TempDir()
+	data := filepath.Join(t.TempDir(), "serve")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan mailbus.Info, 1)
-	srv, err := mailbus.New(mailbus.Config{DataDir: filepath.Join(data, "serve"), Listener: ln, MetricsListen: "-", Ready: func(i mailbus.Info) { ready <- i }})
+	srv, err := mailbus.New(mailbus.Config{DataDir: data, Listener: ln, MetricsListen: "-", Ready: func(i mailbus.Info) { ready <- i }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +71,28 @@ func TestNATSUserCreate(t *testing.T) {
 		t.Fatalf("unknown account: exit %d: %s", code, errOut)
 	}
 
+	// --all-accounts needs no account; list shows both users; remove
+	// takes one out of the file.
+	code, out, errOut = run(t, env, "nats-user", "create", "--all-accounts", "--user", "backend")
+	if code != ExitOK || !strings.Contains(out, "events of all accounts") || !strings.Contains(out, "filter mailbus.events.>") ||
+		!strings.Contains(out, "applies it within a second") || !strings.Contains(out, "--translate 'mailbus events decode' 'mailbus.events.>'") {
+		t.Fatalf("create --all-accounts: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, env, "nats-user", "list")
+	if code != ExitOK || !regexp.MustCompile(`(?m)^crm\s+account 1\s+mailbus\.events\.1\.>$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^backend\s+all accounts\s+mailbus\.events\.>$`).MatchString(out) {
+		t.Fatalf("list: exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, env, "nats-user", "remove", "crm"); code != ExitOK || !strings.Contains(out, "Removed NATS user crm") {
+		t.Fatalf("remove: exit %d: %s%s", code, out, errOut)
+	}
+	if users, err := mailbus.LoadNATSUsers(data); err != nil || len(users) != 1 || users[0].User != "backend" || !users[0].AllAccounts {
+		t.Fatalf("after remove: %+v, %v", users, err)
+	}
+	if code, _, errOut := run(t, env, "nats-user", "remove", "crm"); code != ExitError || !strings.Contains(errOut, "no such NATS user") {
+		t.Fatalf("remove twice: exit %d: %s", code, errOut)
+	}
+
 	code, out, errOut = run(t, env, "nats-user", "create", "--service", "imapsync")
 	if code != ExitOK || !strings.Contains(out, `"$KV.MAILBUS_LEASES_IMAPSYNC.>"`) || !strings.Contains(out, `{user: "imapsync"`) {
 		t.Fatalf("--service imapsync: exit %d: %s%s", code, out, errOut)
@@ -87,7 +109,18 @@ func TestNATSUserCreate(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(elsewhere, mailbus.DefaultDataDir)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("without --data: %s was made (%v)", mailbus.DefaultDataDir, err)
 	}
+	// A directory that is not serve's (no embedded NATS in it) is refused,
+	// and nothing is written there.
+	if code, _, errOut := run(t, noData, "nats-user", "create", "--all-accounts", "--data", elsewhere); code != ExitUsage ||
+		!strings.Contains(errOut, "not the data directory of a mailbus serve") {
+		t.Errorf("--data of another directory: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, mailbus.NATSUsersFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("--data of another directory: the users file was written (%v)", err)
+	}
 	for _, args := range [][]string{
+		{"nats-user", "create", "--all-accounts", "--account", "work"},
+		{"nats-user", "remove"},
 		{"nats-user", "create"},
 		{"nats-user", "create", "--service", "admin"},
 		{"nats-user", "create", "--service", "store", "--account", "work"},

@@ -35,7 +35,7 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory: SQLite database, embedded NATS files, credentials key")
 	a.stringVar(fl, &f.databaseURL, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...) instead of SQLite in --data")
 	a.stringVar(fl, &f.natsURL, "nats", "MAILBUS_NATS", "", "external NATS server URL (with JetStream) instead of the embedded one")
-	a.stringVar(fl, &f.natsListen, "nats-listen", "MAILBUS_NATS_LISTEN", "", "let the embedded NATS also listen on this address (such as 127.0.0.1:4222) for backend consumers, each with a user of its account (mailbus nats-user create)")
+	a.stringVar(fl, &f.natsListen, "nats-listen", "MAILBUS_NATS_LISTEN", "", "let the embedded NATS also listen on this address (such as 127.0.0.1:4222) for backend consumers, each with a NATS user (mailbus nats-user create)")
 	a.stringVar(fl, &f.listen, "listen", "MAILBUS_LISTEN", store.DefaultListen, "the store's API address: gRPC, Connect and gRPC-Web (the other commands' --server)")
 	a.stringSliceVar(fl, &f.corsOrigins, "cors-origin", "MAILBUS_CORS_ORIGINS", "let browser pages of this origin (https://app.example.com; * for any) call the store's API with Connect or gRPC-Web; repeatable; none by default")
 	a.stringVar(fl, &f.metricsListen, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address of /metrics and /healthz; - disables")
@@ -121,8 +121,8 @@ data directory with mode 0600; keep it with the data.
 
 --nats and --database-url switch to an external NATS server and PostgreSQL;
 --nats-listen lets backend systems subscribe to the embedded NATS server,
-each as a NATS user that reads one account's events (mailbus nats-user
-create; read at start).
+each as a NATS user that reads one account's events or every account's
+(mailbus nats-user create; applied while serve runs, no restart).
 SIGINT or SIGTERM stops everything gracefully.`,
 		Example: `  mailbus serve
   mailbus serve --data /var/lib/mailbus --nats-listen 127.0.0.1:4222
