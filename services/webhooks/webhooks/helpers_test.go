@@ -33,13 +33,13 @@ const waitFor = 60 * time.Second
 // natsServer is an embedded nats-server with JetStream that a test can
 // restart on the same port and store directory.
 type natsServer struct {
-	t    *testing.T
+	t    testing.TB
 	opts *server.Options
 	mu   sync.Mutex
 	srv  *server.Server
 }
 
-func startNATS(t *testing.T) *natsServer {
+func startNATS(t testing.TB) *natsServer {
 	t.Helper()
 	n := &natsServer{t: t, opts: &server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1, Host: "127.0.0.1", NoLog: true, NoSigs: true}}
 	n.start()
@@ -81,7 +81,7 @@ func (n *natsServer) restart() {
 func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port) }
 
 // jetStream connects a test client and makes MAILBUS_EVENTS.
-func (n *natsServer) jetStream(t *testing.T) jetstream.JetStream {
+func (n *natsServer) jetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(n.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
@@ -265,7 +265,7 @@ type runningService struct {
 }
 
 // startService runs a Service on n with short timings for tests.
-func startService(t *testing.T, n *natsServer, mutate func(*Config)) *runningService {
+func startService(t testing.TB, n *natsServer, mutate func(*Config)) *runningService {
 	t.Helper()
 	cfg := Config{
 		NATSURL: n.url(), Listen: "-", MetricsListen: "-", SecretKey: testKey, AllowPrivate: true,
@@ -306,7 +306,7 @@ func startService(t *testing.T, n *natsServer, mutate func(*Config)) *runningSer
 	return r
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(testing.TB) *slog.Logger {
 	if os.Getenv("MAILBUS_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

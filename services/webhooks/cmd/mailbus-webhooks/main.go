@@ -53,6 +53,10 @@ Flags:
 		oldKeyFiles    = envflag.String(fs, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open secrets sealed under them")
 		allowPrivate   = envflag.Bool(fs, "allow-private-webhooks", "MAILBUS_ALLOW_PRIVATE_WEBHOOKS", false, "allow endpoint URLs on loopback, private and link-local addresses (development only)")
 		retryWindow    = envflag.Duration(fs, "retry-window", "MAILBUS_WEBHOOK_RETRY_WINDOW", webhooks.DefaultRetryWindow, "how long a failing delivery is retried before it is dead-lettered")
+		retryMin       = envflag.Duration(fs, "retry-min", "MAILBUS_WEBHOOK_RETRY_MIN", webhooks.DefaultRetryMin, "wait after a first failed attempt (doubled after each failure, with jitter)")
+		retryMax       = envflag.Duration(fs, "retry-max", "MAILBUS_WEBHOOK_RETRY_MAX", webhooks.DefaultRetryMax, "longest wait between two attempts")
+		ackWait        = envflag.Duration(fs, "ack-wait", "MAILBUS_WEBHOOK_ACK_WAIT", webhooks.DefaultAckWait, "how long after a replica vanished (crash) its event in flight goes to another")
+		pinnedTTL      = envflag.Duration(fs, "pinned-ttl", "MAILBUS_WEBHOOK_PINNED_TTL", webhooks.DefaultPinnedTTL, "how long after a replica vanished its endpoints go to another replica")
 		requestTimeout = envflag.Duration(fs, "request-timeout", "MAILBUS_WEBHOOK_TIMEOUT", webhooks.DefaultRequestTimeout, "deadline of one POST")
 		retention      = envflag.Duration(fs, "delivery-retention", "MAILBUS_WEBHOOK_DELIVERY_RETENTION", webhooks.DefaultDeliveryRetention, "how long delivery records (ListDeliveries) are kept")
 		kvReplicas     = envflag.Int64(fs, "kv-replicas", "MAILBUS_KV_REPLICAS", 1, "replicas of the buckets and stream the service creates")
@@ -103,7 +107,8 @@ Flags:
 		NATSURL: *natsURL, StoreAddr: *storeAddr, StoreTLS: storeTLS, Token: token,
 		Listen: *listen, MetricsListen: *metricsListen, TLS: certs.TLSConfig(), Insecure: tlsServer.Insecure,
 		SecretKey: key, OldSecretKeys: oldKeys, AllowPrivate: *allowPrivate,
-		RetryWindow: *retryWindow, RequestTimeout: *requestTimeout, DeliveryRetention: *retention,
+		RetryWindow: *retryWindow, RetryMin: *retryMin, RetryMax: *retryMax, AckWait: *ackWait, PinnedTTL: *pinnedTTL,
+		RequestTimeout: *requestTimeout, DeliveryRetention: *retention,
 		KVReplicas: int(*kvReplicas), Logger: log, Registry: reg,
 	})
 	if err != nil {
