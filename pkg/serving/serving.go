@@ -1,7 +1,9 @@
 // Package serving runs a mailbus service's network endpoints the same way
 // in every service: a gRPC server (with the standard health service, server
 // reflection, request metrics and panic recovery) and an HTTP endpoint for
-// Prometheus (/metrics) and liveness (/healthz), both shut down gracefully
+// Prometheus (/metrics), liveness (/healthz: the process answers) and
+// readiness (/readyz: the gRPC health state of the server, which a service
+// sets NOT_SERVING while it cannot do its work), all shut down gracefully
 // when the context ends.
 package serving
 
@@ -45,7 +47,7 @@ type Config struct {
 	Listen string
 	// Listener, when set, is used instead of Listen (tests: 127.0.0.1:0).
 	Listener net.Listener
-	// MetricsListen is the HTTP address of /metrics and /healthz; empty
+	// MetricsListen is the HTTP address of /metrics, /healthz and /readyz; empty
 	// disables it. It follows the rule of gRPC: with TLS it is served
 	// over TLS with the same certificate (no client certificate asked);
 	// in plaintext New refuses a non-loopback address unless Insecure.
@@ -202,7 +204,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+		// Liveness: the process answers. It does not follow the health
+		// state, so that a dependency that is down (the store's
+		// database or NATS) makes the service unready, not restarted.
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, "ok")
+		})
+		// Readiness: the server's gRPC health state ("").
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			resp, err := s.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 			if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
 				http.Error(w, "not serving", http.StatusServiceUnavailable)

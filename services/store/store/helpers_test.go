@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,6 +127,11 @@ type storeOpts struct {
 	eventsMaxAge   time.Duration
 	// logger replaces the test's logger (testLogger).
 	logger *slog.Logger
+	// metricsListen serves /metrics, /healthz and /readyz there; default
+	// none.
+	metricsListen string
+	// readinessInterval: store.Config.ReadinessInterval.
+	readinessInterval time.Duration
 	// maxMessageSize, retention and pruneInterval: store.Config.
 	maxMessageSize int64
 	retention      time.Duration
@@ -223,7 +229,8 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		AdminTokenFile:    adminTokenFile,
 		ServiceToken:      serviceToken,
 		Listener:          lis,
-		MetricsListen:     "-",
+		MetricsListen:     cmp.Or(o.metricsListen, "-"),
+		ReadinessInterval: o.readinessInterval,
 		NATSURL:           e.natsURL,
 		Stream:            o.stream,
 		EventsReplicas:    o.eventsReplicas,

@@ -27,7 +27,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
@@ -75,7 +74,8 @@ type Config struct {
 	Listen string
 	// Listener, when set, is used instead of Listen.
 	Listener net.Listener
-	// MetricsListen is the /metrics and /healthz address; "-" disables it.
+	// MetricsListen is the /metrics, /healthz (liveness) and /readyz
+	// (readiness) address; "-" disables it.
 	MetricsListen string
 	// TLS, when set, serves gRPC over TLS (and mutual TLS when it requires
 	// client certificates); see pkg/grpctls. Without it the store refuses
@@ -124,6 +124,10 @@ type Config struct {
 	// closing them, whose ingest stream would wait forever to send its
 	// answers).
 	Keepalive time.Duration
+	// ReadinessInterval is how often the store checks that its database
+	// and NATS answer, for its health state (gRPC health and /readyz);
+	// 0 means DefaultReadinessInterval.
+	ReadinessInterval time.Duration
 	// WatchPollInterval is how often live watches look without a wake-up.
 	WatchPollInterval time.Duration
 	// Logger receives logs; nil discards them.
@@ -189,6 +193,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.Keepalive == 0 {
 		cfg.Keepalive = DefaultKeepalive
+	}
+	if cfg.ReadinessInterval <= 0 {
+		cfg.ReadinessInterval = DefaultReadinessInterval
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -322,8 +329,9 @@ func (s *Store) Run(ctx context.Context) error {
 	errc := make(chan error, 4)
 
 	var rel *relay.Relay
+	var nc *nats.Conn
 	if cfg.NATSURL != "" {
-		nc, err := s.connectNATS(cfg)
+		nc, err = s.connectNATS(cfg)
 		if err != nil {
 			return err
 		}
@@ -402,10 +410,18 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 	}
 
-	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName, mailbusv1.TokenService_ServiceDesc.ServiceName} {
-		srv.Health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	// SERVING while the database and NATS answer, NOT_SERVING while one
+	// does not: checked once now, then every ReadinessInterval.
+	ready := &readiness{
+		health: srv.Health, db: database, nc: nc, interval: cfg.ReadinessInterval, log: s.log,
+		services: []string{"", mailbusv1.AccountService_ServiceDesc.ServiceName, mailbusv1.MailboxService_ServiceDesc.ServiceName, mailbusv1.SyncService_ServiceDesc.ServiceName, mailbusv1.IngestService_ServiceDesc.ServiceName, mailbusv1.TokenService_ServiceDesc.ServiceName},
 	}
+	ready.update(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ready.run(ctx)
+	}()
 	if cfg.Ready != nil {
 		cfg.Ready(srv.Addr().String())
 	}

@@ -46,7 +46,7 @@ Flags:
 	cmd := envflag.NewCommand("mailbus-store", fs)
 	var (
 		listen         = envflag.String(fs, "listen", "MAILBUS_LISTEN", store.DefaultListen, "API listen address: gRPC, Connect and gRPC-Web")
-		metricsListen  = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics and /healthz; - disables")
+		metricsListen  = envflag.String(fs, "metrics-listen", "MAILBUS_METRICS_LISTEN", store.DefaultMetricsListen, "HTTP address for /metrics, /healthz (liveness) and /readyz (readiness); - disables")
 		natsURL        = envflag.String(fs, "nats", "MAILBUS_NATS", "nats://127.0.0.1:4222", "NATS server URL; empty keeps events in the outbox")
 		dataDir        = envflag.String(fs, "data", "MAILBUS_DATA", "./mailbus-data", "data directory for the SQLite database")
 		databaseURL    = envflag.String(fs, "database-url", "MAILBUS_DATABASE_URL", "", "PostgreSQL URL (postgres://...); empty means SQLite in --data")

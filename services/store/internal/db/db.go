@@ -220,9 +220,10 @@ func (d *DB) Close() error {
 	return errors.Join(errs...)
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers. It uses the read pool, so that
+// on SQLite a long write (one writer connection) does not hold it up.
 func (d *DB) Ping(ctx context.Context) error {
-	return d.w.PingContext(ctx)
+	return d.r.PingContext(ctx)
 }
 
 // rebind turns ? placeholders into $1, $2... for PostgreSQL.
