@@ -32,8 +32,11 @@ type embeddedNATS struct {
 	dataDir   string
 	log       *slog.Logger
 	admin     *nats.Conn // as the store: creates and deletes the consumers
-	logins    *natsLogins
-	service   *server.Account // natsperm.ServiceAccount in the server
+	// stream is the events stream as the store creates it, for a user
+	// granted before the store's relay made it.
+	stream  jetstream.StreamConfig
+	logins  *natsLogins
+	service *server.Account // natsperm.ServiceAccount in the server
 	// granted are the consumer users the server has, by name; accounts
 	// counts the consumer accounts made, for fresh names.
 	granted  map[string]grantedUser
@@ -142,7 +145,7 @@ func (e *embeddedNATS) grant(ctx context.Context, u natsperm.Consumer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := events.EnsureStream(ctx, js, events.StreamConfig(1, 0, 0)); err != nil {
+	if _, err := events.EnsureStream(ctx, js, e.stream); err != nil {
 		return fmt.Errorf("mailbus: embedded NATS: %w", err)
 	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, u.JetStreamConsumer()); err != nil {

@@ -495,6 +495,7 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		granted:   map[string]grantedUser{},
 		dataDir:   s.cfg.DataDir,
 		log:       s.log.With("component", "nats"),
+		stream:    store.EventsStream(1, 0, s.cfg.Retention),
 	}
 	if s.cfg.NATSListen != "" {
 		host, port, _ := splitHostPort(s.cfg.NATSListen)

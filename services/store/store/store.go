@@ -12,6 +12,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -158,6 +159,18 @@ type Config struct {
 	Webhooks mailbusv1.WebhookServiceServer
 }
 
+// EventsStream returns the config with which the store creates the events
+// stream when it is missing (decision 0030): replicas (0 means 1) and
+// maxAge, where 0 means retention, the change log's (0 means
+// DefaultRetention). Whatever else creates the stream before the store
+// does (mailbus serve's NATS users) must use the same.
+func EventsStream(replicas int, maxAge, retention time.Duration) jetstream.StreamConfig {
+	if maxAge == 0 {
+		maxAge = cmp.Or(retention, DefaultRetention)
+	}
+	return events.StreamConfig(replicas, maxAge, 0)
+}
+
 // AdminTokenFileName is the admin token file in the data directory.
 const AdminTokenFileName = "admin.token"
 
@@ -210,11 +223,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, errors.New("store: --events-max-age must not be negative")
 	}
 	if cfg.Stream.Name == "" {
-		maxAge := cfg.EventsMaxAge
-		if maxAge == 0 {
-			maxAge = cfg.Retention
-		}
-		cfg.Stream = events.StreamConfig(cfg.EventsReplicas, maxAge, 0)
+		cfg.Stream = EventsStream(cfg.EventsReplicas, cfg.EventsMaxAge, cfg.Retention)
 	}
 	switch {
 	case cfg.AdminTokenFile == "-":

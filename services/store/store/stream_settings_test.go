@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/events"
 	"github.com/mailbus/mailbus/services/store/internal/dbtest"
+	"github.com/mailbus/mailbus/services/store/store"
 )
 
 // startNATSCluster starts three embedded NATS servers with JetStream,
@@ -144,5 +145,27 @@ func TestOperatorOwnsTheStream(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the restarted store logged no warning %q", want)
 		}
+	}
+}
+
+// TestEventsStream: the stream the store creates, from its flags.
+func TestEventsStream(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		replicas          int
+		maxAge, retention time.Duration
+		wantReplicas      int
+		wantMaxAge        time.Duration
+	}{
+		{"defaults", 0, 0, 0, 1, store.DefaultRetention},
+		{"max age from the retention", 3, 0, 36 * time.Hour, 3, 36 * time.Hour},
+		{"max age given", 3, 720 * time.Hour, 36 * time.Hour, 3, 720 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := store.EventsStream(tc.replicas, tc.maxAge, tc.retention)
+			if c.Name != events.StreamName || c.Replicas != tc.wantReplicas || c.MaxAge != tc.wantMaxAge {
+				t.Errorf("EventsStream = %s, %d replicas, max age %v; want %s, %d, %v", c.Name, c.Replicas, c.MaxAge, events.StreamName, tc.wantReplicas, tc.wantMaxAge)
+			}
+		})
 	}
 }
