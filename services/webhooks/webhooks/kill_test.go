@@ -29,7 +29,11 @@ func runChild(url string) int {
 	ready := make(chan struct{})
 	s, err := New(Config{NATSURL: url, Listen: "-", MetricsListen: "-", SecretKey: testKey, AllowPrivate: true,
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, RequestTimeout: 2 * time.Second,
-		AckWait: 2 * time.Second, PinnedTTL: 2 * time.Second, Ready: func(string) { close(ready) }})
+		// The ack wait is longer than the pinned TTL, so that the next
+		// process is pinned while the killed one's event still waits for
+		// its ack wait: only MaxAckPending 1 keeps later events from
+		// overtaking it then.
+		AckWait: 4 * time.Second, PinnedTTL: time.Second, Ready: func(string) { close(ready) }})
 	if err != nil {
 		return 2
 	}
