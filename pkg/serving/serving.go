@@ -133,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Web != nil {
 		// Counts what handlers receive, for recvGated.
 		opts = append(opts, grpc.StatsHandler(recvCounter{}))
+		opts = append(opts, cfg.Web.nativeOptions()...)
 	}
 	if cfg.TLS != nil && cfg.Web == nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
@@ -186,8 +187,9 @@ func (s *Server) MetricsAddr() net.Addr {
 // taking new calls, waits up to the shutdown timeout for the running ones
 // (streams are cancelled), and returns.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	var webSrv *http.Server
+	var split *splitter
 	switch {
 	case s.lis != nil && s.cfg.Web != nil:
 		var err error
@@ -195,8 +197,12 @@ func (s *Server) Run(ctx context.Context) error {
 			s.lis.Close()
 			return err
 		}
-		lis := webListener(s.lis, s.cfg.TLS)
-		go func() { errc <- serveWeb(webSrv, lis) }()
+		// TLS first, then each connection to grpc-go's transport (native
+		// gRPC) or net/http (the rest) by its first request.
+		split = newSplitter(webListener(s.lis, s.cfg.TLS))
+		go func() { errc <- serveWeb(webSrv, split.web) }()
+		go func() { errc <- serveNative(s.GRPC, split.grpc) }()
+		go func() { errc <- split.serve() }()
 	case s.lis != nil:
 		go func() { errc <- s.GRPC.Serve(s.lis) }()
 	}
@@ -228,24 +234,34 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("serving", "grpc", addrString(s.Addr()), "connect", webSrv != nil, "tls", s.cfg.TLS != nil, "metrics", addrString(s.MetricsAddr()), "metrics_tls", s.cfg.TLS != nil && s.metricsLn != nil)
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+	// (A server reports nil when a shared listener closed under it; only
+	// an error ends the run.)
+	for runErr == nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case runErr = <-errc:
+		}
 	}
 	s.Health.Shutdown()
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	if webSrv != nil {
+		// net/http's calls first: grpc-go's GracefulStop would cancel
+		// those it serves through ServeHTTP at once.
 		if !stopWeb(webSrv, s.cfg.ShutdownTimeout) {
 			s.log.Warn("graceful stop timed out; closing open calls")
 		}
-		s.GRPC.Stop()
 	}
 	stopped := make(chan struct{})
 	go func() { s.GRPC.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(s.cfg.ShutdownTimeout):
+	case <-time.After(time.Until(deadline)):
 		s.log.Warn("graceful stop timed out; closing open calls")
 		s.GRPC.Stop()
+		<-stopped
+	}
+	if split != nil {
+		split.close()
 	}
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,24 +16,31 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
+	"github.com/soheilhy/cmux"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 )
 
-// Web configures serving the gRPC listener through net/http (Config.Web):
-// besides gRPC, the same services answer Connect (JSON and binary) and
-// gRPC-Web, over HTTP/1.1 and HTTP/2 (h2c in plaintext, ALPN with TLS).
+// Web configures serving the gRPC listener for the Web as well
+// (Config.Web): besides gRPC, the same services answer Connect (JSON and
+// binary) and gRPC-Web, over HTTP/1.1 and HTTP/2 (h2c in plaintext, ALPN
+// with TLS). Each connection goes by its first request (splitter): native
+// gRPC to grpc-go's own transport, everything else to net/http, where
 // vanguard translates each Connect or gRPC-Web call into a gRPC call to
-// the very same grpc.Server (its ServeHTTP), so every call goes through
-// the same interceptors and handlers whatever its protocol.
+// the very same grpc.Server (its ServeHTTP). So every call goes through the
+// same interceptors and handlers whatever its protocol.
 type Web struct {
 	// CORSOrigins are the browser origins allowed to call the API from
 	// another origin ("*" allows any); empty answers no CORS request.
 	CORSOrigins []string
 	// Keepalive is how long a connection may be silent before the server
 	// pings it; one that does not answer within Keepalive more is closed
-	// (with its streams). 0 sends no pings. (grpc.KeepaliveParams does
-	// not apply: grpc-go's transport is not the one serving.)
+	// (with its streams). 0 sends no pings. It applies to both transports
+	// (New sets grpc.KeepaliveParams; do not set them in ServerOptions).
 	Keepalive time.Duration
 	// IdleTimeout closes a connection that carries no call for this long:
 	// an HTTP/1.1 connection waiting for its next request, an HTTP/2 one
@@ -50,14 +58,18 @@ type Web struct {
 	// grpc.MaxRecvMsgSize larger than it would hang the calls whose
 	// messages are larger.
 	MaxRequestBytes uint32
-	// Admit, when set, is asked about each call of a known protocol
-	// (Connect, gRPC-Web, gRPC) from its headers, before its body is read:
-	// an error (a gRPC status) refuses the call with it, in the call's
-	// protocol; nil lets it through to the interceptors, which check
-	// everything again. The store refuses here a call without a token
-	// that works, so that such a caller cannot make it read, and for JSON
-	// buffer, a request body of up to MaxRequestBytes first.
-	Admit func(r *http.Request) error
+	// Admit, when set, is asked about each call from its method
+	// (/package.Service/Method) and headers (as gRPC metadata: names in
+	// lower case), before its body is read: for native gRPC as grpc-go's
+	// InTapHandle, for the rest (Connect, gRPC-Web, gRPC through net/http)
+	// before vanguard reads the request. An error (a gRPC status) refuses
+	// the call with it, in the call's protocol; nil lets it through to the
+	// interceptors, which check everything again. The store refuses here a
+	// call without a token that works, so that such a caller cannot make
+	// it read, and for JSON buffer, a request body of up to
+	// MaxRequestBytes first. On native gRPC it runs on the connection's
+	// reader goroutine, so it should be quick (a cache lookup).
+	Admit func(ctx context.Context, method string, md metadata.MD) error
 }
 
 // DefaultIdleTimeout is Web.IdleTimeout when 0: an idle keep-alive
@@ -120,20 +132,14 @@ func (s *Server) webServer() (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving: %s: connect transcoder: %w", s.cfg.Name, err)
 	}
-	idle := w.IdleTimeout
-	switch {
-	case idle == 0:
-		idle = DefaultIdleTimeout
-	case idle < 0:
-		idle = 0 // http.Server: no ReadTimeout either, so none
-	}
+	// 0: http.Server has no ReadTimeout either, so none.
+	idle := w.idleTimeout()
+	// HTTP/2 "unencrypted" with TLS too: TLS is ended before the split
+	// (webConn), so net/http never sees a *tls.Conn and tells HTTP/2 by
+	// its preface.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	if s.cfg.TLS != nil {
-		protocols.SetHTTP2(true)
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
+	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(admit(w.Admit, transcoder))),
 		Protocols:         &protocols,
@@ -144,12 +150,9 @@ func (s *Server) webServer() (*http.Server, error) {
 		// no IdleTimeout of its own: the http.Server's applies).
 		IdleTimeout: idle,
 		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: w.Keepalive,
-			PingTimeout:     w.Keepalive,
-			// grpc-go's own transport set no limit; Go's default, 250,
-			// would hold up a client that watches many accounts on one
-			// connection.
-			MaxConcurrentStreams: 1000,
+			SendPingTimeout:      w.Keepalive,
+			PingTimeout:          w.Keepalive,
+			MaxConcurrentStreams: maxConcurrentStreams,
 		},
 		// Failed handshakes and malformed connections (scanners, a client
 		// speaking plaintext to TLS) at debug, as grpc-go kept them out
@@ -285,14 +288,14 @@ func connectUnaryByDefault(next http.Handler) http.Handler {
 
 // admit refuses, with check's error in the call's protocol and without
 // reading its body, a call that check refuses (see Web.Admit).
-func admit(check func(*http.Request) error, next http.Handler) http.Handler {
+func admit(check func(context.Context, string, metadata.MD) error, next http.Handler) http.Handler {
 	if check == nil {
 		return next
 	}
 	errWriter := connect.NewErrorWriter()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if errWriter.IsSupported(r) {
-			if err := check(r); err != nil {
+			if err := check(r.Context(), r.URL.Path, headerMetadata(r.Header)); err != nil {
 				st := status.Convert(err)
 				_ = errWriter.Write(w, r, connect.NewError(connect.Code(st.Code()), errors.New(st.Message())))
 				return
@@ -302,12 +305,89 @@ func admit(check func(*http.Request) error, next http.Handler) http.Handler {
 	})
 }
 
+// headerMetadata is h as gRPC metadata, its names in lower case.
+func headerMetadata(h http.Header) metadata.MD {
+	md := make(metadata.MD, len(h))
+	for name, values := range h {
+		md[strings.ToLower(name)] = values
+	}
+	return md
+}
+
+// admitTap is Web.Admit as grpc-go's InTapHandle, for native gRPC calls:
+// it runs once a call's headers are in, before its stream exists.
+func admitTap(check func(context.Context, string, metadata.MD) error) grpc.ServerOption {
+	return grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		return ctx, check(ctx, info.FullMethodName, info.Header)
+	})
+}
+
+// clientPingMin is the shortest keepalive interval a native gRPC client
+// may use: grpc-go's transport closes (GOAWAY too_many_pings) the
+// connection of a client that pings more often (its default allows one
+// ping in 5 minutes, which would close the fetchers' connections). Go's
+// HTTP/2 server does not police pings.
+const clientPingMin = 20 * time.Second
+
+// maxConcurrentStreams bounds the calls on one connection, on both
+// transports: grpc-go's own transport set no limit; Go's HTTP/2 default,
+// 250, would hold up a client that watches many accounts on one
+// connection.
+const maxConcurrentStreams = 1000
+
+// nativeOptions are the grpc.Server options that give grpc-go's own
+// transport the Web's connection rules: keepalive, the idle timeout, the
+// stream limit and Admit.
+func (w *Web) nativeOptions() []grpc.ServerOption {
+	params := keepalive.ServerParameters{Time: infinity, Timeout: infinity, MaxConnectionIdle: w.idleTimeout()}
+	if w.Keepalive > 0 {
+		params.Time, params.Timeout = w.Keepalive, w.Keepalive
+	}
+	if params.MaxConnectionIdle == 0 {
+		params.MaxConnectionIdle = infinity
+	}
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveParams(params),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: clientPingMin, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+	}
+	if w.Admit != nil {
+		opts = append(opts, admitTap(w.Admit))
+	}
+	return opts
+}
+
+// infinity is grpc-go's "never" for keepalive durations.
+const infinity = time.Duration(math.MaxInt64)
+
+// idleTimeout is IdleTimeout with its default; 0 means never.
+func (w *Web) idleTimeout() time.Duration {
+	switch {
+	case w.IdleTimeout == 0:
+		return DefaultIdleTimeout
+	case w.IdleTimeout < 0:
+		return 0
+	}
+	return w.IdleTimeout
+}
+
 // serveWeb serves lis with hs until it fails or is shut down.
 func serveWeb(hs *http.Server, lis net.Listener) error {
 	if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving: %w", err)
 	}
 	return nil
+}
+
+// serveNative serves lis with grpc-go's own transport until it fails or
+// the server is stopped. The listener closes when the HTTP server's
+// shutdown closes the listener they share; that is no failure.
+func serveNative(gs *grpc.Server, lis net.Listener) error {
+	err := gs.Serve(lis)
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrListenerClosed) || errors.Is(err, cmux.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serving: grpc: %w", err)
 }
 
 // stopWeb stops hs gracefully within timeout: no new calls, the running

@@ -298,7 +298,7 @@ func (s *Store) Run(ctx context.Context) error {
 		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive, MaxRequestBytes: uint32(maxRequest),
 			// A call without a token that works is refused before its
 			// body is read.
-			Admit: authn.AdmitHTTP},
+			Admit: authn.Admit},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 )
@@ -84,23 +82,23 @@ func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 	}
 }
 
-// AdmitHTTP refuses an HTTP request of a mailbus.v1 method, from its
-// headers and before its body is read, when its token is missing,
+// Admit refuses a call of a mailbus.v1 method, from its method and
+// headers (md) and before its body is read, when its token is missing,
 // malformed, unknown, revoked or expired, with the error the interceptors
-// give; any other request (another service, a token that works, or one
-// that cannot be checked now) goes on to the interceptors, which check it
-// fully. Served as serving.Web.Admit, it keeps a caller without a token
-// from making the store read a request body first.
-func (a *Authenticator) AdmitHTTP(r *http.Request) error {
-	if !strings.HasPrefix(r.URL.Path, guardedPrefix) {
+// give; any other call (another service, a token that works, or one that
+// cannot be checked now) goes on to the interceptors, which check it
+// fully. Served as serving.Web.Admit (for every protocol: grpc-go's
+// InTapHandle for native gRPC, before vanguard for the rest), it keeps a
+// caller without a token from making the store read a request body first.
+func (a *Authenticator) Admit(ctx context.Context, method string, md metadata.MD) error {
+	if !strings.HasPrefix(method, guardedPrefix) {
 		return nil
 	}
-	md := metadata.MD{apitoken.MetadataKey: r.Header.Values("Authorization")}
-	token, err := tokenFrom(metadata.NewIncomingContext(r.Context(), md))
+	token, err := tokenFrom(metadata.NewIncomingContext(ctx, md))
 	if err != nil {
 		return err
 	}
-	if _, err := a.Authenticate(r.Context(), token); status.Code(err) == codes.Unauthenticated {
+	if _, err := a.Authenticate(ctx, token); status.Code(err) == codes.Unauthenticated {
 		return err
 	}
 	return nil
