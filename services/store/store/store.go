@@ -162,11 +162,14 @@ type Config struct {
 // EventsStream returns the config with which the store creates the events
 // stream when it is missing (decision 0030): replicas (0 means 1) and
 // maxAge, where 0 means retention, the change log's (0 means
-// DefaultRetention). Whatever else creates the stream before the store
-// does (mailbus serve's NATS users) must use the same.
+// DefaultRetention), but never less than the de-duplication window
+// (events.DefaultDuplicates): a stream that forgot events sooner would
+// store a retried publish twice (and JetStream refuses an age under
+// 100ms). Whatever else creates the stream before the store does (mailbus
+// serve's NATS users) must use the same.
 func EventsStream(replicas int, maxAge, retention time.Duration) jetstream.StreamConfig {
 	if maxAge == 0 {
-		maxAge = cmp.Or(retention, DefaultRetention)
+		maxAge = max(cmp.Or(retention, DefaultRetention), events.DefaultDuplicates)
 	}
 	return events.StreamConfig(replicas, maxAge, 0)
 }
@@ -219,8 +222,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.EventsReplicas < 0 || cfg.EventsReplicas > 5 {
 		return nil, fmt.Errorf("store: --events-replicas %d: JetStream allows 1 to 5", cfg.EventsReplicas)
 	}
-	if cfg.EventsMaxAge < 0 {
-		return nil, errors.New("store: --events-max-age must not be negative")
+	if cfg.EventsMaxAge != 0 && cfg.EventsMaxAge < events.DefaultDuplicates {
+		return nil, fmt.Errorf("store: --events-max-age %v: give 0 (the change-log retention) or at least %v, the stream's de-duplication window", cfg.EventsMaxAge, events.DefaultDuplicates)
 	}
 	if cfg.Stream.Name == "" {
 		cfg.Stream = EventsStream(cfg.EventsReplicas, cfg.EventsMaxAge, cfg.Retention)

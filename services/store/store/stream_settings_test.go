@@ -160,6 +160,7 @@ func TestEventsStream(t *testing.T) {
 		{"defaults", 0, 0, 0, 1, store.DefaultRetention},
 		{"max age from the retention", 3, 0, 36 * time.Hour, 3, 36 * time.Hour},
 		{"max age given", 3, 720 * time.Hour, 36 * time.Hour, 3, 720 * time.Hour},
+		{"no shorter than the duplicates window", 1, 0, time.Nanosecond, 1, events.DefaultDuplicates},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := store.EventsStream(tc.replicas, tc.maxAge, tc.retention)
@@ -167,5 +168,11 @@ func TestEventsStream(t *testing.T) {
 				t.Errorf("EventsStream = %s, %d replicas, max age %v; want %s, %d, %v", c.Name, c.Replicas, c.MaxAge, events.StreamName, tc.wantReplicas, tc.wantMaxAge)
 			}
 		})
+	}
+	for _, bad := range []store.Config{{EventsMaxAge: time.Second}, {EventsMaxAge: -time.Hour}, {EventsReplicas: 6}, {EventsReplicas: -1}} {
+		bad.Dev, bad.DataDir, bad.MetricsListen = true, t.TempDir(), "-"
+		if _, err := store.New(bad); err == nil {
+			t.Errorf("store.New accepted --events-max-age %v --events-replicas %d", bad.EventsMaxAge, bad.EventsReplicas)
+		}
 	}
 }

@@ -55,7 +55,7 @@ Flags:
 		dev            = envflag.Bool(fs, "dev", "MAILBUS_DEV", false, "development mode: run without a credentials key (a fixed, public one is used)")
 		retention      = envflag.Duration(fs, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (GetChanges, WatchChanges replay) is kept")
 		eventsReplicas = envflag.Int64(fs, "events-replicas", "MAILBUS_EVENTS_REPLICAS", 1, "replicas of the events stream (MAILBUS_EVENTS) when the store creates it: 3 on a 3-node NATS cluster; an existing stream keeps its own (decision 0030)")
-		eventsMaxAge   = envflag.Duration(fs, "events-max-age", "MAILBUS_EVENTS_MAX_AGE", 0, "age limit of the events stream when the store creates it; 0: --change-log-retention; an existing stream keeps its own (decision 0030)")
+		eventsMaxAge   = envflag.Duration(fs, "events-max-age", "MAILBUS_EVENTS_MAX_AGE", 0, "age limit of the events stream when the store creates it (at least 2m, the de-duplication window); 0: --change-log-retention; an existing stream keeps its own (decision 0030)")
 		maxSize        = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message accepted, in bytes")
 		adminToken     = envflag.String(fs, "admin-token-file", "MAILBUS_ADMIN_TOKEN_FILE", "", "file with an admin API token, created (mode 0600) if missing; default <--data>/admin.token; - for none")
 		serviceToken   = envflag.String(fs, "service-token-file", "MAILBUS_SERVICE_TOKEN_FILE", "", "file with a service API token for the fetchers (their --token-file), created (mode 0600) if missing")
