@@ -38,4 +38,5 @@ replace (
 	github.com/mailbus/mailbus/services/mailbus => ../services/mailbus
 	github.com/mailbus/mailbus/services/pop3fetcher => ../services/pop3fetcher
 	github.com/mailbus/mailbus/services/store => ../services/store
+	github.com/mailbus/mailbus/services/webhooks => ../services/webhooks
 )

@@ -44,10 +44,21 @@ const (
 	RoleStore       = "store"
 	RoleIMAPSync    = "imapsync"
 	RolePOP3Fetcher = "pop3fetcher"
+	RoleWebhooks    = "webhooks"
 )
 
 // Roles are the service roles.
-var Roles = []string{RoleStore, RoleIMAPSync, RolePOP3Fetcher}
+var Roles = []string{RoleStore, RoleIMAPSync, RolePOP3Fetcher, RoleWebhooks}
+
+// The JetStream names of the webhooks service (services/webhooks, which
+// pkg cannot import; services/mailbus tests that they agree): its KV
+// buckets, and the work-queue stream of redeliveries with its subjects.
+const (
+	WebhookEndpointsBucket    = "MAILBUS_WEBHOOKS"
+	WebhookDeliveriesBucket   = "MAILBUS_WEBHOOK_DELIVERIES"
+	WebhookRedeliveryStream   = "MAILBUS_WEBHOOK_REDELIVERIES"
+	WebhookRedeliverySubjects = "mailbus.webhooks.redeliver.>"
+)
 
 // InboxPrefix is the reply subject prefix of a service role's NATS
 // connections, to be set with nats.CustomInboxPrefix. Each service user
@@ -89,35 +100,60 @@ func Service(role, stream string) (Permissions, error) {
 	case RoleIMAPSync, RolePOP3Fetcher:
 		p := Permissions{Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(role) + ".>"}}
 		for _, b := range []string{ownership.MembersBucket(role), ownership.LeaseBucket(role)} {
-			s := "KV_" + b
-			p.Publish = append(p.Publish,
-				"$KV."+b+".>",
-				// The JetStream API requests a KV client makes on the
-				// bucket's stream, each spelled out: a wildcard in a
-				// position before the stream name would also match the
-				// same request on another stream (CONSUMER.CREATE on
-				// MAILBUS_EVENTS with a consumer named like the bucket
-				// stream would read every account's events).
-				"$JS.API.STREAM.INFO."+s,
-				"$JS.API.STREAM.CREATE."+s,
-				"$JS.API.STREAM.UPDATE."+s,
-				"$JS.API.STREAM.PURGE."+s,
-				"$JS.API.STREAM.MSG.GET."+s,
-				"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
-				"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>",
-				"$JS.API.CONSUMER.DURABLE.CREATE."+s+".*",
-				"$JS.API.CONSUMER.INFO."+s+".*",
-				"$JS.API.CONSUMER.DELETE."+s+".*",
-				"$JS.API.CONSUMER.MSG.NEXT."+s+".*",
-				"$JS.ACK."+s+".>", "$JS.FC."+s+".>",
-			)
+			p.Publish = append(p.Publish, bucketAPI(b)...)
 		}
 		if role == RoleIMAPSync {
 			p.Subscribe = append(p.Subscribe, events)
 		}
 		return p, nil
+	case RoleWebhooks:
+		// The endpoints' durable consumers on the events stream
+		// (webhook-<id>, pinned to one replica), the two buckets and the
+		// redelivery work queue with its consumer.
+		p := Permissions{Publish: []string{"$JS.API.INFO", WebhookRedeliverySubjects}, Subscribe: []string{InboxPrefix(role) + ".>"}}
+		p.Publish = append(p.Publish, streamReadAPI(stream)...)
+		p.Publish = append(p.Publish, "$JS.API.CONSUMER.UNPIN."+stream+".*")
+		for _, b := range []string{WebhookEndpointsBucket, WebhookDeliveriesBucket} {
+			p.Publish = append(p.Publish, bucketAPI(b)...)
+		}
+		r := WebhookRedeliveryStream
+		p.Publish = append(p.Publish, "$JS.API.STREAM.CREATE."+r, "$JS.API.STREAM.UPDATE."+r)
+		p.Publish = append(p.Publish, streamReadAPI(r)...)
+		return p, nil
 	}
 	return Permissions{}, fmt.Errorf("natsperm: unknown role %q: want one of %s", role, strings.Join(Roles, ", "))
+}
+
+// bucketAPI is what a KV client of bucket b publishes: its subjects and
+// the JetStream API requests it makes on the bucket's stream.
+func bucketAPI(b string) []string {
+	s := "KV_" + b
+	return append([]string{
+		"$KV." + b + ".>",
+		"$JS.API.STREAM.CREATE." + s,
+		"$JS.API.STREAM.UPDATE." + s,
+		"$JS.API.STREAM.PURGE." + s,
+	}, streamReadAPI(s)...)
+}
+
+// streamReadAPI are the JetStream API requests of a client that reads
+// stream s through consumers of its own: each spelled out, since a
+// wildcard in a position before the stream name would also match the
+// same request on another stream (CONSUMER.CREATE on MAILBUS_EVENTS with
+// a consumer named like a bucket's stream would read every account's
+// events).
+func streamReadAPI(s string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + s,
+		"$JS.API.STREAM.MSG.GET." + s,
+		"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
+		"$JS.API.CONSUMER.CREATE." + s, "$JS.API.CONSUMER.CREATE." + s + ".>",
+		"$JS.API.CONSUMER.DURABLE.CREATE." + s + ".*",
+		"$JS.API.CONSUMER.INFO." + s + ".*",
+		"$JS.API.CONSUMER.DELETE." + s + ".*",
+		"$JS.API.CONSUMER.MSG.NEXT." + s + ".*",
+		"$JS.ACK." + s + ".>", "$JS.FC." + s + ".>",
+	}
 }
 
 // Consumer is an events consumer user: it reads one mailbus account's

@@ -125,6 +125,7 @@ func TestPermissionsOnARealServer(t *testing.T) {
 			{Role: natsperm.RoleStore, User: "store", Password: "store-pw"},
 			{Role: natsperm.RoleIMAPSync, User: "imapsync", Password: "imapsync-pw"},
 			{Role: natsperm.RolePOP3Fetcher, User: "pop3fetcher", Password: "pop3fetcher-pw"},
+			{Role: natsperm.RoleWebhooks, User: "webhooks", Password: "webhooks-pw"},
 		},
 		Consumers: []natsperm.Consumer{alice, bob},
 	})
@@ -257,6 +258,115 @@ func TestPermissionsOnARealServer(t *testing.T) {
 			if _, err := c.js.AccountInfo(ctx); err != nil {
 				t.Errorf("%s: a request with its own inbox: %v", role, err)
 			}
+		}
+	})
+
+	t.Run("webhooks reads the events through consumers of its own, its buckets and its redeliveries", func(t *testing.T) {
+		c := connect(t, ns, natsperm.RoleWebhooks, natsperm.RoleWebhooks+"-pw")
+		// What the webhooks service does (services/webhooks): an endpoint's
+		// durable consumer, pinned to one replica, read one event at a time.
+		cons, err := c.js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+			Durable: "webhook-1", FilterSubjects: []string{"mailbus.events.1.>"}, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1,
+			PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{"webhooks"}, PinnedTTL: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatalf("webhooks: an endpoint's consumer: %v", err)
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(wait), jetstream.FetchPriorityGroup("webhooks"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seq uint64
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			seq = md.Sequence.Stream
+			if err := m.InProgress(); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatalf("webhooks: ack: %v", err)
+			}
+		}
+		if batch.Error() != nil || seq == 0 {
+			t.Fatalf("webhooks: no event read (%v)", batch.Error())
+		}
+		st, err := c.js.Stream(ctx, events.StreamName)
+		if err != nil {
+			t.Fatalf("webhooks: the events stream's info: %v", err)
+		}
+		if _, err := st.GetMsg(ctx, seq); err != nil {
+			t.Fatalf("webhooks: an event by sequence (redeliver): %v", err)
+		}
+		// A refused request gets no answer: it would end at the deadline.
+		if err := st.UnpinConsumer(denied(t, ctx), "webhook-1", "webhooks"); err != nil {
+			t.Errorf("webhooks: unpin its consumer (a replica that stops): %v", err)
+		}
+		if err := c.js.DeleteConsumer(ctx, events.StreamName, "webhook-1"); err != nil {
+			t.Fatalf("webhooks: delete an endpoint's consumer: %v", err)
+		}
+		for _, b := range []string{natsperm.WebhookEndpointsBucket, natsperm.WebhookDeliveriesBucket} {
+			kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 1})
+			if err != nil {
+				t.Fatalf("webhooks: bucket %s: %v", b, err)
+			}
+			w, err := kv.Watch(ctx, "endpoint.*")
+			if err != nil {
+				t.Fatalf("webhooks: watch %s: %v", b, err)
+			}
+			if _, err := kv.Put(ctx, "endpoint.1", []byte("x")); err != nil {
+				t.Fatalf("webhooks: put in %s: %v", b, err)
+			}
+			if _, err := kv.Get(ctx, "endpoint.1"); err != nil {
+				t.Fatalf("webhooks: get from %s: %v", b, err)
+			}
+			keys, err := kv.ListKeysFiltered(ctx, "endpoint.*")
+			if err != nil {
+				t.Fatalf("webhooks: list %s: %v", b, err)
+			}
+			for range keys.Keys() {
+			}
+			if err := kv.Purge(ctx, "endpoint.1"); err != nil {
+				t.Fatalf("webhooks: purge in %s: %v", b, err)
+			}
+			w.Stop()
+		}
+		rs, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: natsperm.WebhookRedeliveryStream,
+			Subjects: []string{natsperm.WebhookRedeliverySubjects}, Retention: jetstream.WorkQueuePolicy})
+		if err != nil {
+			t.Fatalf("webhooks: the redelivery stream: %v", err)
+		}
+		if _, err := c.js.Publish(ctx, "mailbus.webhooks.redeliver.1", []byte("x")); err != nil {
+			t.Fatalf("webhooks: queue a redelivery: %v", err)
+		}
+		rc, err := rs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "webhooks-redeliver", AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatalf("webhooks: the redelivery consumer: %v", err)
+		}
+		rb, err := rc.Fetch(1, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range rb.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatalf("webhooks: ack a redelivery: %v", err)
+			}
+		}
+
+		// And nothing that writes events or changes the events stream.
+		c.nc.Publish("mailbus.events.1.message.created", []byte("forged"))
+		if !c.violated(t, "mailbus.events.1.message.created") {
+			t.Error("webhooks may publish events")
+		}
+		for _, req := range []string{"STREAM.UPDATE", "STREAM.DELETE", "STREAM.PURGE", "STREAM.MSG.DELETE"} {
+			subj := "$JS.API." + req + "." + events.StreamName
+			c.nc.Publish(subj, []byte("{}"))
+			if !c.violated(t, subj) {
+				t.Errorf("webhooks may send %s", subj)
+			}
+		}
+		c.nc.Publish("$KV.MAILBUS_LEASES_IMAPSYNC.1", []byte("x"))
+		if !c.violated(t, "$KV.MAILBUS_LEASES_IMAPSYNC.1") {
+			t.Error("webhooks may write imapsync's leases")
 		}
 	})
 

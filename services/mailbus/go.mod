@@ -11,6 +11,7 @@ require (
 	github.com/mailbus/mailbus/services/imapsync v0.0.0
 	github.com/mailbus/mailbus/services/pop3fetcher v0.0.0
 	github.com/mailbus/mailbus/services/store v0.0.0
+	github.com/mailbus/mailbus/services/webhooks v0.0.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
@@ -68,4 +69,5 @@ replace (
 	github.com/mailbus/mailbus/services/imapsync => ../imapsync
 	github.com/mailbus/mailbus/services/pop3fetcher => ../pop3fetcher
 	github.com/mailbus/mailbus/services/store => ../store
+	github.com/mailbus/mailbus/services/webhooks => ../webhooks
 )

@@ -59,6 +59,7 @@ import (
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/webhooks/webhooks"
 )
 
 // Defaults.
@@ -138,6 +139,15 @@ type Config struct {
 	// WriteBackPoll is how often imapsync looks for pending write-backs
 	// without a NATS wake-up; default imapsync's.
 	WriteBackPoll time.Duration
+	// AllowPrivateWebhooks lets webhook endpoints use loopback, private
+	// and link-local addresses (webhooks.Config.AllowPrivate): for
+	// development and tests (mailbus demo sets it), never where users
+	// add endpoints that could reach the private network.
+	AllowPrivateWebhooks bool
+	// WebhookRetryWindow is how long a failing webhook delivery is
+	// retried before it is dead-lettered; default the webhooks service's
+	// (24 h).
+	WebhookRetryWindow time.Duration
 	// ServiceToken is the service token of the fetchers in this process,
 	// accepted by the store without being stored (the only way to a
 	// service token in serve: the API does not make them); empty means a
@@ -173,6 +183,8 @@ type Info struct {
 	AdminTokenFile string
 	// Database is "sqlite <path>" or "postgres".
 	Database string
+	// AllowPrivateWebhooks is Config.AllowPrivateWebhooks.
+	AllowPrivateWebhooks bool
 }
 
 // Server is the all-in-one server.
@@ -296,6 +308,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	natsURL := cfg.NATSURL
 	var natsOpts, storeNATS, imapNATS []nats.Option
+	// The webhooks service's replies come to its own inboxes, the only
+	// ones its NATS user may read (pkg/natsperm).
+	webhooksNATS := []nats.Option{nats.CustomInboxPrefix(natsperm.InboxPrefix(natsperm.RoleWebhooks))}
 	if natsURL == "" {
 		embedded, err := s.startNATS(ctx)
 		if err != nil {
@@ -305,6 +320,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ns := embedded.ns
 		storeNATS = []nats.Option{embedded.credentials(natsperm.RoleStore)}
 		imapNATS = []nats.Option{embedded.credentials(natsperm.RoleIMAPSync)}
+		webhooksNATS = append(webhooksNATS, embedded.credentials(natsperm.RoleWebhooks))
 		natsURL = ns.ClientURL()
 		log := s.log.With("service", "store", "component", "nats")
 		natsOpts = []nats.Option{
@@ -339,17 +355,51 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	info.AdminTokenFile = filepath.Join(cfg.DataDir, store.AdminTokenFileName)
+	info.AllowPrivateWebhooks = cfg.AllowPrivateWebhooks
+
+	// The store's listener is opened here, so that its address is known
+	// before the store starts: the webhooks service, which the store
+	// serves, is made with the connection to it.
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("mailbus: store: %w (is another mailbus running? choose other addresses with --listen and --metrics-listen)", err)
+			}
+			return fmt.Errorf("mailbus: store: %w", err)
+		}
+	}
+	defer ln.Close()
+	conn, err := s.storeConn(ln.Addr().String(), serviceToken)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 
 	reg := prometheus.NewRegistry()
+	// The webhooks service serves no port of its own: the store serves its
+	// WebhookService behind the store's authentication (admin tokens), and
+	// its metrics are in the shared registry. It seals the endpoints'
+	// secrets with the credentials key.
+	hooksReady := make(chan struct{})
+	hooks, err := webhooks.New(webhooks.Config{
+		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), webhooksNATS...), StoreConn: conn,
+		Listen: serving.NoGRPC, MetricsListen: "-", SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
+		AllowPrivate: cfg.AllowPrivateWebhooks, RetryWindow: cfg.WebhookRetryWindow, Logger: s.log, Registry: reg,
+		Ready: func(string) { close(hooksReady) },
+	})
+	if err != nil {
+		return fmt.Errorf("mailbus: %w", err)
+	}
 	storeReady := make(chan string, 1)
 	st, err := store.New(store.Config{
 		AdminTokenFile: info.AdminTokenFile, ServiceToken: serviceToken,
-		Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
+		Listener: ln, MetricsListen: cfg.MetricsListen,
 		TLS: cfg.TLS, Insecure: cfg.Insecure, CORSOrigins: cfg.CORSOrigins,
 		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
-		Logger: s.log, Registry: reg,
+		Logger: s.log, Registry: reg, Webhooks: hooks.Server(),
 		Ready: func(addr string) { storeReady <- addr },
 	})
 	if err != nil {
@@ -380,29 +430,9 @@ func (s *Server) Run(ctx context.Context) error {
 		info.MetricsAddr = cfg.MetricsListen
 	}
 
-	var internalTLS *tls.Config
-	if cfg.TLSCerts != nil {
-		internalTLS = grpctls.PinnedTo(cfg.TLSCerts)
-	} else if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
-		if internalTLS, err = grpctls.Pinned(cfg.TLS.Certificates[0]); err != nil {
-			stopStore()
-			<-storeDone
-			return fmt.Errorf("mailbus: store client: %w", err)
-		}
-	}
-	conn, err := grpc.NewClient(info.StoreAddr, grpctls.Credentials(internalTLS),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
-		apitoken.DialOption(serviceToken))
-	if err != nil {
-		stopStore()
-		<-storeDone
-		return fmt.Errorf("mailbus: store client: %w", err)
-	}
-	defer conn.Close()
-
 	fetchCtx, stopFetchers := context.WithCancel(ctx)
 	defer stopFetchers()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	runService := func(name string, run func(context.Context) error) {
 		wg.Add(1)
@@ -437,24 +467,35 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	runService("imapsync", imap.Run)
 	runService("pop3fetcher", pop.Run)
-	s.log.Info("mailbus running", "store", info.StoreAddr, "database", info.Database, "nats", natsDescription(info, cfg))
-	if cfg.Ready != nil {
-		cfg.Ready(info)
-	}
+	runService("webhooks", hooks.Run)
 
+	// Ready once the webhooks service has its buckets: before, the
+	// webhook commands would be answered UNAVAILABLE.
+	webhooksReady := hooksReady
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-		s.log.Error("stopping after a fatal error", "err", runErr)
-	case runErr = <-storeDone:
-		if runErr == nil {
-			runErr = errors.New("mailbus: the store stopped")
+wait:
+	for {
+		select {
+		case <-webhooksReady:
+			webhooksReady = nil
+			s.log.Info("mailbus running", "store", info.StoreAddr, "database", info.Database, "nats", natsDescription(info, cfg))
+			if cfg.Ready != nil {
+				cfg.Ready(info)
+			}
+		case <-ctx.Done():
+			break wait
+		case runErr = <-errc:
+			s.log.Error("stopping after a fatal error", "err", runErr)
+			break wait
+		case runErr = <-storeDone:
+			if runErr == nil {
+				runErr = errors.New("mailbus: the store stopped")
+			}
+			s.log.Error("stopping: the store stopped", "err", runErr)
+			stopFetchers()
+			wg.Wait()
+			return runErr
 		}
-		s.log.Error("stopping: the store stopped", "err", runErr)
-		stopFetchers()
-		wg.Wait()
-		return runErr
 	}
 	stopFetchers()
 	wg.Wait()
@@ -464,6 +505,29 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("mailbus stopped")
 	return runErr
+}
+
+// storeConn is the connection of the services in this process to the
+// store at addr, as a service (token): over TLS pinned to the store's own
+// certificate when it serves TLS. It connects lazily.
+func (s *Server) storeConn(addr, token string) (*grpc.ClientConn, error) {
+	cfg := s.cfg
+	var internalTLS *tls.Config
+	if cfg.TLSCerts != nil {
+		internalTLS = grpctls.PinnedTo(cfg.TLSCerts)
+	} else if cfg.TLS != nil && len(cfg.TLS.Certificates) > 0 {
+		var err error
+		if internalTLS, err = grpctls.Pinned(cfg.TLS.Certificates[0]); err != nil {
+			return nil, fmt.Errorf("mailbus: store client: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(addr, grpctls.Credentials(internalTLS),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
+		apitoken.DialOption(token))
+	if err != nil {
+		return nil, fmt.Errorf("mailbus: store client: %w", err)
+	}
+	return conn, nil
 }
 
 func natsDescription(info Info, cfg Config) string {

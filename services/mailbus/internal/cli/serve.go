@@ -15,6 +15,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/webhooks/webhooks"
 )
 
 // serveFlags are the flags of serve (and demo).
@@ -28,6 +29,8 @@ type serveFlags struct {
 	retention                              time.Duration
 	maxMessageSize                         int64
 	tls                                    grpctls.Server
+	allowPrivateWebhooks                   bool
+	webhookRetryWindow                     time.Duration
 }
 
 func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel string) {
@@ -44,6 +47,8 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.durationVar(fl, &f.retention, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (changes, watch --since) is kept")
 	a.int64Var(fl, &f.maxMessageSize, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message stored, in bytes")
 	a.stringVar(fl, &f.exactListSizes, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
+	a.boolVar(fl, &f.allowPrivateWebhooks, "allow-private-webhooks", "MAILBUS_ALLOW_PRIVATE_WEBHOOKS", false, "let webhook endpoints be on loopback, private and link-local addresses (development and tests only: whoever may add a webhook could reach the private network)")
+	a.durationVar(fl, &f.webhookRetryWindow, "webhook-retry-window", "MAILBUS_WEBHOOK_RETRY_WINDOW", webhooks.DefaultRetryWindow, "how long a failing webhook delivery is retried before it is dead-lettered")
 	a.stringVar(fl, &f.logLevel, "log-level", "MAILBUS_LOG_LEVEL", defaultLogLevel, "debug, info, warn or error")
 	a.stringVar(fl, &f.logFormat, "log-format", "MAILBUS_LOG_FORMAT", "text", "text or json")
 }
@@ -73,6 +78,10 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
 		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
 		Retention: f.retention, MaxMessageSize: f.maxMessageSize, CORSOrigins: f.corsOrigins,
+		AllowPrivateWebhooks: f.allowPrivateWebhooks, WebhookRetryWindow: f.webhookRetryWindow,
+	}
+	if f.webhookRetryWindow < 0 {
+		return mailbus.Config{}, usagef("--webhook-retry-window %s: want more than 0", f.webhookRetryWindow)
 	}
 	if err := serving.CheckOrigins(f.corsOrigins); err != nil {
 		return mailbus.Config{}, usagef("--cors-origin: %v", err)
@@ -112,10 +121,10 @@ func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
 	c := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the store, imapsync and pop3fetcher in one process (embedded NATS and SQLite)",
-		Long: `Run mailbus in one process: the store, the IMAP sync and the POP3 fetcher
-services, on an embedded NATS server with JetStream and an SQLite database
-in --data. Nothing else needs to be installed or running. On first start
+		Short: "Run the store, imapsync, pop3fetcher and webhooks in one process (embedded NATS and SQLite)",
+		Long: `Run mailbus in one process: the store, the IMAP sync, the POP3 fetcher and
+the webhooks services, on an embedded NATS server with JetStream and an
+SQLite database in --data. Nothing else needs to be installed or running. On first start
 the credentials key (which encrypts the stored passwords) is created in the
 data directory with mode 0600; keep it with the data.
 
@@ -123,6 +132,8 @@ data directory with mode 0600; keep it with the data.
 --nats-listen lets backend systems subscribe to the embedded NATS server,
 each as a NATS user that reads one account's events or every account's
 (mailbus nats-user create; applied while serve runs, no restart).
+Webhooks (mailbus webhook add) are served on the store's address; an
+endpoint on a loopback or private address needs --allow-private-webhooks.
 SIGINT or SIGTERM stops everything gracefully.`,
 		Example: `  mailbus serve
   mailbus serve --data /var/lib/mailbus --nats-listen 127.0.0.1:4222
@@ -166,6 +177,11 @@ func printServeBanner(w io.Writer, info mailbus.Info) {
 	case info.KeyFile != "":
 		fmt.Fprintf(w, "  key:           %s\n", info.KeyFile)
 	}
+	webhooksNote := "an endpoint on a private address needs --allow-private-webhooks"
+	if info.AllowPrivateWebhooks {
+		webhooksNote = "private addresses allowed: development only"
+	}
+	fmt.Fprintf(w, "  webhooks:      on the store's address (mailbus webhook add --help; %s)\n", webhooksNote)
 	if info.AdminTokenFile != "" {
 		fmt.Fprintf(w, "  admin token:   %s   (the client commands read %s, or --token-file, --token, MAILBUS_TOKEN)\n", info.AdminTokenFile, defaultTokenFile)
 	}
