@@ -124,9 +124,9 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the store, imapsync, pop3fetcher and webhooks in one process (embedded NATS and SQLite)",
 		Long: `Run mailbus in one process: the store, the IMAP sync, the POP3 fetcher and
 the webhooks services, on an embedded NATS server with JetStream and an
-SQLite database in --data. Nothing else needs to be installed or running. On first start
-the credentials key (which encrypts the stored passwords) is created in the
-data directory with mode 0600; keep it with the data.
+SQLite database in --data. Nothing else needs to be installed or running.
+On first start the credentials key (which encrypts the stored passwords) is
+created in the data directory with mode 0600; keep it with the data.
 
 --nats and --database-url switch to an external NATS server and PostgreSQL;
 --nats-listen lets backend systems subscribe to the embedded NATS server,
