@@ -261,9 +261,15 @@ func (s *Service) Run(ctx context.Context) error {
 	cfg := s.cfg
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Readiness follows the NATS connection: without it nothing is
+	// delivered and the API cannot answer.
+	var health readiness
 	nc, err := nats.Connect(cfg.NATSURL, append([]nats.Option{
 		nats.Name("mailbus-webhooks"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second), nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { health.set(false) }),
+		nats.ReconnectHandler(func(*nats.Conn) { health.set(true) }),
+		nats.ConnectHandler(func(*nats.Conn) { health.set(true) }),
 	}, cfg.NATSOptions...)...)
 	if err != nil {
 		return fmt.Errorf("webhooks: NATS: %w", err)
@@ -323,8 +329,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	if srv != nil {
-		srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-		srv.Health.SetServingStatus(mailbusv1.WebhookService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		health.start(srv, s.log, nc.IsConnected())
 	}
 	addr := ""
 	if srv != nil && srv.Addr() != nil {
@@ -397,6 +402,41 @@ func (s *Service) ensureJetStream(ctx context.Context, js jetstream.JetStream) e
 	}
 	s.endpoints, s.deliveries, s.redeliver = &endpointStore{kv: ekv}, &deliveryStore{kv: dkv}, rs
 	return nil
+}
+
+// readiness sets the server's gRPC health (and so /readyz) from the NATS
+// connection's state, once the service is set up.
+type readiness struct {
+	mu        sync.Mutex
+	srv       *serving.Server
+	log       *slog.Logger
+	connected bool
+}
+
+func (r *readiness) start(srv *serving.Server, log *slog.Logger, connected bool) {
+	r.mu.Lock()
+	r.srv, r.log = srv, log
+	r.mu.Unlock()
+	r.set(connected)
+}
+
+func (r *readiness) set(connected bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := r.connected != connected
+	r.connected = connected
+	if r.srv == nil {
+		return
+	}
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if connected {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	r.srv.Health.SetServingStatus("", st)
+	r.srv.Health.SetServingStatus(mailbusv1.WebhookService_ServiceDesc.ServiceName, st)
+	if changed {
+		r.log.Info("readiness changed", "serving", connected)
+	}
 }
 
 // supportsPinned reports whether a nats-server version has pinned-client
