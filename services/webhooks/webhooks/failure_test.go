@@ -254,3 +254,31 @@ func TestSecretsSealedAtRest(t *testing.T) {
 		t.Fatalf("the endpoint record holds the secret: %s", e.Value())
 	}
 }
+
+// TestPauseKeepsThePlace: a paused endpoint is sent nothing (while an
+// active one gets every event), and once active again gets every event
+// published meanwhile, in order.
+func TestPauseKeepsThePlace(t *testing.T) {
+	n := startNATS(t)
+	js := n.jetStream(t)
+	svc := startService(t, n, nil)
+	paused := newReceiver(t, testSecret, nil)
+	active := newReceiver(t, testSecret, nil)
+	ep := createEndpoint(t, svc.s, &mailbusv1.WebhookEndpoint{Url: paused.url(), Secret: testSecret, Status: mailbusv1.WebhookEndpointStatus_WEBHOOK_ENDPOINT_STATUS_PAUSED})
+	createEndpoint(t, svc.s, &mailbusv1.WebhookEndpoint{Url: active.url(), Secret: testSecret})
+	pub := newPublisher(js)
+	for range 5 {
+		pub.publish(t, "a")
+	}
+	active.waitAccepted(t, 5)
+	if got := paused.requests(); len(got) != 0 {
+		t.Fatalf("the paused endpoint got %d requests", len(got))
+	}
+	if _, err := svc.s.Server().UpdateEndpoint(callCtx(t), &mailbusv1.UpdateEndpointRequest{
+		Endpoint: &mailbusv1.WebhookEndpoint{Id: ep.Id, Status: mailbusv1.WebhookEndpointStatus_WEBHOOK_ENDPOINT_STATUS_ACTIVE},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"status"}}}); err != nil {
+		t.Fatal(err)
+	}
+	paused.waitAccepted(t, 5)
+	checkOrder(t, paused.accepted(), map[string]int{"a": 5})
+}
