@@ -275,7 +275,7 @@ func TestPauseKeepsThePlace(t *testing.T) {
 		t.Fatalf("the paused endpoint got %d requests", len(got))
 	}
 	if _, err := svc.s.Server().UpdateEndpoint(callCtx(t), &mailbusv1.UpdateEndpointRequest{
-		Endpoint: &mailbusv1.WebhookEndpoint{Id: ep.Id, Status: mailbusv1.WebhookEndpointStatus_WEBHOOK_ENDPOINT_STATUS_ACTIVE},
+		Endpoint:   &mailbusv1.WebhookEndpoint{Id: ep.Id, Status: mailbusv1.WebhookEndpointStatus_WEBHOOK_ENDPOINT_STATUS_ACTIVE},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"status"}}}); err != nil {
 		t.Fatal(err)
 	}
