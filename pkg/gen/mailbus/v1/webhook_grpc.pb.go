@@ -72,8 +72,10 @@ type WebhookServiceClient interface {
 	// ListDeliveries returns an endpoint's deliveries, newest first, with
 	// their attempts.
 	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
-	// Redeliver sends a delivery's event again, with a new retry window,
-	// whatever its status; the new attempts are added to the same delivery.
+	// Redeliver sends a delivered or dead-lettered delivery's event again,
+	// with a new retry window and not in order with the endpoint's other
+	// events; the new attempts are added to the same delivery. A pending
+	// delivery (still being retried) is FAILED_PRECONDITION.
 	Redeliver(ctx context.Context, in *RedeliverRequest, opts ...grpc.CallOption) (*RedeliverResponse, error)
 }
 
@@ -208,8 +210,10 @@ type WebhookServiceServer interface {
 	// ListDeliveries returns an endpoint's deliveries, newest first, with
 	// their attempts.
 	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
-	// Redeliver sends a delivery's event again, with a new retry window,
-	// whatever its status; the new attempts are added to the same delivery.
+	// Redeliver sends a delivered or dead-lettered delivery's event again,
+	// with a new retry window and not in order with the endpoint's other
+	// events; the new attempts are added to the same delivery. A pending
+	// delivery (still being retried) is FAILED_PRECONDITION.
 	Redeliver(context.Context, *RedeliverRequest) (*RedeliverResponse, error)
 	mustEmbedUnimplementedWebhookServiceServer()
 }
