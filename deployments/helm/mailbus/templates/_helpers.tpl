@@ -37,5 +37,5 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The components the chart can run, in order. */}}
 {{- define "mailbus.components" -}}
-store imapsync pop3fetcher
+store imapsync pop3fetcher webhooks
 {{- end -}}
