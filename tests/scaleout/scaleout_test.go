@@ -35,6 +35,9 @@ const defaultAccounts = 50
 // crash happen within seconds.
 const leaseTTL = 3 * time.Second
 
+// popAutologout is the test POP3 server's inactivity timer (see startCluster).
+const popAutologout = 20 * time.Second
+
 // initialMessages is every mailbox's size before the first sync.
 const initialMessages = 3
 
@@ -266,6 +269,15 @@ func startCluster(t *testing.T, n int) *cluster {
 		}
 		mailboxes = append(mailboxes, pop3test.WithMailbox(user, "secret", msgs...))
 	}
+	// A real POP3 server ends a silent session after its autologout timer
+	// (RFC 1939: at least 10 minutes). A replica SIGSTOPped inside a
+	// session holds that session's maildrop lock until then, and the
+	// replica that takes the account over gets [IN-USE] meanwhile: the
+	// takeover waits for the server, not for the lease. The test's server
+	// uses a short timer so that the wait fits in the test (a CI run saw
+	// the account starved for 3 minutes without one); it is long enough
+	// that a working session, even on a loaded machine, is not cut.
+	mailboxes = append(mailboxes, pop3test.WithAutologout(popAutologout))
 	c.pop = pop3test.NewServer(t, mailboxes...)
 
 	ctx := context.Background()

@@ -81,6 +81,7 @@ type config struct {
 	downgrade    bool
 	extraCaps    []string
 	faults       []Fault
+	autologout   time.Duration // 0: never
 	boxes        map[string]*mailbox
 	order        []string
 }
@@ -163,6 +164,12 @@ func WithDowngrade() Option { return func(c *config) { c.downgrade = true } }
 func WithCapability(line string) Option {
 	return func(c *config) { c.extraCaps = append(c.extraCaps, line) }
 }
+
+// WithAutologout ends a session whose client sends no command for d, as
+// RFC 1939's inactivity autologout timer does (at least 10 minutes on a
+// real server): the session ends without the UPDATE state, so nothing
+// marked deleted is removed, and the maildrop is unlocked.
+func WithAutologout(d time.Duration) Option { return func(c *config) { c.autologout = d } }
 
 // WithFault installs a fault from the start (the greeting included).
 func WithFault(f Fault) Option { return func(c *config) { c.faults = append(c.faults, f) } }

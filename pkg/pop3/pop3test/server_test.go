@@ -2,6 +2,7 @@ package pop3test
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -239,5 +240,33 @@ func TestDowngrade(t *testing.T) {
 			r.cmd("QUIT")
 			s.WaitIdle(5 * time.Second)
 		})
+	}
+}
+
+// TestAutologout: a session silent for the autologout time is ended
+// without UPDATE (its DELE is not applied) and unlocks the maildrop, so
+// that another session can log in; an active session is not ended.
+func TestAutologout(t *testing.T) {
+	const d = 300 * time.Millisecond
+	s := NewServer(t, WithAutologout(d), WithMailbox("u", "p", Message{UID: "one", Data: []byte("1\r\n")}))
+	a := dialRaw(t, s)
+	a.login("u", "p")
+	for i := 0; i < 3; i++ { // active for longer than d in all
+		time.Sleep(d / 2)
+		if l := a.cmd("NOOP"); !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("NOOP %d: %q", i, l)
+		}
+	}
+	a.cmd("DELE 1")
+	if l, err := a.br.ReadString('\n'); err != io.EOF {
+		t.Fatalf("a silent session: read %q, %v; want the server to close it (EOF)", l, err)
+	}
+	b := dialRaw(t, s)
+	b.cmd("USER u")
+	if l := b.cmd("PASS p"); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("login after autologout: %q", l)
+	}
+	if got := len(s.Messages("u")); got != 1 {
+		t.Fatalf("autologout applied a DELE: %d messages left", got)
 	}
 }

@@ -81,6 +81,11 @@ func (ss *session) run() {
 var errQuit = errors.New("quit")
 
 func (ss *session) readLine() (string, error) {
+	if d := ss.s.cfg.autologout; d > 0 {
+		if err := ss.conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+			return "", fmt.Errorf("autologout timer: %w", err)
+		}
+	}
 	var line []byte
 	for {
 		frag, err := ss.br.ReadSlice('\n')
