@@ -62,6 +62,7 @@ generate: tools
 	rm -rf pkg/gen
 	buf generate
 	buf build -o - | $(GO) run ./pkg/cmd/mailbus-apischema > docs/api/mailbus.v1.schema.json
+	buf build --exclude-source-info --path proto/mailbus/v1/events.proto -o examples/consumer-node/mailbus.binpb
 
 # Fails when the committed generated code differs from what generate makes.
 check-generate: generate
@@ -69,6 +70,7 @@ check-generate: generate
 	@test -z "$$(git status --porcelain -- pkg/gen)" || { echo "pkg/gen has untracked files: run make generate and commit"; exit 1; }
 	@git diff --exit-code --stat -- docs/api || { echo "docs/api is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- docs/api)" || { echo "docs/api has uncommitted files: run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- examples/consumer-node/mailbus.binpb || { echo "examples/consumer-node/mailbus.binpb is stale: run make generate and commit"; exit 1; }
 
 lint: tools
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -273,7 +273,16 @@ func (e *embeddedNATS) applyFileIfChanged(ctx context.Context, last []byte) []by
 	if err := e.apply(actx, users); err != nil {
 		e.log.Error("applying the NATS users", "err", err)
 	}
+	e.noteApplied(data)
 	return data
+}
+
+// noteApplied tells nats-user that data is applied; a failure only
+// leaves nats-user saying that it is not (yet).
+func (e *embeddedNATS) noteApplied(data []byte) {
+	if err := noteNATSUsersApplied(e.dataDir, data); err != nil {
+		e.log.Warn("noting the applied NATS users", "err", err)
+	}
 }
 
 // readUsers reads and parses the users file: its content ("[]" when it

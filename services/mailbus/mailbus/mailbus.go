@@ -21,7 +21,8 @@
 //	nats/                       the embedded NATS server's JetStream files
 //	nats-users.json             the events consumer users of the embedded
 //	                            NATS server (bcrypt hashes), followed while
-//	                            serve runs (decision 29)
+//	                            serve runs (decision 29); nats-users.applied
+//	                            names the content applied
 //	mailbus.lock                locked while a mailbus runs on the directory
 //
 // Config.NATSURL switches to an external NATS server and
@@ -613,6 +614,7 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		e.shutdown()
 		return nil, err
 	}
+	e.noteApplied(data)
 	e.watchUsers(s.cfg.NATSUsersPoll, data)
 	return e, nil
 }

@@ -1,6 +1,7 @@
 package mailbus
 
 import (
+	"crypto/sha256"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -24,10 +26,24 @@ import (
 // the change without a restart (decision 29).
 const NATSUsersFileName = "nats-users.json"
 
+// NATSUsersAppliedFileName is the file in which mailbus serve notes
+// which content of the users file its embedded NATS server applies (the
+// SHA-256 of it, in hex), so that nats-user can tell when a change took
+// effect (NATSUsersApplied).
+const NATSUsersAppliedFileName = "nats-users.applied"
+
 // DefaultNATSUsersPoll is how often mailbus serve reads the users file
 // for a change: a second, so that a user made with nats-user create works
 // by the time its owner has copied the password.
 const DefaultNATSUsersPoll = time.Second
+
+// natsPasswordCost is the bcrypt cost of the consumer users' password
+// hashes: the lowest. A cost slows down guessing a weak password from its
+// hash; these passwords are 24 random bytes (NewNATSPassword), beyond any
+// guessing at whatever cost, while every login pays the cost again (at
+// the default cost 10, about 60 ms, and seconds under the race detector,
+// longer than a NATS client waits for its connection).
+const natsPasswordCost = bcrypt.MinCost
 
 // ErrNoNATSUser is returned for a consumer user that the users file does
 // not hold.
@@ -87,7 +103,7 @@ func AddNATSUser(dataDir string, scope natsperm.Consumer) (natsperm.Consumer, st
 	if err != nil {
 		return natsperm.Consumer{}, "", err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), natsPasswordCost)
 	if err != nil {
 		return natsperm.Consumer{}, "", fmt.Errorf("mailbus: NATS user: %w", err)
 	}
@@ -160,6 +176,46 @@ func writeNATSUsers(dataDir string, users []natsperm.Consumer) error {
 		return fmt.Errorf("mailbus: NATS users: %w", err)
 	}
 	return nil
+}
+
+// noteNATSUsersApplied records that the users file's content data is
+// applied (NATSUsersApplied).
+func noteNATSUsersApplied(dataDir string, data []byte) error {
+	path := filepath.Join(dataDir, NATSUsersAppliedFileName)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(usersDigest(data)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("mailbus: NATS users: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("mailbus: NATS users: %w", err)
+	}
+	return nil
+}
+
+// NATSUsersApplied reports whether the running mailbus serve of the data
+// directory has applied the users file as it is now.
+func NATSUsersApplied(dataDir string) (bool, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, NATSUsersFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		data, err = []byte("[]"), nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mailbus: NATS users: %w", err)
+	}
+	applied, err := os.ReadFile(filepath.Join(dataDir, NATSUsersAppliedFileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mailbus: NATS users: %w", err)
+	}
+	return strings.TrimSpace(string(applied)) == usersDigest(data), nil
+}
+
+func usersDigest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // NewNATSPassword returns a new random password for a NATS user.

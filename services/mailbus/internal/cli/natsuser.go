@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/bcrypt"
@@ -78,14 +79,14 @@ configuration of that service's user for an external NATS server.`,
 				if err != nil {
 					return err
 				}
-				return a.printConsumerUser(nil, consumer, password, data)
+				return a.printConsumerUser(nil, consumer, password, data, waitApplied(ctx, data))
 			}
 			return a.withAccount(ctx, cmd, account, func(_ *client, acct *mailbusv1.Account) error {
 				consumer, password, err := mailbus.AddNATSUser(data, natsperm.Consumer{User: user, AccountID: acct.Id})
 				if err != nil {
 					return err
 				}
-				return a.printConsumerUser(acct, consumer, password, data)
+				return a.printConsumerUser(acct, consumer, password, data, waitApplied(ctx, data))
 			})
 		}),
 	}
@@ -116,8 +117,8 @@ login is refused, and its durable consumer is deleted.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.io.Out, "Removed NATS user %s (it read the events of %s) from %s; a running mailbus serve applies it within a second.\n",
-				removed.User, removed.Scope(), filepath.Join(data, mailbus.NATSUsersFileName))
+			fmt.Fprintf(a.io.Out, "Removed NATS user %s (it read the events of %s) from %s.\n%s\n",
+				removed.User, removed.Scope(), filepath.Join(data, mailbus.NATSUsersFileName), appliedNote(waitApplied(ctx, data)))
 			return nil
 		}),
 	}
@@ -182,7 +183,38 @@ func existingDataDir(dir, what string) error {
 	return nil
 }
 
-func (a *app) printConsumerUser(acct *mailbusv1.Account, c natsperm.Consumer, password, data string) error {
+// appliedWait is how long nats-user waits for a running mailbus serve to
+// apply a change of the users file: several of its polls.
+const appliedWait = 5 * time.Second
+
+// waitApplied waits until mailbus serve has applied the users file as it
+// is now (it notes that in the data directory), at most appliedWait;
+// false when it has not, as when no serve runs.
+func waitApplied(ctx context.Context, data string) bool {
+	ctx, cancel := context.WithTimeout(ctx, appliedWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ok, err := mailbus.NATSUsersApplied(data); ok || err != nil {
+			return ok
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+func appliedNote(applied bool) string {
+	if applied {
+		return "The running mailbus serve has applied it (no restart)."
+	}
+	return "No running mailbus serve has applied it yet (is it running on this --data?); serve applies it as soon as it runs, without a restart."
+}
+
+func (a *app) printConsumerUser(acct *mailbusv1.Account, c natsperm.Consumer, password, data string, applied bool) error {
 	conf, err := natsperm.Config(natsperm.Spec{Consumers: []natsperm.Consumer{c}})
 	if err != nil {
 		return err
@@ -198,7 +230,7 @@ func (a *app) printConsumerUser(acct *mailbusv1.Account, c natsperm.Consumer, pa
 	fmt.Fprintf(w, "  consumer:    %s on stream %s (durable, pull, filter %s)\n", c.User, events.StreamName, c.Subjects())
 	fmt.Fprintf(w, "  API prefix:  %s   (Go: jetstream.NewWithAPIPrefix(nc, %q))\n", natsperm.ConsumerAPIPrefix, natsperm.ConsumerAPIPrefix)
 	fmt.Fprintf(w, "  live, JSON:  nats sub --user %s --password '...' --raw --translate '%s events decode' '%s'\n", c.User, a.io.Program, c.Subjects())
-	fmt.Fprintf(w, "\nmailbus serve: added to %s; a running serve applies it within a second (no restart).\n", filepath.Join(data, mailbus.NATSUsersFileName))
+	fmt.Fprintf(w, "\nAdded to %s. %s\n", filepath.Join(data, mailbus.NATSUsersFileName), appliedNote(applied))
 	fmt.Fprintf(w, "\nAn external NATS server: merge these accounts into its configuration (the\n"+
 		"exports into the MAILBUS account of the services), reload it, and create the\n"+
 		"consumer as the store's user:\n"+
