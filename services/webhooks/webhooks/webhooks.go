@@ -321,7 +321,7 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		})
 	}
-	defer wg.Wait()
+	defer func() { cancel(); wg.Wait() }()
 	if err := s.setUp(ctx, nc, js); err != nil {
 		if ctx.Err() != nil {
 			return nil
