@@ -88,9 +88,18 @@ func TestNATSUsersWithoutRestart(t *testing.T) {
 			t.Errorf("user of account %s may subscribe to %s", imapID, subject)
 		}
 	}
-	oneConn.nc.Publish(natsperm.ConsumerAPIPrefix+".STREAM.INFO."+events.StreamName, nil)
-	if !oneConn.violated(t, natsperm.ConsumerAPIPrefix+".STREAM.INFO."+events.StreamName) {
-		t.Error("a per-account user may ask for the stream's info")
+	// The raw stream: its info, a message by sequence, a direct get, with
+	// the prefix the user's account sees and without.
+	for _, subject := range []string{
+		natsperm.ConsumerAPIPrefix + ".STREAM.INFO." + events.StreamName,
+		natsperm.ConsumerAPIPrefix + ".STREAM.MSG.GET." + events.StreamName,
+		"$JS.API.STREAM.INFO." + events.StreamName,
+		"$JS.API.DIRECT.GET." + events.StreamName,
+	} {
+		oneConn.nc.Publish(subject, []byte(`{"seq":1}`))
+		if !oneConn.violated(t, subject) {
+			t.Errorf("a per-account user may publish to %s", subject)
+		}
 	}
 
 	// An all-accounts user, added beside the first.
