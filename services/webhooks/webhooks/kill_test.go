@@ -2,85 +2,98 @@ package webhooks
 
 import (
 	"bufio"
-	"context"
+	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/secretbox"
 )
 
-// childEnv, set to a NATS URL, makes the test binary run the service as a
-// child process (TestMain) that a test can kill -9.
-const childEnv = "MAILBUS_WEBHOOKS_TEST_CHILD_NATS"
+// binDir holds the built mailbus-webhooks; TestMain removes it.
+var binDir string
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(childEnv); url != "" {
-		os.Exit(runChild(url))
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	os.Exit(m.Run())
+	os.Exit(code)
 }
 
-// runChild runs the service with the tests' timings until killed.
-func runChild(url string) int {
-	ready := make(chan struct{})
-	s, err := New(Config{NATSURL: url, Listen: "-", MetricsListen: "-", SecretKey: testKey, AllowPrivate: true,
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, RequestTimeout: 2 * time.Second,
-		// The ack wait is longer than the pinned TTL, so that the next
-		// process is pinned while the killed one's event still waits for
-		// its ack wait: only MaxAckPending 1 keeps later events from
-		// overtaking it then.
-		AckWait: 4 * time.Second, PinnedTTL: time.Second, Ready: func(string) { close(ready) }})
+// buildService builds mailbus-webhooks once per test process.
+var buildService = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "webhooks-bin")
 	if err != nil {
-		return 2
+		return "", err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ready
-		os.Stdout.WriteString("ready\n")
-	}()
-	if err := s.Run(ctx); err != nil {
-		return 1
+	binDir = dir
+	bin := filepath.Join(dir, "mailbus-webhooks")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/mailbus/mailbus/services/webhooks/cmd/mailbus-webhooks").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build mailbus-webhooks: %v\n%s", err, out)
 	}
-	return 0
-}
+	return bin, nil
+})
 
-// startChild starts the service in a process of its own.
-func startChild(t *testing.T, n *natsServer) *exec.Cmd {
+// startBinary runs the built mailbus-webhooks on n. Its ack wait is
+// longer than its pinned TTL, so that the next process is pinned while a
+// killed one's event still waits for its ack wait: only MaxAckPending 1
+// keeps later events from overtaking it then.
+func startBinary(t *testing.T, n *natsServer) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+n.url())
-	out, err := cmd.StdoutPipe()
+	bin, err := buildService()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := secretbox.WriteKeyFile(keyFile, testKey); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--nats", n.url(), "--listen", "-", "--metrics-listen", "-", "--store", "127.0.0.1:1",
+		"--secret-key-file", keyFile, "--allow-private-webhooks", "--retry-min", "20ms", "--retry-max", "200ms",
+		"--request-timeout", "2s", "--ack-wait", "4s", "--pinned-ttl", "1s")
+	cmd.Env = append(os.Environ(), "MAILBUS_TOKEN=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	ready := make(chan bool, 1)
 	go func() {
-		line, err := bufio.NewReader(out).ReadString('\n')
-		ready <- err == nil && line == "ready\n"
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "webhooks running") {
+				ready <- true
+			}
+			if testing.Verbose() {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+		}
+		ready <- false
 	}()
 	select {
 	case ok := <-ready:
 		if !ok {
-			t.Fatal("child service did not start")
+			t.Fatal("mailbus-webhooks ended before it ran")
 		}
-	case <-time.After(waitFor):
-		t.Fatal("child service not ready")
+	case <-time.After(2 * waitFor):
+		t.Fatal("mailbus-webhooks not running")
 	}
 	return cmd
 }
 
 // TestNoLossAcrossKill9: every event is delivered in order per account
-// while the service process is killed with SIGKILL (another process takes
+// while the mailbus-webhooks process is killed with SIGKILL (another process takes
 // over after the pinned TTL and the ack wait) and while NATS restarts;
 // at most the event in flight at each of the two is sent twice.
 func TestNoLossAcrossKill9(t *testing.T) {
@@ -105,7 +118,7 @@ func TestNoLossAcrossKill9(t *testing.T) {
 	}
 	total := func() int { return want["a"] + want["b"] + want["c"] }
 
-	first := startChild(t, n)
+	first := startBinary(t, n)
 	publish(60)
 	rcv.waitAccepted(t, 20)
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -113,7 +126,7 @@ func TestNoLossAcrossKill9(t *testing.T) {
 	}
 	_ = first.Wait()
 	publish(30)
-	startChild(t, n)
+	startBinary(t, n)
 	rcv.waitAccepted(t, total())
 	n.restart()
 	publish(30)
