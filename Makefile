@@ -11,6 +11,8 @@
 #   make validate-deployments  Dockerfiles, compose file and Helm chart,
 #                   without a Docker engine or a cluster
 #   make demo       try mailbus: demo mail servers, accounts and live events
+#   make console    rebuild the web console's bundle (needs Node and npm)
+#   make check-console  fails when the committed bundle differs from a rebuild
 
 SHELL := /bin/bash
 GO ?= go
@@ -27,7 +29,7 @@ PACKAGES := $(addsuffix /...,$(MODULES))
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 FUZZ_TIME ?= 5s
 
-.PHONY: all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout bench-churn bench-initial-sync fuzz clean
+.PHONY: console check-console all build demo test test-short generate check-generate lint breaking fmt tools bench bench-pop3 bench-scaleout bench-churn bench-initial-sync fuzz clean
 
 all: lint test
 
@@ -139,6 +141,18 @@ bench-churn:
 
 clean:
 	rm -rf $(BIN)
+
+# The web console (decision 0032): web/console's TypeScript, built with
+# the locked npm packages into services/store/internal/console/dist, which
+# is committed and embedded in the store, so building mailbus needs only
+# Go. check-console rebuilds it (and its code generated from the protos)
+# and fails when the result differs from what is committed.
+CONSOLE_OUT := services/store/internal/console/dist web/console/src/gen
+console:
+	cd web/console && npm ci --no-audit --no-fund && npm run build
+check-console: console
+	@git diff --exit-code --stat -- $(CONSOLE_OUT) || { echo "the web console's bundle is stale: run make console and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(CONSOLE_OUT))" || { echo "the web console's bundle has uncommitted files: run make console and commit"; git status --porcelain -- $(CONSOLE_OUT); exit 1; }
 
 # Deployments, checked without a Docker engine or a cluster: every
 # Dockerfile's COPY sources and build packages exist and its build stage

@@ -5,6 +5,7 @@ module github.com/mailbus/mailbus/tests
 go 1.26.8
 
 require (
+	github.com/chromedp/chromedp v0.24.0
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/mailbus/mailbus/pkg v0.0.0
 	github.com/mailbus/mailbus/services/mailbus v0.0.0
@@ -16,8 +17,10 @@ require (
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
+	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/emersion/go-message v0.18.2 // indirect
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect

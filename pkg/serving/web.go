@@ -70,6 +70,11 @@ type Web struct {
 	// MaxRequestBytes first. On native gRPC it runs on the connection's
 	// reader goroutine, so it should be quick (a cache lookup).
 	Admit func(ctx context.Context, method string, md metadata.MD) error
+	// Pages, when set, answers the GET and HEAD requests whose path is not
+	// under a registered service (a browser asking for "/"): the store's
+	// web console. Every other request goes to the API as before, so a
+	// call of an unknown method still gets its protocol's error.
+	Pages http.Handler
 }
 
 // DefaultIdleTimeout is Web.IdleTimeout when 0: an idle keep-alive
@@ -141,7 +146,8 @@ func (s *Server) webServer() (*http.Server, error) {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
-		Handler:           cors(w.CORSOrigins, connectUnaryByDefault(admit(w.Admit, transcoder))),
+		Handler: withPages(s.GRPC.GetServiceInfo(), w.Pages,
+			cors(w.CORSOrigins, connectUnaryByDefault(admit(w.Admit, transcoder)))),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		// Only between calls: net/http sets it as the read deadline of an
@@ -283,6 +289,25 @@ func connectUnaryByDefault(next http.Handler) http.Handler {
 			}
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// withPages sends to pages the GET and HEAD requests whose first path
+// segment is not a service name (the API's paths are
+// /<package.Service>/<Method>), and every other request to api.
+func withPages(services map[string]grpc.ServiceInfo, pages, api http.Handler) http.Handler {
+	if pages == nil {
+		return api
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+			if _, isService := services[first]; !isService {
+				pages.ServeHTTP(w, r)
+				return
+			}
+		}
+		api.ServeHTTP(w, r)
 	})
 }
 

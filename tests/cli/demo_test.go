@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +53,12 @@ func TestDemo(t *testing.T) {
 	for _, addr := range []string{c.server, imapAddr, pop3Addr} {
 		mustBound(t, addr)
 	}
+	// The web console on the store's address (decision 0032).
+	consoleLine := p.waitLine("the console's address", func(l string) bool { return strings.HasPrefix(l, "Web console: ") })
+	if want := "Web console: http://" + c.server + "/ "; !strings.HasPrefix(consoleLine, want) {
+		t.Errorf("console line %q: want it to start with %q", consoleLine, want)
+	}
+	checkConsolePage(t, "http://"+c.server+"/")
 	p.waitLine("the end of the suggestions", func(l string) bool { return strings.HasPrefix(l, "This terminal keeps streaming") })
 
 	out := p.stdout.String()
@@ -130,6 +138,22 @@ func TestDemo(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(tmp, "mailbus-demo-*")); len(left) != 0 {
 		t.Fatalf("the demo left its data directory behind: %v", left)
+	}
+}
+
+// checkConsolePage checks that url serves the web console's page under a
+// Content-Security-Policy.
+func checkConsolePage(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("the console: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "mailbus console") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatalf("GET %s: %s, CSP %q\n%s", url, resp.Status, resp.Header.Get("Content-Security-Policy"), body)
 	}
 }
 

@@ -168,6 +168,9 @@ type Config struct {
 type Info struct {
 	// StoreAddr is the store's gRPC address (the CLI's --server).
 	StoreAddr string
+	// ConsoleURL is the web console's address, the store's served over
+	// HTTP: http://StoreAddr/, or https:// with TLS.
+	ConsoleURL string
 	// MetricsAddr is the /metrics address, or "" (none, or port 0: the
 	// store's log line "serving" names the port).
 	MetricsAddr string
@@ -412,6 +415,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { storeDone <- st.Run(storeCtx) }()
 	select {
 	case info.StoreAddr = <-storeReady:
+		info.ConsoleURL = consoleURL(info.StoreAddr, cfg.TLS != nil || cfg.TLSCerts != nil)
 	case err := <-storeDone:
 		if err == nil {
 			err = errors.New("store: stopped before it served")
@@ -617,4 +621,12 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 	e.noteApplied(data)
 	e.watchUsers(s.cfg.NATSUsersPoll, data)
 	return e, nil
+}
+
+// consoleURL is the web console's address on the store's listener.
+func consoleURL(storeAddr string, withTLS bool) string {
+	if withTLS {
+		return "https://" + storeAddr + "/"
+	}
+	return "http://" + storeAddr + "/"
 }

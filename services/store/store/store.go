@@ -38,6 +38,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/store/internal/api"
 	"github.com/mailbus/mailbus/services/store/internal/auth"
+	"github.com/mailbus/mailbus/services/store/internal/console"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 	"github.com/mailbus/mailbus/services/store/internal/relay"
 )
@@ -287,6 +288,10 @@ func (s *Store) Run(ctx context.Context) error {
 	reject := serving.NewRejectMalformed()
 	// The largest request: a message to append, with room for its fields.
 	maxRequest := min(cfg.MaxMessageSize+1<<20, math.MaxUint32)
+	pages, err := console.Handler()
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	srv, err := serving.New(serving.Config{
 		Name: serviceName, Listen: cfg.Listen, Listener: cfg.Listener, MetricsListen: cfg.MetricsListen,
 		Registry: cfg.Registry, Logger: s.log, TLS: cfg.TLS, Insecure: cfg.Insecure,
@@ -301,7 +306,9 @@ func (s *Store) Run(ctx context.Context) error {
 		Web: &serving.Web{CORSOrigins: cfg.CORSOrigins, Keepalive: cfg.Keepalive, MaxRequestBytes: uint32(maxRequest),
 			// A call without a token that works is refused before its
 			// body is read.
-			Admit: authn.Admit},
+			Admit: authn.Admit,
+			// The web console at "/" (decision 0032).
+			Pages: pages},
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

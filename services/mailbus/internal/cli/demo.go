@@ -138,6 +138,7 @@ func (a *app) demo(ctx context.Context, cfg mailbus.Config, imapListen, pop3List
 	}
 	fmt.Fprintf(banner, "mailbus demo: the all-in-one server on %s, a demo IMAP server on %s and a demo POP3 server on %s.\n",
 		info.StoreAddr, imapSrv.Addr(), popSrv.Addr())
+	fmt.Fprintf(banner, "Web console: %s (sign in with the admin token in %s)\n", info.ConsoleURL, info.AdminTokenFile)
 
 	// Watch every account (new ones from their beginning) before adding
 	// the accounts, so that the initial sync's events stream too; each

@@ -162,6 +162,7 @@ SIGINT or SIGTERM stops everything gracefully.`,
 func printServeBanner(w io.Writer, info mailbus.Info) {
 	fmt.Fprintln(w, "mailbus is running (Ctrl-C stops it).")
 	fmt.Fprintf(w, "  store (gRPC):  %s   (the client commands' --server)\n", info.StoreAddr)
+	fmt.Fprintf(w, "  web console:   %s   (sign in with an API token)\n", info.ConsoleURL)
 	fmt.Fprintf(w, "  database:      %s\n", info.Database)
 	if info.NATSURL != "" {
 		fmt.Fprintf(w, "  NATS:          %s   (events: mailbus.events.<account>.<kind>, stream MAILBUS_EVENTS)\n", info.NATSURL)
