@@ -65,6 +65,9 @@ generate: tools
 	buf generate
 	buf build -o - | $(GO) run ./pkg/cmd/mailbus-apischema > docs/api/mailbus.v1.schema.json
 	buf build --exclude-source-info --path proto/mailbus/v1/events.proto -o examples/consumer-node/mailbus.binpb
+	@# The web console embeds code generated from the protos (decision 0032).
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; \
+	else echo "generate: no npm, so the web console was not rebuilt: make check-console in CI will ask for it (apt-get install npm; make console)"; fi
 
 # Fails when the committed generated code differs from what generate makes.
 check-generate: generate
