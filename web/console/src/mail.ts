@@ -145,7 +145,10 @@ async function openMailbox(m: Mailbox): Promise<void> {
   view.pageTokens = [""];
   view.page = 0;
   view.open = undefined;
+  view.messages = [];
+  view.nextToken = "";
   renderAccounts();
+  renderMessages();
   renderMessage();
   await loadPage();
 }
@@ -195,7 +198,7 @@ function renderMessages(): void {
   replace(box,
     el("h2", { id: "mailbox-title" }, m.name),
     pager,
-    el("table", { class: "messages" }, el("tbody", {}, ...rows)));
+    el("table", { class: "messages", "data-mailbox-id": m.id }, el("tbody", {}, ...rows)));
 }
 
 async function openMessage(id: string): Promise<void> {
