@@ -234,10 +234,7 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 			if int64(req.Meta.Size) > s.MaxMessageSize {
 				cur.Err = tooLarge(int64(req.Meta.Size), s.MaxMessageSize)
 			} else {
-				// The declared size (a hint) saves growing the buffer
-				// (see appendData).
 				declared = int(req.Meta.Size)
-				buf = make([]byte, 0, min(declared, ingestPreallocMax))
 			}
 		}
 		if len(req.Data) > 0 {
@@ -248,7 +245,18 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				if int64(len(buf)+len(req.Data)) > s.MaxMessageSize {
 					cur.Err = tooLarge(int64(len(buf)+len(req.Data)), s.MaxMessageSize)
 					buf = nil
+				} else if buf == nil && req.EndOfMessage {
+					// The whole message in one request (the fetchers send
+					// up to 1 MiB so): its data, which the protobuf
+					// decoding copied out of the stream, is kept as the
+					// message without another copy.
+					buf = req.Data
 				} else {
+					if buf == nil {
+						// The declared size (a hint) saves growing the
+						// buffer (see appendData).
+						buf = make([]byte, 0, min(declared, ingestPreallocMax))
+					}
 					buf = appendData(buf, req.Data, declared)
 				}
 			}
@@ -258,6 +266,9 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				return invalidArg("end_of_message", "no message to end (send meta first)")
 			}
 			if cur.Err == nil {
+				if buf == nil {
+					buf = []byte{} // an empty message
+				}
 				cur.Raw = fitted(buf)
 			}
 			buf = nil

@@ -86,6 +86,35 @@ func TestReceiveKeepsNoDeclaredSize(t *testing.T) {
 	}
 }
 
+// A message that arrives in one request (the fetchers send messages of up
+// to 1 MiB so) is kept in the request's data, which protobuf decoding
+// copied out of the stream: not copied again (issue 11, copies of a
+// body). One that arrives in pieces is put together.
+func TestReceiveKeepsOneRequestMessageUncopied(t *testing.T) {
+	whole := &mailbusv1.IngestMessagesRequest{
+		Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "whole", Size: 10 << 10}, Data: make([]byte, 10<<10), EndOfMessage: true,
+	}
+	first := &mailbusv1.IngestMessagesRequest{Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "pieces", Size: 20 << 10}, Data: make([]byte, 10<<10)}
+	second := &mailbusv1.IngestMessagesRequest{Data: make([]byte, 10<<10), EndOfMessage: true}
+	empty := &mailbusv1.IngestMessagesRequest{Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "empty"}, EndOfMessage: true}
+	var items []db.IngestItem
+	for _, b := range receiveAll(t, []*mailbusv1.IngestMessagesRequest{whole, first, second, empty}) {
+		items = append(items, b.items...)
+	}
+	if len(items) != 3 {
+		t.Fatalf("%d messages, want 3", len(items))
+	}
+	if got := items[0].Raw; len(got) != len(whole.Data) || &got[0] != &whole.Data[0] {
+		t.Errorf("a message in one request: %d bytes, copied; want its request's %d bytes as they are", len(got), len(whole.Data))
+	}
+	if got := items[1].Raw; len(got) != 20<<10 || &got[0] == &first.Data[0] {
+		t.Errorf("a message in two requests: %d bytes (in the first request's data: %v), want 20 KiB put together", len(got), &got[0] == &first.Data[0])
+	}
+	if got := items[2].Raw; got == nil || len(got) != 0 {
+		t.Errorf("an empty message: %v, want empty and not nil", got)
+	}
+}
+
 // A batch is bounded by the memory its messages hold, not only by their
 // length.
 func TestReceiveBatchBoundCountsCapacity(t *testing.T) {
