@@ -201,6 +201,9 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 		buf        []byte
 		// declared is the current message's declared size.
 		declared int
+		// inRequest is set while buf is the data of the message's first
+		// request, not a buffer of its own.
+		inRequest bool
 	)
 	flush := func() error {
 		select {
@@ -230,7 +233,7 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				return invalidArg("meta", "a new message started before the last one ended (end_of_message)")
 			}
 			cur = &db.IngestItem{Meta: req.Meta}
-			buf, declared = nil, 0
+			buf, declared, inRequest = nil, 0, false
 			if int64(req.Meta.Size) > s.MaxMessageSize {
 				cur.Err = tooLarge(int64(req.Meta.Size), s.MaxMessageSize)
 			} else {
@@ -245,17 +248,20 @@ func (s *Ingest) receive(ctx context.Context, stream mailbusv1.IngestService_Ing
 				if int64(len(buf)+len(req.Data)) > s.MaxMessageSize {
 					cur.Err = tooLarge(int64(len(buf)+len(req.Data)), s.MaxMessageSize)
 					buf = nil
-				} else if buf == nil && req.EndOfMessage {
-					// The whole message in one request (the fetchers send
-					// up to 1 MiB so): its data, which the protobuf
-					// decoding copied out of the stream, is kept as the
-					// message without another copy.
-					buf = req.Data
+				} else if buf == nil {
+					// A message's first data, which the protobuf decoding
+					// copied out of the stream, is kept as it is: a
+					// message in one piece (imapsync sends up to 1 MiB so)
+					// is not copied again.
+					buf, inRequest = req.Data, true
 				} else {
-					if buf == nil {
-						// The declared size (a hint) saves growing the
-						// buffer (see appendData).
-						buf = make([]byte, 0, min(declared, ingestPreallocMax))
+					if inRequest {
+						// A second piece: into a buffer of the message's
+						// own, sized from the declared size (a hint that
+						// saves growing it; see appendData).
+						grown := make([]byte, len(buf), max(len(buf)+len(req.Data), min(declared, ingestPreallocMax)))
+						copy(grown, buf)
+						buf, inRequest = grown, false
 					}
 					buf = appendData(buf, req.Data, declared)
 				}

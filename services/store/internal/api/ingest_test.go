@@ -86,31 +86,42 @@ func TestReceiveKeepsNoDeclaredSize(t *testing.T) {
 	}
 }
 
-// A message that arrives in one request (the fetchers send messages of up
-// to 1 MiB so) is kept in the request's data, which protobuf decoding
+// A message whose data arrives in one request (imapsync sends messages of
+// up to 1 MiB so, with its meta and end; the store's tests send meta, data
+// and end apart) is kept in the request's data, which protobuf decoding
 // copied out of the stream: not copied again (issue 11, copies of a
-// body). One that arrives in pieces is put together.
+// body). One whose data comes in pieces is put together.
 func TestReceiveKeepsOneRequestMessageUncopied(t *testing.T) {
-	whole := &mailbusv1.IngestMessagesRequest{
-		Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "whole", Size: 10 << 10}, Data: make([]byte, 10<<10), EndOfMessage: true,
+	meta := func(ref string, size uint64) *mailbusv1.IngestMeta {
+		return &mailbusv1.IngestMeta{AccountId: "1", Ref: ref, Size: size}
 	}
-	first := &mailbusv1.IngestMessagesRequest{Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "pieces", Size: 20 << 10}, Data: make([]byte, 10<<10)}
+	whole := &mailbusv1.IngestMessagesRequest{Meta: meta("whole", 10<<10), Data: make([]byte, 10<<10), EndOfMessage: true}
+	alone := &mailbusv1.IngestMessagesRequest{Data: make([]byte, 10<<10)}
+	first := &mailbusv1.IngestMessagesRequest{Meta: meta("pieces", 20<<10), Data: make([]byte, 10<<10)}
 	second := &mailbusv1.IngestMessagesRequest{Data: make([]byte, 10<<10), EndOfMessage: true}
-	empty := &mailbusv1.IngestMessagesRequest{Meta: &mailbusv1.IngestMeta{AccountId: "1", Ref: "empty"}, EndOfMessage: true}
+	reqs := []*mailbusv1.IngestMessagesRequest{
+		whole,
+		{Meta: meta("alone", 10<<10)}, alone, {EndOfMessage: true},
+		first, second,
+		{Meta: meta("empty", 0), EndOfMessage: true},
+	}
 	var items []db.IngestItem
-	for _, b := range receiveAll(t, []*mailbusv1.IngestMessagesRequest{whole, first, second, empty}) {
+	for _, b := range receiveAll(t, reqs) {
 		items = append(items, b.items...)
 	}
-	if len(items) != 3 {
-		t.Fatalf("%d messages, want 3", len(items))
+	if len(items) != 4 {
+		t.Fatalf("%d messages, want 4", len(items))
 	}
-	if got := items[0].Raw; len(got) != len(whole.Data) || &got[0] != &whole.Data[0] {
-		t.Errorf("a message in one request: %d bytes, copied; want its request's %d bytes as they are", len(got), len(whole.Data))
+	for i, req := range []*mailbusv1.IngestMessagesRequest{whole, alone} {
+		if got := items[i].Raw; len(got) != len(req.Data) || &got[0] != &req.Data[0] {
+			t.Errorf("%s: %d bytes, copied; want its request's %d bytes as they are", items[i].Meta.Ref, len(got), len(req.Data))
+		}
 	}
-	if got := items[1].Raw; len(got) != 20<<10 || &got[0] == &first.Data[0] {
-		t.Errorf("a message in two requests: %d bytes (in the first request's data: %v), want 20 KiB put together", len(got), &got[0] == &first.Data[0])
+	if got := items[2].Raw; len(got) != 20<<10 || cap(got) != 20<<10 || &got[0] == &first.Data[0] {
+		t.Errorf("a message in two requests: %d bytes in %d (in the first request's data: %v), want 20 KiB put together in a buffer of the declared size",
+			len(got), cap(got), &got[0] == &first.Data[0])
 	}
-	if got := items[2].Raw; got == nil || len(got) != 0 {
+	if got := items[3].Raw; got == nil || len(got) != 0 {
 		t.Errorf("an empty message: %v, want empty and not nil", got)
 	}
 }
