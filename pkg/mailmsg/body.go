@@ -97,12 +97,9 @@ func (c *collector) decode(e *entity) string {
 	if charset == "" && e.mediaType == "text/html" && !utf8.Valid(dec) {
 		charset = sniffHTMLCharset(dec)
 	}
-	s, err := toUTF8(charset, dec)
+	s, err := textLF(charset, dec)
 	if err != nil {
 		c.b.errf("%s: %v", where(e.id), err)
-	}
-	if strings.Contains(s, "\r") {
-		s = strings.ReplaceAll(s, "\r\n", "\n")
 	}
 	if len(s) > lim {
 		s, truncated = truncate(s, lim), true
@@ -111,6 +108,41 @@ func (c *collector) decode(e *entity) string {
 		c.b.errf("%s: text longer than %d bytes; truncated", where(e.id), lim)
 	}
 	return s
+}
+
+// textLF is toUTF8 with "\r\n" line endings made "\n". Text that is
+// valid UTF-8 already (most mail) is copied once, with its line endings
+// changed on the way, not copied and then copied again without them.
+func textLF(charset string, b []byte) (string, error) {
+	if isUTF8Label(normCharset(charset)) && utf8.Valid(b) {
+		return withLF(b), nil
+	}
+	s, err := toUTF8(charset, b)
+	if strings.Contains(s, "\r") {
+		s = strings.ReplaceAll(s, "\r\n", "\n")
+	}
+	return s, err
+}
+
+// withLF returns b as a string with each "\r\n" made "\n", in one copy.
+func withLF(b []byte) string {
+	crlf := []byte("\r\n")
+	n := bytes.Count(b, crlf)
+	if n == 0 {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) - n)
+	for {
+		i := bytes.Index(b, crlf)
+		if i < 0 {
+			sb.Write(b)
+			return sb.String()
+		}
+		sb.Write(b[:i])
+		sb.WriteByte('\n')
+		b = b[i+2:]
+	}
 }
 
 // joined joins the bodies of one kind, each ending a line, and keeps at

@@ -71,3 +71,30 @@ func TestOpenPartUnknown(t *testing.T) {
 		}
 	}
 }
+
+// textLF gives the text of a part as UTF-8 with LF line endings; text that
+// is UTF-8 already is copied once, not twice (issue 11: a string, then a
+// copy of it without the CRs, for every text part of every message
+// ingested).
+func TestTextLF(t *testing.T) {
+	for _, tc := range []struct {
+		name, charset, in, want string
+		wantErr                 bool
+	}{
+		{"UTF-8 with CRLF", "utf-8", "héllo\r\nworld\r\n", "héllo\nworld\n", false},
+		{"no label, LF only", "", "a\nb", "a\nb", false},
+		{"a lone CR is kept", "us-ascii", "a\rb\r\n", "a\rb\n", false},
+		{"CRLF at the start", "utf-8", "\r\n\r\nx", "\n\nx", false},
+		{"Latin-1", "iso-8859-1", "caf\xe9\r\n", "café\n", false},
+		{"invalid UTF-8", "utf-8", "a\xff\r\n", "a\uFFFD\n", true},
+	} {
+		got, err := textLF(tc.charset, []byte(tc.in))
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("%s: textLF = %q, %v; want %q (error %v)", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+	body := []byte(strings.Repeat("a line of text of a message\r\n", 400))
+	if n := testing.AllocsPerRun(20, func() { _, _ = textLF("utf-8", body) }); n != 1 {
+		t.Errorf("textLF of %d bytes of UTF-8 with CRLF: %v allocations, want 1 (one copy)", len(body), n)
+	}
+}
