@@ -8,8 +8,10 @@
 //     MAILBUS_EVENTS, the ownership KV buckets and one user per service:
 //     the store publishes events and manages the stream (and the durable
 //     consumers of the consumer users), imapsync and pop3fetcher use their
-//     own KV buckets of pkg/ownership, and imapsync also subscribes to the
-//     events (write-back wake-ups). Each service user has inboxes of its
+//     own KV buckets of pkg/ownership, imapsync also subscribes to the
+//     events (write-back wake-ups), and webhooks reads the events through
+//     consumers of its own (an endpoint's webhook-<id>) and keeps its two
+//     KV buckets and its redelivery queue. Each service user has inboxes of its
 //     own (InboxPrefix), which its clients set with nats.CustomInboxPrefix.
 //   - Each events consumer user lives in a NATS account of its own,
 //     CONSUMER_<user>, that imports from MAILBUS only what reading one

@@ -49,8 +49,9 @@ hash); a running mailbus serve applies it within a second, without a restart,
 and creates the consumer. The password is printed once. For an external NATS
 server, the configuration to add and the consumer to create are printed too.
 
-With --service (store, imapsync or pop3fetcher): print a new password and the
-configuration of that service's user for an external NATS server.`,
+With --service (store, imapsync, pop3fetcher or webhooks): print a new
+password and the configuration of that service's user for an external NATS
+server.`,
 		Example: `  mailbus nats-user create --account work
   mailbus nats-user create --all-accounts --user crm
   mailbus nats-user create --account 7 --user crm --data /var/lib/mailbus
@@ -93,7 +94,7 @@ configuration of that service's user for an external NATS server.`,
 	fl := c.Flags()
 	fl.StringVar(&account, "account", "", "the account (name or id) whose events the user reads")
 	fl.BoolVar(&all, "all-accounts", false, "the user reads the events of every account")
-	fl.StringVar(&role, "service", "", "print the user of a service: store, imapsync or pop3fetcher")
+	fl.StringVar(&role, "service", "", "print the user of a service: store, imapsync, pop3fetcher or webhooks")
 	fl.StringVar(&user, "user", "", "the user name (default events-<account>-<random> or events-all-<random>, or the service's name)")
 	a.stringVar(fl, &data, "data", "MAILBUS_DATA", mailbus.DefaultDataDir, "data directory of mailbus serve, whose embedded NATS server gets the user")
 	return c
@@ -244,7 +245,7 @@ func (a *app) printServiceUser(role, user string) error {
 		user = role
 	}
 	if _, err := natsperm.Service(role, ""); err != nil {
-		return usagef("--service %q: want store, imapsync or pop3fetcher", role)
+		return usagef("--service %q: want store, imapsync, pop3fetcher or webhooks", role)
 	}
 	password, err := mailbus.NewNATSPassword()
 	if err != nil {
