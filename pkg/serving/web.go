@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/mailbus/mailbus/pkg/pbjson"
 )
 
 // Web configures serving the gRPC listener for the Web as well
@@ -172,7 +174,7 @@ func (s *Server) webServer() (*http.Server, error) {
 // as INVALID_ARGUMENT naming the field, as RejectMalformed does for
 // protobuf, instead of UNKNOWN. Unknown fields are ignored, as Connect
 // and protobuf do, so that an older store serves a newer client. Fields
-// at their zero value are left out of answers.
+// at their zero value are left out of answers, which pbjson writes.
 type jsonCodec struct{ *vanguard.JSONCodec }
 
 func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
@@ -183,6 +185,16 @@ func newJSONCodec(res vanguard.TypeResolver) vanguard.Codec {
 	// its zero value.
 	c.MarshalOptions.EmitUnpopulated = false
 	return jsonCodec{c}
+}
+
+// MarshalAppend writes an answer with pbjson, the same JSON as
+// protojson's with these options in a third of its time (decision 35);
+// what pbjson leaves to protojson, protojson writes.
+func (c jsonCodec) MarshalAppend(base []byte, msg proto.Message) ([]byte, error) {
+	if out, err := pbjson.Append(base, msg.ProtoReflect()); err == nil {
+		return out, nil
+	}
+	return c.JSONCodec.MarshalAppend(base, msg)
 }
 
 func (c jsonCodec) Unmarshal(data []byte, msg proto.Message) error {

@@ -3,7 +3,6 @@ package store_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -474,80 +473,4 @@ func TestCORS(t *testing.T) {
 			}
 		})
 	}
-}
-
-// BenchmarkListMessagesProtocols lists a page of 50 messages (SQLite) over
-// gRPC and over Connect, JSON and binary, on HTTP/1.1, each decoded into
-// the response message as a Go client would (issue 12 asks Connect JSON
-// to stay within 1.5x of gRPC).
-func BenchmarkListMessagesProtocols(b *testing.B) {
-	e := startStore(b, dbtest.Backends()[0], storeOpts{noNATS: true})
-	acct := e.createAccount(b, imapAccount("bench"))
-	inbox := e.inbox(b, acct.Id)
-	items := make([]item, 60)
-	for i := range items {
-		items[i] = imapItem(acct.Id, inbox.Id, 1, uint32(i+1), testMessage(i))
-	}
-	e.mustIngest(b, items...)
-	ctx := context.Background()
-	req := &mailbusv1.ListMessagesRequest{MailboxId: inbox.Id, PageSize: 50}
-	check := func(b *testing.B, resp *mailbusv1.ListMessagesResponse) {
-		if len(resp.Messages) != 50 {
-			b.Fatalf("ListMessages: %d messages, want 50", len(resp.Messages))
-		}
-	}
-	b.Run("grpc", func(b *testing.B) {
-		for b.Loop() {
-			resp, err := e.mailboxes.ListMessages(ctx, req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			check(b, resp)
-		}
-	})
-	connectCall := func(b *testing.B, contentType string, marshal func(proto.Message) ([]byte, error), unmarshal func([]byte, proto.Message) error) {
-		body, err := marshal(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		url := "http://" + e.addr + "/mailbus.v1.MailboxService/ListMessages"
-		for b.Loop() {
-			hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
-				b.Fatal(err)
-			}
-			hreq.Header.Set("Content-Type", contentType)
-			hreq.Header.Set("Authorization", "Bearer "+e.adminToken)
-			hresp, err := http.DefaultClient.Do(hreq)
-			if err != nil {
-				b.Fatal(err)
-			}
-			got, err := io.ReadAll(hresp.Body)
-			hresp.Body.Close()
-			if err != nil || hresp.StatusCode != http.StatusOK {
-				b.Fatalf("ListMessages over Connect: %s %q %v", hresp.Status, got, err)
-			}
-			if unmarshal == nil {
-				continue
-			}
-			var resp mailbusv1.ListMessagesResponse
-			if err := unmarshal(got, &resp); err != nil {
-				b.Fatal(err)
-			}
-			if unmarshal != nil {
-				check(b, &resp)
-			}
-		}
-	}
-	b.Run("connect-json", func(b *testing.B) {
-		connectCall(b, "application/json", protojson.Marshal, protojson.Unmarshal)
-	})
-	// The answer read, not decoded: the store's side alone (a browser
-	// decodes with its native JSON.parse, not protojson).
-	b.Run("connect-json-undecoded", func(b *testing.B) {
-		connectCall(b, "application/json", protojson.Marshal, nil)
-	})
-	b.Run("connect-proto", func(b *testing.B) {
-		connectCall(b, "application/proto", proto.Marshal, proto.Unmarshal)
-	})
 }

@@ -1,0 +1,4 @@
+package pbjson
+
+// AppendFloatForTest is appendFloat, for the tests.
+var AppendFloatForTest = appendFloat
