@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -118,4 +119,26 @@ type malformedStream struct {
 	r *RejectMalformed
 }
 
-func (s malformedStream) RecvMsg(m any) error { return s.r.decode(m, s.ServerStream.RecvMsg) }
+// RecvMsg decodes a request message through decode. A server-streaming
+// call whose request ends without its one message returns
+// INVALID_ARGUMENT too, not grpc-go's INTERNAL "cardinality violation":
+// the client sent it wrong. That is how a Connect or gRPC-Web stream with
+// a malformed JSON request reaches the server: vanguard answers the client
+// INVALID_ARGUMENT naming the field and ends the gRPC request without a
+// message. grpc-go has by then written INTERNAL to the gRPC side itself
+// (serverStream.RecvMsg; a gRPC client sending no message still gets
+// it), so what this changes is the call's outcome in the metrics and
+// logs: a client's error, not the store's.
+func (s malformedStream) RecvMsg(m any) error {
+	err := s.r.decode(m, s.ServerStream.RecvMsg)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Internal && strings.HasPrefix(st.Message(), noRequestMessage) {
+		return status.Error(codes.InvalidArgument, "malformed request: no request message")
+	}
+	return err
+}
+
+// noRequestMessage begins grpc-go's error for a server-streaming call
+// without its request message (stream.go, serverStream.RecvMsg:
+// "cardinality violation: received no request
+// message from non-client-streaming RPC").
+const noRequestMessage = "cardinality violation: received no request message"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -473,4 +474,73 @@ func TestCORS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnectStreamBadInput: the bad input of issue 12 on a server stream
+// (Connect's streaming JSON, as a browser's WatchChanges): a malformed body
+// ends the stream with invalid_argument naming the field, a missing token
+// with unauthenticated, as on unary calls (TestConnectJSON); and the store
+// counts none of them as INTERNAL (startStore's check): vanguard ends the
+// gRPC request of a malformed one without a message, which grpc-go calls
+// INTERNAL, as it does a gRPC client's call without its request message.
+func TestConnectStreamBadInput(t *testing.T) {
+	f := newAuthFixture(t, dbtest.Backends()[0])
+	tests := []struct {
+		name, token, body string
+		wantCode          string
+		wantInMessage     string
+	}{
+		{"malformed JSON", f.deviceA, `{"accountId": 12}`, "invalid_argument", "accountId"},
+		{"not JSON", f.deviceA, `{"accountId": `, "invalid_argument", "malformed"},
+		{"no token", "", fmt.Sprintf(`{"accountId":%q}`, f.a.account), "unauthenticated", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(callCtx(t), http.MethodPost, "http://"+f.e.addr+"/mailbus.v1.SyncService/WatchChanges",
+				bytes.NewReader(envelope(0, []byte(tt.body))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/connect+json")
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			flags, data, err := readEnvelope(resp.Body)
+			if err != nil {
+				t.Fatalf("WatchChanges: %s: %v", resp.Status, err)
+			}
+			if flags&0x02 == 0 {
+				t.Fatalf("WatchChanges answered %q, want the end of the stream with an error", data)
+			}
+			var end struct {
+				Error *connectError `json:"error"`
+			}
+			if err := json.Unmarshal(data, &end); err != nil || end.Error == nil {
+				t.Fatalf("end of stream %q: %v, want an error", data, err)
+			}
+			if end.Error.Code != tt.wantCode || !strings.Contains(end.Error.Message, tt.wantInMessage) {
+				t.Fatalf("error %+v, want code %s and %q in the message", end.Error, tt.wantCode, tt.wantInMessage)
+			}
+		})
+	}
+
+	// grpc-go answers a gRPC client INTERNAL itself; the store counts the
+	// call as the client's error (startStore's check at the end).
+	t.Run("gRPC without a request message", func(t *testing.T) {
+		stream, err := f.e.conn.NewStream(callCtx(t), &grpc.StreamDesc{ServerStreams: true}, "/mailbus.v1.SyncService/WatchChanges")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.RecvMsg(&mailbusv1.WatchChangesResponse{}); err == nil {
+			t.Fatal("WatchChanges without its request answered")
+		}
+	})
 }
