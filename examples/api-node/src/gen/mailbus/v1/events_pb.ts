@@ -8,21 +8,29 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { AccountStatus } from "./account_pb.js";
 import { file_mailbus_v1_account } from "./account_pb.js";
-import type { Mailbox, MessageSummary, Origin } from "./common_pb.js";
+import type { Mailbox, MailboxRole, MessageSummary, Origin } from "./common_pb.js";
 import { file_mailbus_v1_common } from "./common_pb.js";
+import type { Attachment } from "./mailbox_pb.js";
+import { file_mailbus_v1_mailbox } from "./mailbox_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file mailbus/v1/events.proto.
  */
 export const file_mailbus_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChdtYWlsYnVzL3YxL2V2ZW50cy5wcm90bxIKbWFpbGJ1cy52MSLOBAoFRXZlbnQSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRINCgVzdGF0ZRgDIAEoBBIiCgZvcmlnaW4YBCABKAsyEi5tYWlsYnVzLnYxLk9yaWdpbhIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1Cg9tZXNzYWdlX2NyZWF0ZWQYCiABKAsyGi5tYWlsYnVzLnYxLk1lc3NhZ2VDcmVhdGVkSAASNQoPbWVzc2FnZV91cGRhdGVkGAsgASgLMhoubWFpbGJ1cy52MS5NZXNzYWdlVXBkYXRlZEgAEjUKD21lc3NhZ2VfZGVsZXRlZBgMIAEoCzIaLm1haWxidXMudjEuTWVzc2FnZURlbGV0ZWRIABI1Cg9tYWlsYm94X2NyZWF0ZWQYDSABKAsyGi5tYWlsYnVzLnYxLk1haWxib3hDcmVhdGVkSAASNQoPbWFpbGJveF91cGRhdGVkGA4gASgLMhoubWFpbGJ1cy52MS5NYWlsYm94VXBkYXRlZEgAEjUKD21haWxib3hfZGVsZXRlZBgPIAEoCzIaLm1haWxidXMudjEuTWFpbGJveERlbGV0ZWRIABI6Cg5hY2NvdW50X3N0YXR1cxgQIAEoCzIgLm1haWxidXMudjEuQWNjb3VudFN0YXR1c0NoYW5nZWRIABI3ChB3cml0ZWJhY2tfZmFpbGVkGBEgASgLMhsubWFpbGJ1cy52MS5Xcml0ZUJhY2tGYWlsZWRIAEIJCgdwYXlsb2FkIj0KDk1lc3NhZ2VDcmVhdGVkEisKB21lc3NhZ2UYASABKAsyGi5tYWlsYnVzLnYxLk1lc3NhZ2VTdW1tYXJ5IoYBCg5NZXNzYWdlVXBkYXRlZBIrCgdtZXNzYWdlGAEgASgLMhoubWFpbGJ1cy52MS5NZXNzYWdlU3VtbWFyeRITCgtmbGFnc19hZGRlZBgCIAMoCRIVCg1mbGFnc19yZW1vdmVkGAMgAygJEhsKE3ByZXZpb3VzX21haWxib3hfaWQYBCABKAkiOAoOTWVzc2FnZURlbGV0ZWQSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgptYWlsYm94X2lkGAIgASgJIjYKDk1haWxib3hDcmVhdGVkEiQKB21haWxib3gYASABKAsyEy5tYWlsYnVzLnYxLk1haWxib3giTQoOTWFpbGJveFVwZGF0ZWQSJAoHbWFpbGJveBgBIAEoCzITLm1haWxidXMudjEuTWFpbGJveBIVCg1wcmV2aW91c19uYW1lGAIgASgJIjIKDk1haWxib3hEZWxldGVkEhIKCm1haWxib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJBChRBY2NvdW50U3RhdHVzQ2hhbmdlZBIpCgZzdGF0dXMYASABKAsyGS5tYWlsYnVzLnYxLkFjY291bnRTdGF0dXMiiQEKD1dyaXRlQmFja0ZhaWxlZBIUCgx3cml0ZWJhY2tfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgttZXNzYWdlX2lkcxgEIAMoCRISCgptYWlsYm94X2lkGAUgASgJEhQKDG1haWxib3hfbmFtZRgGIAEoCUI5WjdnaXRodWIuY29tL21haWxidXMvbWFpbGJ1cy9wa2cvZ2VuL21haWxidXMvdjE7bWFpbGJ1c3YxYgZwcm90bzM", [file_google_protobuf_timestamp, file_mailbus_v1_account, file_mailbus_v1_common]);
+  fileDesc("ChdtYWlsYnVzL3YxL2V2ZW50cy5wcm90bxIKbWFpbGJ1cy52MSKNBQoFRXZlbnQSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRINCgVzdGF0ZRgDIAEoBBIiCgZvcmlnaW4YBCABKAsyEi5tYWlsYnVzLnYxLk9yaWdpbhIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxhY2NvdW50X25hbWUYBiABKAkSJwoHbWFpbGJveBgHIAEoCzIWLm1haWxidXMudjEuTWFpbGJveFJlZhI1Cg9tZXNzYWdlX2NyZWF0ZWQYCiABKAsyGi5tYWlsYnVzLnYxLk1lc3NhZ2VDcmVhdGVkSAASNQoPbWVzc2FnZV91cGRhdGVkGAsgASgLMhoubWFpbGJ1cy52MS5NZXNzYWdlVXBkYXRlZEgAEjUKD21lc3NhZ2VfZGVsZXRlZBgMIAEoCzIaLm1haWxidXMudjEuTWVzc2FnZURlbGV0ZWRIABI1Cg9tYWlsYm94X2NyZWF0ZWQYDSABKAsyGi5tYWlsYnVzLnYxLk1haWxib3hDcmVhdGVkSAASNQoPbWFpbGJveF91cGRhdGVkGA4gASgLMhoubWFpbGJ1cy52MS5NYWlsYm94VXBkYXRlZEgAEjUKD21haWxib3hfZGVsZXRlZBgPIAEoCzIaLm1haWxidXMudjEuTWFpbGJveERlbGV0ZWRIABI6Cg5hY2NvdW50X3N0YXR1cxgQIAEoCzIgLm1haWxidXMudjEuQWNjb3VudFN0YXR1c0NoYW5nZWRIABI3ChB3cml0ZWJhY2tfZmFpbGVkGBEgASgLMhsubWFpbGJ1cy52MS5Xcml0ZUJhY2tGYWlsZWRIAEIJCgdwYXlsb2FkIk0KCk1haWxib3hSZWYSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIlCgRyb2xlGAMgASgOMhcubWFpbGJ1cy52MS5NYWlsYm94Um9sZSKHAQoOTWVzc2FnZUNyZWF0ZWQSKwoHbWVzc2FnZRgBIAEoCzIaLm1haWxidXMudjEuTWVzc2FnZVN1bW1hcnkSKwoLYXR0YWNobWVudHMYAiADKAsyFi5tYWlsYnVzLnYxLkF0dGFjaG1lbnQSGwoTb21pdHRlZF9hdHRhY2htZW50cxgDIAEoDSK4AQoOTWVzc2FnZVVwZGF0ZWQSKwoHbWVzc2FnZRgBIAEoCzIaLm1haWxidXMudjEuTWVzc2FnZVN1bW1hcnkSEwoLZmxhZ3NfYWRkZWQYAiADKAkSFQoNZmxhZ3NfcmVtb3ZlZBgDIAMoCRIbChNwcmV2aW91c19tYWlsYm94X2lkGAQgASgJEjAKEHByZXZpb3VzX21haWxib3gYBSABKAsyFi5tYWlsYnVzLnYxLk1haWxib3hSZWYiOAoOTWVzc2FnZURlbGV0ZWQSEgoKbWVzc2FnZV9pZBgBIAEoCRISCgptYWlsYm94X2lkGAIgASgJIjYKDk1haWxib3hDcmVhdGVkEiQKB21haWxib3gYASABKAsyEy5tYWlsYnVzLnYxLk1haWxib3giTQoOTWFpbGJveFVwZGF0ZWQSJAoHbWFpbGJveBgBIAEoCzITLm1haWxidXMudjEuTWFpbGJveBIVCg1wcmV2aW91c19uYW1lGAIgASgJIjIKDk1haWxib3hEZWxldGVkEhIKCm1haWxib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJBChRBY2NvdW50U3RhdHVzQ2hhbmdlZBIpCgZzdGF0dXMYASABKAsyGS5tYWlsYnVzLnYxLkFjY291bnRTdGF0dXMiiQEKD1dyaXRlQmFja0ZhaWxlZBIUCgx3cml0ZWJhY2tfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRITCgttZXNzYWdlX2lkcxgEIAMoCRISCgptYWlsYm94X2lkGAUgASgJEhQKDG1haWxib3hfbmFtZRgGIAEoCUI5WjdnaXRodWIuY29tL21haWxidXMvbWFpbGJ1cy9wa2cvZ2VuL21haWxidXMvdjE7bWFpbGJ1c3YxYgZwcm90bzM", [file_google_protobuf_timestamp, file_mailbus_v1_account, file_mailbus_v1_common, file_mailbus_v1_mailbox]);
 
 /**
  * Event announces one committed change. Events go to the JetStream stream
  * MAILBUS_EVENTS on the subject "mailbus.events.<account_id>.<kind>", with
  * the event id as Nats-Msg-Id; per account they arrive in state order. The
  * kind is named on each payload field below. Events never carry bodies.
+ *
+ * An event is written in the transaction of its change and kept as written:
+ * its names are those at the time of the change (a replay by WatchChanges
+ * shows the name a mailbox had then, not its name now), and an event
+ * written by an older store lacks the fields added since (account_name,
+ * mailbox, MessageCreated.attachments, MessageUpdated.previous_mailbox).
  *
  * @generated from message mailbus.v1.Event
  */
@@ -63,6 +71,24 @@ export type Event = Message<"mailbus.v1.Event"> & {
    * @generated from field: google.protobuf.Timestamp time = 5;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * The account's name (Account.name) when the change was committed; set
+   * on every kind.
+   *
+   * @generated from field: string account_name = 6;
+   */
+  accountName: string;
+
+  /**
+   * The mailbox the change is about, on message.* and mailbox.* events:
+   * the message's mailbox (after a move: the new one), the mailbox
+   * created, the mailbox after its update, or the mailbox deleted as it
+   * was. Unset on account.status and writeback.failed.
+   *
+   * @generated from field: mailbus.v1.MailboxRef mailbox = 7;
+   */
+  mailbox?: MailboxRef | undefined;
 
   /**
    * What changed.
@@ -144,6 +170,42 @@ export const EventSchema: GenMessage<Event> = /*@__PURE__*/
   messageDesc(file_mailbus_v1_events, 0);
 
 /**
+ * MailboxRef names a mailbox in an event, so that a consumer does not have
+ * to call back to learn which folder a change is in.
+ *
+ * @generated from message mailbus.v1.MailboxRef
+ */
+export type MailboxRef = Message<"mailbus.v1.MailboxRef"> & {
+  /**
+   * The mailbox's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Its full hierarchical name, such as "Archive/2026".
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Its special use.
+   *
+   * @generated from field: mailbus.v1.MailboxRole role = 3;
+   */
+  role: MailboxRole;
+};
+
+/**
+ * Describes the message mailbus.v1.MailboxRef.
+ * Use `create(MailboxRefSchema)` to create a new message.
+ */
+export const MailboxRefSchema: GenMessage<MailboxRef> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_events, 1);
+
+/**
  * MessageCreated says a message arrived in a mailbox.
  *
  * @generated from message mailbus.v1.MessageCreated
@@ -155,6 +217,26 @@ export type MessageCreated = Message<"mailbus.v1.MessageCreated"> & {
    * @generated from field: mailbus.v1.MessageSummary message = 1;
    */
   message?: MessageSummary | undefined;
+
+  /**
+   * The message's attachments as GetMessage lists them, in message order:
+   * every part that is not body text (inline images too, with inline set),
+   * an attached message as one attachment. Names, types, sizes and part ids
+   * only; the content comes from GetAttachment. Empty when there are none.
+   * To keep an event small, at most 100 are listed (the rest are counted
+   * in omitted_attachments) and each string is cut to 255 bytes at a
+   * character boundary.
+   *
+   * @generated from field: repeated mailbus.v1.Attachment attachments = 2;
+   */
+  attachments: Attachment[];
+
+  /**
+   * How many attachments the list leaves out; 0 when it is complete.
+   *
+   * @generated from field: uint32 omitted_attachments = 3;
+   */
+  omittedAttachments: number;
 };
 
 /**
@@ -162,7 +244,7 @@ export type MessageCreated = Message<"mailbus.v1.MessageCreated"> & {
  * Use `create(MessageCreatedSchema)` to create a new message.
  */
 export const MessageCreatedSchema: GenMessage<MessageCreated> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 1);
+  messageDesc(file_mailbus_v1_events, 2);
 
 /**
  * MessageUpdated says a message's flags or mailbox changed.
@@ -197,6 +279,14 @@ export type MessageUpdated = Message<"mailbus.v1.MessageUpdated"> & {
    * @generated from field: string previous_mailbox_id = 4;
    */
   previousMailboxId: string;
+
+  /**
+   * The mailbox the message was in before a move, with its name and role;
+   * unset when not moved.
+   *
+   * @generated from field: mailbus.v1.MailboxRef previous_mailbox = 5;
+   */
+  previousMailbox?: MailboxRef | undefined;
 };
 
 /**
@@ -204,7 +294,7 @@ export type MessageUpdated = Message<"mailbus.v1.MessageUpdated"> & {
  * Use `create(MessageUpdatedSchema)` to create a new message.
  */
 export const MessageUpdatedSchema: GenMessage<MessageUpdated> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 2);
+  messageDesc(file_mailbus_v1_events, 3);
 
 /**
  * MessageDeleted says a message is gone.
@@ -232,7 +322,7 @@ export type MessageDeleted = Message<"mailbus.v1.MessageDeleted"> & {
  * Use `create(MessageDeletedSchema)` to create a new message.
  */
 export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 3);
+  messageDesc(file_mailbus_v1_events, 4);
 
 /**
  * MailboxCreated says a mailbox was created.
@@ -253,7 +343,7 @@ export type MailboxCreated = Message<"mailbus.v1.MailboxCreated"> & {
  * Use `create(MailboxCreatedSchema)` to create a new message.
  */
 export const MailboxCreatedSchema: GenMessage<MailboxCreated> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 4);
+  messageDesc(file_mailbus_v1_events, 5);
 
 /**
  * MailboxUpdated says a mailbox was renamed or its role changed.
@@ -281,7 +371,7 @@ export type MailboxUpdated = Message<"mailbus.v1.MailboxUpdated"> & {
  * Use `create(MailboxUpdatedSchema)` to create a new message.
  */
 export const MailboxUpdatedSchema: GenMessage<MailboxUpdated> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 5);
+  messageDesc(file_mailbus_v1_events, 6);
 
 /**
  * MailboxDeleted says a mailbox is gone, with its messages.
@@ -309,7 +399,7 @@ export type MailboxDeleted = Message<"mailbus.v1.MailboxDeleted"> & {
  * Use `create(MailboxDeletedSchema)` to create a new message.
  */
 export const MailboxDeletedSchema: GenMessage<MailboxDeleted> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 6);
+  messageDesc(file_mailbus_v1_events, 7);
 
 /**
  * AccountStatusChanged carries a new sync status of an account.
@@ -330,7 +420,7 @@ export type AccountStatusChanged = Message<"mailbus.v1.AccountStatusChanged"> & 
  * Use `create(AccountStatusChangedSchema)` to create a new message.
  */
 export const AccountStatusChangedSchema: GenMessage<AccountStatusChanged> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 7);
+  messageDesc(file_mailbus_v1_events, 8);
 
 /**
  * WriteBackFailed says a device change could not be applied upstream; the
@@ -388,5 +478,5 @@ export type WriteBackFailed = Message<"mailbus.v1.WriteBackFailed"> & {
  * Use `create(WriteBackFailedSchema)` to create a new message.
  */
 export const WriteBackFailedSchema: GenMessage<WriteBackFailed> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_events, 8);
+  messageDesc(file_mailbus_v1_events, 9);
 
