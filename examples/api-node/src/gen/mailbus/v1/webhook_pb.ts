@@ -1034,8 +1034,10 @@ export const WebhookService: GenService<{
     output: typeof ListDeliveriesResponseSchema;
   },
   /**
-   * Redeliver sends a delivery's event again, with a new retry window,
-   * whatever its status; the new attempts are added to the same delivery.
+   * Redeliver sends a delivered or dead-lettered delivery's event again,
+   * with a new retry window and not in order with the endpoint's other
+   * events; the new attempts are added to the same delivery. A pending
+   * delivery (still being retried) is FAILED_PRECONDITION.
    *
    * @generated from rpc mailbus.v1.WebhookService.Redeliver
    */
