@@ -92,8 +92,9 @@ check-generate: generate
 	@test -z "$$(git status --porcelain -- $(API_NODE)/src/gen)" || { echo "$(API_NODE)/src/gen has untracked files: run make generate and commit"; exit 1; }
 
 lint: tools
-	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $(MODULES) examples); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PACKAGES)
+	cd examples/consumer-go && GOWORK=off $(GO) vet ./...
 	buf lint
 
 # The API must stay wire- and JSON-compatible (events kept in JetStream must
