@@ -144,7 +144,9 @@ const (
 	AuthMethod_AUTH_METHOD_UNSPECIFIED AuthMethod = 0
 	// A password (LOGIN, USER/PASS, or SASL PLAIN where offered).
 	AuthMethod_AUTH_METHOD_PASSWORD AuthMethod = 1
-	// An OAuth 2.0 access token with SASL XOAUTH2.
+	// An OAuth 2.0 access token with SASL XOAUTH2: either a fixed one in
+	// secret, or, with oauth2 set, one the store obtains and renews from the
+	// OAuth 2.0 credentials.
 	AuthMethod_AUTH_METHOD_XOAUTH2 AuthMethod = 2
 )
 
@@ -189,6 +191,65 @@ func (AuthMethod) EnumDescriptor() ([]byte, []int) {
 	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{2}
 }
 
+// Oauth2Provider is the OAuth 2.0 authorization server that issues an
+// account's access tokens.
+type Oauth2Provider int32
+
+const (
+	// Not set: invalid when oauth2 is given.
+	Oauth2Provider_OAUTH2_PROVIDER_UNSPECIFIED Oauth2Provider = 0
+	// Google (Gmail): https://oauth2.googleapis.com/token.
+	Oauth2Provider_OAUTH2_PROVIDER_GOOGLE Oauth2Provider = 1
+	// Microsoft identity platform (Outlook, Microsoft 365):
+	// https://login.microsoftonline.com/common/oauth2/v2.0/token.
+	Oauth2Provider_OAUTH2_PROVIDER_MICROSOFT Oauth2Provider = 2
+	// Any OAuth 2.0 server: token_url says where its token endpoint is.
+	Oauth2Provider_OAUTH2_PROVIDER_GENERIC Oauth2Provider = 3
+)
+
+// Enum value maps for Oauth2Provider.
+var (
+	Oauth2Provider_name = map[int32]string{
+		0: "OAUTH2_PROVIDER_UNSPECIFIED",
+		1: "OAUTH2_PROVIDER_GOOGLE",
+		2: "OAUTH2_PROVIDER_MICROSOFT",
+		3: "OAUTH2_PROVIDER_GENERIC",
+	}
+	Oauth2Provider_value = map[string]int32{
+		"OAUTH2_PROVIDER_UNSPECIFIED": 0,
+		"OAUTH2_PROVIDER_GOOGLE":      1,
+		"OAUTH2_PROVIDER_MICROSOFT":   2,
+		"OAUTH2_PROVIDER_GENERIC":     3,
+	}
+)
+
+func (x Oauth2Provider) Enum() *Oauth2Provider {
+	p := new(Oauth2Provider)
+	*p = x
+	return p
+}
+
+func (x Oauth2Provider) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Oauth2Provider) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailbus_v1_account_proto_enumTypes[3].Descriptor()
+}
+
+func (Oauth2Provider) Type() protoreflect.EnumType {
+	return &file_mailbus_v1_account_proto_enumTypes[3]
+}
+
+func (x Oauth2Provider) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Oauth2Provider.Descriptor instead.
+func (Oauth2Provider) EnumDescriptor() ([]byte, []int) {
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{3}
+}
+
 // Pop3Mode says what happens to POP3 mail on the server after download.
 type Pop3Mode int32
 
@@ -226,11 +287,11 @@ func (x Pop3Mode) String() string {
 }
 
 func (Pop3Mode) Descriptor() protoreflect.EnumDescriptor {
-	return file_mailbus_v1_account_proto_enumTypes[3].Descriptor()
+	return file_mailbus_v1_account_proto_enumTypes[4].Descriptor()
 }
 
 func (Pop3Mode) Type() protoreflect.EnumType {
-	return &file_mailbus_v1_account_proto_enumTypes[3]
+	return &file_mailbus_v1_account_proto_enumTypes[4]
 }
 
 func (x Pop3Mode) Number() protoreflect.EnumNumber {
@@ -239,7 +300,7 @@ func (x Pop3Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Pop3Mode.Descriptor instead.
 func (Pop3Mode) EnumDescriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{4}
 }
 
 // SyncState is the phase an account is in.
@@ -292,11 +353,11 @@ func (x SyncState) String() string {
 }
 
 func (SyncState) Descriptor() protoreflect.EnumDescriptor {
-	return file_mailbus_v1_account_proto_enumTypes[4].Descriptor()
+	return file_mailbus_v1_account_proto_enumTypes[5].Descriptor()
 }
 
 func (SyncState) Type() protoreflect.EnumType {
-	return &file_mailbus_v1_account_proto_enumTypes[4]
+	return &file_mailbus_v1_account_proto_enumTypes[5]
 }
 
 func (x SyncState) Number() protoreflect.EnumNumber {
@@ -305,7 +366,113 @@ func (x SyncState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SyncState.Descriptor instead.
 func (SyncState) EnumDescriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{5}
+}
+
+// Oauth2Credentials let the store obtain access tokens for an account with
+// the refresh_token grant (RFC 6749 section 6) and renew them ahead of
+// their expiry. The client secret and the refresh token are input only:
+// stored encrypted, never returned, never logged.
+type Oauth2Credentials struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose token endpoint to use.
+	Provider Oauth2Provider `protobuf:"varint,1,opt,name=provider,proto3,enum=mailbus.v1.Oauth2Provider" json:"provider,omitempty"`
+	// The token endpoint; required for OAUTH2_PROVIDER_GENERIC, empty for the
+	// others. HTTPS, or HTTP to a loopback address.
+	TokenUrl string `protobuf:"bytes,2,opt,name=token_url,json=tokenUrl,proto3" json:"token_url,omitempty"`
+	// The OAuth 2.0 client id.
+	ClientId string `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The client secret; empty for a public client. Input only.
+	ClientSecret string `protobuf:"bytes,4,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	// The refresh token. Input only; required when oauth2 is set or
+	// replaced.
+	RefreshToken string `protobuf:"bytes,5,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	// The scopes to ask for on refresh; empty asks for those of the grant.
+	Scopes []string `protobuf:"bytes,6,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// Output only: when the access token the store holds expires; unset
+	// when it holds none.
+	AccessTokenExpireTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=access_token_expire_time,json=accessTokenExpireTime,proto3" json:"access_token_expire_time,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *Oauth2Credentials) Reset() {
+	*x = Oauth2Credentials{}
+	mi := &file_mailbus_v1_account_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Oauth2Credentials) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Oauth2Credentials) ProtoMessage() {}
+
+func (x *Oauth2Credentials) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_account_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Oauth2Credentials.ProtoReflect.Descriptor instead.
+func (*Oauth2Credentials) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Oauth2Credentials) GetProvider() Oauth2Provider {
+	if x != nil {
+		return x.Provider
+	}
+	return Oauth2Provider_OAUTH2_PROVIDER_UNSPECIFIED
+}
+
+func (x *Oauth2Credentials) GetTokenUrl() string {
+	if x != nil {
+		return x.TokenUrl
+	}
+	return ""
+}
+
+func (x *Oauth2Credentials) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Oauth2Credentials) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *Oauth2Credentials) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+func (x *Oauth2Credentials) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *Oauth2Credentials) GetAccessTokenExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AccessTokenExpireTime
+	}
+	return nil
 }
 
 // SyncProgress reports the progress of long work, such as an initial sync.
@@ -329,7 +496,7 @@ type SyncProgress struct {
 
 func (x *SyncProgress) Reset() {
 	*x = SyncProgress{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[0]
+	mi := &file_mailbus_v1_account_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +508,7 @@ func (x *SyncProgress) String() string {
 func (*SyncProgress) ProtoMessage() {}
 
 func (x *SyncProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[0]
+	mi := &file_mailbus_v1_account_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +521,7 @@ func (x *SyncProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncProgress.ProtoReflect.Descriptor instead.
 func (*SyncProgress) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{0}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SyncProgress) GetFoldersDone() uint32 {
@@ -419,7 +586,7 @@ type AccountStatus struct {
 
 func (x *AccountStatus) Reset() {
 	*x = AccountStatus{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[1]
+	mi := &file_mailbus_v1_account_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +598,7 @@ func (x *AccountStatus) String() string {
 func (*AccountStatus) ProtoMessage() {}
 
 func (x *AccountStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[1]
+	mi := &file_mailbus_v1_account_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +611,7 @@ func (x *AccountStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountStatus.ProtoReflect.Descriptor instead.
 func (*AccountStatus) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{1}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AccountStatus) GetState() SyncState {
@@ -530,14 +697,19 @@ type Account struct {
 	// Output only: creation time.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only: last update time.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// OAuth 2.0 credentials (auth_method AUTH_METHOD_XOAUTH2, secret empty):
+	// the store keeps the access token valid by refresh. Update with the
+	// mask path "oauth2" (all of it), or "oauth2.refresh_token" or
+	// "oauth2.client_secret" alone.
+	Oauth2        *Oauth2Credentials `protobuf:"bytes,21,opt,name=oauth2,proto3" json:"oauth2,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[2]
+	mi := &file_mailbus_v1_account_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +721,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[2]
+	mi := &file_mailbus_v1_account_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +734,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{2}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Account) GetId() string {
@@ -705,6 +877,13 @@ func (x *Account) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Account) GetOauth2() *Oauth2Credentials {
+	if x != nil {
+		return x.Oauth2
+	}
+	return nil
+}
+
 // CreateAccountRequest is the input of CreateAccount.
 type CreateAccountRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -716,7 +895,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[3]
+	mi := &file_mailbus_v1_account_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +907,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[3]
+	mi := &file_mailbus_v1_account_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +920,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateAccountRequest) GetAccount() *Account {
@@ -762,7 +941,7 @@ type CreateAccountResponse struct {
 
 func (x *CreateAccountResponse) Reset() {
 	*x = CreateAccountResponse{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[4]
+	mi := &file_mailbus_v1_account_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +953,7 @@ func (x *CreateAccountResponse) String() string {
 func (*CreateAccountResponse) ProtoMessage() {}
 
 func (x *CreateAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[4]
+	mi := &file_mailbus_v1_account_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +966,7 @@ func (x *CreateAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountResponse.ProtoReflect.Descriptor instead.
 func (*CreateAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateAccountResponse) GetAccount() *Account {
@@ -810,7 +989,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[5]
+	mi := &file_mailbus_v1_account_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1001,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[5]
+	mi := &file_mailbus_v1_account_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1014,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{5}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetAccountRequest) GetAccountId() string {
@@ -863,7 +1042,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[6]
+	mi := &file_mailbus_v1_account_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1054,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[6]
+	mi := &file_mailbus_v1_account_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1067,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{6}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetAccountResponse) GetAccount() *Account {
@@ -913,7 +1092,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[7]
+	mi := &file_mailbus_v1_account_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1104,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[7]
+	mi := &file_mailbus_v1_account_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1117,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{7}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAccountsRequest) GetPageSize() uint32 {
@@ -975,7 +1154,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[8]
+	mi := &file_mailbus_v1_account_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1166,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[8]
+	mi := &file_mailbus_v1_account_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1179,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{8}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -1030,7 +1209,7 @@ type UpdateAccountRequest struct {
 
 func (x *UpdateAccountRequest) Reset() {
 	*x = UpdateAccountRequest{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[9]
+	mi := &file_mailbus_v1_account_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1221,7 @@ func (x *UpdateAccountRequest) String() string {
 func (*UpdateAccountRequest) ProtoMessage() {}
 
 func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[9]
+	mi := &file_mailbus_v1_account_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1234,7 @@ func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{9}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateAccountRequest) GetAccount() *Account {
@@ -1083,7 +1262,7 @@ type UpdateAccountResponse struct {
 
 func (x *UpdateAccountResponse) Reset() {
 	*x = UpdateAccountResponse{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[10]
+	mi := &file_mailbus_v1_account_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1274,7 @@ func (x *UpdateAccountResponse) String() string {
 func (*UpdateAccountResponse) ProtoMessage() {}
 
 func (x *UpdateAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[10]
+	mi := &file_mailbus_v1_account_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1287,7 @@ func (x *UpdateAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountResponse.ProtoReflect.Descriptor instead.
 func (*UpdateAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{10}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateAccountResponse) GetAccount() *Account {
@@ -1129,7 +1308,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[11]
+	mi := &file_mailbus_v1_account_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1320,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[11]
+	mi := &file_mailbus_v1_account_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1333,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{11}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteAccountRequest) GetAccountId() string {
@@ -1173,7 +1352,7 @@ type DeleteAccountResponse struct {
 
 func (x *DeleteAccountResponse) Reset() {
 	*x = DeleteAccountResponse{}
-	mi := &file_mailbus_v1_account_proto_msgTypes[12]
+	mi := &file_mailbus_v1_account_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1364,7 @@ func (x *DeleteAccountResponse) String() string {
 func (*DeleteAccountResponse) ProtoMessage() {}
 
 func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_account_proto_msgTypes[12]
+	mi := &file_mailbus_v1_account_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1377,7 @@ func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{12}
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{13}
 }
 
 var File_mailbus_v1_account_proto protoreflect.FileDescriptor
@@ -1206,7 +1385,15 @@ var File_mailbus_v1_account_proto protoreflect.FileDescriptor
 const file_mailbus_v1_account_proto_rawDesc = "" +
 	"\n" +
 	"\x18mailbus/v1/account.proto\x12\n" +
-	"mailbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n" +
+	"mailbus.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n" +
+	"\x11Oauth2Credentials\x126\n" +
+	"\bprovider\x18\x01 \x01(\x0e2\x1a.mailbus.v1.Oauth2ProviderR\bprovider\x12\x1b\n" +
+	"\ttoken_url\x18\x02 \x01(\tR\btokenUrl\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12#\n" +
+	"\rclient_secret\x18\x04 \x01(\tR\fclientSecret\x12#\n" +
+	"\rrefresh_token\x18\x05 \x01(\tR\frefreshToken\x12\x16\n" +
+	"\x06scopes\x18\x06 \x03(\tR\x06scopes\x12S\n" +
+	"\x18access_token_expire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x15accessTokenExpireTime\"\xe2\x01\n" +
 	"\fSyncProgress\x12!\n" +
 	"\ffolders_done\x18\x01 \x01(\rR\vfoldersDone\x12#\n" +
 	"\rfolders_total\x18\x02 \x01(\rR\ffoldersTotal\x12#\n" +
@@ -1222,7 +1409,7 @@ const file_mailbus_v1_account_proto_rawDesc = "" +
 	"\bprogress\x18\x03 \x01(\v2\x18.mailbus.v1.SyncProgressR\bprogress\x12F\n" +
 	"\x11last_success_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastSuccessTime\x12;\n" +
 	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x9f\x06\n" +
+	"updateTime\"\xd6\x06\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x120\n" +
@@ -1249,7 +1436,8 @@ const file_mailbus_v1_account_proto_rawDesc = "" +
 	"\vcreate_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"E\n" +
+	"updateTime\x125\n" +
+	"\x06oauth2\x18\x15 \x01(\v2\x1d.mailbus.v1.Oauth2CredentialsR\x06oauth2\"E\n" +
 	"\x14CreateAccountRequest\x12-\n" +
 	"\aaccount\x18\x01 \x01(\v2\x13.mailbus.v1.AccountR\aaccount\"F\n" +
 	"\x15CreateAccountResponse\x12-\n" +
@@ -1291,7 +1479,12 @@ const file_mailbus_v1_account_proto_rawDesc = "" +
 	"AuthMethod\x12\x1b\n" +
 	"\x17AUTH_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14AUTH_METHOD_PASSWORD\x10\x01\x12\x17\n" +
-	"\x13AUTH_METHOD_XOAUTH2\x10\x02*O\n" +
+	"\x13AUTH_METHOD_XOAUTH2\x10\x02*\x89\x01\n" +
+	"\x0eOauth2Provider\x12\x1f\n" +
+	"\x1bOAUTH2_PROVIDER_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16OAUTH2_PROVIDER_GOOGLE\x10\x01\x12\x1d\n" +
+	"\x19OAUTH2_PROVIDER_MICROSOFT\x10\x02\x12\x1b\n" +
+	"\x17OAUTH2_PROVIDER_GENERIC\x10\x03*O\n" +
 	"\bPop3Mode\x12\x19\n" +
 	"\x15POP3_MODE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePOP3_MODE_KEEP\x10\x01\x12\x14\n" +
@@ -1323,67 +1516,72 @@ func file_mailbus_v1_account_proto_rawDescGZIP() []byte {
 	return file_mailbus_v1_account_proto_rawDescData
 }
 
-var file_mailbus_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mailbus_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_mailbus_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_mailbus_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_mailbus_v1_account_proto_goTypes = []any{
 	(Protocol)(0),                 // 0: mailbus.v1.Protocol
 	(Security)(0),                 // 1: mailbus.v1.Security
 	(AuthMethod)(0),               // 2: mailbus.v1.AuthMethod
-	(Pop3Mode)(0),                 // 3: mailbus.v1.Pop3Mode
-	(SyncState)(0),                // 4: mailbus.v1.SyncState
-	(*SyncProgress)(nil),          // 5: mailbus.v1.SyncProgress
-	(*AccountStatus)(nil),         // 6: mailbus.v1.AccountStatus
-	(*Account)(nil),               // 7: mailbus.v1.Account
-	(*CreateAccountRequest)(nil),  // 8: mailbus.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil), // 9: mailbus.v1.CreateAccountResponse
-	(*GetAccountRequest)(nil),     // 10: mailbus.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),    // 11: mailbus.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),   // 12: mailbus.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),  // 13: mailbus.v1.ListAccountsResponse
-	(*UpdateAccountRequest)(nil),  // 14: mailbus.v1.UpdateAccountRequest
-	(*UpdateAccountResponse)(nil), // 15: mailbus.v1.UpdateAccountResponse
-	(*DeleteAccountRequest)(nil),  // 16: mailbus.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil), // 17: mailbus.v1.DeleteAccountResponse
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil), // 20: google.protobuf.FieldMask
+	(Oauth2Provider)(0),           // 3: mailbus.v1.Oauth2Provider
+	(Pop3Mode)(0),                 // 4: mailbus.v1.Pop3Mode
+	(SyncState)(0),                // 5: mailbus.v1.SyncState
+	(*Oauth2Credentials)(nil),     // 6: mailbus.v1.Oauth2Credentials
+	(*SyncProgress)(nil),          // 7: mailbus.v1.SyncProgress
+	(*AccountStatus)(nil),         // 8: mailbus.v1.AccountStatus
+	(*Account)(nil),               // 9: mailbus.v1.Account
+	(*CreateAccountRequest)(nil),  // 10: mailbus.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil), // 11: mailbus.v1.CreateAccountResponse
+	(*GetAccountRequest)(nil),     // 12: mailbus.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),    // 13: mailbus.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),   // 14: mailbus.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),  // 15: mailbus.v1.ListAccountsResponse
+	(*UpdateAccountRequest)(nil),  // 16: mailbus.v1.UpdateAccountRequest
+	(*UpdateAccountResponse)(nil), // 17: mailbus.v1.UpdateAccountResponse
+	(*DeleteAccountRequest)(nil),  // 18: mailbus.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil), // 19: mailbus.v1.DeleteAccountResponse
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil), // 22: google.protobuf.FieldMask
 }
 var file_mailbus_v1_account_proto_depIdxs = []int32{
-	4,  // 0: mailbus.v1.AccountStatus.state:type_name -> mailbus.v1.SyncState
-	5,  // 1: mailbus.v1.AccountStatus.progress:type_name -> mailbus.v1.SyncProgress
-	18, // 2: mailbus.v1.AccountStatus.last_success_time:type_name -> google.protobuf.Timestamp
-	18, // 3: mailbus.v1.AccountStatus.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: mailbus.v1.Account.protocol:type_name -> mailbus.v1.Protocol
-	1,  // 5: mailbus.v1.Account.security:type_name -> mailbus.v1.Security
-	2,  // 6: mailbus.v1.Account.auth_method:type_name -> mailbus.v1.AuthMethod
-	3,  // 7: mailbus.v1.Account.pop3_mode:type_name -> mailbus.v1.Pop3Mode
-	19, // 8: mailbus.v1.Account.poll_interval:type_name -> google.protobuf.Duration
-	6,  // 9: mailbus.v1.Account.status:type_name -> mailbus.v1.AccountStatus
-	18, // 10: mailbus.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	18, // 11: mailbus.v1.Account.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 12: mailbus.v1.CreateAccountRequest.account:type_name -> mailbus.v1.Account
-	7,  // 13: mailbus.v1.CreateAccountResponse.account:type_name -> mailbus.v1.Account
-	7,  // 14: mailbus.v1.GetAccountResponse.account:type_name -> mailbus.v1.Account
-	0,  // 15: mailbus.v1.ListAccountsRequest.protocol:type_name -> mailbus.v1.Protocol
-	7,  // 16: mailbus.v1.ListAccountsResponse.accounts:type_name -> mailbus.v1.Account
-	7,  // 17: mailbus.v1.UpdateAccountRequest.account:type_name -> mailbus.v1.Account
-	20, // 18: mailbus.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 19: mailbus.v1.UpdateAccountResponse.account:type_name -> mailbus.v1.Account
-	8,  // 20: mailbus.v1.AccountService.CreateAccount:input_type -> mailbus.v1.CreateAccountRequest
-	10, // 21: mailbus.v1.AccountService.GetAccount:input_type -> mailbus.v1.GetAccountRequest
-	12, // 22: mailbus.v1.AccountService.ListAccounts:input_type -> mailbus.v1.ListAccountsRequest
-	14, // 23: mailbus.v1.AccountService.UpdateAccount:input_type -> mailbus.v1.UpdateAccountRequest
-	16, // 24: mailbus.v1.AccountService.DeleteAccount:input_type -> mailbus.v1.DeleteAccountRequest
-	9,  // 25: mailbus.v1.AccountService.CreateAccount:output_type -> mailbus.v1.CreateAccountResponse
-	11, // 26: mailbus.v1.AccountService.GetAccount:output_type -> mailbus.v1.GetAccountResponse
-	13, // 27: mailbus.v1.AccountService.ListAccounts:output_type -> mailbus.v1.ListAccountsResponse
-	15, // 28: mailbus.v1.AccountService.UpdateAccount:output_type -> mailbus.v1.UpdateAccountResponse
-	17, // 29: mailbus.v1.AccountService.DeleteAccount:output_type -> mailbus.v1.DeleteAccountResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	3,  // 0: mailbus.v1.Oauth2Credentials.provider:type_name -> mailbus.v1.Oauth2Provider
+	20, // 1: mailbus.v1.Oauth2Credentials.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 2: mailbus.v1.AccountStatus.state:type_name -> mailbus.v1.SyncState
+	7,  // 3: mailbus.v1.AccountStatus.progress:type_name -> mailbus.v1.SyncProgress
+	20, // 4: mailbus.v1.AccountStatus.last_success_time:type_name -> google.protobuf.Timestamp
+	20, // 5: mailbus.v1.AccountStatus.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: mailbus.v1.Account.protocol:type_name -> mailbus.v1.Protocol
+	1,  // 7: mailbus.v1.Account.security:type_name -> mailbus.v1.Security
+	2,  // 8: mailbus.v1.Account.auth_method:type_name -> mailbus.v1.AuthMethod
+	4,  // 9: mailbus.v1.Account.pop3_mode:type_name -> mailbus.v1.Pop3Mode
+	21, // 10: mailbus.v1.Account.poll_interval:type_name -> google.protobuf.Duration
+	8,  // 11: mailbus.v1.Account.status:type_name -> mailbus.v1.AccountStatus
+	20, // 12: mailbus.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	20, // 13: mailbus.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 14: mailbus.v1.Account.oauth2:type_name -> mailbus.v1.Oauth2Credentials
+	9,  // 15: mailbus.v1.CreateAccountRequest.account:type_name -> mailbus.v1.Account
+	9,  // 16: mailbus.v1.CreateAccountResponse.account:type_name -> mailbus.v1.Account
+	9,  // 17: mailbus.v1.GetAccountResponse.account:type_name -> mailbus.v1.Account
+	0,  // 18: mailbus.v1.ListAccountsRequest.protocol:type_name -> mailbus.v1.Protocol
+	9,  // 19: mailbus.v1.ListAccountsResponse.accounts:type_name -> mailbus.v1.Account
+	9,  // 20: mailbus.v1.UpdateAccountRequest.account:type_name -> mailbus.v1.Account
+	22, // 21: mailbus.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	9,  // 22: mailbus.v1.UpdateAccountResponse.account:type_name -> mailbus.v1.Account
+	10, // 23: mailbus.v1.AccountService.CreateAccount:input_type -> mailbus.v1.CreateAccountRequest
+	12, // 24: mailbus.v1.AccountService.GetAccount:input_type -> mailbus.v1.GetAccountRequest
+	14, // 25: mailbus.v1.AccountService.ListAccounts:input_type -> mailbus.v1.ListAccountsRequest
+	16, // 26: mailbus.v1.AccountService.UpdateAccount:input_type -> mailbus.v1.UpdateAccountRequest
+	18, // 27: mailbus.v1.AccountService.DeleteAccount:input_type -> mailbus.v1.DeleteAccountRequest
+	11, // 28: mailbus.v1.AccountService.CreateAccount:output_type -> mailbus.v1.CreateAccountResponse
+	13, // 29: mailbus.v1.AccountService.GetAccount:output_type -> mailbus.v1.GetAccountResponse
+	15, // 30: mailbus.v1.AccountService.ListAccounts:output_type -> mailbus.v1.ListAccountsResponse
+	17, // 31: mailbus.v1.AccountService.UpdateAccount:output_type -> mailbus.v1.UpdateAccountResponse
+	19, // 32: mailbus.v1.AccountService.DeleteAccount:output_type -> mailbus.v1.DeleteAccountResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_account_proto_init() }
@@ -1396,8 +1594,8 @@ func file_mailbus_v1_account_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_account_proto_rawDesc), len(file_mailbus_v1_account_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   13,
+			NumEnums:      6,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

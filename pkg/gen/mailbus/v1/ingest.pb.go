@@ -369,7 +369,11 @@ type GetAccountSecretRequest struct {
 	// refused (FAILED_PRECONDITION, reason STALE_LEASE), so only the
 	// current owner reads the secret; 0 (no ownership in use) is accepted
 	// only while the store has no token for the account.
-	LeaseToken    uint64 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	LeaseToken uint64 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	// OAuth 2.0 accounts: the server refused the access token returned
+	// before, so renew it now even if it has not expired (unless it was
+	// renewed since this request began). Ignored for other accounts.
+	Refresh       bool `protobuf:"varint,3,opt,name=refresh,proto3" json:"refresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,13 +422,27 @@ func (x *GetAccountSecretRequest) GetLeaseToken() uint64 {
 	return 0
 }
 
+func (x *GetAccountSecretRequest) GetRefresh() bool {
+	if x != nil {
+		return x.Refresh
+	}
+	return false
+}
+
 // GetAccountSecretResponse is the output of GetAccountSecret.
 type GetAccountSecretResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The password or access token.
+	// The password or access token. For an account with OAuth 2.0
+	// credentials, an access token valid for at least a few minutes, renewed
+	// by the store when needed; an account whose refresh token the
+	// authorization server refused (invalid_grant) is parked and the call
+	// fails with FAILED_PRECONDITION, ErrorInfo reason
+	// REAUTHORIZATION_NEEDED.
 	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
 	// The account generation the secret belongs to.
-	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	// OAuth 2.0 accounts: when the access token expires.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +489,13 @@ func (x *GetAccountSecretResponse) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *GetAccountSecretResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
 }
 
 // ReportAccountStatusRequest is the input of ReportAccountStatus.
@@ -3191,17 +3216,20 @@ const file_mailbus_v1_ingest_proto_rawDesc = "" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x1f\n" +
 	"\vaccount_ids\x18\x02 \x03(\tR\n" +
 	"accountIds\x12\x16\n" +
-	"\x06resync\x18\x03 \x01(\bR\x06resync\"Y\n" +
+	"\x06resync\x18\x03 \x01(\bR\x06resync\"s\n" +
 	"\x17GetAccountSecretRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
 	"\vlease_token\x18\x02 \x01(\x04R\n" +
-	"leaseToken\"R\n" +
+	"leaseToken\x12\x18\n" +
+	"\arefresh\x18\x03 \x01(\bR\arefresh\"\x8f\x01\n" +
 	"\x18GetAccountSecretResponse\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"\xaf\x01\n" +
+	"generation\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xaf\x01\n" +
 	"\x1aReportAccountStatusRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x121\n" +
@@ -3486,83 +3514,84 @@ var file_mailbus_v1_ingest_proto_goTypes = []any{
 	(*RebindMessagesRequest)(nil),         // 46: mailbus.v1.RebindMessagesRequest
 	(*RebindMessagesResponse)(nil),        // 47: mailbus.v1.RebindMessagesResponse
 	(Protocol)(0),                         // 48: mailbus.v1.Protocol
-	(*AccountStatus)(nil),                 // 49: mailbus.v1.AccountStatus
-	(MailboxRole)(0),                      // 50: mailbus.v1.MailboxRole
-	(*Mailbox)(nil),                       // 51: mailbus.v1.Mailbox
-	(*timestamppb.Timestamp)(nil),         // 52: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil),         // 49: google.protobuf.Timestamp
+	(*AccountStatus)(nil),                 // 50: mailbus.v1.AccountStatus
+	(MailboxRole)(0),                      // 51: mailbus.v1.MailboxRole
+	(*Mailbox)(nil),                       // 52: mailbus.v1.Mailbox
 }
 var file_mailbus_v1_ingest_proto_depIdxs = []int32{
 	48, // 0: mailbus.v1.WatchAccountsRequest.protocol:type_name -> mailbus.v1.Protocol
-	49, // 1: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
-	50, // 2: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
-	51, // 3: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
-	10, // 4: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
-	11, // 5: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	11, // 6: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
-	11, // 7: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
-	1,  // 8: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
-	52, // 9: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
-	18, // 10: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
-	1,  // 11: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
-	20, // 12: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
-	1,  // 13: mailbus.v1.UpstreamMessage.upstream:type_name -> mailbus.v1.UpstreamId
-	23, // 14: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
-	1,  // 15: mailbus.v1.UpstreamFlags.upstream:type_name -> mailbus.v1.UpstreamId
-	25, // 16: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
-	26, // 17: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
-	27, // 18: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
-	28, // 19: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
-	29, // 20: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
-	1,  // 21: mailbus.v1.ApplyUpstreamChangesResponse.deferred_flags:type_name -> mailbus.v1.UpstreamId
-	1,  // 22: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
-	32, // 23: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	32, // 24: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	32, // 25: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
-	52, // 26: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
-	52, // 27: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
-	33, // 28: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
-	34, // 29: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
-	35, // 30: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
-	36, // 31: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
-	37, // 32: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
-	38, // 33: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
-	39, // 34: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
-	40, // 35: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
-	1,  // 36: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
-	0,  // 37: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
-	43, // 38: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	43, // 39: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
-	2,  // 40: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
-	6,  // 41: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
-	8,  // 42: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
-	12, // 43: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
-	14, // 44: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
-	16, // 45: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
-	19, // 46: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
-	22, // 47: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
-	30, // 48: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
-	41, // 49: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
-	44, // 50: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
-	46, // 51: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
-	4,  // 52: mailbus.v1.IngestService.WatchAccounts:input_type -> mailbus.v1.WatchAccountsRequest
-	3,  // 53: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
-	7,  // 54: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
-	9,  // 55: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
-	13, // 56: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
-	15, // 57: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
-	17, // 58: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
-	21, // 59: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
-	24, // 60: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
-	31, // 61: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
-	42, // 62: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
-	45, // 63: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
-	47, // 64: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
-	5,  // 65: mailbus.v1.IngestService.WatchAccounts:output_type -> mailbus.v1.WatchAccountsResponse
-	53, // [53:66] is the sub-list for method output_type
-	40, // [40:53] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	49, // 1: mailbus.v1.GetAccountSecretResponse.expire_time:type_name -> google.protobuf.Timestamp
+	50, // 2: mailbus.v1.ReportAccountStatusRequest.status:type_name -> mailbus.v1.AccountStatus
+	51, // 3: mailbus.v1.UpstreamMailbox.role:type_name -> mailbus.v1.MailboxRole
+	52, // 4: mailbus.v1.MailboxSyncState.mailbox:type_name -> mailbus.v1.Mailbox
+	10, // 5: mailbus.v1.UpsertMailboxesRequest.mailboxes:type_name -> mailbus.v1.UpstreamMailbox
+	11, // 6: mailbus.v1.UpsertMailboxesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	11, // 7: mailbus.v1.ListMailboxSyncStatesResponse.mailboxes:type_name -> mailbus.v1.MailboxSyncState
+	11, // 8: mailbus.v1.SetMailboxSyncStateRequest.state:type_name -> mailbus.v1.MailboxSyncState
+	1,  // 9: mailbus.v1.IngestMeta.upstream:type_name -> mailbus.v1.UpstreamId
+	49, // 10: mailbus.v1.IngestMeta.internal_date:type_name -> google.protobuf.Timestamp
+	18, // 11: mailbus.v1.IngestMessagesRequest.meta:type_name -> mailbus.v1.IngestMeta
+	1,  // 12: mailbus.v1.IngestResult.upstream:type_name -> mailbus.v1.UpstreamId
+	20, // 13: mailbus.v1.IngestMessagesResponse.results:type_name -> mailbus.v1.IngestResult
+	1,  // 14: mailbus.v1.UpstreamMessage.upstream:type_name -> mailbus.v1.UpstreamId
+	23, // 15: mailbus.v1.ListUpstreamIdsResponse.messages:type_name -> mailbus.v1.UpstreamMessage
+	1,  // 16: mailbus.v1.UpstreamFlags.upstream:type_name -> mailbus.v1.UpstreamId
+	25, // 17: mailbus.v1.UpstreamChange.flags:type_name -> mailbus.v1.UpstreamFlags
+	26, // 18: mailbus.v1.UpstreamChange.expunge:type_name -> mailbus.v1.UpstreamExpunge
+	27, // 19: mailbus.v1.UpstreamChange.mailbox_rename:type_name -> mailbus.v1.UpstreamMailboxRename
+	28, // 20: mailbus.v1.UpstreamChange.mailbox_delete:type_name -> mailbus.v1.UpstreamMailboxDelete
+	29, // 21: mailbus.v1.ApplyUpstreamChangesRequest.changes:type_name -> mailbus.v1.UpstreamChange
+	1,  // 22: mailbus.v1.ApplyUpstreamChangesResponse.deferred_flags:type_name -> mailbus.v1.UpstreamId
+	1,  // 23: mailbus.v1.WriteBackTarget.upstream:type_name -> mailbus.v1.UpstreamId
+	32, // 24: mailbus.v1.FlagsWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	32, // 25: mailbus.v1.MoveWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	32, // 26: mailbus.v1.DeleteWriteBack.targets:type_name -> mailbus.v1.WriteBackTarget
+	49, // 27: mailbus.v1.AppendWriteBack.internal_date:type_name -> google.protobuf.Timestamp
+	49, // 28: mailbus.v1.WriteBack.create_time:type_name -> google.protobuf.Timestamp
+	33, // 29: mailbus.v1.WriteBack.flags:type_name -> mailbus.v1.FlagsWriteBack
+	34, // 30: mailbus.v1.WriteBack.move:type_name -> mailbus.v1.MoveWriteBack
+	35, // 31: mailbus.v1.WriteBack.delete:type_name -> mailbus.v1.DeleteWriteBack
+	36, // 32: mailbus.v1.WriteBack.append:type_name -> mailbus.v1.AppendWriteBack
+	37, // 33: mailbus.v1.WriteBack.create_mailbox:type_name -> mailbus.v1.CreateMailboxWriteBack
+	38, // 34: mailbus.v1.WriteBack.rename_mailbox:type_name -> mailbus.v1.RenameMailboxWriteBack
+	39, // 35: mailbus.v1.WriteBack.delete_mailbox:type_name -> mailbus.v1.DeleteMailboxWriteBack
+	40, // 36: mailbus.v1.ListPendingWriteBacksResponse.writebacks:type_name -> mailbus.v1.WriteBack
+	1,  // 37: mailbus.v1.UpstreamPlacement.upstream:type_name -> mailbus.v1.UpstreamId
+	0,  // 38: mailbus.v1.AckWriteBackRequest.outcome:type_name -> mailbus.v1.WriteBackOutcome
+	43, // 39: mailbus.v1.AckWriteBackRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	43, // 40: mailbus.v1.RebindMessagesRequest.placements:type_name -> mailbus.v1.UpstreamPlacement
+	2,  // 41: mailbus.v1.IngestService.ClaimAccount:input_type -> mailbus.v1.ClaimAccountRequest
+	6,  // 42: mailbus.v1.IngestService.GetAccountSecret:input_type -> mailbus.v1.GetAccountSecretRequest
+	8,  // 43: mailbus.v1.IngestService.ReportAccountStatus:input_type -> mailbus.v1.ReportAccountStatusRequest
+	12, // 44: mailbus.v1.IngestService.UpsertMailboxes:input_type -> mailbus.v1.UpsertMailboxesRequest
+	14, // 45: mailbus.v1.IngestService.ListMailboxSyncStates:input_type -> mailbus.v1.ListMailboxSyncStatesRequest
+	16, // 46: mailbus.v1.IngestService.SetMailboxSyncState:input_type -> mailbus.v1.SetMailboxSyncStateRequest
+	19, // 47: mailbus.v1.IngestService.IngestMessages:input_type -> mailbus.v1.IngestMessagesRequest
+	22, // 48: mailbus.v1.IngestService.ListUpstreamIds:input_type -> mailbus.v1.ListUpstreamIdsRequest
+	30, // 49: mailbus.v1.IngestService.ApplyUpstreamChanges:input_type -> mailbus.v1.ApplyUpstreamChangesRequest
+	41, // 50: mailbus.v1.IngestService.ListPendingWriteBacks:input_type -> mailbus.v1.ListPendingWriteBacksRequest
+	44, // 51: mailbus.v1.IngestService.AckWriteBack:input_type -> mailbus.v1.AckWriteBackRequest
+	46, // 52: mailbus.v1.IngestService.RebindMessages:input_type -> mailbus.v1.RebindMessagesRequest
+	4,  // 53: mailbus.v1.IngestService.WatchAccounts:input_type -> mailbus.v1.WatchAccountsRequest
+	3,  // 54: mailbus.v1.IngestService.ClaimAccount:output_type -> mailbus.v1.ClaimAccountResponse
+	7,  // 55: mailbus.v1.IngestService.GetAccountSecret:output_type -> mailbus.v1.GetAccountSecretResponse
+	9,  // 56: mailbus.v1.IngestService.ReportAccountStatus:output_type -> mailbus.v1.ReportAccountStatusResponse
+	13, // 57: mailbus.v1.IngestService.UpsertMailboxes:output_type -> mailbus.v1.UpsertMailboxesResponse
+	15, // 58: mailbus.v1.IngestService.ListMailboxSyncStates:output_type -> mailbus.v1.ListMailboxSyncStatesResponse
+	17, // 59: mailbus.v1.IngestService.SetMailboxSyncState:output_type -> mailbus.v1.SetMailboxSyncStateResponse
+	21, // 60: mailbus.v1.IngestService.IngestMessages:output_type -> mailbus.v1.IngestMessagesResponse
+	24, // 61: mailbus.v1.IngestService.ListUpstreamIds:output_type -> mailbus.v1.ListUpstreamIdsResponse
+	31, // 62: mailbus.v1.IngestService.ApplyUpstreamChanges:output_type -> mailbus.v1.ApplyUpstreamChangesResponse
+	42, // 63: mailbus.v1.IngestService.ListPendingWriteBacks:output_type -> mailbus.v1.ListPendingWriteBacksResponse
+	45, // 64: mailbus.v1.IngestService.AckWriteBack:output_type -> mailbus.v1.AckWriteBackResponse
+	47, // 65: mailbus.v1.IngestService.RebindMessages:output_type -> mailbus.v1.RebindMessagesResponse
+	5,  // 66: mailbus.v1.IngestService.WatchAccounts:output_type -> mailbus.v1.WatchAccountsResponse
+	54, // [54:67] is the sub-list for method output_type
+	41, // [41:54] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_ingest_proto_init() }
