@@ -31,6 +31,12 @@ const ReasonStaleLease = "STALE_LEASE"
 // that generation is about to be replaced.
 const ReasonStaleGeneration = "STALE_GENERATION"
 
+// ReasonReauthorizationNeeded is the ErrorInfo reason of GetAccountSecret
+// for an OAuth 2.0 account whose refresh token the authorization server
+// refused (invalid_grant): the store has parked the account until it is
+// updated with new credentials. A fetcher parks it too and stops.
+const ReasonReauthorizationNeeded = "REAUTHORIZATION_NEEDED"
+
 // toStatus maps an error to a gRPC status. Unexpected errors are logged and
 // reported as INTERNAL without their detail.
 func toStatus(ctx context.Context, log *slog.Logger, err error) error {
@@ -66,6 +72,15 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 			st = d
 		}
 		return st.Err()
+	case errors.Is(err, db.ErrReauthorization):
+		st := status.New(codes.FailedPrecondition, err.Error()+": the OAuth server refused the refresh token (invalid_grant); the account is parked until it is updated")
+		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonReauthorizationNeeded, Domain: ErrorDomain}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, db.ErrTokenEndpoint):
+		// The error names the endpoint and what went wrong, never a token.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, db.ErrPrecondition):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, db.ErrTooLarge):

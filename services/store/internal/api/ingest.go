@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/db"
@@ -99,13 +100,19 @@ func (s *Ingest) ClaimAccount(ctx context.Context, req *mailbusv1.ClaimAccountRe
 }
 
 // GetAccountSecret implements IngestService: the interceptors let only
-// service tokens call it, and the lease token must be the current one.
+// service tokens call it, and the lease token must be the current one. For
+// an OAuth 2.0 account it returns a valid access token, renewed by the
+// store when needed (req.Refresh: at once).
 func (s *Ingest) GetAccountSecret(ctx context.Context, req *mailbusv1.GetAccountSecretRequest) (*mailbusv1.GetAccountSecretResponse, error) {
-	secret, gen, err := s.DB.WithLeaseToken(req.LeaseToken).AccountSecret(ctx, req.AccountId)
+	sec, err := s.DB.WithLeaseToken(req.LeaseToken).LoginSecret(ctx, req.AccountId, req.Refresh)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
-	return &mailbusv1.GetAccountSecretResponse{Secret: secret, Generation: gen}, nil
+	resp := &mailbusv1.GetAccountSecretResponse{Secret: sec.Secret, Generation: sec.Generation}
+	if !sec.Expiry.IsZero() {
+		resp.ExpireTime = timestamppb.New(sec.Expiry)
+	}
+	return resp, nil
 }
 
 // ReportAccountStatus implements IngestService.

@@ -15,14 +15,13 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
-	"github.com/mailbus/mailbus/pkg/secretbox"
 )
 
 // DefaultPollInterval applies when an account does not set one.
 const DefaultPollInterval = 60 * time.Second
 
 // accountColumns is what scanAccount reads.
-const accountColumns = `id, name, protocol, config, secret IS NOT NULL, status, modseq, generation, created_at, updated_at`
+const accountColumns = `id, name, protocol, config, secret IS NOT NULL, status, modseq, generation, created_at, updated_at, oauth_expires_at`
 
 // ValidateAccount checks an account's configuration and fills defaults. It
 // names the offending field in its error.
@@ -59,6 +58,9 @@ func ValidateAccount(a *mailbusv1.Account) error {
 	}
 	if err := accountfield.CheckText("username", a.Username); err != nil {
 		return fieldInvalid(err)
+	}
+	if err := validateOAuth2(a); err != nil {
+		return err
 	}
 	if a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_UNSPECIFIED {
 		a.AuthMethod = mailbusv1.AuthMethod_AUTH_METHOD_PASSWORD
@@ -124,6 +126,9 @@ func secretRequired() error {
 func configOf(a *mailbusv1.Account) ([]byte, error) {
 	c := proto.Clone(a).(*mailbusv1.Account)
 	c.Id, c.Secret, c.Status, c.Generation, c.State, c.CreateTime, c.UpdateTime = "", "", nil, 0, 0, nil, nil
+	if c.Oauth2 != nil {
+		c.Oauth2.ClientSecret, c.Oauth2.RefreshToken, c.Oauth2.AccessTokenExpireTime = "", "", nil
+	}
 	return proto.Marshal(c)
 }
 
@@ -136,7 +141,10 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 	if err := ValidateAccount(a); err != nil {
 		return nil, err
 	}
-	if a.Secret == "" {
+	if a.Oauth2 != nil && a.Oauth2.RefreshToken == "" {
+		return nil, refreshTokenRequired()
+	}
+	if a.Secret == "" && a.Oauth2 == nil {
 		return nil, secretRequired()
 	}
 	config, err := configOf(a)
@@ -157,7 +165,11 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 			a.Name, int(a.Protocol), config, now, now).Scan(&id); err != nil {
 			return fmt.Errorf("db: create account: %w", err)
 		}
-		if a.Secret != "" {
+		if a.Oauth2 != nil {
+			if err := t.setOAuthSecret(ctx, id, &oauthSecret{ClientSecret: a.Oauth2.ClientSecret, RefreshToken: a.Oauth2.RefreshToken}); err != nil {
+				return err
+			}
+		} else if a.Secret != "" {
 			if err := t.setSecret(ctx, id, a.Secret); err != nil {
 				return err
 			}
@@ -217,12 +229,13 @@ type scanner interface{ Scan(...any) error }
 func scanAccount(s scanner) (*mailbusv1.Account, error) {
 	var (
 		id, modseq, generation, created, updated int64
+		oauthExpiry                              int64
 		name                                     string
 		protocol                                 int
 		config, status                           []byte
 		hasSecret                                bool
 	)
-	if err := s.Scan(&id, &name, &protocol, &config, &hasSecret, &status, &modseq, &generation, &created, &updated); err != nil {
+	if err := s.Scan(&id, &name, &protocol, &config, &hasSecret, &status, &modseq, &generation, &created, &updated, &oauthExpiry); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, err
 		}
@@ -236,6 +249,9 @@ func scanAccount(s scanner) (*mailbusv1.Account, error) {
 	a.Generation, a.State = uint64(generation), uint64(modseq)
 	a.CreateTime = timestamppb.New(time.UnixMicro(created))
 	a.UpdateTime = timestamppb.New(time.UnixMicro(updated))
+	if a.Oauth2 != nil && oauthExpiry > 0 {
+		a.Oauth2.AccessTokenExpireTime = timestamppb.New(time.UnixMicro(oauthExpiry))
+	}
 	a.Status = &mailbusv1.AccountStatus{}
 	if len(status) > 0 {
 		if err := proto.Unmarshal(status, a.Status); err != nil {
@@ -290,11 +306,20 @@ var updatable = map[string]func(dst, src *mailbusv1.Account){
 	"folder_include":       func(d, s *mailbusv1.Account) { d.FolderInclude = s.FolderInclude },
 	"folder_exclude":       func(d, s *mailbusv1.Account) { d.FolderExclude = s.FolderExclude },
 	"idle_folders":         func(d, s *mailbusv1.Account) { d.IdleFolders = s.IdleFolders },
+	"oauth2":               func(d, s *mailbusv1.Account) { d.Oauth2 = proto.Clone(s.GetOauth2()).(*mailbusv1.Oauth2Credentials) },
+	// The sealed parts of oauth2 alone (oauthUpdate); the config keeps the
+	// rest.
+	"oauth2.refresh_token": func(d, s *mailbusv1.Account) {},
+	"oauth2.client_secret": func(d, s *mailbusv1.Account) {},
 }
 
 // secretClearedReason is the status reason of an account whose secret
 // UpdateAccount cleared.
-func secretClearedReason(name string) string {
+func secretClearedReason(a *mailbusv1.Account) string {
+	if a.Oauth2 != nil {
+		return fmt.Sprintf("the server's host, port or security changed, so the stored OAuth credentials were cleared (they are never sent to a server they were not given for): give them again with `mailbus account update %s --refresh-token-file FILE --client-secret-file FILE`", a.Name)
+	}
+	name := a.Name
 	return fmt.Sprintf("the server's host, port or security changed, so the stored password was cleared (it is never sent to a server it was not given for): set it again with `mailbus account update %s --password`", name)
 }
 
@@ -327,6 +352,8 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 	if containsPath(paths, "secret") && a.Secret == "" {
 		return nil, secretRequired()
 	}
+	// givesSecret: the update brings what a fetcher logs in with.
+	givesSecret := containsPath(paths, "secret") || (containsPath(paths, "oauth2") && a.GetOauth2() != nil) || containsPath(paths, "oauth2.refresh_token")
 	for _, p := range paths {
 		if _, ok := updatable[p]; !ok {
 			if p == "protocol" {
@@ -348,12 +375,22 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 		for _, p := range paths {
 			updatable[p](cur, a)
 		}
-		clearSecret := !containsPath(paths, "secret") && endpointChanged(before, cur)
+		if before.Oauth2 == nil && cur.Oauth2 == nil && (containsPath(paths, "oauth2.refresh_token") || containsPath(paths, "oauth2.client_secret")) {
+			return invalid("update_mask", "the account has no oauth2 credentials: set all of them with the path \"oauth2\"")
+		}
+		if before.Oauth2 != nil && cur.Oauth2 == nil && !containsPath(paths, "secret") {
+			return invalid("account.secret", "required when oauth2 is removed: the password or token for the server")
+		}
+		oauth, err := t.oauthUpdate(ctx, id, a, paths)
+		if err != nil {
+			return err
+		}
+		clearSecret := !givesSecret && endpointChanged(before, cur)
 		// An account whose secret was cleared stays parked until an update
 		// gives it one: un-parking it would let a fetcher log in without
 		// the password.
 		noSecret := clearSecret
-		if !noSecret && !containsPath(paths, "secret") {
+		if !noSecret && !givesSecret {
 			var missing int
 			if err := t.queryRow(ctx, `SELECT CASE WHEN secret IS NULL THEN 1 ELSE 0 END FROM accounts WHERE id = ?`, id).Scan(&missing); err != nil {
 				return fmt.Errorf("db: update account: %w", err)
@@ -384,7 +421,7 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 		switch {
 		case noSecret:
 			if status.GetState() != mailbusv1.SyncState_SYNC_STATE_PARKED || clearSecret {
-				status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: secretClearedReason(cur.Name), UpdateTime: timestamppb.New(t.d.now())}
+				status = &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: secretClearedReason(cur), UpdateTime: timestamppb.New(t.d.now())}
 				changed = true
 			}
 		case status.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED:
@@ -415,8 +452,19 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			}
 			return nil
 		}
+		if oauth != nil {
+			return t.setOAuthSecret(ctx, id, oauth)
+		}
 		if containsPath(paths, "secret") {
+			if _, err := t.exec(ctx, `UPDATE accounts SET oauth_expires_at = 0, oauth_refresh_until = 0, reauth_needed = 0 WHERE id = ?`, id); err != nil {
+				return fmt.Errorf("db: update account: %w", err)
+			}
 			return t.setSecret(ctx, id, a.Secret)
+		}
+		// Any update tries again: an account parked for re-authorization
+		// asks the token endpoint once more.
+		if _, err := t.exec(ctx, `UPDATE accounts SET reauth_needed = 0 WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("db: update account: %w", err)
 		}
 		return nil
 	})
@@ -477,34 +525,50 @@ func (d *DB) DeleteAccount(ctx context.Context, id string) error {
 // does not read the password any more. Unlike a write it never raises the
 // stored token: the new owner claims (ClaimAccount) before it reads.
 func (d *DB) AccountSecret(ctx context.Context, id string) (string, uint64, error) {
+	sec, err := d.LoginSecret(ctx, id, false)
+	return sec.Secret, sec.Generation, err
+}
+
+// LoginSecret is AccountSecret with the expiry of an OAuth 2.0 access
+// token. For an account with OAuth 2.0 credentials it returns an access
+// token renewed when it is about to expire, or at once when refresh is
+// set (the server refused the one returned before); it fails with
+// ErrReauthorization when the authorization server refused the refresh
+// token (the account is parked), and with ErrTokenEndpoint when the token
+// endpoint failed (temporary).
+func (d *DB) LoginSecret(ctx context.Context, id string, refresh bool) (Secret, error) {
 	n, err := parseID("account_id", id)
 	if err != nil {
-		return "", 0, err
+		return Secret{}, err
 	}
-	var sealed []byte
+	var sealed, config []byte
 	var gen int64
 	var protocol int
-	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT secret, generation, protocol FROM accounts WHERE id = ?`), n).Scan(&sealed, &gen, &protocol)
+	err = d.r.QueryRowContext(ctx, d.rebind(`SELECT secret, generation, protocol, config FROM accounts WHERE id = ?`), n).Scan(&sealed, &gen, &protocol, &config)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", 0, notFound("account", id)
+		return Secret{}, notFound("account", id)
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("db: read secret: %w", err)
+		return Secret{}, fmt.Errorf("db: read secret: %w", err)
 	}
 	if err := d.checkLeaseToken(ctx, n, mailbusv1.Protocol(protocol)); err != nil {
-		return "", 0, err
+		return Secret{}, err
+	}
+	cfg := &mailbusv1.Account{}
+	if err := proto.Unmarshal(config, cfg); err != nil {
+		return Secret{}, fmt.Errorf("db: account %d config: %w", n, err)
+	}
+	if cfg.Oauth2 != nil {
+		return d.accessToken(ctx, n, refresh)
 	}
 	if sealed == nil {
-		return "", uint64(gen), nil
+		return Secret{Generation: uint64(gen)}, nil
 	}
-	plain, err := d.secrets.Open(sealed, "account/"+formatID(n))
-	if errors.Is(err, secretbox.ErrNoKey) {
-		return "", 0, fmt.Errorf("db: open secret of account %s: %w: %w (a key rotation not finished? give the store the old key too)", id, ErrPrecondition, err)
-	}
+	plain, err := d.openSecret(sealed, n)
 	if err != nil {
-		return "", 0, fmt.Errorf("db: open secret of account %s: %w", id, err)
+		return Secret{}, err
 	}
-	return string(plain), uint64(gen), nil
+	return Secret{Secret: string(plain), Generation: uint64(gen)}, nil
 }
 
 // ErrStaleGeneration means a fetcher reported the status of an account
@@ -548,11 +612,18 @@ func (d *DB) ReportGenerationStatus(ctx context.Context, id string, generation u
 		}
 		var old []byte
 		var current int64
-		if err := t.queryRow(ctx, `SELECT status, generation FROM accounts WHERE id = ?`, n).Scan(&old, &current); err != nil {
+		var reauth int
+		if err := t.queryRow(ctx, `SELECT status, generation, reauth_needed FROM accounts WHERE id = ?`, n).Scan(&old, &current, &reauth); err != nil {
 			return fmt.Errorf("db: read status: %w", err)
 		}
 		if generation != 0 && generation != uint64(current) {
 			return fmt.Errorf("account %d: status of generation %d, the account has generation %d: %w", n, generation, current, ErrStaleGeneration)
+		}
+		if reauth != 0 {
+			// Parked by the store for re-authorization (invalid_grant)
+			// until an update: what a fetcher reports meanwhile (it could
+			// not get a token) must not hide the reason.
+			return nil
 		}
 		prev := &mailbusv1.AccountStatus{}
 		if len(old) > 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,6 +60,9 @@ type Config struct {
 	BlobFileMin int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OAuthHTTP makes the requests to OAuth 2.0 token endpoints; nil means
+	// a client with a 30 s timeout.
+	OAuthHTTP *http.Client
 	// NoMigrate opens the database without applying migrations, to read
 	// its SchemaStatus or Migrate it explicitly (mailbus-store migrate); a
 	// missing SQLite database is then an error, not a new one.
@@ -92,6 +96,8 @@ type DB struct {
 	// leaseToken is the fetcher lease token of a WithLeaseToken view (DB
 	// is copied there: keep its fields shareable).
 	leaseToken uint64
+	// oauthHTTP requests OAuth 2.0 access tokens.
+	oauthHTTP *http.Client
 }
 
 // Open opens (creating if needed) the database and applies migrations.
@@ -99,7 +105,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.Secrets == nil {
 		return nil, errors.New("db: no secrets box")
 	}
-	d := &DB{secrets: cfg.Secrets, maxSize: cfg.MaxMessageSize, now: cfg.Now}
+	d := &DB{secrets: cfg.Secrets, maxSize: cfg.MaxMessageSize, now: cfg.Now, oauthHTTP: cfg.OAuthHTTP}
+	if d.oauthHTTP == nil {
+		d.oauthHTTP = defaultOAuthHTTP()
+	}
 	if d.maxSize <= 0 {
 		d.maxSize = 64 << 20
 	}

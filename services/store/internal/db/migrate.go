@@ -163,6 +163,13 @@ CREATE TABLE api_token_accounts (
 )`},
 	// 8: API tokens expire (issue 16): 0 is never.
 	{name: "API tokens expire", both: `ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT NOT NULL DEFAULT 0`},
+	// 9: OAuth 2.0 accounts (issue 14, decision 0036): the access token's
+	// expiry (shown by GetAccount; the token itself is in the sealed
+	// secret), the claim on a refresh in flight (Unix microseconds until
+	// it lapses), and the parking for re-authorization after invalid_grant.
+	{name: "OAuth 2.0 token refresh", both: `ALTER TABLE accounts ADD COLUMN oauth_expires_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN oauth_refresh_until BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN reauth_needed INTEGER NOT NULL DEFAULT 0`},
 }
 
 // ErrSchemaNewer is returned when the database has migrations this
