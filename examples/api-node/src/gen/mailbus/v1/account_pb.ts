@@ -12,7 +12,76 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mailbus/v1/account.proto.
  */
 export const file_mailbus_v1_account: GenFile = /*@__PURE__*/
-  fileDesc("ChhtYWlsYnVzL3YxL2FjY291bnQucHJvdG8SCm1haWxidXMudjEikwEKDFN5bmNQcm9ncmVzcxIUCgxmb2xkZXJzX2RvbmUYASABKA0SFQoNZm9sZGVyc190b3RhbBgCIAEoDRIVCg1tZXNzYWdlc19kb25lGAMgASgEEhYKDm1lc3NhZ2VzX3RvdGFsGAQgASgEEhIKCmJ5dGVzX2RvbmUYBSABKAQSEwoLYnl0ZXNfdG90YWwYBiABKAQi2QEKDUFjY291bnRTdGF0dXMSJAoFc3RhdGUYASABKA4yFS5tYWlsYnVzLnYxLlN5bmNTdGF0ZRIOCgZyZWFzb24YAiABKAkSKgoIcHJvZ3Jlc3MYAyABKAsyGC5tYWlsYnVzLnYxLlN5bmNQcm9ncmVzcxI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0ECgdBY2NvdW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJgoIcHJvdG9jb2wYAyABKA4yFC5tYWlsYnVzLnYxLlByb3RvY29sEgwKBGhvc3QYBCABKAkSDAoEcG9ydBgFIAEoDRImCghzZWN1cml0eRgGIAEoDjIULm1haWxidXMudjEuU2VjdXJpdHkSHAoUaW5zZWN1cmVfc2tpcF92ZXJpZnkYByABKAgSEAoIdXNlcm5hbWUYCCABKAkSKwoLYXV0aF9tZXRob2QYCSABKA4yFi5tYWlsYnVzLnYxLkF1dGhNZXRob2QSDgoGc2VjcmV0GAogASgJEicKCXBvcDNfbW9kZRgLIAEoDjIULm1haWxidXMudjEuUG9wM01vZGUSMAoNcG9sbF9pbnRlcnZhbBgMIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5mb2xkZXJfaW5jbHVkZRgNIAMoCRIWCg5mb2xkZXJfZXhjbHVkZRgOIAMoCRIUCgxpZGxlX2ZvbGRlcnMYDyADKAkSKQoGc3RhdHVzGBAgASgLMhkubWFpbGJ1cy52MS5BY2NvdW50U3RhdHVzEhIKCmdlbmVyYXRpb24YESABKAQSDQoFc3RhdGUYEiABKAQSLwoLY3JlYXRlX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI8ChRDcmVhdGVBY2NvdW50UmVxdWVzdBIkCgdhY2NvdW50GAEgASgLMhMubWFpbGJ1cy52MS5BY2NvdW50Ij0KFUNyZWF0ZUFjY291bnRSZXNwb25zZRIkCgdhY2NvdW50GAEgASgLMhMubWFpbGJ1cy52MS5BY2NvdW50IjUKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCSI6ChJHZXRBY2NvdW50UmVzcG9uc2USJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCJkChNMaXN0QWNjb3VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEiYKCHByb3RvY29sGAMgASgOMhQubWFpbGJ1cy52MS5Qcm90b2NvbCJWChRMaXN0QWNjb3VudHNSZXNwb25zZRIlCghhY2NvdW50cxgBIAMoCzITLm1haWxidXMudjEuQWNjb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkibQoUVXBkYXRlQWNjb3VudFJlcXVlc3QSJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudBIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siPQoVVXBkYXRlQWNjb3VudFJlc3BvbnNlEiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQiKgoURGVsZXRlQWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSIXChVEZWxldGVBY2NvdW50UmVzcG9uc2UqSgoIUHJvdG9jb2wSGAoUUFJPVE9DT0xfVU5TUEVDSUZJRUQQABIRCg1QUk9UT0NPTF9JTUFQEAESEQoNUFJPVE9DT0xfUE9QMxACKmAKCFNlY3VyaXR5EhgKFFNFQ1VSSVRZX1VOU1BFQ0lGSUVEEAASEAoMU0VDVVJJVFlfVExTEAESFQoRU0VDVVJJVFlfU1RBUlRUTFMQAhIRCg1TRUNVUklUWV9OT05FEAMqXAoKQXV0aE1ldGhvZBIbChdBVVRIX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFEFVVEhfTUVUSE9EX1BBU1NXT1JEEAESFwoTQVVUSF9NRVRIT0RfWE9BVVRIMhACKk8KCFBvcDNNb2RlEhkKFVBPUDNfTU9ERV9VTlNQRUNJRklFRBAAEhIKDlBPUDNfTU9ERV9LRUVQEAESFAoQUE9QM19NT0RFX0RFTEVURRACKqEBCglTeW5jU3RhdGUSGgoWU1lOQ19TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NZTkNfU1RBVEVfSU5JVElBTF9TWU5DEAESEwoPU1lOQ19TVEFURV9JRExFEAISFgoSU1lOQ19TVEFURV9TWU5DSU5HEAMSFwoTU1lOQ19TVEFURV9SRVRSWUlORxAEEhUKEVNZTkNfU1RBVEVfUEFSS0VEEAUysgMKDkFjY291bnRTZXJ2aWNlElQKDUNyZWF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USSwoKR2V0QWNjb3VudBIdLm1haWxidXMudjEuR2V0QWNjb3VudFJlcXVlc3QaHi5tYWlsYnVzLnYxLkdldEFjY291bnRSZXNwb25zZRJRCgxMaXN0QWNjb3VudHMSHy5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaIC5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlElQKDVVwZGF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLlVwZGF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5VcGRhdGVBY2NvdW50UmVzcG9uc2USVAoNRGVsZXRlQWNjb3VudBIgLm1haWxidXMudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIS5tYWlsYnVzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZUI5WjdnaXRodWIuY29tL21haWxidXMvbWFpbGJ1cy9wa2cvZ2VuL21haWxidXMvdjE7bWFpbGJ1c3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChhtYWlsYnVzL3YxL2FjY291bnQucHJvdG8SCm1haWxidXMudjEi4wEKEU9hdXRoMkNyZWRlbnRpYWxzEiwKCHByb3ZpZGVyGAEgASgOMhoubWFpbGJ1cy52MS5PYXV0aDJQcm92aWRlchIRCgl0b2tlbl91cmwYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkSFQoNcmVmcmVzaF90b2tlbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoMU3luY1Byb2dyZXNzEhQKDGZvbGRlcnNfZG9uZRgBIAEoDRIVCg1mb2xkZXJzX3RvdGFsGAIgASgNEhUKDW1lc3NhZ2VzX2RvbmUYAyABKAQSFgoObWVzc2FnZXNfdG90YWwYBCABKAQSEgoKYnl0ZXNfZG9uZRgFIAEoBBITCgtieXRlc190b3RhbBgGIAEoBCLZAQoNQWNjb3VudFN0YXR1cxIkCgVzdGF0ZRgBIAEoDjIVLm1haWxidXMudjEuU3luY1N0YXRlEg4KBnJlYXNvbhgCIAEoCRIqCghwcm9ncmVzcxgDIAEoCzIYLm1haWxidXMudjEuU3luY1Byb2dyZXNzEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AQKB0FjY291bnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wSDAoEaG9zdBgEIAEoCRIMCgRwb3J0GAUgASgNEiYKCHNlY3VyaXR5GAYgASgOMhQubWFpbGJ1cy52MS5TZWN1cml0eRIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgHIAEoCBIQCgh1c2VybmFtZRgIIAEoCRIrCgthdXRoX21ldGhvZBgJIAEoDjIWLm1haWxidXMudjEuQXV0aE1ldGhvZBIOCgZzZWNyZXQYCiABKAkSJwoJcG9wM19tb2RlGAsgASgOMhQubWFpbGJ1cy52MS5Qb3AzTW9kZRIwCg1wb2xsX2ludGVydmFsGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDmZvbGRlcl9pbmNsdWRlGA0gAygJEhYKDmZvbGRlcl9leGNsdWRlGA4gAygJEhQKDGlkbGVfZm9sZGVycxgPIAMoCRIpCgZzdGF0dXMYECABKAsyGS5tYWlsYnVzLnYxLkFjY291bnRTdGF0dXMSEgoKZ2VuZXJhdGlvbhgRIAEoBBINCgVzdGF0ZRgSIAEoBBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBm9hdXRoMhgVIAEoCzIdLm1haWxidXMudjEuT2F1dGgyQ3JlZGVudGlhbHMiPAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI9ChVDcmVhdGVBY2NvdW50UmVzcG9uc2USJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI1ChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiOgoSR2V0QWNjb3VudFJlc3BvbnNlEiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQiZAoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wiVgoUTGlzdEFjY291bnRzUmVzcG9uc2USJQoIYWNjb3VudHMYASADKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFFVwZGF0ZUFjY291bnRSZXF1ZXN0EiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj0KFVVwZGF0ZUFjY291bnRSZXNwb25zZRIkCgdhY2NvdW50GAEgASgLMhMubWFpbGJ1cy52MS5BY2NvdW50IioKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlKkoKCFByb3RvY29sEhgKFFBST1RPQ09MX1VOU1BFQ0lGSUVEEAASEQoNUFJPVE9DT0xfSU1BUBABEhEKDVBST1RPQ09MX1BPUDMQAipgCghTZWN1cml0eRIYChRTRUNVUklUWV9VTlNQRUNJRklFRBAAEhAKDFNFQ1VSSVRZX1RMUxABEhUKEVNFQ1VSSVRZX1NUQVJUVExTEAISEQoNU0VDVVJJVFlfTk9ORRADKlwKCkF1dGhNZXRob2QSGwoXQVVUSF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRBVVRIX01FVEhPRF9QQVNTV09SRBABEhcKE0FVVEhfTUVUSE9EX1hPQVVUSDIQAiqJAQoOT2F1dGgyUHJvdmlkZXISHwobT0FVVEgyX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGgoWT0FVVEgyX1BST1ZJREVSX0dPT0dMRRABEh0KGU9BVVRIMl9QUk9WSURFUl9NSUNST1NPRlQQAhIbChdPQVVUSDJfUFJPVklERVJfR0VORVJJQxADKk8KCFBvcDNNb2RlEhkKFVBPUDNfTU9ERV9VTlNQRUNJRklFRBAAEhIKDlBPUDNfTU9ERV9LRUVQEAESFAoQUE9QM19NT0RFX0RFTEVURRACKqEBCglTeW5jU3RhdGUSGgoWU1lOQ19TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NZTkNfU1RBVEVfSU5JVElBTF9TWU5DEAESEwoPU1lOQ19TVEFURV9JRExFEAISFgoSU1lOQ19TVEFURV9TWU5DSU5HEAMSFwoTU1lOQ19TVEFURV9SRVRSWUlORxAEEhUKEVNZTkNfU1RBVEVfUEFSS0VEEAUysgMKDkFjY291bnRTZXJ2aWNlElQKDUNyZWF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USSwoKR2V0QWNjb3VudBIdLm1haWxidXMudjEuR2V0QWNjb3VudFJlcXVlc3QaHi5tYWlsYnVzLnYxLkdldEFjY291bnRSZXNwb25zZRJRCgxMaXN0QWNjb3VudHMSHy5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaIC5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlElQKDVVwZGF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLlVwZGF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5VcGRhdGVBY2NvdW50UmVzcG9uc2USVAoNRGVsZXRlQWNjb3VudBIgLm1haWxidXMudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIS5tYWlsYnVzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZUI5WjdnaXRodWIuY29tL21haWxidXMvbWFpbGJ1cy9wa2cvZ2VuL21haWxidXMvdjE7bWFpbGJ1c3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+
+/**
+ * Oauth2Credentials let the store obtain access tokens for an account with
+ * the refresh_token grant (RFC 6749 section 6) and renew them ahead of
+ * their expiry. The client secret and the refresh token are input only:
+ * stored encrypted, never returned, never logged.
+ *
+ * @generated from message mailbus.v1.Oauth2Credentials
+ */
+export type Oauth2Credentials = Message<"mailbus.v1.Oauth2Credentials"> & {
+  /**
+   * Whose token endpoint to use.
+   *
+   * @generated from field: mailbus.v1.Oauth2Provider provider = 1;
+   */
+  provider: Oauth2Provider;
+
+  /**
+   * The token endpoint; required for OAUTH2_PROVIDER_GENERIC, empty for the
+   * others. HTTPS, or HTTP to a loopback address.
+   *
+   * @generated from field: string token_url = 2;
+   */
+  tokenUrl: string;
+
+  /**
+   * The OAuth 2.0 client id.
+   *
+   * @generated from field: string client_id = 3;
+   */
+  clientId: string;
+
+  /**
+   * The client secret; empty for a public client. Input only.
+   *
+   * @generated from field: string client_secret = 4;
+   */
+  clientSecret: string;
+
+  /**
+   * The refresh token. Input only; required when oauth2 is set or
+   * replaced.
+   *
+   * @generated from field: string refresh_token = 5;
+   */
+  refreshToken: string;
+
+  /**
+   * The scopes to ask for on refresh; empty asks for those of the grant.
+   *
+   * @generated from field: repeated string scopes = 6;
+   */
+  scopes: string[];
+
+  /**
+   * Output only: when the access token the store holds expires; unset
+   * when it holds none.
+   *
+   * @generated from field: google.protobuf.Timestamp access_token_expire_time = 7;
+   */
+  accessTokenExpireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mailbus.v1.Oauth2Credentials.
+ * Use `create(Oauth2CredentialsSchema)` to create a new message.
+ */
+export const Oauth2CredentialsSchema: GenMessage<Oauth2Credentials> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_account, 0);
 
 /**
  * SyncProgress reports the progress of long work, such as an initial sync.
@@ -68,7 +137,7 @@ export type SyncProgress = Message<"mailbus.v1.SyncProgress"> & {
  * Use `create(SyncProgressSchema)` to create a new message.
  */
 export const SyncProgressSchema: GenMessage<SyncProgress> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 0);
+  messageDesc(file_mailbus_v1_account, 1);
 
 /**
  * AccountStatus is the sync status of an account as its fetcher reports it.
@@ -118,7 +187,7 @@ export type AccountStatus = Message<"mailbus.v1.AccountStatus"> & {
  * Use `create(AccountStatusSchema)` to create a new message.
  */
 export const AccountStatusSchema: GenMessage<AccountStatus> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 1);
+  messageDesc(file_mailbus_v1_account, 2);
 
 /**
  * Account is an upstream mail account. The secret is write-only.
@@ -271,6 +340,16 @@ export type Account = Message<"mailbus.v1.Account"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 20;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * OAuth 2.0 credentials (auth_method AUTH_METHOD_XOAUTH2, secret empty):
+   * the store keeps the access token valid by refresh. Update with the
+   * mask path "oauth2" (all of it), or "oauth2.refresh_token" or
+   * "oauth2.client_secret" alone.
+   *
+   * @generated from field: mailbus.v1.Oauth2Credentials oauth2 = 21;
+   */
+  oauth2?: Oauth2Credentials | undefined;
 };
 
 /**
@@ -278,7 +357,7 @@ export type Account = Message<"mailbus.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 2);
+  messageDesc(file_mailbus_v1_account, 3);
 
 /**
  * CreateAccountRequest is the input of CreateAccount.
@@ -299,7 +378,7 @@ export type CreateAccountRequest = Message<"mailbus.v1.CreateAccountRequest"> & 
  * Use `create(CreateAccountRequestSchema)` to create a new message.
  */
 export const CreateAccountRequestSchema: GenMessage<CreateAccountRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 3);
+  messageDesc(file_mailbus_v1_account, 4);
 
 /**
  * CreateAccountResponse is the output of CreateAccount.
@@ -320,7 +399,7 @@ export type CreateAccountResponse = Message<"mailbus.v1.CreateAccountResponse"> 
  * Use `create(CreateAccountResponseSchema)` to create a new message.
  */
 export const CreateAccountResponseSchema: GenMessage<CreateAccountResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 4);
+  messageDesc(file_mailbus_v1_account, 5);
 
 /**
  * GetAccountRequest is the input of GetAccount.
@@ -348,7 +427,7 @@ export type GetAccountRequest = Message<"mailbus.v1.GetAccountRequest"> & {
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 5);
+  messageDesc(file_mailbus_v1_account, 6);
 
 /**
  * GetAccountResponse is the output of GetAccount.
@@ -369,7 +448,7 @@ export type GetAccountResponse = Message<"mailbus.v1.GetAccountResponse"> & {
  * Use `create(GetAccountResponseSchema)` to create a new message.
  */
 export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 6);
+  messageDesc(file_mailbus_v1_account, 7);
 
 /**
  * ListAccountsRequest is the input of ListAccounts.
@@ -404,7 +483,7 @@ export type ListAccountsRequest = Message<"mailbus.v1.ListAccountsRequest"> & {
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 7);
+  messageDesc(file_mailbus_v1_account, 8);
 
 /**
  * ListAccountsResponse is the output of ListAccounts.
@@ -432,7 +511,7 @@ export type ListAccountsResponse = Message<"mailbus.v1.ListAccountsResponse"> & 
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 8);
+  messageDesc(file_mailbus_v1_account, 9);
 
 /**
  * UpdateAccountRequest is the input of UpdateAccount.
@@ -460,7 +539,7 @@ export type UpdateAccountRequest = Message<"mailbus.v1.UpdateAccountRequest"> & 
  * Use `create(UpdateAccountRequestSchema)` to create a new message.
  */
 export const UpdateAccountRequestSchema: GenMessage<UpdateAccountRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 9);
+  messageDesc(file_mailbus_v1_account, 10);
 
 /**
  * UpdateAccountResponse is the output of UpdateAccount.
@@ -481,7 +560,7 @@ export type UpdateAccountResponse = Message<"mailbus.v1.UpdateAccountResponse"> 
  * Use `create(UpdateAccountResponseSchema)` to create a new message.
  */
 export const UpdateAccountResponseSchema: GenMessage<UpdateAccountResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 10);
+  messageDesc(file_mailbus_v1_account, 11);
 
 /**
  * DeleteAccountRequest is the input of DeleteAccount.
@@ -502,7 +581,7 @@ export type DeleteAccountRequest = Message<"mailbus.v1.DeleteAccountRequest"> & 
  * Use `create(DeleteAccountRequestSchema)` to create a new message.
  */
 export const DeleteAccountRequestSchema: GenMessage<DeleteAccountRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 11);
+  messageDesc(file_mailbus_v1_account, 12);
 
 /**
  * DeleteAccountResponse is the output of DeleteAccount.
@@ -517,7 +596,7 @@ export type DeleteAccountResponse = Message<"mailbus.v1.DeleteAccountResponse"> 
  * Use `create(DeleteAccountResponseSchema)` to create a new message.
  */
 export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_account, 12);
+  messageDesc(file_mailbus_v1_account, 13);
 
 /**
  * Protocol is how mailbus talks to the upstream server.
@@ -617,7 +696,9 @@ export enum AuthMethod {
   PASSWORD = 1,
 
   /**
-   * An OAuth 2.0 access token with SASL XOAUTH2.
+   * An OAuth 2.0 access token with SASL XOAUTH2: either a fixed one in
+   * secret, or, with oauth2 set, one the store obtains and renews from the
+   * OAuth 2.0 credentials.
    *
    * @generated from enum value: AUTH_METHOD_XOAUTH2 = 2;
    */
@@ -629,6 +710,49 @@ export enum AuthMethod {
  */
 export const AuthMethodSchema: GenEnum<AuthMethod> = /*@__PURE__*/
   enumDesc(file_mailbus_v1_account, 2);
+
+/**
+ * Oauth2Provider is the OAuth 2.0 authorization server that issues an
+ * account's access tokens.
+ *
+ * @generated from enum mailbus.v1.Oauth2Provider
+ */
+export enum Oauth2Provider {
+  /**
+   * Not set: invalid when oauth2 is given.
+   *
+   * @generated from enum value: OAUTH2_PROVIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Google (Gmail): https://oauth2.googleapis.com/token.
+   *
+   * @generated from enum value: OAUTH2_PROVIDER_GOOGLE = 1;
+   */
+  GOOGLE = 1,
+
+  /**
+   * Microsoft identity platform (Outlook, Microsoft 365):
+   * https://login.microsoftonline.com/common/oauth2/v2.0/token.
+   *
+   * @generated from enum value: OAUTH2_PROVIDER_MICROSOFT = 2;
+   */
+  MICROSOFT = 2,
+
+  /**
+   * Any OAuth 2.0 server: token_url says where its token endpoint is.
+   *
+   * @generated from enum value: OAUTH2_PROVIDER_GENERIC = 3;
+   */
+  GENERIC = 3,
+}
+
+/**
+ * Describes the enum mailbus.v1.Oauth2Provider.
+ */
+export const Oauth2ProviderSchema: GenEnum<Oauth2Provider> = /*@__PURE__*/
+  enumDesc(file_mailbus_v1_account, 3);
 
 /**
  * Pop3Mode says what happens to POP3 mail on the server after download.
@@ -662,7 +786,7 @@ export enum Pop3Mode {
  * Describes the enum mailbus.v1.Pop3Mode.
  */
 export const Pop3ModeSchema: GenEnum<Pop3Mode> = /*@__PURE__*/
-  enumDesc(file_mailbus_v1_account, 3);
+  enumDesc(file_mailbus_v1_account, 4);
 
 /**
  * SyncState is the phase an account is in.
@@ -718,7 +842,7 @@ export enum SyncState {
  * Describes the enum mailbus.v1.SyncState.
  */
 export const SyncStateSchema: GenEnum<SyncState> = /*@__PURE__*/
-  enumDesc(file_mailbus_v1_account, 4);
+  enumDesc(file_mailbus_v1_account, 5);
 
 /**
  * AccountService manages the upstream mail accounts (operators and admins).
