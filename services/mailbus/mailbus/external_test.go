@@ -65,7 +65,8 @@ func postgresURL(t *testing.T) string {
 
 // TestExternalNATSAndPostgres: with NATSURL and DatabaseURL the server
 // uses them (no embedded NATS, no SQLite file): an account's events reach
-// the external NATS server's stream.
+// the external NATS server's stream, which was made with EventsMaxAge
+// (--events-max-age).
 func TestExternalNATSAndPostgres(t *testing.T) {
 	dbURL := postgresURL(t)
 	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
@@ -79,7 +80,8 @@ func TestExternalNATSAndPostgres(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 
 	data := filepath.Join(t.TempDir(), "data")
-	r := start(t, mailbus.Config{DataDir: data, DatabaseURL: dbURL, NATSURL: ns.ClientURL()})
+	const maxAge = 3 * time.Hour
+	r := start(t, mailbus.Config{DataDir: data, DatabaseURL: dbURL, NATSURL: ns.ClientURL(), EventsMaxAge: maxAge})
 	if r.info.Database != "postgres" || r.info.NATSURL != ns.ClientURL() {
 		t.Fatalf("info %+v", r.info)
 	}
@@ -100,6 +102,13 @@ func TestExternalNATSAndPostgres(t *testing.T) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stream.CachedInfo().Config; got.MaxAge != maxAge || got.Replicas != 1 {
+		t.Errorf("events stream made with max age %v and %d replicas, want %v and 1", got.MaxAge, got.Replicas, maxAge)
 	}
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AccountSubjects(created.Account.Id)}})
 	if err != nil {

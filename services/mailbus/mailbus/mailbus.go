@@ -129,6 +129,13 @@ type Config struct {
 	// Retention is how long the store keeps the change log (GetChanges,
 	// WatchChanges replay); default the store's (7 days).
 	Retention time.Duration
+	// EventsReplicas and EventsMaxAge make the events stream when it is
+	// missing (--events-replicas, --events-max-age; decision 0030): 0
+	// means 1 replica, and the age limit Retention. An existing stream
+	// keeps its own settings. More than one replica needs an external
+	// NATS cluster (NATSURL).
+	EventsReplicas int
+	EventsMaxAge   time.Duration
 	// MaxMessageSize is the largest message stored (and fetched by POP3
 	// and IMAP); default the store's (64 MiB).
 	MaxMessageSize int64
@@ -403,6 +410,7 @@ func (s *Server) Run(ctx context.Context) error {
 		NATSURL: natsURL, NATSOptions: append(slices.Clone(natsOpts), storeNATS...),
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
+		EventsReplicas: cfg.EventsReplicas, EventsMaxAge: cfg.EventsMaxAge,
 		Logger: s.log, Registry: reg, Webhooks: hooks.Server(),
 		Ready: func(addr string) { storeReady <- addr },
 	})
@@ -564,7 +572,7 @@ func (s *Server) startNATS(ctx context.Context) (*embeddedNATS, error) {
 		granted:   map[string]grantedUser{},
 		dataDir:   s.cfg.DataDir,
 		log:       s.log.With("component", "nats"),
-		stream:    store.EventsStream(1, 0, s.cfg.Retention),
+		stream:    store.EventsStream(1, s.cfg.EventsMaxAge, s.cfg.Retention),
 	}
 	if s.cfg.NATSListen != "" {
 		host, port, _ := splitHostPort(s.cfg.NATSListen)

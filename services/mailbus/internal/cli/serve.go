@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailbus/mailbus/pkg/envflag"
+	"github.com/mailbus/mailbus/pkg/events"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -26,7 +27,8 @@ type serveFlags struct {
 	corsOrigins                            []string
 	logLevel, logFormat                    string
 	exactListSizes                         string
-	retention                              time.Duration
+	retention, eventsMaxAge                time.Duration
+	eventsReplicas                         int64
 	maxMessageSize                         int64
 	tls                                    grpctls.Server
 	allowPrivateWebhooks                   bool
@@ -45,6 +47,8 @@ func (a *app) addServeFlags(c *cobra.Command, f *serveFlags, defaultLogLevel str
 	a.stringVar(fl, &f.keyFile, "secret-key-file", "MAILBUS_SECRET_KEY_FILE", "", "credentials key file (or MAILBUS_SECRET_KEY); default: --data/secret.key, created on first start")
 	a.stringVar(fl, &f.oldKeyFiles, "old-secret-key-file", "MAILBUS_OLD_SECRET_KEY_FILE", "", "comma-separated files of earlier keys, to open credentials not yet rotated (mailbus key rotate)")
 	a.durationVar(fl, &f.retention, "change-log-retention", "MAILBUS_CHANGE_LOG_RETENTION", store.DefaultRetention, "how long the change log (changes, watch --since) is kept")
+	a.int64Var(fl, &f.eventsReplicas, "events-replicas", "MAILBUS_EVENTS_REPLICAS", 1, "replicas of the events stream (MAILBUS_EVENTS) when it is created: 3 on a 3-node NATS cluster (--nats); an existing stream keeps its own (decision 0030)")
+	a.durationVar(fl, &f.eventsMaxAge, "events-max-age", "MAILBUS_EVENTS_MAX_AGE", 0, "age limit of the events stream when it is created (at least 2m); 0: --change-log-retention; an existing stream keeps its own (decision 0030)")
 	a.int64Var(fl, &f.maxMessageSize, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", store.DefaultMaxMessageSize, "largest message stored, in bytes")
 	a.stringVar(fl, &f.exactListSizes, "exact-list-sizes", "MAILBUS_POP3_EXACT_LIST_SIZES", "", "comma-separated POP3 hosts known to report exact LIST sizes (Dovecot does), or *: a message without a final line break is stored without the CRLF the server appends")
 	a.boolVar(fl, &f.allowPrivateWebhooks, "allow-private-webhooks", "MAILBUS_ALLOW_PRIVATE_WEBHOOKS", false, "let webhook endpoints be on loopback, private and link-local addresses (development and tests only: whoever may add a webhook could reach the private network)")
@@ -78,6 +82,7 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
 		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
 		Retention: f.retention, MaxMessageSize: f.maxMessageSize, CORSOrigins: f.corsOrigins,
+		EventsReplicas: int(f.eventsReplicas), EventsMaxAge: f.eventsMaxAge,
 		AllowPrivateWebhooks: f.allowPrivateWebhooks, WebhookRetryWindow: f.webhookRetryWindow,
 	}
 	if f.webhookRetryWindow < 0 {
@@ -98,6 +103,15 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 	cfg.TLSCerts, cfg.Insecure = certs, f.tls.Insecure
 	if f.retention <= 0 {
 		return mailbus.Config{}, usagef("--change-log-retention %s: want more than 0", f.retention)
+	}
+	if f.eventsReplicas < 1 || f.eventsReplicas > 5 {
+		return mailbus.Config{}, usagef("--events-replicas %d: JetStream allows 1 to 5", f.eventsReplicas)
+	}
+	if f.eventsReplicas > 1 && f.natsURL == "" {
+		return mailbus.Config{}, usagef("--events-replicas %d: the embedded NATS server is one node; give --nats with a NATS cluster for more than one replica", f.eventsReplicas)
+	}
+	if f.eventsMaxAge != 0 && f.eventsMaxAge < events.DefaultDuplicates {
+		return mailbus.Config{}, usagef("--events-max-age %s: give 0 (--change-log-retention) or at least %s, the stream's de-duplication window", f.eventsMaxAge, events.DefaultDuplicates)
 	}
 	if f.maxMessageSize < 1024 {
 		return mailbus.Config{}, usagef("--max-message-size %d: want at least 1024", f.maxMessageSize)

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -78,6 +80,52 @@ func TestServeCORSOrigins(t *testing.T) {
 			}
 			if !slices.Equal(cfg.CORSOrigins, c.want) {
 				t.Errorf("CORSOrigins %q, want %q", cfg.CORSOrigins, c.want)
+			}
+		})
+	}
+}
+
+// serve (and demo) take --events-replicas and --events-max-age (or their
+// environment variables) for the events stream they create, and refuse
+// what JetStream or the embedded server cannot do.
+func TestServeEventsStream(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		args         []string
+		env          map[string]string
+		wantReplicas int
+		wantMaxAge   time.Duration
+		wantErr      string
+	}{
+		{"default", nil, nil, 1, 0, ""},
+		{"max age", []string{"--events-max-age", "720h"}, nil, 1, 720 * time.Hour, ""},
+		{"environment", nil, map[string]string{"MAILBUS_EVENTS_MAX_AGE": "48h", "MAILBUS_EVENTS_REPLICAS": "3", "MAILBUS_NATS": "nats://10.0.0.1:4222"}, 3, 48 * time.Hour, ""},
+		{"replicas on a cluster", []string{"--nats", "nats://10.0.0.1:4222", "--events-replicas", "3"}, nil, 3, 0, ""},
+		{"replicas on the embedded server", []string{"--events-replicas", "3"}, nil, 0, 0, "--events-replicas 3: the embedded NATS server is one node"},
+		{"too many replicas", []string{"--nats", "nats://10.0.0.1:4222", "--events-replicas", "6"}, nil, 0, 0, "--events-replicas 6: JetStream allows 1 to 5"},
+		{"no replicas", []string{"--events-replicas", "0"}, nil, 0, 0, "--events-replicas 0: JetStream allows 1 to 5"},
+		{"shorter than the duplicate window", []string{"--events-max-age", "1m"}, nil, 0, 0, "--events-max-age 1m0s: give 0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }}}
+			var f serveFlags
+			cmd := &cobra.Command{Use: "serve"}
+			a.addServeFlags(cmd, &f, "info")
+			if err := cmd.ParseFlags(c.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := a.serverConfig(&f)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.EventsReplicas != c.wantReplicas || cfg.EventsMaxAge != c.wantMaxAge {
+				t.Errorf("events stream: %d replicas, max age %v; want %d and %v", cfg.EventsReplicas, cfg.EventsMaxAge, c.wantReplicas, c.wantMaxAge)
 			}
 		})
 	}

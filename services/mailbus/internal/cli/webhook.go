@@ -26,9 +26,11 @@ func (a *app) webhookCommand() *cobra.Command {
   mailbus webhook test 7f3a9c0d
   mailbus webhook deliveries 7f3a9c0d --status dead-lettered
   mailbus webhook redeliver 7f3a9c0d 42
+  mailbus webhook rotate-secret 7f3a9c0d --overlap 24h
   mailbus webhook remove 7f3a9c0d`,
 		a.webhookAddCommand(), a.webhookListCommand(), a.webhookRemoveCommand(),
-		a.webhookTestCommand(), a.webhookDeliveriesCommand(), a.webhookRedeliverCommand())
+		a.webhookTestCommand(), a.webhookDeliveriesCommand(), a.webhookRedeliverCommand(),
+		a.webhookRotateSecretCommand())
 	g.Long = `Webhooks deliver the events of the accounts (message.created and the
 other kinds of 'mailbus watch') to HTTP endpoints: each event is POSTed as
 JSON, signed with the endpoint's secret in the Mailbus-Signature header,

@@ -218,3 +218,72 @@ func TestWebhookPrivateURLRefused(t *testing.T) {
 		t.Fatalf("a refused endpoint was added: %s", errOut)
 	}
 }
+
+// TestWebhookRotateSecret: rotate-secret with an overlap gives the
+// endpoint a new secret (printed once) while requests stay verifiable with
+// the old one; list shows until when; a rotation to a secret from a file
+// with --overlap 0 ends the earlier secrets at once.
+func TestWebhookRotateSecret(t *testing.T) {
+	env := startServer(t, mailbus.Config{AllowPrivateWebhooks: true})
+	r := newReceiver(t, http.StatusNoContent)
+	code, out, errOut := run(t, env, "webhook", "add", "--url", r.URL)
+	if code != ExitOK {
+		t.Fatalf("add: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("add: want the id and the secret:\n%s", out)
+	}
+	id, first := lines[0], lines[1]
+	// sendTest sends a test event and says whether a receiver holding
+	// secret verified it.
+	sendTest := func(secret string) bool {
+		t.Helper()
+		r.setSecret(secret)
+		before, _ := r.got()
+		code, out, errOut := run(t, env, "webhook", "test", id)
+		after, _ := r.got()
+		verified := len(after) > len(before)
+		if verified != (code == ExitOK) {
+			t.Fatalf("test: exit %d but the receiver verified it: %v\n%s%s", code, verified, out, errOut)
+		}
+		return verified
+	}
+	if !sendTest(first) {
+		t.Fatal("the receiver with the first secret refused the test event")
+	}
+
+	code, out, errOut = run(t, env, "webhook", "rotate-secret", id, "--overlap", "1h")
+	if code != ExitOK || !strings.HasPrefix(out, "whsec_") || !strings.Contains(errOut, "the old one signs too until") {
+		t.Fatalf("rotate-secret --overlap 1h: exit %d\n%s%s", code, out, errOut)
+	}
+	second := strings.TrimSpace(out)
+	if second == first {
+		t.Fatal("rotate-secret printed the old secret")
+	}
+	if !sendTest(first) || !sendTest(second) {
+		t.Fatal("during the overlap a receiver with either secret must verify the request")
+	}
+	if _, out, _ := run(t, env, "webhook", "list"); !strings.Contains(out, "old secret until") {
+		t.Errorf("list does not show the overlap:\n%s", out)
+	}
+
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	const third = "the-receivers-third-secret-0123456789"
+	if err := os.WriteFile(secretFile, []byte(third+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, env, "webhook", "rotate-secret", id, "--secret-file", secretFile, "--overlap", "0")
+	if code != ExitOK || out != "" || !strings.Contains(errOut, "the old one no longer signs") {
+		t.Fatalf("rotate-secret --secret-file --overlap 0: exit %d, want nothing on standard output\n%s%s", code, out, errOut)
+	}
+	if sendTest(first) || sendTest(second) {
+		t.Error("after a rotation without overlap an earlier secret still verifies")
+	}
+	if !sendTest(third) {
+		t.Error("the secret from --secret-file does not verify")
+	}
+	if code, _, errOut := run(t, env, "webhook", "rotate-secret", "nosuch"); code != ExitError || !strings.Contains(errOut, `no webhook "nosuch"`) {
+		t.Errorf("rotate-secret of an unknown webhook: exit %d: %s", code, errOut)
+	}
+}

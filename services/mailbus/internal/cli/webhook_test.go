@@ -38,7 +38,7 @@ func TestWebhookUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"webhook"}, "missing command: one of add, deliveries, list, redeliver, remove, test"},
+		{[]string{"webhook"}, "missing command: one of add, deliveries, list, redeliver, remove, rotate-secret, test"},
 		{[]string{"webhook", "nosuch"}, `unknown command "nosuch" for "mailbus webhook"`},
 		{[]string{"webhook", "add"}, "missing --url"},
 		{[]string{"webhook", "add", "--url", "crm.example.com/hook"}, "want an http:// or https:// URL"},
@@ -55,6 +55,11 @@ func TestWebhookUsageErrors(t *testing.T) {
 		{[]string{"webhook", "deliveries", "a", "--status", "failed"}, `--status "failed": want pending, delivered, dead-lettered or all`},
 		{[]string{"webhook", "deliveries", "a", "--limit", "-1"}, "--limit -1"},
 		{[]string{"webhook", "redeliver", "a"}, "missing webhook id and delivery id"},
+		{[]string{"webhook", "rotate-secret"}, "missing webhook id"},
+		{[]string{"webhook", "rotate-secret", "a", "b"}, `unexpected argument "b"`},
+		{[]string{"webhook", "rotate-secret", "a", "--overlap", "200h"}, "--overlap 200h0m0s: want 0 to 168h0m0s"},
+		{[]string{"webhook", "rotate-secret", "a", "--overlap", "-1s"}, "--overlap -1s: want 0 to"},
+		{[]string{"webhook", "rotate-secret", "a", "--secret-file", open}, "chmod 600"},
 	} {
 		code, out, errOut := run(t, env, tc.args...)
 		if code != ExitUsage || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "Usage: mailbus webhook") {
