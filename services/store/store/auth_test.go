@@ -70,6 +70,10 @@ var rpcCases = map[string]rpcCase{
 	mailbusv1.AccountService_DeleteAccount_FullMethodName: {admin, true, func(o objs) proto.Message {
 		return &mailbusv1.DeleteAccountRequest{AccountId: o.account}
 	}},
+	// A preset's address: the admin's call makes no network lookup.
+	mailbusv1.AccountService_DiscoverSettings_FullMethodName: {admin, false, func(o objs) proto.Message {
+		return &mailbusv1.DiscoverSettingsRequest{Email: "alice@gmail.com"}
+	}},
 	mailbusv1.MailboxService_ListMailboxes_FullMethodName: {read, true, func(o objs) proto.Message {
 		return &mailbusv1.ListMailboxesRequest{AccountId: o.account}
 	}},

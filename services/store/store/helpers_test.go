@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
+	"github.com/mailbus/mailbus/pkg/discover"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
@@ -149,6 +150,8 @@ type storeOpts struct {
 	// secretKey and oldSecretKeys, when set, replace a generated key.
 	secretKey     []byte
 	oldSecretKeys [][]byte
+	// discover: store.Config.Discover (DiscoverSettings' lookups).
+	discover discover.Config
 }
 
 // env is a running store, a gRPC client of it, and the test's own JetStream
@@ -244,6 +247,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		PruneInterval:     o.pruneInterval,
 		Keepalive:         o.keepalive,
 		CORSOrigins:       o.corsOrigins,
+		Discover:          o.discover,
 		WatchPollInterval: 50 * time.Millisecond,
 		Logger:            logger,
 		Registry:          e.reg,

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/mailbus/mailbus/pkg/discover"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -158,6 +159,10 @@ type Config struct {
 	// WebhookService calls with UNIMPLEMENTED (mailbus-webhooks serves
 	// them on its own port).
 	Webhooks mailbusv1.WebhookServiceServer
+	// Discover configures the lookups of AccountService.DiscoverSettings
+	// (decision 0038); the zero value asks the internet with the system's
+	// resolver. Tests point it at local servers (pkg/discovertest).
+	Discover discover.Config
 }
 
 // EventsStream returns the config with which the store creates the events
@@ -326,7 +331,7 @@ func (s *Store) Run(ctx context.Context) error {
 	if database.AnnouncesAccountChanges() {
 		apiAccountChanges = nil
 	}
-	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log, Changes: apiAccountChanges})
+	mailbusv1.RegisterAccountServiceServer(services, &api.Accounts{DB: database, Log: s.log, Changes: apiAccountChanges, Discoverer: discover.New(s.cfg.Discover)})
 	mailbusv1.RegisterMailboxServiceServer(services, &api.Mailboxes{DB: database, Log: s.log})
 	mailbusv1.RegisterSyncServiceServer(services, &api.Sync{DB: database, Log: s.log, Notifier: notifier, PollInterval: cfg.WatchPollInterval, Stopping: ctx.Done()})
 	ingestMetrics, err := api.NewIngestMetrics(cfg.Registry)

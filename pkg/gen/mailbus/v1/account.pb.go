@@ -369,6 +369,69 @@ func (SyncState) EnumDescriptor() ([]byte, []int) {
 	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{5}
 }
 
+// DiscoverySource is where DiscoverSettings found the settings.
+type DiscoverySource int32
+
+const (
+	// Not set.
+	DiscoverySource_DISCOVERY_SOURCE_UNSPECIFIED DiscoverySource = 0
+	// A built-in preset of a large provider (no network lookup).
+	DiscoverySource_DISCOVERY_SOURCE_PRESET DiscoverySource = 1
+	// A Thunderbird autoconfig file (clientConfig XML) fetched over HTTPS
+	// from the domain's own servers.
+	DiscoverySource_DISCOVERY_SOURCE_AUTOCONFIG DiscoverySource = 2
+	// DNS SRV records (RFC 6186).
+	DiscoverySource_DISCOVERY_SOURCE_DNS_SRV DiscoverySource = 3
+	// The domain's MX host: a known provider's settings when the MX is
+	// theirs, else the MX host itself, which is a guess (guess is set).
+	DiscoverySource_DISCOVERY_SOURCE_MX DiscoverySource = 4
+)
+
+// Enum value maps for DiscoverySource.
+var (
+	DiscoverySource_name = map[int32]string{
+		0: "DISCOVERY_SOURCE_UNSPECIFIED",
+		1: "DISCOVERY_SOURCE_PRESET",
+		2: "DISCOVERY_SOURCE_AUTOCONFIG",
+		3: "DISCOVERY_SOURCE_DNS_SRV",
+		4: "DISCOVERY_SOURCE_MX",
+	}
+	DiscoverySource_value = map[string]int32{
+		"DISCOVERY_SOURCE_UNSPECIFIED": 0,
+		"DISCOVERY_SOURCE_PRESET":      1,
+		"DISCOVERY_SOURCE_AUTOCONFIG":  2,
+		"DISCOVERY_SOURCE_DNS_SRV":     3,
+		"DISCOVERY_SOURCE_MX":          4,
+	}
+)
+
+func (x DiscoverySource) Enum() *DiscoverySource {
+	p := new(DiscoverySource)
+	*p = x
+	return p
+}
+
+func (x DiscoverySource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DiscoverySource) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailbus_v1_account_proto_enumTypes[6].Descriptor()
+}
+
+func (DiscoverySource) Type() protoreflect.EnumType {
+	return &file_mailbus_v1_account_proto_enumTypes[6]
+}
+
+func (x DiscoverySource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DiscoverySource.Descriptor instead.
+func (DiscoverySource) EnumDescriptor() ([]byte, []int) {
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{6}
+}
+
 // Oauth2Credentials let the store obtain access tokens for an account with
 // the refresh_token grant (RFC 6749 section 6) and renew them ahead of
 // their expiry. The client secret and the refresh token are input only:
@@ -1380,6 +1443,177 @@ func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
 	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{13}
 }
 
+// DiscoverSettingsRequest is the input of DiscoverSettings.
+type DiscoverSettingsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The email address, such as alice@example.com.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// The protocol to look for; unset means PROTOCOL_IMAP.
+	Protocol      Protocol `protobuf:"varint,2,opt,name=protocol,proto3,enum=mailbus.v1.Protocol" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoverSettingsRequest) Reset() {
+	*x = DiscoverSettingsRequest{}
+	mi := &file_mailbus_v1_account_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoverSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoverSettingsRequest) ProtoMessage() {}
+
+func (x *DiscoverSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_account_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoverSettingsRequest.ProtoReflect.Descriptor instead.
+func (*DiscoverSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DiscoverSettingsRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *DiscoverSettingsRequest) GetProtocol() Protocol {
+	if x != nil {
+		return x.Protocol
+	}
+	return Protocol_PROTOCOL_UNSPECIFIED
+}
+
+// DiscoverSettingsResponse is the output of DiscoverSettings.
+type DiscoverSettingsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The settings: protocol, host, port, security, username (the address
+	// unless the source says otherwise) and auth_method
+	// (AUTH_METHOD_XOAUTH2 where the provider takes OAuth 2.0 tokens). Add
+	// a name and a secret or oauth2 credentials and it can be given to
+	// CreateAccount.
+	Account *Account `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// Where the settings were found.
+	Source DiscoverySource `protobuf:"varint,2,opt,name=source,proto3,enum=mailbus.v1.DiscoverySource" json:"source,omitempty"`
+	// Which preset, URL, SRV name or MX host, for people.
+	SourceDetail string `protobuf:"bytes,3,opt,name=source_detail,json=sourceDetail,proto3" json:"source_detail,omitempty"`
+	// The OAuth 2.0 provider of the server, when it has one mailbus knows
+	// (OAUTH2_PROVIDER_GENERIC: OAuth 2.0 whose token URL must be given).
+	Oauth2Provider Oauth2Provider `protobuf:"varint,4,opt,name=oauth2_provider,json=oauth2Provider,proto3,enum=mailbus.v1.Oauth2Provider" json:"oauth2_provider,omitempty"`
+	// The provider's name, when known, such as "Gmail".
+	ProviderName string `protobuf:"bytes,5,opt,name=provider_name,json=providerName,proto3" json:"provider_name,omitempty"`
+	// True when the settings are a guess (the MX host taken for the IMAP or
+	// POP3 host): check them before relying on them.
+	Guess bool `protobuf:"varint,6,opt,name=guess,proto3" json:"guess,omitempty"`
+	// Advice on the login, such as that the provider takes only app
+	// passwords; may be empty.
+	Note string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	// The sources tried before and why each gave nothing, one line each.
+	Skipped       []string `protobuf:"bytes,8,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoverSettingsResponse) Reset() {
+	*x = DiscoverSettingsResponse{}
+	mi := &file_mailbus_v1_account_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoverSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoverSettingsResponse) ProtoMessage() {}
+
+func (x *DiscoverSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_account_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoverSettingsResponse.ProtoReflect.Descriptor instead.
+func (*DiscoverSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_account_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DiscoverSettingsResponse) GetAccount() *Account {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *DiscoverSettingsResponse) GetSource() DiscoverySource {
+	if x != nil {
+		return x.Source
+	}
+	return DiscoverySource_DISCOVERY_SOURCE_UNSPECIFIED
+}
+
+func (x *DiscoverSettingsResponse) GetSourceDetail() string {
+	if x != nil {
+		return x.SourceDetail
+	}
+	return ""
+}
+
+func (x *DiscoverSettingsResponse) GetOauth2Provider() Oauth2Provider {
+	if x != nil {
+		return x.Oauth2Provider
+	}
+	return Oauth2Provider_OAUTH2_PROVIDER_UNSPECIFIED
+}
+
+func (x *DiscoverSettingsResponse) GetProviderName() string {
+	if x != nil {
+		return x.ProviderName
+	}
+	return ""
+}
+
+func (x *DiscoverSettingsResponse) GetGuess() bool {
+	if x != nil {
+		return x.Guess
+	}
+	return false
+}
+
+func (x *DiscoverSettingsResponse) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *DiscoverSettingsResponse) GetSkipped() []string {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
 var File_mailbus_v1_account_proto protoreflect.FileDescriptor
 
 const file_mailbus_v1_account_proto_rawDesc = "" +
@@ -1465,7 +1699,19 @@ const file_mailbus_v1_account_proto_rawDesc = "" +
 	"\x14DeleteAccountRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"\x17\n" +
-	"\x15DeleteAccountResponse*J\n" +
+	"\x15DeleteAccountResponse\"a\n" +
+	"\x17DiscoverSettingsRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x120\n" +
+	"\bprotocol\x18\x02 \x01(\x0e2\x14.mailbus.v1.ProtocolR\bprotocol\"\xd1\x02\n" +
+	"\x18DiscoverSettingsResponse\x12-\n" +
+	"\aaccount\x18\x01 \x01(\v2\x13.mailbus.v1.AccountR\aaccount\x123\n" +
+	"\x06source\x18\x02 \x01(\x0e2\x1b.mailbus.v1.DiscoverySourceR\x06source\x12#\n" +
+	"\rsource_detail\x18\x03 \x01(\tR\fsourceDetail\x12C\n" +
+	"\x0foauth2_provider\x18\x04 \x01(\x0e2\x1a.mailbus.v1.Oauth2ProviderR\x0eoauth2Provider\x12#\n" +
+	"\rprovider_name\x18\x05 \x01(\tR\fproviderName\x12\x14\n" +
+	"\x05guess\x18\x06 \x01(\bR\x05guess\x12\x12\n" +
+	"\x04note\x18\a \x01(\tR\x04note\x12\x18\n" +
+	"\askipped\x18\b \x03(\tR\askipped*J\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPROTOCOL_IMAP\x10\x01\x12\x11\n" +
@@ -1495,14 +1741,21 @@ const file_mailbus_v1_account_proto_rawDesc = "" +
 	"\x0fSYNC_STATE_IDLE\x10\x02\x12\x16\n" +
 	"\x12SYNC_STATE_SYNCING\x10\x03\x12\x17\n" +
 	"\x13SYNC_STATE_RETRYING\x10\x04\x12\x15\n" +
-	"\x11SYNC_STATE_PARKED\x10\x052\xb2\x03\n" +
+	"\x11SYNC_STATE_PARKED\x10\x05*\xa8\x01\n" +
+	"\x0fDiscoverySource\x12 \n" +
+	"\x1cDISCOVERY_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17DISCOVERY_SOURCE_PRESET\x10\x01\x12\x1f\n" +
+	"\x1bDISCOVERY_SOURCE_AUTOCONFIG\x10\x02\x12\x1c\n" +
+	"\x18DISCOVERY_SOURCE_DNS_SRV\x10\x03\x12\x17\n" +
+	"\x13DISCOVERY_SOURCE_MX\x10\x042\x91\x04\n" +
 	"\x0eAccountService\x12T\n" +
 	"\rCreateAccount\x12 .mailbus.v1.CreateAccountRequest\x1a!.mailbus.v1.CreateAccountResponse\x12K\n" +
 	"\n" +
 	"GetAccount\x12\x1d.mailbus.v1.GetAccountRequest\x1a\x1e.mailbus.v1.GetAccountResponse\x12Q\n" +
 	"\fListAccounts\x12\x1f.mailbus.v1.ListAccountsRequest\x1a .mailbus.v1.ListAccountsResponse\x12T\n" +
 	"\rUpdateAccount\x12 .mailbus.v1.UpdateAccountRequest\x1a!.mailbus.v1.UpdateAccountResponse\x12T\n" +
-	"\rDeleteAccount\x12 .mailbus.v1.DeleteAccountRequest\x1a!.mailbus.v1.DeleteAccountResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
+	"\rDeleteAccount\x12 .mailbus.v1.DeleteAccountRequest\x1a!.mailbus.v1.DeleteAccountResponse\x12]\n" +
+	"\x10DiscoverSettings\x12#.mailbus.v1.DiscoverSettingsRequest\x1a$.mailbus.v1.DiscoverSettingsResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
 
 var (
 	file_mailbus_v1_account_proto_rawDescOnce sync.Once
@@ -1516,72 +1769,81 @@ func file_mailbus_v1_account_proto_rawDescGZIP() []byte {
 	return file_mailbus_v1_account_proto_rawDescData
 }
 
-var file_mailbus_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_mailbus_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mailbus_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_mailbus_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_mailbus_v1_account_proto_goTypes = []any{
-	(Protocol)(0),                 // 0: mailbus.v1.Protocol
-	(Security)(0),                 // 1: mailbus.v1.Security
-	(AuthMethod)(0),               // 2: mailbus.v1.AuthMethod
-	(Oauth2Provider)(0),           // 3: mailbus.v1.Oauth2Provider
-	(Pop3Mode)(0),                 // 4: mailbus.v1.Pop3Mode
-	(SyncState)(0),                // 5: mailbus.v1.SyncState
-	(*Oauth2Credentials)(nil),     // 6: mailbus.v1.Oauth2Credentials
-	(*SyncProgress)(nil),          // 7: mailbus.v1.SyncProgress
-	(*AccountStatus)(nil),         // 8: mailbus.v1.AccountStatus
-	(*Account)(nil),               // 9: mailbus.v1.Account
-	(*CreateAccountRequest)(nil),  // 10: mailbus.v1.CreateAccountRequest
-	(*CreateAccountResponse)(nil), // 11: mailbus.v1.CreateAccountResponse
-	(*GetAccountRequest)(nil),     // 12: mailbus.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),    // 13: mailbus.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),   // 14: mailbus.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),  // 15: mailbus.v1.ListAccountsResponse
-	(*UpdateAccountRequest)(nil),  // 16: mailbus.v1.UpdateAccountRequest
-	(*UpdateAccountResponse)(nil), // 17: mailbus.v1.UpdateAccountResponse
-	(*DeleteAccountRequest)(nil),  // 18: mailbus.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil), // 19: mailbus.v1.DeleteAccountResponse
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil), // 22: google.protobuf.FieldMask
+	(Protocol)(0),                    // 0: mailbus.v1.Protocol
+	(Security)(0),                    // 1: mailbus.v1.Security
+	(AuthMethod)(0),                  // 2: mailbus.v1.AuthMethod
+	(Oauth2Provider)(0),              // 3: mailbus.v1.Oauth2Provider
+	(Pop3Mode)(0),                    // 4: mailbus.v1.Pop3Mode
+	(SyncState)(0),                   // 5: mailbus.v1.SyncState
+	(DiscoverySource)(0),             // 6: mailbus.v1.DiscoverySource
+	(*Oauth2Credentials)(nil),        // 7: mailbus.v1.Oauth2Credentials
+	(*SyncProgress)(nil),             // 8: mailbus.v1.SyncProgress
+	(*AccountStatus)(nil),            // 9: mailbus.v1.AccountStatus
+	(*Account)(nil),                  // 10: mailbus.v1.Account
+	(*CreateAccountRequest)(nil),     // 11: mailbus.v1.CreateAccountRequest
+	(*CreateAccountResponse)(nil),    // 12: mailbus.v1.CreateAccountResponse
+	(*GetAccountRequest)(nil),        // 13: mailbus.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),       // 14: mailbus.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),      // 15: mailbus.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),     // 16: mailbus.v1.ListAccountsResponse
+	(*UpdateAccountRequest)(nil),     // 17: mailbus.v1.UpdateAccountRequest
+	(*UpdateAccountResponse)(nil),    // 18: mailbus.v1.UpdateAccountResponse
+	(*DeleteAccountRequest)(nil),     // 19: mailbus.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),    // 20: mailbus.v1.DeleteAccountResponse
+	(*DiscoverSettingsRequest)(nil),  // 21: mailbus.v1.DiscoverSettingsRequest
+	(*DiscoverSettingsResponse)(nil), // 22: mailbus.v1.DiscoverSettingsResponse
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 24: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),    // 25: google.protobuf.FieldMask
 }
 var file_mailbus_v1_account_proto_depIdxs = []int32{
 	3,  // 0: mailbus.v1.Oauth2Credentials.provider:type_name -> mailbus.v1.Oauth2Provider
-	20, // 1: mailbus.v1.Oauth2Credentials.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	23, // 1: mailbus.v1.Oauth2Credentials.access_token_expire_time:type_name -> google.protobuf.Timestamp
 	5,  // 2: mailbus.v1.AccountStatus.state:type_name -> mailbus.v1.SyncState
-	7,  // 3: mailbus.v1.AccountStatus.progress:type_name -> mailbus.v1.SyncProgress
-	20, // 4: mailbus.v1.AccountStatus.last_success_time:type_name -> google.protobuf.Timestamp
-	20, // 5: mailbus.v1.AccountStatus.update_time:type_name -> google.protobuf.Timestamp
+	8,  // 3: mailbus.v1.AccountStatus.progress:type_name -> mailbus.v1.SyncProgress
+	23, // 4: mailbus.v1.AccountStatus.last_success_time:type_name -> google.protobuf.Timestamp
+	23, // 5: mailbus.v1.AccountStatus.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 6: mailbus.v1.Account.protocol:type_name -> mailbus.v1.Protocol
 	1,  // 7: mailbus.v1.Account.security:type_name -> mailbus.v1.Security
 	2,  // 8: mailbus.v1.Account.auth_method:type_name -> mailbus.v1.AuthMethod
 	4,  // 9: mailbus.v1.Account.pop3_mode:type_name -> mailbus.v1.Pop3Mode
-	21, // 10: mailbus.v1.Account.poll_interval:type_name -> google.protobuf.Duration
-	8,  // 11: mailbus.v1.Account.status:type_name -> mailbus.v1.AccountStatus
-	20, // 12: mailbus.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	20, // 13: mailbus.v1.Account.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 14: mailbus.v1.Account.oauth2:type_name -> mailbus.v1.Oauth2Credentials
-	9,  // 15: mailbus.v1.CreateAccountRequest.account:type_name -> mailbus.v1.Account
-	9,  // 16: mailbus.v1.CreateAccountResponse.account:type_name -> mailbus.v1.Account
-	9,  // 17: mailbus.v1.GetAccountResponse.account:type_name -> mailbus.v1.Account
+	24, // 10: mailbus.v1.Account.poll_interval:type_name -> google.protobuf.Duration
+	9,  // 11: mailbus.v1.Account.status:type_name -> mailbus.v1.AccountStatus
+	23, // 12: mailbus.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	23, // 13: mailbus.v1.Account.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 14: mailbus.v1.Account.oauth2:type_name -> mailbus.v1.Oauth2Credentials
+	10, // 15: mailbus.v1.CreateAccountRequest.account:type_name -> mailbus.v1.Account
+	10, // 16: mailbus.v1.CreateAccountResponse.account:type_name -> mailbus.v1.Account
+	10, // 17: mailbus.v1.GetAccountResponse.account:type_name -> mailbus.v1.Account
 	0,  // 18: mailbus.v1.ListAccountsRequest.protocol:type_name -> mailbus.v1.Protocol
-	9,  // 19: mailbus.v1.ListAccountsResponse.accounts:type_name -> mailbus.v1.Account
-	9,  // 20: mailbus.v1.UpdateAccountRequest.account:type_name -> mailbus.v1.Account
-	22, // 21: mailbus.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	9,  // 22: mailbus.v1.UpdateAccountResponse.account:type_name -> mailbus.v1.Account
-	10, // 23: mailbus.v1.AccountService.CreateAccount:input_type -> mailbus.v1.CreateAccountRequest
-	12, // 24: mailbus.v1.AccountService.GetAccount:input_type -> mailbus.v1.GetAccountRequest
-	14, // 25: mailbus.v1.AccountService.ListAccounts:input_type -> mailbus.v1.ListAccountsRequest
-	16, // 26: mailbus.v1.AccountService.UpdateAccount:input_type -> mailbus.v1.UpdateAccountRequest
-	18, // 27: mailbus.v1.AccountService.DeleteAccount:input_type -> mailbus.v1.DeleteAccountRequest
-	11, // 28: mailbus.v1.AccountService.CreateAccount:output_type -> mailbus.v1.CreateAccountResponse
-	13, // 29: mailbus.v1.AccountService.GetAccount:output_type -> mailbus.v1.GetAccountResponse
-	15, // 30: mailbus.v1.AccountService.ListAccounts:output_type -> mailbus.v1.ListAccountsResponse
-	17, // 31: mailbus.v1.AccountService.UpdateAccount:output_type -> mailbus.v1.UpdateAccountResponse
-	19, // 32: mailbus.v1.AccountService.DeleteAccount:output_type -> mailbus.v1.DeleteAccountResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	10, // 19: mailbus.v1.ListAccountsResponse.accounts:type_name -> mailbus.v1.Account
+	10, // 20: mailbus.v1.UpdateAccountRequest.account:type_name -> mailbus.v1.Account
+	25, // 21: mailbus.v1.UpdateAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 22: mailbus.v1.UpdateAccountResponse.account:type_name -> mailbus.v1.Account
+	0,  // 23: mailbus.v1.DiscoverSettingsRequest.protocol:type_name -> mailbus.v1.Protocol
+	10, // 24: mailbus.v1.DiscoverSettingsResponse.account:type_name -> mailbus.v1.Account
+	6,  // 25: mailbus.v1.DiscoverSettingsResponse.source:type_name -> mailbus.v1.DiscoverySource
+	3,  // 26: mailbus.v1.DiscoverSettingsResponse.oauth2_provider:type_name -> mailbus.v1.Oauth2Provider
+	11, // 27: mailbus.v1.AccountService.CreateAccount:input_type -> mailbus.v1.CreateAccountRequest
+	13, // 28: mailbus.v1.AccountService.GetAccount:input_type -> mailbus.v1.GetAccountRequest
+	15, // 29: mailbus.v1.AccountService.ListAccounts:input_type -> mailbus.v1.ListAccountsRequest
+	17, // 30: mailbus.v1.AccountService.UpdateAccount:input_type -> mailbus.v1.UpdateAccountRequest
+	19, // 31: mailbus.v1.AccountService.DeleteAccount:input_type -> mailbus.v1.DeleteAccountRequest
+	21, // 32: mailbus.v1.AccountService.DiscoverSettings:input_type -> mailbus.v1.DiscoverSettingsRequest
+	12, // 33: mailbus.v1.AccountService.CreateAccount:output_type -> mailbus.v1.CreateAccountResponse
+	14, // 34: mailbus.v1.AccountService.GetAccount:output_type -> mailbus.v1.GetAccountResponse
+	16, // 35: mailbus.v1.AccountService.ListAccounts:output_type -> mailbus.v1.ListAccountsResponse
+	18, // 36: mailbus.v1.AccountService.UpdateAccount:output_type -> mailbus.v1.UpdateAccountResponse
+	20, // 37: mailbus.v1.AccountService.DeleteAccount:output_type -> mailbus.v1.DeleteAccountResponse
+	22, // 38: mailbus.v1.AccountService.DiscoverSettings:output_type -> mailbus.v1.DiscoverSettingsResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_account_proto_init() }
@@ -1594,8 +1856,8 @@ func file_mailbus_v1_account_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_account_proto_rawDesc), len(file_mailbus_v1_account_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   14,
+			NumEnums:      7,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

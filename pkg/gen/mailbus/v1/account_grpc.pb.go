@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccountService_CreateAccount_FullMethodName = "/mailbus.v1.AccountService/CreateAccount"
-	AccountService_GetAccount_FullMethodName    = "/mailbus.v1.AccountService/GetAccount"
-	AccountService_ListAccounts_FullMethodName  = "/mailbus.v1.AccountService/ListAccounts"
-	AccountService_UpdateAccount_FullMethodName = "/mailbus.v1.AccountService/UpdateAccount"
-	AccountService_DeleteAccount_FullMethodName = "/mailbus.v1.AccountService/DeleteAccount"
+	AccountService_CreateAccount_FullMethodName    = "/mailbus.v1.AccountService/CreateAccount"
+	AccountService_GetAccount_FullMethodName       = "/mailbus.v1.AccountService/GetAccount"
+	AccountService_ListAccounts_FullMethodName     = "/mailbus.v1.AccountService/ListAccounts"
+	AccountService_UpdateAccount_FullMethodName    = "/mailbus.v1.AccountService/UpdateAccount"
+	AccountService_DeleteAccount_FullMethodName    = "/mailbus.v1.AccountService/DeleteAccount"
+	AccountService_DiscoverSettings_FullMethodName = "/mailbus.v1.AccountService/DiscoverSettings"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -46,6 +47,15 @@ type AccountServiceClient interface {
 	// DeleteAccount removes an account with its mailboxes, messages and
 	// pending write-backs. Upstream mail is not touched.
 	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
+	// DiscoverSettings finds the server settings of an email address as mail
+	// clients do (decision 0038): built-in presets for the large providers,
+	// then Thunderbird autoconfig over HTTPS, then DNS SRV records (RFC
+	// 6186), then the MX host. Implicit TLS is preferred to STARTTLS;
+	// plaintext is never chosen. Nothing is created. Admin tokens only: it
+	// makes the store do network lookups. An address without a valid
+	// domain is INVALID_ARGUMENT (field email); nothing found, or a domain
+	// that says it offers no such service, is NOT_FOUND with what was tried.
+	DiscoverSettings(ctx context.Context, in *DiscoverSettingsRequest, opts ...grpc.CallOption) (*DiscoverSettingsResponse, error)
 }
 
 type accountServiceClient struct {
@@ -106,6 +116,16 @@ func (c *accountServiceClient) DeleteAccount(ctx context.Context, in *DeleteAcco
 	return out, nil
 }
 
+func (c *accountServiceClient) DiscoverSettings(ctx context.Context, in *DiscoverSettingsRequest, opts ...grpc.CallOption) (*DiscoverSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiscoverSettingsResponse)
+	err := c.cc.Invoke(ctx, AccountService_DiscoverSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -126,6 +146,15 @@ type AccountServiceServer interface {
 	// DeleteAccount removes an account with its mailboxes, messages and
 	// pending write-backs. Upstream mail is not touched.
 	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
+	// DiscoverSettings finds the server settings of an email address as mail
+	// clients do (decision 0038): built-in presets for the large providers,
+	// then Thunderbird autoconfig over HTTPS, then DNS SRV records (RFC
+	// 6186), then the MX host. Implicit TLS is preferred to STARTTLS;
+	// plaintext is never chosen. Nothing is created. Admin tokens only: it
+	// makes the store do network lookups. An address without a valid
+	// domain is INVALID_ARGUMENT (field email); nothing found, or a domain
+	// that says it offers no such service, is NOT_FOUND with what was tried.
+	DiscoverSettings(context.Context, *DiscoverSettingsRequest) (*DiscoverSettingsResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -150,6 +179,9 @@ func (UnimplementedAccountServiceServer) UpdateAccount(context.Context, *UpdateA
 }
 func (UnimplementedAccountServiceServer) DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccount not implemented")
+}
+func (UnimplementedAccountServiceServer) DiscoverSettings(context.Context, *DiscoverSettingsRequest) (*DiscoverSettingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiscoverSettings not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -262,6 +294,24 @@ func _AccountService_DeleteAccount_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_DiscoverSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiscoverSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).DiscoverSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_DiscoverSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).DiscoverSettings(ctx, req.(*DiscoverSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +338,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAccount",
 			Handler:    _AccountService_DeleteAccount_Handler,
+		},
+		{
+			MethodName: "DiscoverSettings",
+			Handler:    _AccountService_DiscoverSettings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

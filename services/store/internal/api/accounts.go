@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 
+	"github.com/mailbus/mailbus/pkg/discover"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/internal/auth"
 	"github.com/mailbus/mailbus/services/store/internal/db"
@@ -18,6 +19,9 @@ type Accounts struct {
 	// Changes announces created, updated and deleted accounts to the
 	// fetchers' WatchAccounts streams; nil announces nothing.
 	Changes *AccountChanges
+	// Discoverer answers DiscoverSettings; nil looks up the internet with
+	// the system's resolver.
+	Discoverer *discover.Discoverer
 }
 
 // CreateAccount implements AccountService.

@@ -63,6 +63,9 @@ var rules = map[string]rule{
 	mailbusv1.AccountService_DeleteAccount_FullMethodName: {access: accessAdmin, targets: func(r any) []ref {
 		return account("account_id", r.(*mailbusv1.DeleteAccountRequest).AccountId)
 	}},
+	// DiscoverSettings makes the store fetch URLs and ask DNS about any
+	// domain: admins only (decision 0038).
+	mailbusv1.AccountService_DiscoverSettings_FullMethodName: {access: accessAdmin},
 
 	mailbusv1.MailboxService_ListMailboxes_FullMethodName: {access: accessRead, targets: func(r any) []ref {
 		return account("account_id", r.(*mailbusv1.ListMailboxesRequest).AccountId)

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mailbus/v1/account.proto.
  */
 export const file_mailbus_v1_account: GenFile = /*@__PURE__*/
-  fileDesc("ChhtYWlsYnVzL3YxL2FjY291bnQucHJvdG8SCm1haWxidXMudjEi4wEKEU9hdXRoMkNyZWRlbnRpYWxzEiwKCHByb3ZpZGVyGAEgASgOMhoubWFpbGJ1cy52MS5PYXV0aDJQcm92aWRlchIRCgl0b2tlbl91cmwYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkSFQoNcmVmcmVzaF90b2tlbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoMU3luY1Byb2dyZXNzEhQKDGZvbGRlcnNfZG9uZRgBIAEoDRIVCg1mb2xkZXJzX3RvdGFsGAIgASgNEhUKDW1lc3NhZ2VzX2RvbmUYAyABKAQSFgoObWVzc2FnZXNfdG90YWwYBCABKAQSEgoKYnl0ZXNfZG9uZRgFIAEoBBITCgtieXRlc190b3RhbBgGIAEoBCLZAQoNQWNjb3VudFN0YXR1cxIkCgVzdGF0ZRgBIAEoDjIVLm1haWxidXMudjEuU3luY1N0YXRlEg4KBnJlYXNvbhgCIAEoCRIqCghwcm9ncmVzcxgDIAEoCzIYLm1haWxidXMudjEuU3luY1Byb2dyZXNzEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AQKB0FjY291bnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wSDAoEaG9zdBgEIAEoCRIMCgRwb3J0GAUgASgNEiYKCHNlY3VyaXR5GAYgASgOMhQubWFpbGJ1cy52MS5TZWN1cml0eRIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgHIAEoCBIQCgh1c2VybmFtZRgIIAEoCRIrCgthdXRoX21ldGhvZBgJIAEoDjIWLm1haWxidXMudjEuQXV0aE1ldGhvZBIOCgZzZWNyZXQYCiABKAkSJwoJcG9wM19tb2RlGAsgASgOMhQubWFpbGJ1cy52MS5Qb3AzTW9kZRIwCg1wb2xsX2ludGVydmFsGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDmZvbGRlcl9pbmNsdWRlGA0gAygJEhYKDmZvbGRlcl9leGNsdWRlGA4gAygJEhQKDGlkbGVfZm9sZGVycxgPIAMoCRIpCgZzdGF0dXMYECABKAsyGS5tYWlsYnVzLnYxLkFjY291bnRTdGF0dXMSEgoKZ2VuZXJhdGlvbhgRIAEoBBINCgVzdGF0ZRgSIAEoBBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBm9hdXRoMhgVIAEoCzIdLm1haWxidXMudjEuT2F1dGgyQ3JlZGVudGlhbHMiPAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI9ChVDcmVhdGVBY2NvdW50UmVzcG9uc2USJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI1ChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiOgoSR2V0QWNjb3VudFJlc3BvbnNlEiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQiZAoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wiVgoUTGlzdEFjY291bnRzUmVzcG9uc2USJQoIYWNjb3VudHMYASADKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFFVwZGF0ZUFjY291bnRSZXF1ZXN0EiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj0KFVVwZGF0ZUFjY291bnRSZXNwb25zZRIkCgdhY2NvdW50GAEgASgLMhMubWFpbGJ1cy52MS5BY2NvdW50IioKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlKkoKCFByb3RvY29sEhgKFFBST1RPQ09MX1VOU1BFQ0lGSUVEEAASEQoNUFJPVE9DT0xfSU1BUBABEhEKDVBST1RPQ09MX1BPUDMQAipgCghTZWN1cml0eRIYChRTRUNVUklUWV9VTlNQRUNJRklFRBAAEhAKDFNFQ1VSSVRZX1RMUxABEhUKEVNFQ1VSSVRZX1NUQVJUVExTEAISEQoNU0VDVVJJVFlfTk9ORRADKlwKCkF1dGhNZXRob2QSGwoXQVVUSF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRBVVRIX01FVEhPRF9QQVNTV09SRBABEhcKE0FVVEhfTUVUSE9EX1hPQVVUSDIQAiqJAQoOT2F1dGgyUHJvdmlkZXISHwobT0FVVEgyX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGgoWT0FVVEgyX1BST1ZJREVSX0dPT0dMRRABEh0KGU9BVVRIMl9QUk9WSURFUl9NSUNST1NPRlQQAhIbChdPQVVUSDJfUFJPVklERVJfR0VORVJJQxADKk8KCFBvcDNNb2RlEhkKFVBPUDNfTU9ERV9VTlNQRUNJRklFRBAAEhIKDlBPUDNfTU9ERV9LRUVQEAESFAoQUE9QM19NT0RFX0RFTEVURRACKqEBCglTeW5jU3RhdGUSGgoWU1lOQ19TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NZTkNfU1RBVEVfSU5JVElBTF9TWU5DEAESEwoPU1lOQ19TVEFURV9JRExFEAISFgoSU1lOQ19TVEFURV9TWU5DSU5HEAMSFwoTU1lOQ19TVEFURV9SRVRSWUlORxAEEhUKEVNZTkNfU1RBVEVfUEFSS0VEEAUysgMKDkFjY291bnRTZXJ2aWNlElQKDUNyZWF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USSwoKR2V0QWNjb3VudBIdLm1haWxidXMudjEuR2V0QWNjb3VudFJlcXVlc3QaHi5tYWlsYnVzLnYxLkdldEFjY291bnRSZXNwb25zZRJRCgxMaXN0QWNjb3VudHMSHy5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaIC5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlElQKDVVwZGF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLlVwZGF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5VcGRhdGVBY2NvdW50UmVzcG9uc2USVAoNRGVsZXRlQWNjb3VudBIgLm1haWxidXMudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIS5tYWlsYnVzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZUI5WjdnaXRodWIuY29tL21haWxidXMvbWFpbGJ1cy9wa2cvZ2VuL21haWxidXMvdjE7bWFpbGJ1c3YxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChhtYWlsYnVzL3YxL2FjY291bnQucHJvdG8SCm1haWxidXMudjEi4wEKEU9hdXRoMkNyZWRlbnRpYWxzEiwKCHByb3ZpZGVyGAEgASgOMhoubWFpbGJ1cy52MS5PYXV0aDJQcm92aWRlchIRCgl0b2tlbl91cmwYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEhUKDWNsaWVudF9zZWNyZXQYBCABKAkSFQoNcmVmcmVzaF90b2tlbhgFIAEoCRIOCgZzY29wZXMYBiADKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKTAQoMU3luY1Byb2dyZXNzEhQKDGZvbGRlcnNfZG9uZRgBIAEoDRIVCg1mb2xkZXJzX3RvdGFsGAIgASgNEhUKDW1lc3NhZ2VzX2RvbmUYAyABKAQSFgoObWVzc2FnZXNfdG90YWwYBCABKAQSEgoKYnl0ZXNfZG9uZRgFIAEoBBITCgtieXRlc190b3RhbBgGIAEoBCLZAQoNQWNjb3VudFN0YXR1cxIkCgVzdGF0ZRgBIAEoDjIVLm1haWxidXMudjEuU3luY1N0YXRlEg4KBnJlYXNvbhgCIAEoCRIqCghwcm9ncmVzcxgDIAEoCzIYLm1haWxidXMudjEuU3luY1Byb2dyZXNzEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AQKB0FjY291bnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wSDAoEaG9zdBgEIAEoCRIMCgRwb3J0GAUgASgNEiYKCHNlY3VyaXR5GAYgASgOMhQubWFpbGJ1cy52MS5TZWN1cml0eRIcChRpbnNlY3VyZV9za2lwX3ZlcmlmeRgHIAEoCBIQCgh1c2VybmFtZRgIIAEoCRIrCgthdXRoX21ldGhvZBgJIAEoDjIWLm1haWxidXMudjEuQXV0aE1ldGhvZBIOCgZzZWNyZXQYCiABKAkSJwoJcG9wM19tb2RlGAsgASgOMhQubWFpbGJ1cy52MS5Qb3AzTW9kZRIwCg1wb2xsX2ludGVydmFsGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDmZvbGRlcl9pbmNsdWRlGA0gAygJEhYKDmZvbGRlcl9leGNsdWRlGA4gAygJEhQKDGlkbGVfZm9sZGVycxgPIAMoCRIpCgZzdGF0dXMYECABKAsyGS5tYWlsYnVzLnYxLkFjY291bnRTdGF0dXMSEgoKZ2VuZXJhdGlvbhgRIAEoBBINCgVzdGF0ZRgSIAEoBBIvCgtjcmVhdGVfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KBm9hdXRoMhgVIAEoCzIdLm1haWxidXMudjEuT2F1dGgyQ3JlZGVudGlhbHMiPAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI9ChVDcmVhdGVBY2NvdW50UmVzcG9uc2USJAoHYWNjb3VudBgBIAEoCzITLm1haWxidXMudjEuQWNjb3VudCI1ChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiOgoSR2V0QWNjb3VudFJlc3BvbnNlEiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQiZAoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRImCghwcm90b2NvbBgDIAEoDjIULm1haWxidXMudjEuUHJvdG9jb2wiVgoUTGlzdEFjY291bnRzUmVzcG9uc2USJQoIYWNjb3VudHMYASADKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KFFVwZGF0ZUFjY291bnRSZXF1ZXN0EiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj0KFVVwZGF0ZUFjY291bnRSZXNwb25zZRIkCgdhY2NvdW50GAEgASgLMhMubWFpbGJ1cy52MS5BY2NvdW50IioKFERlbGV0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiFwoVRGVsZXRlQWNjb3VudFJlc3BvbnNlIlAKF0Rpc2NvdmVyU2V0dGluZ3NSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEiYKCHByb3RvY29sGAIgASgOMhQubWFpbGJ1cy52MS5Qcm90b2NvbCL+AQoYRGlzY292ZXJTZXR0aW5nc1Jlc3BvbnNlEiQKB2FjY291bnQYASABKAsyEy5tYWlsYnVzLnYxLkFjY291bnQSKwoGc291cmNlGAIgASgOMhsubWFpbGJ1cy52MS5EaXNjb3ZlcnlTb3VyY2USFQoNc291cmNlX2RldGFpbBgDIAEoCRIzCg9vYXV0aDJfcHJvdmlkZXIYBCABKA4yGi5tYWlsYnVzLnYxLk9hdXRoMlByb3ZpZGVyEhUKDXByb3ZpZGVyX25hbWUYBSABKAkSDQoFZ3Vlc3MYBiABKAgSDAoEbm90ZRgHIAEoCRIPCgdza2lwcGVkGAggAygJKkoKCFByb3RvY29sEhgKFFBST1RPQ09MX1VOU1BFQ0lGSUVEEAASEQoNUFJPVE9DT0xfSU1BUBABEhEKDVBST1RPQ09MX1BPUDMQAipgCghTZWN1cml0eRIYChRTRUNVUklUWV9VTlNQRUNJRklFRBAAEhAKDFNFQ1VSSVRZX1RMUxABEhUKEVNFQ1VSSVRZX1NUQVJUVExTEAISEQoNU0VDVVJJVFlfTk9ORRADKlwKCkF1dGhNZXRob2QSGwoXQVVUSF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRBVVRIX01FVEhPRF9QQVNTV09SRBABEhcKE0FVVEhfTUVUSE9EX1hPQVVUSDIQAiqJAQoOT2F1dGgyUHJvdmlkZXISHwobT0FVVEgyX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGgoWT0FVVEgyX1BST1ZJREVSX0dPT0dMRRABEh0KGU9BVVRIMl9QUk9WSURFUl9NSUNST1NPRlQQAhIbChdPQVVUSDJfUFJPVklERVJfR0VORVJJQxADKk8KCFBvcDNNb2RlEhkKFVBPUDNfTU9ERV9VTlNQRUNJRklFRBAAEhIKDlBPUDNfTU9ERV9LRUVQEAESFAoQUE9QM19NT0RFX0RFTEVURRACKqEBCglTeW5jU3RhdGUSGgoWU1lOQ19TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NZTkNfU1RBVEVfSU5JVElBTF9TWU5DEAESEwoPU1lOQ19TVEFURV9JRExFEAISFgoSU1lOQ19TVEFURV9TWU5DSU5HEAMSFwoTU1lOQ19TVEFURV9SRVRSWUlORxAEEhUKEVNZTkNfU1RBVEVfUEFSS0VEEAUqqAEKD0Rpc2NvdmVyeVNvdXJjZRIgChxESVNDT1ZFUllfU09VUkNFX1VOU1BFQ0lGSUVEEAASGwoXRElTQ09WRVJZX1NPVVJDRV9QUkVTRVQQARIfChtESVNDT1ZFUllfU09VUkNFX0FVVE9DT05GSUcQAhIcChhESVNDT1ZFUllfU09VUkNFX0ROU19TUlYQAxIXChNESVNDT1ZFUllfU09VUkNFX01YEAQykQQKDkFjY291bnRTZXJ2aWNlElQKDUNyZWF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USSwoKR2V0QWNjb3VudBIdLm1haWxidXMudjEuR2V0QWNjb3VudFJlcXVlc3QaHi5tYWlsYnVzLnYxLkdldEFjY291bnRSZXNwb25zZRJRCgxMaXN0QWNjb3VudHMSHy5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaIC5tYWlsYnVzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlElQKDVVwZGF0ZUFjY291bnQSIC5tYWlsYnVzLnYxLlVwZGF0ZUFjY291bnRSZXF1ZXN0GiEubWFpbGJ1cy52MS5VcGRhdGVBY2NvdW50UmVzcG9uc2USVAoNRGVsZXRlQWNjb3VudBIgLm1haWxidXMudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIS5tYWlsYnVzLnYxLkRlbGV0ZUFjY291bnRSZXNwb25zZRJdChBEaXNjb3ZlclNldHRpbmdzEiMubWFpbGJ1cy52MS5EaXNjb3ZlclNldHRpbmdzUmVxdWVzdBokLm1haWxidXMudjEuRGlzY292ZXJTZXR0aW5nc1Jlc3BvbnNlQjlaN2dpdGh1Yi5jb20vbWFpbGJ1cy9tYWlsYnVzL3BrZy9nZW4vbWFpbGJ1cy92MTttYWlsYnVzdjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Oauth2Credentials let the store obtain access tokens for an account with
@@ -599,6 +599,111 @@ export const DeleteAccountResponseSchema: GenMessage<DeleteAccountResponse> = /*
   messageDesc(file_mailbus_v1_account, 13);
 
 /**
+ * DiscoverSettingsRequest is the input of DiscoverSettings.
+ *
+ * @generated from message mailbus.v1.DiscoverSettingsRequest
+ */
+export type DiscoverSettingsRequest = Message<"mailbus.v1.DiscoverSettingsRequest"> & {
+  /**
+   * The email address, such as alice@example.com.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * The protocol to look for; unset means PROTOCOL_IMAP.
+   *
+   * @generated from field: mailbus.v1.Protocol protocol = 2;
+   */
+  protocol: Protocol;
+};
+
+/**
+ * Describes the message mailbus.v1.DiscoverSettingsRequest.
+ * Use `create(DiscoverSettingsRequestSchema)` to create a new message.
+ */
+export const DiscoverSettingsRequestSchema: GenMessage<DiscoverSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_account, 14);
+
+/**
+ * DiscoverSettingsResponse is the output of DiscoverSettings.
+ *
+ * @generated from message mailbus.v1.DiscoverSettingsResponse
+ */
+export type DiscoverSettingsResponse = Message<"mailbus.v1.DiscoverSettingsResponse"> & {
+  /**
+   * The settings: protocol, host, port, security, username (the address
+   * unless the source says otherwise) and auth_method
+   * (AUTH_METHOD_XOAUTH2 where the provider takes OAuth 2.0 tokens). Add
+   * a name and a secret or oauth2 credentials and it can be given to
+   * CreateAccount.
+   *
+   * @generated from field: mailbus.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+
+  /**
+   * Where the settings were found.
+   *
+   * @generated from field: mailbus.v1.DiscoverySource source = 2;
+   */
+  source: DiscoverySource;
+
+  /**
+   * Which preset, URL, SRV name or MX host, for people.
+   *
+   * @generated from field: string source_detail = 3;
+   */
+  sourceDetail: string;
+
+  /**
+   * The OAuth 2.0 provider of the server, when it has one mailbus knows
+   * (OAUTH2_PROVIDER_GENERIC: OAuth 2.0 whose token URL must be given).
+   *
+   * @generated from field: mailbus.v1.Oauth2Provider oauth2_provider = 4;
+   */
+  oauth2Provider: Oauth2Provider;
+
+  /**
+   * The provider's name, when known, such as "Gmail".
+   *
+   * @generated from field: string provider_name = 5;
+   */
+  providerName: string;
+
+  /**
+   * True when the settings are a guess (the MX host taken for the IMAP or
+   * POP3 host): check them before relying on them.
+   *
+   * @generated from field: bool guess = 6;
+   */
+  guess: boolean;
+
+  /**
+   * Advice on the login, such as that the provider takes only app
+   * passwords; may be empty.
+   *
+   * @generated from field: string note = 7;
+   */
+  note: string;
+
+  /**
+   * The sources tried before and why each gave nothing, one line each.
+   *
+   * @generated from field: repeated string skipped = 8;
+   */
+  skipped: string[];
+};
+
+/**
+ * Describes the message mailbus.v1.DiscoverSettingsResponse.
+ * Use `create(DiscoverSettingsResponseSchema)` to create a new message.
+ */
+export const DiscoverSettingsResponseSchema: GenMessage<DiscoverSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_account, 15);
+
+/**
  * Protocol is how mailbus talks to the upstream server.
  *
  * @generated from enum mailbus.v1.Protocol
@@ -845,6 +950,56 @@ export const SyncStateSchema: GenEnum<SyncState> = /*@__PURE__*/
   enumDesc(file_mailbus_v1_account, 5);
 
 /**
+ * DiscoverySource is where DiscoverSettings found the settings.
+ *
+ * @generated from enum mailbus.v1.DiscoverySource
+ */
+export enum DiscoverySource {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: DISCOVERY_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A built-in preset of a large provider (no network lookup).
+   *
+   * @generated from enum value: DISCOVERY_SOURCE_PRESET = 1;
+   */
+  PRESET = 1,
+
+  /**
+   * A Thunderbird autoconfig file (clientConfig XML) fetched over HTTPS
+   * from the domain's own servers.
+   *
+   * @generated from enum value: DISCOVERY_SOURCE_AUTOCONFIG = 2;
+   */
+  AUTOCONFIG = 2,
+
+  /**
+   * DNS SRV records (RFC 6186).
+   *
+   * @generated from enum value: DISCOVERY_SOURCE_DNS_SRV = 3;
+   */
+  DNS_SRV = 3,
+
+  /**
+   * The domain's MX host: a known provider's settings when the MX is
+   * theirs, else the MX host itself, which is a guess (guess is set).
+   *
+   * @generated from enum value: DISCOVERY_SOURCE_MX = 4;
+   */
+  MX = 4,
+}
+
+/**
+ * Describes the enum mailbus.v1.DiscoverySource.
+ */
+export const DiscoverySourceSchema: GenEnum<DiscoverySource> = /*@__PURE__*/
+  enumDesc(file_mailbus_v1_account, 6);
+
+/**
  * AccountService manages the upstream mail accounts (operators and admins).
  *
  * @generated from service mailbus.v1.AccountService
@@ -903,6 +1058,23 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof DeleteAccountRequestSchema;
     output: typeof DeleteAccountResponseSchema;
+  },
+  /**
+   * DiscoverSettings finds the server settings of an email address as mail
+   * clients do (decision 0038): built-in presets for the large providers,
+   * then Thunderbird autoconfig over HTTPS, then DNS SRV records (RFC
+   * 6186), then the MX host. Implicit TLS is preferred to STARTTLS;
+   * plaintext is never chosen. Nothing is created. Admin tokens only: it
+   * makes the store do network lookups. An address without a valid
+   * domain is INVALID_ARGUMENT (field email); nothing found, or a domain
+   * that says it offers no such service, is NOT_FOUND with what was tried.
+   *
+   * @generated from rpc mailbus.v1.AccountService.DiscoverSettings
+   */
+  discoverSettings: {
+    methodKind: "unary";
+    input: typeof DiscoverSettingsRequestSchema;
+    output: typeof DiscoverSettingsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mailbus_v1_account, 0);
