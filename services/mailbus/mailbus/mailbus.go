@@ -52,6 +52,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/datadir"
+	"github.com/mailbus/mailbus/pkg/discover"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/natsperm"
@@ -165,6 +166,9 @@ type Config struct {
 	// data directory's users file for added and removed consumer users;
 	// default DefaultNATSUsersPoll.
 	NATSUsersPoll time.Duration
+	// Discover configures the store's lookups for DiscoverSettings
+	// (store.Config.Discover); the zero value asks the internet.
+	Discover discover.Config
 	// Logger receives the services' logs; nil discards them.
 	Logger *slog.Logger
 	// Ready, if set, is called once every service runs.
@@ -411,7 +415,7 @@ func (s *Server) Run(ctx context.Context) error {
 		DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, SecretKey: key, OldSecretKeys: cfg.OldSecretKeys,
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
 		EventsReplicas: cfg.EventsReplicas, EventsMaxAge: cfg.EventsMaxAge,
-		Logger: s.log, Registry: reg, Webhooks: hooks.Server(),
+		Logger: s.log, Registry: reg, Webhooks: hooks.Server(), Discover: cfg.Discover,
 		Ready: func(addr string) { storeReady <- addr },
 	})
 	if err != nil {

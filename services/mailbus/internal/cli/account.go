@@ -34,12 +34,13 @@ type accountAddFlags struct {
 	poll                                     time.Duration
 	insecureSkipVerify                       bool
 	include, exclude                         []string
+	discover                                 discoverFlags
 }
 
 func (a *app) accountAddCommand() *cobra.Command {
 	var f accountAddFlags
 	c := &cobra.Command{
-		Use:   "add --name N --protocol imap|pop3 --host H --username U [flags]",
+		Use:   "add --email ADDRESS | --name N --protocol imap|pop3 --host H --username U [flags]",
 		Short: "Add an IMAP or POP3 account; the store starts syncing it at once",
 		Long: `Add an upstream account. The password is read from a file (--password-file),
 an environment variable (--password-env), or else asked for (typed without
@@ -48,8 +49,15 @@ encrypted and never shown again.
 
 The port defaults to the protocol's: IMAP 993 (tls) or 143 (starttls, none);
 POP3 995 (tls) or 110 (starttls, none). --security none (plaintext) is only
-used when asked for.`,
-		Example: `  mailbus account add --name work --protocol imap --host imap.example.com \
+used when asked for.
+
+With --email and no --host the server is found from the address: built-in
+presets for the large providers (no network), then the domain's autoconfig
+file (HTTPS), DNS SRV records and its MX host, looked up by the store.
+--dry-run prints the settings and adds nothing.`,
+		Example: `  mailbus account add --email alice@fastmail.com --dry-run
+  mailbus account add --email alice@example.com --protocol pop3 --password-file ~/.pw
+  mailbus account add --name work --protocol imap --host imap.example.com \
       --security tls --username alice@example.com --password-file ~/.work-pw
   MAILPW=secret mailbus account add --name old-isp --protocol pop3 \
       --host pop.example.net --security starttls --username bob --password-env MAILPW \
@@ -75,10 +83,14 @@ used when asked for.`,
 	fl.BoolVar(&f.insecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's certificate (self-signed servers only)")
 	fl.StringSliceVar(&f.include, "folder-include", nil, "IMAP only: folders to sync (LIST patterns, * and %); default all")
 	fl.StringSliceVar(&f.exclude, "folder-exclude", nil, "IMAP only: folders to leave out (LIST patterns)")
+	addDiscoverFlags(fl, &f.discover)
 	return c
 }
 
 func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddFlags) error {
+	if err := a.applyEmail(ctx, cmd, &f.discover); err != nil {
+		return err
+	}
 	if err := requireFlags(cmd, "name", "protocol", "host", "username"); err != nil {
 		return err
 	}
@@ -130,6 +142,9 @@ func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddF
 	}
 	if f.passwordFile != "" && f.passwordEnv != "" {
 		return usagef("give --password-file or --password-env, not both")
+	}
+	if f.discover.dryRun {
+		return a.printDryRun(acct, &f.discover)
 	}
 	secret, err := a.password(f, f.username+"@"+acct.Host)
 	if err != nil {
