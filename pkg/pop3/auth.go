@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Mechanism names a way to log in.
@@ -14,9 +15,10 @@ type Mechanism string
 
 // Mechanisms understood by Login.
 const (
-	// MechanismAuto chooses: XOAUTH2 when Credentials.Token is set, else
-	// SASL PLAIN when CAPA offers it, else APOP when CAPA lists neither
-	// USER nor PLAIN but the greeting has a timestamp, else USER/PASS.
+	// MechanismAuto chooses: with Credentials.Token set, what
+	// TokenMechanism chooses; else SASL PLAIN when CAPA offers it, else
+	// APOP when CAPA lists neither USER nor PLAIN but the greeting has a
+	// timestamp, else USER/PASS.
 	MechanismAuto Mechanism = ""
 	// MechanismUser is USER and PASS (RFC 1939 section 7).
 	MechanismUser Mechanism = "USER"
@@ -28,14 +30,30 @@ const (
 	// MechanismXOAUTH2 is Google's and Microsoft's SASL XOAUTH2 with an
 	// OAuth 2.0 bearer token.
 	MechanismXOAUTH2 Mechanism = "XOAUTH2"
+	// MechanismOAuthBearer is SASL OAUTHBEARER (RFC 7628) with an OAuth
+	// 2.0 bearer token.
+	MechanismOAuthBearer Mechanism = "OAUTHBEARER"
 )
+
+// TokenMechanism chooses how to log in with an OAuth 2.0 access token:
+// OAUTHBEARER when CAPA's SASL line offers it, else XOAUTH2 (which Login
+// refuses with ErrAuthUnsupported, sending nothing, when CAPA answers
+// without it). OAUTHBEARER is preferred as the standard mechanism (RFC 7628),
+// the one Dovecot recommends, and the one whose failure reply (a JSON
+// status followed by %x01) is specified.
+func TokenMechanism(caps Capabilities) Mechanism {
+	if caps.HasSASL(string(MechanismOAuthBearer)) {
+		return MechanismOAuthBearer
+	}
+	return MechanismXOAUTH2
+}
 
 // Credentials are what Login sends.
 type Credentials struct {
 	Username string
 	// Password for USER/PASS, APOP and PLAIN.
 	Password string
-	// Token is an OAuth 2.0 access token for XOAUTH2.
+	// Token is an OAuth 2.0 access token for XOAUTH2 and OAUTHBEARER.
 	Token string
 }
 
@@ -78,7 +96,7 @@ func (c *Client) Login(ctx context.Context, creds Credentials, mech Mechanism) e
 		err = c.userPass(ctx, creds)
 	case MechanismAPOP:
 		err = c.apop(ctx, creds)
-	case MechanismPlain, MechanismXOAUTH2:
+	case MechanismPlain, MechanismXOAUTH2, MechanismOAuthBearer:
 		if len(caps) > 0 && !caps.HasSASL(string(mech)) {
 			return fmt.Errorf("%w: SASL %s (offered: %v)", ErrAuthUnsupported, mech, caps.SASL())
 		}
@@ -97,7 +115,7 @@ func (c *Client) Login(ctx context.Context, creds Credentials, mech Mechanism) e
 func chooseMechanism(caps Capabilities, creds Credentials, g Greeting) Mechanism {
 	switch {
 	case creds.Token != "":
-		return MechanismXOAUTH2
+		return TokenMechanism(caps)
 	case caps.HasSASL("PLAIN"):
 		return MechanismPlain
 	case len(caps) > 0 && !caps.Has("USER") && g.Timestamp != "":
@@ -107,10 +125,25 @@ func chooseMechanism(caps Capabilities, creds Credentials, g Greeting) Mechanism
 }
 
 func initialResponse(mech Mechanism, creds Credentials) []byte {
-	if mech == MechanismXOAUTH2 {
+	switch mech {
+	case MechanismXOAUTH2:
 		return []byte("user=" + creds.Username + "\x01auth=Bearer " + creds.Token + "\x01\x01")
+	case MechanismOAuthBearer:
+		return OAuthBearerResponse(creds.Username, creds.Token)
 	}
 	return []byte("\x00" + creds.Username + "\x00" + creds.Password)
+}
+
+// OAuthBearerResponse is the OAUTHBEARER client response of RFC 7628
+// section 3.1: the GS2 header "n,a=<user>," (the user as the
+// authorization identity, its "," and "=" escaped as RFC 5801 says), then
+// "\x01auth=Bearer <token>\x01\x01". The optional host and port keys are
+// left out: no server we know of needs them, and a proxy or a name
+// resolved by DNS would make them differ from what the server knows itself
+// as.
+func OAuthBearerResponse(user, token string) []byte {
+	user = strings.NewReplacer("=", "=3D", ",", "=2C").Replace(user)
+	return []byte("n,a=" + user + ",\x01auth=Bearer " + token + "\x01\x01")
 }
 
 func (c *Client) userPass(ctx context.Context, creds Credentials) error {
@@ -131,11 +164,14 @@ func (c *Client) apop(ctx context.Context, creds Credentials) error {
 }
 
 // sasl runs an RFC 5034 AUTH exchange for a mechanism whose client speaks
-// first (PLAIN, XOAUTH2). The initial response goes on the AUTH line when
-// that fits in 255 octets, else after the server's empty challenge.
+// first (PLAIN, XOAUTH2, OAUTHBEARER). The initial response goes on the
+// AUTH line when that fits in 255 octets, else after the server's empty
+// challenge.
 //
-// XOAUTH2 reports failure as a challenge carrying base64 JSON
-// ({"status":"401",...}); the client answers it with an empty line and the
+// XOAUTH2 and OAUTHBEARER report failure as a challenge carrying base64
+// JSON ({"status":"401",...} or {"status":"invalid_token",...}). The
+// client answers it, XOAUTH2 with an empty line (as Google documents),
+// OAUTHBEARER with the single octet %x01 (RFC 7628 section 3.2.3), and the
 // server then sends "-ERR". The JSON is added to the *Error's Message.
 func (c *Client) sasl(ctx context.Context, mech string, ir []byte) error {
 	display := "AUTH " + mech
@@ -175,6 +211,9 @@ func (c *Client) sasl(ctx context.Context, mech string, ir []byte) error {
 		case mech == string(MechanismXOAUTH2) && detail == "":
 			detail = decodeChallenge(st.text)
 			err = c.send(ctx, "", display)
+		case mech == string(MechanismOAuthBearer) && detail == "":
+			detail = decodeChallenge(st.text)
+			err = c.send(ctx, base64.StdEncoding.EncodeToString([]byte{0x01}), display)
 		default:
 			// A challenge these mechanisms do not expect: cancel, the
 			// server answers -ERR.

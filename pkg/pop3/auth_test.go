@@ -28,6 +28,8 @@ func TestLoginMechanisms(t *testing.T) {
 		{"auto prefers PLAIN", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAuto, "AUTH PLAIN "},
 		{"xoauth2", []pop3test.Option{pop3test.WithSASL("PLAIN", "XOAUTH2")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismXOAUTH2, "AUTH XOAUTH2 "},
 		{"auto with token", []pop3test.Option{pop3test.WithSASL("XOAUTH2")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismAuto, "AUTH XOAUTH2 "},
+		{"oauthbearer", []pop3test.Option{pop3test.WithSASL("OAUTHBEARER")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismOAuthBearer, "AUTH OAUTHBEARER "},
+		{"auto prefers OAUTHBEARER", []pop3test.Option{pop3test.WithSASL("PLAIN", "XOAUTH2", "OAUTHBEARER")}, pop3.Credentials{Username: user, Token: token}, pop3.MechanismAuto, "AUTH OAUTHBEARER "},
 		{"apop", []pop3test.Option{pop3test.WithAPOP()}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAPOP, "APOP alice "},
 		{"auto APOP without USER", []pop3test.Option{pop3test.WithAPOP(), pop3test.WithoutUSER()}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAuto, "APOP alice "},
 	}
@@ -76,6 +78,8 @@ func TestLoginFailures(t *testing.T) {
 		{"login-delay", []pop3test.Option{pop3test.WithFault(pop3test.Reply("PASS", "-ERR [LOGIN-DELAY] too soon"))}, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismUser, false, true, nil},
 		{"plain not offered", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismPlain, false, false, pop3.ErrAuthUnsupported},
 		{"xoauth2 not offered", []pop3test.Option{pop3test.WithSASL("PLAIN")}, pop3.Credentials{Username: user, Token: "t"}, pop3.MechanismAuto, false, false, pop3.ErrAuthUnsupported},
+		{"oauthbearer not offered", []pop3test.Option{pop3test.WithSASL("XOAUTH2")}, pop3.Credentials{Username: user, Token: "t"}, pop3.MechanismOAuthBearer, false, false, pop3.ErrAuthUnsupported},
+		{"oauthbearer wrong token", []pop3test.Option{pop3test.WithSASL("OAUTHBEARER")}, pop3.Credentials{Username: user, Token: "wrong"}, pop3.MechanismAuto, true, false, nil},
 		{"apop without timestamp", nil, pop3.Credentials{Username: user, Password: pass}, pop3.MechanismAPOP, false, false, pop3.ErrAPOPUnavailable},
 	}
 	for _, tt := range tests {
@@ -105,25 +109,64 @@ func TestLoginFailures(t *testing.T) {
 	}
 }
 
-func TestXOAUTH2FailureContinuation(t *testing.T) {
-	srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass), pop3test.WithSASL("XOAUTH2"),
-		pop3test.WithXOAUTH2Token(user, "good"))
+// A refused bearer token: the server's JSON error challenge is answered as
+// each mechanism says (XOAUTH2: an empty line; OAUTHBEARER: %x01, RFC 7628
+// section 3.2.3), the -ERR [AUTH] that follows is a permanent
+// authentication failure carrying the JSON status, and the session can log
+// in again with a good token.
+func TestTokenFailureContinuation(t *testing.T) {
+	for _, tt := range []struct {
+		mech   pop3.Mechanism
+		answer string // the client's answer to the error challenge
+		status string
+	}{
+		{pop3.MechanismXOAUTH2, "", `"status":"401"`},
+		{pop3.MechanismOAuthBearer, "AQ==", `"status":"invalid_token"`},
+	} {
+		t.Run(string(tt.mech), func(t *testing.T) {
+			srv := pop3test.NewServer(t, pop3test.WithMailbox(user, pass), pop3test.WithSASL(string(tt.mech)),
+				pop3test.WithXOAUTH2Token(user, "good"))
+			c := dial(t, srv, nil)
+			err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "expired"}, pop3.MechanismAuto)
+			var pe *pop3.Error
+			if !errors.As(err, &pe) || pe.Code != "AUTH" || pe.Command != "AUTH "+string(tt.mech) {
+				t.Fatalf("Login = %v, want -ERR [AUTH] to AUTH %s", err, tt.mech)
+			}
+			if !strings.Contains(pe.Message, tt.status) || !errors.Is(err, pop3.ErrAuthFailed) || pop3.Temporary(err) {
+				t.Fatalf("error %q lacks the JSON status or is not a permanent auth failure", err)
+			}
+			if strings.Contains(err.Error(), "expired") {
+				t.Fatalf("token in error %q", err)
+			}
+			cmds := srv.Commands()
+			if len(cmds) < 2 || !strings.HasPrefix(cmds[len(cmds)-2], "AUTH "+string(tt.mech)+" ") || cmds[len(cmds)-1] != tt.answer {
+				t.Fatalf("commands %q: want AUTH %s <ir> then %q", cmds, tt.mech, tt.answer)
+			}
+			// The session is back in the AUTHORIZATION state and usable.
+			if err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "good"}, pop3.MechanismAuto); err != nil {
+				t.Fatalf("second Login: %v", err)
+			}
+		})
+	}
+}
+
+// The OAUTHBEARER response is RFC 7628's, with the user escaped as a GS2
+// saslname (RFC 5801: "," as "=2C", "=" as "=3D").
+func TestOAuthBearerResponse(t *testing.T) {
+	for _, tt := range []struct{ user, want string }{
+		{"alice@example.com", "n,a=alice@example.com,\x01auth=Bearer tok\x01\x01"},
+		{"a,b=c", "n,a=a=2Cb=3Dc,\x01auth=Bearer tok\x01\x01"},
+	} {
+		if got := string(pop3.OAuthBearerResponse(tt.user, "tok")); got != tt.want {
+			t.Errorf("OAuthBearerResponse(%q) = %q, want %q", tt.user, got, tt.want)
+		}
+	}
+	// And the test server reads the escaped user back.
+	srv := pop3test.NewServer(t, pop3test.WithMailbox("a,b=c", pass), pop3test.WithSASL("OAUTHBEARER"),
+		pop3test.WithXOAUTH2Token("a,b=c", "tok"))
 	c := dial(t, srv, nil)
-	err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "expired"}, pop3.MechanismAuto)
-	var pe *pop3.Error
-	if !errors.As(err, &pe) || pe.Code != "AUTH" || pe.Command != "AUTH XOAUTH2" {
-		t.Fatalf("Login = %v, want -ERR [AUTH] to AUTH XOAUTH2", err)
-	}
-	if !strings.Contains(pe.Message, `"status":"401"`) || !errors.Is(err, pop3.ErrAuthFailed) || pop3.Temporary(err) {
-		t.Fatalf("error %q lacks the XOAUTH2 status or is not a permanent auth failure", err)
-	}
-	cmds := srv.Commands()
-	if len(cmds) < 2 || !strings.HasPrefix(cmds[len(cmds)-2], "AUTH XOAUTH2 ") || cmds[len(cmds)-1] != "" {
-		t.Fatalf("commands %q: want AUTH XOAUTH2 <ir> then an empty line", cmds)
-	}
-	// The session is back in the AUTHORIZATION state and usable.
-	if err := c.Login(context.Background(), pop3.Credentials{Username: user, Token: "good"}, pop3.MechanismAuto); err != nil {
-		t.Fatalf("second Login: %v", err)
+	if err := c.Login(context.Background(), pop3.Credentials{Username: "a,b=c", Token: "tok"}, pop3.MechanismAuto); err != nil {
+		t.Fatalf("Login with an escaped user: %v", err)
 	}
 }
 

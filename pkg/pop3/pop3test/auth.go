@@ -65,7 +65,7 @@ func (ss *session) auth(w io.Writer, args []string) error {
 	for _, m := range ss.s.cfg.sasl {
 		offered = offered || m == mech
 	}
-	if !offered || (mech != "PLAIN" && mech != "XOAUTH2") {
+	if !offered || (mech != "PLAIN" && mech != "XOAUTH2" && mech != "OAUTHBEARER") {
 		return reply(w, "-ERR unsupported mechanism")
 	}
 	var resp string
@@ -102,19 +102,23 @@ func (ss *session) auth(w io.Writer, args []string) error {
 		}
 		return ss.login(w, parts[1], func(b *mailbox) bool { return b.password == parts[2] })
 	}
-	user, token, ok := parseXOAUTH2(ir)
+	var user, token string
+	var ok bool
+	// Google's failure dialogue for XOAUTH2, RFC 7628's for OAUTHBEARER:
+	// an error challenge, the client's answer (an empty line; %x01), then
+	// -ERR.
+	failure := `{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`
+	if mech == "OAUTHBEARER" {
+		user, token, ok = parseOAuthBearer(ir)
+		failure = `{"status":"invalid_token","schemes":"bearer","scope":"https://mail.google.com/"}`
+	} else {
+		user, token, ok = parseXOAUTH2(ir)
+	}
 	if ok {
-		ok = false
-		ss.s.mu.Lock()
-		b, found := ss.s.boxes[user]
-		ok = found && b.token != "" && b.token == token
-		ss.s.mu.Unlock()
+		ok = ss.s.tokenValid(user, token)
 	}
 	if !ok {
-		// Google's failure dialogue: an error challenge, an empty client
-		// line, then -ERR.
-		js := `{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}`
-		if err := reply(w, "+ %s", base64.StdEncoding.EncodeToString([]byte(js))); err != nil {
+		if err := reply(w, "+ %s", base64.StdEncoding.EncodeToString([]byte(failure))); err != nil {
 			return err
 		}
 		if err := ss.bw.Flush(); err != nil {
@@ -128,6 +132,36 @@ func (ss *session) auth(w io.Writer, args []string) error {
 		return reply(w, "-ERR [AUTH] invalid credentials")
 	}
 	return ss.login(w, user, func(*mailbox) bool { return true })
+}
+
+// tokenValid reports whether token is a bearer token for user: the one
+// set with WithXOAUTH2Token, or one WithTokenCheck accepts.
+func (s *Server) tokenValid(user, token string) bool {
+	s.mu.Lock()
+	b, found := s.boxes[user]
+	ok := found && b.token != "" && b.token == token
+	s.mu.Unlock()
+	if !ok && found && s.cfg.tokenCheck != nil {
+		ok = s.cfg.tokenCheck(user, token)
+	}
+	return ok
+}
+
+// parseOAuthBearer parses RFC 7628's "n,a=U,\x01auth=Bearer T\x01\x01"
+// (the user is the GS2 authorization identity, "=2C" and "=3D" escaped).
+func parseOAuthBearer(ir []byte) (user, token string, ok bool) {
+	gs2, rest, found := strings.Cut(string(ir), "\x01")
+	parts := strings.Split(gs2, ",")
+	if !found || len(parts) != 3 || parts[0] != "n" || !strings.HasPrefix(parts[1], "a=") {
+		return "", "", false
+	}
+	user = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(parts[1][2:])
+	for _, f := range strings.Split(rest, "\x01") {
+		if v, ok := strings.CutPrefix(f, "auth="); ok && len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+			token = v[7:]
+		}
+	}
+	return user, token, user != "" && token != ""
 }
 
 // parseXOAUTH2 parses "user=U\x01auth=Bearer T\x01\x01".

@@ -3,8 +3,8 @@
 // NewServer starts a server on 127.0.0.1:0 that serves one maildrop per
 // user and implements RFC 1939 (USER/PASS, APOP, STAT, LIST, UIDL, RETR,
 // TOP, DELE, NOOP, RSET, QUIT), CAPA with RESP-CODES, AUTH-RESP-CODE,
-// PIPELINING and LOGIN-DELAY (RFC 2449), STLS (RFC 2595), AUTH PLAIN and
-// XOAUTH2 (RFC 5034) and UTF8 (RFC 6856, WithUTF8), with a self-signed
+// PIPELINING and LOGIN-DELAY (RFC 2449), STLS (RFC 2595), AUTH PLAIN,
+// XOAUTH2 and OAUTHBEARER (RFC 5034, RFC 7628) and UTF8 (RFC 6856, WithUTF8), with a self-signed
 // certificate made in memory (see ClientTLSConfig). It behaves like a
 // careful real server:
 //
@@ -81,6 +81,7 @@ type config struct {
 	downgrade    bool
 	extraCaps    []string
 	faults       []Fault
+	tokenCheck   func(user, token string) bool
 	autologout   time.Duration // 0: never
 	boxes        map[string]*mailbox
 	order        []string
@@ -103,6 +104,14 @@ func WithMailbox(user, password string, msgs ...Message) Option {
 // WithXOAUTH2Token sets the bearer token that XOAUTH2 accepts for user.
 func WithXOAUTH2Token(user, token string) Option {
 	return func(c *config) { c.box(user).token = token }
+}
+
+// WithTokenCheck makes XOAUTH2 and OAUTHBEARER also accept a bearer token
+// for which check returns true (a token of a test's OAuth 2.0 server, say);
+// the user must have a maildrop. check is called on the session's
+// goroutine and must be safe for concurrent use.
+func WithTokenCheck(check func(user, token string) bool) Option {
+	return func(c *config) { c.tokenCheck = check }
 }
 
 // WithImplicitTLS makes the server speak TLS from the first byte (port
@@ -128,7 +137,8 @@ func WithoutUSER() Option { return func(c *config) { c.noUSER = true } }
 // WithAPOP puts an APOP timestamp in the greeting and implements APOP.
 func WithAPOP() Option { return func(c *config) { c.apop = true } }
 
-// WithSASL offers and implements the SASL mechanisms (PLAIN, XOAUTH2).
+// WithSASL offers and implements the SASL mechanisms (PLAIN, XOAUTH2,
+// OAUTHBEARER).
 func WithSASL(mechs ...string) Option {
 	return func(c *config) {
 		for _, m := range mechs {

@@ -14,9 +14,11 @@ import (
 )
 
 // Each way of logging in syncs against a real server: SASL PLAIN when
-// offered, LOGIN when the server offers no SASL mechanism, XOAUTH2 for an
-// account that says so (a right token syncs, a wrong one parks after the
-// server's JSON challenge).
+// offered, LOGIN when the server offers no SASL mechanism, OAUTHBEARER or
+// XOAUTH2 for a token account, OAUTHBEARER when both are offered (a right
+// token syncs; a wrong one parks after the server's JSON challenge, which
+// the test server wants answered as the mechanism says, else BAD, which
+// would not park).
 func TestMemLoginMethods(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -30,6 +32,9 @@ func TestMemLoginMethods(t *testing.T) {
 		{"login", []string{}, mailbusv1.AuthMethod_AUTH_METHOD_PASSWORD, "secret", "LOGIN", mailbusv1.SyncState_SYNC_STATE_IDLE},
 		{"xoauth2", []string{"XOAUTH2"}, mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, "good-token", "XOAUTH2", mailbusv1.SyncState_SYNC_STATE_IDLE},
 		{"xoauth2 wrong token", []string{"XOAUTH2"}, mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, "stale-token", "XOAUTH2", mailbusv1.SyncState_SYNC_STATE_PARKED},
+		{"oauthbearer", []string{"OAUTHBEARER"}, mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, "good-token", "OAUTHBEARER", mailbusv1.SyncState_SYNC_STATE_IDLE},
+		{"oauthbearer wrong token", []string{"OAUTHBEARER"}, mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, "stale-token", "OAUTHBEARER", mailbusv1.SyncState_SYNC_STATE_PARKED},
+		{"both offered: oauthbearer", []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, "good-token", "OAUTHBEARER", mailbusv1.SyncState_SYNC_STATE_IDLE},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,8 +22,8 @@ type memHooks struct {
 	// mechs are the SASL mechanisms offered (AUTH=); nil means PLAIN,
 	// empty none (clients then use LOGIN).
 	mechs []string
-	// xoauth2 checks an XOAUTH2 bearer token and returns the password
-	// to log the user in with, or an error.
+	// xoauth2 checks an XOAUTH2 or OAUTHBEARER bearer token and returns
+	// the password to log the user in with, or an error.
 	xoauth2 func(user, token string) (string, error)
 	// authUsed, when set, gets each authentication's mechanism ("LOGIN"
 	// for LOGIN).
@@ -121,6 +121,8 @@ func (s *hookedSession) Authenticate(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(identity, user, pass string) error { return s.login(user, pass) }), nil
 	case "XOAUTH2":
 		return &xoauth2Server{s: s}, nil
+	case sasl.OAuthBearer:
+		return &oauthBearerServer{s: s}, nil
 	}
 	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
 }
@@ -135,6 +137,9 @@ type xoauth2Server struct {
 
 func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 	if x.failed {
+		if len(resp) != 0 {
+			return nil, true, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "want an empty response to the error challenge"}
+		}
 		return nil, true, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Invalid credentials (Failure)"}
 	}
 	var user, token string
@@ -152,6 +157,41 @@ func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
 		return []byte(`{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}`), false, nil
 	}
 	return nil, true, x.s.login(user, pass)
+}
+
+// oauthBearerServer is the server side of OAUTHBEARER (RFC 7628): the
+// initial response "n,a=user,^Aauth=Bearer token^A^A"; a bad token gets a
+// JSON challenge, which the client must answer with %x01, then a NO.
+type oauthBearerServer struct {
+	s      *hookedSession
+	failed bool
+}
+
+func (o *oauthBearerServer) Next(resp []byte) ([]byte, bool, error) {
+	if o.failed {
+		if string(resp) != "\x01" {
+			return nil, true, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "want %x01 after the error challenge (RFC 7628 3.2.3)"}
+		}
+		return nil, true, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Authentication failed"}
+	}
+	gs2, rest, _ := strings.Cut(string(resp), "\x01")
+	parts := strings.Split(gs2, ",")
+	if len(parts) != 3 || parts[0] != "n" || !strings.HasPrefix(parts[1], "a=") {
+		return nil, true, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "malformed GS2 header"}
+	}
+	user := strings.NewReplacer("=2C", ",", "=3D", "=").Replace(strings.TrimPrefix(parts[1], "a="))
+	var token string
+	for _, kv := range strings.Split(rest, "\x01") {
+		if v, ok := strings.CutPrefix(kv, "auth=Bearer "); ok {
+			token = v
+		}
+	}
+	pass, err := o.s.h.xoauth2(user, token)
+	if err != nil {
+		o.failed = true
+		return []byte(`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`), false, nil
+	}
+	return nil, true, o.s.login(user, pass)
 }
 
 func (s *hookedSession) Store(w *imapserver.FetchWriter, set imap.NumSet, flags *imap.StoreFlags, opts *imap.StoreOptions) error {

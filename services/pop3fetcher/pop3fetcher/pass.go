@@ -340,8 +340,10 @@ func (p *pass) options() (*pop3.Options, error) {
 	return o, nil
 }
 
-// credentials chooses how to log in. XOAUTH2 accounts use SASL XOAUTH2
-// with the secret as the bearer token. Password accounts use SASL PLAIN
+// credentials chooses how to log in. XOAUTH2 accounts (an OAuth 2.0
+// access token) use SASL OAUTHBEARER when CAPA offers it, else XOAUTH2
+// (pop3.TokenMechanism, decision 0037), with the secret as the bearer
+// token. Password accounts use SASL PLAIN
 // when CAPA lists it (one round trip, and the server's preferred way);
 // else APOP when CAPA lists neither USER nor PLAIN but the greeting
 // carries an APOP timestamp; else USER/PASS. A refused login is never
@@ -349,7 +351,7 @@ func (p *pass) options() (*pop3.Options, error) {
 // failed attempts the server counts.
 func credentials(a *mailbusv1.Account, caps pop3.Capabilities, g pop3.Greeting, secret string) (pop3.Credentials, pop3.Mechanism) {
 	if a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2 {
-		return pop3.Credentials{Username: a.Username, Token: secret}, pop3.MechanismXOAUTH2
+		return pop3.Credentials{Username: a.Username, Token: secret}, pop3.TokenMechanism(caps)
 	}
 	creds := pop3.Credentials{Username: a.Username, Password: secret}
 	switch {

@@ -119,13 +119,17 @@ func TestCredentials(t *testing.T) {
 		{pw, pop3.Capabilities{"TOP": nil}, pop3.Greeting{Timestamp: "<1@x>"}, pop3.MechanismAPOP},
 		{pw, pop3.Capabilities{}, pop3.Greeting{Timestamp: "<1@x>"}, pop3.MechanismUser},
 		{xo, pop3.Capabilities{"SASL": {"PLAIN"}}, pop3.Greeting{}, pop3.MechanismXOAUTH2},
+		{xo, pop3.Capabilities{"SASL": {"XOAUTH2"}}, pop3.Greeting{}, pop3.MechanismXOAUTH2},
+		{xo, pop3.Capabilities{"SASL": {"OAUTHBEARER"}}, pop3.Greeting{}, pop3.MechanismOAuthBearer},
+		{xo, pop3.Capabilities{"SASL": {"PLAIN", "XOAUTH2", "OAUTHBEARER"}}, pop3.Greeting{}, pop3.MechanismOAuthBearer},
+		{xo, pop3.Capabilities{}, pop3.Greeting{}, pop3.MechanismXOAUTH2},
 	}
 	for i, c := range cases {
 		creds, mech := credentials(c.a, c.caps, c.g, "secret")
 		if mech != c.want {
 			t.Errorf("case %d: %s, want %s", i, mech, c.want)
 		}
-		if (mech == pop3.MechanismXOAUTH2) != (creds.Token == "secret") {
+		if (mech == pop3.MechanismXOAUTH2 || mech == pop3.MechanismOAuthBearer) != (creds.Token == "secret") {
 			t.Errorf("case %d: credentials %+v", i, creds)
 		}
 	}
