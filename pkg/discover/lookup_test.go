@@ -355,3 +355,48 @@ func TestMX(t *testing.T) {
 		}
 	})
 }
+
+// TestHangingAutoconfig: an autoconfig server that never answers costs
+// one lookup timeout per URL, and the search goes on to the next source.
+func TestHangingAutoconfig(t *testing.T) {
+	env := discovertest.Start(t)
+	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	env.Serve(autoconfigHost, autoconfigPath, hang)
+	env.Serve(wellKnownHost, wellKnownPath, hang)
+	env.AddRecord(t, "example.test. 60 IN MX 10 mx.example.test.")
+	cfg := env.Config()
+	cfg.Timeout = 3 * time.Second // per lookup; the DNS answers on loopback come well within it
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := discover.New(cfg).Discover(ctx, "alice@example.test", discover.IMAP)
+	if err != nil || r.Source != discover.SourceMX || !skippedHas(r, autoconfigHost, "deadline exceeded") || !skippedHas(r, wellKnownPath, "deadline exceeded") {
+		t.Fatalf("got %+v %v, want the MX after both autoconfig URLs timed out", r, err)
+	}
+}
+
+// TestDiscoverCancelled: the caller's context reaches the lookups: a
+// search cancelled while an autoconfig request hangs ends with the
+// context's error, without trying the other sources.
+func TestDiscoverCancelled(t *testing.T) {
+	env := discovertest.Start(t)
+	started := make(chan struct{}, 2)
+	env.Serve(autoconfigHost, autoconfigPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done()
+	}))
+	env.AddRecord(t, "example.test. 60 IN MX 10 mx.example.test.")
+	cfg := env.Config()
+	cfg.Timeout = 10 * time.Minute // only the cancellation can end the request
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel()
+	}()
+	r, err := discover.New(cfg).Discover(ctx, "alice@example.test", discover.IMAP)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %+v %v, want context.Canceled", r, err)
+	}
+	if n := env.DNSQueries(); n != 0 {
+		t.Errorf("%d DNS queries after the cancellation", n)
+	}
+}
