@@ -35,6 +35,7 @@ type accountAddFlags struct {
 	insecureSkipVerify                       bool
 	include, exclude                         []string
 	discover                                 discoverFlags
+	oauth                                    oauthFlags // account_oauth.go
 }
 
 func (a *app) accountAddCommand() *cobra.Command {
@@ -84,10 +85,14 @@ file (HTTPS), DNS SRV records and its MX host, looked up by the store.
 	fl.StringSliceVar(&f.include, "folder-include", nil, "IMAP only: folders to sync (LIST patterns, * and %); default all")
 	fl.StringSliceVar(&f.exclude, "folder-exclude", nil, "IMAP only: folders to leave out (LIST patterns)")
 	addDiscoverFlags(fl, &f.discover)
+	f.oauth.registerAdd(fl)
 	return c
 }
 
 func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddFlags) error {
+	if err := f.oauth.checkProvider(); err != nil {
+		return err
+	}
 	if err := a.applyEmail(ctx, cmd, &f.discover); err != nil {
 		return err
 	}
@@ -146,17 +151,26 @@ func (a *app) accountAdd(ctx context.Context, cmd *cobra.Command, f *accountAddF
 	if f.discover.dryRun {
 		return a.printDryRun(acct, &f.discover)
 	}
-	secret, err := a.password(f, f.username+"@"+acct.Host)
+	oauth, err := f.oauth.addPlan(cmd, acct.Username)
 	if err != nil {
 		return err
 	}
-	acct.Secret = secret
+	if oauth == nil {
+		if acct.Secret, err = a.password(f, f.username+"@"+acct.Host); err != nil {
+			return err
+		}
+	}
 
 	c, err := a.dial()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if oauth != nil {
+		if err := a.oauthAdd(ctx, c, oauth, acct); err != nil {
+			return err
+		}
+	}
 	cctx, cancel := c.call(ctx)
 	defer cancel()
 	resp, err := c.accounts.CreateAccount(cctx, &mailbusv1.CreateAccountRequest{Account: acct})
@@ -308,6 +322,7 @@ func (a *app) printAccount(acct *mailbusv1.Account) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  username:   %s\n", printable(acct.Username))
+	printOAuth(w, acct)
 	if acct.Protocol == mailbusv1.Protocol_PROTOCOL_POP3 {
 		mode := "keep"
 		if acct.Pop3Mode == mailbusv1.Pop3Mode_POP3_MODE_DELETE {
@@ -344,6 +359,9 @@ func stateHint(acct *mailbusv1.Account) string {
 	st := acct.GetStatus()
 	switch st.GetState() {
 	case mailbusv1.SyncState_SYNC_STATE_PARKED:
+		if h := reauthHint(acct); h != "" {
+			return h
+		}
 		r := strings.ToLower(st.GetReason())
 		switch {
 		case strings.Contains(r, "certificate") || strings.Contains(r, "x509"):

@@ -57,6 +57,7 @@ func movesSecret(acct, upd *mailbusv1.Account, fl *pflag.FlagSet) bool {
 func (a *app) accountUpdateCommand() *cobra.Command {
 	var f accountAddFlags
 	var askPassword bool
+	var oauth oauthFlags // account_oauth.go
 	c := &cobra.Command{
 		Use:               "update ACCOUNT [flags]",
 		ValidArgsFunction: a.completeAccounts,
@@ -142,7 +143,7 @@ protocol cannot change: remove the account and add it again.`,
 				upd.Secret = pw
 				paths = append(paths, "secret")
 			}
-			if len(paths) == 0 {
+			if len(paths) == 0 && !oauth.updating() {
 				return usagef("nothing to change: give the settings to change as flags (see --help)")
 			}
 			c, err := a.dial()
@@ -154,7 +155,13 @@ protocol cannot change: remove the account and add it again.`,
 			if err != nil {
 				return err
 			}
-			if !newPassword && movesSecret(acct, upd, fl) {
+			if oauth.updating() || (acct.GetOauth2() != nil && !newPassword) {
+				more, err := a.oauthUpdate(ctx, cmd, &oauth, acct, upd, movesSecret(acct, upd, fl))
+				if err != nil {
+					return err
+				}
+				paths = append(paths, more...)
+			} else if !newPassword && movesSecret(acct, upd, fl) {
 				// The store clears the password when the account moves to
 				// another server (or stops verifying it) without a new one:
 				// ask for it now rather than leave the account parked.
@@ -180,7 +187,7 @@ protocol cannot change: remove the account and add it again.`,
 			if a.json {
 				return printJSON(a.io.Out, resp.Account)
 			}
-			fmt.Fprintf(a.io.Out, "Updated account %s (id %s): %s.\n", resp.Account.Name, resp.Account.Id, strings.ReplaceAll(strings.Join(paths, ", "), "secret", "password"))
+			fmt.Fprintf(a.io.Out, "Updated account %s (id %s): %s.\n", resp.Account.Name, resp.Account.Id, updatedWhat(paths))
 			fmt.Fprintf(a.io.Out, "Follow it with: mailbus status --account %s --watch\n", resp.Account.Name)
 			return nil
 		}),
@@ -199,5 +206,6 @@ protocol cannot change: remove the account and add it again.`,
 	fl.BoolVar(&f.insecureSkipVerify, "insecure-skip-verify", false, "do not verify the server's certificate")
 	fl.StringSliceVar(&f.include, "folder-include", nil, "IMAP only: folders to sync")
 	fl.StringSliceVar(&f.exclude, "folder-exclude", nil, "IMAP only: folders to leave out")
+	oauth.registerUpdate(fl)
 	return c
 }

@@ -28,7 +28,7 @@ func serveFor(t *testing.T, data, keyFile, oldKeyFiles string) (addr, serviceTok
 	}
 	cfg, err := (&app{io: IO{Getenv: func(string) (string, bool) { return "", false }}}).serverConfig(&serveFlags{
 		data: data, keyFile: keyFile, oldKeyFiles: oldKeyFiles, metricsListen: "-", listen: "127.0.0.1:0",
-		logLevel: "error", logFormat: "text", retention: time.Hour, maxMessageSize: 1 << 20,
+		logLevel: "error", logFormat: "text", retention: time.Hour, maxMessageSize: 1 << 20, eventsReplicas: 1,
 	})
 	if err != nil {
 		t.Fatal(err)
