@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,11 @@ func (w lockedBuffer) Write(p []byte) (int, error) {
 
 func startCLI(t *testing.T, env map[string]string, args ...string) *liveCLI {
 	t.Helper()
+	return startCLIContext(context.Background(), t, env, args...)
+}
+
+func startCLIContext(ctx context.Context, t *testing.T, env map[string]string, args ...string) *liveCLI {
+	t.Helper()
 	l := &liveCLI{lines: make(chan string, 100), done: make(chan int, 1)}
 	pr, pw := io.Pipe()
 	go func() {
@@ -68,7 +74,7 @@ func startCLI(t *testing.T, env map[string]string, args ...string) *liveCLI {
 		close(l.lines)
 	}()
 	go func() {
-		code := Main(context.Background(), args, IO{In: strings.NewReader(""), Out: lockedBuffer{&l.mu, &l.out}, Err: pw,
+		code := Main(ctx, args, IO{In: strings.NewReader(""), Out: lockedBuffer{&l.mu, &l.out}, Err: pw,
 			Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 		pw.Close()
 		l.done <- code
@@ -499,5 +505,51 @@ func TestOAuthBadInput(t *testing.T) {
 	list, err := e.accounts.ListAccounts(ctx, &mailbusv1.ListAccountsRequest{})
 	if err != nil || len(list.Accounts) != 1 {
 		t.Errorf("accounts: %v %v, want only the password account", list.GetAccounts(), err)
+	}
+}
+
+// TestOAuthGoogleDefaults: --email alice@gmail.com --oauth google (no
+// --host) finds Gmail's server from the preset and sends the browser to
+// Google with the Gmail scope, offline access with consent, the login
+// hint, PKCE S256 and a loopback redirect; ending the command (Ctrl-C)
+// adds nothing and closes the listener. Nothing reaches Google: the
+// test only reads the URL.
+func TestOAuthGoogleDefaults(t *testing.T) {
+	e := newOAuthEnv(t, oidcserver.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := startCLIContext(ctx, t, e.env, "account", "add", "--email", "alice@gmail.com", "--oauth", "google", "--client-id", "id.apps.googleusercontent.com",
+		"--client-secret-file", e.secretFile)
+	line := l.line(t, "https://accounts.google.com/o/oauth2/v2/auth?")
+	cancel()
+	code, out, errOut := l.wait(t)
+	u, err := url.Parse(line)
+	if err != nil || line == "" {
+		t.Fatalf("no Google URL (%v):\n%s%s", err, out, errOut)
+	}
+	q := u.Query()
+	for k, want := range map[string]string{"client_id": "id.apps.googleusercontent.com", "scope": "https://mail.google.com/", "access_type": "offline",
+		"prompt": "consent", "login_hint": "alice@gmail.com", "code_challenge_method": "S256", "response_type": "code"} {
+		if q.Get(k) != want {
+			t.Errorf("%s = %q, want %q", k, q.Get(k), want)
+		}
+	}
+	redirect, err := url.Parse(q.Get("redirect_uri"))
+	if err != nil || redirect.Hostname() != "127.0.0.1" || redirect.Port() == "" {
+		t.Errorf("redirect_uri %q, want http://127.0.0.1:PORT/", q.Get("redirect_uri"))
+	}
+	// An interrupted command exits 0 (the user asked for it) and adds
+	// nothing.
+	if !strings.Contains(out+errOut, "Found imap.gmail.com:993") || strings.Contains(out, "Added account") {
+		t.Errorf("exit %d, want an interrupted flow after finding imap.gmail.com:\n%s%s", code, out, errOut)
+	}
+	if redirect != nil {
+		closed(t, redirect.Host)
+	}
+	e.noSecrets(t, out, errOut)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), oauthWait)
+	defer cancel2()
+	if list, err := e.accounts.ListAccounts(ctx2, &mailbusv1.ListAccountsRequest{}); err != nil || len(list.Accounts) != 0 {
+		t.Errorf("accounts after an interrupted flow: %v %v", list.GetAccounts(), err)
 	}
 }
