@@ -42,6 +42,9 @@ func addDiscoverFlags(fl *pflag.FlagSet, f *discoverFlags) {
 func (a *app) applyEmail(ctx context.Context, cmd *cobra.Command, f *discoverFlags) error {
 	fl := cmd.Flags()
 	if !fl.Changed("email") {
+		if fl.Changed("name") && !fl.Changed("host") { // without --name, requireFlags asks for it first
+			return usagef("missing --host: give the server's --host, or --email to find it from the address")
+		}
 		return nil
 	}
 	email := strings.TrimSpace(f.email)

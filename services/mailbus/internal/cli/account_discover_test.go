@@ -90,7 +90,19 @@ func TestAccountAddEmailDryRunOffline(t *testing.T) {
 		}
 	}
 
-	code, _, errOut := run(t, env, "account", "add", "--dry-run", "--email", "alice@icloud.com", "--protocol", "pop3")
+	// --json: the API's message.
+	code, out, errOut := run(t, env, "--json", "account", "add", "--dry-run", "--email", "alice@gmail.com")
+	if code != ExitOK || !strings.Contains(out, `"source":"DISCOVERY_SOURCE_PRESET"`) || !strings.Contains(out, `"host":"imap.gmail.com"`) ||
+		!strings.Contains(out, `"oauth2Provider":"OAUTH2_PROVIDER_GOOGLE"`) {
+		t.Errorf("--json dry run: exit %d %s%s", code, out, errOut)
+	}
+	// Neither --host nor --email: the usage error names both.
+	code, _, errOut = run(t, env, "account", "add", "--name", "x", "--protocol", "imap", "--username", "u")
+	if code != ExitUsage || !strings.Contains(errOut, "--host") || !strings.Contains(errOut, "--email") {
+		t.Errorf("no --host, no --email: exit %d %q", code, errOut)
+	}
+
+	code, _, errOut = run(t, env, "account", "add", "--dry-run", "--email", "alice@icloud.com", "--protocol", "pop3")
 	if code != ExitError || !strings.Contains(errOut, "iCloud Mail offers no POP3") {
 		t.Errorf("iCloud POP3: exit %d %q", code, errOut)
 	}
