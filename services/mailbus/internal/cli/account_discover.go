@@ -94,7 +94,7 @@ func (a *app) applyEmail(ctx context.Context, cmd *cobra.Command, f *discoverFla
 			if found.Guess {
 				fmt.Fprintf(w, "This is a guess: if the account does not sync, give --host, --port and --security.\n")
 			}
-			if found.Note != "" {
+			if found.Note != "" && !fl.Changed("oauth") { // the advice is about the login
 				fmt.Fprintf(a.io.Err, "Note: %s.\n", printable(found.Note))
 			}
 		}
@@ -193,12 +193,10 @@ func (a *app) printDryRun(acct *mailbusv1.Account, f *discoverFlags) error {
 
 func oauthProviderName(p mailbusv1.Oauth2Provider) string {
 	switch p {
-	case mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GOOGLE:
-		return "google"
-	case mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_MICROSOFT:
-		return "microsoft"
+	case mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_UNSPECIFIED:
+		return ""
 	case mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC:
 		return "generic (give its token URL)"
 	}
-	return ""
+	return providerName(p) // account_oauth.go
 }

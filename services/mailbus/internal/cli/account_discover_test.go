@@ -90,8 +90,18 @@ func TestAccountAddEmailDryRunOffline(t *testing.T) {
 		}
 	}
 
+	// Without --dry-run the CLI says what it found, and the provider's
+	// advice on the login; then it goes on (here to a store it cannot
+	// reach).
+	code, out, errOut := run(t, map[string]string{"MAILBUS_SERVER": "127.0.0.1:1", "MAILBUS_TOKEN": "mbt_x_y", "PW": "pw"},
+		"account", "add", "--email", "dave@yahoo.com", "--password-env", "PW")
+	if code != ExitError || !strings.Contains(out, "Found imap.mail.yahoo.com:993 (tls) for dave@yahoo.com from built-in preset Yahoo Mail.") ||
+		!strings.Contains(errOut, "Note: Yahoo takes an app password") || !strings.Contains(errOut, "cannot reach the mailbus store") {
+		t.Errorf("add without --dry-run: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// --json: the API's message.
-	code, out, errOut := run(t, env, "--json", "account", "add", "--dry-run", "--email", "alice@gmail.com")
+	code, out, errOut = run(t, env, "--json", "account", "add", "--dry-run", "--email", "alice@gmail.com")
 	if code != ExitOK || !strings.Contains(out, `"source":"DISCOVERY_SOURCE_PRESET"`) || !strings.Contains(out, `"host":"imap.gmail.com"`) ||
 		!strings.Contains(out, `"oauth2Provider":"OAUTH2_PROVIDER_GOOGLE"`) {
 		t.Errorf("--json dry run: exit %d %s%s", code, out, errOut)
