@@ -43,6 +43,9 @@ type Options struct {
 	// DevicePollInterval is the device flow's interval (whole seconds);
 	// default 1 s.
 	DevicePollInterval time.Duration
+	// PublicClient makes the mail client a public one (no secret, PKCE
+	// alone, as a Microsoft app registration with public client flows).
+	PublicClient bool
 	// SlowDown makes the first n device token polls
 	// answer slow_down, whatever the state of the authorization.
 	SlowDown int
@@ -67,7 +70,8 @@ type Server struct {
 	// RevocationURL are its endpoints.
 	AuthURL, TokenURL, DeviceAuthURL, IntrospectionURL, RevocationURL string
 	// ClientID and ClientSecret are the mail client's (native,
-	// client_secret_post, any loopback redirect).
+	// client_secret_post, any loopback redirect); ClientSecret is empty for
+	// Options.PublicClient.
 	ClientID, ClientSecret string
 	// ResourceID and ResourceSecret are the mail server's, for
 	// introspection (client_secret_basic).
@@ -110,8 +114,12 @@ func New(o Options) (*Server, error) {
 		User: User{ID: "user-" + random(4), Username: "alice", Password: "password-" + random(8), Email: "alice@example.test"},
 		done: make(chan struct{})}
 	loginURL := func(id string) string { return "/login?authRequestID=" + id }
+	auth := oidc.AuthMethodPost
+	if o.PublicClient {
+		s.ClientSecret, auth = "", oidc.AuthMethodNone
+	}
 	s.st = newStorage(o.AccessTokenLifetime, s.User,
-		&client{id: s.ClientID, secret: s.ClientSecret, appType: op.ApplicationTypeNative, authMethod: oidc.AuthMethodPost,
+		&client{id: s.ClientID, secret: s.ClientSecret, appType: op.ApplicationTypeNative, authMethod: auth,
 			redirects: []string{"http://127.0.0.1/"}, loginURL: loginURL,
 			grants: []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode}},
 		&client{id: s.ResourceID, secret: s.ResourceSecret, appType: op.ApplicationTypeWeb, authMethod: oidc.AuthMethodBasic, loginURL: loginURL})

@@ -364,16 +364,22 @@ func (a *app) oauthUpdate(ctx context.Context, cmd *cobra.Command, o *oauthFlags
 }
 
 // reauthHint is what to do about an account parked because its OAuth
-// server refused the refresh token; empty for other accounts.
+// server refused the refresh token, or because an update that moved it to
+// another server cleared its credentials; empty for other accounts.
 func reauthHint(acct *mailbusv1.Account) string {
-	if acct.GetOauth2() == nil || !strings.HasPrefix(strings.ToLower(acct.GetStatus().GetReason()), "re-authorization needed") {
+	r := strings.ToLower(acct.GetStatus().GetReason())
+	if acct.GetOauth2() == nil || (!strings.HasPrefix(r, "re-authorization needed") && !strings.Contains(r, "oauth credentials were cleared")) {
 		return ""
 	}
 	extra := ""
 	if acct.Oauth2.Provider == mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC {
 		extra = " --auth-url URL"
 	}
-	return fmt.Sprintf("the OAuth server no longer accepts the account's refresh token (access withdrawn, password changed, or expired): authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE%s` (add --oauth-device for the device flow), or give a new token with --refresh-token-file FILE", acct.Name, extra)
+	why := "the OAuth server no longer accepts the account's refresh token (access withdrawn, password changed, or expired)"
+	if !strings.HasPrefix(r, "re-authorization needed") {
+		why = "the account's OAuth credentials were cleared when it moved to another server"
+	}
+	return fmt.Sprintf("%s: authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE%s` (add --oauth-device for the device flow), or give a new token with --refresh-token-file FILE (and --client-secret-file FILE)", why, acct.Name, extra)
 }
 
 // addPlan is the OAuth plan of account add: nil without --oauth (and an

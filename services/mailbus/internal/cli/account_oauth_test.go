@@ -134,7 +134,9 @@ func newOAuthEnv(t *testing.T, o oidcserver.Options) *oauthEnv {
 	t.Cleanup(stop)
 	e := &oauthEnv{addr: addr, svc: svc, srv: oidcserver.Start(t, o),
 		env: map[string]string{"MAILBUS_SERVER": addr, "MAILBUS_TOKEN_FILE": filepath.Join(data, "admin.token")}}
-	e.secretFile = writeFile(t, "client-secret", e.srv.ClientSecret+"\n")
+	if e.srv.ClientSecret != "" {
+		e.secretFile = writeFile(t, "client-secret", e.srv.ClientSecret+"\n")
+	}
 	admin, err := apitoken.ReadFile(filepath.Join(data, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -164,9 +166,12 @@ func writeFile(t *testing.T, name, content string) string {
 // generic are the flags of an account at the test server (a generic
 // provider; the mail server is never reached: port 1).
 func (e *oauthEnv) generic(name string, extra ...string) []string {
-	return append([]string{"account", "add", "--name", name, "--email", e.srv.User.Email, "--host", "127.0.0.1", "--port", "1", "--security", "none",
-		"--oauth", "generic", "--client-id", e.srv.ClientID, "--client-secret-file", e.secretFile, "--token-url", e.srv.TokenURL,
-		"--scope", "offline_access", "--scope", "mail"}, extra...)
+	args := []string{"account", "add", "--name", name, "--email", e.srv.User.Email, "--host", "127.0.0.1", "--port", "1", "--security", "none",
+		"--oauth", "generic", "--client-id", e.srv.ClientID, "--token-url", e.srv.TokenURL, "--scope", "offline_access", "--scope", "mail"}
+	if e.secretFile != "" {
+		args = append(args, "--client-secret-file", e.secretFile)
+	}
+	return append(args, extra...)
 }
 
 // browse acts as the user's browser: it opens the URL the command
@@ -199,7 +204,7 @@ func (e *oauthEnv) browse(t *testing.T, l *liveCLI) string {
 func (e *oauthEnv) noSecrets(t *testing.T, outs ...string) {
 	t.Helper()
 	for _, s := range outs {
-		if strings.Contains(s, e.srv.ClientSecret) || strings.Contains(s, "rt-") {
+		if (e.srv.ClientSecret != "" && strings.Contains(s, e.srv.ClientSecret)) || strings.Contains(s, "rt-") {
 			t.Errorf("output shows the client secret or a refresh token:\n%s", s)
 		}
 	}
@@ -552,4 +557,53 @@ func TestOAuthGoogleDefaults(t *testing.T) {
 	if list, err := e.accounts.ListAccounts(ctx2, &mailbusv1.ListAccountsRequest{}); err != nil || len(list.Accounts) != 0 {
 		t.Errorf("accounts after an interrupted flow: %v %v", list.GetAccounts(), err)
 	}
+}
+
+// TestReauthHint: a parked OAuth account says to run --reauthorize, for
+// invalid_grant and for credentials cleared by a move; other parked
+// accounts keep their hints.
+func TestReauthHint(t *testing.T) {
+	parked := func(reason string, o *mailbusv1.Oauth2Credentials) *mailbusv1.Account {
+		return &mailbusv1.Account{Name: "work", Oauth2: o, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: reason}}
+	}
+	google := &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GOOGLE}
+	generic := &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC}
+	for _, c := range []struct {
+		acct      *mailbusv1.Account
+		want, not string
+	}{
+		{parked("re-authorization needed: the OAuth server refused the refresh token (invalid_grant)", google), "mailbus account update work --reauthorize --client-secret-file FILE`", "--auth-url"},
+		{parked("re-authorization needed: the OAuth server refused the refresh token (invalid_grant)", generic), "--reauthorize --client-secret-file FILE --auth-url URL`", ""},
+		{parked("the server's host, port or security changed, so the stored OAuth credentials were cleared", google), "were cleared when it moved to another server: authorize again", "--password"},
+		{parked("authentication failed: [AUTHENTICATIONFAILED]", nil), "--password", "--reauthorize"},
+	} {
+		got := stateHint(c.acct)
+		if !strings.Contains(got, c.want) || (c.not != "" && strings.Contains(got, c.not)) {
+			t.Errorf("%q: hint %q, want %q and not %q", c.acct.Status.Reason, got, c.want, c.not)
+		}
+	}
+}
+
+// TestOAuthPublicClient: a public client (no secret, as a Microsoft app
+// registration with public client flows) gets its refresh token with the
+// device flow and with the browser flow (PKCE alone protects the code),
+// and the store renews with it.
+func TestOAuthPublicClient(t *testing.T) {
+	e := newOAuthEnv(t, oidcserver.Options{PublicClient: true})
+	l := startCLI(t, e.env, e.generic("device", "--oauth-device", "--device-auth-url", e.srv.DeviceAuthURL)...)
+	codeLine := l.line(t, "enter the code")
+	if err := e.srv.ApproveDevice(context.Background(), strings.TrimSpace(strings.TrimPrefix(codeLine, "and enter the code"))); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if code, out, errOut := l.wait(t); code != ExitOK || !strings.Contains(out, "Added account device") {
+		t.Fatalf("device flow: exit %d\n%s%s", code, out, errOut)
+	}
+	e.tokenWorks(t, e.account(t, "device").Id, true)
+
+	l = startCLI(t, e.env, e.generic("browser", "--auth-url", e.srv.AuthURL)...)
+	e.browse(t, l)
+	if code, out, errOut := l.wait(t); code != ExitOK || !strings.Contains(out, "Added account browser") {
+		t.Fatalf("browser flow: exit %d\n%s%s", code, out, errOut)
+	}
+	e.tokenWorks(t, e.account(t, "browser").Id, true)
 }

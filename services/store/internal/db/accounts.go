@@ -317,7 +317,7 @@ var updatable = map[string]func(dst, src *mailbusv1.Account){
 // UpdateAccount cleared.
 func secretClearedReason(a *mailbusv1.Account) string {
 	if a.Oauth2 != nil {
-		return fmt.Sprintf("the server's host, port or security changed, so the stored OAuth credentials were cleared (they are never sent to a server they were not given for): give them again with `mailbus account update %s --refresh-token-file FILE --client-secret-file FILE`", a.Name)
+		return fmt.Sprintf("the server's host, port or security changed, so the stored OAuth credentials were cleared (they are never sent to a server they were not given for): give them again with `mailbus account update %s --reauthorize --client-secret-file FILE` (or --refresh-token-file FILE --client-secret-file FILE)", a.Name)
 	}
 	name := a.Name
 	return fmt.Sprintf("the server's host, port or security changed, so the stored password was cleared (it is never sent to a server it was not given for): set it again with `mailbus account update %s --password`", name)

@@ -91,7 +91,7 @@ func (s *oauthSecret) fresh(now time.Time) bool {
 
 // reauthReason is the status reason of an account parked for invalid_grant.
 func reauthReason(name string) string {
-	return fmt.Sprintf("re-authorization needed: the OAuth server refused the refresh token (invalid_grant); give a new one with `mailbus account update %s --refresh-token-file FILE`", name)
+	return fmt.Sprintf("re-authorization needed: the OAuth server refused the refresh token (invalid_grant); authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE`, or give a new refresh token with --refresh-token-file FILE", name)
 }
 
 // validateOAuth2 checks the oauth2 field of an account (without its input

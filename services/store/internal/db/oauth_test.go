@@ -124,8 +124,8 @@ func TestOAuthReauthorization(t *testing.T) {
 		}
 		st := got.GetStatus()
 		if st.GetState() != mailbusv1.SyncState_SYNC_STATE_PARKED || !strings.Contains(st.GetReason(), "re-authorization needed") ||
-			!strings.Contains(st.GetReason(), "mailbus account update outlook --refresh-token-file") {
-			t.Fatalf("status %v %q, want PARKED: re-authorization needed ... mailbus account update outlook --refresh-token-file", st.GetState(), st.GetReason())
+			!strings.Contains(st.GetReason(), "mailbus account update outlook --reauthorize") {
+			t.Fatalf("status %v %q, want PARKED: re-authorization needed ... mailbus account update outlook --reauthorize", st.GetState(), st.GetReason())
 		}
 		evs := allEvents(t, d, a.Id)
 		last := evs[len(evs)-1]
