@@ -18,7 +18,7 @@ import (
 )
 
 // discoverCallTimeout is the least deadline of a DiscoverSettings call:
-// the store bounds its own lookups at 65 s (five lookups of 10 s at
+// the store bounds its own lookups at 60 s (five lookups of 10 s at
 // most), longer than --timeout's usual 10 s.
 const discoverCallTimeout = 70 * time.Second
 

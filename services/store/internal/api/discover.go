@@ -15,8 +15,8 @@ import (
 
 // discoverBudget bounds one DiscoverSettings call whatever the client's
 // deadline: five lookups (two autoconfig URLs, two SRV names, the MX) of
-// discover.DefaultTimeout each at most.
-const discoverBudget = 5*discover.DefaultTimeout + 5*time.Second
+// discover.DefaultTimeout each at most, and 10 s to spare: 60 s.
+const discoverBudget = 5*discover.DefaultTimeout + 10*time.Second
 
 // DiscoverSettings implements AccountService (decision 0038).
 func (s *Accounts) DiscoverSettings(ctx context.Context, req *mailbusv1.DiscoverSettingsRequest) (*mailbusv1.DiscoverSettingsResponse, error) {
