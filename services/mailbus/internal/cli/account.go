@@ -58,6 +58,9 @@ file (HTTPS), DNS SRV records and its MX host, looked up by the store.
 --dry-run prints the settings and adds nothing.`,
 		Example: `  mailbus account add --email alice@fastmail.com --dry-run
   mailbus account add --email alice@example.com --protocol pop3 --password-file ~/.pw
+  mailbus account add --email alice@gmail.com --oauth google --client-id ID \
+      --client-secret-file ~/.gmail-client-secret     # prints a URL to open in a browser
+  mailbus account add --email bob@contoso.com --oauth microsoft --client-id ID --oauth-device
   mailbus account add --name work --protocol imap --host imap.example.com \
       --security tls --username alice@example.com --password-file ~/.work-pw
   MAILPW=secret mailbus account add --name old-isp --protocol pop3 \

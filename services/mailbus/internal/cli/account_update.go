@@ -68,11 +68,19 @@ host, port or security needs the password again: the store never sends a passwor
 given for, so it is asked for (or read from --password-file or
 --password-env). Any update un-parks a parked account (a refused login, a
 certificate that did not verify), so that it is tried again at once. The
-protocol cannot change: remove the account and add it again.`,
+protocol cannot change: remove the account and add it again.
+
+An OAuth account (added with --oauth) gets a new refresh token with
+--reauthorize, which runs the browser flow again (or the device flow with
+--oauth-device) for its provider and client id; the client secret is asked
+for again with --client-secret-file, as the store never gives it back.
+--refresh-token-file hands over one obtained elsewhere.`,
 		Example: `  mailbus account update work --password-file ~/.work-pw
   mailbus account update work --password          # asks for it
   mailbus account update old-isp --host pop.example.org --security tls --port 995 --password-file ~/.isp-pw
-  mailbus account update work --name office`,
+  mailbus account update work --name office
+  mailbus account update alice@gmail.com --reauthorize --client-secret-file ~/.gmail-client-secret
+  mailbus account update bob@contoso.com --reauthorize --oauth-device`,
 		Args: exactArgs(1, "account name or id"),
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			fl := cmd.Flags()
