@@ -8,6 +8,9 @@
 // It checks the client id and secret (client_secret_post, as
 // services/store sends them) and answers errors as RFC 6749 section 5.2
 // says: invalid_client with HTTP 401, invalid_grant with HTTP 400.
+//
+// IntrospectionURL is a token introspection endpoint (RFC 7662) for a mail
+// server that validates the access tokens (Dovecot's oauth2 passdb).
 package oauthtest
 
 import (
@@ -38,6 +41,7 @@ type Server struct {
 	hits     int
 	grants   int
 	failNext int
+	intro    introspection // introspect.go
 }
 
 // Option configures a Server.
@@ -61,7 +65,7 @@ func New(opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.srv = httptest.NewServer(http.HandlerFunc(s.token))
+	s.srv = httptest.NewServer(http.HandlerFunc(s.route))
 	s.URL = s.srv.URL + "/token"
 	return s
 }

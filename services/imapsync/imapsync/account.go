@@ -206,6 +206,16 @@ func (w *account) run(ctx context.Context) {
 			w.stopChanged(ctx, err)
 			return
 		}
+		if errors.Is(err, errReauthorization) {
+			// The store parked the account with its reason and the
+			// command that fixes it: no report of this worker's replaces
+			// it, and the store is not asked again until an update.
+			w.s.metrics.connects.WithLabelValues("permanent").Inc()
+			w.stopFreshness()
+			w.log.Error("account needs re-authorization (parked by the store) until it is updated", "err", err)
+			<-ctx.Done()
+			return
+		}
 		var pe *PermanentError
 		if errors.As(err, &pe) {
 			w.s.metrics.connects.WithLabelValues("permanent").Inc()
@@ -377,7 +387,7 @@ func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {
 // unasked, or nil): it waits for a slot in the host's
 // connection budget (reporting that it waits), and IDLE connections of
 // any account of the host give theirs up for it.
-func (w *account) dial(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler) (*conn, error) {
+func (w *account) dial(ctx context.Context, h *imapclient.UnilateralDataHandler) (*conn, error) {
 	if w.s.hosts.Waiting(w.a.Host) {
 		state := mailbusv1.SyncState_SYNC_STATE_SYNCING
 		if w.lastOK.IsZero() && w.a.GetStatus().GetLastSuccessTime() == nil {
@@ -390,30 +400,44 @@ func (w *account) dial(ctx context.Context, secret string, h *imapclient.Unilate
 	if err != nil {
 		return nil, fmt.Errorf("imapsync: wait for a connection to %s: %w", w.a.Host, err)
 	}
-	return w.connect(ctx, secret, h, release, nil)
+	return w.connect(ctx, h, release, nil)
 }
 
 // dialIdle opens an IDLE connection, which is optional (STATUS polling
 // covers its folder too): only if the host's budget has a free slot now
 // (else hostlimit.ErrNoPlace), and c.yield closes when a work connection
 // wants the slot.
-func (w *account) dialIdle(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler) (*conn, error) {
+func (w *account) dialIdle(ctx context.Context, h *imapclient.UnilateralDataHandler) (*conn, error) {
 	release, yield, err := w.s.hosts.TryAcquire(ctx, w.a.Host)
 	if err != nil {
 		return nil, fmt.Errorf("imapsync: IDLE connection to %s: %w", w.a.Host, err)
 	}
-	return w.connect(ctx, secret, h, release, yield)
+	return w.connect(ctx, h, release, yield)
 }
 
-func (w *account) connect(ctx context.Context, secret string, h *imapclient.UnilateralDataHandler, release func(), yield <-chan struct{}) (*conn, error) {
-	o := dialOptions{timeout: w.s.cfg.Timeout, rootCAs: w.s.cfg.RootCAs, secret: secret, handler: h,
-		warnSkip: func() {
-			w.log.Warn("certificate verification is off for this account (insecure_skip_verify)", "host", w.a.Host)
-		}}
-	if wrap := w.s.cfg.WrapConn; wrap != nil {
-		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
+// connect asks the store for the account's secret and logs in with it: a
+// secret read before each login, so that an OAuth 2.0 account logs in
+// with an access token the store has renewed ahead of its expiry. If the
+// server refuses the token of an OAuth 2.0 account as bad credentials (it
+// may have ended it early), the store is asked for a new one (refresh)
+// and the login is tried once more, on a new connection (decision 0037);
+// a second refusal is a credential failure, which parks the account.
+func (w *account) connect(ctx context.Context, h *imapclient.UnilateralDataHandler, release func(), yield <-chan struct{}) (*conn, error) {
+	secret, err := w.secret(ctx, false)
+	if err != nil {
+		release()
+		return nil, err
 	}
-	c, err := dial(ctx, w.a, o)
+	c, err := w.login(ctx, h, secret)
+	var pe *PermanentError
+	if err != nil && errors.As(err, &pe) && pe.auth && oauthAccount(w.a) {
+		w.log.Info("the server refused the access token; asking the store for a new one and logging in once more", "err", err)
+		if secret, err = w.secret(ctx, true); err != nil {
+			release()
+			return nil, err
+		}
+		c, err = w.login(ctx, h, secret)
+	}
 	if err != nil {
 		release()
 		return nil, err
@@ -422,16 +446,46 @@ func (w *account) connect(ctx context.Context, secret string, h *imapclient.Unil
 	return c, nil
 }
 
+// login dials and authenticates with secret.
+func (w *account) login(ctx context.Context, h *imapclient.UnilateralDataHandler, secret string) (*conn, error) {
+	o := dialOptions{timeout: w.s.cfg.Timeout, rootCAs: w.s.cfg.RootCAs, secret: secret, handler: h,
+		warnSkip: func() {
+			w.log.Warn("certificate verification is off for this account (insecure_skip_verify)", "host", w.a.Host)
+		}}
+	if wrap := w.s.cfg.WrapConn; wrap != nil {
+		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
+	}
+	return dial(ctx, w.a, o)
+}
+
+// oauthAccount reports whether the store renews the account's access token
+// (it has OAuth 2.0 credentials): only then can a refused token be
+// replaced by another.
+func oauthAccount(a *mailbusv1.Account) bool {
+	return a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2 && a.GetOauth2() != nil
+}
+
+// errReauthorization: the store answered REAUTHORIZATION_NEEDED (the OAuth
+// 2.0 refresh token was refused, decision 0036). The store has parked the
+// account with its reason; the worker stops without reporting a status of
+// its own and without asking again, until the account is updated.
+var errReauthorization = errors.New("imapsync: re-authorization needed: the authorization server refused the account's refresh token; the store has parked the account")
+
 // errNoSecret: the store has no password for the account.
 var errNoSecret = errors.New("no password stored")
 
-// secret reads the account's password from the store, with the lease
-// token (only the current owner may read it); an empty one is a
-// permanent error.
-func (w *account) secret(ctx context.Context) (string, error) {
+// secret reads the account's password or access token from the store,
+// with the lease token (only the current owner may read it); refresh asks
+// for a new access token now. An empty one is a permanent error; the
+// store's REAUTHORIZATION_NEEDED is errReauthorization; any other failure
+// (UNAVAILABLE while the token endpoint fails) is temporary.
+func (w *account) secret(ctx context.Context, refresh bool) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
-	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id, LeaseToken: w.token})
+	resp, err := w.st.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: w.a.Id, LeaseToken: w.token, Refresh: refresh})
+	if accountrun.IsReauthorizationNeeded(err) {
+		return "", fmt.Errorf("%w: %w", errReauthorization, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("imapsync: account secret: %w", err)
 	}
@@ -465,10 +519,6 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	defer cancelOps()
 	w.abort = func() { cancelSession(); cancelOps() }
 	defer func() { w.abort = nil }()
-	secret, err := w.secret(octx)
-	if err != nil {
-		return err
-	}
 	// With one connection per account, INBOX is IDLEd on the work
 	// connection between steps (decision 19): what an idle account holds,
 	// here and on the server, is one connection instead of two.
@@ -477,7 +527,8 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	if idleOnWork {
 		handler = w.workIdleHandler()
 	}
-	w.work, err = w.dial(octx, secret, handler)
+	var err error
+	w.work, err = w.dial(octx, handler)
 	if err != nil {
 		return err
 	}
@@ -519,7 +570,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 			}
 			idled[n] = true
 			wg.Add(1)
-			go func() { defer wg.Done(); w.idle(ictx, secret, n) }()
+			go func() { defer wg.Done(); w.idle(ictx, n) }()
 		}
 	}
 
@@ -805,17 +856,24 @@ func imapCode(err error) imap.ResponseCode {
 // slot in the host's budget, or after giving its slot to a work
 // connection, the folder is left to polling and IDLE is tried again a
 // poll interval later.
-func (w *account) idle(ctx context.Context, secret, name string) {
+func (w *account) idle(ctx context.Context, name string) {
 	bo := backoff.Backoff{Min: w.s.cfg.RetryMin, Max: w.s.cfg.RetryMax}
 	octx, stop := graceful(ctx, w.s.cfg.ShutdownGrace)
 	defer stop()
 	for ctx.Err() == nil {
-		err := w.idleOnce(ctx, octx, secret, name, bo.Reset)
+		err := w.idleOnce(ctx, octx, name, bo.Reset)
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, errNoPush) {
 			return // the folder is polled (decision 22)
+		}
+		var pe *PermanentError
+		if errors.Is(err, errReauthorization) || errors.As(err, &pe) {
+			// The work connection meets the same at its next login and
+			// parks the account; until then the folder is polled.
+			w.log.Warn("IDLE connection cannot log in; the folder is polled", "folder", name, "err", err)
+			return
 		}
 		var d time.Duration
 		if errors.Is(err, hostlimit.ErrNoPlace) || errors.Is(err, errYielded) {
@@ -860,7 +918,7 @@ func (w *account) isIdling(name string) bool {
 // no update for a poll interval: then, after DONE and the NOOP, the work
 // connection checks the folder (decision 22), so that a change is seen
 // within the poll interval also on a server whose IDLE does not push.
-func (w *account) idleOnce(ctx, octx context.Context, secret, name string, connected func()) error {
+func (w *account) idleOnce(ctx, octx context.Context, name string, connected func()) error {
 	// inIdle is set while an IDLE command runs: what the server says then
 	// is a push; what it says to the NOOP is not.
 	var inIdle atomic.Bool
@@ -884,7 +942,7 @@ func (w *account) idleOnce(ctx, octx context.Context, secret, name string, conne
 			m.Collect()
 		},
 	}
-	c, err := w.dialIdle(octx, secret, h)
+	c, err := w.dialIdle(octx, h)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ import (
 type PermanentError struct {
 	Reason string
 	Err    error
+	// auth: the server refused the credentials (a NO to LOGIN or
+	// AUTHENTICATE that says so).
+	auth bool
 }
 
 func (e *PermanentError) Error() string { return e.Reason + ": " + e.Err.Error() }
@@ -295,7 +298,7 @@ func authError(err error) error {
 	if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo {
 		switch imapErr.Code {
 		case "", imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed:
-			return permanent("authentication failed", err)
+			return &PermanentError{Reason: "authentication failed", Err: err, auth: true}
 		}
 	}
 	return fmt.Errorf("imapsync: authenticate: %w", err)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailbus/mailbus/pkg/accountrun"
 	"github.com/mailbus/mailbus/pkg/pop3"
 )
 
@@ -53,6 +54,12 @@ var errNoSecret = errors.New("the account has no password stored (changing its h
 // working the account; its lease is gone, or about to be found gone.
 var errStaleLease = errors.New("pop3fetcher: another replica works the account")
 
+// errReauthorization: the store answered REAUTHORIZATION_NEEDED (the OAuth
+// 2.0 refresh token was refused, decision 0036). The store has parked the
+// account with its reason; the worker parks too, reports nothing and asks
+// no more.
+var errReauthorization = errors.New("re-authorization needed: the authorization server refused the account's refresh token; the store has parked the account")
+
 // storeError marks an error of a call to the store.
 type storeError struct {
 	op  string
@@ -65,6 +72,9 @@ func (e *storeError) Unwrap() error { return e.err }
 func storeErr(op string, err error) error {
 	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: store: %s: %w", errAccountGone, op, err)
+	}
+	if accountrun.IsReauthorizationNeeded(err) {
+		return &PassError{Kind: KindReauth, Permanent: true, Err: fmt.Errorf("%w: %w", errReauthorization, err), Reason: errReauthorization.Error()}
 	}
 	return &storeError{op: op, err: err}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/oauthtest"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 	"github.com/mailbus/mailbus/services/store/store"
@@ -282,6 +283,9 @@ type account struct {
 	mode       mailbusv1.Pop3Mode
 	auth       mailbusv1.AuthMethod
 	interval   time.Duration
+	// oauth, when set, gives the account OAuth 2.0 credentials of this
+	// server (a new grant) instead of a secret.
+	oauth *oauthtest.Server
 }
 
 func (e *env) createAccount(t testing.TB, a account) *mailbusv1.Account {
@@ -295,11 +299,17 @@ func (e *env) createAccount(t testing.TB, a account) *mailbusv1.Account {
 	if a.interval == 0 {
 		a.interval = time.Second
 	}
-	resp, err := e.accounts.CreateAccount(callCtx(t), &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+	acct := &mailbusv1.Account{
 		Name: a.name, Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: a.host, Port: uint32(a.port),
 		Security: a.security, InsecureSkipVerify: a.skipVerify, Username: a.user, Secret: a.secret,
 		Pop3Mode: a.mode, AuthMethod: a.auth, PollInterval: durationpb.New(a.interval),
-	}})
+	}
+	if a.oauth != nil {
+		acct.Secret, acct.AuthMethod = "", mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2
+		acct.Oauth2 = &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC, TokenUrl: a.oauth.URL,
+			ClientId: a.oauth.ClientID, ClientSecret: a.oauth.ClientSecret, RefreshToken: a.oauth.Grant()}
+	}
+	resp, err := e.accounts.CreateAccount(callCtx(t), &mailbusv1.CreateAccountRequest{Account: acct})
 	if err != nil {
 		t.Fatalf("CreateAccount: %v", err)
 	}

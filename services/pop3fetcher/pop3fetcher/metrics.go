@@ -21,6 +21,7 @@ const (
 	KindStore      = "store"       // the store could not be reached or failed
 	KindQuit       = "quit"        // QUIT failed: deletions may not have been applied
 	KindConfig     = "config"      // the account's configuration cannot work
+	KindReauth     = "reauth"      // OAuth 2.0: the refresh token was refused; the store parked the account
 )
 
 var errorKinds = []string{KindAuth, KindTLS, KindNetwork, KindTimeout, KindProtocol, KindInUse,

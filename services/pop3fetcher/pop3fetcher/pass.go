@@ -223,26 +223,9 @@ func (p *pass) staleLeaseError(err error) error {
 
 func (p *pass) run(ctx context.Context) error {
 	p.step = "read account secret"
-	sctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
-	sec, err := p.f.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id, LeaseToken: p.token})
-	cancel()
+	secret, err := p.secret(ctx, false)
 	if err != nil {
-		return storeErr("get account secret", err)
-	}
-	if sec.Generation != p.acct.Generation {
-		// The account was updated since this worker got it: the secret is
-		// the new one, the host, port and security may be the old ones.
-		// Never send a new secret to an old host; the supervisor restarts
-		// the worker with the new configuration.
-		p.stale = true
-		return &PassError{Kind: KindConfig, Err: errAccountChanged, Reason: fmt.Sprintf(
-			"the account changed (generation %d, this pass has %d): not logging in until its worker restarts with the new configuration", sec.Generation, p.acct.Generation)}
-	}
-	if sec.Secret == "" {
-		// Cleared by an update that moved the account to another server
-		// (or never set): never log in without the password the account
-		// was given for this server.
-		return &PassError{Kind: KindConfig, Permanent: true, Err: errNoSecret, Reason: errNoSecret.Error()}
+		return err
 	}
 	opts, err := p.options()
 	if err != nil {
@@ -282,8 +265,7 @@ func (p *pass) run(ctx context.Context) error {
 		}
 	}
 	p.step = "login"
-	creds, mech := credentials(p.acct, caps, c.Greeting(), sec.Secret)
-	if err := c.Login(ctx, creds, mech); err != nil {
+	if err := p.login(ctx, caps, secret); err != nil {
 		return err
 	}
 	if utf8Refused != nil {
@@ -311,6 +293,65 @@ func (p *pass) run(ctx context.Context) error {
 		syncErr = p.sync(ctx)
 	}
 	return p.end(syncErr)
+}
+
+// secret reads the account's secret from the store (for an OAuth 2.0
+// account an access token valid for a few minutes more, renewed by the
+// store; refresh asks for a new one now). An account the store has
+// updated since the pass began, or one without a secret, is an error.
+func (p *pass) secret(ctx context.Context, refresh bool) (string, error) {
+	sctx, cancel := context.WithTimeout(ctx, p.f.cfg.StoreTimeout)
+	sec, err := p.f.ingest.GetAccountSecret(sctx, &mailbusv1.GetAccountSecretRequest{AccountId: p.acct.Id, LeaseToken: p.token, Refresh: refresh})
+	cancel()
+	if err != nil {
+		return "", storeErr("get account secret", err)
+	}
+	if sec.Generation != p.acct.Generation {
+		// The account was updated since this worker got it: the secret is
+		// the new one, the host, port and security may be the old ones.
+		// Never send a new secret to an old host; the supervisor restarts
+		// the worker with the new configuration.
+		p.stale = true
+		return "", &PassError{Kind: KindConfig, Err: errAccountChanged, Reason: fmt.Sprintf(
+			"the account changed (generation %d, this pass has %d): not logging in until its worker restarts with the new configuration", sec.Generation, p.acct.Generation)}
+	}
+	if sec.Secret == "" {
+		// Cleared by an update that moved the account to another server
+		// (or never set): never log in without the password the account
+		// was given for this server.
+		return "", &PassError{Kind: KindConfig, Permanent: true, Err: errNoSecret, Reason: errNoSecret.Error()}
+	}
+	return sec.Secret, nil
+}
+
+// login authenticates. If the server refuses the access token of an OAuth
+// 2.0 account as bad credentials (it may have ended the token before the
+// expiry the store knows, or the store's clock is off), the store is asked
+// for a new token (refresh) and the login is tried once more on the same
+// session, which a refused AUTH leaves in the AUTHORIZATION state
+// (decision 0037). A second refusal is a credential failure and parks the
+// account; the store's answer that the grant itself is refused
+// (REAUTHORIZATION_NEEDED) parks it without a report.
+func (p *pass) login(ctx context.Context, caps pop3.Capabilities, secret string) error {
+	creds, mech := credentials(p.acct, caps, p.c.Greeting(), secret)
+	err := p.c.Login(ctx, creds, mech)
+	if err == nil || !errors.Is(err, pop3.ErrAuthFailed) || !oauthAccount(p.acct) {
+		return err
+	}
+	p.log.Info("the server refused the access token; asking the store for a new one and logging in once more", "mechanism", string(mech), "err", err)
+	p.step = "renew access token"
+	if creds.Token, err = p.secret(ctx, true); err != nil {
+		return err
+	}
+	p.step = "login"
+	return p.c.Login(ctx, creds, mech)
+}
+
+// oauthAccount reports whether the store renews the account's access token
+// (it has OAuth 2.0 credentials): only then can a refused token be
+// replaced by another.
+func oauthAccount(a *mailbusv1.Account) bool {
+	return a.AuthMethod == mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2 && a.GetOauth2() != nil
 }
 
 // options are the POP3 client options of the account.

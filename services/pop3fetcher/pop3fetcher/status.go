@@ -98,8 +98,12 @@ func (p *pass) reportSuccess(ctx context.Context) {
 // refuses one of an older generation (the update may land while the pass
 // runs, such as during a login with the old password), so a failure of the
 // old configuration never parks the new one.
+//
+// Nor does a pass that the store answered REAUTHORIZATION_NEEDED: the store
+// parked the account itself, with the reason and the command that fixes
+// it, which a report of the fetcher's must not replace.
 func (p *pass) reportFailure(ctx context.Context, pe *PassError) {
-	if p.stale || errors.Is(pe, errAccountGone) {
+	if p.stale || errors.Is(pe, errAccountGone) || errors.Is(pe, errReauthorization) {
 		return
 	}
 	st := &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_RETRYING, Reason: pe.Reason + " (retrying with backoff)"}

@@ -1,0 +1,189 @@
+package imapsync_test
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/oauthtest"
+)
+
+// oauthAccount makes a an account with OAuth 2.0 credentials of srv (a
+// new grant) instead of a password.
+func oauthAccount(srv *oauthtest.Server) func(a *mailbusv1.Account) {
+	return func(a *mailbusv1.Account) {
+		a.Secret, a.AuthMethod = "", mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2
+		a.Oauth2 = &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC, TokenUrl: srv.URL,
+			ClientId: srv.ClientID, ClientSecret: srv.ClientSecret, RefreshToken: srv.Grant()}
+	}
+}
+
+// tokenLog is an IMAP server's view of the bearer tokens it was shown.
+type tokenLog struct {
+	mu     sync.Mutex
+	tokens []string
+}
+
+func (l *tokenLog) add(tok string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tokens = append(l.tokens, tok)
+	return len(l.tokens)
+}
+
+func (l *tokenLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.tokens)
+}
+
+// TestMemOAuthLoginRetry: an OAuth 2.0 account whose access token the
+// server refuses asks the store for a new one (refresh) and logs in once
+// more:
+//
+//   - renewed: the server ended the store's first token early; the
+//     renewed one logs in and the account syncs;
+//   - refused again: the server refuses every token; after two logins and
+//     two token grants the account is parked as a credential failure;
+//   - grant revoked: the store answers REAUTHORIZATION_NEEDED; the account
+//     is parked with the store's reason (not replaced), nothing logs in,
+//     and the store is not asked again;
+//   - token endpoint down: the renewal fails with UNAVAILABLE, the account
+//     is retried (never parked), and syncs once the endpoint works.
+func TestMemOAuthLoginRetry(t *testing.T) {
+	cases := []struct {
+		name string
+		// accept says whether the server takes the n-th token it is shown.
+		accept func(srv *oauthtest.Server, n int, token string) bool
+		// revoke revokes the grant before the account starts.
+		revoke    bool
+		state     mailbusv1.SyncState
+		reason    string
+		logins    int // logins when state is reached; -1: at least 2
+		refreshes int
+		retrying  bool // a RETRYING status event is seen on the way
+	}{
+		{name: "renewed", accept: func(srv *oauthtest.Server, n int, tok string) bool { return n > 1 && srv.Valid(tok) },
+			state: mailbusv1.SyncState_SYNC_STATE_IDLE, logins: -1, refreshes: 2},
+		{name: "refused again", accept: func(*oauthtest.Server, int, string) bool { return false },
+			state: mailbusv1.SyncState_SYNC_STATE_PARKED, reason: "authentication failed", logins: 2, refreshes: 2},
+		{name: "grant revoked", revoke: true, accept: func(srv *oauthtest.Server, _ int, tok string) bool { return srv.Valid(tok) },
+			state: mailbusv1.SyncState_SYNC_STATE_PARKED, reason: "re-authorization needed", logins: 0, refreshes: 0},
+		{name: "token endpoint down", accept: func(srv *oauthtest.Server, n int, tok string) bool {
+			if n == 1 {
+				srv.FailNext(1) // the renewal this refusal causes fails
+				return false
+			}
+			return n > 2 && srv.Valid(tok)
+		}, state: mailbusv1.SyncState_SYNC_STATE_IDLE, logins: -1, refreshes: 2, retrying: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := oauthtest.New(oauthtest.WithRotation())
+			t.Cleanup(srv.Close)
+			var seen tokenLog
+			h := &memHooks{mechs: []string{"XOAUTH2", "OAUTHBEARER"},
+				xoauth2: func(user, token string) (string, error) {
+					if user == "alice" && c.accept(srv, seen.add(token), token) {
+						return "secret", nil
+					}
+					return "", errors.New("invalid token")
+				}}
+			e := startStore(t)
+			mem := startMemHooked(t, h)
+			tp := dialPlain(t, mem.addr, "alice", "secret")
+			appendMsg(t, tp, "INBOX", testMessage(1, "INBOX"))
+			a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "", oauthAccount(srv))
+			if c.revoke {
+				srv.Revoke()
+			}
+			js := e.consume(t, a.Id)
+			startSync(t, e, nil)
+			var st *mailbusv1.AccountStatus
+			waitFor(t, c.state.String(), func() bool {
+				st = e.account(t, a.Id).GetStatus()
+				return st.GetState() == c.state
+			})
+			logins, refreshes := seen.count(), srv.Refreshes()
+			if !strings.Contains(st.GetReason(), c.reason) {
+				t.Errorf("status reason %q, want %q", st.GetReason(), c.reason)
+			}
+			if (c.logins >= 0 && logins != c.logins) || (c.logins < 0 && logins < 2) {
+				t.Errorf("%d logins, want %d", logins, c.logins)
+			}
+			if refreshes != c.refreshes {
+				t.Errorf("%d token grants, want %d", refreshes, c.refreshes)
+			}
+			if c.state == mailbusv1.SyncState_SYNC_STATE_IDLE {
+				if err := sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")); err != nil {
+					t.Error(err)
+				}
+			}
+			if c.revoke {
+				if !strings.Contains(st.GetReason(), "--refresh-token-file") {
+					t.Errorf("the store's reason was replaced: %q", st.GetReason())
+				}
+				// The worker stops on the store's answer and never asks
+				// the token endpoint: one request, the refused refresh.
+				if hits := srv.Hits(); hits != 1 {
+					t.Errorf("%d token requests, want 1", hits)
+				}
+			}
+			parked := func(ev *mailbusv1.Event) bool {
+				return ev.GetAccountStatus().GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
+			}
+			retrying := func(ev *mailbusv1.Event) bool {
+				return ev.GetAccountStatus().GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_RETRYING
+			}
+			if c.retrying && js.count(retrying) == 0 {
+				t.Error("no RETRYING status while the token endpoint failed")
+			}
+			if c.state != mailbusv1.SyncState_SYNC_STATE_PARKED && js.count(parked) != 0 {
+				t.Error("the account was parked on the way")
+			}
+		})
+	}
+}
+
+// TestMemOAuthReconnect: connections opened later (IDLE and work
+// connections after a cut) ask the store for the token before each login,
+// so an account whose token the server has ended keeps syncing: the
+// refused token is renewed once, the new mail arrives, nothing is parked.
+func TestMemOAuthReconnect(t *testing.T) {
+	srv := oauthtest.New(oauthtest.WithRotation())
+	t.Cleanup(srv.Close)
+	h := &memHooks{mechs: []string{"OAUTHBEARER"},
+		xoauth2: func(user, token string) (string, error) {
+			if user == "alice" && srv.Valid(token) {
+				return "secret", nil
+			}
+			return "", errors.New("invalid token")
+		}}
+	e := startStore(t)
+	mem := startMemHooked(t, h)
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	appendMsg(t, tp, "INBOX", testMessage(1, "INBOX"))
+	a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "", oauthAccount(srv))
+	js := e.consume(t, a.Id)
+	s := startSync(t, e, nil)
+	waitFor(t, "the initial sync", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	for round := range 3 {
+		before := srv.Refreshes()
+		srv.ExpireAccessTokens()
+		s.cuts.cutAll()
+		appendMsg(t, tp, "INBOX", testMessage(round+2, "INBOX"))
+		waitFor(t, "the new mail after the cut", func() bool {
+			return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil
+		})
+		if srv.Refreshes() == before {
+			t.Fatalf("round %d: no token renewed after the server ended the token", round)
+		}
+	}
+	if n := js.count(func(ev *mailbusv1.Event) bool {
+		return ev.GetAccountStatus().GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
+	}); n != 0 {
+		t.Fatalf("parked %d times", n)
+	}
+}
