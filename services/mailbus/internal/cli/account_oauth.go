@@ -279,6 +279,9 @@ func (p *oauthPlan) explain(err error) error {
 			return fmt.Errorf("--client-secret-file: the authorization server refused the client (%v): give the client secret of --client-id %s, or check the client id", err, p.flow.ClientID)
 		}
 		return fmt.Errorf("--client-secret-file: the authorization server refused the client secret or --client-id %s (%v)", p.flow.ClientID, err)
+	case errors.As(err, &oe) && oe.Code == "invalid_request" && oe.Endpoint == "token" && !p.secretGiven:
+		// Google answers a missing client secret so.
+		return fmt.Errorf("--client-secret-file: the token endpoint refused the request (%v): a client with a secret (such as a Google desktop app) needs it with every authorization", err)
 	case errors.As(err, &oe) && oe.Code == "invalid_grant" && p.refreshToken != "":
 		return fmt.Errorf("--refresh-token-file: the authorization server refused the refresh token (%v): it is revoked, expired, already used (rotated), or was issued to another client", err)
 	case errors.As(err, &oe) && oe.Code == "invalid_scope":

@@ -607,3 +607,29 @@ func TestOAuthPublicClient(t *testing.T) {
 	}
 	e.tokenWorks(t, e.account(t, "browser").Id, true)
 }
+
+// TestOAuthExplain: the authorization server's refusals name the flag at
+// fault.
+func TestOAuthExplain(t *testing.T) {
+	withSecret := &oauthPlan{secretGiven: true, flow: oauthflow.Config{ClientID: "id", Scopes: []string{"a", "b"}}}
+	noSecret := &oauthPlan{flow: oauthflow.Config{ClientID: "id"}}
+	fromFile := &oauthPlan{refreshToken: "x", secretGiven: true}
+	for _, c := range []struct {
+		p    *oauthPlan
+		err  error
+		want string
+	}{
+		{withSecret, &oauthflow.Error{Endpoint: "token", Status: 401, Code: "invalid_client"}, "--client-secret-file: the authorization server refused the client secret or --client-id id"},
+		{noSecret, &oauthflow.Error{Endpoint: "token", Status: 401, Code: "invalid_client"}, "--client-secret-file: the authorization server refused the client"},
+		{noSecret, &oauthflow.Error{Endpoint: "token", Status: 400, Code: "invalid_request", Description: "client_secret is missing."}, "--client-secret-file: the token endpoint refused the request"},
+		{fromFile, &oauthflow.Error{Endpoint: "token", Status: 400, Code: "invalid_grant"}, "--refresh-token-file: the authorization server refused the refresh token"},
+		{withSecret, &oauthflow.Error{Endpoint: "authorization", Code: "invalid_scope"}, "--scope: the authorization server refused the scopes a b"},
+		{withSecret, &oauthflow.Error{Endpoint: "authorization", Code: "access_denied"}, "the authorization was denied"},
+		{withSecret, &oauthflow.Error{Endpoint: "token", Code: "expired_token"}, "the device code expired"},
+		{withSecret, oauthflow.ErrStateMismatch, "state does not match"},
+	} {
+		if got := c.p.explain(c.err).Error(); !strings.Contains(got, c.want) {
+			t.Errorf("%v: %q, want %q", c.err, got, c.want)
+		}
+	}
+}
