@@ -587,7 +587,8 @@ func TestReauthHint(t *testing.T) {
 // TestOAuthPublicClient: a public client (no secret, as a Microsoft app
 // registration with public client flows) gets its refresh token with the
 // device flow and with the browser flow (PKCE alone protects the code),
-// and the store renews with it.
+// and the store renews with it; after the grant is withdrawn,
+// --reauthorize --oauth-device un-parks the account.
 func TestOAuthPublicClient(t *testing.T) {
 	e := newOAuthEnv(t, oidcserver.Options{PublicClient: true})
 	l := startCLI(t, e.env, e.generic("device", "--oauth-device", "--device-auth-url", e.srv.DeviceAuthURL)...)
@@ -606,6 +607,27 @@ func TestOAuthPublicClient(t *testing.T) {
 		t.Fatalf("browser flow: exit %d\n%s%s", code, out, errOut)
 	}
 	e.tokenWorks(t, e.account(t, "browser").Id, true)
+
+	// Withdrawn: the device flow re-authorizes the parked account.
+	id := e.account(t, "device").Id
+	e.srv.RevokeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), oauthWait)
+	defer cancel()
+	if _, err := e.ingest.GetAccountSecret(ctx, &mailbusv1.GetAccountSecretRequest{AccountId: id, Refresh: true}); !reauthNeeded(err) {
+		t.Fatalf("after the grant was withdrawn: %v, want REAUTHORIZATION_NEEDED", err)
+	}
+	l = startCLI(t, e.env, "account", "update", "device", "--reauthorize", "--oauth-device", "--device-auth-url", e.srv.DeviceAuthURL)
+	codeLine = l.line(t, "enter the code")
+	if err := e.srv.ApproveDevice(ctx, strings.TrimSpace(strings.TrimPrefix(codeLine, "and enter the code"))); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if code, out, errOut := l.wait(t); code != ExitOK || !strings.Contains(out, "OAuth refresh token") {
+		t.Fatalf("account update --reauthorize --oauth-device: exit %d\n%s%s", code, out, errOut)
+	}
+	if st := e.account(t, "device").GetStatus(); st.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+		t.Errorf("still parked after --reauthorize --oauth-device: %v", st)
+	}
+	e.tokenWorks(t, id, true)
 }
 
 // TestOAuthExplain: the authorization server's refusals name the flag at
