@@ -53,12 +53,13 @@ const (
 )
 
 // ErrReauthorization means the authorization server refused the refresh
-// token (invalid_grant): the account is parked until it is updated with a
-// new one.
+// token (invalid_grant) or the client (invalid_client,
+// unauthorized_client): the account is parked until it is updated with
+// new credentials.
 var ErrReauthorization = errors.New("re-authorization needed")
 
 // ErrTokenEndpoint means the token endpoint failed (unreachable, hanging,
-// answering garbage or an error other than invalid_grant): temporary, the
+// answering garbage or an error other than those of ErrReauthorization): temporary, the
 // fetcher retries with backoff and the account is not parked.
 var ErrTokenEndpoint = errors.New("the OAuth token endpoint failed")
 
@@ -87,6 +88,15 @@ func (s *oauthSecret) fresh(now time.Time) bool {
 		ahead = life / 2
 	}
 	return time.UnixMicro(s.Expiry).Sub(now) > ahead
+}
+
+// clientRefusedReason is the status reason of an account parked because
+// the authorization server refused the client's credentials
+// (invalid_client, unauthorized_client), which no retry can change.
+func clientRefusedReason(code string) func(name string) string {
+	return func(name string) string {
+		return fmt.Sprintf("re-authorization needed: the OAuth server refused the client (%s): check the client id and give its secret again with `mailbus account update %s --reauthorize --client-secret-file FILE`", code, name)
+	}
 }
 
 // reauthReason is the status reason of an account parked for invalid_grant.
@@ -373,9 +383,15 @@ func (d *DB) refresh(ctx context.Context, id int64, r *oauthRow, s *oauthSecret)
 		TokenURL: tokenURL, ClientID: o.GetClientId(), ClientSecret: s.ClientSecret, RefreshToken: s.RefreshToken, Scopes: o.GetScopes(),
 	}, d.now())
 	cancel()
+	var oauthErr *oauthtoken.Error
 	switch {
 	case errors.Is(err, oauthtoken.ErrInvalidGrant):
-		return nil, d.parkForReauthorization(ctx, id, r.sealed)
+		return nil, d.parkForReauthorization(ctx, id, r.sealed, reauthReason)
+	case errors.As(err, &oauthErr) && (oauthErr.Code == "invalid_client" || oauthErr.Code == "unauthorized_client"):
+		// The client id or secret is wrong (or the client was deleted):
+		// retrying cannot help, so it parks like invalid_grant, with
+		// the reason naming the client.
+		return nil, d.parkForReauthorization(ctx, id, r.sealed, clientRefusedReason(oauthErr.Code))
 	case err != nil:
 		d.releaseClaim(id, r.sealed)
 		if ctx.Err() != nil {
@@ -421,7 +437,7 @@ func (d *DB) refresh(ctx context.Context, id int64, r *oauthRow, s *oauthSecret)
 // parkForReauthorization parks an account whose refresh token was refused,
 // with the reason and an account.status event, unless an update gave it
 // new credentials meanwhile.
-func (d *DB) parkForReauthorization(ctx context.Context, id int64, sealed []byte) error {
+func (d *DB) parkForReauthorization(ctx context.Context, id int64, sealed []byte, reason func(name string) string) error {
 	ctx = context.WithoutCancel(ctx)
 	parked := false
 	err := d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_SYSTEM}, func(t *tx) error {
@@ -437,7 +453,7 @@ func (d *DB) parkForReauthorization(ctx context.Context, id int64, sealed []byte
 			return err // updated meanwhile: try its new credentials
 		}
 		parked = true
-		st := &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: reauthReason(a.name), UpdateTime: timestamppb.New(t.d.now())}
+		st := &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: reason(a.name), UpdateTime: timestamppb.New(t.d.now())}
 		var old []byte
 		if err := t.queryRow(ctx, `SELECT status FROM accounts WHERE id = ?`, id).Scan(&old); err != nil {
 			return fmt.Errorf("db: read status: %w", err)

@@ -157,6 +157,48 @@ func TestOAuthReauthorization(t *testing.T) {
 	})
 }
 
+// TestOAuthClientRefused: a wrong client secret (invalid_client) can
+// never succeed on retry: the account is parked with a reason naming the
+// client secret and the command that fixes it, later requests fail at
+// once, and an update with the right secret brings it back.
+func TestOAuthClientRefused(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		srv := oauthtest.New()
+		defer srv.Close()
+		acct := oauthAccount("work", srv, srv.Grant())
+		acct.Oauth2.ClientSecret = "not-the-secret"
+		a := mustCreate(t, d, acct)
+		_, err := d.LoginSecret(ctx, a.Id, false)
+		if !errors.Is(err, db.ErrReauthorization) || errors.Is(err, db.ErrTokenEndpoint) {
+			t.Fatalf("LoginSecret with a wrong client secret: %v, want ErrReauthorization", err)
+		}
+		got, err := d.GetAccount(ctx, a.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := got.GetStatus()
+		for _, want := range []string{"refused the client (invalid_client)", "mailbus account update work --reauthorize --client-secret-file"} {
+			if st.GetState() != mailbusv1.SyncState_SYNC_STATE_PARKED || !strings.Contains(st.GetReason(), want) {
+				t.Fatalf("status %v %q, want PARKED with %q", st.GetState(), st.GetReason(), want)
+			}
+		}
+		if strings.Contains(st.GetReason(), "not-the-secret") {
+			t.Fatalf("the reason shows the client secret: %q", st.GetReason())
+		}
+		hits := srv.Hits()
+		if _, err := d.LoginSecret(ctx, a.Id, true); !errors.Is(err, db.ErrReauthorization) || srv.Hits() != hits {
+			t.Fatalf("LoginSecret of the parked account: %v after %d more requests, want ErrReauthorization without a request", err, srv.Hits()-hits)
+		}
+		if _, err := d.UpdateAccount(ctx, &mailbusv1.Account{Id: a.Id, Oauth2: &mailbusv1.Oauth2Credentials{ClientSecret: srv.ClientSecret}}, []string{"oauth2.client_secret"}); err != nil {
+			t.Fatalf("UpdateAccount oauth2.client_secret: %v", err)
+		}
+		if sec, err := d.LoginSecret(ctx, a.Id, false); err != nil || !srv.Valid(sec.Secret) {
+			t.Fatalf("LoginSecret after the update: %v", err)
+		}
+	})
+}
+
 // TestOAuthTokenEndpointFault: a token endpoint that fails (HTTP 503, not
 // JSON) is a temporary error, and the account is not parked.
 func TestOAuthTokenEndpointFault(t *testing.T) {
