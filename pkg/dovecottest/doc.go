@@ -23,8 +23,9 @@
 // Four listeners on 127.0.0.1: IMAP (plain, STARTTLS offered), IMAPS
 // (implicit TLS), POP3 (plain, STLS offered) and POP3S. Plaintext LOGIN/USER
 // is allowed without TLS (disable_plaintext_auth = no); auth mechanisms are
-// PLAIN and LOGIN (no XOAUTH2: Dovecot needs an oauth2 passdb with a token
-// introspection endpoint for it). Clients verify the certificate with
+// PLAIN and LOGIN, and with [Options.OAuth2] also XOAUTH2 and OAUTHBEARER,
+// checked by Dovecot's oauth2 passdb against a token introspection
+// endpoint (RFC 7662; pkg/oauthtest serves one). Clients verify the certificate with
 // [Server.TLSConfig] or [Server.CACertPEM].
 //
 // # Mail storage
@@ -68,7 +69,13 @@
 //
 // # Authentication
 //
-// Users live in a passwd-file ([Options.Users], [Server.AddUser]). Dovecot
+// Users live in a passwd-file ([Options.Users], [Server.AddUser]). With
+// [Options.OAuth2] a second passdb (driver oauth2, mechanisms xoauth2 and
+// oauthbearer) POSTs each bearer token to the introspection URL and accepts
+// it when the answer is "active": true with the login name as its
+// "username"; the passwd-file passdb stays first and unrestricted, because
+// Dovecot's userdb lookups (doveadm) go through the passdbs without a
+// mechanism and would skip one restricted to some. Dovecot
 // re-reads it at most once a second, so AddUser waits (up to about a second)
 // until Dovecot knows the new user. A failed login is answered after about
 // 0.5 s (auth_failure_delay = 0; Dovecot 2.3 still answers failures on a

@@ -17,8 +17,8 @@ import (
 // offered, LOGIN when the server offers no SASL mechanism, OAUTHBEARER or
 // XOAUTH2 for a token account, OAUTHBEARER when both are offered (a right
 // token syncs; a wrong one parks after the server's JSON challenge, which
-// the test server wants answered as the mechanism says, else BAD, which
-// would not park).
+// OAUTHBEARER must answer with %x01, else the test server says BAD, which
+// would not park; XOAUTH2 takes the challenge as the verdict).
 func TestMemLoginMethods(t *testing.T) {
 	cases := []struct {
 		name   string

@@ -288,12 +288,17 @@ func authenticate(c *imapclient.Client, a *mailbusv1.Account, secret string) err
 	return authError(err)
 }
 
-// authError classifies a failed LOGIN or AUTHENTICATE (decision 0018):
-// a NO that says the credentials are wrong ([AUTHENTICATIONFAILED],
-// [AUTHORIZATIONFAILED], or no code at all) is permanent and parks the
-// account; anything else ([UNAVAILABLE], [SERVERBUG], other codes, BAD,
+// authError classifies a failed LOGIN or AUTHENTICATE (decision 0018): a
+// token refused in XOAUTH2's error challenge, or a NO that says the
+// credentials are wrong ([AUTHENTICATIONFAILED], [AUTHORIZATIONFAILED], or
+// no code at all), is permanent and parks the account (an OAuth 2.0
+// account first renews its token once, see account.connect); anything else ([UNAVAILABLE], [SERVERBUG], other codes, BAD,
 // a BYE or a network error) is retried with backoff.
 func authError(err error) error {
+	var refused *TokenRefusedError
+	if errors.As(err, &refused) {
+		return &PermanentError{Reason: "authentication failed", Err: err, auth: true}
+	}
 	var imapErr *imap.Error
 	if errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo {
 		switch imapErr.Code {
@@ -344,7 +349,14 @@ func (o *oauthBearer) Next(challenge []byte) ([]byte, error) {
 
 // xoauth2 is a SASL XOAUTH2 client (Google, Microsoft): the initial
 // response carries the user and the bearer token; on failure the server
-// sends a JSON challenge, answered with an empty response.
+// sends a JSON challenge. Google's documentation has the client answer it
+// with an empty line, after which the server says NO; but go-imap sends
+// an empty response as "=", which Dovecot answers with BAD ("Invalid
+// base64 data in continued response"), a protocol error that would be
+// retried forever instead of renewing the token. So the challenge itself
+// is taken as the verdict: Next returns a *TokenRefusedError, which ends
+// Authenticate at once, and the connection (left in the middle of the
+// command) is closed by dial.
 type xoauth2 struct {
 	user, token string
 }
@@ -357,7 +369,32 @@ func (x *xoauth2) Start() (string, []byte, error) {
 }
 
 func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
-	// The server's error details; an empty answer makes it fail the
-	// command, which reports the failure.
-	return []byte{}, nil
+	return nil, &TokenRefusedError{Mechanism: "XOAUTH2", Status: printableStatus(challenge)}
+}
+
+// TokenRefusedError is a server's refusal of a bearer token in XOAUTH2's
+// error challenge: a credential failure (the connection is unusable after
+// it and must be closed).
+type TokenRefusedError struct {
+	Mechanism string
+	// Status is the challenge's JSON status, made printable.
+	Status string
+}
+
+func (e *TokenRefusedError) Error() string {
+	return e.Mechanism + ": the server refused the token: " + e.Status
+}
+
+// printableStatus returns a challenge for an error message: at most 200
+// bytes, control characters and non-ASCII bytes as '?'.
+func printableStatus(b []byte) string {
+	b = b[:min(len(b), 200)]
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out[i] = c
+	}
+	return string(out)
 }

@@ -1,7 +1,10 @@
 package imapsync_test
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,25 @@ func oauthAccount(srv *oauthtest.Server) func(a *mailbusv1.Account) {
 		a.Oauth2 = &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC, TokenUrl: srv.URL,
 			ClientId: srv.ClientID, ClientSecret: srv.ClientSecret, RefreshToken: srv.Grant()}
 	}
+}
+
+// accessToken gets an access token of srv with the refresh_token grant of
+// a new grant, as the store would.
+func accessToken(t *testing.T, srv *oauthtest.Server) string {
+	t.Helper()
+	resp, err := http.PostForm(srv.URL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {srv.Grant()},
+		"client_id": {srv.ClientID}, "client_secret": {srv.ClientSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil || ans.AccessToken == "" {
+		t.Fatalf("token answer: %v", err)
+	}
+	return ans.AccessToken
 }
 
 // tokenLog is an IMAP server's view of the bearer tokens it was shown.
