@@ -369,6 +369,8 @@ func stateHint(acct *mailbusv1.Account) string {
 		switch {
 		case strings.Contains(r, "certificate") || strings.Contains(r, "x509"):
 			return fmt.Sprintf("the server's certificate did not verify: fix the host name (mailbus account update %s --host H), or for a self-signed server `mailbus account update %s --insecure-skip-verify`", acct.Name, acct.Name)
+		case (strings.Contains(r, "authenticat") || strings.Contains(r, "login") || strings.Contains(r, "credential") || strings.Contains(r, "[auth]")) && acct.GetOauth2() != nil:
+			return fmt.Sprintf("the mail server refused the login with a fresh OAuth access token: check the username (the mailbox's address), that the scopes grant IMAP or POP3 and that IMAP or POP3 is enabled for the mailbox, then authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE`", acct.Name)
 		case strings.Contains(r, "authenticat") || strings.Contains(r, "login") || strings.Contains(r, "password") || strings.Contains(r, "credential") || strings.Contains(r, "[auth]"):
 			return fmt.Sprintf("the server refused the login: check the username and set the right password with `mailbus account update %s --password`", acct.Name)
 		}

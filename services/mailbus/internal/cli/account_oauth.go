@@ -379,8 +379,13 @@ func reauthHint(acct *mailbusv1.Account) string {
 		extra = " --auth-url URL"
 	}
 	why := "the OAuth server no longer accepts the account's refresh token (access withdrawn, password changed, or expired)"
-	if !strings.HasPrefix(r, "re-authorization needed") {
+	switch {
+	case !strings.HasPrefix(r, "re-authorization needed"):
 		why = "the account's OAuth credentials were cleared when it moved to another server"
+	case strings.Contains(r, "refused the client"):
+		why = "the OAuth server refused the account's OAuth client (a wrong client id or secret, or a deleted client)"
+	case strings.Contains(r, "refused the account's credentials"):
+		why = "the OAuth server refused the account's OAuth credentials (its reason is in the status)"
 	}
 	return fmt.Sprintf("%s: authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE%s` (add --oauth-device for the device flow), or give a new token with --refresh-token-file FILE (and --client-secret-file FILE)", why, acct.Name, extra)
 }

@@ -576,6 +576,11 @@ func TestReauthHint(t *testing.T) {
 		{parked("re-authorization needed: the OAuth server refused the refresh token (invalid_grant)", generic), "--reauthorize --client-secret-file FILE --auth-url URL`", ""},
 		{parked("the server's host, port or security changed, so the stored OAuth credentials were cleared", google), "were cleared when it moved to another server: authorize again", "--password"},
 		{parked("authentication failed: [AUTHENTICATIONFAILED]", nil), "--password", "--reauthorize"},
+		{parked("re-authorization needed: the OAuth server refused the client (invalid_client): check the client id", google), "refused the account's OAuth client", "refresh token"},
+		{parked("re-authorization needed: the OAuth server refused the account's credentials (invalid_scope): check", google), "its reason is in the status", "refresh token ("},
+		// A login the mail server refused although the store's token is
+		// fresh (parked by the fetcher): no password to set.
+		{parked("authentication failed: [AUTHENTICATIONFAILED] Invalid credentials", google), "--reauthorize", "--password"},
 	} {
 		got := stateHint(c.acct)
 		if !strings.Contains(got, c.want) || (c.not != "" && strings.Contains(got, c.not)) {

@@ -73,7 +73,7 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		}
 		return st.Err()
 	case errors.Is(err, db.ErrReauthorization):
-		st := status.New(codes.FailedPrecondition, err.Error()+": the OAuth server refused the refresh token (invalid_grant); the account is parked until it is updated")
+		st := status.New(codes.FailedPrecondition, err.Error()+": the OAuth server refused the account's OAuth credentials; the account is parked until it is updated (its status says why)")
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonReauthorizationNeeded, Domain: ErrorDomain}); derr == nil {
 			st = d
 		}

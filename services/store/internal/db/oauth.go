@@ -90,6 +90,45 @@ func (s *oauthSecret) fresh(now time.Time) bool {
 	return time.UnixMicro(s.Expiry).Sub(now) > ahead
 }
 
+// refusalReason returns the status reason of an account whose refresh
+// the token endpoint refused for good, or nil when the failure is
+// temporary. A refusal is an OAuth error answer (RFC 6749 section 5.2)
+// with a 4xx status: invalid_grant (the refresh token), invalid_client and
+// unauthorized_client (the client), and any other code (invalid_scope,
+// invalid_request, ...) but those that say to come back later. 5xx
+// answers, 429, answers that are not OAuth errors and network failures
+// are the endpoint's own faults: temporary, never parked.
+func refusalReason(err error) func(name string) string {
+	var oe *oauthtoken.Error
+	if !errors.As(err, &oe) || oe.Status < 400 || oe.Status > 499 || oe.Status == http.StatusTooManyRequests {
+		return nil
+	}
+	switch oe.Code {
+	case "temporarily_unavailable", "server_error", "slow_down", "authorization_pending":
+		return nil
+	case "invalid_grant":
+		return reauthReason
+	case "invalid_client", "unauthorized_client":
+		return clientRefusedReason(oe.Code)
+	}
+	return credentialsRefusedReason(oe)
+}
+
+// credentialsRefusedReason is the status reason of an account parked for
+// an OAuth error other than invalid_grant and the client's.
+func credentialsRefusedReason(oe *oauthtoken.Error) func(name string) string {
+	what := oe.Code
+	if d := oe.Description; d != "" {
+		if r := []rune(d); len(r) > 200 {
+			d = string(r[:200]) + "…"
+		}
+		what += ": " + d
+	}
+	return func(name string) string {
+		return fmt.Sprintf("re-authorization needed: the OAuth server refused the account's credentials (%s): check the client id, secret and scopes and authorize again with `mailbus account update %s --reauthorize --client-secret-file FILE`", what, name)
+	}
+}
+
 // clientRefusedReason is the status reason of an account parked because
 // the authorization server refused the client's credentials
 // (invalid_client, unauthorized_client), which no retry can change.
@@ -331,13 +370,36 @@ func (d *DB) accessToken(ctx context.Context, id int64, force bool) (Secret, err
 			}
 			continue
 		}
-		if written, err = d.refresh(ctx, id, r, s); err != nil {
-			return Secret{}, err
+		// The token request and the write of its answer run detached
+		// from the caller: a server that rotates refresh tokens has
+		// spent the old one once it answers, so a caller that gives up
+		// (a fetcher stopping, a deadline) must not lose the rotation.
+		// The caller stops waiting; the refresh finishes on its own
+		// (bounded by refreshTimeout and the write's timeout).
+		done := make(chan refreshResult, 1)
+		go func() {
+			w, err := d.refresh(context.WithoutCancel(ctx), id, r, s)
+			done <- refreshResult{written: w, err: err}
+		}()
+		select {
+		case res := <-done:
+			if res.err != nil {
+				return Secret{}, res.err
+			}
+			written = res.written
+		case <-ctx.Done():
+			return Secret{}, ctx.Err()
 		}
 		// Read back what was written (or what an update wrote meanwhile);
 		// the forced renewal is done either way.
 		force = false
 	}
+}
+
+// refreshResult is what a detached refresh returns.
+type refreshResult struct {
+	written []byte
+	err     error
 }
 
 // claimRefresh takes the refresh claim of an account whose secret is still
@@ -383,15 +445,10 @@ func (d *DB) refresh(ctx context.Context, id int64, r *oauthRow, s *oauthSecret)
 		TokenURL: tokenURL, ClientID: o.GetClientId(), ClientSecret: s.ClientSecret, RefreshToken: s.RefreshToken, Scopes: o.GetScopes(),
 	}, d.now())
 	cancel()
-	var oauthErr *oauthtoken.Error
+	if reason := refusalReason(err); reason != nil {
+		return nil, d.parkForReauthorization(ctx, id, r.sealed, reason)
+	}
 	switch {
-	case errors.Is(err, oauthtoken.ErrInvalidGrant):
-		return nil, d.parkForReauthorization(ctx, id, r.sealed, reauthReason)
-	case errors.As(err, &oauthErr) && (oauthErr.Code == "invalid_client" || oauthErr.Code == "unauthorized_client"):
-		// The client id or secret is wrong (or the client was deleted):
-		// retrying cannot help, so it parks like invalid_grant, with
-		// the reason naming the client.
-		return nil, d.parkForReauthorization(ctx, id, r.sealed, clientRefusedReason(oauthErr.Code))
 	case err != nil:
 		d.releaseClaim(id, r.sealed)
 		if ctx.Err() != nil {
@@ -438,7 +495,8 @@ func (d *DB) refresh(ctx context.Context, id int64, r *oauthRow, s *oauthSecret)
 // with the reason and an account.status event, unless an update gave it
 // new credentials meanwhile.
 func (d *DB) parkForReauthorization(ctx context.Context, id int64, sealed []byte, reason func(name string) string) error {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	parked := false
 	err := d.inTx(ctx, &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_SYSTEM}, func(t *tx) error {
 		a, err := t.lock(ctx, id)

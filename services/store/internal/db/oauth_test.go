@@ -3,6 +3,9 @@ package db_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -197,6 +200,101 @@ func TestOAuthClientRefused(t *testing.T) {
 			t.Fatalf("LoginSecret after the update: %v", err)
 		}
 	})
+}
+
+// TestOAuthRotationSurvivesAGivingUpCaller: a caller that gives up while
+// the token request is under way (a fetcher stopping) does not lose the
+// refresh token the server rotated meanwhile: the refresh finishes and is
+// saved, and the next request gets its access token instead of spending
+// the old refresh token (invalid_grant, parked).
+func TestOAuthRotationSurvivesAGivingUpCaller(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		srv := oauthtest.New(oauthtest.WithRotation(), oauthtest.WithDelay(time.Second))
+		defer srv.Close()
+		a := mustCreate(t, d, oauthAccount("rotating", srv, srv.Grant()))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := d.LoginSecret(ctx, a.Id, false)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("LoginSecret with a deadline shorter than the token request: %v, want the deadline", err)
+		}
+		// The next request waits for the refresh under way (its claim)
+		// and gets its token.
+		sec, err := d.LoginSecret(context.Background(), a.Id, false)
+		if err != nil {
+			t.Fatalf("LoginSecret after a caller gave up: %v (the rotated refresh token was lost)", err)
+		}
+		if !srv.Valid(sec.Secret) || srv.Refreshes() != 1 {
+			t.Fatalf("token valid=%v after %d refreshes, want the one refresh's valid token", srv.Valid(sec.Secret), srv.Refreshes())
+		}
+	})
+}
+
+// TestOAuthRefusals: which answers of a token endpoint park an account
+// (an OAuth error with a 4xx status, but those that say to come back
+// later) and which are temporary (5xx, 429, not an OAuth error); a
+// redirect is not followed, so the refresh token and client secret never
+// reach its target.
+func TestOAuthRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		status     int
+		body       string
+		parked     bool
+		wantReason string
+	}{
+		{"invalid_scope", http.StatusBadRequest, `{"error":"invalid_scope","error_description":"IMAP scope not granted"}`, true, "(invalid_scope: IMAP scope not granted)"},
+		{"invalid_request", http.StatusBadRequest, `{"error":"invalid_request"}`, true, "(invalid_request)"},
+		{"unauthorized_client", http.StatusUnauthorized, `{"error":"unauthorized_client"}`, true, "refused the client (unauthorized_client)"},
+		{"temporarily_unavailable", http.StatusBadRequest, `{"error":"temporarily_unavailable"}`, false, ""},
+		{"too many requests", http.StatusTooManyRequests, `{"error":"invalid_request"}`, false, ""},
+		{"server error with an OAuth code", http.StatusInternalServerError, `{"error":"invalid_grant"}`, false, ""},
+		{"not an OAuth error", http.StatusBadRequest, `<html>bad gateway</html>`, false, ""},
+		{"redirect", http.StatusTemporaryRedirect, "", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				t.Errorf("the redirect's target got %s %s with %d bytes", r.Method, r.URL, len(b))
+			}))
+			defer thief.Close()
+			endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.status == http.StatusTemporaryRedirect {
+					http.Redirect(w, r, thief.URL+"/token", tc.status)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer endpoint.Close()
+			eachBackend(t, func(t *testing.T, d *db.DB) {
+				acct := oauthAccount("acct", &oauthtest.Server{URL: endpoint.URL, ClientID: "client", ClientSecret: "client-secret"}, "refresh-token")
+				a := mustCreate(t, d, acct)
+				_, err := d.LoginSecret(context.Background(), a.Id, false)
+				got, gerr := d.GetAccount(context.Background(), a.Id)
+				if gerr != nil {
+					t.Fatal(gerr)
+				}
+				st := got.GetStatus()
+				if tc.parked {
+					if !errors.Is(err, db.ErrReauthorization) || st.GetState() != mailbusv1.SyncState_SYNC_STATE_PARKED ||
+						!strings.Contains(st.GetReason(), tc.wantReason) || !strings.Contains(st.GetReason(), "mailbus account update acct --reauthorize") {
+						t.Fatalf("LoginSecret: %v; status %v %q; want parked with %q", err, st.GetState(), st.GetReason(), tc.wantReason)
+					}
+					return
+				}
+				if !errors.Is(err, db.ErrTokenEndpoint) || st.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+					t.Fatalf("LoginSecret: %v; status %v %q; want a temporary ErrTokenEndpoint, not parked", err, st.GetState(), st.GetReason())
+				}
+				for _, secret := range []string{"refresh-token", "client-secret"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("the error shows %q: %v", secret, err)
+					}
+				}
+			})
+		})
+	}
 }
 
 // TestOAuthTokenEndpointFault: a token endpoint that fails (HTTP 503, not

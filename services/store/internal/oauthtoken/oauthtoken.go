@@ -75,7 +75,10 @@ func TokenURL(p mailbusv1.Oauth2Provider, tokenURL string) (string, error) {
 	}
 	u, err := url.Parse(tokenURL)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("%q is not an absolute URL", tokenURL)
+		return "", fmt.Errorf("%q is not an absolute URL", safeURL(tokenURL))
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("%q has user information: give the client id and secret as such", safeURL(tokenURL))
 	}
 	switch u.Scheme {
 	case "https":
@@ -85,7 +88,22 @@ func TokenURL(p mailbusv1.Oauth2Provider, tokenURL string) (string, error) {
 			return tokenURL, nil
 		}
 	}
-	return "", fmt.Errorf("%q is not HTTPS (plain HTTP only to a loopback address)", tokenURL)
+	return "", fmt.Errorf("%q is not HTTPS (plain HTTP only to a loopback address)", safeURL(tokenURL))
+}
+
+// NoRedirects is an http.Client's CheckRedirect that follows no
+// redirect: the client gets the 3xx answer itself.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// safeURL is a URL for messages: without user information, query and
+// fragment, where secrets could be.
+func safeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a malformed URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 func loopback(host string) bool {
@@ -141,7 +159,12 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
+	// Redirects are not followed: Go would send the body, refresh token
+	// and client secret included, again to wherever the answer points,
+	// plain HTTP too. Token endpoints answer where they are asked.
+	noRedirects := *hc
+	noRedirects.CheckRedirect = NoRedirects
+	resp, err := noRedirects.Do(req)
 	if err != nil {
 		// url.Error names the URL only, never the body.
 		return Token{}, fmt.Errorf("oauthtoken: %w", err)
@@ -149,7 +172,7 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return Token{}, fmt.Errorf("oauthtoken: read the answer of %s: %w", r.TokenURL, err)
+		return Token{}, fmt.Errorf("oauthtoken: read the answer of %s: %w", safeURL(r.TokenURL), err)
 	}
 	var ans struct {
 		AccessToken  string          `json:"access_token"`
@@ -165,16 +188,16 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 		if jsonErr == nil && ans.Error != "" {
 			return Token{}, fmt.Errorf("oauthtoken: %w", &Error{Status: resp.StatusCode, Code: ans.Error, Description: printable(ans.Description)})
 		}
-		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP %d without an OAuth error", r.TokenURL, resp.StatusCode)
+		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP %d without an OAuth error", safeURL(r.TokenURL), resp.StatusCode)
 	}
 	if jsonErr != nil {
-		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP 200 with a body that is not JSON (Content-Type %q)", r.TokenURL, ct)
+		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP 200 with a body that is not JSON (Content-Type %q)", safeURL(r.TokenURL), ct)
 	}
 	if ans.AccessToken == "" {
-		return Token{}, fmt.Errorf("oauthtoken: %s answered without an access_token", r.TokenURL)
+		return Token{}, fmt.Errorf("oauthtoken: %s answered without an access_token", safeURL(r.TokenURL))
 	}
 	if ans.TokenType != "" && !strings.EqualFold(ans.TokenType, "bearer") {
-		return Token{}, fmt.Errorf("oauthtoken: %s issued a token of type %q, want Bearer", r.TokenURL, printable(ans.TokenType))
+		return Token{}, fmt.Errorf("oauthtoken: %s issued a token of type %q, want Bearer", safeURL(r.TokenURL), printable(ans.TokenType))
 	}
 	t := Token{AccessToken: ans.AccessToken, RefreshToken: ans.RefreshToken}
 	if secs, ok := expiresIn(ans.ExpiresIn); ok {
