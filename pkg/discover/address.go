@@ -71,7 +71,9 @@ func ParseAddress(email string) (Address, error) {
 	if !strings.Contains(ascii, ".") {
 		return bad("domain %q has a single label; discovery needs a name such as example.com", domain)
 	}
-	return Address{Email: email, Local: local, Domain: ascii}, nil
+	// The login is the address as given, without a trailing dot of its
+	// domain (a fully qualified form no mail server knows as a login).
+	return Address{Email: local + "@" + strings.TrimSuffix(domain, "."), Local: local, Domain: ascii}, nil
 }
 
 // checkHostname returns why name (ASCII, lower case, no trailing dot) is

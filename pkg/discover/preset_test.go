@@ -32,6 +32,7 @@ func TestPresets(t *testing.T) {
 		{"alice@live.com", want{"outlook.office365.com", "alice@live.com", discover.AuthOAuth2, discover.Microsoft}, want{"outlook.office365.com", "alice@live.com", discover.AuthOAuth2, discover.Microsoft}},
 		{"alice@yahoo.com", want{"imap.mail.yahoo.com", "alice@yahoo.com", discover.AuthPassword, discover.NoProvider}, want{"pop.mail.yahoo.com", "alice@yahoo.com", discover.AuthPassword, discover.NoProvider}},
 		{"alice@ymail.com", want{"imap.mail.yahoo.com", "alice@ymail.com", discover.AuthPassword, discover.NoProvider}, want{"pop.mail.yahoo.com", "alice@ymail.com", discover.AuthPassword, discover.NoProvider}},
+		{"bob@aol.com", want{"imap.aol.com", "bob@aol.com", discover.AuthPassword, discover.NoProvider}, want{"pop.aol.com", "bob@aol.com", discover.AuthPassword, discover.NoProvider}},
 		{"alice@icloud.com", want{"imap.mail.me.com", "alice@icloud.com", discover.AuthPassword, discover.NoProvider}, want{}},
 		{"alice@me.com", want{"imap.mail.me.com", "alice@me.com", discover.AuthPassword, discover.NoProvider}, want{}},
 		{"alice@fastmail.com", want{"imap.fastmail.com", "alice@fastmail.com", discover.AuthPassword, discover.NoProvider}, want{"pop.fastmail.com", "alice@fastmail.com", discover.AuthPassword, discover.NoProvider}},
@@ -45,7 +46,7 @@ func TestPresets(t *testing.T) {
 		{"alice@zoho.com", want{"imap.zoho.com", "alice@zoho.com", discover.AuthPassword, discover.NoProvider}, want{"pop.zoho.com", "alice@zoho.com", discover.AuthPassword, discover.NoProvider}},
 		{"alice@zohomail.eu", want{"imap.zoho.eu", "alice@zohomail.eu", discover.AuthPassword, discover.NoProvider}, want{"pop.zoho.eu", "alice@zohomail.eu", discover.AuthPassword, discover.NoProvider}},
 		// Case and a trailing dot do not hide a preset.
-		{"Alice@GMail.COM.", want{"imap.gmail.com", "Alice@GMail.COM.", discover.AuthOAuth2, discover.Google}, want{"pop.gmail.com", "Alice@GMail.COM.", discover.AuthOAuth2, discover.Google}},
+		{"Alice@GMail.COM.", want{"imap.gmail.com", "Alice@GMail.COM", discover.AuthOAuth2, discover.Google}, want{"pop.gmail.com", "Alice@GMail.COM", discover.AuthOAuth2, discover.Google}},
 	}
 	for _, tc := range tests {
 		for _, p := range []discover.Protocol{discover.IMAP, discover.POP3} {

@@ -54,6 +54,13 @@ var presets = []preset{
 		note: "Yahoo takes an app password (Account security, Generate app password), not the account password",
 	},
 	{
+		// AOL's MX is Yahoo's (yahoodns.net), but its servers are its
+		// own: matched by domain before any MX.
+		name: "AOL Mail", domains: []string{"aol.com", "aim.com", "aol.co.uk", "aol.de", "aol.fr"},
+		imapHost: "imap.aol.com", pop3Host: "pop.aol.com",
+		note: "AOL takes an app password (Account security, Generate app password), not the account password",
+	},
+	{
 		name: "iCloud Mail", domains: []string{"icloud.com", "me.com", "mac.com"},
 		imapHost: "imap.mail.me.com",
 		note:     "Apple takes an app-specific password (appleid.apple.com, Sign-In and Security)",

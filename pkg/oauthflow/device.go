@@ -65,7 +65,7 @@ func (c *Config) Device(ctx context.Context, show func(DeviceCode)) (Token, erro
 	// x/oauth2 polls every interval, adds 5 s on slow_down, and ends on
 	// access_denied, expired_token, the codes' expiry or ctx.
 	t, err := conf.DeviceAccessToken(hctx, da)
-	if err != nil && ctx.Err() == nil && !da.Expiry.IsZero() && errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && ctx.Err() == nil && !da.Expiry.IsZero() && time.Now().After(da.Expiry) {
 		return Token{}, &Error{Endpoint: "token", Code: "expired_token", Description: "the user code expired before the user approved"}
 	}
 	return tokenOf(t, err, "token")

@@ -162,7 +162,10 @@ func (c *Config) oauth2Config(redirect string) *oauth2.Config {
 func (c *Config) httpContext(ctx context.Context) context.Context {
 	hc := c.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: HTTPTimeout}
+		// No redirects: Go would send a token request's form (code,
+		// PKCE verifier, client secret) again to the redirect's target,
+		// plain HTTP too.
+		hc = &http.Client{Timeout: HTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return context.WithValue(ctx, oauth2.HTTPClient, hc)
 }
