@@ -1,6 +1,7 @@
 package imapsync_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -8,9 +9,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/oauthtest"
+	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
 // oauthAccount makes a an account with OAuth 2.0 credentials of srv (a
@@ -207,5 +212,63 @@ func TestMemOAuthReconnect(t *testing.T) {
 		return ev.GetAccountStatus().GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
 	}); n != 0 {
 		t.Fatalf("parked %d times", n)
+	}
+}
+
+// TestMemOAuthReauthorizationStops: after the store answers
+// REAUTHORIZATION_NEEDED, the worker asks no more: while a second account
+// on the same imapsync syncs (many backoff periods of a worker that kept
+// retrying), the parked account's GetAccountSecret calls stay at one, and
+// its status keeps the store's reason.
+func TestMemOAuthReauthorizationStops(t *testing.T) {
+	srv := oauthtest.New()
+	t.Cleanup(srv.Close)
+	h := &memHooks{mechs: []string{"PLAIN", "OAUTHBEARER"},
+		xoauth2: func(user, token string) (string, error) {
+			if srv.Valid(token) {
+				return "secret", nil
+			}
+			return "", errors.New("invalid token")
+		}}
+	e := startStore(t)
+	mem := startMemHooked(t, h)
+	revoked := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "", oauthAccount(srv))
+	srv.Revoke()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if r, ok := req.(*mailbusv1.GetAccountSecretRequest); ok {
+			mu.Lock()
+			calls[r.AccountId]++
+			mu.Unlock()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	conn := dialStore(t, e.addr, e.serviceToken, grpc.WithUnaryInterceptor(count))
+	startSync(t, e, func(c *imapsync.Config) {
+		c.StoreConn = conn
+		c.RetryMin, c.RetryMax = 20*time.Millisecond, 50*time.Millisecond
+	})
+	waitFor(t, "parked", func() bool {
+		return e.account(t, revoked.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED
+	})
+	other := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	waitFor(t, "the other account idle", func() bool {
+		return e.account(t, other.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+	// And a poll of it that finds new mail (PollInterval 1 s, the backoff
+	// 50 ms).
+	appendMsg(t, dialPlain(t, mem.addr, "alice", "secret"), "INBOX", testMessage(1, "INBOX"))
+	waitFor(t, "the other account's new mail", func() bool { return len(e.storeFolder(t, other.Id, "INBOX")) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := calls[revoked.Id]; n != 1 {
+		t.Errorf("%d GetAccountSecret calls for the account that needs re-authorization, want 1", n)
+	}
+	if st := e.account(t, revoked.Id).GetStatus(); !strings.Contains(st.GetReason(), "re-authorization needed") {
+		t.Errorf("status %v", st)
+	}
+	if srv.Hits() != 1 {
+		t.Errorf("%d token requests, want 1", srv.Hits())
 	}
 }

@@ -1,9 +1,13 @@
 package pop3fetcher_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+
+	"google.golang.org/grpc"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/oauthtest"
@@ -126,4 +130,47 @@ func countPrefix(cmds []string, prefix string) int {
 		}
 	}
 	return n
+}
+
+// TestOAuthReauthorizationStops: a running fetcher whose account the store
+// answers REAUTHORIZATION_NEEDED for asks no more: while a second account
+// is polled and its mail stored (many backoff periods of a worker that
+// kept retrying), the first account's GetAccountSecret calls stay at one,
+// and its status keeps the store's reason.
+func TestOAuthReauthorizationStops(t *testing.T) {
+	srv := oauthtest.New()
+	t.Cleanup(srv.Close)
+	e := startStore(t)
+	pop := pop3test.NewServer(t, pop3test.WithMailbox("bob", "pw", someMessages(1, 1)...), pop3test.WithMailbox("carol", "pw", someMessages(2, 1)...),
+		pop3test.WithSASL("PLAIN", "OAUTHBEARER"), pop3test.WithTokenCheck(func(_, token string) bool { return srv.Valid(token) }))
+	host, port := hostPort(t, pop.Addr())
+	revoked := e.createAccount(t, account{name: "revoked", host: host, port: port, user: "bob", oauth: srv, mode: keep})
+	srv.Revoke()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if r, ok := req.(*mailbusv1.GetAccountSecretRequest); ok {
+			mu.Lock()
+			calls[r.AccountId]++
+			mu.Unlock()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	conn := e.dial(t, e.serviceToken, grpc.WithUnaryInterceptor(count))
+	f, _ := e.newFetcher(t, func(c *pop3fetcher.Config) { c.Conn = conn })
+	runFetcher(t, f)
+	e.waitStatus(t, revoked.Id, mailbusv1.SyncState_SYNC_STATE_PARKED)
+	other := e.createAccount(t, account{name: "other", host: host, port: port, user: "carol", secret: "pw", mode: keep})
+	waitFor(t, "the other account's mail", func() bool { return len(e.stored(t, other.Id)) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := calls[revoked.Id]; n != 1 {
+		t.Errorf("%d GetAccountSecret calls for the account that needs re-authorization, want 1", n)
+	}
+	if st := e.getAccount(t, revoked.Id).GetStatus(); !strings.Contains(st.GetReason(), "re-authorization needed") {
+		t.Errorf("status %v", st)
+	}
+	if n := countPrefix(pop.Commands(), "AUTH OAUTHBEARER"); n != 0 {
+		t.Errorf("%d logins of the account that needs re-authorization", n)
+	}
 }
