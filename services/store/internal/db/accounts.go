@@ -166,7 +166,7 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 			return fmt.Errorf("db: create account: %w", err)
 		}
 		if a.Oauth2 != nil {
-			if err := t.setOAuthSecret(ctx, id, &oauthSecret{ClientSecret: a.Oauth2.ClientSecret, RefreshToken: a.Oauth2.RefreshToken}); err != nil {
+			if err := t.setOAuthSecret(ctx, id, &oauthSecret{ClientSecret: a.Oauth2.ClientSecret, RefreshToken: a.Oauth2.RefreshToken}, true); err != nil {
 				return err
 			}
 		} else if a.Secret != "" {
@@ -453,7 +453,11 @@ func (d *DB) UpdateAccount(ctx context.Context, a *mailbusv1.Account, paths []st
 			return nil
 		}
 		if oauth != nil {
-			return t.setOAuthSecret(ctx, id, oauth)
+			// A refresh under way with the same refresh token keeps its
+			// claim: another replica refreshing with that token meanwhile
+			// would spend it twice on a server that rotates.
+			newGrant := containsPath(paths, "oauth2") || containsPath(paths, "oauth2.refresh_token")
+			return t.setOAuthSecret(ctx, id, oauth, newGrant)
 		}
 		if containsPath(paths, "secret") {
 			if _, err := t.exec(ctx, `UPDATE accounts SET oauth_expires_at = 0, oauth_refresh_until = 0, reauth_needed = 0 WHERE id = ?`, id); err != nil {

@@ -217,12 +217,18 @@ func openOAuthSecret(plain []byte) (*oauthSecret, error) {
 
 // setOAuthSecret seals s as the account's secret and records the access
 // token's expiry (shown by GetAccount); a new secret ends any parking for
-// re-authorization and any refresh claim.
-func (t *tx) setOAuthSecret(ctx context.Context, accountID int64, s *oauthSecret) error {
+// re-authorization, and with newGrant (a new refresh token) any refresh
+// claim. Without one, a refresh under way keeps its claim and saves its
+// answer into the new secret (refresh).
+func (t *tx) setOAuthSecret(ctx context.Context, accountID int64, s *oauthSecret, newGrant bool) error {
 	if err := t.setSecret(ctx, accountID, s.seal()); err != nil {
 		return err
 	}
-	if _, err := t.exec(ctx, `UPDATE accounts SET oauth_expires_at = ?, oauth_refresh_until = 0, reauth_needed = 0 WHERE id = ?`, s.Expiry, accountID); err != nil {
+	q := `UPDATE accounts SET oauth_expires_at = ?, reauth_needed = 0 WHERE id = ?`
+	if newGrant {
+		q = `UPDATE accounts SET oauth_expires_at = ?, oauth_refresh_until = 0, reauth_needed = 0 WHERE id = ?`
+	}
+	if _, err := t.exec(ctx, q, s.Expiry, accountID); err != nil {
 		return fmt.Errorf("db: store OAuth credentials: %w", err)
 	}
 	return nil
@@ -467,28 +473,60 @@ func (d *DB) refresh(ctx context.Context, id int64, r *oauthRow, s *oauthSecret)
 		// No expires_in: assume the common hour, renewed ahead of it.
 		next.Expiry = now.Add(time.Hour).UnixMicro()
 	}
-	sealed, err := d.secrets.Seal([]byte(next.seal()), "account/"+formatID(id))
-	if err != nil {
-		d.releaseClaim(id, r.sealed)
-		return nil, fmt.Errorf("db: seal secret: %w", err)
-	}
 	// Written even if the caller has gone: the rotated refresh token must
 	// not be lost.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer wcancel()
-	res, err := d.w.ExecContext(wctx, d.rebind(`UPDATE accounts SET secret = ?, oauth_expires_at = ?, oauth_refresh_until = 0 WHERE id = ? AND secret = ?`),
-		sealed, next.Expiry, id, r.sealed)
-	if err != nil {
-		return nil, fmt.Errorf("db: store the renewed OAuth access token: %w", err)
+	return d.saveRefreshed(wctx, id, r.sealed, s.RefreshToken, next)
+}
+
+// saveRefreshed writes a refresh's answer over the sealed secret it was
+// made from (was). If the secret changed meanwhile but still holds the
+// refresh token the request spent (an update of the client secret, a key
+// rotation resealing it), the answer is merged into it: dropping it would
+// lose a rotated refresh token, and the next refresh would spend the old
+// one again (invalid_grant). Only an update that gave a new refresh token
+// drops the answer. It returns the sealed secret written, or nil.
+func (d *DB) saveRefreshed(ctx context.Context, id int64, was []byte, spent string, next *oauthSecret) ([]byte, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		sealed, err := d.secrets.Seal([]byte(next.seal()), "account/"+formatID(id))
+		if err != nil {
+			d.releaseClaim(id, was)
+			return nil, fmt.Errorf("db: seal secret: %w", err)
+		}
+		res, err := d.w.ExecContext(ctx, d.rebind(`UPDATE accounts SET secret = ?, oauth_expires_at = ?, oauth_refresh_until = 0 WHERE id = ? AND secret = ?`),
+			sealed, next.Expiry, id, was)
+		if err != nil {
+			return nil, fmt.Errorf("db: store the renewed OAuth access token: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("db: store the renewed OAuth access token: %w", err)
+		}
+		if n == 1 {
+			return sealed, nil
+		}
+		r, err := d.readOAuthRow(ctx, id)
+		if err != nil || r.sealed == nil {
+			return nil, nil // removed, or moved to another server: nothing to keep
+		}
+		plain, err := d.openSecret(r.sealed, id)
+		if err != nil {
+			return nil, err
+		}
+		cur, err := openOAuthSecret(plain)
+		clear(plain)
+		if err != nil {
+			return nil, err
+		}
+		if cur.RefreshToken != spent {
+			return nil, nil // new credentials: this answer is of the old grant
+		}
+		merged := *next
+		merged.ClientSecret = cur.ClientSecret
+		next, was = &merged, r.sealed
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return nil, fmt.Errorf("db: store the renewed OAuth access token: %w", err)
-	}
-	if n != 1 {
-		return nil, nil
-	}
-	return sealed, nil
+	return nil, fmt.Errorf("db: store the renewed OAuth access token of account %d: the account kept changing", id)
 }
 
 // parkForReauthorization parks an account whose refresh token was refused,

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,6 +227,80 @@ func TestOAuthRotationSurvivesAGivingUpCaller(t *testing.T) {
 		}
 		if !srv.Valid(sec.Secret) || srv.Refreshes() != 1 {
 			t.Fatalf("token valid=%v after %d refreshes, want the one refresh's valid token", srv.Valid(sec.Secret), srv.Refreshes())
+		}
+	})
+}
+
+// TestOAuthUpdateDuringRefresh: an update of the client secret while a
+// refresh is under way (its request held at the token endpoint) neither
+// loses the refresh token the server rotated (the answer is saved into the
+// updated secret) nor lets a second refresh spend the old token meanwhile
+// (the claim is kept). Before, the answer was dropped and the next
+// refresh parked the account with invalid_grant.
+func TestOAuthUpdateDuringRefresh(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		srv := oauthtest.New(oauthtest.WithRotation())
+		defer srv.Close()
+		arrived, release := make(chan struct{}, 1), make(chan struct{})
+		var requests atomic.Int32
+		gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			requests.Add(1)
+			body, _ := io.ReadAll(r.Body)
+			select {
+			case arrived <- struct{}{}:
+				<-release // only the first request waits
+			default:
+			}
+			resp, err := http.Post(srv.URL, r.Header.Get("Content-Type"), strings.NewReader(string(body)))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+			w.WriteHeader(resp.StatusCode)
+			io.Copy(w, resp.Body)
+		}))
+		defer gate.Close()
+		a := mustCreate(t, d, oauthAccount("moving", &oauthtest.Server{URL: gate.URL, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret}, srv.Grant()))
+
+		type result struct {
+			sec db.Secret
+			err error
+		}
+		first := make(chan result, 1)
+		go func() {
+			sec, err := d.LoginSecret(context.Background(), a.Id, false)
+			first <- result{sec, err}
+		}()
+		select {
+		case <-arrived:
+		case <-time.After(time.Minute):
+			t.Fatal("the refresh never reached the token endpoint")
+		}
+		if _, err := d.UpdateAccount(context.Background(), &mailbusv1.Account{Id: a.Id, Oauth2: &mailbusv1.Oauth2Credentials{ClientSecret: srv.ClientSecret}}, []string{"oauth2.client_secret"}); err != nil {
+			t.Fatalf("UpdateAccount oauth2.client_secret during the refresh: %v", err)
+		}
+		// A second request meanwhile must wait for the refresh under way,
+		// not send the same refresh token again.
+		second := make(chan result, 1)
+		go func() {
+			sec, err := d.LoginSecret(context.Background(), a.Id, false)
+			second <- result{sec, err}
+		}()
+		close(release)
+		for _, ch := range []chan result{first, second} {
+			r := <-ch
+			if r.err != nil || !srv.Valid(r.sec.Secret) {
+				t.Fatalf("LoginSecret around an update: %v (valid %v)", r.err, srv.Valid(r.sec.Secret))
+			}
+		}
+		if n := requests.Load(); n != 1 || srv.Refreshes() != 1 {
+			t.Errorf("%d token requests, %d refreshes; want 1 (the second request waits for the first's claim)", n, srv.Refreshes())
+		}
+		// The rotated refresh token was kept: a forced renewal works.
+		if sec, err := d.LoginSecret(context.Background(), a.Id, true); err != nil || !srv.Valid(sec.Secret) {
+			t.Fatalf("forced renewal after the update: %v (the rotated refresh token was lost)", err)
 		}
 	})
 }
