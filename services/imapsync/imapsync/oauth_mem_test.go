@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -270,5 +271,76 @@ func TestMemOAuthReauthorizationStops(t *testing.T) {
 	}
 	if srv.Hits() != 1 {
 		t.Errorf("%d token requests, want 1", srv.Hits())
+	}
+}
+
+// orderedConns keeps an account's upstream connections in the order they
+// were opened (the work connection first, then IDLE connections).
+type orderedConns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (o *orderedConns) wrap(_ string, nc net.Conn) net.Conn {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.conns = append(o.conns, nc)
+	return nc
+}
+
+// TestMemOAuthIdleRelogin: an IDLE connection that reconnects during a
+// session asks the store for the token before it logs in, not reusing the
+// session's first token: after the server ended the tokens and only the
+// IDLE connection was cut, it logs in again (the refused token renewed
+// once) while the work connection stays up.
+func TestMemOAuthIdleRelogin(t *testing.T) {
+	srv := oauthtest.New(oauthtest.WithRotation())
+	t.Cleanup(srv.Close)
+	var mu sync.Mutex
+	accepted := 0
+	h := &memHooks{mechs: []string{"OAUTHBEARER"},
+		xoauth2: func(user, token string) (string, error) {
+			if user == "alice" && srv.Valid(token) {
+				mu.Lock()
+				accepted++
+				mu.Unlock()
+				return "secret", nil
+			}
+			return "", errors.New("invalid token")
+		}}
+	e := startStore(t)
+	mem := startMemHooked(t, h, "Archive")
+	tp := dialPlain(t, mem.addr, "alice", "secret")
+	appendMsg(t, tp, "INBOX", testMessage(1, "INBOX"))
+	a := e.createAccount(t, mem.addr, mailbusv1.Security_SECURITY_NONE, "alice", "", oauthAccount(srv))
+	conns := &orderedConns{}
+	startSync(t, e, func(c *imapsync.Config) { c.Connections = 2; c.WrapConn = conns.wrap })
+	waitFor(t, "the work and the IDLE connection logged in", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted >= 2
+	})
+	waitFor(t, "idle", func() bool { return e.account(t, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE })
+	mu.Lock()
+	before := accepted
+	mu.Unlock()
+	grants := srv.Refreshes()
+	srv.ExpireAccessTokens()
+	conns.mu.Lock()
+	if len(conns.conns) != 2 {
+		t.Fatalf("%d connections, want the work and the IDLE one", len(conns.conns))
+	}
+	conns.conns[1].Close() // the IDLE connection only
+	conns.mu.Unlock()
+	waitFor(t, "the IDLE connection logged in again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted > before
+	})
+	if srv.Refreshes() == grants {
+		t.Error("logged in again without a renewed token")
+	}
+	if st := e.account(t, a.Id).GetStatus(); st.GetState() == mailbusv1.SyncState_SYNC_STATE_PARKED {
+		t.Errorf("parked: %v", st)
 	}
 }
