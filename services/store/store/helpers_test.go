@@ -451,6 +451,13 @@ func readStream(t testing.TB, js jetstream.JetStream, stream, filter string) []s
 	var out []streamEvent
 	for uint64(len(out)) < want {
 		batch, err := c.Fetch(int(min(want-uint64(len(out)), 500)), jetstream.FetchMaxWait(10*time.Second))
+		if errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil {
+			// On a cluster a consumer just made may not be known yet
+			// to the server this connection is on (seen in CI on the
+			// 3-node cluster of TestOperatorOwnsTheStream): ask again.
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			t.Fatalf("fetch: %v", err)
 		}
