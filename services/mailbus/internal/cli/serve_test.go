@@ -7,7 +7,23 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
+
+// serveConfigOf parses serve's flags from args and env as serve does and
+// returns the server's configuration.
+func serveConfigOf(t *testing.T, args []string, env map[string]string) (mailbus.Config, error) {
+	t.Helper()
+	a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}}
+	var f serveFlags
+	cmd := &cobra.Command{Use: "serve"}
+	a.addServeFlags(cmd, &f, "info")
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	return a.serverConfig(&f)
+}
 
 // serve (and demo) take --exact-list-sizes (or its environment variable)
 // as a comma-separated list of POP3 hosts.
@@ -24,14 +40,7 @@ func TestServeExactListSizes(t *testing.T) {
 		{"environment", nil, map[string]string{"MAILBUS_POP3_EXACT_LIST_SIZES": "pop.example.org"}, []string{"pop.example.org"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }}}
-			var f serveFlags
-			cmd := &cobra.Command{Use: "serve"}
-			a.addServeFlags(cmd, &f, "info")
-			if err := cmd.ParseFlags(c.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := a.serverConfig(&f)
+			cfg, err := serveConfigOf(t, c.args, c.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,17 +70,10 @@ func TestServeCORSOrigins(t *testing.T) {
 		{"a host alone is not an origin", []string{"--cors-origin", "app.example.com"}, nil, nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }}}
-			var f serveFlags
-			cmd := &cobra.Command{Use: "serve"}
-			a.addServeFlags(cmd, &f, "info")
-			if err := cmd.ParseFlags(c.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := a.serverConfig(&f)
+			cfg, err := serveConfigOf(t, c.args, c.env)
 			if c.wantErr {
 				if err == nil {
-					t.Fatalf("CORS origins %q accepted", f.corsOrigins)
+					t.Fatalf("CORS origins %q accepted", c.args)
 				}
 				return
 			}
@@ -107,14 +109,7 @@ func TestServeEventsStream(t *testing.T) {
 		{"shorter than the duplicate window", []string{"--events-max-age", "1m"}, nil, 0, 0, "--events-max-age 1m0s: give 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := &app{io: IO{Getenv: func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }}}
-			var f serveFlags
-			cmd := &cobra.Command{Use: "serve"}
-			a.addServeFlags(cmd, &f, "info")
-			if err := cmd.ParseFlags(c.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := a.serverConfig(&f)
+			cfg, err := serveConfigOf(t, c.args, c.env)
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("error %v, want %q", err, c.wantErr)
