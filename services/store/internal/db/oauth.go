@@ -52,15 +52,15 @@ const (
 	refreshWait = 50 * time.Millisecond
 )
 
-// ErrReauthorization means the authorization server refused the refresh
-// token (invalid_grant) or the client (invalid_client,
-// unauthorized_client): the account is parked until it is updated with
-// new credentials.
+// ErrReauthorization means the authorization server refused the
+// account's credentials for good (invalid_grant, invalid_client or another
+// OAuth error with a 4xx status, see refusalReason): the account is
+// parked until it is updated with new credentials.
 var ErrReauthorization = errors.New("re-authorization needed")
 
 // ErrTokenEndpoint means the token endpoint failed (unreachable, hanging,
-// answering garbage or an error other than those of ErrReauthorization): temporary, the
-// fetcher retries with backoff and the account is not parked.
+// answering garbage, a 5xx, 429 or temporarily_unavailable): temporary,
+// the fetcher retries with backoff and the account is not parked.
 var ErrTokenEndpoint = errors.New("the OAuth token endpoint failed")
 
 // oauthSecret is the sealed part of OAuth 2.0 credentials.
