@@ -1,8 +1,10 @@
 package imapsync_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -14,7 +16,9 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/dovecottest"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/oauthflow"
 	"github.com/mailbus/mailbus/pkg/oauthtest"
+	"github.com/mailbus/mailbus/pkg/oauthtest/oidcserver"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
 
@@ -106,28 +110,49 @@ func TestDovecotOAuthMechanisms(t *testing.T) {
 }
 
 // TestDovecotOAuthExpiries: an OAuth 2.0 account (store on SQLite, NATS,
-// imapsync) against Dovecot's oauth2 passdb, with access tokens that live
-// 4 seconds and refresh tokens that rotate. In each of 6 rounds the tokens
-// of the round before have expired, a message arrives upstream, a device
-// flags a message, and every upstream connection is cut, so that imapsync
-// logs in again with a token the store renewed: every change arrives on
-// the other side, the account is never parked, and the logins are
-// OAUTHBEARER. Then the grant is revoked: the store's renewal gets
-// invalid_grant and the account is parked with the re-authorization
-// reason.
+// imapsync) against Dovecot's oauth2 passdb, which checks every token by
+// introspection at a real authorization server (zitadel/oidc's op,
+// pkg/oauthtest/oidcserver, with the mail server's own client
+// credentials). The refresh token comes from its device flow; access
+// tokens live 4 seconds and refresh tokens rotate. In each of 6 rounds the
+// tokens of the round before have expired, a message arrives upstream, a
+// device flags a message, and every upstream connection is cut, so that
+// imapsync logs in again with a token the store renewed at the server:
+// every change arrives on the other side, the account is never parked,
+// and the logins are OAUTHBEARER. Then the grant is revoked: the store's
+// renewal gets invalid_grant and the account is parked with the
+// re-authorization reason.
 func TestDovecotOAuthExpiries(t *testing.T) {
 	dovecottest.Require(t)
 	const lifetime = 4 * time.Second
 	const rounds = 6
-	srv := oauthtest.New(oauthtest.WithSubject("alice"), oauthtest.WithLifetime(lifetime), oauthtest.WithRotation())
-	t.Cleanup(srv.Close)
-	s := startOAuthDovecot(t, srv)
+	srv := oidcserver.Start(t, oidcserver.Options{AccessTokenLifetime: lifetime})
+	user := srv.User.Email // the introspection's username
+	s := dovecottest.Start(t, &dovecottest.Options{
+		Users:  []dovecottest.User{{Name: user, Password: "secret"}},
+		OAuth2: &dovecottest.OAuth2{IntrospectionURL: oidcIntrospectionURL(t, srv)},
+	})
 	e := startStore(t)
-	deliver(t, s, "INBOX", 2)
-	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "", oauthAccount(srv))
+	for i := range 2 {
+		if err := s.Deliver(user, "INBOX", testMessage(i, "INBOX")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, user, "", func(a *mailbusv1.Account) {
+		a.Secret, a.AuthMethod = "", mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2
+		a.Oauth2 = &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC, TokenUrl: srv.TokenURL,
+			ClientId: srv.ClientID, ClientSecret: srv.ClientSecret, RefreshToken: oidcGrant(t, srv)}
+	})
 	js := e.consume(t, a.Id)
 	sy := startSync(t, e, withRoots(s))
-	tp := dialDovecot(t, s)
+	tp, err := imapclient.DialTLS(s.IMAPSAddr(), &imapclient.Options{TLSConfig: s.TLSConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Close() })
+	if err := tp.Login(user, "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
 	inSync := func(what string) {
 		t.Helper()
 		var last error
@@ -146,7 +171,7 @@ func TestDovecotOAuthExpiries(t *testing.T) {
 		for time.Since(synced) < lifetime+500*time.Millisecond {
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err := s.Deliver("alice", "INBOX", testMessage(100+round, "INBOX")); err != nil {
+		if err := s.Deliver(user, "INBOX", testMessage(100+round, "INBOX")); err != nil {
 			t.Fatal(err)
 		}
 		// The device flags the oldest message it has not flagged yet.
@@ -202,8 +227,7 @@ func TestDovecotOAuthExpiries(t *testing.T) {
 	// Revocation, as a user withdrawing the app's access does: the
 	// refresh token and the access tokens end. The next login is refused,
 	// the renewal it asks for gets invalid_grant.
-	srv.Revoke()
-	srv.ExpireAccessTokens()
+	srv.RevokeAll()
 	sy.cuts.cutAll()
 	waitFor(t, "parked for re-authorization", func() bool {
 		st := e.account(t, a.Id).GetStatus()
@@ -223,4 +247,36 @@ func uidOfID(folder map[uint32]storeMessage, id string) uint32 {
 		}
 	}
 	return 0
+}
+
+// oidcIntrospectionURL is srv's introspection endpoint with the mail
+// server's client credentials, as Dovecot's oauth2 passdb is given it.
+func oidcIntrospectionURL(t testing.TB, srv *oidcserver.Server) string {
+	t.Helper()
+	u, err := url.Parse(srv.IntrospectionURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(srv.ResourceID, srv.ResourceSecret)
+	return u.String()
+}
+
+// oidcGrant gets a refresh token of srv by the device flow, the user
+// approving on the verification page, as `mailbus account add
+// --oauth-device` does.
+func oidcGrant(t testing.TB, srv *oidcserver.Server) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := &oauthflow.Config{Endpoints: oauthflow.Endpoints{AuthURL: srv.AuthURL, TokenURL: srv.TokenURL, DeviceAuthURL: srv.DeviceAuthURL},
+		ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, Scopes: []string{"offline_access", "mail"}}
+	tok, err := c.Device(ctx, func(dc oauthflow.DeviceCode) {
+		if err := srv.ApproveDevice(ctx, dc.UserCode); err != nil {
+			t.Errorf("approve the device code: %v", err)
+		}
+	})
+	if err != nil || tok.RefreshToken == "" {
+		t.Fatalf("device flow: %v (refresh token %t)", err, tok.RefreshToken != "")
+	}
+	return tok.RefreshToken
 }

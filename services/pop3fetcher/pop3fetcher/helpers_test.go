@@ -286,6 +286,9 @@ type account struct {
 	// oauth, when set, gives the account OAuth 2.0 credentials of this
 	// server (a new grant) instead of a secret.
 	oauth *oauthtest.Server
+	// oauth2, when set, are the account's OAuth 2.0 credentials as given
+	// (a grant of another authorization server).
+	oauth2 *mailbusv1.Oauth2Credentials
 }
 
 func (e *env) createAccount(t testing.TB, a account) *mailbusv1.Account {
@@ -308,6 +311,9 @@ func (e *env) createAccount(t testing.TB, a account) *mailbusv1.Account {
 		acct.Secret, acct.AuthMethod = "", mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2
 		acct.Oauth2 = &mailbusv1.Oauth2Credentials{Provider: mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GENERIC, TokenUrl: a.oauth.URL,
 			ClientId: a.oauth.ClientID, ClientSecret: a.oauth.ClientSecret, RefreshToken: a.oauth.Grant()}
+	}
+	if a.oauth2 != nil {
+		acct.Secret, acct.AuthMethod, acct.Oauth2 = "", mailbusv1.AuthMethod_AUTH_METHOD_XOAUTH2, a.oauth2
 	}
 	resp, err := e.accounts.CreateAccount(callCtx(t), &mailbusv1.CreateAccountRequest{Account: acct})
 	if err != nil {
