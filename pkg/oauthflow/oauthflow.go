@@ -127,16 +127,34 @@ var ErrNoRefreshToken = errors.New("the authorization server issued no refresh t
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fmt.Errorf("%q is not an absolute http(s) URL", raw)
-	}
-	if u.Scheme == "http" && !Loopback(u.Hostname()) {
-		return fmt.Errorf("%q is not HTTPS (plain HTTP only to a loopback address)", raw)
+		return fmt.Errorf("%q is not an absolute http(s) URL", SafeURL(raw))
 	}
 	if u.User != nil {
-		return fmt.Errorf("%q carries user information: give the client credentials as such", u.Redacted())
+		return fmt.Errorf("%q carries user information: give the client credentials as such", SafeURL(raw))
+	}
+	if u.Scheme == "http" && !Loopback(u.Hostname()) {
+		return fmt.Errorf("%q is not HTTPS (plain HTTP only to a loopback address)", SafeURL(raw))
 	}
 	return nil
 }
+
+// SafeURL is a URL for messages and logs: without user information,
+// query and fragment, where secrets could be.
+func SafeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a malformed URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+// NoRedirects is an http.Client's CheckRedirect that follows no redirect:
+// the client gets the 3xx answer itself. Token endpoints answer where they
+// are asked, and Go would otherwise send a token request's form (refresh
+// token, code, PKCE verifier, client secret) again to the redirect's
+// target, plain HTTP too.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Loopback reports whether host names this machine: localhost or a
 // loopback address.
@@ -162,10 +180,7 @@ func (c *Config) oauth2Config(redirect string) *oauth2.Config {
 func (c *Config) httpContext(ctx context.Context) context.Context {
 	hc := c.HTTPClient
 	if hc == nil {
-		// No redirects: Go would send a token request's form (code,
-		// PKCE verifier, client secret) again to the redirect's target,
-		// plain HTTP too.
-		hc = &http.Client{Timeout: HTTPTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		hc = &http.Client{Timeout: HTTPTimeout, CheckRedirect: NoRedirects}
 	}
 	return context.WithValue(ctx, oauth2.HTTPClient, hc)
 }

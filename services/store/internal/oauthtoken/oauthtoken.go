@@ -17,13 +17,13 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/oauthflow"
 )
 
 // The token endpoints of the built-in providers.
@@ -59,7 +59,8 @@ func (e *Error) Is(target error) bool { return target == ErrInvalidGrant && e.Co
 
 // TokenURL returns the token endpoint of a provider; tokenURL is the
 // generic provider's. It checks that the URL is HTTPS, or HTTP to a
-// loopback address (a server run by tests or on the same machine).
+// loopback address (a server run by tests or on the same machine), by
+// the rule the CLI's flows use (oauthflow.CheckURL).
 func TokenURL(p mailbusv1.Oauth2Provider, tokenURL string) (string, error) {
 	switch p {
 	case mailbusv1.Oauth2Provider_OAUTH2_PROVIDER_GOOGLE:
@@ -73,45 +74,10 @@ func TokenURL(p mailbusv1.Oauth2Provider, tokenURL string) (string, error) {
 	if tokenURL == "" {
 		return "", errors.New("required for the generic provider")
 	}
-	u, err := url.Parse(tokenURL)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("%q is not an absolute URL", safeURL(tokenURL))
+	if err := oauthflow.CheckURL(tokenURL); err != nil {
+		return "", err
 	}
-	if u.User != nil {
-		return "", fmt.Errorf("%q has user information: give the client id and secret as such", safeURL(tokenURL))
-	}
-	switch u.Scheme {
-	case "https":
-		return tokenURL, nil
-	case "http":
-		if loopback(u.Hostname()) {
-			return tokenURL, nil
-		}
-	}
-	return "", fmt.Errorf("%q is not HTTPS (plain HTTP only to a loopback address)", safeURL(tokenURL))
-}
-
-// NoRedirects is an http.Client's CheckRedirect that follows no
-// redirect: the client gets the 3xx answer itself.
-func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-// safeURL is a URL for messages: without user information, query and
-// fragment, where secrets could be.
-func safeURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(a malformed URL)"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
-}
-
-func loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return tokenURL, nil
 }
 
 // Request is one refresh.
@@ -163,7 +129,7 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 	// and client secret included, again to wherever the answer points,
 	// plain HTTP too. Token endpoints answer where they are asked.
 	noRedirects := *hc
-	noRedirects.CheckRedirect = NoRedirects
+	noRedirects.CheckRedirect = oauthflow.NoRedirects
 	resp, err := noRedirects.Do(req)
 	if err != nil {
 		// url.Error names the URL only, never the body.
@@ -172,7 +138,7 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return Token{}, fmt.Errorf("oauthtoken: read the answer of %s: %w", safeURL(r.TokenURL), err)
+		return Token{}, fmt.Errorf("oauthtoken: read the answer of %s: %w", oauthflow.SafeURL(r.TokenURL), err)
 	}
 	var ans struct {
 		AccessToken  string          `json:"access_token"`
@@ -188,16 +154,16 @@ func Refresh(ctx context.Context, hc *http.Client, r Request, now time.Time) (To
 		if jsonErr == nil && ans.Error != "" {
 			return Token{}, fmt.Errorf("oauthtoken: %w", &Error{Status: resp.StatusCode, Code: ans.Error, Description: printable(ans.Description)})
 		}
-		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP %d without an OAuth error", safeURL(r.TokenURL), resp.StatusCode)
+		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP %d without an OAuth error", oauthflow.SafeURL(r.TokenURL), resp.StatusCode)
 	}
 	if jsonErr != nil {
-		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP 200 with a body that is not JSON (Content-Type %q)", safeURL(r.TokenURL), ct)
+		return Token{}, fmt.Errorf("oauthtoken: %s answered HTTP 200 with a body that is not JSON (Content-Type %q)", oauthflow.SafeURL(r.TokenURL), ct)
 	}
 	if ans.AccessToken == "" {
-		return Token{}, fmt.Errorf("oauthtoken: %s answered without an access_token", safeURL(r.TokenURL))
+		return Token{}, fmt.Errorf("oauthtoken: %s answered without an access_token", oauthflow.SafeURL(r.TokenURL))
 	}
 	if ans.TokenType != "" && !strings.EqualFold(ans.TokenType, "bearer") {
-		return Token{}, fmt.Errorf("oauthtoken: %s issued a token of type %q, want Bearer", safeURL(r.TokenURL), printable(ans.TokenType))
+		return Token{}, fmt.Errorf("oauthtoken: %s issued a token of type %q, want Bearer", oauthflow.SafeURL(r.TokenURL), printable(ans.TokenType))
 	}
 	t := Token{AccessToken: ans.AccessToken, RefreshToken: ans.RefreshToken}
 	if secs, ok := expiresIn(ans.ExpiresIn); ok {
