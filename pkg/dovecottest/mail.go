@@ -368,3 +368,20 @@ func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
 }
+
+// LoginMethods counts the logins in the server's log by SASL mechanism
+// ("method=OAUTHBEARER" gives OAUTHBEARER), for tests that check which
+// mechanism a client chose.
+func (s *Server) LoginMethods() (map[string]int, error) {
+	log, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return nil, fmt.Errorf("dovecottest: read the log: %w", err)
+	}
+	methods := map[string]int{}
+	for _, field := range strings.Fields(string(log)) {
+		if m, ok := strings.CutPrefix(strings.TrimSuffix(field, ","), "method="); ok && m != "" {
+			methods[m]++
+		}
+	}
+	return methods, nil
+}
