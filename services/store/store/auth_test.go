@@ -167,6 +167,9 @@ var rpcCases = map[string]rpcCase{
 	mailbusv1.TokenService_RevokeToken_FullMethodName: {admin, false, func(o objs) proto.Message {
 		return &mailbusv1.RevokeTokenRequest{TokenId: "0000000000000000"}
 	}},
+	mailbusv1.TokenService_GetCallerToken_FullMethodName: {read, false, func(o objs) proto.Message {
+		return &mailbusv1.GetCallerTokenRequest{}
+	}},
 	// WebhookService is not served by the store (mailbus-webhooks serves
 	// it): an admin token is let through to UNIMPLEMENTED, every other
 	// token is refused first.
@@ -417,6 +420,41 @@ func TestDeviceTokenListsOnlyItsAccounts(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{f.a.account, f.b.account}) {
 		t.Errorf("ListAccounts pages with A+B's token: %v", ids)
+	}
+}
+
+// TestGetCallerToken: every token describes itself, scope and read-only
+// included, and nothing more.
+func TestGetCallerToken(t *testing.T) {
+	f := newAuthFixture(t, dbtest.Backends()[0])
+	tests := []struct {
+		name     string
+		token    string
+		role     mailbusv1.TokenRole
+		accounts []string
+		readOnly bool
+	}{
+		{"device", f.deviceA, mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, []string{f.a.account}, false},
+		{"read-only device", f.readOnlyA, mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, []string{f.a.account}, true},
+		{"two accounts", f.token(t, "both", false, f.a.account, f.b.account), mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, []string{f.a.account, f.b.account}, false},
+		{"service", f.e.serviceToken, mailbusv1.TokenRole_TOKEN_ROLE_SERVICE, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := mailbusv1.NewTokenServiceClient(f.e.dial(t, tt.token)).GetCallerToken(callCtx(t), &mailbusv1.GetCallerTokenRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := resp.Token
+			if got.Role != tt.role || got.ReadOnly != tt.readOnly || !slices.Equal(got.AccountIds, tt.accounts) || got.Id == "" {
+				t.Errorf("GetCallerToken: %v, want role %v, accounts %v, read-only %v", got, tt.role, tt.accounts, tt.readOnly)
+			}
+			// The in-memory service token is "internal"; API tokens carry
+			// their public id.
+			if pub, err := apitoken.ID(tt.token); tt.role == mailbusv1.TokenRole_TOKEN_ROLE_DEVICE && (err != nil || got.Id != pub) {
+				t.Errorf("GetCallerToken id %q, want %q", got.Id, pub)
+			}
+		})
 	}
 }
 

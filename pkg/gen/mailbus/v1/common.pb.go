@@ -425,7 +425,15 @@ type Mailbox struct {
 	// Whether the mailbox exists only in the store (POP3 local folders).
 	LocalOnly bool `protobuf:"varint,8,opt,name=local_only,json=localOnly,proto3" json:"local_only,omitempty"`
 	// The account state at which the mailbox was last changed.
-	State         uint64 `protobuf:"varint,9,opt,name=state,proto3" json:"state,omitempty"`
+	State uint64 `protobuf:"varint,9,opt,name=state,proto3" json:"state,omitempty"`
+	// The mailbox's IMAP UIDVALIDITY as the store's IMAP gateway serves it:
+	// assigned when the store's mailbox is created and never changed after,
+	// so a new value means a mailbox created anew (decision 0040). Unrelated
+	// to the upstream server's UIDVALIDITY.
+	ImapUidvalidity uint32 `protobuf:"varint,10,opt,name=imap_uidvalidity,json=imapUidvalidity,proto3" json:"imap_uidvalidity,omitempty"`
+	// The UID the next message placed in this mailbox will get (IMAP
+	// UIDNEXT); UIDs are strictly increasing and never reused.
+	ImapUidnext   uint32 `protobuf:"varint,11,opt,name=imap_uidnext,json=imapUidnext,proto3" json:"imap_uidnext,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -523,6 +531,20 @@ func (x *Mailbox) GetState() uint64 {
 	return 0
 }
 
+func (x *Mailbox) GetImapUidvalidity() uint32 {
+	if x != nil {
+		return x.ImapUidvalidity
+	}
+	return 0
+}
+
+func (x *Mailbox) GetImapUidnext() uint32 {
+	if x != nil {
+		return x.ImapUidnext
+	}
+	return 0
+}
+
 // MessageSummary is what a message list shows: never the body.
 type MessageSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -548,7 +570,12 @@ type MessageSummary struct {
 	// Lowercase hex SHA-256 of the raw message.
 	ContentHash string `protobuf:"bytes,10,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
 	// The account state at which the message was last changed.
-	State         uint64 `protobuf:"varint,11,opt,name=state,proto3" json:"state,omitempty"`
+	State uint64 `protobuf:"varint,11,opt,name=state,proto3" json:"state,omitempty"`
+	// The message's UID in its mailbox as the store's IMAP gateway serves it,
+	// under the mailbox's imap_uidvalidity: assigned when the message is
+	// placed in the mailbox (stored, appended or moved there), so a moved
+	// message gets a new one (decision 0040). Unrelated to the upstream UID.
+	ImapUid       uint32 `protobuf:"varint,12,opt,name=imap_uid,json=imapUid,proto3" json:"imap_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -660,6 +687,13 @@ func (x *MessageSummary) GetState() uint64 {
 	return 0
 }
 
+func (x *MessageSummary) GetImapUid() uint32 {
+	if x != nil {
+		return x.ImapUid
+	}
+	return 0
+}
+
 var File_mailbus_v1_common_proto protoreflect.FileDescriptor
 
 const file_mailbus_v1_common_proto_rawDesc = "" +
@@ -687,7 +721,7 @@ const file_mailbus_v1_common_proto_rawDesc = "" +
 	" \x03(\tR\tinReplyTo\x12\x1e\n" +
 	"\n" +
 	"references\x18\v \x03(\tR\n" +
-	"references\"\x9c\x02\n" +
+	"references\"\xea\x02\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -699,7 +733,10 @@ const file_mailbus_v1_common_proto_rawDesc = "" +
 	"\x0funread_messages\x18\a \x01(\rR\x0eunreadMessages\x12\x1d\n" +
 	"\n" +
 	"local_only\x18\b \x01(\bR\tlocalOnly\x12\x14\n" +
-	"\x05state\x18\t \x01(\x04R\x05state\"\xf7\x02\n" +
+	"\x05state\x18\t \x01(\x04R\x05state\x12)\n" +
+	"\x10imap_uidvalidity\x18\n" +
+	" \x01(\rR\x0fimapUidvalidity\x12!\n" +
+	"\fimap_uidnext\x18\v \x01(\rR\vimapUidnext\"\x92\x03\n" +
 	"\x0eMessageSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -714,7 +751,8 @@ const file_mailbus_v1_common_proto_rawDesc = "" +
 	"\apreview\x18\t \x01(\tR\apreview\x12!\n" +
 	"\fcontent_hash\x18\n" +
 	" \x01(\tR\vcontentHash\x12\x14\n" +
-	"\x05state\x18\v \x01(\x04R\x05state*s\n" +
+	"\x05state\x18\v \x01(\x04R\x05state\x12\x19\n" +
+	"\bimap_uid\x18\f \x01(\rR\aimapUid*s\n" +
 	"\n" +
 	"OriginKind\x12\x1b\n" +
 	"\x17ORIGIN_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +

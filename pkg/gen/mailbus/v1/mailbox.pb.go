@@ -22,6 +22,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MessageOrder is the order of a message list.
+type MessageOrder int32
+
+const (
+	// Newest first: by internal date, then id, descending.
+	MessageOrder_MESSAGE_ORDER_UNSPECIFIED MessageOrder = 0
+	// By imap_uid, ascending: the order an IMAP client sees.
+	MessageOrder_MESSAGE_ORDER_IMAP_UID MessageOrder = 1
+)
+
+// Enum value maps for MessageOrder.
+var (
+	MessageOrder_name = map[int32]string{
+		0: "MESSAGE_ORDER_UNSPECIFIED",
+		1: "MESSAGE_ORDER_IMAP_UID",
+	}
+	MessageOrder_value = map[string]int32{
+		"MESSAGE_ORDER_UNSPECIFIED": 0,
+		"MESSAGE_ORDER_IMAP_UID":    1,
+	}
+)
+
+func (x MessageOrder) Enum() *MessageOrder {
+	p := new(MessageOrder)
+	*p = x
+	return p
+}
+
+func (x MessageOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MessageOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailbus_v1_mailbox_proto_enumTypes[0].Descriptor()
+}
+
+func (MessageOrder) Type() protoreflect.EnumType {
+	return &file_mailbus_v1_mailbox_proto_enumTypes[0]
+}
+
+func (x MessageOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MessageOrder.Descriptor instead.
+func (MessageOrder) EnumDescriptor() ([]byte, []int) {
+	return file_mailbus_v1_mailbox_proto_rawDescGZIP(), []int{0}
+}
+
 // MimePart is one node of a message's MIME tree.
 type MimePart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -743,7 +792,12 @@ type ListMessagesRequest struct {
 	// At most this many messages; 0 means 50; at most 1000.
 	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The order of the list; newest first when unset.
+	Order MessageOrder `protobuf:"varint,4,opt,name=order,proto3,enum=mailbus.v1.MessageOrder" json:"order,omitempty"`
+	// With MESSAGE_ORDER_IMAP_UID: only messages whose imap_uid is at least
+	// this; 0 means from the first.
+	MinImapUid    uint32 `protobuf:"varint,5,opt,name=min_imap_uid,json=minImapUid,proto3" json:"min_imap_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,10 +853,24 @@ func (x *ListMessagesRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListMessagesRequest) GetOrder() MessageOrder {
+	if x != nil {
+		return x.Order
+	}
+	return MessageOrder_MESSAGE_ORDER_UNSPECIFIED
+}
+
+func (x *ListMessagesRequest) GetMinImapUid() uint32 {
+	if x != nil {
+		return x.MinImapUid
+	}
+	return 0
+}
+
 // ListMessagesResponse is the output of ListMessages.
 type ListMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The messages, newest first (by internal date, then id).
+	// The messages, in the requested order.
 	Messages []*MessageSummary `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Non-empty when there are more messages.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -1735,13 +1803,16 @@ const file_mailbus_v1_mailbox_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\x17\n" +
-	"\x15DeleteMailboxResponse\"p\n" +
+	"\x15DeleteMailboxResponse\"\xc2\x01\n" +
 	"\x13ListMessagesRequest\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\x8c\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12.\n" +
+	"\x05order\x18\x04 \x01(\x0e2\x18.mailbus.v1.MessageOrderR\x05order\x12 \n" +
+	"\fmin_imap_uid\x18\x05 \x01(\rR\n" +
+	"minImapUid\"\x8c\x01\n" +
 	"\x14ListMessagesResponse\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.mailbus.v1.MessageSummaryR\bmessages\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
@@ -1803,7 +1874,10 @@ const file_mailbus_v1_mailbox_proto_rawDesc = "" +
 	"\rinternal_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\finternalDate\x12\x1b\n" +
 	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\"M\n" +
 	"\x15AppendMessageResponse\x124\n" +
-	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage2\x8a\b\n" +
+	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage*I\n" +
+	"\fMessageOrder\x12\x1d\n" +
+	"\x19MESSAGE_ORDER_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16MESSAGE_ORDER_IMAP_UID\x10\x012\x8a\b\n" +
 	"\x0eMailboxService\x12T\n" +
 	"\rListMailboxes\x12 .mailbus.v1.ListMailboxesRequest\x1a!.mailbus.v1.ListMailboxesResponse\x12T\n" +
 	"\rCreateMailbox\x12 .mailbus.v1.CreateMailboxRequest\x1a!.mailbus.v1.CreateMailboxResponse\x12T\n" +
@@ -1831,82 +1905,85 @@ func file_mailbus_v1_mailbox_proto_rawDescGZIP() []byte {
 	return file_mailbus_v1_mailbox_proto_rawDescData
 }
 
+var file_mailbus_v1_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_mailbus_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_mailbus_v1_mailbox_proto_goTypes = []any{
-	(*MimePart)(nil),               // 0: mailbus.v1.MimePart
-	(*Attachment)(nil),             // 1: mailbus.v1.Attachment
-	(*Message)(nil),                // 2: mailbus.v1.Message
-	(*ListMailboxesRequest)(nil),   // 3: mailbus.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil),  // 4: mailbus.v1.ListMailboxesResponse
-	(*CreateMailboxRequest)(nil),   // 5: mailbus.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil),  // 6: mailbus.v1.CreateMailboxResponse
-	(*RenameMailboxRequest)(nil),   // 7: mailbus.v1.RenameMailboxRequest
-	(*RenameMailboxResponse)(nil),  // 8: mailbus.v1.RenameMailboxResponse
-	(*DeleteMailboxRequest)(nil),   // 9: mailbus.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil),  // 10: mailbus.v1.DeleteMailboxResponse
-	(*ListMessagesRequest)(nil),    // 11: mailbus.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),   // 12: mailbus.v1.ListMessagesResponse
-	(*GetMessageRequest)(nil),      // 13: mailbus.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),     // 14: mailbus.v1.GetMessageResponse
-	(*GetRawMessageRequest)(nil),   // 15: mailbus.v1.GetRawMessageRequest
-	(*GetRawMessageResponse)(nil),  // 16: mailbus.v1.GetRawMessageResponse
-	(*GetAttachmentRequest)(nil),   // 17: mailbus.v1.GetAttachmentRequest
-	(*GetAttachmentResponse)(nil),  // 18: mailbus.v1.GetAttachmentResponse
-	(*UpdateFlagsRequest)(nil),     // 19: mailbus.v1.UpdateFlagsRequest
-	(*UpdateFlagsResponse)(nil),    // 20: mailbus.v1.UpdateFlagsResponse
-	(*MoveMessagesRequest)(nil),    // 21: mailbus.v1.MoveMessagesRequest
-	(*MoveMessagesResponse)(nil),   // 22: mailbus.v1.MoveMessagesResponse
-	(*DeleteMessagesRequest)(nil),  // 23: mailbus.v1.DeleteMessagesRequest
-	(*DeleteMessagesResponse)(nil), // 24: mailbus.v1.DeleteMessagesResponse
-	(*AppendMessageRequest)(nil),   // 25: mailbus.v1.AppendMessageRequest
-	(*AppendMessageResponse)(nil),  // 26: mailbus.v1.AppendMessageResponse
-	(*MessageSummary)(nil),         // 27: mailbus.v1.MessageSummary
-	(*Mailbox)(nil),                // 28: mailbus.v1.Mailbox
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(MessageOrder)(0),              // 0: mailbus.v1.MessageOrder
+	(*MimePart)(nil),               // 1: mailbus.v1.MimePart
+	(*Attachment)(nil),             // 2: mailbus.v1.Attachment
+	(*Message)(nil),                // 3: mailbus.v1.Message
+	(*ListMailboxesRequest)(nil),   // 4: mailbus.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil),  // 5: mailbus.v1.ListMailboxesResponse
+	(*CreateMailboxRequest)(nil),   // 6: mailbus.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil),  // 7: mailbus.v1.CreateMailboxResponse
+	(*RenameMailboxRequest)(nil),   // 8: mailbus.v1.RenameMailboxRequest
+	(*RenameMailboxResponse)(nil),  // 9: mailbus.v1.RenameMailboxResponse
+	(*DeleteMailboxRequest)(nil),   // 10: mailbus.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil),  // 11: mailbus.v1.DeleteMailboxResponse
+	(*ListMessagesRequest)(nil),    // 12: mailbus.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),   // 13: mailbus.v1.ListMessagesResponse
+	(*GetMessageRequest)(nil),      // 14: mailbus.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),     // 15: mailbus.v1.GetMessageResponse
+	(*GetRawMessageRequest)(nil),   // 16: mailbus.v1.GetRawMessageRequest
+	(*GetRawMessageResponse)(nil),  // 17: mailbus.v1.GetRawMessageResponse
+	(*GetAttachmentRequest)(nil),   // 18: mailbus.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),  // 19: mailbus.v1.GetAttachmentResponse
+	(*UpdateFlagsRequest)(nil),     // 20: mailbus.v1.UpdateFlagsRequest
+	(*UpdateFlagsResponse)(nil),    // 21: mailbus.v1.UpdateFlagsResponse
+	(*MoveMessagesRequest)(nil),    // 22: mailbus.v1.MoveMessagesRequest
+	(*MoveMessagesResponse)(nil),   // 23: mailbus.v1.MoveMessagesResponse
+	(*DeleteMessagesRequest)(nil),  // 24: mailbus.v1.DeleteMessagesRequest
+	(*DeleteMessagesResponse)(nil), // 25: mailbus.v1.DeleteMessagesResponse
+	(*AppendMessageRequest)(nil),   // 26: mailbus.v1.AppendMessageRequest
+	(*AppendMessageResponse)(nil),  // 27: mailbus.v1.AppendMessageResponse
+	(*MessageSummary)(nil),         // 28: mailbus.v1.MessageSummary
+	(*Mailbox)(nil),                // 29: mailbus.v1.Mailbox
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
 }
 var file_mailbus_v1_mailbox_proto_depIdxs = []int32{
-	0,  // 0: mailbus.v1.MimePart.parts:type_name -> mailbus.v1.MimePart
-	27, // 1: mailbus.v1.Message.summary:type_name -> mailbus.v1.MessageSummary
-	0,  // 2: mailbus.v1.Message.structure:type_name -> mailbus.v1.MimePart
-	1,  // 3: mailbus.v1.Message.attachments:type_name -> mailbus.v1.Attachment
-	28, // 4: mailbus.v1.ListMailboxesResponse.mailboxes:type_name -> mailbus.v1.Mailbox
-	28, // 5: mailbus.v1.CreateMailboxResponse.mailbox:type_name -> mailbus.v1.Mailbox
-	28, // 6: mailbus.v1.RenameMailboxResponse.mailbox:type_name -> mailbus.v1.Mailbox
-	27, // 7: mailbus.v1.ListMessagesResponse.messages:type_name -> mailbus.v1.MessageSummary
-	2,  // 8: mailbus.v1.GetMessageResponse.message:type_name -> mailbus.v1.Message
-	27, // 9: mailbus.v1.UpdateFlagsResponse.messages:type_name -> mailbus.v1.MessageSummary
-	27, // 10: mailbus.v1.MoveMessagesResponse.messages:type_name -> mailbus.v1.MessageSummary
-	29, // 11: mailbus.v1.AppendMessageRequest.internal_date:type_name -> google.protobuf.Timestamp
-	27, // 12: mailbus.v1.AppendMessageResponse.message:type_name -> mailbus.v1.MessageSummary
-	3,  // 13: mailbus.v1.MailboxService.ListMailboxes:input_type -> mailbus.v1.ListMailboxesRequest
-	5,  // 14: mailbus.v1.MailboxService.CreateMailbox:input_type -> mailbus.v1.CreateMailboxRequest
-	7,  // 15: mailbus.v1.MailboxService.RenameMailbox:input_type -> mailbus.v1.RenameMailboxRequest
-	9,  // 16: mailbus.v1.MailboxService.DeleteMailbox:input_type -> mailbus.v1.DeleteMailboxRequest
-	11, // 17: mailbus.v1.MailboxService.ListMessages:input_type -> mailbus.v1.ListMessagesRequest
-	13, // 18: mailbus.v1.MailboxService.GetMessage:input_type -> mailbus.v1.GetMessageRequest
-	15, // 19: mailbus.v1.MailboxService.GetRawMessage:input_type -> mailbus.v1.GetRawMessageRequest
-	17, // 20: mailbus.v1.MailboxService.GetAttachment:input_type -> mailbus.v1.GetAttachmentRequest
-	19, // 21: mailbus.v1.MailboxService.UpdateFlags:input_type -> mailbus.v1.UpdateFlagsRequest
-	21, // 22: mailbus.v1.MailboxService.MoveMessages:input_type -> mailbus.v1.MoveMessagesRequest
-	23, // 23: mailbus.v1.MailboxService.DeleteMessages:input_type -> mailbus.v1.DeleteMessagesRequest
-	25, // 24: mailbus.v1.MailboxService.AppendMessage:input_type -> mailbus.v1.AppendMessageRequest
-	4,  // 25: mailbus.v1.MailboxService.ListMailboxes:output_type -> mailbus.v1.ListMailboxesResponse
-	6,  // 26: mailbus.v1.MailboxService.CreateMailbox:output_type -> mailbus.v1.CreateMailboxResponse
-	8,  // 27: mailbus.v1.MailboxService.RenameMailbox:output_type -> mailbus.v1.RenameMailboxResponse
-	10, // 28: mailbus.v1.MailboxService.DeleteMailbox:output_type -> mailbus.v1.DeleteMailboxResponse
-	12, // 29: mailbus.v1.MailboxService.ListMessages:output_type -> mailbus.v1.ListMessagesResponse
-	14, // 30: mailbus.v1.MailboxService.GetMessage:output_type -> mailbus.v1.GetMessageResponse
-	16, // 31: mailbus.v1.MailboxService.GetRawMessage:output_type -> mailbus.v1.GetRawMessageResponse
-	18, // 32: mailbus.v1.MailboxService.GetAttachment:output_type -> mailbus.v1.GetAttachmentResponse
-	20, // 33: mailbus.v1.MailboxService.UpdateFlags:output_type -> mailbus.v1.UpdateFlagsResponse
-	22, // 34: mailbus.v1.MailboxService.MoveMessages:output_type -> mailbus.v1.MoveMessagesResponse
-	24, // 35: mailbus.v1.MailboxService.DeleteMessages:output_type -> mailbus.v1.DeleteMessagesResponse
-	26, // 36: mailbus.v1.MailboxService.AppendMessage:output_type -> mailbus.v1.AppendMessageResponse
-	25, // [25:37] is the sub-list for method output_type
-	13, // [13:25] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 0: mailbus.v1.MimePart.parts:type_name -> mailbus.v1.MimePart
+	28, // 1: mailbus.v1.Message.summary:type_name -> mailbus.v1.MessageSummary
+	1,  // 2: mailbus.v1.Message.structure:type_name -> mailbus.v1.MimePart
+	2,  // 3: mailbus.v1.Message.attachments:type_name -> mailbus.v1.Attachment
+	29, // 4: mailbus.v1.ListMailboxesResponse.mailboxes:type_name -> mailbus.v1.Mailbox
+	29, // 5: mailbus.v1.CreateMailboxResponse.mailbox:type_name -> mailbus.v1.Mailbox
+	29, // 6: mailbus.v1.RenameMailboxResponse.mailbox:type_name -> mailbus.v1.Mailbox
+	0,  // 7: mailbus.v1.ListMessagesRequest.order:type_name -> mailbus.v1.MessageOrder
+	28, // 8: mailbus.v1.ListMessagesResponse.messages:type_name -> mailbus.v1.MessageSummary
+	3,  // 9: mailbus.v1.GetMessageResponse.message:type_name -> mailbus.v1.Message
+	28, // 10: mailbus.v1.UpdateFlagsResponse.messages:type_name -> mailbus.v1.MessageSummary
+	28, // 11: mailbus.v1.MoveMessagesResponse.messages:type_name -> mailbus.v1.MessageSummary
+	30, // 12: mailbus.v1.AppendMessageRequest.internal_date:type_name -> google.protobuf.Timestamp
+	28, // 13: mailbus.v1.AppendMessageResponse.message:type_name -> mailbus.v1.MessageSummary
+	4,  // 14: mailbus.v1.MailboxService.ListMailboxes:input_type -> mailbus.v1.ListMailboxesRequest
+	6,  // 15: mailbus.v1.MailboxService.CreateMailbox:input_type -> mailbus.v1.CreateMailboxRequest
+	8,  // 16: mailbus.v1.MailboxService.RenameMailbox:input_type -> mailbus.v1.RenameMailboxRequest
+	10, // 17: mailbus.v1.MailboxService.DeleteMailbox:input_type -> mailbus.v1.DeleteMailboxRequest
+	12, // 18: mailbus.v1.MailboxService.ListMessages:input_type -> mailbus.v1.ListMessagesRequest
+	14, // 19: mailbus.v1.MailboxService.GetMessage:input_type -> mailbus.v1.GetMessageRequest
+	16, // 20: mailbus.v1.MailboxService.GetRawMessage:input_type -> mailbus.v1.GetRawMessageRequest
+	18, // 21: mailbus.v1.MailboxService.GetAttachment:input_type -> mailbus.v1.GetAttachmentRequest
+	20, // 22: mailbus.v1.MailboxService.UpdateFlags:input_type -> mailbus.v1.UpdateFlagsRequest
+	22, // 23: mailbus.v1.MailboxService.MoveMessages:input_type -> mailbus.v1.MoveMessagesRequest
+	24, // 24: mailbus.v1.MailboxService.DeleteMessages:input_type -> mailbus.v1.DeleteMessagesRequest
+	26, // 25: mailbus.v1.MailboxService.AppendMessage:input_type -> mailbus.v1.AppendMessageRequest
+	5,  // 26: mailbus.v1.MailboxService.ListMailboxes:output_type -> mailbus.v1.ListMailboxesResponse
+	7,  // 27: mailbus.v1.MailboxService.CreateMailbox:output_type -> mailbus.v1.CreateMailboxResponse
+	9,  // 28: mailbus.v1.MailboxService.RenameMailbox:output_type -> mailbus.v1.RenameMailboxResponse
+	11, // 29: mailbus.v1.MailboxService.DeleteMailbox:output_type -> mailbus.v1.DeleteMailboxResponse
+	13, // 30: mailbus.v1.MailboxService.ListMessages:output_type -> mailbus.v1.ListMessagesResponse
+	15, // 31: mailbus.v1.MailboxService.GetMessage:output_type -> mailbus.v1.GetMessageResponse
+	17, // 32: mailbus.v1.MailboxService.GetRawMessage:output_type -> mailbus.v1.GetRawMessageResponse
+	19, // 33: mailbus.v1.MailboxService.GetAttachment:output_type -> mailbus.v1.GetAttachmentResponse
+	21, // 34: mailbus.v1.MailboxService.UpdateFlags:output_type -> mailbus.v1.UpdateFlagsResponse
+	23, // 35: mailbus.v1.MailboxService.MoveMessages:output_type -> mailbus.v1.MoveMessagesResponse
+	25, // 36: mailbus.v1.MailboxService.DeleteMessages:output_type -> mailbus.v1.DeleteMessagesResponse
+	27, // 37: mailbus.v1.MailboxService.AppendMessage:output_type -> mailbus.v1.AppendMessageResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_mailbox_proto_init() }
@@ -1920,13 +1997,14 @@ func file_mailbus_v1_mailbox_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_mailbox_proto_rawDesc), len(file_mailbus_v1_mailbox_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_mailbus_v1_mailbox_proto_goTypes,
 		DependencyIndexes: file_mailbus_v1_mailbox_proto_depIdxs,
+		EnumInfos:         file_mailbus_v1_mailbox_proto_enumTypes,
 		MessageInfos:      file_mailbus_v1_mailbox_proto_msgTypes,
 	}.Build()
 	File_mailbus_v1_mailbox_proto = out.File

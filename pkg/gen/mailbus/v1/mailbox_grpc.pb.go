@@ -75,8 +75,8 @@ type MailboxServiceClient interface {
 	// them to the Trash folder when the account has one, else expunges them.
 	DeleteMessages(ctx context.Context, in *DeleteMessagesRequest, opts ...grpc.CallOption) (*DeleteMessagesResponse, error)
 	// AppendMessage stores a new message (a draft, a sent copy) in a mailbox
-	// and, on IMAP accounts, appends it upstream. Not possible on POP3
-	// accounts (FAILED_PRECONDITION).
+	// and, on IMAP accounts, appends it upstream. On POP3 accounts the message
+	// stays in the store (upstream is one-way).
 	AppendMessage(ctx context.Context, in *AppendMessageRequest, opts ...grpc.CallOption) (*AppendMessageResponse, error)
 }
 
@@ -268,8 +268,8 @@ type MailboxServiceServer interface {
 	// them to the Trash folder when the account has one, else expunges them.
 	DeleteMessages(context.Context, *DeleteMessagesRequest) (*DeleteMessagesResponse, error)
 	// AppendMessage stores a new message (a draft, a sent copy) in a mailbox
-	// and, on IMAP accounts, appends it upstream. Not possible on POP3
-	// accounts (FAILED_PRECONDITION).
+	// and, on IMAP accounts, appends it upstream. On POP3 accounts the message
+	// stays in the store (upstream is one-way).
 	AppendMessage(context.Context, *AppendMessageRequest) (*AppendMessageResponse, error)
 	mustEmbedUnimplementedMailboxServiceServer()
 }

@@ -83,6 +83,89 @@ func (TokenRole) EnumDescriptor() ([]byte, []int) {
 	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{0}
 }
 
+// GetCallerTokenRequest is the input of GetCallerToken.
+type GetCallerTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerTokenRequest) Reset() {
+	*x = GetCallerTokenRequest{}
+	mi := &file_mailbus_v1_token_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerTokenRequest) ProtoMessage() {}
+
+func (x *GetCallerTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_token_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerTokenRequest) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{0}
+}
+
+// GetCallerTokenResponse is the output of GetCallerToken.
+type GetCallerTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The calling token.
+	Token         *Token `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerTokenResponse) Reset() {
+	*x = GetCallerTokenResponse{}
+	mi := &file_mailbus_v1_token_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerTokenResponse) ProtoMessage() {}
+
+func (x *GetCallerTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbus_v1_token_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerTokenResponse) Descriptor() ([]byte, []int) {
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetCallerTokenResponse) GetToken() *Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 // Token describes an API token; its secret is never returned after
 // creation.
 type Token struct {
@@ -112,7 +195,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[0]
+	mi := &file_mailbus_v1_token_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -124,7 +207,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[0]
+	mi := &file_mailbus_v1_token_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -137,7 +220,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{0}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Token) GetId() string {
@@ -207,7 +290,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[1]
+	mi := &file_mailbus_v1_token_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +302,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[1]
+	mi := &file_mailbus_v1_token_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +315,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{1}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTokenRequest) GetToken() *Token {
@@ -255,7 +338,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[2]
+	mi := &file_mailbus_v1_token_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +350,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[2]
+	mi := &file_mailbus_v1_token_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +363,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{2}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -308,7 +391,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[3]
+	mi := &file_mailbus_v1_token_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +403,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[3]
+	mi := &file_mailbus_v1_token_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +416,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{3}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListTokensRequest) GetIncludeRevoked() bool {
@@ -354,7 +437,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[4]
+	mi := &file_mailbus_v1_token_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +449,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[4]
+	mi := &file_mailbus_v1_token_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +462,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{4}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -400,7 +483,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[5]
+	mi := &file_mailbus_v1_token_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +495,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[5]
+	mi := &file_mailbus_v1_token_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +508,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{5}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RevokeTokenRequest) GetTokenId() string {
@@ -446,7 +529,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_mailbus_v1_token_proto_msgTypes[6]
+	mi := &file_mailbus_v1_token_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +541,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbus_v1_token_proto_msgTypes[6]
+	mi := &file_mailbus_v1_token_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +554,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{6}
+	return file_mailbus_v1_token_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeTokenResponse) GetToken() *Token {
@@ -486,7 +569,10 @@ var File_mailbus_v1_token_proto protoreflect.FileDescriptor
 const file_mailbus_v1_token_proto_rawDesc = "" +
 	"\n" +
 	"\x16mailbus/v1/token.proto\x12\n" +
-	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
+	"mailbus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n" +
+	"\x15GetCallerTokenRequest\"A\n" +
+	"\x16GetCallerTokenResponse\x12'\n" +
+	"\x05token\x18\x01 \x01(\v2\x11.mailbus.v1.TokenR\x05token\"\xcb\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
@@ -517,12 +603,13 @@ const file_mailbus_v1_token_proto_rawDesc = "" +
 	"\x16TOKEN_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TOKEN_ROLE_DEVICE\x10\x01\x12\x14\n" +
 	"\x10TOKEN_ROLE_ADMIN\x10\x02\x12\x16\n" +
-	"\x12TOKEN_ROLE_SERVICE\x10\x032\xfb\x01\n" +
+	"\x12TOKEN_ROLE_SERVICE\x10\x032\xd4\x02\n" +
 	"\fTokenService\x12N\n" +
 	"\vCreateToken\x12\x1e.mailbus.v1.CreateTokenRequest\x1a\x1f.mailbus.v1.CreateTokenResponse\x12K\n" +
 	"\n" +
 	"ListTokens\x12\x1d.mailbus.v1.ListTokensRequest\x1a\x1e.mailbus.v1.ListTokensResponse\x12N\n" +
-	"\vRevokeToken\x12\x1e.mailbus.v1.RevokeTokenRequest\x1a\x1f.mailbus.v1.RevokeTokenResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
+	"\vRevokeToken\x12\x1e.mailbus.v1.RevokeTokenRequest\x1a\x1f.mailbus.v1.RevokeTokenResponse\x12W\n" +
+	"\x0eGetCallerToken\x12!.mailbus.v1.GetCallerTokenRequest\x1a\".mailbus.v1.GetCallerTokenResponseB9Z7github.com/mailbus/mailbus/pkg/gen/mailbus/v1;mailbusv1b\x06proto3"
 
 var (
 	file_mailbus_v1_token_proto_rawDescOnce sync.Once
@@ -537,38 +624,43 @@ func file_mailbus_v1_token_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbus_v1_token_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mailbus_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_mailbus_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_mailbus_v1_token_proto_goTypes = []any{
-	(TokenRole)(0),                // 0: mailbus.v1.TokenRole
-	(*Token)(nil),                 // 1: mailbus.v1.Token
-	(*CreateTokenRequest)(nil),    // 2: mailbus.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 3: mailbus.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 4: mailbus.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 5: mailbus.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 6: mailbus.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 7: mailbus.v1.RevokeTokenResponse
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(TokenRole)(0),                 // 0: mailbus.v1.TokenRole
+	(*GetCallerTokenRequest)(nil),  // 1: mailbus.v1.GetCallerTokenRequest
+	(*GetCallerTokenResponse)(nil), // 2: mailbus.v1.GetCallerTokenResponse
+	(*Token)(nil),                  // 3: mailbus.v1.Token
+	(*CreateTokenRequest)(nil),     // 4: mailbus.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),    // 5: mailbus.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),      // 6: mailbus.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),     // 7: mailbus.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),     // 8: mailbus.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),    // 9: mailbus.v1.RevokeTokenResponse
+	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
 }
 var file_mailbus_v1_token_proto_depIdxs = []int32{
-	0,  // 0: mailbus.v1.Token.role:type_name -> mailbus.v1.TokenRole
-	8,  // 1: mailbus.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: mailbus.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
-	8,  // 3: mailbus.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 4: mailbus.v1.CreateTokenRequest.token:type_name -> mailbus.v1.Token
-	1,  // 5: mailbus.v1.CreateTokenResponse.token:type_name -> mailbus.v1.Token
-	1,  // 6: mailbus.v1.ListTokensResponse.tokens:type_name -> mailbus.v1.Token
-	1,  // 7: mailbus.v1.RevokeTokenResponse.token:type_name -> mailbus.v1.Token
-	2,  // 8: mailbus.v1.TokenService.CreateToken:input_type -> mailbus.v1.CreateTokenRequest
-	4,  // 9: mailbus.v1.TokenService.ListTokens:input_type -> mailbus.v1.ListTokensRequest
-	6,  // 10: mailbus.v1.TokenService.RevokeToken:input_type -> mailbus.v1.RevokeTokenRequest
-	3,  // 11: mailbus.v1.TokenService.CreateToken:output_type -> mailbus.v1.CreateTokenResponse
-	5,  // 12: mailbus.v1.TokenService.ListTokens:output_type -> mailbus.v1.ListTokensResponse
-	7,  // 13: mailbus.v1.TokenService.RevokeToken:output_type -> mailbus.v1.RevokeTokenResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	3,  // 0: mailbus.v1.GetCallerTokenResponse.token:type_name -> mailbus.v1.Token
+	0,  // 1: mailbus.v1.Token.role:type_name -> mailbus.v1.TokenRole
+	10, // 2: mailbus.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	10, // 3: mailbus.v1.Token.revoke_time:type_name -> google.protobuf.Timestamp
+	10, // 4: mailbus.v1.Token.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 5: mailbus.v1.CreateTokenRequest.token:type_name -> mailbus.v1.Token
+	3,  // 6: mailbus.v1.CreateTokenResponse.token:type_name -> mailbus.v1.Token
+	3,  // 7: mailbus.v1.ListTokensResponse.tokens:type_name -> mailbus.v1.Token
+	3,  // 8: mailbus.v1.RevokeTokenResponse.token:type_name -> mailbus.v1.Token
+	4,  // 9: mailbus.v1.TokenService.CreateToken:input_type -> mailbus.v1.CreateTokenRequest
+	6,  // 10: mailbus.v1.TokenService.ListTokens:input_type -> mailbus.v1.ListTokensRequest
+	8,  // 11: mailbus.v1.TokenService.RevokeToken:input_type -> mailbus.v1.RevokeTokenRequest
+	1,  // 12: mailbus.v1.TokenService.GetCallerToken:input_type -> mailbus.v1.GetCallerTokenRequest
+	5,  // 13: mailbus.v1.TokenService.CreateToken:output_type -> mailbus.v1.CreateTokenResponse
+	7,  // 14: mailbus.v1.TokenService.ListTokens:output_type -> mailbus.v1.ListTokensResponse
+	9,  // 15: mailbus.v1.TokenService.RevokeToken:output_type -> mailbus.v1.RevokeTokenResponse
+	2,  // 16: mailbus.v1.TokenService.GetCallerToken:output_type -> mailbus.v1.GetCallerTokenResponse
+	13, // [13:17] is the sub-list for method output_type
+	9,  // [9:13] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_mailbus_v1_token_proto_init() }
@@ -582,7 +674,7 @@ func file_mailbus_v1_token_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbus_v1_token_proto_rawDesc), len(file_mailbus_v1_token_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

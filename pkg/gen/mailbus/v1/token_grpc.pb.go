@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenService_CreateToken_FullMethodName = "/mailbus.v1.TokenService/CreateToken"
-	TokenService_ListTokens_FullMethodName  = "/mailbus.v1.TokenService/ListTokens"
-	TokenService_RevokeToken_FullMethodName = "/mailbus.v1.TokenService/RevokeToken"
+	TokenService_CreateToken_FullMethodName    = "/mailbus.v1.TokenService/CreateToken"
+	TokenService_ListTokens_FullMethodName     = "/mailbus.v1.TokenService/ListTokens"
+	TokenService_RevokeToken_FullMethodName    = "/mailbus.v1.TokenService/RevokeToken"
+	TokenService_GetCallerToken_FullMethodName = "/mailbus.v1.TokenService/GetCallerToken"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -45,6 +46,11 @@ type TokenServiceClient interface {
 	// RevokeToken makes a token stop working: new calls at once, open streams
 	// (WatchChanges) within seconds, also on other store replicas.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// GetCallerToken describes the token the call carries, without its
+	// secret. Any working token may call it, whatever its role: a gateway
+	// (such as the IMAP gateway) learns from it which accounts a device's
+	// token reaches and whether it is read-only.
+	GetCallerToken(ctx context.Context, in *GetCallerTokenRequest, opts ...grpc.CallOption) (*GetCallerTokenResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -85,6 +91,16 @@ func (c *tokenServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenReq
 	return out, nil
 }
 
+func (c *tokenServiceClient) GetCallerToken(ctx context.Context, in *GetCallerTokenRequest, opts ...grpc.CallOption) (*GetCallerTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerTokenResponse)
+	err := c.cc.Invoke(ctx, TokenService_GetCallerToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -106,6 +122,11 @@ type TokenServiceServer interface {
 	// RevokeToken makes a token stop working: new calls at once, open streams
 	// (WatchChanges) within seconds, also on other store replicas.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// GetCallerToken describes the token the call carries, without its
+	// secret. Any working token may call it, whatever its role: a gateway
+	// (such as the IMAP gateway) learns from it which accounts a device's
+	// token reaches and whether it is read-only.
+	GetCallerToken(context.Context, *GetCallerTokenRequest) (*GetCallerTokenResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -124,6 +145,9 @@ func (UnimplementedTokenServiceServer) ListTokens(context.Context, *ListTokensRe
 }
 func (UnimplementedTokenServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedTokenServiceServer) GetCallerToken(context.Context, *GetCallerTokenRequest) (*GetCallerTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallerToken not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -200,6 +224,24 @@ func _TokenService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_GetCallerToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).GetCallerToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_GetCallerToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).GetCallerToken(ctx, req.(*GetCallerTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -218,6 +260,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _TokenService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "GetCallerToken",
+			Handler:    _TokenService_GetCallerToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

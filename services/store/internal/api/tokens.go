@@ -66,6 +66,20 @@ func (s *Tokens) RevokeToken(ctx context.Context, req *mailbusv1.RevokeTokenRequ
 	return &mailbusv1.RevokeTokenResponse{Token: t}, nil
 }
 
+// GetCallerToken implements TokenService: the calling token, as the
+// interceptors authenticated it, without its secret.
+func (s *Tokens) GetCallerToken(ctx context.Context, _ *mailbusv1.GetCallerTokenRequest) (*mailbusv1.GetCallerTokenResponse, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no token on the call")
+	}
+	t := &mailbusv1.Token{Id: p.TokenID, Name: p.Name, Role: p.Role, ReadOnly: p.ReadOnly}
+	if !p.AllAccounts() {
+		t.AccountIds = p.AccountIDs()
+	}
+	return &mailbusv1.GetCallerTokenResponse{Token: t}, nil
+}
+
 // caller names the token of a request for logs.
 func caller(ctx context.Context) string {
 	if p, ok := auth.FromContext(ctx); ok {

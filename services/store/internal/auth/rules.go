@@ -135,6 +135,8 @@ var rules = map[string]rule{
 	mailbusv1.TokenService_CreateToken_FullMethodName: {access: accessAdmin},
 	mailbusv1.TokenService_ListTokens_FullMethodName:  {access: accessAdmin},
 	mailbusv1.TokenService_RevokeToken_FullMethodName: {access: accessAdmin},
+	// Every working token may describe itself; there is no target to scope.
+	mailbusv1.TokenService_GetCallerToken_FullMethodName: {access: accessRead},
 
 	// WebhookService is served by mailbus-webhooks (and inside mailbus
 	// serve), not by the store; the rules say what it needs where a store

@@ -12,7 +12,43 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mailbus/v1/token.proto.
  */
 export const file_mailbus_v1_token: GenFile = /*@__PURE__*/
-  fileDesc("ChZtYWlsYnVzL3YxL3Rva2VuLnByb3RvEgptYWlsYnVzLnYxIoECCgVUb2tlbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiMKBHJvbGUYAyABKA4yFS5tYWlsYnVzLnYxLlRva2VuUm9sZRITCgthY2NvdW50X2lkcxgEIAMoCRIRCglyZWFkX29ubHkYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNgoSQ3JlYXRlVG9rZW5SZXF1ZXN0EiAKBXRva2VuGAEgASgLMhEubWFpbGJ1cy52MS5Ub2tlbiJHChNDcmVhdGVUb2tlblJlc3BvbnNlEiAKBXRva2VuGAEgASgLMhEubWFpbGJ1cy52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiLAoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIjcKEkxpc3RUb2tlbnNSZXNwb25zZRIhCgZ0b2tlbnMYASADKAsyES5tYWlsYnVzLnYxLlRva2VuIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI3ChNSZXZva2VUb2tlblJlc3BvbnNlEiAKBXRva2VuGAEgASgLMhEubWFpbGJ1cy52MS5Ub2tlbipsCglUb2tlblJvbGUSGgoWVE9LRU5fUk9MRV9VTlNQRUNJRklFRBAAEhUKEVRPS0VOX1JPTEVfREVWSUNFEAESFAoQVE9LRU5fUk9MRV9BRE1JThACEhYKElRPS0VOX1JPTEVfU0VSVklDRRADMvsBCgxUb2tlblNlcnZpY2USTgoLQ3JlYXRlVG9rZW4SHi5tYWlsYnVzLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBofLm1haWxidXMudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJLCgpMaXN0VG9rZW5zEh0ubWFpbGJ1cy52MS5MaXN0VG9rZW5zUmVxdWVzdBoeLm1haWxidXMudjEuTGlzdFRva2Vuc1Jlc3BvbnNlEk4KC1Jldm9rZVRva2VuEh4ubWFpbGJ1cy52MS5SZXZva2VUb2tlblJlcXVlc3QaHy5tYWlsYnVzLnYxLlJldm9rZVRva2VuUmVzcG9uc2VCOVo3Z2l0aHViLmNvbS9tYWlsYnVzL21haWxidXMvcGtnL2dlbi9tYWlsYnVzL3YxO21haWxidXN2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZtYWlsYnVzL3YxL3Rva2VuLnByb3RvEgptYWlsYnVzLnYxIhcKFUdldENhbGxlclRva2VuUmVxdWVzdCI6ChZHZXRDYWxsZXJUb2tlblJlc3BvbnNlEiAKBXRva2VuGAEgASgLMhEubWFpbGJ1cy52MS5Ub2tlbiKBAgoFVG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIjCgRyb2xlGAMgASgOMhUubWFpbGJ1cy52MS5Ub2tlblJvbGUSEwoLYWNjb3VudF9pZHMYBCADKAkSEQoJcmVhZF9vbmx5GAUgASgIEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtyZXZva2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjYKEkNyZWF0ZVRva2VuUmVxdWVzdBIgCgV0b2tlbhgBIAEoCzIRLm1haWxidXMudjEuVG9rZW4iRwoTQ3JlYXRlVG9rZW5SZXNwb25zZRIgCgV0b2tlbhgBIAEoCzIRLm1haWxidXMudjEuVG9rZW4SDgoGc2VjcmV0GAIgASgJIiwKEUxpc3RUb2tlbnNSZXF1ZXN0EhcKD2luY2x1ZGVfcmV2b2tlZBgBIAEoCCI3ChJMaXN0VG9rZW5zUmVzcG9uc2USIQoGdG9rZW5zGAEgAygLMhEubWFpbGJ1cy52MS5Ub2tlbiImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiNwoTUmV2b2tlVG9rZW5SZXNwb25zZRIgCgV0b2tlbhgBIAEoCzIRLm1haWxidXMudjEuVG9rZW4qbAoJVG9rZW5Sb2xlEhoKFlRPS0VOX1JPTEVfVU5TUEVDSUZJRUQQABIVChFUT0tFTl9ST0xFX0RFVklDRRABEhQKEFRPS0VOX1JPTEVfQURNSU4QAhIWChJUT0tFTl9ST0xFX1NFUlZJQ0UQAzLUAgoMVG9rZW5TZXJ2aWNlEk4KC0NyZWF0ZVRva2VuEh4ubWFpbGJ1cy52MS5DcmVhdGVUb2tlblJlcXVlc3QaHy5tYWlsYnVzLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USSwoKTGlzdFRva2VucxIdLm1haWxidXMudjEuTGlzdFRva2Vuc1JlcXVlc3QaHi5tYWlsYnVzLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJOCgtSZXZva2VUb2tlbhIeLm1haWxidXMudjEuUmV2b2tlVG9rZW5SZXF1ZXN0Gh8ubWFpbGJ1cy52MS5SZXZva2VUb2tlblJlc3BvbnNlElcKDkdldENhbGxlclRva2VuEiEubWFpbGJ1cy52MS5HZXRDYWxsZXJUb2tlblJlcXVlc3QaIi5tYWlsYnVzLnYxLkdldENhbGxlclRva2VuUmVzcG9uc2VCOVo3Z2l0aHViLmNvbS9tYWlsYnVzL21haWxidXMvcGtnL2dlbi9tYWlsYnVzL3YxO21haWxidXN2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+
+/**
+ * GetCallerTokenRequest is the input of GetCallerToken.
+ *
+ * @generated from message mailbus.v1.GetCallerTokenRequest
+ */
+export type GetCallerTokenRequest = Message<"mailbus.v1.GetCallerTokenRequest"> & {
+};
+
+/**
+ * Describes the message mailbus.v1.GetCallerTokenRequest.
+ * Use `create(GetCallerTokenRequestSchema)` to create a new message.
+ */
+export const GetCallerTokenRequestSchema: GenMessage<GetCallerTokenRequest> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_token, 0);
+
+/**
+ * GetCallerTokenResponse is the output of GetCallerToken.
+ *
+ * @generated from message mailbus.v1.GetCallerTokenResponse
+ */
+export type GetCallerTokenResponse = Message<"mailbus.v1.GetCallerTokenResponse"> & {
+  /**
+   * The calling token.
+   *
+   * @generated from field: mailbus.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+};
+
+/**
+ * Describes the message mailbus.v1.GetCallerTokenResponse.
+ * Use `create(GetCallerTokenResponseSchema)` to create a new message.
+ */
+export const GetCallerTokenResponseSchema: GenMessage<GetCallerTokenResponse> = /*@__PURE__*/
+  messageDesc(file_mailbus_v1_token, 1);
 
 /**
  * Token describes an API token; its secret is never returned after
@@ -86,7 +122,7 @@ export type Token = Message<"mailbus.v1.Token"> & {
  * Use `create(TokenSchema)` to create a new message.
  */
 export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 0);
+  messageDesc(file_mailbus_v1_token, 2);
 
 /**
  * CreateTokenRequest is the input of CreateToken.
@@ -107,7 +143,7 @@ export type CreateTokenRequest = Message<"mailbus.v1.CreateTokenRequest"> & {
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 1);
+  messageDesc(file_mailbus_v1_token, 3);
 
 /**
  * CreateTokenResponse is the output of CreateToken.
@@ -135,7 +171,7 @@ export type CreateTokenResponse = Message<"mailbus.v1.CreateTokenResponse"> & {
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 2);
+  messageDesc(file_mailbus_v1_token, 4);
 
 /**
  * ListTokensRequest is the input of ListTokens.
@@ -156,7 +192,7 @@ export type ListTokensRequest = Message<"mailbus.v1.ListTokensRequest"> & {
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 3);
+  messageDesc(file_mailbus_v1_token, 5);
 
 /**
  * ListTokensResponse is the output of ListTokens.
@@ -177,7 +213,7 @@ export type ListTokensResponse = Message<"mailbus.v1.ListTokensResponse"> & {
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 4);
+  messageDesc(file_mailbus_v1_token, 6);
 
 /**
  * RevokeTokenRequest is the input of RevokeToken.
@@ -198,7 +234,7 @@ export type RevokeTokenRequest = Message<"mailbus.v1.RevokeTokenRequest"> & {
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 5);
+  messageDesc(file_mailbus_v1_token, 7);
 
 /**
  * RevokeTokenResponse is the output of RevokeToken.
@@ -219,7 +255,7 @@ export type RevokeTokenResponse = Message<"mailbus.v1.RevokeTokenResponse"> & {
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
-  messageDesc(file_mailbus_v1_token, 6);
+  messageDesc(file_mailbus_v1_token, 8);
 
 /**
  * TokenRole is what a token may do.
@@ -310,6 +346,19 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof RevokeTokenRequestSchema;
     output: typeof RevokeTokenResponseSchema;
+  },
+  /**
+   * GetCallerToken describes the token the call carries, without its
+   * secret. Any working token may call it, whatever its role: a gateway
+   * (such as the IMAP gateway) learns from it which accounts a device's
+   * token reaches and whether it is read-only.
+   *
+   * @generated from rpc mailbus.v1.TokenService.GetCallerToken
+   */
+  getCallerToken: {
+    methodKind: "unary";
+    input: typeof GetCallerTokenRequestSchema;
+    output: typeof GetCallerTokenResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mailbus_v1_token, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mailbus/v1/common.proto.
  */
 export const file_mailbus_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChdtYWlsYnVzL3YxL2NvbW1vbi5wcm90bxIKbWFpbGJ1cy52MSJBCgZPcmlnaW4SJAoEa2luZBgBIAEoDjIWLm1haWxidXMudjEuT3JpZ2luS2luZBIRCglkZXZpY2VfaWQYAiABKAkiJgoHQWRkcmVzcxIMCgRuYW1lGAEgASgJEg0KBWVtYWlsGAIgASgJItUCCghFbnZlbG9wZRIPCgdzdWJqZWN0GAEgASgJEiEKBGZyb20YAiADKAsyEy5tYWlsYnVzLnYxLkFkZHJlc3MSIwoGc2VuZGVyGAMgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEiUKCHJlcGx5X3RvGAQgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEh8KAnRvGAUgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEh8KAmNjGAYgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEiAKA2JjYxgHIAMoCzITLm1haWxidXMudjEuQWRkcmVzcxIoCgRkYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptZXNzYWdlX2lkGAkgASgJEhMKC2luX3JlcGx5X3RvGAogAygJEhIKCnJlZmVyZW5jZXMYCyADKAkixQEKB01haWxib3gSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhEKCWRlbGltaXRlchgEIAEoCRIlCgRyb2xlGAUgASgOMhcubWFpbGJ1cy52MS5NYWlsYm94Um9sZRIWCg50b3RhbF9tZXNzYWdlcxgGIAEoDRIXCg91bnJlYWRfbWVzc2FnZXMYByABKA0SEgoKbG9jYWxfb25seRgIIAEoCBINCgVzdGF0ZRgJIAEoBCKLAgoOTWVzc2FnZVN1bW1hcnkSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRISCgptYWlsYm94X2lkGAMgASgJEg0KBWZsYWdzGAQgAygJEgwKBHNpemUYBSABKAQSMQoNaW50ZXJuYWxfZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoIZW52ZWxvcGUYByABKAsyFC5tYWlsYnVzLnYxLkVudmVsb3BlEhcKD2hhc19hdHRhY2htZW50cxgIIAEoCBIPCgdwcmV2aWV3GAkgASgJEhQKDGNvbnRlbnRfaGFzaBgKIAEoCRINCgVzdGF0ZRgLIAEoBCpzCgpPcmlnaW5LaW5kEhsKF09SSUdJTl9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUT1JJR0lOX0tJTkRfVVBTVFJFQU0QARIWChJPUklHSU5fS0lORF9ERVZJQ0UQAhIWChJPUklHSU5fS0lORF9TWVNURU0QAyrsAQoLTWFpbGJveFJvbGUSHAoYTUFJTEJPWF9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTUFJTEJPWF9ST0xFX0lOQk9YEAESFQoRTUFJTEJPWF9ST0xFX1NFTlQQAhIXChNNQUlMQk9YX1JPTEVfRFJBRlRTEAMSFgoSTUFJTEJPWF9ST0xFX1RSQVNIEAQSFQoRTUFJTEJPWF9ST0xFX0pVTksQBRIYChRNQUlMQk9YX1JPTEVfQVJDSElWRRAGEhQKEE1BSUxCT1hfUk9MRV9BTEwQBxIYChRNQUlMQk9YX1JPTEVfRkxBR0dFRBAIQjlaN2dpdGh1Yi5jb20vbWFpbGJ1cy9tYWlsYnVzL3BrZy9nZW4vbWFpbGJ1cy92MTttYWlsYnVzdjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChdtYWlsYnVzL3YxL2NvbW1vbi5wcm90bxIKbWFpbGJ1cy52MSJBCgZPcmlnaW4SJAoEa2luZBgBIAEoDjIWLm1haWxidXMudjEuT3JpZ2luS2luZBIRCglkZXZpY2VfaWQYAiABKAkiJgoHQWRkcmVzcxIMCgRuYW1lGAEgASgJEg0KBWVtYWlsGAIgASgJItUCCghFbnZlbG9wZRIPCgdzdWJqZWN0GAEgASgJEiEKBGZyb20YAiADKAsyEy5tYWlsYnVzLnYxLkFkZHJlc3MSIwoGc2VuZGVyGAMgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEiUKCHJlcGx5X3RvGAQgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEh8KAnRvGAUgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEh8KAmNjGAYgAygLMhMubWFpbGJ1cy52MS5BZGRyZXNzEiAKA2JjYxgHIAMoCzITLm1haWxidXMudjEuQWRkcmVzcxIoCgRkYXRlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptZXNzYWdlX2lkGAkgASgJEhMKC2luX3JlcGx5X3RvGAogAygJEhIKCnJlZmVyZW5jZXMYCyADKAki9QEKB01haWxib3gSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEhEKCWRlbGltaXRlchgEIAEoCRIlCgRyb2xlGAUgASgOMhcubWFpbGJ1cy52MS5NYWlsYm94Um9sZRIWCg50b3RhbF9tZXNzYWdlcxgGIAEoDRIXCg91bnJlYWRfbWVzc2FnZXMYByABKA0SEgoKbG9jYWxfb25seRgIIAEoCBINCgVzdGF0ZRgJIAEoBBIYChBpbWFwX3VpZHZhbGlkaXR5GAogASgNEhQKDGltYXBfdWlkbmV4dBgLIAEoDSKdAgoOTWVzc2FnZVN1bW1hcnkSCgoCaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRISCgptYWlsYm94X2lkGAMgASgJEg0KBWZsYWdzGAQgAygJEgwKBHNpemUYBSABKAQSMQoNaW50ZXJuYWxfZGF0ZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoIZW52ZWxvcGUYByABKAsyFC5tYWlsYnVzLnYxLkVudmVsb3BlEhcKD2hhc19hdHRhY2htZW50cxgIIAEoCBIPCgdwcmV2aWV3GAkgASgJEhQKDGNvbnRlbnRfaGFzaBgKIAEoCRINCgVzdGF0ZRgLIAEoBBIQCghpbWFwX3VpZBgMIAEoDSpzCgpPcmlnaW5LaW5kEhsKF09SSUdJTl9LSU5EX1VOU1BFQ0lGSUVEEAASGAoUT1JJR0lOX0tJTkRfVVBTVFJFQU0QARIWChJPUklHSU5fS0lORF9ERVZJQ0UQAhIWChJPUklHSU5fS0lORF9TWVNURU0QAyrsAQoLTWFpbGJveFJvbGUSHAoYTUFJTEJPWF9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTUFJTEJPWF9ST0xFX0lOQk9YEAESFQoRTUFJTEJPWF9ST0xFX1NFTlQQAhIXChNNQUlMQk9YX1JPTEVfRFJBRlRTEAMSFgoSTUFJTEJPWF9ST0xFX1RSQVNIEAQSFQoRTUFJTEJPWF9ST0xFX0pVTksQBRIYChRNQUlMQk9YX1JPTEVfQVJDSElWRRAGEhQKEE1BSUxCT1hfUk9MRV9BTEwQBxIYChRNQUlMQk9YX1JPTEVfRkxBR0dFRBAIQjlaN2dpdGh1Yi5jb20vbWFpbGJ1cy9tYWlsYnVzL3BrZy9nZW4vbWFpbGJ1cy92MTttYWlsYnVzdjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Origin names the author of a change, so that a device can recognise and
@@ -231,6 +231,24 @@ export type Mailbox = Message<"mailbus.v1.Mailbox"> & {
    * @generated from field: uint64 state = 9;
    */
   state: bigint;
+
+  /**
+   * The mailbox's IMAP UIDVALIDITY as the store's IMAP gateway serves it:
+   * assigned when the store's mailbox is created and never changed after,
+   * so a new value means a mailbox created anew (decision 0040). Unrelated
+   * to the upstream server's UIDVALIDITY.
+   *
+   * @generated from field: uint32 imap_uidvalidity = 10;
+   */
+  imapUidvalidity: number;
+
+  /**
+   * The UID the next message placed in this mailbox will get (IMAP
+   * UIDNEXT); UIDs are strictly increasing and never reused.
+   *
+   * @generated from field: uint32 imap_uidnext = 11;
+   */
+  imapUidnext: number;
 };
 
 /**
@@ -323,6 +341,16 @@ export type MessageSummary = Message<"mailbus.v1.MessageSummary"> & {
    * @generated from field: uint64 state = 11;
    */
   state: bigint;
+
+  /**
+   * The message's UID in its mailbox as the store's IMAP gateway serves it,
+   * under the mailbox's imap_uidvalidity: assigned when the message is
+   * placed in the mailbox (stored, appended or moved there), so a moved
+   * message gets a new one (decision 0040). Unrelated to the upstream UID.
+   *
+   * @generated from field: uint32 imap_uid = 12;
+   */
+  imapUid: number;
 };
 
 /**
