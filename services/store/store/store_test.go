@@ -815,10 +815,18 @@ func TestBadInput(t *testing.T) {
 				_, err := m.AppendMessage(ctx, &mailbusv1.AppendMessageRequest{MailboxId: imapInbox.Id, Raw: testMessage(9), InternalDate: &timestamppb.Timestamp{Nanos: -1}, DeviceId: dev})
 				return err
 			}, codes.InvalidArgument, "internal_date"},
-			{"AppendMessage/POP3", func(ctx context.Context) error {
-				_, err := m.AppendMessage(ctx, &mailbusv1.AppendMessageRequest{MailboxId: popInbox.Id, Raw: testMessage(9), DeviceId: dev})
+			{"ListMessages/unknown order", func(ctx context.Context) error {
+				_, err := m.ListMessages(ctx, &mailbusv1.ListMessagesRequest{MailboxId: popInbox.Id, Order: 99})
 				return err
-			}, codes.FailedPrecondition, ""},
+			}, codes.InvalidArgument, "order"},
+			{"ListMessages/min_imap_uid without the UID order", func(ctx context.Context) error {
+				_, err := m.ListMessages(ctx, &mailbusv1.ListMessagesRequest{MailboxId: popInbox.Id, MinImapUid: 3})
+				return err
+			}, codes.InvalidArgument, "min_imap_uid"},
+			{"ListMessages/date page token in the UID order", func(ctx context.Context) error {
+				_, err := m.ListMessages(ctx, &mailbusv1.ListMessagesRequest{MailboxId: popInbox.Id, Order: mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID, PageToken: "MTIzLjQ"})
+				return err
+			}, codes.InvalidArgument, "page_token"},
 
 			// SyncService.
 			{"GetState/no id", func(ctx context.Context) error {

@@ -78,7 +78,22 @@ func (s *Mailboxes) ListMessages(ctx context.Context, req *mailbusv1.ListMessage
 	if err != nil {
 		return nil, err
 	}
-	msgs, next, state, err := s.DB.ListMessages(ctx, req.MailboxId, size, req.PageToken)
+	var (
+		msgs  []*mailbusv1.MessageSummary
+		next  string
+		state uint64
+	)
+	switch req.Order {
+	case mailbusv1.MessageOrder_MESSAGE_ORDER_UNSPECIFIED:
+		if req.MinImapUid != 0 {
+			return nil, invalidArg("min_imap_uid", "only with order MESSAGE_ORDER_IMAP_UID")
+		}
+		msgs, next, state, err = s.DB.ListMessages(ctx, req.MailboxId, size, req.PageToken)
+	case mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID:
+		msgs, next, state, err = s.DB.ListMessagesByIMAPUID(ctx, req.MailboxId, req.MinImapUid, size, req.PageToken)
+	default:
+		return nil, invalidArg("order", "unknown order %d", int32(req.Order))
+	}
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}

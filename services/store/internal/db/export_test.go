@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
@@ -21,3 +23,42 @@ func (d *DB) OnCollectorDecided(f func(n int)) { d.files.onDecided = f }
 // file once it is written, before it is renamed into place. The database
 // must keep bodies as files.
 func (d *DB) OnBlobTempWritten(f func(tmp string)) { d.files.onTempWritten = f }
+
+// OpenAtVersion opens a new database of cfg with the migrations applied
+// only up to version, for tests of a later migration on existing rows.
+// Migrate applies the rest.
+func OpenAtVersion(ctx context.Context, cfg Config, version int) (*DB, error) {
+	if cfg.URL == "" {
+		// NoMigrate wants the SQLite file to exist: an empty one is an
+		// empty database.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, SQLiteFileName), nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cfg.NoMigrate = true
+	d, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		d.Close()
+		return nil, err
+	}
+	for v := 1; v <= version; v++ {
+		if err := d.applyMigration(ctx, v); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Exec runs one statement (with ? placeholders) outside the store's
+// transactions, for tests that build rows of an older schema.
+func (d *DB) Exec(ctx context.Context, q string, args ...any) error {
+	_, err := d.w.ExecContext(ctx, d.rebind(q), args...)
+	return err
+}

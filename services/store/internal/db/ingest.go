@@ -346,22 +346,26 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared, h *ingestHints) (id int
 	return id, true, state, err
 }
 
-// insertMessage stores the blob (once per hash) and the message row, with a
-// message.created event.
+// insertMessage stores the blob (once per hash) and the message row, with
+// its IMAP UID in the mailbox and a message.created event.
 func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, mailbox, upMailbox, uidvalidity, uid int64, uidl sql.NullString) (int64, int64, error) {
 	if err := t.putBlob(ctx, p); err != nil {
 		return 0, 0, err
 	}
+	imapUID, err := t.nextIMAPUID(ctx, mailbox)
+	if err != nil {
+		return 0, 0, err
+	}
 	state := a.next()
 	var id int64
-	err := t.queryRow(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	err = t.queryRow(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq, imap_uid)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		a.id, mailbox, upMailbox, uidvalidity, uid, uidl, p.hash, len(p.item.Raw), mailflags.Join(p.flags),
-		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state).Scan(&id)
+		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state, imapUID).Scan(&id)
 	if err != nil {
 		return 0, 0, fmt.Errorf("db: insert message: %w", err)
 	}
-	m := &messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state}
+	m := &messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state, imapUID: imapUID}
 	s, err := m.toSummary()
 	if err != nil {
 		return 0, 0, err
@@ -408,8 +412,9 @@ func (d *DB) storeFiles(ctx context.Context, preps []*prepared) (unlock func(), 
 	return d.files.gc.RUnlock, nil
 }
 
-// AppendMessage stores a message a device appends to a mailbox of an IMAP
-// account, and records the write-back that appends it upstream.
+// AppendMessage stores a message a device appends to a mailbox. On an IMAP
+// account it records the write-back that appends it upstream; on a POP3
+// account (upstream is one-way) the message stays in the store.
 func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailboxID string, raw []byte, flags []string, date time.Time) (*mailbusv1.MessageSummary, error) {
 	mb, err := parseID("mailbox_id", mailboxID)
 	if err != nil {
@@ -440,8 +445,9 @@ func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailbo
 			return err
 		}
 		acct := a.id
-		if a.protocol != mailbusv1.Protocol_PROTOCOL_IMAP || box.Mailbox.LocalOnly {
-			return fmt.Errorf("appending needs an IMAP server, and this mailbox has none (POP3 is download-only): %w", ErrPrecondition)
+		pop3 := a.protocol == mailbusv1.Protocol_PROTOCOL_POP3
+		if !pop3 && box.Mailbox.LocalOnly {
+			return fmt.Errorf("mailbox %q exists only in the store, and appending to it on an IMAP account would need it upstream: %w", box.Mailbox.Name, ErrPrecondition)
 		}
 		id, _, err := t.insertMessage(ctx, a, p, mb, 0, 0, 0, sql.NullString{})
 		if err != nil {
@@ -453,6 +459,9 @@ func (d *DB) AppendMessage(ctx context.Context, origin *mailbusv1.Origin, mailbo
 		}
 		if out, err = m.toSummary(); err != nil {
 			return err
+		}
+		if pop3 {
+			return nil
 		}
 		return t.addWriteBack(ctx, acct, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_Append{Append: &mailbusv1.AppendWriteBack{
 			MessageId: out.Id, MailboxId: mailboxID, MailboxName: box.Mailbox.Name, Flags: flags, InternalDate: timestamppb.New(date),

@@ -17,21 +17,23 @@ import (
 // MaxMailboxes is the most mailboxes one account may have.
 const MaxMailboxes = 10000
 
-const mailboxColumns = `id, account_id, name, delimiter, role, local_only, modseq, uidvalidity, synced_uidnext, synced_highestmodseq, initial_sync_done, synced_lowest_uid`
+const mailboxColumns = `id, account_id, name, delimiter, role, local_only, modseq, uidvalidity, synced_uidnext, synced_highestmodseq, initial_sync_done, synced_lowest_uid, imap_uidvalidity, imap_uidnext`
 
 func scanMailbox(s scanner) (*mailbusv1.MailboxSyncState, error) {
 	var (
 		id, account, modseq, uidvalidity, uidnext, hms, lowest int64
+		imapUIDValidity, imapUIDNext                           int64
 		name, delim                                            string
 		role, localOnly, done                                  int
 	)
-	if err := s.Scan(&id, &account, &name, &delim, &role, &localOnly, &modseq, &uidvalidity, &uidnext, &hms, &done, &lowest); err != nil {
+	if err := s.Scan(&id, &account, &name, &delim, &role, &localOnly, &modseq, &uidvalidity, &uidnext, &hms, &done, &lowest, &imapUIDValidity, &imapUIDNext); err != nil {
 		return nil, err
 	}
 	return &mailbusv1.MailboxSyncState{
 		Mailbox: &mailbusv1.Mailbox{
 			Id: formatID(id), AccountId: formatID(account), Name: name, Delimiter: delim,
 			Role: mailbusv1.MailboxRole(role), LocalOnly: localOnly != 0, State: uint64(modseq),
+			ImapUidvalidity: uint32(imapUIDValidity), ImapUidnext: uint32(min(imapUIDNext, maxIMAPUID)),
 		},
 		Uidvalidity:         uint32(uidvalidity),
 		SyncedUidnext:       uint32(uidnext),
@@ -96,18 +98,44 @@ func (t *tx) createMailbox(ctx context.Context, accountID int64, name, delim str
 	if isInbox(name) {
 		name = "INBOX"
 	}
+	uidvalidity, err := t.nextIMAPUIDValidity(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
 	state := a.next()
 	var id int64
-	err = t.queryRow(ctx, `INSERT INTO mailboxes (account_id, name, delimiter, role, local_only, modseq) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-		accountID, name, delim, int(role), boolInt(localOnly), state).Scan(&id)
+	err = t.queryRow(ctx, `INSERT INTO mailboxes (account_id, name, delimiter, role, local_only, modseq, imap_uidvalidity, imap_uidnext) VALUES (?, ?, ?, ?, ?, ?, ?, 1) RETURNING id`,
+		accountID, name, delim, int(role), boolInt(localOnly), state, uidvalidity).Scan(&id)
 	if err != nil {
 		return nil, fmt.Errorf("db: create mailbox: %w", err)
 	}
-	mb := &mailbusv1.Mailbox{Id: formatID(id), AccountId: formatID(accountID), Name: name, Delimiter: delim, Role: role, LocalOnly: localOnly, State: uint64(state)}
+	mb := &mailbusv1.Mailbox{Id: formatID(id), AccountId: formatID(accountID), Name: name, Delimiter: delim, Role: role, LocalOnly: localOnly, State: uint64(state),
+		ImapUidvalidity: uint32(uidvalidity), ImapUidnext: 1}
 	if err := t.emit(ctx, accountID, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MailboxCreated{MailboxCreated: &mailbusv1.MailboxCreated{Mailbox: mb}}}); err != nil {
 		return nil, err
 	}
 	return mb, nil
+}
+
+// nextIMAPUIDValidity hands out the IMAP UIDVALIDITY of a mailbox being
+// created in the account (locked): the store clock's Unix time in
+// seconds, or one more than the last one the account handed out when that
+// is not smaller (decision 0040). So a mailbox deleted and created again
+// gets a larger value, also within the same second or after the clock
+// went back, and an account deleted and created again under the same
+// name starts above the old one's values unless the clock went back.
+func (t *tx) nextIMAPUIDValidity(ctx context.Context, accountID int64) (int64, error) {
+	now := max(1, t.d.now().Unix())
+	var v int64
+	err := t.queryRow(ctx, `UPDATE accounts SET imap_uidvalidity = CASE WHEN imap_uidvalidity < ? THEN ? ELSE imap_uidvalidity + 1 END WHERE id = ? RETURNING imap_uidvalidity`,
+		now, now, accountID).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("db: IMAP UIDVALIDITY: %w", err)
+	}
+	if v > maxIMAPUID {
+		return 0, fmt.Errorf("account %d has used every IMAP UIDVALIDITY: %w", accountID, ErrPrecondition)
+	}
+	return v, nil
 }
 
 func boolInt(b bool) int {
@@ -126,7 +154,20 @@ func (t *tx) mailboxByID(ctx context.Context, id int64) (*mailbusv1.MailboxSyncS
 	if err != nil {
 		return nil, fmt.Errorf("db: read mailbox: %w", err)
 	}
+	t.overlayUIDNext(m)
 	return m, nil
+}
+
+// overlayUIDNext gives a mailbox read in the transaction the UIDNEXT the
+// transaction has advanced it to but not yet written.
+func (t *tx) overlayUIDNext(m *mailbusv1.MailboxSyncState) {
+	id, err := parseID("mailbox_id", m.Mailbox.Id)
+	if err != nil {
+		return
+	}
+	if u, ok := t.uidnext[id]; ok {
+		m.Mailbox.ImapUidnext = uint32(min(u.next, maxIMAPUID))
+	}
 }
 
 // MailboxAccount returns the account id of a mailbox.
@@ -520,6 +561,9 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 				role = mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX
 			}
 			cur, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? AND name = ?`, n, name))
+			if err == nil {
+				t.overlayUIDNext(cur)
+			}
 			switch {
 			case errors.Is(err, sql.ErrNoRows) && leaving[name]:
 				// A device renamed or deleted this folder; the write-back

@@ -20,7 +20,7 @@ import (
 // MaxBatch is the most message ids one request may name.
 const MaxBatch = 1000
 
-const messageColumns = `id, account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, internal_date, summary, modseq, pending_writebacks, awaiting_placement`
+const messageColumns = `id, account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, internal_date, summary, modseq, pending_writebacks, awaiting_placement, imap_uid`
 
 // messageRow is a message as stored.
 type messageRow struct {
@@ -35,6 +35,9 @@ type messageRow struct {
 	modseq                          int64
 	pending                         int64
 	awaiting                        int64
+	// imapUID is the message's UID in its mailbox as the store's IMAP
+	// gateway serves it (decision 0040); not the upstream uid.
+	imapUID int64
 }
 
 // inFlight reports whether a device change to the message has not yet
@@ -45,7 +48,7 @@ func (m *messageRow) inFlight() bool { return m.pending > 0 || m.awaiting > 0 }
 func scanMessage(s scanner) (*messageRow, error) {
 	m := &messageRow{}
 	var flags string
-	if err := s.Scan(&m.id, &m.account, &m.mailbox, &m.upMailbox, &m.uidvalidity, &m.uid, &m.uidl, &m.hash, &m.size, &flags, &m.internalDate, &m.summary, &m.modseq, &m.pending, &m.awaiting); err != nil {
+	if err := s.Scan(&m.id, &m.account, &m.mailbox, &m.upMailbox, &m.uidvalidity, &m.uid, &m.uidl, &m.hash, &m.size, &flags, &m.internalDate, &m.summary, &m.modseq, &m.pending, &m.awaiting, &m.imapUID); err != nil {
 		return nil, err
 	}
 	m.flags = mailflags.Split(flags)
@@ -64,6 +67,7 @@ func (m *messageRow) toSummary() (*mailbusv1.MessageSummary, error) {
 	s.InternalDate = timestamppb.New(time.UnixMicro(m.internalDate))
 	s.ContentHash = m.hash
 	s.State = uint64(m.modseq)
+	s.ImapUid = uint32(m.imapUID)
 	return s, nil
 }
 
@@ -166,6 +170,42 @@ func (d *DB) ListMessages(ctx context.Context, mailboxID string, limit int, page
 			return nil, "", 0, err
 		}
 	}
+	return d.listMessages(ctx, mailboxID, limit,
+		`SELECT `+messageColumns+` FROM messages WHERE mailbox_id = ? AND (internal_date < ? OR (internal_date = ? AND id < ?)) ORDER BY internal_date DESC, id DESC LIMIT ?`,
+		[]any{mb, afterDate, afterDate, afterID, limit + 1},
+		func(last *messageRow) string { return encodePageToken(last.internalDate, last.id) })
+}
+
+// ListMessagesByIMAPUID returns up to limit messages of a mailbox in
+// ascending IMAP UID order, from minUID (0 is from the first) and after
+// the page token, the next token, and the account state. Its page tokens
+// are its own: one of ListMessages is malformed here, and the reverse.
+func (d *DB) ListMessagesByIMAPUID(ctx context.Context, mailboxID string, minUID uint32, limit int, pageToken string) ([]*mailbusv1.MessageSummary, string, uint64, error) {
+	mb, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	from := int64(minUID)
+	if pageToken != "" {
+		after, err := decodeUIDPageToken(pageToken)
+		if err != nil {
+			return nil, "", 0, err
+		}
+		from = max(from, after+1)
+	}
+	return d.listMessages(ctx, mailboxID, limit, listByIMAPUIDQuery, []any{mb, from, limit + 1},
+		func(last *messageRow) string { return encodeUIDPageToken(last.imapUID) })
+}
+
+// listByIMAPUIDQuery lists a mailbox's messages from a UID on: the index
+// messages_by_imap_uid (mailbox_id, imap_uid) answers it in order.
+const listByIMAPUIDQuery = `SELECT ` + messageColumns + ` FROM messages WHERE mailbox_id = ? AND imap_uid >= ? ORDER BY imap_uid LIMIT ?`
+
+// listMessages runs a message list query of one mailbox whose last
+// argument is limit+1, in one read transaction with the account state;
+// tokenAfter makes the next page's token from the last message listed.
+func (d *DB) listMessages(ctx context.Context, mailboxID string, limit int, q string, args []any, tokenAfter func(*messageRow) string) ([]*mailbusv1.MessageSummary, string, uint64, error) {
+	mb := args[0]
 	rtx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("db: list messages: %w", err)
@@ -179,8 +219,7 @@ func (d *DB) ListMessages(ctx context.Context, mailboxID string, limit int, page
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("db: list messages: %w", err)
 	}
-	rows, err := rtx.QueryContext(ctx, d.rebind(`SELECT `+messageColumns+` FROM messages WHERE mailbox_id = ? AND (internal_date < ? OR (internal_date = ? AND id < ?)) ORDER BY internal_date DESC, id DESC LIMIT ?`),
-		mb, afterDate, afterDate, afterID, limit+1)
+	rows, err := rtx.QueryContext(ctx, d.rebind(q), args...)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("db: list messages: %w", err)
 	}
@@ -193,7 +232,7 @@ func (d *DB) ListMessages(ctx context.Context, mailboxID string, limit int, page
 			return nil, "", 0, fmt.Errorf("db: list messages: %w", err)
 		}
 		if len(out) == limit {
-			return out, encodePageToken(last.internalDate, last.id), uint64(state), nil
+			return out, tokenAfter(last), uint64(state), nil
 		}
 		s, err := m.toSummary()
 		if err != nil {
@@ -206,6 +245,26 @@ func (d *DB) ListMessages(ctx context.Context, mailboxID string, limit int, page
 		return nil, "", 0, fmt.Errorf("db: list messages: %w", err)
 	}
 	return out, "", uint64(state), nil
+}
+
+// uidTokenPrefix marks a page token of ListMessagesByIMAPUID.
+const uidTokenPrefix = "uid:"
+
+func encodeUIDPageToken(uid int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(uidTokenPrefix + strconv.FormatInt(uid, 10)))
+}
+
+func decodeUIDPageToken(tok string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, invalid("page_token", "malformed")
+	}
+	rest, ok := strings.CutPrefix(string(b), uidTokenPrefix)
+	uid, err := strconv.ParseInt(rest, 10, 64)
+	if !ok || err != nil || uid < 0 || uid > maxIMAPUID {
+		return 0, invalid("page_token", "malformed (not a page token of the IMAP UID order)")
+	}
+	return uid, nil
 }
 
 func encodePageToken(date, id int64) string {
@@ -417,14 +476,19 @@ func (d *DB) MoveMessages(ctx context.Context, origin *mailbusv1.Origin, account
 }
 
 // moveMessage sets a message's mailbox with a message.updated event. The
+// message gets a new IMAP UID in the destination (decision 0040). The
 // upstream identity stays until the write-back reports the new one.
 func (t *tx) moveMessage(ctx context.Context, a *lockedAccount, m *messageRow, to int64) error {
 	from := m.mailbox
+	uid, err := t.nextIMAPUID(ctx, to)
+	if err != nil {
+		return err
+	}
 	state := a.next()
-	if _, err := t.exec(ctx, `UPDATE messages SET mailbox_id = ?, modseq = ? WHERE id = ?`, to, state, m.id); err != nil {
+	if _, err := t.exec(ctx, `UPDATE messages SET mailbox_id = ?, imap_uid = ?, modseq = ? WHERE id = ?`, to, uid, state, m.id); err != nil {
 		return fmt.Errorf("db: move message: %w", err)
 	}
-	m.mailbox, m.modseq = to, state
+	m.mailbox, m.imapUID, m.modseq = to, uid, state
 	s, err := m.toSummary()
 	if err != nil {
 		return err

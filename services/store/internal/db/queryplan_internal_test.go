@@ -38,6 +38,7 @@ func TestIdentityLookupUsesIndexOnSQLite(t *testing.T) {
 		{"ingest lookup", ingestIdentityQuery, []any{1, 2, 3}, "messages_imap_identity"},
 		{"ingest batch lookup", ingestIdentitiesQuery(3), []any{1, 2, 3, 4, 5}, "messages_imap_identity"},
 		{"ingest echo candidates", echoCandidatesQuery(2), []any{"a", "b", 1}, "messages_by_blob"},
+		{"list by IMAP UID", listByIMAPUIDQuery, []any{1, 2, 3}, "USING INDEX messages_by_imap_uid"},
 	} {
 		plan := queryPlan(t, d, tc.query, tc.args)
 		if !strings.Contains(plan, tc.index) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/google/uuid"
@@ -34,7 +35,23 @@ type tx struct {
 	// mailboxRefs are the mailboxes named in this transaction's events
 	// (see describe).
 	mailboxRefs map[int64]*mailbusv1.MailboxRef
+	// uidnext are the IMAP UIDNEXTs of the mailboxes this transaction
+	// placed messages in (see nextIMAPUID).
+	uidnext map[int64]*uidAlloc
 }
+
+// uidAlloc is a mailbox's IMAP UIDNEXT while a transaction hands out its
+// UIDs: read once, written back once before the commit, so that a batch
+// of messages into one mailbox costs one read and one write, not a write
+// per message.
+type uidAlloc struct {
+	next  int64
+	dirty bool
+}
+
+// maxIMAPUID is the largest IMAP UID and UIDVALIDITY: both are nonzero
+// 32-bit numbers (RFC 3501 2.3.1.1).
+const maxIMAPUID = math.MaxUint32
 
 type lockedAccount struct {
 	id       int64
@@ -86,6 +103,10 @@ func (d *DB) tryTx(ctx context.Context, origin *mailbusv1.Origin, fn func(*tx) e
 	}
 	t := &tx{d: d, sql: sqlTx, origin: origin, accounts: map[int64]*lockedAccount{}, touched: map[int64]bool{}}
 	if err := fn(t); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := t.flushUIDNext(ctx); err != nil {
 		sqlTx.Rollback()
 		return err
 	}
@@ -214,6 +235,50 @@ func (t *tx) lockMailbox(ctx context.Context, id int64) (*mailbusv1.MailboxSyncS
 		return nil, nil, err
 	}
 	return mb, a, nil
+}
+
+// nextIMAPUID hands out the next IMAP UID of a mailbox (decision 0040).
+// The mailbox's account must be locked: every transaction that places a
+// message in a mailbox holds its account's lock, on every store replica,
+// so no two hand out the same UID, and a UID handed out is never handed
+// out again (UIDNEXT only grows, also when messages are deleted).
+func (t *tx) nextIMAPUID(ctx context.Context, mailbox int64) (int64, error) {
+	u, ok := t.uidnext[mailbox]
+	if !ok {
+		u = &uidAlloc{}
+		err := t.queryRow(ctx, `SELECT imap_uidnext FROM mailboxes WHERE id = ?`, mailbox).Scan(&u.next)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, notFound("mailbox", formatID(mailbox))
+		}
+		if err != nil {
+			return 0, fmt.Errorf("db: IMAP UIDNEXT: %w", err)
+		}
+		if t.uidnext == nil {
+			t.uidnext = map[int64]*uidAlloc{}
+		}
+		t.uidnext[mailbox] = u
+	}
+	if u.next > maxIMAPUID {
+		return 0, fmt.Errorf("mailbox %d has used every IMAP UID: %w", mailbox, ErrPrecondition)
+	}
+	uid := u.next
+	u.next++
+	u.dirty = true
+	return uid, nil
+}
+
+// flushUIDNext writes the UIDNEXTs this transaction advanced.
+func (t *tx) flushUIDNext(ctx context.Context) error {
+	for mb, u := range t.uidnext {
+		if !u.dirty {
+			continue
+		}
+		if _, err := t.exec(ctx, `UPDATE mailboxes SET imap_uidnext = ? WHERE id = ?`, u.next, mb); err != nil {
+			return fmt.Errorf("db: IMAP UIDNEXT: %w", err)
+		}
+		u.dirty = false
+	}
+	return nil
 }
 
 // next returns the account's next state; the account must be locked.
