@@ -162,6 +162,19 @@ func TestIMAPUIDsIncrease(t *testing.T) {
 				t.Errorf("%s: UIDNEXT %d, want %d", step.name, after, step.want[len(step.want)-1]+1)
 			}
 		}
+		// The server's copy of a moved message (the move's echo) is
+		// adopted: the message keeps the UID it got when it was moved.
+		before := idsWithUIDs(t, d, archive.Id, 3)[0]
+		res := mustIngest(t, d, imapItem(a.Id, archive.Id, 8, 50, rawMessage(2)))
+		if res[0].Created || res[0].MessageId != before {
+			t.Errorf("the echo of a move: %v, want message %s adopted", res[0], before)
+		}
+		if s, err := d.GetMessageSummary(ctx, before); err != nil || s.ImapUid != 3 {
+			t.Errorf("adopted echo: UID %d %v, want 3", s.GetImapUid(), err)
+		}
+		if next := mailboxNamed(t, d, a.Id, "Archive").ImapUidnext; next != 4 {
+			t.Errorf("Archive after adopting an echo: UIDNEXT %d, want 4", next)
+		}
 		for _, mb := range []*mailbusv1.Mailbox{inbox, archive} {
 			uids := uidsOf(listByUID(t, d, mb.Id, 0, 2))
 			for i := 1; i < len(uids); i++ {
