@@ -1037,35 +1037,36 @@ var errLiteralTooLarge = errors.New("the server sent a message larger than the s
 // minLiteralProgress is what a message literal must bring per Timeout.
 const minLiteralProgress = 1 << 10
 
-// readAll reads a literal of the announced size, extending the guard's
-// deadline as data comes. A literal announced or found larger than limit
-// is refused before it is read (and before memory is taken for it).
-func readAll(g *guard, r io.Reader, size, limit int64) ([]byte, error) {
+// literal returns a reader of a message literal of the announced size
+// that moves the guard's deadline on as the literal arrives and fails
+// with errLiteralTooLarge past limit. It holds nothing: the ingest client
+// reads it in chunks.
+func literal(g *guard, r io.Reader, size, limit int64) (io.Reader, error) {
 	if size > limit {
 		return nil, fmt.Errorf("imapsync: %w (%d bytes announced, limit %d)", errLiteralTooLarge, size, limit)
 	}
-	buf := make([]byte, 0, max(size, 0))
-	chunk := make([]byte, 64<<10)
-	sinceTouch := 0
-	for {
-		n, err := r.Read(chunk)
-		buf = append(buf, chunk[:n]...)
-		if int64(len(buf)) > limit {
-			return nil, fmt.Errorf("imapsync: %w (more than %d bytes)", errLiteralTooLarge, limit)
-		}
-		// The deadline moves on per KiB, not per read: a server that
-		// drips a few octets at a time times out as a silent one does.
-		if sinceTouch += n; sinceTouch >= minLiteralProgress {
-			g.touch()
-			sinceTouch = 0
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
+	return &literalReader{g: g, r: r, limit: limit}, nil
+}
+
+type literalReader struct {
+	g          *guard
+	r          io.Reader
+	n, limit   int64
+	sinceTouch int
+}
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.n += int64(n); l.n > l.limit {
+		return 0, fmt.Errorf("imapsync: %w (more than %d bytes)", errLiteralTooLarge, l.limit)
 	}
+	// The deadline moves on per KiB, not per read: a server that drips
+	// a few octets at a time times out as a silent one does.
+	if l.sinceTouch += n; l.sinceTouch >= minLiteralProgress {
+		l.g.touch()
+		l.sinceTouch = 0
+	}
+	return n, err
 }
 
 func flagStrings(fl []imap.Flag) []string {

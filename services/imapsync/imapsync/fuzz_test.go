@@ -3,6 +3,7 @@ package imapsync
 import (
 	"bytes"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -117,22 +118,25 @@ func FuzzNormFlags(f *testing.F) {
 	})
 }
 
-// FuzzReadAll checks the literal reader against announced and real sizes:
+// FuzzLiteral checks the literal reader against announced and real sizes:
 // a literal larger than the limit (announced or found) is refused with
-// errLiteralTooLarge, and what is returned is exactly the data otherwise.
-func FuzzReadAll(f *testing.F) {
+// errLiteralTooLarge, and what is read is exactly the data otherwise.
+func FuzzLiteral(f *testing.F) {
 	f.Add([]byte("Subject: x\r\n\r\nbody"), int64(16), int64(1024))
 	f.Add([]byte("short"), int64(10<<30), int64(64<<20))
 	f.Add([]byte(strings.Repeat("x", 100)), int64(10), int64(50))
 	f.Add([]byte{}, int64(-1), int64(0))
 	f.Fuzz(func(t *testing.T, data []byte, announced, limit int64) {
-		if announced > 1<<20 && announced <= limit {
-			announced = 1 << 20 // readAll preallocates what is announced and allowed
-		}
 		c := &conn{timeout: time.Hour}
 		g := &guard{c: c, t: time.NewTimer(time.Hour)}
 		defer g.t.Stop()
-		got, err := readAll(g, bytes.NewReader(data), announced, limit)
+		got, err := func() ([]byte, error) {
+			r, err := literal(g, bytes.NewReader(data), announced, limit)
+			if err != nil {
+				return nil, err
+			}
+			return io.ReadAll(r)
+		}()
 		tooLarge := announced > limit || int64(len(data)) > limit
 		switch {
 		case tooLarge && !errors.Is(err, errLiteralTooLarge):

@@ -59,6 +59,7 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/ingest"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -79,8 +80,6 @@ const (
 	DefaultRetryMax       = 5 * time.Minute
 	DefaultShutdownGrace  = 5 * time.Second
 	serviceName           = "imapsync"
-	ingestChunk           = 1 << 20
-	ingestQueueBytes      = 32 << 20
 	initialChunkBatches   = 8 // FETCH batches between looks at write-backs
 	storeCallTimeout      = 60 * time.Second
 	maxWriteBackAttempts  = 5
@@ -354,6 +353,7 @@ func (s *Service) Run(ctx context.Context) error {
 		ingest:    mailbusv1.NewIngestServiceClient(conn),
 		mailboxes: mailbusv1.NewMailboxServiceClient(conn),
 	}
+	clients.stream = ingest.New(clients.ingest, ingest.Config{})
 	supCfg := accountrun.Config{
 		Accounts: accountrun.FromClient(mailbusv1.NewAccountServiceClient(conn)),
 		Changes:  clients.ingest,
@@ -512,6 +512,7 @@ func (s *Service) SyncNow(ctx context.Context, accountID string) error {
 
 type storeClients struct {
 	ingest    mailbusv1.IngestServiceClient
+	stream    *ingest.Client // IngestMessages
 	mailboxes mailbusv1.MailboxServiceClient
 }
 

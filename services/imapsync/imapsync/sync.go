@@ -1,6 +1,7 @@
 package imapsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ingest"
 )
 
 // initialSyncs runs the initial sync of every folder that has not finished
@@ -541,20 +543,14 @@ func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint
 }
 
 // fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
-// RFC822.SIZE) and streams them into the store while the store commits
-// the previous batch. onBatch runs, in order, once the store has committed a batch
-// (the cursor moves only over durable messages).
+// RFC822.SIZE) and streams each body into the store as it arrives
+// (pkg/ingest), while the store commits the previous batch. onBatch runs,
+// in order, once the store has committed a batch (the cursor moves only
+// over durable messages).
 func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32, kind string, onBatch func([]uint32) error) error {
 	if len(batches) == 0 {
 		return nil
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := w.st.ingest.IngestMessages(sctx)
-	if err != nil {
-		return fmt.Errorf("imapsync: ingest: %w", err)
-	}
-
 	type boundary struct {
 		count int // messages sent up to the end of the batch
 		uids  []uint32
@@ -562,200 +558,88 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	var (
 		mu        sync.Mutex
 		bounds    []boundary
-		results   []*mailbusv1.IngestResult
-		sent      int
+		acked     int
 		sentFlags = map[uint32][]string{}
-		recvErr   error
-		recvDone  = make(chan struct{})
 	)
-	// The receiver moves the cursor as batches are committed.
-	go func() {
-		defer close(recvDone)
-		acked := 0
-		for {
-			resp, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return
-			}
-			if err != nil {
-				recvErr = err
-				cancel()
-				return
-			}
-			mu.Lock()
-			results = append(results, resp.Results...)
-			acked += len(resp.Results)
-			var due []boundary
-			for len(bounds) > 0 && bounds[0].count <= acked {
-				due = append(due, bounds[0])
-				bounds = bounds[1:]
-			}
-			mu.Unlock()
-			for _, b := range due {
-				if err := onBatch(b.uids); err != nil {
-					recvErr = err
-					cancel()
-					return
-				}
+	// The stream's receiver moves the cursor as batches are committed.
+	onResults := func(rs []*mailbusv1.IngestResult) error {
+		mu.Lock()
+		acked += len(rs)
+		var due []boundary
+		for len(bounds) > 0 && bounds[0].count <= acked {
+			due = append(due, bounds[0])
+			bounds = bounds[1:]
+		}
+		mu.Unlock()
+		for _, b := range due {
+			if err := onBatch(b.uids); err != nil {
+				return err
 			}
 		}
-	}()
-
-	// A sender goroutine streams to the store, so that the next messages
-	// are fetched while the store commits a batch; queued requests are
-	// bounded by bytes.
-	type queued struct {
-		req   *mailbusv1.IngestMessagesRequest
-		size  int
-		bound *boundary
-	}
-	q := make(chan queued, 4096)
-	bud := newBudget(ingestQueueBytes)
-	var sendErr error
-	sendDone := make(chan struct{})
-	go func() {
-		defer close(sendDone)
-		for it := range q {
-			if sendErr == nil {
-				if it.bound != nil {
-					mu.Lock()
-					bounds = append(bounds, *it.bound)
-					mu.Unlock()
-				}
-				if err := stream.Send(it.req); err != nil {
-					sendErr = err
-					cancel()
-				}
-			}
-			bud.release(it.size)
-		}
-	}()
-	closeQ := sync.OnceFunc(func() { close(q); <-sendDone })
-	defer closeQ()
-	send := func(req *mailbusv1.IngestMessagesRequest, bound *boundary) error {
-		if err := sctx.Err(); err != nil {
-			return fmt.Errorf("imapsync: ingest: %w", err)
-		}
-		n := len(req.Data)
-		bud.acquire(n)
-		q <- queued{req: req, size: n, bound: bound}
 		return nil
 	}
+	ing, err := w.st.stream.Open(ctx, ingest.Options{OnResults: onResults})
+	if err != nil {
+		return fmt.Errorf("imapsync: %w", err)
+	}
+	defer ing.Close()
 	body := &imap.FetchItemBodySection{Peek: true}
 	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
-	err = w.work.do(sctx, func(g *guard) error {
-		start := func(b []uint32) *fetchCmd {
-			set := imap.UIDSet{}
-			for _, u := range b {
-				set.AddNum(imap.UID(u))
-			}
-			return &fetchCmd{cmd: w.work.c.Fetch(set, opts), uids: b}
-		}
+	err = w.work.do(ctx, func(g *guard) error {
 		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
 		// and interleaves their responses, and go-imap hands each message
 		// to its command's channel, so a second FETCH in flight could
 		// stall the reader behind the first.
 		for _, b := range batches {
-			fc := start(b)
+			set := imap.UIDSet{}
+			for _, u := range b {
+				set.AddNum(imap.UID(u))
+			}
+			cmd := w.work.c.Fetch(set, opts)
 			var batchBytes int64
-			for m := fc.cmd.Next(); m != nil; m = fc.cmd.Next() {
+			for m := cmd.Next(); m != nil; m = cmd.Next() {
 				g.touch()
-				var (
-					uid   imap.UID
-					flags []imap.Flag
-					date  *timestamppb.Timestamp
-					size  int64
-					raw   []byte
-					got   bool
-				)
-				for it := m.Next(); it != nil; it = m.Next() {
-					switch it := it.(type) {
-					case imapclient.FetchItemDataUID:
-						uid = it.UID
-					case imapclient.FetchItemDataFlags:
-						flags = it.Flags
-					case imapclient.FetchItemDataInternalDate:
-						date = timestamppb.New(it.Time)
-					case imapclient.FetchItemDataRFC822Size:
-						size = it.Size
-					case imapclient.FetchItemDataBodySection:
-						if it.Literal == nil {
-							continue
-						}
-						raw, err = readAll(g, it.Literal, it.Literal.Size(), w.s.cfg.MaxMessageSize)
-						if err != nil {
-							return err
-						}
-						got = true
-					}
+				fm := fetchedMessage{f: f, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
+				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
+				if err != nil {
+					// Not cmd.Close: it would read the rest of the
+					// response (a hostile literal, a dripping one); the
+					// failed session's connection is closed instead.
+					return err
 				}
-				if uid == 0 || !got {
+				if !sent {
 					continue
 				}
 				w.s.metrics.messages.WithLabelValues(kind).Inc()
-				w.s.metrics.bytes.Add(float64(len(raw)))
-				batchBytes += int64(len(raw))
-				sentFlags[uint32(uid)] = normFlags(flagStrings(flags))
-				meta := &mailbusv1.IngestMeta{
-					AccountId: w.a.Id, Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: f.st.Uidvalidity, Uid: uint32(uid)},
-					Flags: sentFlags[uint32(uid)], InternalDate: date, Size: uint64(max(size, int64(len(raw)))),
-					LeaseToken: w.token,
-				}
-				first := true
-				for first || len(raw) > 0 {
-					n := min(len(raw), ingestChunk)
-					req := &mailbusv1.IngestMessagesRequest{Data: raw[:n], EndOfMessage: n == len(raw)}
-					if first {
-						req.Meta = meta
-						first = false
-					}
-					raw = raw[n:]
-					if err := send(req, nil); err != nil {
-						return err
-					}
-				}
-				sent++
+				w.s.metrics.bytes.Add(float64(n))
+				batchBytes += n
+				sentFlags[fm.uid] = fm.flags
 			}
-			if err := fc.cmd.Close(); err != nil {
+			if err := cmd.Close(); err != nil {
 				return err
 			}
-			if err := send(&mailbusv1.IngestMessagesRequest{Flush: true}, &boundary{count: sent, uids: fc.uids}); err != nil {
+			mu.Lock()
+			bounds = append(bounds, boundary{count: ing.Ended(), uids: b})
+			mu.Unlock()
+			if err := ing.Flush(); err != nil {
 				return err
 			}
-			w.fetched(ctx, len(fc.uids), batchBytes)
+			w.fetched(ctx, len(b), batchBytes)
 		}
 		return nil
 	})
 	if err != nil {
-		cancel()
-		closeQ()
-		<-recvDone
-		if recvErr != nil && !errors.Is(err, recvErr) {
-			return fmt.Errorf("imapsync: fetch %s: %w (store: %v)", f.name, err, recvErr)
-		}
-		if sendErr != nil {
-			return fmt.Errorf("imapsync: fetch %s: %w (store: %v)", f.name, err, sendErr)
-		}
 		return fmt.Errorf("imapsync: fetch %s: %w", f.name, err)
 	}
-	closeQ()
-	if sendErr != nil {
-		<-recvDone
-		return fmt.Errorf("imapsync: ingest: %w", sendErr)
-	}
-	if err := stream.CloseSend(); err != nil {
-		return fmt.Errorf("imapsync: ingest: %w", err)
-	}
-	<-recvDone
-	if recvErr != nil {
-		return fmt.Errorf("imapsync: ingest: %w", recvErr)
+	if err := ing.Finish(); err != nil {
+		return fmt.Errorf("imapsync: %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(results) != sent || len(bounds) != 0 {
-		return fmt.Errorf("imapsync: ingest: %d of %d messages acknowledged", len(results), sent)
+	if len(bounds) != 0 {
+		return fmt.Errorf("imapsync: ingest: %d of %d messages acknowledged", acked, ing.Ended())
 	}
-	for _, r := range results {
+	for _, r := range ing.Take() {
 		if r.Error != "" {
 			w.log.Warn("store refused a message; left on the server", "folder", f.name, "uid", r.GetUpstream().GetUid(), "err", r.Error)
 			if r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {
@@ -784,6 +668,98 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	return nil
 }
 
+// fetchedMessage is one message of a FETCH response on its way to the
+// store.
+type fetchedMessage struct {
+	f       *folder
+	account string
+	token   uint64
+
+	uid   uint32
+	flags []string
+	date  *timestamppb.Timestamp
+	size  int64
+	seen  int // of the items UID, FLAGS, INTERNALDATE
+}
+
+// ingest reads one message of a FETCH response and sends it on the
+// stream. The body goes to the store as it arrives when the server sent
+// UID, FLAGS and INTERNALDATE before it (Dovecot, and servers generally,
+// do); a body that comes before them is held until the message's items
+// end. It returns the body's size and whether a message was sent (not for
+// a response without UID or body).
+func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *ingest.Stream, limit int64) (int64, bool, error) {
+	var (
+		held []byte
+		got  bool
+		n    int64
+	)
+	for it := m.Next(); it != nil; it = m.Next() {
+		switch it := it.(type) {
+		case imapclient.FetchItemDataUID:
+			fm.uid = uint32(it.UID)
+			fm.seen++
+		case imapclient.FetchItemDataFlags:
+			fm.flags = normFlags(flagStrings(it.Flags))
+			fm.seen++
+		case imapclient.FetchItemDataInternalDate:
+			fm.date = timestamppb.New(it.Time)
+			fm.seen++
+		case imapclient.FetchItemDataRFC822Size:
+			fm.size = it.Size
+		case imapclient.FetchItemDataBodySection:
+			if it.Literal == nil || got {
+				continue
+			}
+			r, err := literal(g, it.Literal, it.Literal.Size(), limit)
+			if err != nil {
+				return 0, false, err
+			}
+			fm.size = max(fm.size, it.Literal.Size())
+			got = true
+			if fm.uid == 0 || fm.seen < 3 {
+				if held, err = io.ReadAll(r); err != nil {
+					return 0, false, err
+				}
+				continue
+			}
+			if n, err = ing.Send(fm.meta(), r); err != nil {
+				return n, false, err
+			}
+			return n, true, drain(g, m, limit)
+		}
+	}
+	if fm.uid == 0 || !got {
+		return 0, false, nil
+	}
+	n, err := ing.Send(fm.meta(), bytes.NewReader(held))
+	return n, err == nil, err
+}
+
+// drain reads the items after a message's body (none, from servers that
+// send the body last); another literal is bounded as the body is.
+func drain(g *guard, m *imapclient.FetchMessageData, limit int64) error {
+	for it := m.Next(); it != nil; it = m.Next() {
+		if bs, ok := it.(imapclient.FetchItemDataBodySection); ok && bs.Literal != nil {
+			r, err := literal(g, bs.Literal, bs.Literal.Size(), limit)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (fm *fetchedMessage) meta() *mailbusv1.IngestMeta {
+	return &mailbusv1.IngestMeta{
+		AccountId: fm.account, Upstream: &mailbusv1.UpstreamId{MailboxId: fm.f.id, Uidvalidity: fm.f.st.Uidvalidity, Uid: fm.uid},
+		Flags: fm.flags, InternalDate: fm.date, Size: uint64(max(fm.size, 0)), LeaseToken: fm.token,
+	}
+}
+
 // fetched counts messages and bytes of an initial sync in the progress,
 // and reports it at most every Config.ProgressInterval.
 func (w *account) fetched(ctx context.Context, n int, bytes int64) {
@@ -797,39 +773,4 @@ func (w *account) fetched(ctx context.Context, n int, bytes int64) {
 		w.lastProgress = time.Now()
 		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
 	}
-}
-
-type fetchCmd struct {
-	cmd  *imapclient.FetchCommand
-	uids []uint32
-}
-
-// budget bounds the bytes queued for the store.
-type budget struct {
-	mu          sync.Mutex
-	cond        *sync.Cond
-	used, limit int
-}
-
-func newBudget(limit int) *budget {
-	b := &budget{limit: limit}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-// acquire waits until n more bytes fit (one item always fits).
-func (b *budget) acquire(n int) {
-	b.mu.Lock()
-	for b.used > 0 && b.used+n > b.limit {
-		b.cond.Wait()
-	}
-	b.used += n
-	b.mu.Unlock()
-}
-
-func (b *budget) release(n int) {
-	b.mu.Lock()
-	b.used -= n
-	b.cond.Broadcast()
-	b.mu.Unlock()
 }

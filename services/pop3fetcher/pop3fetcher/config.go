@@ -38,8 +38,6 @@ const (
 	DefaultStatusHeartbeat = 0
 	DefaultShutdownGrace   = 5 * time.Second
 	DefaultStoreTimeout    = 2 * time.Minute
-	// chunkSize is the size of the data requests of IngestMessages.
-	chunkSize = 128 << 10
 )
 
 // Config configures a Fetcher. The zero value of each field means its

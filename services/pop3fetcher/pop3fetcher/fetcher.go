@@ -18,6 +18,7 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/hostlimit"
+	"github.com/mailbus/mailbus/pkg/ingest"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -33,6 +34,7 @@ type Fetcher struct {
 	ownConn  bool
 	accounts mailbusv1.AccountServiceClient
 	ingest   mailbusv1.IngestServiceClient
+	ingestc  *ingest.Client
 	metrics  *metrics
 	hosts    *hostlimit.Limiter
 
@@ -61,6 +63,7 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	f.accounts = mailbusv1.NewAccountServiceClient(f.conn)
 	f.ingest = mailbusv1.NewIngestServiceClient(f.conn)
+	f.ingestc = ingest.New(f.ingest, ingest.Config{Timeout: cfg.StoreTimeout})
 	return f, nil
 }
 

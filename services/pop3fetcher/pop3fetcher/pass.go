@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/accountfield"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ingest"
 	"github.com/mailbus/mailbus/pkg/ownership"
 	"github.com/mailbus/mailbus/pkg/pop3"
 )
@@ -607,7 +608,7 @@ func (p *pass) fetch(ctx context.Context) error {
 	// already abandoned and closed.
 	defer func() {
 		if ing != nil {
-			ing.close()
+			ing.Close()
 		}
 	}()
 	nums := make([]int, len(p.jobs))
@@ -623,7 +624,7 @@ func (p *pass) fetch(ctx context.Context) error {
 	})
 	if err != nil || ctx.Err() != nil {
 		if ing != nil {
-			ing.abandon(p.grace)
+			ing.Abandon(p.grace)
 			p.collect(ing)
 		}
 		if err == nil {
@@ -632,13 +633,13 @@ func (p *pass) fetch(ctx context.Context) error {
 		return p.refusedRetr(err)
 	}
 	p.step = "store messages"
-	err = ing.finish(ctx)
+	err = ing.Finish()
 	p.collect(ing)
-	return err
+	return ingestErr("ingest", err)
 }
 
 // one stores one retrieved message.
-func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader) error {
+func (p *pass) one(ctx context.Context, ing **ingest.Stream, j *job, r io.Reader) error {
 	body := r
 	switch {
 	case j.uidl == "":
@@ -691,7 +692,7 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 		Ref:        strconv.Itoa(j.idx),
 		Size:       uint64(max(j.size, 0)),
 	}
-	n, err := (*ing).send(meta, body)
+	n, err := (*ing).Send(meta, body)
 	if err != nil {
 		if errors.Is(err, pop3.ErrTooLarge) {
 			// The server sent more than LIST announced, and more than the
@@ -702,9 +703,9 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 			n = p.f.cfg.MaxMessageSize + 1 // read up to the limit, and then more
 			p.mem.oversized[j.uidl] = n
 			p.tooLarge(j.num, j.uidl, n)
-			(*ing).abandon(p.grace)
+			(*ing).Abandon(p.grace)
 			p.collect(*ing)
-			(*ing).close()
+			(*ing).Close()
 			if err := ctx.Err(); err != nil {
 				*ing = nil // fetch knows the old one is done
 				return err
@@ -713,13 +714,10 @@ func (p *pass) one(ctx context.Context, ing **ingestStream, j *job, r io.Reader)
 			*ing = next // nil on failure: fetch knows the old one is done
 			return err
 		}
-		return err
+		return ingestErr("send message", err)
 	}
 	j.size = n
 	p.collect(*ing)
-	if err := (*ing).maybeFlush(p.f.cfg.FlushMessages, p.f.cfg.FlushBytes); err != nil {
-		return err
-	}
 	p.reportProgress(false)
 	return nil
 }
@@ -754,8 +752,8 @@ func (p *pass) trimming() bool { return p.f.cfg.exactListSizes(p.acct.Host) }
 // collect records the store's answers: an acknowledged message counts as
 // fetched (and, in delete mode, may now be deleted); a refused one is
 // skipped, and not downloaded again in this generation.
-func (p *pass) collect(ing *ingestStream) {
-	for _, r := range ing.take() {
+func (p *pass) collect(ing *ingest.Stream) {
+	for _, r := range ing.Take() {
 		idx, err := strconv.Atoi(r.Ref)
 		if err != nil || idx < 0 || idx >= len(p.jobs) {
 			p.log.Error("store answered an unknown reference", "ref", r.Ref)

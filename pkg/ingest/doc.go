@@ -1,0 +1,58 @@
+// Package ingest is the fetchers' one client of the store's
+// IngestService.IngestMessages stream (decision 0042): imapsync and the
+// POP3 fetcher both send messages through it.
+//
+// # The stream
+//
+// A message goes to the store as a request with its meta (IngestMeta)
+// followed by data chunks, the last with end_of_message; one request may
+// carry all three. The store commits in batches (at its own bounds, when
+// asked with a flush request, and at the end of the stream) and answers
+// each committed batch with one IngestResult per message, in stream
+// order. A result is the acknowledgement: the message is durable (decision
+// 0001, 0002, 0014). A message the stream lost before its end_of_message
+// is never stored: the store drops a partial message when the stream
+// breaks.
+//
+// # What the client does
+//
+// Stream.Send reads a message from an io.Reader in chunks of
+// Config.ChunkSize and sends them as it reads: the client never holds a
+// whole message, only the chunks queued for sending (at most
+// Config.QueueChunks). The chunk buffers are reused (per stream, and
+// across streams through the Client), not allocated per message.
+//
+// A sender goroutine sends the queued chunks while the caller reads the
+// next ones from upstream, so that reading the server and writing the
+// store overlap. A receiver goroutine collects the results, which the
+// caller takes (Stream.Take) or gets by callback (Options.OnResults).
+//
+// Flushes: Stream.Flush asks the store to commit what it has; with
+// Options.FlushMessages or Options.FlushBytes set, Send flushes by itself
+// once that much was sent since the last flush.
+//
+// Watchdog: a store that neither takes data nor answers for
+// Config.Timeout while the client waits on it (a send blocked, or a flush
+// or the end of the stream not answered) gets its stream cut; the error
+// then wraps ErrStalled.
+//
+// Abandon: Stream.Abandon ends a stream after a failure. A message still
+// half-sent (its body failed to read: a *BodyError) is dropped by cutting
+// the stream without its end_of_message; before that the store is asked
+// to commit the messages sent in full, and Abandon waits for their
+// results, bounded by its context. Stream.Close cuts the stream at once.
+//
+// Errors: Classify says whether an error of the stream is worth retrying
+// (Retryable), will fail the same way again (Permanent), or says that
+// another replica has taken the account over (Fenced, decision 0011: the
+// fetcher must stop working it).
+//
+// # Copies of a body
+//
+// From the upstream socket to the store's gRPC stream a body is copied
+// twice in user space: the protocol reader (go-imap's literal reader, the
+// POP3 dot-reader, both over a bufio.Reader that the kernel fills) copies
+// it into a chunk buffer of this package, and gRPC marshals the request
+// into its frame buffer. imapsync copied it twice more before (a 64 KiB
+// read buffer, then a whole-message buffer growing by append).
+package ingest

@@ -1,0 +1,263 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ownership"
+)
+
+// The real store is in tests/ingest (a module that may depend on the
+// store); these tests use a fake store that can be told to misbehave.
+
+// fakeStore is an IngestService whose IngestMessages reads (unless
+// stall) and answers each flush with the results of the messages ended
+// before it (unless silent).
+type fakeStore struct {
+	mailbusv1.UnimplementedIngestServiceServer
+	stall  bool // never read: the client's sends block
+	silent bool // read, never answer
+	got    chan []*mailbusv1.IngestMessagesRequest
+}
+
+func (f *fakeStore) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
+	var reqs []*mailbusv1.IngestMessagesRequest
+	defer func() { f.got <- reqs }()
+	if f.stall {
+		<-stream.Context().Done()
+		return stream.Context().Err()
+	}
+	var results []*mailbusv1.IngestResult
+	var ref string
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			if !f.silent {
+				return stream.Send(&mailbusv1.IngestMessagesResponse{Results: results})
+			}
+			<-stream.Context().Done()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, req)
+		if req.Meta != nil {
+			ref = req.Meta.Ref
+		}
+		if req.EndOfMessage {
+			results = append(results, &mailbusv1.IngestResult{Ref: ref, MessageId: "id-" + ref, Created: true})
+		}
+		if req.Flush && !f.silent {
+			if err := stream.Send(&mailbusv1.IngestMessagesResponse{Results: results}); err != nil {
+				return err
+			}
+			results = nil
+		}
+	}
+}
+
+func startFake(t *testing.T, f *fakeStore) mailbusv1.IngestServiceClient {
+	t.Helper()
+	f.got = make(chan []*mailbusv1.IngestMessagesRequest, 10)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	mailbusv1.RegisterIngestServiceServer(srv, f)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return mailbusv1.NewIngestServiceClient(conn)
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func meta(ref string, size int) *mailbusv1.IngestMeta {
+	return &mailbusv1.IngestMeta{AccountId: "1", Ref: ref, Upstream: &mailbusv1.UpstreamId{Uidl: ref}, Size: uint64(size)}
+}
+
+// A message larger than the queue goes out in chunks as it is read: the
+// stream never has more than QueueChunks chunk buffers, every request
+// carries at most ChunkSize octets, and the store gets the bytes exactly.
+func TestChunksBounded(t *testing.T) {
+	f := &fakeStore{}
+	c := New(startFake(t, f), Config{ChunkSize: 4096, QueueChunks: 2})
+	body := bytes.Repeat([]byte("0123456789abcdef"), 100_000) // 1.6 MB
+	s, err := c.Open(testCtx(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i, b := range [][]byte{body, {}, []byte("x")} {
+		n, err := s.Send(meta(fmt.Sprint(i), len(b)), bytes.NewReader(b))
+		if err != nil || n != int64(len(b)) {
+			t.Fatalf("Send %d: %d octets, %v", i, n, err)
+		}
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if s.allocated > 2 {
+		t.Errorf("%d chunk buffers allocated, want at most 2", s.allocated)
+	}
+	if rs := s.Take(); len(rs) != 3 {
+		t.Errorf("%d results, want 3", len(rs))
+	}
+	reqs := <-f.got
+	var msgs [][]byte
+	for _, r := range reqs {
+		if len(r.Data) > 4096 {
+			t.Fatalf("a request of %d octets", len(r.Data))
+		}
+		if r.Meta != nil {
+			msgs = append(msgs, nil)
+		}
+		msgs[len(msgs)-1] = append(msgs[len(msgs)-1], r.Data...)
+	}
+	if len(msgs) != 3 || !bytes.Equal(msgs[0], body) || len(msgs[1]) != 0 || string(msgs[2]) != "x" {
+		t.Errorf("the store got %d messages, not the bytes sent", len(msgs))
+	}
+}
+
+// A store that stops reading, or reads and never answers a flush or the
+// end of the stream, has the stream cut by the watchdog: the error wraps
+// ErrStalled and is retryable.
+func TestWatchdog(t *testing.T) {
+	cases := []struct {
+		name string
+		f    *fakeStore
+	}{
+		{"never reads", &fakeStore{stall: true}},
+		{"never answers", &fakeStore{silent: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New(startFake(t, tc.f), Config{ChunkSize: 64 << 10, QueueChunks: 2, Timeout: 200 * time.Millisecond})
+			s, err := c.Open(testCtx(t), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			// Larger than gRPC's flow-control window, so that a store
+			// that never reads blocks the sends.
+			body := bytes.Repeat([]byte("x"), 32<<20)
+			_, err = s.Send(meta("0", len(body)), bytes.NewReader(body))
+			if err == nil {
+				err = s.Finish()
+			}
+			if !errors.Is(err, ErrStalled) || Classify(err) != Retryable {
+				t.Fatalf("got %v (%v), want ErrStalled, retryable", err, Classify(err))
+			}
+		})
+	}
+}
+
+// failingReader yields n octets, then fails.
+type failingReader struct{ n int }
+
+var errUpstream = errors.New("upstream connection reset")
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, errUpstream
+	}
+	k := min(len(p), r.n)
+	r.n -= k
+	return k, nil
+}
+
+// A body that fails to read leaves its message half-sent: the error is a
+// *BodyError, Send and Finish refuse to go on, and Abandon commits the
+// messages sent in full (their results arrive) and cuts the stream
+// without the half-sent message's end.
+func TestAbandonHalfSent(t *testing.T) {
+	f := &fakeStore{}
+	c := New(startFake(t, f), Config{ChunkSize: 1024})
+	s, err := c.Open(testCtx(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send(meta("0", 10), bytes.NewReader([]byte("complete\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Send(meta("1", 5000), &failingReader{n: 3000})
+	var be *BodyError
+	if !errors.As(err, &be) || !errors.Is(err, errUpstream) {
+		t.Fatalf("Send of a failing body: %v, want a BodyError", err)
+	}
+	if _, err := s.Send(meta("2", 1), bytes.NewReader([]byte("x"))); !errors.Is(err, ErrOpenMessage) {
+		t.Errorf("Send after a half-sent message: %v, want ErrOpenMessage", err)
+	}
+	if err := s.Finish(); !errors.Is(err, ErrOpenMessage) {
+		t.Errorf("Finish with a half-sent message: %v, want ErrOpenMessage", err)
+	}
+	s.Abandon(testCtx(t))
+	rs := s.Take()
+	if len(rs) != 1 || rs[0].Ref != "0" {
+		t.Errorf("results after Abandon: %v, want message 0's", rs)
+	}
+	reqs := <-f.got
+	for _, r := range reqs {
+		if r.Meta != nil && r.Meta.Ref == "1" && r.EndOfMessage {
+			t.Fatal("the half-sent message was ended")
+		}
+		if r.Meta == nil && r.EndOfMessage && !r.Flush {
+			// only message 0's single request may end a message
+			t.Fatal("the half-sent message was ended")
+		}
+	}
+	if _, err := s.Send(meta("3", 1), bytes.NewReader([]byte("x"))); err == nil {
+		t.Error("Send on an abandoned stream succeeded")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	stale := status.New(codes.FailedPrecondition, "stale lease")
+	stale, _ = stale.WithDetails(&errdetails.ErrorInfo{Reason: ownership.StaleLeaseReason, Domain: "mailbus.v1"})
+	cases := []struct {
+		err  error
+		want Class
+	}{
+		{fmt.Errorf("ingest: %w", stale.Err()), Fenced},
+		{status.Error(codes.FailedPrecondition, "something else"), Permanent},
+		{fmt.Errorf("ingest: %w", status.Error(codes.NotFound, "no account")), Permanent},
+		{status.Error(codes.InvalidArgument, "bad stream"), Permanent},
+		{status.Error(codes.Unauthenticated, "token"), Permanent},
+		{status.Error(codes.Unavailable, "down"), Retryable},
+		{status.Error(codes.ResourceExhausted, "busy"), Retryable},
+		{status.Error(codes.Internal, "bug or disk"), Retryable},
+		{fmt.Errorf("x: %w", ErrStalled), Retryable},
+		{&BodyError{status.Error(codes.InvalidArgument, "not the store's")}, Retryable},
+		{context.Canceled, Retryable},
+		{errors.New("connection reset"), Retryable},
+	}
+	for _, c := range cases {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
