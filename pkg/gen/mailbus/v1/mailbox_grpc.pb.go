@@ -40,8 +40,9 @@ const (
 // MailboxService is the device API: read mailboxes and messages, and change
 // them. Every change is committed at once, announced as an event with the
 // device as origin, and on IMAP accounts recorded as a pending write-back
-// that imapsync applies upstream. On POP3 accounts nothing goes upstream;
-// operations that would need the server fail with FAILED_PRECONDITION.
+// that imapsync applies upstream. On POP3 accounts nothing goes upstream:
+// flags, moves, deletes, local folders and appended messages stay in the
+// store.
 //
 // Every mutating request names its device in device_id; when the field is
 // empty the gRPC metadata key "mailbus-device-id" is used; a mutation with
@@ -56,7 +57,8 @@ type MailboxServiceClient interface {
 	// DeleteMailbox deletes a mailbox and the messages in it. The inbox cannot
 	// be deleted.
 	DeleteMailbox(ctx context.Context, in *DeleteMailboxRequest, opts ...grpc.CallOption) (*DeleteMailboxResponse, error)
-	// ListMessages lists the messages of a mailbox, newest first, paged.
+	// ListMessages lists the messages of a mailbox, paged: newest first, or
+	// in IMAP UID order (ListMessagesRequest.order).
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
 	// GetMessage returns one message, parsed: envelope, flags, MIME structure,
 	// text and HTML bodies, attachment metadata.
@@ -233,8 +235,9 @@ func (c *mailboxServiceClient) AppendMessage(ctx context.Context, in *AppendMess
 // MailboxService is the device API: read mailboxes and messages, and change
 // them. Every change is committed at once, announced as an event with the
 // device as origin, and on IMAP accounts recorded as a pending write-back
-// that imapsync applies upstream. On POP3 accounts nothing goes upstream;
-// operations that would need the server fail with FAILED_PRECONDITION.
+// that imapsync applies upstream. On POP3 accounts nothing goes upstream:
+// flags, moves, deletes, local folders and appended messages stay in the
+// store.
 //
 // Every mutating request names its device in device_id; when the field is
 // empty the gRPC metadata key "mailbus-device-id" is used; a mutation with
@@ -249,7 +252,8 @@ type MailboxServiceServer interface {
 	// DeleteMailbox deletes a mailbox and the messages in it. The inbox cannot
 	// be deleted.
 	DeleteMailbox(context.Context, *DeleteMailboxRequest) (*DeleteMailboxResponse, error)
-	// ListMessages lists the messages of a mailbox, newest first, paged.
+	// ListMessages lists the messages of a mailbox, paged: newest first, or
+	// in IMAP UID order (ListMessagesRequest.order).
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
 	// GetMessage returns one message, parsed: envelope, flags, MIME structure,
 	// text and HTML bodies, attachment metadata.

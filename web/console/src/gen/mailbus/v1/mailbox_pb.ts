@@ -952,8 +952,9 @@ export const MessageOrderSchema: GenEnum<MessageOrder> = /*@__PURE__*/
  * MailboxService is the device API: read mailboxes and messages, and change
  * them. Every change is committed at once, announced as an event with the
  * device as origin, and on IMAP accounts recorded as a pending write-back
- * that imapsync applies upstream. On POP3 accounts nothing goes upstream;
- * operations that would need the server fail with FAILED_PRECONDITION.
+ * that imapsync applies upstream. On POP3 accounts nothing goes upstream:
+ * flags, moves, deletes, local folders and appended messages stay in the
+ * store.
  *
  * Every mutating request names its device in device_id; when the field is
  * empty the gRPC metadata key "mailbus-device-id" is used; a mutation with
@@ -1004,7 +1005,8 @@ export const MailboxService: GenService<{
     output: typeof DeleteMailboxResponseSchema;
   },
   /**
-   * ListMessages lists the messages of a mailbox, newest first, paged.
+   * ListMessages lists the messages of a mailbox, paged: newest first, or
+   * in IMAP UID order (ListMessagesRequest.order).
    *
    * @generated from rpc mailbus.v1.MailboxService.ListMessages
    */
