@@ -1,0 +1,278 @@
+package imapgw
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mailbus/mailbus/pkg/apitoken"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// hub shares one SyncService.WatchChanges stream per account among all the
+// sessions that have a mailbox of it selected: 1,000 clients of one
+// account cost one stream, not 1,000. The stream runs with the token of
+// one of the subscribed sessions (any of them may read the account) and
+// stops when the last one leaves.
+type hub struct {
+	conn grpc.ClientConnInterface
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	accounts map[string]*accountWatch
+	closed   bool
+}
+
+func newHub(conn grpc.ClientConnInterface, log *slog.Logger) *hub {
+	return &hub{conn: conn, log: log, accounts: map[string]*accountWatch{}}
+}
+
+// accountWatch is the stream of one account.
+type accountWatch struct {
+	id     string
+	cancel context.CancelFunc
+	// ready is closed once the stream's starting state is known: events
+	// committed after a subscription that waited for it are delivered.
+	ready chan struct{}
+	// subs are guarded by hub.mu.
+	subs map[*subscription]struct{}
+}
+
+// subscription is one session's queue of the account's events.
+type subscription struct {
+	token string
+	// notify has room for one wake-up: Idle waits on it.
+	notify chan struct{}
+
+	mu     sync.Mutex
+	queue  []*mailbusv1.Event
+	resync bool // events were lost: list the mailbox again
+}
+
+func (s *subscription) push(ev *mailbusv1.Event) {
+	s.mu.Lock()
+	s.queue = append(s.queue, ev)
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *subscription) lost() {
+	s.mu.Lock()
+	s.queue, s.resync = nil, true
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *subscription) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued events, and whether the mailbox must be listed
+// again instead.
+func (s *subscription) take() ([]*mailbusv1.Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, r := s.queue, s.resync
+	s.queue, s.resync = nil, false
+	return q, r
+}
+
+// putBack returns events not yet applied to the front of the queue.
+func (s *subscription) putBack(evs []*mailbusv1.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.queue = append(evs[:len(evs):len(evs)], s.queue...)
+	s.mu.Unlock()
+}
+
+// subscribe adds a session of an account. It returns once the account's
+// stream knows its starting state, so that every change committed after
+// subscribe returns is delivered (some committed before may be too: the
+// session applies events idempotently).
+func (h *hub) subscribe(ctx context.Context, accountID, token string) (*subscription, error) {
+	sub := &subscription{token: token, notify: make(chan struct{}, 1)}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, errors.New("imapgw: shutting down")
+	}
+	w := h.accounts[accountID]
+	if w == nil {
+		wctx, cancel := context.WithCancel(context.Background())
+		w = &accountWatch{id: accountID, cancel: cancel, ready: make(chan struct{}), subs: map[*subscription]struct{}{}}
+		h.accounts[accountID] = w
+		go h.run(wctx, w)
+	}
+	w.subs[sub] = struct{}{}
+	h.mu.Unlock()
+	select {
+	case <-w.ready:
+		return sub, nil
+	case <-ctx.Done():
+		h.unsubscribe(accountID, sub)
+		return nil, ctx.Err()
+	}
+}
+
+func (h *hub) unsubscribe(accountID string, sub *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.accounts[accountID]
+	if w == nil {
+		return
+	}
+	delete(w.subs, sub)
+	if len(w.subs) == 0 {
+		w.cancel()
+		delete(h.accounts, accountID)
+	}
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for id, w := range h.accounts {
+		w.cancel()
+		delete(h.accounts, id)
+	}
+}
+
+// token returns the token of one of the account's subscribers, or "" when
+// none is left.
+func (h *hub) token(w *accountWatch) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range w.subs {
+		return s.token
+	}
+	return ""
+}
+
+// fanOut gives an event to every subscriber; lost tells them all to list
+// again.
+func (h *hub) fanOut(w *accountWatch, ev *mailbusv1.Event, lost bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range w.subs {
+		if lost {
+			s.lost()
+		} else {
+			s.push(ev)
+		}
+	}
+}
+
+// Reconnect waits of the account stream: doubled after each failure, with
+// jitter, so that many gateways do not retry a store in step.
+const (
+	watchRetryMin = 200 * time.Millisecond
+	watchRetryMax = 10 * time.Second
+)
+
+// run keeps the account's stream open until ctx ends: from the state the
+// store had when it started, then on from the last event seen, so that a
+// broken stream loses nothing; when the store no longer has the events
+// after that state (OUT_OF_RANGE), the sessions list their mailboxes
+// again.
+func (h *hub) run(ctx context.Context, w *accountWatch) {
+	var state uint64
+	haveState := false
+	wait := watchRetryMin
+	for ctx.Err() == nil {
+		token := h.token(w)
+		if token == "" {
+			return
+		}
+		creds := grpc.PerRPCCredentials(apitoken.Credentials(token))
+		if !haveState {
+			st, err := mailbusv1.NewSyncServiceClient(h.conn).GetState(ctx, &mailbusv1.GetStateRequest{AccountId: w.id}, creds)
+			if err != nil {
+				h.log.Warn("imap gateway: account state", "account", w.id, "err", err)
+				if !sleep(ctx, &wait) {
+					return
+				}
+				continue
+			}
+			state, haveState = st.State, true
+			select {
+			case <-w.ready:
+				// A restart after OUT_OF_RANGE: the sessions list again.
+				h.fanOut(w, nil, true)
+			default:
+				close(w.ready)
+			}
+		}
+		err := h.watch(ctx, w, state, creds, &state, &wait)
+		if ctx.Err() != nil {
+			return
+		}
+		switch status.Code(err) {
+		case codes.OutOfRange:
+			haveState = false
+			continue
+		case codes.Unauthenticated, codes.PermissionDenied:
+			// The token was revoked: another subscriber's may still work.
+			h.log.Info("imap gateway: account watch refused", "account", w.id, "err", err)
+		default:
+			h.log.Warn("imap gateway: account watch broke", "account", w.id, "err", err)
+		}
+		if !sleep(ctx, &wait) {
+			return
+		}
+	}
+}
+
+// watch streams the account's events after since into the subscribers,
+// keeping *last at the state of the last event.
+func (h *hub) watch(ctx context.Context, w *accountWatch, since uint64, creds grpc.CallOption, last *uint64, wait *time.Duration) error {
+	stream, err := mailbusv1.NewSyncServiceClient(h.conn).WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: w.id, SinceState: since, SkipStatus: true}, creds)
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return errors.New("watch ended")
+		}
+		if err != nil {
+			return err
+		}
+		*wait = watchRetryMin
+		ev := resp.GetEvent()
+		if ev == nil {
+			continue
+		}
+		if ev.State > *last {
+			*last = ev.State
+		}
+		h.fanOut(w, ev, false)
+	}
+}
+
+// sleep waits *wait with jitter and doubles it; false when ctx ended.
+func sleep(ctx context.Context, wait *time.Duration) bool {
+	d := *wait/2 + rand.N(*wait/2+1)
+	*wait = min(*wait*2, watchRetryMax)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

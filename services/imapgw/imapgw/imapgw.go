@@ -1,0 +1,261 @@
+// Package imapgw is the IMAP gateway: an IMAP4rev1 server (go-imap v2's
+// imapserver) in front of the store, so that any mail client is a device
+// (issue 15, decision 0041).
+//
+// The gateway keeps no mail of its own and talks to the store only through
+// the mailbus.v1 gRPC API, like any other device, with the client's own
+// API token on every call:
+//
+//   - LOGIN (or AUTHENTICATE PLAIN) takes the account's name, its upstream
+//     user name or the address as user name and a device API token as
+//     password. TokenService.GetCallerToken tells which accounts the token
+//     reaches and whether it is read-only; AccountService.ListAccounts
+//     finds the account among them.
+//   - Mailboxes, UIDVALIDITY, UIDNEXT and UIDs come from the store
+//     (Mailbox.imap_uidvalidity, imap_uidnext, MessageSummary.imap_uid),
+//     so they are the same after a restart of the gateway and on every
+//     replica (decision 0040).
+//   - Each change is a MailboxService call with device_id "imap:<token
+//     id>", so it fans out as events with that origin and, on IMAP
+//     accounts, is written back upstream.
+//   - Changes from any source reach the selected mailbox of every session
+//     (unsolicited EXISTS, EXPUNGE and FETCH FLAGS, also during IDLE) from
+//     one SyncService.WatchChanges stream per account, shared by all the
+//     sessions of that account (hub.go).
+//
+// A session keeps the client's view of its selected mailbox: the UIDs in
+// sequence order with the message ids and flags (selected.go). It changes
+// only when the session tells the client, which keeps sequence numbers
+// right while other devices change the mailbox.
+package imapgw
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc"
+
+	"github.com/mailbus/mailbus/pkg/grpctls"
+)
+
+// Defaults.
+const (
+	// DefaultListen is the address of mailbus serve's gateway.
+	DefaultListen = "127.0.0.1:7143"
+	// DefaultMaxMessageSize is the store's default largest message: the
+	// APPEND limit.
+	DefaultMaxMessageSize = 64 << 20
+	// DefaultMaxConnsPerToken limits the connections open at once with one
+	// token: a mail client opens a few (Thunderbird 5 by default).
+	DefaultMaxConnsPerToken = 50
+	// DefaultLoginFailures failed logins from one address within
+	// DefaultLoginWindow make further logins from it fail at once until
+	// the window has passed.
+	DefaultLoginFailures = 10
+	DefaultLoginWindow   = time.Minute
+)
+
+// Config configures the gateway. The zero value of a field means its
+// default; StoreConn is required.
+type Config struct {
+	// StoreConn is the connection to the store's gRPC API. It must carry
+	// no API token of its own: every call carries the logged-in client's.
+	StoreConn grpc.ClientConnInterface
+	// Listen is the plaintext (STARTTLS when TLS is set) address; default
+	// DefaultListen. "-" serves none (TLSListen only). Listener, when set,
+	// is used instead.
+	Listen   string
+	Listener net.Listener
+	// TLSListen, when set, serves implicit TLS (IMAPS) there too; it needs
+	// TLS. TLSListener, when set, is used instead.
+	TLSListen   string
+	TLSListener net.Listener
+	// TLS is the server certificate for STARTTLS and TLSListen.
+	TLS *tls.Config
+	// Insecure allows Listen on a non-loopback address without TLS
+	// (decision 0017). Even then LOGIN and AUTHENTICATE are refused on a
+	// plaintext connection from another host.
+	Insecure bool
+	// MaxMessageSize is the largest APPEND (APPENDLIMIT): the store's
+	// maximum message size; default DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// MaxConnsPerToken limits the logged-in connections of one token;
+	// default DefaultMaxConnsPerToken.
+	MaxConnsPerToken int
+	// LoginFailures within LoginWindow from one remote address make
+	// further logins from it fail at once; defaults DefaultLoginFailures
+	// and DefaultLoginWindow.
+	LoginFailures int
+	LoginWindow   time.Duration
+	// Logger receives the gateway's logs; nil discards them.
+	Logger *slog.Logger
+	// Ready, if set, is called with the plaintext and TLS addresses (""
+	// for none) once the gateway accepts connections.
+	Ready func(addr, tlsAddr string)
+}
+
+// Gateway is the IMAP gateway.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    *hub
+	logins *loginThrottle
+
+	mu    sync.Mutex
+	conns map[string]int // logged-in connections per token id
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.StoreConn == nil {
+		return nil, errors.New("imapgw: no store connection")
+	}
+	if cfg.Listen == "" && cfg.Listener == nil {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxMessageSize > 1<<32-1 {
+		cfg.MaxMessageSize = 1<<32 - 1
+	}
+	if cfg.MaxConnsPerToken <= 0 {
+		cfg.MaxConnsPerToken = DefaultMaxConnsPerToken
+	}
+	if cfg.LoginFailures <= 0 {
+		cfg.LoginFailures = DefaultLoginFailures
+	}
+	if cfg.LoginWindow <= 0 {
+		cfg.LoginWindow = DefaultLoginWindow
+	}
+	if (cfg.TLSListen != "" || cfg.TLSListener != nil) && cfg.TLS == nil {
+		return nil, errors.New("imapgw: the implicit TLS listener needs a certificate (--tls-cert, --tls-key)")
+	}
+	if cfg.Listener == nil && cfg.Listen != "-" {
+		if _, err := grpctls.CheckListen(cfg.Listen, cfg.TLS != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("imapgw: --imap-listen %w", err)
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Gateway{cfg: cfg, log: log, conns: map[string]int{}}
+	g.hub = newHub(cfg.StoreConn, log)
+	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow)
+	return g, nil
+}
+
+// Caps are the capabilities the gateway announces (besides those
+// imapserver adds by itself: SASL-IR, LITERAL-, UNSELECT, ENABLE, IDLE,
+// UTF8=ACCEPT, STARTTLS with TLS, AUTH=PLAIN, APPENDLIMIT=).
+var Caps = imap.CapSet{
+	imap.CapIMAP4rev1:    {},
+	imap.CapNamespace:    {},
+	imap.CapUIDPlus:      {},
+	imap.CapMove:         {},
+	imap.CapSpecialUse:   {},
+	imap.CapListExtended: {},
+	imap.CapListStatus:   {},
+	imap.CapLiteralPlus:  {},
+	imap.CapChildren:     {},
+	imap.CapStatusSize:   {},
+}
+
+// Run serves until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	addr, tlsAddr := "", ""
+	if ln := g.cfg.Listener; ln != nil || g.cfg.Listen != "-" {
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", g.cfg.Listen); err != nil {
+				return fmt.Errorf("imapgw: %w", err)
+			}
+		}
+		lns = append(lns, ln)
+		addr = ln.Addr().String()
+	}
+	if ln := g.cfg.TLSListener; ln != nil || g.cfg.TLSListen != "" {
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", g.cfg.TLSListen); err != nil {
+				closeAll()
+				return fmt.Errorf("imapgw: %w", err)
+			}
+		}
+		lns = append(lns, tls.NewListener(ln, g.cfg.TLS))
+		tlsAddr = ln.Addr().String()
+	}
+	if len(lns) == 0 {
+		return errors.New("imapgw: no listener")
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: g.newSession,
+		Caps:       Caps,
+		Logger:     slogPrintf{g.log},
+		TLSConfig:  g.cfg.TLS,
+		// The gateway applies the rule itself in Login: only after TLS
+		// or from loopback (imapserver knows only "TLS or always").
+		InsecureAuth: true,
+	})
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	g.log.Info("imap gateway serving", "addr", addr, "tls_addr", tlsAddr)
+	if g.cfg.Ready != nil {
+		g.cfg.Ready(addr, tlsAddr)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	srv.Close()
+	g.hub.close()
+	if err != nil {
+		return fmt.Errorf("imapgw: %w", err)
+	}
+	return nil
+}
+
+// acquire counts a logged-in connection of a token; false when the token
+// has MaxConnsPerToken already.
+func (g *Gateway) acquire(tokenID string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[tokenID] >= g.cfg.MaxConnsPerToken {
+		return false
+	}
+	g.conns[tokenID]++
+	return true
+}
+
+func (g *Gateway) release(tokenID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[tokenID]--; g.conns[tokenID] <= 0 {
+		delete(g.conns, tokenID)
+	}
+}
+
+// slogPrintf is imapserver's Logger on slog.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,327 @@
+package imapgw
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc"
+
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// message is one message of the client's view of its selected mailbox.
+type message struct {
+	uid   uint32
+	id    string
+	flags []string
+	size  uint64
+	date  time.Time
+}
+
+func newMessage(m *mailbusv1.MessageSummary) *message {
+	return &message{uid: m.ImapUid, id: m.Id, flags: m.Flags, size: m.Size, date: m.GetInternalDate().AsTime()}
+}
+
+// selected is the client's view of its selected mailbox: the messages in
+// sequence order (which is UID order), as the client was last told. Events
+// of the account change it only as the session writes the matching
+// untagged responses (EXISTS, EXPUNGE, FETCH FLAGS), so that sequence
+// numbers stay what the client thinks they are.
+type selected struct {
+	mbox     *mailbusv1.Mailbox
+	readOnly bool
+	msgs     []*message
+	byID     map[string]*message
+	// maxUID is the highest UID the view has held: a created event with a
+	// UID at or below it is one the list already had (or a message since
+	// deleted), never a new one, since UIDs only grow.
+	maxUID uint32
+	sub    *subscription
+	// pendingExists is set when messages were added to the view but the
+	// client was not told the new count yet.
+	pendingExists bool
+}
+
+// listAll reads every message of a mailbox in UID order.
+func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption) ([]*message, error) {
+	var out []*message
+	token := ""
+	for {
+		resp, err := c.ListMessages(ctx, &mailbusv1.ListMessagesRequest{
+			MailboxId: mailboxID, PageSize: 1000, PageToken: token, Order: mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID,
+		}, creds)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range resp.Messages {
+			out = append(out, newMessage(m))
+		}
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+	}
+	// The store's order; sorted again so that the view's invariant does
+	// not depend on it.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].uid < out[j].uid })
+	return out, nil
+}
+
+func newSelected(mbox *mailbusv1.Mailbox, msgs []*message, readOnly bool, sub *subscription) *selected {
+	s := &selected{mbox: mbox, readOnly: readOnly, msgs: msgs, byID: make(map[string]*message, len(msgs)), sub: sub}
+	for _, m := range msgs {
+		s.byID[m.id] = m
+		s.maxUID = max(s.maxUID, m.uid)
+	}
+	return s
+}
+
+// seqOf returns the 1-based sequence number of a message of the view, 0
+// when it is not in it.
+func (s *selected) seqOf(m *message) uint32 {
+	i := sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].uid >= m.uid })
+	if i < len(s.msgs) && s.msgs[i] == m {
+		return uint32(i + 1)
+	}
+	return 0
+}
+
+// uidNext is the UIDNEXT to announce.
+func (s *selected) uidNext() uint32 {
+	return max(s.mbox.ImapUidnext, s.maxUID+1)
+}
+
+// add appends a message placed in the mailbox after everything in the
+// view; false when its UID says it is not new.
+func (s *selected) add(m *message) bool {
+	if m.uid <= s.maxUID || s.byID[m.id] != nil {
+		return false
+	}
+	s.msgs = append(s.msgs, m)
+	s.byID[m.id] = m
+	s.maxUID = m.uid
+	s.pendingExists = true
+	return true
+}
+
+// remove takes a message out of the view and returns its sequence number
+// as the client knew it (0 when it was not in the view).
+func (s *selected) remove(id string) uint32 {
+	m := s.byID[id]
+	if m == nil {
+		return 0
+	}
+	seq := s.seqOf(m)
+	if seq == 0 {
+		return 0
+	}
+	s.msgs = slices.Delete(s.msgs, int(seq-1), int(seq))
+	delete(s.byID, id)
+	return seq
+}
+
+func (s *selected) flushExists(w *imapserver.UpdateWriter) error {
+	if !s.pendingExists {
+		return nil
+	}
+	s.pendingExists = false
+	return w.WriteNumMessages(uint32(len(s.msgs)))
+}
+
+// poll applies the queued events of the account to the view and tells the
+// client. Without allowExpunge (during FETCH, STORE and SEARCH), it stops
+// at the first event that would expunge a message and keeps the rest for
+// later.
+func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.UpdateWriter, allowExpunge bool) error {
+	evs, resync := s.sub.take()
+	if resync {
+		if !allowExpunge {
+			s.sub.lost()
+			return nil
+		}
+		if err := s.resync(ctx, sess, w); err != nil {
+			return err
+		}
+		return s.flushExists(w)
+	}
+	for i, ev := range evs {
+		if !allowExpunge && s.expunges(ev) {
+			s.sub.putBack(evs[i:])
+			break
+		}
+		if err := s.apply(ev, w); err != nil {
+			return err
+		}
+	}
+	return s.flushExists(w)
+}
+
+// expunges reports whether an event takes a message out of the view.
+func (s *selected) expunges(ev *mailbusv1.Event) bool {
+	switch p := ev.Payload.(type) {
+	case *mailbusv1.Event_MessageDeleted:
+		return s.byID[p.MessageDeleted.MessageId] != nil
+	case *mailbusv1.Event_MessageUpdated:
+		m := p.MessageUpdated.GetMessage()
+		return m.GetMailboxId() != s.mbox.Id && s.byID[m.GetId()] != nil
+	case *mailbusv1.Event_MailboxDeleted:
+		return p.MailboxDeleted.MailboxId == s.mbox.Id && len(s.msgs) > 0
+	}
+	return false
+}
+
+// apply applies one event; it is idempotent, so events the list already
+// reflected change nothing.
+func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error {
+	switch p := ev.Payload.(type) {
+	case *mailbusv1.Event_MessageCreated:
+		if m := p.MessageCreated.GetMessage(); m.GetMailboxId() == s.mbox.Id {
+			s.add(newMessage(m))
+		}
+	case *mailbusv1.Event_MessageUpdated:
+		m := p.MessageUpdated.GetMessage()
+		if m.GetMailboxId() != s.mbox.Id {
+			return s.expunge(w, m.GetId())
+		}
+		if cur := s.byID[m.Id]; cur != nil {
+			if slices.Equal(cur.flags, m.Flags) {
+				return nil
+			}
+			cur.flags = m.Flags
+			if err := s.flushExists(w); err != nil {
+				return err
+			}
+			return w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags))
+		}
+		s.add(newMessage(m)) // moved in
+	case *mailbusv1.Event_MessageDeleted:
+		return s.expunge(w, p.MessageDeleted.MessageId)
+	case *mailbusv1.Event_MailboxDeleted:
+		if p.MailboxDeleted.MailboxId == s.mbox.Id {
+			for len(s.msgs) > 0 {
+				if err := s.expunge(w, s.msgs[len(s.msgs)-1].id); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
+	if s.byID[id] == nil {
+		return nil
+	}
+	if err := s.flushExists(w); err != nil {
+		return err
+	}
+	if seq := s.remove(id); seq != 0 {
+		return w.WriteExpunge(seq)
+	}
+	return nil
+}
+
+// resync lists the mailbox again after lost events and tells the client
+// the difference.
+func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.UpdateWriter) error {
+	msgs, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds)
+	if err != nil {
+		return imapError(err, "list the mailbox")
+	}
+	now := make(map[string]*message, len(msgs))
+	for _, m := range msgs {
+		now[m.id] = m
+	}
+	for i := len(s.msgs) - 1; i >= 0; i-- {
+		if m := s.msgs[i]; now[m.id] == nil || now[m.id].uid != m.uid {
+			if err := s.expunge(w, m.id); err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range msgs {
+		if cur := s.byID[m.id]; cur != nil {
+			if !slices.Equal(cur.flags, m.flags) {
+				cur.flags = m.flags
+				if err := w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		s.add(m)
+	}
+	return nil
+}
+
+// resolve returns the messages of the view a sequence or UID set names, in
+// sequence order. "*" is the last message; a UID range with "*" includes
+// the last message even when its UID is below the range's start (RFC
+// 3501 section 6.4.8).
+func (s *selected) resolve(set imap.NumSet) []*message {
+	var out []*message
+	n := len(s.msgs)
+	if n == 0 {
+		return nil
+	}
+	switch set := set.(type) {
+	case imap.SeqSet:
+		for i, m := range s.msgs {
+			if seqContains(set, uint32(i+1), uint32(n)) {
+				out = append(out, m)
+			}
+		}
+	case imap.UIDSet:
+		last := s.msgs[n-1].uid
+		for _, m := range s.msgs {
+			if uidContains(set, m.uid, last) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func seqContains(set imap.SeqSet, num, star uint32) bool {
+	for _, r := range set {
+		if inRange(r.Start, r.Stop, num, star) {
+			return true
+		}
+	}
+	return false
+}
+
+func uidContains(set imap.UIDSet, uid, star uint32) bool {
+	for _, r := range set {
+		if inRange(uint32(r.Start), uint32(r.Stop), uid, star) {
+			return true
+		}
+	}
+	return false
+}
+
+// inRange reports whether num is in start:stop, 0 standing for "*" (the
+// largest number in use) and the ends in either order.
+func inRange(start, stop, num, star uint32) bool {
+	if start == 0 {
+		start = star
+	}
+	if stop == 0 {
+		stop = star
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start <= num && num <= stop
+}
+
+func imapFlags(flags []string) []imap.Flag {
+	out := make([]imap.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}

@@ -1,0 +1,814 @@
+package imapgw
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailbus/mailbus/pkg/apitoken"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+)
+
+// callTimeout bounds one call to the store.
+const callTimeout = 2 * time.Minute
+
+// batch is the most message ids one UpdateFlags, MoveMessages or
+// DeleteMessages takes.
+const batch = 1000
+
+// session is one IMAP connection.
+type session struct {
+	g      *Gateway
+	conn   *imapserver.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Set by Login.
+	token    string
+	tokenID  string
+	device   string
+	readOnly bool
+	account  *mailbusv1.Account
+	creds    grpc.CallOption
+	counted  bool
+
+	sel *selected
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
+	_ imapserver.SessionAppendLimit    = (*session)(nil)
+	_ imapserver.SessionUnauthenticate = (*session)(nil)
+)
+
+func (g *Gateway) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{g: g, conn: c, ctx: ctx, cancel: cancel}, nil, nil
+}
+
+func (s *session) call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, callTimeout)
+}
+
+func (s *session) mailboxes() mailbusv1.MailboxServiceClient {
+	return mailbusv1.NewMailboxServiceClient(s.g.cfg.StoreConn)
+}
+
+// Close implements imapserver.Session.
+func (s *session) Close() error {
+	s.unselect()
+	s.logout()
+	s.cancel()
+	return nil
+}
+
+func (s *session) logout() {
+	if s.counted {
+		s.g.release(s.tokenID)
+		s.counted = false
+	}
+	s.token, s.tokenID, s.device, s.account, s.creds = "", "", "", nil, nil
+}
+
+// Unauthenticate implements imapserver.SessionUnauthenticate.
+func (s *session) Unauthenticate() error {
+	s.unselect()
+	s.logout()
+	return nil
+}
+
+var errLoginFailed = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed,
+	Text: "Authentication failed: the user name is an account's name (or its upstream user name), the password a device API token of that account"}
+
+// Login implements imapserver.Session: the user name names an account, the
+// password is an API token that reaches it.
+func (s *session) Login(username, password string) error {
+	remote := s.conn.NetConn().RemoteAddr()
+	host := remoteHost(remote)
+	if !s.g.logins.allowed(host) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins from your address: try again later"}
+	}
+	if _, isTLS := s.conn.NetConn().(*tls.Conn); !isTLS && !isLoopback(remote) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "Log in after STARTTLS or over implicit TLS"}
+	}
+	fail := func() error {
+		s.g.logins.failed(host)
+		return errLoginFailed
+	}
+	if apitoken.Check(password) != nil {
+		return fail()
+	}
+	creds := grpc.PerRPCCredentials(apitoken.Credentials(password))
+	ctx, cancel := s.call()
+	defer cancel()
+	me, err := mailbusv1.NewTokenServiceClient(s.g.cfg.StoreConn).GetCallerToken(ctx, &mailbusv1.GetCallerTokenRequest{}, creds)
+	if status.Code(err) == codes.Unauthenticated || status.Code(err) == codes.PermissionDenied {
+		return fail()
+	}
+	if err != nil {
+		return imapError(err, "check the token")
+	}
+	acct, err := findAccount(ctx, mailbusv1.NewAccountServiceClient(s.g.cfg.StoreConn), username, creds)
+	if err != nil {
+		return imapError(err, "list the accounts")
+	}
+	if acct == nil {
+		return fail()
+	}
+	tok := me.GetToken()
+	if !s.g.acquire(tok.GetId()) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("This token has %d connections open already", s.g.cfg.MaxConnsPerToken)}
+	}
+	s.counted = true
+	s.token, s.tokenID, s.creds = password, tok.GetId(), creds
+	s.device = "imap:" + tok.GetId()
+	s.readOnly = tok.GetReadOnly()
+	s.account = acct
+	s.g.log.Debug("imap login", "account", acct.Id, "token", tok.GetId(), "read_only", s.readOnly, "remote", remote.String())
+	return nil
+}
+
+// findAccount returns the account the token reaches whose name, or
+// upstream user name, is username (case-insensitive); nil when none.
+func findAccount(ctx context.Context, c mailbusv1.AccountServiceClient, username string, creds grpc.CallOption) (*mailbusv1.Account, error) {
+	var byUser *mailbusv1.Account
+	page := ""
+	for {
+		resp, err := c.ListAccounts(ctx, &mailbusv1.ListAccountsRequest{PageSize: 100, PageToken: page}, creds)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range resp.Accounts {
+			if strings.EqualFold(a.Name, username) {
+				return a, nil
+			}
+			if byUser == nil && strings.EqualFold(a.Username, username) {
+				byUser = a
+			}
+		}
+		if page = resp.NextPageToken; page == "" {
+			return byUser, nil
+		}
+	}
+}
+
+func remoteHost(a net.Addr) string {
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+func isLoopback(a net.Addr) bool {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.IsLoopback()
+	}
+	ip := net.ParseIP(remoteHost(a))
+	return ip != nil && ip.IsLoopback()
+}
+
+// AppendLimit implements imapserver.SessionAppendLimit.
+func (s *session) AppendLimit() uint32 { return uint32(s.g.cfg.MaxMessageSize) }
+
+// errReadOnly answers changes through a read-only token.
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNoPerm, Text: "Read-only: this token may not change the mailbox"}
+
+func (s *session) checkWrite() error {
+	if s.readOnly || (s.sel != nil && s.sel.readOnly) {
+		return errReadOnly
+	}
+	return nil
+}
+
+// imapError turns a store error into an IMAP NO with the store's reason.
+func imapError(err error, what string) error {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return err
+	}
+	st := status.Convert(err)
+	e := &imap.Error{Type: imap.StatusResponseTypeNo, Text: fmt.Sprintf("Cannot %s: %s", what, st.Message())}
+	switch st.Code() {
+	case codes.NotFound:
+		e.Code = imap.ResponseCodeNonExistent
+	case codes.PermissionDenied:
+		e.Code = imap.ResponseCodeNoPerm
+	case codes.AlreadyExists:
+		e.Code = imap.ResponseCodeAlreadyExists
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		e.Code = imap.ResponseCodeCannot
+	case codes.ResourceExhausted:
+		e.Code = imap.ResponseCodeLimit
+	case codes.Unauthenticated:
+		e.Code = imap.ResponseCodeAuthorizationFailed
+		e.Text = "The store no longer accepts this token (revoked or expired)"
+	default:
+		e.Code = imap.ResponseCodeUnavailable
+	}
+	return e
+}
+
+// listMailboxes reads the account's mailboxes.
+func (s *session) listMailboxes() ([]*mailbusv1.Mailbox, error) {
+	ctx, cancel := s.call()
+	defer cancel()
+	resp, err := s.mailboxes().ListMailboxes(ctx, &mailbusv1.ListMailboxesRequest{AccountId: s.account.Id}, s.creds)
+	if err != nil {
+		return nil, imapError(err, "list the mailboxes")
+	}
+	return resp.Mailboxes, nil
+}
+
+// imapName is the name a mailbox has over IMAP: INBOX for the inbox.
+func imapName(m *mailbusv1.Mailbox) string {
+	if m.Role == mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX {
+		return "INBOX"
+	}
+	return m.Name
+}
+
+// delimiter is the account's hierarchy delimiter: the store's default "/"
+// while only the inbox (which has none) exists.
+func delimiter(mbs []*mailbusv1.Mailbox) rune {
+	for _, m := range mbs {
+		if m.Delimiter != "" {
+			return []rune(m.Delimiter)[0]
+		}
+	}
+	return '/'
+}
+
+var errNoMailbox = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "No such mailbox"}
+
+// findMailbox returns the mailbox with an IMAP name ("INBOX" in any case
+// is the inbox).
+func (s *session) findMailbox(name string) (*mailbusv1.Mailbox, []*mailbusv1.Mailbox, error) {
+	mbs, err := s.listMailboxes()
+	if err != nil {
+		return nil, nil, err
+	}
+	if d := delimiter(mbs); d != 0 {
+		name = strings.TrimSuffix(name, string(d))
+	}
+	for _, m := range mbs {
+		if n := imapName(m); n == name || (n == "INBOX" && strings.EqualFold(name, "INBOX")) {
+			return m, mbs, nil
+		}
+	}
+	return nil, mbs, errNoMailbox
+}
+
+// specialUse maps a mailbox role to its RFC 6154 attribute.
+var specialUse = map[mailbusv1.MailboxRole]imap.MailboxAttr{
+	mailbusv1.MailboxRole_MAILBOX_ROLE_SENT:    imap.MailboxAttrSent,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_DRAFTS:  imap.MailboxAttrDrafts,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_TRASH:   imap.MailboxAttrTrash,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_JUNK:    imap.MailboxAttrJunk,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_ARCHIVE: imap.MailboxAttrArchive,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_ALL:     imap.MailboxAttrAll,
+	mailbusv1.MailboxRole_MAILBOX_ROLE_FLAGGED: imap.MailboxAttrFlagged,
+}
+
+// List implements imapserver.Session. Every mailbox counts as subscribed:
+// the store has no subscriptions.
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	mbs, err := s.listMailboxes()
+	if err != nil {
+		return err
+	}
+	delim := delimiter(mbs)
+	if len(patterns) == 0 || (len(patterns) == 1 && patterns[0] == "") {
+		// The hierarchy delimiter and root (RFC 3501 section 6.3.8).
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: delim})
+	}
+	names := make([]string, len(mbs))
+	for i, m := range mbs {
+		names[i] = imapName(m)
+	}
+	for i, m := range mbs {
+		name := names[i]
+		if !slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(name, delim, ref, p) }) {
+			continue
+		}
+		attr, special := specialUse[m.Role]
+		if options.SelectSpecialUse && !special {
+			continue
+		}
+		data := &imap.ListData{Delim: delim, Mailbox: name}
+		if delim != 0 {
+			prefix := name + string(delim)
+			if slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, prefix) }) {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+			} else {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+			}
+		}
+		if special {
+			data.Attrs = append(data.Attrs, attr)
+		}
+		if options.ReturnSubscribed || options.SelectSubscribed {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if options.ReturnStatus != nil {
+			data.Status = s.statusData(m, name, options.ReturnStatus)
+		}
+		if err := w.WriteList(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) statusData(m *mailbusv1.Mailbox, name string, options *imap.StatusOptions) *imap.StatusData {
+	d := &imap.StatusData{Mailbox: name}
+	if options.NumMessages {
+		n := m.TotalMessages
+		d.NumMessages = &n
+	}
+	if options.NumRecent {
+		var zero uint32
+		d.NumRecent = &zero
+	}
+	if options.UIDNext {
+		d.UIDNext = imap.UID(max(m.ImapUidnext, 1))
+	}
+	if options.UIDValidity {
+		d.UIDValidity = m.ImapUidvalidity
+	}
+	if options.NumUnseen {
+		n := m.UnreadMessages
+		d.NumUnseen = &n
+	}
+	if options.AppendLimit {
+		n := s.AppendLimit()
+		d.AppendLimit = &n
+	}
+	return d
+}
+
+// Status implements imapserver.Session.
+func (s *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	m, _, err := s.findMailbox(name)
+	if err != nil {
+		return nil, err
+	}
+	if options.NumDeleted || options.Size || options.HighestModSeq || options.DeletedStorage {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "STATUS item not supported"}
+	}
+	return s.statusData(m, imapName(m), options), nil
+}
+
+// Namespace implements imapserver.SessionNamespace: one personal
+// namespace.
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	mbs, err := s.listMailboxes()
+	if err != nil {
+		return nil, err
+	}
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Delim: delimiter(mbs)}}}, nil
+}
+
+// Subscribe implements imapserver.Session: every mailbox is subscribed.
+func (s *session) Subscribe(string) error { return nil }
+
+// Unsubscribe implements imapserver.Session: a no-op, every mailbox stays
+// subscribed (the store keeps no subscriptions).
+func (s *session) Unsubscribe(string) error { return nil }
+
+// Create implements imapserver.Session.
+func (s *session) Create(name string, _ *imap.CreateOptions) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	mbs, err := s.listMailboxes()
+	if err != nil {
+		return err
+	}
+	if d := delimiter(mbs); d != 0 {
+		name = strings.TrimSuffix(name, string(d))
+	}
+	if strings.EqualFold(name, "INBOX") {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAlreadyExists, Text: "INBOX exists"}
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	_, err = s.mailboxes().CreateMailbox(ctx, &mailbusv1.CreateMailboxRequest{AccountId: s.account.Id, Name: name, DeviceId: s.device}, s.creds)
+	if err != nil {
+		return imapError(err, "create the mailbox")
+	}
+	return nil
+}
+
+// Delete implements imapserver.Session.
+func (s *session) Delete(name string) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	m, _, err := s.findMailbox(name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	if _, err := s.mailboxes().DeleteMailbox(ctx, &mailbusv1.DeleteMailboxRequest{MailboxId: m.Id, DeviceId: s.device}, s.creds); err != nil {
+		return imapError(err, "delete the mailbox")
+	}
+	return nil
+}
+
+// Rename implements imapserver.Session.
+func (s *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	m, mbs, err := s.findMailbox(oldName)
+	if err != nil {
+		return err
+	}
+	if d := delimiter(mbs); d != 0 {
+		newName = strings.TrimSuffix(newName, string(d))
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	if _, err := s.mailboxes().RenameMailbox(ctx, &mailbusv1.RenameMailboxRequest{MailboxId: m.Id, NewName: newName, DeviceId: s.device}, s.creds); err != nil {
+		return imapError(err, "rename the mailbox")
+	}
+	return nil
+}
+
+// storeFlags are the flags a client may set: \Recent is the server's.
+func storeFlags(flags []imap.Flag) []string {
+	var out []string
+	for _, f := range flags {
+		if strings.EqualFold(string(f), `\Recent`) {
+			continue
+		}
+		out = append(out, string(f))
+	}
+	return out
+}
+
+// Append implements imapserver.Session.
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	if err := s.checkWrite(); err != nil {
+		return nil, err
+	}
+	m, _, err := s.findMailbox(name)
+	if errors.Is(err, errNoMailbox) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(min(r.Size(), s.g.cfg.MaxMessageSize)))
+	if _, err := io.Copy(&buf, io.LimitReader(r, s.g.cfg.MaxMessageSize+1)); err != nil {
+		return nil, fmt.Errorf("imapgw: read the APPEND literal: %w", err)
+	}
+	req := &mailbusv1.AppendMessageRequest{MailboxId: m.Id, Raw: buf.Bytes(), Flags: storeFlags(options.Flags), DeviceId: s.device}
+	if !options.Time.IsZero() {
+		req.InternalDate = timestamppb.New(options.Time)
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	resp, err := s.mailboxes().AppendMessage(ctx, req, s.creds)
+	if err != nil {
+		return nil, imapError(err, "append the message")
+	}
+	if m.ImapUidvalidity == 0 || resp.GetMessage().GetImapUid() == 0 {
+		return nil, nil
+	}
+	return &imap.AppendData{UID: imap.UID(resp.Message.ImapUid), UIDValidity: m.ImapUidvalidity}, nil
+}
+
+// Select implements imapserver.Session.
+func (s *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	s.unselect()
+	m, _, err := s.findMailbox(name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	// Subscribed before listing: every change after the list is delivered.
+	sub, err := s.g.hub.subscribe(ctx, s.account.Id, s.token)
+	if err != nil {
+		return nil, imapError(err, "watch the account")
+	}
+	msgs, err := listAll(ctx, s.mailboxes(), m.Id, s.creds)
+	if err != nil {
+		s.g.hub.unsubscribe(s.account.Id, sub)
+		return nil, imapError(err, "list the mailbox")
+	}
+	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub)
+	s.sel = sel
+	data := &imap.SelectData{
+		Flags:       []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
+		NumMessages: uint32(len(msgs)),
+		UIDNext:     imap.UID(sel.uidNext()),
+		UIDValidity: m.ImapUidvalidity,
+	}
+	if !sel.readOnly {
+		// A read-only token's SELECT still ends in [READ-WRITE] (imapserver
+		// writes it from the command); no PERMANENTFLAGS tells the client
+		// that nothing can be changed.
+		data.PermanentFlags = append(slices.Clone(data.Flags), imap.FlagWildcard)
+	}
+	for i, msg := range msgs {
+		if !slices.Contains(msg.flags, string(imap.FlagSeen)) {
+			data.FirstUnseenSeqNum = uint32(i + 1)
+			break
+		}
+	}
+	return data, nil
+}
+
+func (s *session) unselect() {
+	if s.sel != nil {
+		s.g.hub.unsubscribe(s.account.Id, s.sel.sub)
+		s.sel = nil
+	}
+}
+
+// Unselect implements imapserver.Session.
+func (s *session) Unselect() error {
+	s.unselect()
+	return nil
+}
+
+// Poll implements imapserver.Session: the changes of the selected mailbox
+// since the client was last told.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if s.sel == nil {
+		return nil
+	}
+	ctx, cancel := s.call()
+	defer cancel()
+	return s.sel.poll(ctx, s, w, allowExpunge)
+}
+
+// Idle implements imapserver.Session: pushes the changes of the selected
+// mailbox as the account's stream delivers them.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.sel == nil {
+		<-stop
+		return nil
+	}
+	if err := s.Poll(w, true); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-s.sel.sub.notify:
+			if err := s.Poll(w, true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Expunge implements imapserver.Session: deletes the messages flagged
+// \Deleted (of uids, when given) in the store.
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	var ids []string
+	for _, m := range s.sel.msgs {
+		if !slices.Contains(m.flags, string(imap.FlagDeleted)) {
+			continue
+		}
+		if uids != nil && !uids.Contains(imap.UID(m.uid)) {
+			continue
+		}
+		ids = append(ids, m.id)
+	}
+	for chunk := range slices.Chunk(ids, batch) {
+		ctx, cancel := s.call()
+		_, err := s.mailboxes().DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: s.account.Id, MessageIds: chunk, DeviceId: s.device}, s.creds)
+		cancel()
+		if err != nil {
+			return imapError(err, "expunge")
+		}
+		if err := s.removeAndTell(chunk, w.WriteExpunge); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeAndTell takes messages out of the view, telling the client each
+// sequence number from the highest down (each stays valid that way).
+func (s *session) removeAndTell(ids []string, write func(uint32) error) error {
+	type gone struct {
+		id  string
+		seq uint32
+	}
+	var gs []gone
+	for _, id := range ids {
+		if m := s.sel.byID[id]; m != nil {
+			gs = append(gs, gone{id, s.sel.seqOf(m)})
+		}
+	}
+	slices.SortFunc(gs, func(a, b gone) int { return int(b.seq) - int(a.seq) })
+	for _, g := range gs {
+		s.sel.remove(g.id)
+		if write != nil {
+			if err := write(g.seq); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Store implements imapserver.Session with UpdateFlags.
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	msgs := s.sel.resolve(numSet)
+	want := storeFlags(flags.Flags)
+	var add, remove []string
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		add = want
+	case imap.StoreFlagsDel:
+		remove = want
+	case imap.StoreFlagsSet:
+		// (current ∪ want) − (all current flags − want) = want.
+		add = want
+		for _, m := range msgs {
+			for _, f := range m.flags {
+				if !containsFold(want, f) && !slices.Contains(remove, f) {
+					remove = append(remove, f)
+				}
+			}
+		}
+	}
+	for chunk := range slices.Chunk(msgs, batch) {
+		ids := make([]string, len(chunk))
+		for i, m := range chunk {
+			ids[i] = m.id
+		}
+		ctx, cancel := s.call()
+		resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: add, Remove: remove, DeviceId: s.device}, s.creds)
+		cancel()
+		if err != nil {
+			return imapError(err, "store the flags")
+		}
+		for _, after := range resp.Messages {
+			m := s.sel.byID[after.Id]
+			if m == nil {
+				continue
+			}
+			m.flags = after.Flags
+			if flags.Silent {
+				continue
+			}
+			rw := w.CreateMessage(s.sel.seqOf(m))
+			rw.WriteUID(imap.UID(m.uid))
+			rw.WriteFlags(imapFlags(m.flags))
+			if err := rw.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}
+
+// destination finds the target of COPY and MOVE.
+func (s *session) destination(name string) (*mailbusv1.Mailbox, error) {
+	dest, _, err := s.findMailbox(name)
+	if errors.Is(err, errNoMailbox) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if dest.Id == s.sel.mbox.Id {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination mailboxes are the same"}
+	}
+	return dest, nil
+}
+
+// Copy implements imapserver.Session: the store has no copy call, so each
+// message is read (GetRawMessage) and appended (AppendMessage) with its
+// flags and internal date.
+func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, error) {
+	if s.readOnly {
+		return nil, errReadOnly
+	}
+	dest, err := s.destination(destName)
+	if err != nil {
+		return nil, err
+	}
+	var src, dst imap.UIDSet
+	for _, m := range s.sel.resolve(numSet) {
+		raw, err := s.raw(m)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := s.call()
+		resp, err := s.mailboxes().AppendMessage(ctx, &mailbusv1.AppendMessageRequest{
+			MailboxId: dest.Id, Raw: raw, Flags: m.flags, InternalDate: timestamppb.New(m.date), DeviceId: s.device,
+		}, s.creds)
+		cancel()
+		if err != nil {
+			return nil, imapError(err, "copy the message")
+		}
+		src.AddNum(imap.UID(m.uid))
+		dst.AddNum(imap.UID(resp.GetMessage().GetImapUid()))
+	}
+	if dest.ImapUidvalidity == 0 || len(src) == 0 {
+		return nil, nil
+	}
+	return &imap.CopyData{UIDValidity: dest.ImapUidvalidity, SourceUIDs: src, DestUIDs: dst}, nil
+}
+
+// Move implements imapserver.SessionMove with MoveMessages: the messages
+// get new UIDs in the destination (COPYUID).
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName string) error {
+	if err := s.checkWrite(); err != nil {
+		return err
+	}
+	dest, err := s.destination(destName)
+	if err != nil {
+		return err
+	}
+	msgs := s.sel.resolve(numSet)
+	var src, dst imap.UIDSet
+	var moved []string
+	for chunk := range slices.Chunk(msgs, batch) {
+		ids := make([]string, len(chunk))
+		for i, m := range chunk {
+			ids[i] = m.id
+		}
+		ctx, cancel := s.call()
+		resp, err := s.mailboxes().MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: s.account.Id, MessageIds: ids, ToMailboxId: dest.Id, DeviceId: s.device}, s.creds)
+		cancel()
+		if err != nil {
+			if len(moved) > 0 {
+				// Tell what did move before failing.
+				if err := s.removeAndTell(moved, w.WriteExpunge); err != nil {
+					return err
+				}
+			}
+			return imapError(err, "move the messages")
+		}
+		for i, after := range resp.Messages {
+			src.AddNum(imap.UID(chunk[i].uid))
+			dst.AddNum(imap.UID(after.ImapUid))
+		}
+		moved = append(moved, ids...)
+	}
+	if len(moved) > 0 && dest.ImapUidvalidity != 0 {
+		if err := w.WriteCopyData(&imap.CopyData{UIDValidity: dest.ImapUidvalidity, SourceUIDs: src, DestUIDs: dst}); err != nil {
+			return err
+		}
+	}
+	return s.removeAndTell(moved, w.WriteExpunge)
+}
+
+// raw reads a message's raw bytes.
+func (s *session) raw(m *message) ([]byte, error) {
+	ctx, cancel := s.call()
+	defer cancel()
+	stream, err := s.mailboxes().GetRawMessage(ctx, &mailbusv1.GetRawMessageRequest{MessageId: m.id}, s.creds)
+	if err != nil {
+		return nil, imapError(err, "read the message")
+	}
+	buf := make([]byte, 0, m.size)
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, imapError(err, "read the message")
+		}
+		buf = append(buf, chunk.Data...)
+	}
+}
