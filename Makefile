@@ -38,7 +38,8 @@ all: lint test
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./services/store/cmd/mailbus-store ./services/imapsync/cmd/mailbus-imapsync \
-		./services/pop3fetcher/cmd/mailbus-pop3fetcher ./services/webhooks/cmd/mailbus-webhooks ./services/mailbus/cmd/mailbus
+		./services/pop3fetcher/cmd/mailbus-pop3fetcher ./services/webhooks/cmd/mailbus-webhooks ./services/imapgw/cmd/mailbus-imapgw \
+		./services/mailbus/cmd/mailbus
 
 # Needs only Go: the all-in-one server with demo IMAP and POP3 servers.
 # It builds ./bin/mailbus, which the commands the demo prints name.

@@ -68,6 +68,7 @@ require (
 
 replace (
 	github.com/mailbus/mailbus/pkg => ../pkg
+	github.com/mailbus/mailbus/services/imapgw => ../services/imapgw
 	github.com/mailbus/mailbus/services/imapsync => ../services/imapsync
 	github.com/mailbus/mailbus/services/mailbus => ../services/mailbus
 	github.com/mailbus/mailbus/services/pop3fetcher => ../services/pop3fetcher

@@ -8,6 +8,7 @@ require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/mailbus/mailbus/pkg v0.0.0
+	github.com/mailbus/mailbus/services/imapgw v0.0.0
 	github.com/mailbus/mailbus/services/imapsync v0.0.0
 	github.com/mailbus/mailbus/services/pop3fetcher v0.0.0
 	github.com/mailbus/mailbus/services/store v0.0.0
@@ -83,6 +84,7 @@ require (
 
 replace (
 	github.com/mailbus/mailbus/pkg => ../../pkg
+	github.com/mailbus/mailbus/services/imapgw => ../imapgw
 	github.com/mailbus/mailbus/services/imapsync => ../imapsync
 	github.com/mailbus/mailbus/services/pop3fetcher => ../pop3fetcher
 	github.com/mailbus/mailbus/services/store => ../store

@@ -41,7 +41,7 @@ func TestDemo(t *testing.T) {
 	tmp := t.TempDir()
 	c.env = append(c.env, "TMPDIR="+tmp)
 	const anyPort = "127.0.0.1:0"
-	p := c.start("demo", "--listen", anyPort, "--metrics-listen", anyPort,
+	p := c.start("demo", "--listen", anyPort, "--metrics-listen", anyPort, "--gateway-listen", anyPort,
 		"--nats-listen", anyPort, "--imap-listen", anyPort, "--pop3-listen", anyPort, "--new-mail-every", "1s")
 	banner := p.waitLine("the addresses", func(l string) bool { return strings.HasPrefix(l, "mailbus demo: the all-in-one server on ") })
 	var imapAddr, pop3Addr string

@@ -50,7 +50,7 @@ func startServe(t *testing.T, extra ...string) (c *cli, p *proc, natsAddr string
 	// The client commands find serve's admin token in $MAILBUS_DATA.
 	c.env = append(c.env, "MAILBUS_DATA="+data)
 	const anyPort = "127.0.0.1:0"
-	args := append([]string{"serve", "--data", data, "--listen", anyPort, "--metrics-listen", anyPort, "--nats-listen", anyPort}, extra...)
+	args := append([]string{"serve", "--data", data, "--listen", anyPort, "--metrics-listen", anyPort, "--nats-listen", anyPort, "--imap-listen", anyPort}, extra...)
 	p = c.start(args...)
 	p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
 	c.server = bannerField(t, p, "  store (gRPC):")

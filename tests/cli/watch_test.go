@@ -17,7 +17,7 @@ func TestWatchSurvivesARestart(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	c.env = append(c.env, "MAILBUS_DATA="+data)
 	serve := func() *proc {
-		p := c.start("serve", "--data", data, "--listen", c.server, "--metrics-listen", "-", "--log-level", "warn")
+		p := c.start("serve", "--data", data, "--listen", c.server, "--metrics-listen", "-", "--imap-listen", "127.0.0.1:0", "--log-level", "warn")
 		p.waitLine("the ready banner", func(l string) bool { return strings.HasPrefix(l, "mailbus is running") })
 		return p
 	}

@@ -319,7 +319,7 @@ func mailbusServe(ctx context.Context, bin string, t target, dir string) (measur
 		return measure{}, err
 	}
 	var stderr bytes.Buffer
-	serve := exec.Command(bin, "serve", "--data", data, "--listen", listen, "--metrics-listen", "-", "--log-level", "warn")
+	serve := exec.Command(bin, "serve", "--data", data, "--listen", listen, "--metrics-listen", "-", "--imap-listen", "-", "--log-level", "warn")
 	serve.Stderr = &stderr
 	stdout, err := serve.StdoutPipe()
 	if err != nil {

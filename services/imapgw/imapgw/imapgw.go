@@ -259,3 +259,34 @@ type slogPrintf struct{ log *slog.Logger }
 func (l slogPrintf) Printf(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...))
 }
+
+// ServerTLS returns the IMAP server's TLS configuration from a gRPC
+// server's (static, or pkg/grpctls Certs' with reloads): the same
+// certificate, no client certificate asked (mail clients have none), and
+// no ALPN protocols of gRPC's. It is nil for nil.
+func ServerTLS(cfg *tls.Config) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	strip := func(c *tls.Config) *tls.Config {
+		c = c.Clone()
+		c.ClientAuth, c.ClientCAs = tls.NoClientCert, nil
+		c.GetConfigForClient = nil
+		c.NextProtos = nil
+		return c
+	}
+	if cfg.GetConfigForClient == nil {
+		return strip(cfg)
+	}
+	base := cfg
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := base.GetConfigForClient(hello)
+			if err != nil || c == nil {
+				return c, err
+			}
+			return strip(c), nil
+		},
+	}
+}

@@ -58,6 +58,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
+	"github.com/mailbus/mailbus/services/imapgw/imapgw"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 	"github.com/mailbus/mailbus/services/store/store"
@@ -157,6 +158,14 @@ type Config struct {
 	// retried before it is dead-lettered; default the webhooks service's
 	// (24 h).
 	WebhookRetryWindow time.Duration
+	// IMAPListen is the IMAP gateway's address; empty or "-" runs no
+	// gateway (mailbus serve's --imap-listen defaults to
+	// imapgw.DefaultListen, 127.0.0.1:7143). IMAPListener, when set, is
+	// used instead. The gateway offers STARTTLS
+	// with the store's certificate (TLS or TLSCerts); without it a
+	// non-loopback address is refused unless Insecure is set.
+	IMAPListen   string
+	IMAPListener net.Listener
 	// ServiceToken is the service token of the fetchers in this process,
 	// accepted by the store without being stored (the only way to a
 	// service token in serve: the API does not make them); empty means a
@@ -200,6 +209,10 @@ type Info struct {
 	Database string
 	// AllowPrivateWebhooks is Config.AllowPrivateWebhooks.
 	AllowPrivateWebhooks bool
+	// IMAPAddr is the IMAP gateway's address, or "" when it is off.
+	IMAPAddr string
+	// IMAPTLS is set when the gateway offers STARTTLS.
+	IMAPTLS bool
 }
 
 // Server is the all-in-one server.
@@ -222,6 +235,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MetricsListen == "" {
 		cfg.MetricsListen = store.DefaultMetricsListen
 	}
+	if cfg.IMAPListen == "" {
+		cfg.IMAPListen = "-"
+	}
 	if cfg.TLS == nil && cfg.TLSCerts != nil {
 		cfg.TLS = cfg.TLSCerts.TLSConfig()
 	}
@@ -239,6 +255,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MetricsListen != "" && cfg.MetricsListen != "-" {
 		if _, err := grpctls.CheckListen(cfg.MetricsListen, cfg.TLS != nil, cfg.Insecure); err != nil {
 			return nil, fmt.Errorf("mailbus: --metrics-listen %w", err)
+		}
+	}
+	if cfg.IMAPListener == nil && cfg.IMAPListen != "-" {
+		if _, err := grpctls.CheckListen(cfg.IMAPListen, cfg.TLS != nil || cfg.TLSCerts != nil, cfg.Insecure); err != nil {
+			return nil, fmt.Errorf("mailbus: --imap-listen %w", err)
 		}
 	}
 	if cfg.NATSURL != "" && cfg.NATSListen != "" {
@@ -485,20 +506,42 @@ func (s *Server) Run(ctx context.Context) error {
 	runService("imapsync", imap.Run)
 	runService("pop3fetcher", pop.Run)
 	runService("webhooks", hooks.Run)
+	gwReady, err := s.startIMAPGateway(info.StoreAddr, runService, &info)
+	if err != nil {
+		stopFetchers()
+		wg.Wait()
+		stopStore()
+		<-storeDone
+		return err
+	}
 
 	// Ready once the webhooks service has its buckets: before, the
 	// webhook commands would be answered UNAVAILABLE.
 	webhooksReady := hooksReady
+	// With a gateway, also once it serves (info.IMAPAddr is set then).
+	waiting := 1
+	if gwReady != nil {
+		waiting++
+	}
+	announce := func() {
+		if waiting--; waiting > 0 {
+			return
+		}
+		s.log.Info("mailbus running", "store", info.StoreAddr, "imap", info.IMAPAddr, "database", info.Database, "nats", natsDescription(info, cfg))
+		if cfg.Ready != nil {
+			cfg.Ready(info)
+		}
+	}
 	var runErr error
 wait:
 	for {
 		select {
+		case <-gwReady:
+			gwReady = nil
+			announce()
 		case <-webhooksReady:
 			webhooksReady = nil
-			s.log.Info("mailbus running", "store", info.StoreAddr, "database", info.Database, "nats", natsDescription(info, cfg))
-			if cfg.Ready != nil {
-				cfg.Ready(info)
-			}
+			announce()
 		case <-ctx.Done():
 			break wait
 		case runErr = <-errc:
@@ -524,6 +567,48 @@ wait:
 	return runErr
 }
 
+// startIMAPGateway runs the IMAP gateway (unless IMAPListen is "-") on a
+// connection to the store without a token of its own: each call carries
+// the mail client's token. The returned channel is closed once it serves
+// (nil without a gateway).
+func (s *Server) startIMAPGateway(storeAddr string, runService func(string, func(context.Context) error), info *Info) (<-chan struct{}, error) {
+	cfg := s.cfg
+	if cfg.IMAPListener == nil && cfg.IMAPListen == "-" {
+		return nil, nil
+	}
+	conn, err := s.storeConn(storeAddr, "")
+	if err != nil {
+		return nil, err
+	}
+	var imapTLS *tls.Config
+	switch {
+	case cfg.TLSCerts != nil:
+		imapTLS = imapgw.ServerTLS(cfg.TLSCerts.TLSConfig())
+	case cfg.TLS != nil:
+		imapTLS = imapgw.ServerTLS(cfg.TLS)
+	}
+	ready := make(chan struct{})
+	gw, err := imapgw.New(imapgw.Config{
+		StoreConn: conn, Listen: cfg.IMAPListen, Listener: cfg.IMAPListener, TLS: imapTLS, Insecure: cfg.Insecure,
+		MaxMessageSize: cfg.MaxMessageSize, Logger: s.log,
+		Ready: func(addr, _ string) { info.IMAPAddr = addr; close(ready) },
+	})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("mailbus: %w", err)
+	}
+	info.IMAPTLS = imapTLS != nil
+	runService("imap gateway", func(ctx context.Context) error {
+		defer conn.Close()
+		err := gw.Run(ctx)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w (is another mailbus running? choose another address with --imap-listen, or - for none)", err)
+		}
+		return err
+	})
+	return ready, nil
+}
+
 // storeConn is the connection of the services in this process to the
 // store at addr, as a service (token): over TLS pinned to the store's own
 // certificate when it serves TLS. It connects lazily.
@@ -538,9 +623,12 @@ func (s *Server) storeConn(addr, token string) (*grpc.ClientConn, error) {
 			return nil, fmt.Errorf("mailbus: store client: %w", err)
 		}
 	}
-	conn, err := grpc.NewClient(addr, grpctls.Credentials(internalTLS),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
-		apitoken.DialOption(token))
+	opts := []grpc.DialOption{grpctls.Credentials(internalTLS),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20))}
+	if token != "" {
+		opts = append(opts, apitoken.DialOption(token))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mailbus: store client: %w", err)
 	}

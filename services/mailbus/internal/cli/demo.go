@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapgw/imapgw"
 	"github.com/mailbus/mailbus/services/mailbus/demo"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
@@ -80,6 +81,7 @@ removed at exit.`,
 	}
 	c.Flags().StringVar(&imapListen, "imap-listen", "127.0.0.1:1143", "address of the demo IMAP server")
 	c.Flags().StringVar(&pop3Listen, "pop3-listen", "127.0.0.1:1110", "address of the demo POP3 server")
+	c.Flags().StringVar(&f.imapListen, "gateway-listen", imapgw.DefaultListen, "address of mailbus's IMAP gateway, for mail clients (serve's --imap-listen); - turns it off")
 	c.Flags().DurationVar(&newMailEvery, "new-mail-every", time.Minute, "deliver a new message to the demo IMAP inbox this often; 0 turns it off")
 	return c
 }
@@ -305,6 +307,16 @@ func (a *app) demoSuggestions(ctx context.Context, c *client, info mailbus.Info,
 	}
 	if newMailEvery > 0 {
 		fmt.Fprintf(&b, "\nNew mail arrives in the demo IMAP inbox every %s: imapsync sees it at once (IDLE).\n", newMailEvery)
+	}
+	if info.IMAPAddr != "" {
+		cctx, cancel := c.call(ctx)
+		resp, err := c.tokens.CreateToken(cctx, &mailbusv1.CreateTokenRequest{Token: &mailbusv1.Token{
+			Name: "demo mail client", Role: mailbusv1.TokenRole_TOKEN_ROLE_DEVICE, AccountIds: []string{imapAcct.Id, popAcct.Id}}})
+		cancel()
+		if err == nil {
+			b.WriteString("\nAny mail client reaches both accounts through the IMAP gateway (a device token made now):\n")
+			printMailClientSettings(&b, info.IMAPAddr, []string{imapAcct.Name, popAcct.Name}, resp.Secret, false)
+		}
 	}
 	b.WriteString("\nThis terminal keeps streaming the events; Ctrl-C stops the demo.\n\n")
 	return b.String()

@@ -40,7 +40,7 @@ func TestDemoJSONOnlyJSONOnStdout(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-",
+		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-", "--gateway-listen", "127.0.0.1:0",
 			"--imap-listen", "127.0.0.1:0", "--pop3-listen", "127.0.0.1:0", "--new-mail-every", "0"},
 			IO{In: strings.NewReader(""), Out: &out, Err: &errb, Getenv: func(string) (string, bool) { return "", false }})
 	}()
@@ -84,7 +84,7 @@ func TestDemoWatchesItsAccountsAtOnce(t *testing.T) {
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-",
+		done <- Main(ctx, []string{"demo", "--json", "--data", filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--metrics-listen", "-", "--gateway-listen", "127.0.0.1:0",
 			"--imap-listen", "127.0.0.1:0", "--pop3-listen", "127.0.0.1:0", "--new-mail-every", "0"},
 			IO{In: strings.NewReader(""), Out: &out, Err: &errb, Getenv: func(string) (string, bool) { return "", false }, watchRefresh: time.Hour})
 	}()

@@ -14,6 +14,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/grpctls"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
+	"github.com/mailbus/mailbus/services/imapgw/imapgw"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 	"github.com/mailbus/mailbus/services/store/store"
 	"github.com/mailbus/mailbus/services/webhooks/webhooks"
@@ -23,6 +24,7 @@ import (
 type serveFlags struct {
 	data, databaseURL, natsURL, natsListen string
 	listen, metricsListen, keyFile         string
+	imapListen                             string
 	oldKeyFiles                            string
 	corsOrigins                            []string
 	logLevel, logFormat                    string
@@ -80,7 +82,7 @@ func (a *app) serverConfig(f *serveFlags) (mailbus.Config, error) {
 	}
 	cfg := mailbus.Config{
 		DataDir: f.data, DatabaseURL: f.databaseURL, NATSURL: f.natsURL, NATSListen: f.natsListen,
-		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log,
+		Listen: f.listen, MetricsListen: f.metricsListen, SecretKeyFile: f.keyFile, Logger: log, IMAPListen: f.imapListen,
 		Retention: f.retention, MaxMessageSize: f.maxMessageSize, CORSOrigins: f.corsOrigins,
 		EventsReplicas: int(f.eventsReplicas), EventsMaxAge: f.eventsMaxAge,
 		AllowPrivateWebhooks: f.allowPrivateWebhooks, WebhookRetryWindow: f.webhookRetryWindow,
@@ -135,7 +137,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
 	c := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the store, imapsync, pop3fetcher and webhooks in one process (embedded NATS and SQLite)",
+		Short: "Run the store, imapsync, pop3fetcher, webhooks and the IMAP gateway in one process (embedded NATS and SQLite)",
 		Long: `Run mailbus in one process: the store, the IMAP sync, the POP3 fetcher and
 the webhooks services, on an embedded NATS server with JetStream and an
 SQLite database in --data. Nothing else needs to be installed or running.
@@ -148,6 +150,9 @@ each as a NATS user that reads one account's events or every account's
 (mailbus nats-user create; applied while serve runs, no restart).
 Webhooks (mailbus webhook add) are served on the store's address; an
 endpoint on a loopback or private address needs --allow-private-webhooks.
+The IMAP gateway (--imap-listen) serves every account to mail clients: the
+user name is the account's name, the password a device token of it
+(mailbus token create --account NAME).
 SIGINT or SIGTERM stops everything gracefully.`,
 		Example: `  mailbus serve
   mailbus serve --data /var/lib/mailbus --nats-listen 127.0.0.1:4222
@@ -170,6 +175,7 @@ SIGINT or SIGTERM stops everything gracefully.`,
 	}
 	a.addServeFlags(c, &f, "info")
 	a.addServeTLSFlags(c, &f)
+	a.stringVar(c.Flags(), &f.imapListen, "imap-listen", "MAILBUS_IMAP_LISTEN", imapgw.DefaultListen, "the IMAP gateway's address, for mail clients (user: an account's name, password: a device token); STARTTLS with --tls-cert; - turns it off")
 	return c
 }
 
@@ -182,6 +188,9 @@ func printServeBanner(w io.Writer, info mailbus.Info) {
 		fmt.Fprintf(w, "  NATS:          %s   (events: mailbus.events.<account>.<kind>, stream MAILBUS_EVENTS)\n", info.NATSURL)
 	} else {
 		fmt.Fprintln(w, "  NATS:          embedded, in-process only (--nats-listen 127.0.0.1:4222 lets consumers subscribe)")
+	}
+	if info.IMAPAddr != "" {
+		fmt.Fprintf(w, "  IMAP gateway:  %s   (%s; user: an account's name, password: a device token)\n", info.IMAPAddr, imapSecurity(info))
 	}
 	if info.MetricsAddr != "" && info.MetricsAddr != "-" {
 		fmt.Fprintf(w, "  metrics:       http://%s/metrics\n", info.MetricsAddr)
@@ -201,4 +210,12 @@ func printServeBanner(w io.Writer, info mailbus.Info) {
 		fmt.Fprintf(w, "  admin token:   %s   (the client commands read %s, or --token-file, --token, MAILBUS_TOKEN)\n", info.AdminTokenFile, defaultTokenFile)
 	}
 	fmt.Fprintf(w, "Add an account: mailbus account add --server %s --help\n", info.StoreAddr)
+}
+
+// imapSecurity names the security a mail client sets for the gateway.
+func imapSecurity(info mailbus.Info) string {
+	if info.IMAPTLS {
+		return "STARTTLS"
+	}
+	return "no encryption: loopback only"
 }

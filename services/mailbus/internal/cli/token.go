@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapgw/imapgw"
 	"github.com/mailbus/mailbus/services/mailbus/mailbus"
 )
 
@@ -30,6 +33,7 @@ func (a *app) tokenCommand() *cobra.Command {
 func (a *app) tokenCreateCommand() *cobra.Command {
 	var (
 		name, role, expires string
+		imapAddr            string
 		accounts            []string
 		readOnly            bool
 	)
@@ -107,6 +111,19 @@ The token is printed once. Send it as the gRPC metadata
 			fmt.Fprintf(a.io.Err, "Created %s token %s (%s); the line above is the token, shown only now.\n"+
 				"Use it with --token, MAILBUS_TOKEN or --token-file, or as gRPC metadata \"authorization: Bearer <token>\".\n",
 				tokenRole(resp.Token.Role), resp.Token.Id, resp.Token.Name)
+			if t.Role == mailbusv1.TokenRole_TOKEN_ROLE_DEVICE {
+				var names []string
+				for _, ref := range accounts {
+					acct, err := c.account(ctx, ref)
+					if err == nil {
+						names = append(names, acct.Name)
+					}
+				}
+				if imapAddr == "" {
+					imapAddr = defaultIMAPAddress(a.server)
+				}
+				printMailClientSettings(a.io.Err, imapAddr, names, "the token above", readOnly)
+			}
 			return nil
 		}),
 	}
@@ -116,7 +133,43 @@ The token is printed once. Send it as the gRPC metadata
 	fl.BoolVar(&readOnly, "read-only", false, "device tokens: read, never change")
 	fl.StringVar(&role, "role", "device", "device or admin")
 	fl.StringVar(&expires, "expires", "", "the token stops working after this long: 90m, 12h, 30d, 2w (default never)")
+	fl.StringVar(&imapAddr, "imap-address", "", "device tokens: the IMAP gateway's address shown in the mail-client settings (default the host of --server, port 7143)")
 	return c
+}
+
+// defaultIMAPAddress is where the IMAP gateway of the store at server
+// listens by default: mailbus serve's --imap-listen port on its host.
+func defaultIMAPAddress(server string) string {
+	host, _, err := net.SplitHostPort(server)
+	if err != nil || host == "" {
+		host = "127.0.0.1"
+	}
+	_, port, _ := net.SplitHostPort(imapgw.DefaultListen)
+	return net.JoinHostPort(host, port)
+}
+
+// printMailClientSettings tells what to enter in a mail client to reach
+// accounts through the IMAP gateway at addr.
+func printMailClientSettings(w io.Writer, addr string, accounts []string, password string, readOnly bool) {
+	if len(accounts) == 0 {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = addr, "143"
+	}
+	security := "STARTTLS (none on loopback: mailbus serve without --tls-cert)"
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		security = "none on loopback (STARTTLS when mailbus serve has --tls-cert)"
+	}
+	fmt.Fprintf(w, "Mail client (IMAP gateway of mailbus serve, --imap-listen):\n")
+	fmt.Fprintf(w, "  server %s, port %s, security %s\n", host, port, security)
+	for _, name := range accounts {
+		fmt.Fprintf(w, "  user name %s, password %s\n", name, password)
+	}
+	if readOnly {
+		fmt.Fprintln(w, "  (read-only token: the client can read but not change anything)")
+	}
 }
 
 func (a *app) tokenListCommand() *cobra.Command {
