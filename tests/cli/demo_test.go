@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // TestDemo starts `mailbus demo` with every address on port 0, learns the
@@ -76,6 +78,7 @@ func TestDemo(t *testing.T) {
 	if _, rest, ok := strings.Cut(out, "Backend consumers on NATS nats://"); ok {
 		mustBound(t, strings.Fields(rest)[0])
 	}
+	checkMailClientSettings(t, out)
 	var oneShot, live [][]string
 	inLive := false
 	for _, l := range strings.Split(out, "\n") {
@@ -169,4 +172,36 @@ func mustBound(t *testing.T, addr string) {
 		t.Fatalf("the demo's address %s: %v", addr, err)
 	}
 	conn.Close()
+}
+
+// checkMailClientSettings logs in to the IMAP gateway with the settings
+// the demo printed, as each of its accounts, and selects the inbox.
+func checkMailClientSettings(t *testing.T, out string) {
+	t.Helper()
+	var host, port string
+	users := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 4 && f[0] == "IMAP" && f[1] == "server:":
+			host, port = f[2], f[4]
+		case len(f) == 5 && f[0] == "user" && f[1] == "name:":
+			users[f[2]] = f[4]
+		}
+	}
+	if host == "" || len(users) != 2 {
+		t.Fatalf("mail-client settings: server %q, users %v\n%s", host, users, out)
+	}
+	for user, password := range users {
+		c, err := imapclient.DialInsecure(net.JoinHostPort(host, port), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login(user, password).Wait(); err != nil {
+			t.Errorf("login as %s with the printed settings: %v", user, err)
+		} else if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Errorf("%s: SELECT INBOX: %v", user, err)
+		}
+		c.Close()
+	}
 }

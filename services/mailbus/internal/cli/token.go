@@ -162,13 +162,13 @@ func printMailClientSettings(w io.Writer, addr string, accounts []string, passwo
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		security = "none on loopback (STARTTLS when mailbus serve has --tls-cert)"
 	}
-	fmt.Fprintf(w, "Mail client (IMAP gateway of mailbus serve, --imap-listen):\n")
-	fmt.Fprintf(w, "  server %s, port %s, security %s\n", host, port, security)
+	fmt.Fprintf(w, "Mail client settings (the IMAP gateway of mailbus serve, --imap-listen):\n")
+	fmt.Fprintf(w, "IMAP server: %s  port: %s  security: %s\n", host, port, security)
 	for _, name := range accounts {
-		fmt.Fprintf(w, "  user name %s, password %s\n", name, password)
+		fmt.Fprintf(w, "user name: %s  password: %s\n", name, password)
 	}
 	if readOnly {
-		fmt.Fprintln(w, "  (read-only token: the client can read but not change anything)")
+		fmt.Fprintln(w, "(a read-only token: the client can read but not change anything)")
 	}
 }
 
