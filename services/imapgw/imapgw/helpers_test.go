@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ type env struct {
 	admin *grpc.ClientConn
 	// plain is a connection without a token, as the gateway uses.
 	plain *grpc.ClientConn
+	// rawReads counts the GetRawMessage calls on plain: the messages the
+	// gateway read.
+	rawReads atomic.Int64
 }
 
 func startEnv(t testing.TB) *env {
@@ -94,12 +98,17 @@ func startEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e.admin = e.dial(admin)
-	e.plain = e.dial("")
+	e.plain = e.dial("", grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if method == mailbusv1.MailboxService_GetRawMessage_FullMethodName {
+			e.rawReads.Add(1)
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}))
 	return e
 }
 
-func (e *env) dial(token string) *grpc.ClientConn {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+func (e *env) dial(token string, extra ...grpc.DialOption) *grpc.ClientConn {
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, extra...)
 	if token != "" {
 		opts = append(opts, apitoken.DialOption(token))
 	}
