@@ -167,7 +167,6 @@ var Caps = imap.CapSet{
 	imap.CapListStatus:   {},
 	imap.CapLiteralPlus:  {},
 	imap.CapChildren:     {},
-	imap.CapStatusSize:   {},
 }
 
 // Run serves until ctx ends.
