@@ -160,16 +160,26 @@ func TestMbsync(t *testing.T) {
 		t.Errorf("second run: maildir %v, was %v", counts(again), counts(got))
 	}
 
-	// A new message and a flag change reach the maildir on the next run,
-	// and only the new message is read.
+	// Another gateway (a restart, or another replica) serves the same
+	// UIDVALIDITY and UIDs: mbsync reads nothing through it either.
+	gw.stop()
+	gw = e.gateway(nil)
+	before = e.rawReads.Load()
+	out3 := mbsyncPull(t, bin, gw.addr, "work", tok, dir)
+	if n := e.rawReads.Load() - before; n != 0 {
+		t.Errorf("the run through a new gateway read %d messages, want none\n%s", n, out3)
+	}
+
+	// A new message reaches the maildir on the next run, and only it is
+	// read.
 	e.appendMsg(inbox.Id, testMail("new"))
 	before = e.rawReads.Load()
 	mbsyncPull(t, bin, gw.addr, "work", tok, dir)
 	if n := e.rawReads.Load() - before; n != 1 {
-		t.Errorf("the third run read %d messages, want 1", n)
+		t.Errorf("the last run read %d messages, want 1", n)
 	}
 	if again := maildirMessages(t, dir); len(again["INBOX"]) != 4 {
-		t.Errorf("third run: INBOX has %d messages, want 4", len(again["INBOX"]))
+		t.Errorf("last run: INBOX has %d messages, want 4", len(again["INBOX"]))
 	}
 }
 
