@@ -438,6 +438,10 @@ type MessageUpdated struct {
 	// The mailbox the message was in before a move, with its name and role;
 	// unset when not moved.
 	PreviousMailbox *MailboxRef `protobuf:"bytes,5,opt,name=previous_mailbox,json=previousMailbox,proto3" json:"previous_mailbox,omitempty"`
+	// The IMAP UID the message had in previous_mailbox before a move (under
+	// that mailbox's imap_uidvalidity); 0 when not moved, or when the
+	// message had no UID there. The message's new UID is message.imap_uid.
+	PreviousImapUid uint32 `protobuf:"varint,6,opt,name=previous_imap_uid,json=previousImapUid,proto3" json:"previous_imap_uid,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -507,13 +511,24 @@ func (x *MessageUpdated) GetPreviousMailbox() *MailboxRef {
 	return nil
 }
 
+func (x *MessageUpdated) GetPreviousImapUid() uint32 {
+	if x != nil {
+		return x.PreviousImapUid
+	}
+	return 0
+}
+
 // MessageDeleted says a message is gone.
 type MessageDeleted struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The deleted message.
 	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// The mailbox it was in.
-	MailboxId     string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	MailboxId string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// The IMAP UID it had in that mailbox (under the mailbox's
+	// imap_uidvalidity), so that a gateway can report it expunged without
+	// having listed it; 0 when it had none.
+	ImapUid       uint32 `protobuf:"varint,3,opt,name=imap_uid,json=imapUid,proto3" json:"imap_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +575,13 @@ func (x *MessageDeleted) GetMailboxId() string {
 		return x.MailboxId
 	}
 	return ""
+}
+
+func (x *MessageDeleted) GetImapUid() uint32 {
+	if x != nil {
+		return x.ImapUid
+	}
+	return 0
 }
 
 // MailboxCreated says a mailbox was created.
@@ -890,19 +912,21 @@ const file_mailbus_v1_events_proto_rawDesc = "" +
 	"\x0eMessageCreated\x124\n" +
 	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage\x128\n" +
 	"\vattachments\x18\x02 \x03(\v2\x16.mailbus.v1.AttachmentR\vattachments\x12/\n" +
-	"\x13omitted_attachments\x18\x03 \x01(\rR\x12omittedAttachments\"\xff\x01\n" +
+	"\x13omitted_attachments\x18\x03 \x01(\rR\x12omittedAttachments\"\xab\x02\n" +
 	"\x0eMessageUpdated\x124\n" +
 	"\amessage\x18\x01 \x01(\v2\x1a.mailbus.v1.MessageSummaryR\amessage\x12\x1f\n" +
 	"\vflags_added\x18\x02 \x03(\tR\n" +
 	"flagsAdded\x12#\n" +
 	"\rflags_removed\x18\x03 \x03(\tR\fflagsRemoved\x12.\n" +
 	"\x13previous_mailbox_id\x18\x04 \x01(\tR\x11previousMailboxId\x12A\n" +
-	"\x10previous_mailbox\x18\x05 \x01(\v2\x16.mailbus.v1.MailboxRefR\x0fpreviousMailbox\"N\n" +
+	"\x10previous_mailbox\x18\x05 \x01(\v2\x16.mailbus.v1.MailboxRefR\x0fpreviousMailbox\x12*\n" +
+	"\x11previous_imap_uid\x18\x06 \x01(\rR\x0fpreviousImapUid\"i\n" +
 	"\x0eMessageDeleted\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
 	"\n" +
-	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\"?\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\x12\x19\n" +
+	"\bimap_uid\x18\x03 \x01(\rR\aimapUid\"?\n" +
 	"\x0eMailboxCreated\x12-\n" +
 	"\amailbox\x18\x01 \x01(\v2\x13.mailbus.v1.MailboxR\amailbox\"d\n" +
 	"\x0eMailboxUpdated\x12-\n" +

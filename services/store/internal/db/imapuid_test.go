@@ -464,7 +464,8 @@ func TestIMAPUIDsTwoReplicas(t *testing.T) {
 }
 
 // TestIMAPUIDsInEvents: the message and mailbox events carry the UIDs and
-// the UIDVALIDITY, as the API's answers do.
+// the UIDVALIDITY, as the API's answers do; a move's event also carries
+// the UID the message had before, and a deletion's the UID it had.
 func TestIMAPUIDsInEvents(t *testing.T) {
 	eachBackend(t, func(t *testing.T, d *db.DB) {
 		ctx := context.Background()
@@ -491,6 +492,9 @@ func TestIMAPUIDsInEvents(t *testing.T) {
 		if _, err := d.RenameMailbox(ctx, device, folder.Id, "Renamed"); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := d.DeleteMessages(ctx, device, a.Id, ids[:1]); err != nil {
+			t.Fatal(err)
+		}
 		if moved[0].ImapUid != 1 || flagged[0].ImapUid != 1 || appended.ImapUid != 2 {
 			t.Fatalf("answers: moved UID %d, flagged %d, appended %d; want 1, 1, 2", moved[0].ImapUid, flagged[0].ImapUid, appended.ImapUid)
 		}
@@ -502,7 +506,10 @@ func TestIMAPUIDsInEvents(t *testing.T) {
 			case *mailbusv1.Event_MessageCreated:
 				got = append(got, fmt.Sprintf("created in %s, UID %d", p.MessageCreated.Message.MailboxId, p.MessageCreated.Message.ImapUid))
 			case *mailbusv1.Event_MessageUpdated:
-				got = append(got, fmt.Sprintf("updated in %s, UID %d", p.MessageUpdated.Message.MailboxId, p.MessageUpdated.Message.ImapUid))
+				u := p.MessageUpdated
+				got = append(got, fmt.Sprintf("updated in %s, UID %d, before in %q UID %d", u.Message.MailboxId, u.Message.ImapUid, u.PreviousMailboxId, u.PreviousImapUid))
+			case *mailbusv1.Event_MessageDeleted:
+				got = append(got, fmt.Sprintf("deleted from %s, UID %d", p.MessageDeleted.MailboxId, p.MessageDeleted.ImapUid))
 			case *mailbusv1.Event_MailboxCreated:
 				mb = p.MailboxCreated.Mailbox
 			case *mailbusv1.Event_MailboxUpdated:
@@ -521,10 +528,11 @@ func TestIMAPUIDsInEvents(t *testing.T) {
 			"created in " + inbox.Id + ", UID 1",
 			"created in " + inbox.Id + ", UID 2",
 			"mailbox.created Folder, UIDNEXT 1",
-			"updated in " + folder.Id + ", UID 1", // moved
-			"updated in " + inbox.Id + ", UID 1",  // flagged
-			"created in " + folder.Id + ", UID 2", // appended
+			"updated in " + folder.Id + ", UID 1, before in \"" + inbox.Id + "\" UID 2", // moved
+			"updated in " + inbox.Id + ", UID 1, before in \"\" UID 0",                  // flagged
+			"created in " + folder.Id + ", UID 2",                                       // appended
 			"mailbox.updated Renamed, UIDNEXT 3",
+			"deleted from " + inbox.Id + ", UID 1",
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("events:\n%q\nwant\n%q", got, want)

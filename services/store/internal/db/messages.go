@@ -479,7 +479,7 @@ func (d *DB) MoveMessages(ctx context.Context, origin *mailbusv1.Origin, account
 // message gets a new IMAP UID in the destination (decision 0040). The
 // upstream identity stays until the write-back reports the new one.
 func (t *tx) moveMessage(ctx context.Context, a *lockedAccount, m *messageRow, to int64) error {
-	from := m.mailbox
+	from, fromUID := m.mailbox, m.imapUID
 	uid, err := t.nextIMAPUID(ctx, to)
 	if err != nil {
 		return err
@@ -494,7 +494,7 @@ func (t *tx) moveMessage(ctx context.Context, a *lockedAccount, m *messageRow, t
 		return err
 	}
 	return t.emit(ctx, a.id, state, m.id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageUpdated{MessageUpdated: &mailbusv1.MessageUpdated{
-		Message: s, PreviousMailboxId: formatID(from),
+		Message: s, PreviousMailboxId: formatID(from), PreviousImapUid: uint32(fromUID),
 	}}})
 }
 
@@ -547,11 +547,14 @@ func (t *tx) deleteMessageRow(ctx context.Context, accountID, messageID, mailbox
 	if _, err := t.exec(ctx, `INSERT INTO uidl_tombstones (account_id, uidl, deleted_at) SELECT account_id, uidl, ? FROM messages WHERE id = ? AND uidl IS NOT NULL ON CONFLICT (account_id, uidl) DO NOTHING`, t.d.nowMicros(), messageID); err != nil {
 		return fmt.Errorf("db: delete message: %w", err)
 	}
-	if _, err := t.exec(ctx, `DELETE FROM messages WHERE id = ?`, messageID); err != nil {
+	// The event carries the UID the message had, so that an IMAP client
+	// can be told which UID was expunged.
+	var uid int64
+	if err := t.queryRow(ctx, `DELETE FROM messages WHERE id = ? RETURNING imap_uid`, messageID).Scan(&uid); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("db: delete message: %w", err)
 	}
 	state := a.next()
 	return t.emit(ctx, accountID, state, messageID, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageDeleted{MessageDeleted: &mailbusv1.MessageDeleted{
-		MessageId: formatID(messageID), MailboxId: formatID(mailboxID),
+		MessageId: formatID(messageID), MailboxId: formatID(mailboxID), ImapUid: uint32(uid),
 	}}})
 }
