@@ -165,12 +165,6 @@ func (d *DB) CreateAccount(ctx context.Context, a *mailbusv1.Account) (*mailbusv
 			a.Name, int(a.Protocol), config, now, now).Scan(&id); err != nil {
 			return fmt.Errorf("db: create account: %w", err)
 		}
-		// The account's UIDVALIDITYs start above those of every deleted
-		// account (decision 0040). The row lock orders this against a
-		// concurrent DeleteAccount raising the floor.
-		if _, err := t.exec(ctx, `UPDATE accounts SET imap_uidvalidity = (SELECT last FROM imap_uidvalidity_floor WHERE id = 1) WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("db: create account: %w", err)
-		}
 		if a.Oauth2 != nil {
 			if err := t.setOAuthSecret(ctx, id, &oauthSecret{ClientSecret: a.Oauth2.ClientSecret, RefreshToken: a.Oauth2.RefreshToken}, true); err != nil {
 				return err
@@ -511,11 +505,6 @@ func (d *DB) DeleteAccount(ctx context.Context, id string) error {
 			Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_PARKED, Reason: "account deleted", UpdateTime: timestamppb.New(t.d.now())},
 		}}}); err != nil {
 			return err
-		}
-		// A later account of the same name must not hand out its
-		// UIDVALIDITYs again (decision 0040).
-		if _, err := t.exec(ctx, `UPDATE imap_uidvalidity_floor SET last = (SELECT CASE WHEN a.imap_uidvalidity > f.last THEN a.imap_uidvalidity ELSE f.last END FROM accounts a, imap_uidvalidity_floor f WHERE a.id = ? AND f.id = 1) WHERE id = 1`, n); err != nil {
-			return fmt.Errorf("db: delete account: %w", err)
 		}
 		for _, q := range []string{
 			`DELETE FROM messages WHERE account_id = ?`,

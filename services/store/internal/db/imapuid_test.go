@@ -271,7 +271,10 @@ func TestIMAPUIDsNeverReused(t *testing.T) {
 }
 
 // TestIMAPUIDValidity: every mailbox has a nonzero UIDVALIDITY that stays
-// across renames and store restarts; a mailbox deleted and created again,
+// across renames and store restarts, and that no other mailbox of the
+// store, of any account, has had: two accounts created in the same second
+// get different ones (a gateway login that comes to name the other
+// account must not keep its cache). A mailbox deleted and created again,
 // and the inbox of an account deleted and created again under the same
 // name, get a larger one, however the clock moves.
 func TestIMAPUIDValidity(t *testing.T) {
@@ -320,6 +323,13 @@ func TestIMAPUIDValidity(t *testing.T) {
 				}
 				a := mustCreate(t, d, imapAccount("work"))
 				inbox := check("inbox", inboxOf(t, d, a.Id))
+				other := mustCreate(t, d, pop3Account("home"))
+				check("inbox of another account", inboxOf(t, d, other.Id))
+				otherFolder, err := d.CreateMailbox(ctx, device, other.Id, "Projects")
+				if err != nil {
+					t.Fatal(err)
+				}
+				check("Projects of another account", otherFolder)
 				created, err := d.CreateMailbox(ctx, device, a.Id, "Projects")
 				if err != nil {
 					t.Fatal(err)
@@ -460,6 +470,89 @@ func TestIMAPUIDsTwoReplicas(t *testing.T) {
 		if next := mailboxNamed(t, replicas[1], a.Id, mb.Name).ImapUidnext; next != uids[len(uids)-1]+1 {
 			t.Errorf("%s: UIDNEXT %d, want %d", mb.Name, next, uids[len(uids)-1]+1)
 		}
+	}
+}
+
+// TestIMAPUIDValidityTwoReplicas: two stores on one PostgreSQL creating
+// accounts and mailboxes and deleting accounts at once, with a clock that
+// stands still, never hand out one UIDVALIDITY twice in the store.
+func TestIMAPUIDValidityTwoReplicas(t *testing.T) {
+	var pg dbtest.Backend
+	for _, b := range dbtest.Backends() {
+		if b.Name == "postgres" {
+			pg = b
+		}
+	}
+	ctx := context.Background()
+	cfg := pg.Config(t)
+	cfg.Now = func() time.Time { return time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) }
+	var replicas []*db.DB
+	for range 2 {
+		d, err := db.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		replicas = append(replicas, d)
+	}
+	const rounds = 20
+	var mu sync.Mutex
+	handedOut := map[uint32]string{}
+	var dups []string
+	record := func(what string, mb *mailbusv1.Mailbox) {
+		mu.Lock()
+		defer mu.Unlock()
+		if other, ok := handedOut[mb.ImapUidvalidity]; ok {
+			dups = append(dups, fmt.Sprintf("%s and %s: %d", other, what, mb.ImapUidvalidity))
+		}
+		handedOut[mb.ImapUidvalidity] = what
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for r, d := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prev := ""
+			for i := range rounds {
+				name := fmt.Sprintf("r%d-%d", r, i)
+				a, err := d.CreateAccount(ctx, pop3Account(name))
+				if err != nil {
+					errs <- fmt.Errorf("replica %d create account: %w", r, err)
+					return
+				}
+				mbs, _, err := d.ListMailboxes(ctx, a.Id)
+				if err != nil || len(mbs) != 1 {
+					errs <- fmt.Errorf("replica %d list mailboxes: %v %w", r, mbs, err)
+					return
+				}
+				record(name+" INBOX", mbs[0])
+				mb, err := d.CreateMailbox(ctx, device, a.Id, "Folder")
+				if err != nil {
+					errs <- fmt.Errorf("replica %d create mailbox: %w", r, err)
+					return
+				}
+				record(name+" Folder", mb)
+				if prev != "" {
+					if err := d.DeleteAccount(ctx, prev); err != nil {
+						errs <- fmt.Errorf("replica %d delete account: %w", r, err)
+						return
+					}
+				}
+				prev = a.Id
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(dups) > 0 {
+		t.Errorf("UIDVALIDITYs handed out twice: %v", dups)
+	}
+	if len(handedOut)+len(dups) != 2*rounds*2 {
+		t.Errorf("%d UIDVALIDITYs recorded, want %d", len(handedOut)+len(dups), 2*rounds*2)
 	}
 }
 
@@ -690,8 +783,9 @@ func TestPOP3DeviceChangesStayInStore(t *testing.T) {
 
 // TestIMAPUIDMigration: the migration numbers the messages of a database
 // from before it in id order per mailbox, sets each mailbox's UIDNEXT
-// above them and gives it a UIDVALIDITY; the next message continues the
-// numbering.
+// above them and gives each mailbox of the store, of every account, a
+// UIDVALIDITY of its own; the next message continues the numbering and
+// the next mailbox gets a UIDVALIDITY above them all.
 func TestIMAPUIDMigration(t *testing.T) {
 	for _, b := range dbtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -709,6 +803,8 @@ func TestIMAPUIDMigration(t *testing.T) {
 				{`INSERT INTO mailboxes (id, account_id, name, role, modseq) VALUES (1, 1, 'INBOX', 1, 1)`, nil},
 				{`INSERT INTO mailboxes (id, account_id, name, modseq) VALUES (2, 1, 'Kept', 1)`, nil},
 				{`INSERT INTO mailboxes (id, account_id, name, modseq) VALUES (3, 1, 'Empty', 1)`, nil},
+				{`INSERT INTO accounts (id, name, protocol, config, created_at, updated_at) VALUES (2, 'work', 2, ?, 0, 0)`, []any{[]byte{}}},
+				{`INSERT INTO mailboxes (id, account_id, name, role, modseq) VALUES (4, 2, 'INBOX', 1, 1)`, nil},
 				{`INSERT INTO blobs (hash, size, data, created_at) VALUES ('h', 1, ?, 0)`, []any{[]byte{}}},
 			} {
 				if err := old.Exec(ctx, st.q, st.args...); err != nil {
@@ -756,6 +852,16 @@ func TestIMAPUIDMigration(t *testing.T) {
 					t.Errorf("%s: UIDVALIDITY %d UIDNEXT %d, want nonzero and %d", mb.Name, mb.ImapUidvalidity, mb.ImapUidnext, next[mb.Name])
 				}
 			}
+			mbs = append(mbs, inboxOf(t, d, "2"))
+			var largest uint32
+			seen := map[uint32]string{}
+			for _, mb := range mbs {
+				if other, ok := seen[mb.ImapUidvalidity]; ok {
+					t.Errorf("mailbox %s: UIDVALIDITY %d, also that of mailbox %s", mb.Id, mb.ImapUidvalidity, other)
+				}
+				seen[mb.ImapUidvalidity] = mb.Id
+				largest = max(largest, mb.ImapUidvalidity)
+			}
 			got := createdSummaries(t, d, mustIngest(t, d, pop3Item("1", "new", rawMessage(1))))
 			if got[0].ImapUid != 4 {
 				t.Errorf("first message after the migration: UID %d, want 4", got[0].ImapUid)
@@ -764,8 +870,8 @@ func TestIMAPUIDMigration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if again.ImapUidvalidity <= mbs[0].ImapUidvalidity {
-				t.Errorf("mailbox created after the migration: UIDVALIDITY %d, want more than %d", again.ImapUidvalidity, mbs[0].ImapUidvalidity)
+			if again.ImapUidvalidity <= largest {
+				t.Errorf("mailbox created after the migration: UIDVALIDITY %d, want more than %d", again.ImapUidvalidity, largest)
 			}
 		})
 	}

@@ -98,7 +98,7 @@ func (t *tx) createMailbox(ctx context.Context, accountID int64, name, delim str
 	if isInbox(name) {
 		name = "INBOX"
 	}
-	uidvalidity, err := t.nextIMAPUIDValidity(ctx, accountID)
+	uidvalidity, err := t.nextIMAPUIDValidity(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -118,22 +118,25 @@ func (t *tx) createMailbox(ctx context.Context, accountID int64, name, delim str
 }
 
 // nextIMAPUIDValidity hands out the IMAP UIDVALIDITY of a mailbox being
-// created in the account (locked): the store clock's Unix time in
-// seconds, or one more than the last one the account handed out when that
-// is not smaller (decision 0040). So a mailbox deleted and created again
-// gets a larger value, also within the same second or after the clock
-// went back, and an account deleted and created again under the same
-// name starts above the old one's values unless the clock went back.
-func (t *tx) nextIMAPUIDValidity(ctx context.Context, accountID int64) (int64, error) {
+// created: the store clock's Unix time in seconds, or one more than the
+// last one the store handed out when that is not smaller (decision 0040).
+// The value comes from one store-wide row, so no two mailboxes of the
+// whole store, of any account, ever get the same one: a mailbox deleted
+// and created again, and a login that comes to name another account, see
+// a new UIDVALIDITY, also within the same second or after the clock went
+// back. The UPDATE locks the row until the commit; on PostgreSQL a
+// concurrent UPDATE waits for it and then computes last+1 from the
+// committed row, so READ COMMITTED never hands out one value twice.
+func (t *tx) nextIMAPUIDValidity(ctx context.Context) (int64, error) {
 	now := max(1, t.d.now().Unix())
 	var v int64
-	err := t.queryRow(ctx, `UPDATE accounts SET imap_uidvalidity = CASE WHEN imap_uidvalidity < ? THEN ? ELSE imap_uidvalidity + 1 END WHERE id = ? RETURNING imap_uidvalidity`,
-		now, now, accountID).Scan(&v)
+	err := t.queryRow(ctx, `UPDATE imap_uidvalidity_floor SET last = CASE WHEN last < ? THEN ? ELSE last + 1 END WHERE id = 1 RETURNING last`,
+		now, now).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("db: IMAP UIDVALIDITY: %w", err)
 	}
 	if v > maxIMAPUID {
-		return 0, fmt.Errorf("account %d has used every IMAP UIDVALIDITY: %w", accountID, ErrPrecondition)
+		return 0, fmt.Errorf("the store has used every IMAP UIDVALIDITY: %w", ErrPrecondition)
 	}
 	return v, nil
 }

@@ -174,22 +174,21 @@ ALTER TABLE accounts ADD COLUMN oauth_refresh_until BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN reauth_needed INTEGER NOT NULL DEFAULT 0`},
 	// 10: IMAP UIDs kept in the store (issue 15, decision 0040): each
 	// mailbox's UIDVALIDITY and next UID, each message's UID in its
-	// mailbox, per account the last UIDVALIDITY handed out (a mailbox
-	// created again gets a larger one), and store-wide the largest one
-	// of the deleted accounts (an account created again under the same
-	// name starts above it). Existing messages are numbered in id order
-	// per mailbox; existing mailboxes get the time of the migration as
-	// UIDVALIDITY ({{unixnow}}, at least 1).
-	{name: "IMAP UIDs in the store", both: `ALTER TABLE accounts ADD COLUMN imap_uidvalidity BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE mailboxes ADD COLUMN imap_uidvalidity BIGINT NOT NULL DEFAULT 0;
+	// mailbox, and store-wide the last UIDVALIDITY handed out (every
+	// mailbox of the store gets a different one). Existing messages are
+	// numbered in id order per mailbox; existing mailboxes get distinct
+	// UIDVALIDITYs from the time of the migration on ({{unixnow}} + 1,
+	// + 2, ... in id order). Old binaries must not write once it is
+	// applied: they would insert messages without a UID and move them
+	// keeping the UID of the mailbox they left (README, "Schema migrations").
+	{name: "IMAP UIDs in the store", both: `ALTER TABLE mailboxes ADD COLUMN imap_uidvalidity BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE mailboxes ADD COLUMN imap_uidnext BIGINT NOT NULL DEFAULT 1;
 ALTER TABLE messages ADD COLUMN imap_uid BIGINT NOT NULL DEFAULT 0;
 UPDATE messages SET imap_uid = r.n FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY mailbox_id ORDER BY id) AS n FROM messages) AS r WHERE messages.id = r.id;
 CREATE UNIQUE INDEX messages_by_imap_uid ON messages (mailbox_id, imap_uid);
-UPDATE mailboxes SET imap_uidnext = 1 + COALESCE((SELECT MAX(imap_uid) FROM messages WHERE messages.mailbox_id = mailboxes.id), 0), imap_uidvalidity = {{unixnow}};
-UPDATE accounts SET imap_uidvalidity = {{unixnow}};
+UPDATE mailboxes SET imap_uidnext = 1 + COALESCE((SELECT MAX(imap_uid) FROM messages WHERE messages.mailbox_id = mailboxes.id), 0), imap_uidvalidity = {{unixnow}} + r.n FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM mailboxes) AS r WHERE mailboxes.id = r.id;
 CREATE TABLE imap_uidvalidity_floor (id INTEGER PRIMARY KEY, last BIGINT NOT NULL);
-INSERT INTO imap_uidvalidity_floor (id, last) VALUES (1, {{unixnow}})`},
+INSERT INTO imap_uidvalidity_floor (id, last) SELECT 1, COALESCE(MAX(imap_uidvalidity), {{unixnow}}) FROM mailboxes`},
 }
 
 // ErrSchemaNewer is returned when the database has migrations this
