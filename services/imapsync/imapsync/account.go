@@ -82,7 +82,12 @@ type account struct {
 	// waits for its next step); the pass's result is sent on the channel.
 	syncNow chan chan error
 
-	work           *conn
+	work *conn
+	// prefetchOK allows a second connection during initial syncs (only
+	// before the session's IDLE connections start); prefetch is the one
+	// running (prefetch.go).
+	prefetchOK     bool
+	prefetch       *prefetcher
 	condstore      bool
 	inWriteBacks   bool            // applyWriteBacks is running (no nesting)
 	unplacedSynced map[string]bool // folders synced this pass to place targets
@@ -545,7 +550,10 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	if err := w.applyWriteBacks(octx); err != nil {
 		return err
 	}
-	if err := w.initialSyncs(octx); err != nil {
+	w.prefetchOK = true
+	err = w.initialSyncs(octx)
+	w.prefetchOK = false
+	if err != nil {
 		return err
 	}
 	w.lastOK = time.Now()

@@ -529,6 +529,9 @@ type metrics struct {
 	// noPush counts account workers that found their server's IDLE does
 	// not push (decision 22).
 	noPush prometheus.Counter
+	// prefetched counts folders of initial syncs fetched on a second
+	// connection (prefetch.go).
+	prefetched prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -543,8 +546,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Account workers stopped because the store refused their lease token: another replica had claimed the account."}),
 		noPush: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_idle_no_push_total",
 			Help: "Account workers that found their server's IDLE carries no updates (new mail found by checks it had not announced) and poll its folders instead."}),
+		prefetched: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_prefetched_folders_total",
+			Help: "Folders of initial syncs fetched on a second connection while the work connection synced others."}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases, m.noPush} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases, m.noPush, m.prefetched} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("imapsync: metrics: %w", err)
 		}

@@ -62,11 +62,22 @@ func (w *account) initialSyncs(ctx context.Context) error {
 	w.progress = p
 	w.lastProgress = time.Time{}
 	w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
+	// A second connection, where the budgets allow and the sync is long
+	// enough, fetches folders from the other end of the list meanwhile
+	// (prefetch.go).
+	w.prefetch = w.startPrefetch(ctx, todo, p.MessagesTotal)
+	defer func() {
+		w.prefetch.stop()
+		w.prefetch.progress(p)
+		w.prefetch = nil
+	}()
 	for _, f := range todo {
+		w.prefetch.take(ctx, f)
 		if err := w.syncFolder(ctx, f); err != nil {
 			return err
 		}
 		p.FoldersDone++
+		w.prefetch.progress(p)
 		w.report(ctx, mailbusv1.SyncState_SYNC_STATE_INITIAL_SYNC, "")
 	}
 	return nil
@@ -238,16 +249,7 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			}
 		}
 	}
-	slices.Sort(uids)
-	slices.Reverse(uids)
-	var batches [][]uint32
-	for len(uids) > 0 {
-		n := min(len(uids), w.s.cfg.FetchBatch)
-		b := slices.Clone(uids[:n])
-		slices.Reverse(b) // the server answers in ascending order anyway
-		batches = append(batches, b)
-		uids = uids[n:]
-	}
+	batches := newestFirst(uids, w.s.cfg.FetchBatch)
 	// A long initial sync lets device changes through between chunks of
 	// batches: write-backs do not wait for the whole folder.
 	for len(batches) > 0 {
@@ -510,10 +512,23 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 // Config.MaxMessageSize is left on the server (and counted as absent, so
 // that the expunge check still adds up) without downloading its body.
 func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint32, error) {
-	var uids []uint32
-	var large []uint32
-	err := w.work.do(ctx, func(g *guard) error {
-		cmd := w.work.c.Fetch(imap.UIDSet{{Start: imap.UID(lo), Stop: imap.UID(hi)}}, &imap.FetchOptions{UID: true, RFC822Size: true})
+	uids, large, err := listUIDs(ctx, w.work, f.name, lo, hi, func(u uint32) bool { return f.known[u] != nil }, w.s.cfg.MaxMessageSize)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range large {
+		w.log.Warn("message larger than the limit; left on the server", "folder", f.name, "uid", u, "limit", w.s.cfg.MaxMessageSize)
+		f.markAbsent(u)
+	}
+	return uids, nil
+}
+
+// listUIDs lists the UIDs from lo to hi (0: the last) of the mailbox
+// selected on c, leaving out those skip says and, apart, those larger
+// than limit.
+func listUIDs(ctx context.Context, c *conn, name string, lo, hi uint32, skip func(uint32) bool, limit int64) (uids, large []uint32, err error) {
+	err = c.do(ctx, func(g *guard) error {
+		cmd := c.c.Fetch(imap.UIDSet{{Start: imap.UID(lo), Stop: imap.UID(hi)}}, &imap.FetchOptions{UID: true, RFC822Size: true})
 		for m := cmd.Next(); m != nil; m = cmd.Next() {
 			g.touch()
 			b, err := m.Collect()
@@ -523,10 +538,9 @@ func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint
 			}
 			u := uint32(b.UID)
 			switch {
-			case u == 0 || f.known[u] != nil:
-			case b.RFC822Size > w.s.cfg.MaxMessageSize:
+			case u == 0 || skip(u):
+			case b.RFC822Size > limit:
 				large = append(large, u)
-				w.log.Warn("message larger than the limit; left on the server", "folder", f.name, "uid", u, "size", b.RFC822Size, "limit", w.s.cfg.MaxMessageSize)
 			default:
 				uids = append(uids, u)
 			}
@@ -534,112 +548,42 @@ func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint
 		return cmd.Close()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("imapsync: UID FETCH RFC822.SIZE %s: %w", f.name, err)
+		return nil, nil, fmt.Errorf("imapsync: UID FETCH RFC822.SIZE %s: %w", name, err)
 	}
-	for _, u := range large {
-		f.markAbsent(u)
-	}
-	return uids, nil
+	return uids, large, nil
 }
 
-// fetchIngest fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
-// RFC822.SIZE) and streams each body into the store as it arrives
-// (pkg/ingest), while the store commits the previous batch. onBatch runs,
-// in order, once the store has committed a batch (the cursor moves only
-// over durable messages).
+// newestFirst cuts uids into batches of at most n, the newest batch
+// first, each in ascending order (the server answers so anyway).
+func newestFirst(uids []uint32, n int) [][]uint32 {
+	uids = slices.Clone(uids)
+	slices.Sort(uids)
+	slices.Reverse(uids)
+	var batches [][]uint32
+	for len(uids) > 0 {
+		k := min(len(uids), n)
+		b := slices.Clone(uids[:k])
+		slices.Reverse(b)
+		batches = append(batches, b)
+		uids = uids[k:]
+	}
+	return batches
+}
+
+// fetchIngest fetches batches of UIDs of f on the work connection and
+// streams them into the store (fetchBodies); onBatch runs, in order, once
+// the store has committed a batch (the cursor moves only over durable
+// messages). Then it records what the store answered in f.
 func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32, kind string, onBatch func([]uint32) error) error {
 	if len(batches) == 0 {
 		return nil
 	}
-	type boundary struct {
-		count int // messages sent up to the end of the batch
-		uids  []uint32
-	}
-	var (
-		mu        sync.Mutex
-		bounds    []boundary
-		acked     int
-		sentFlags = map[uint32][]string{}
-	)
-	// The stream's receiver moves the cursor as batches are committed.
-	onResults := func(rs []*mailbusv1.IngestResult) error {
-		mu.Lock()
-		acked += len(rs)
-		var due []boundary
-		for len(bounds) > 0 && bounds[0].count <= acked {
-			due = append(due, bounds[0])
-			bounds = bounds[1:]
-		}
-		mu.Unlock()
-		for _, b := range due {
-			if err := onBatch(b.uids); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	ing, err := w.st.stream.Open(ctx, ingest.Options{OnResults: onResults})
+	ref := mailboxRef{id: f.id, name: f.name, uidvalidity: f.st.Uidvalidity}
+	results, sentFlags, err := w.fetchBodies(ctx, w.work, ref, batches, kind, onBatch, func(n int, bytes int64) { w.fetched(ctx, n, bytes) })
 	if err != nil {
-		return fmt.Errorf("imapsync: %w", err)
+		return err
 	}
-	defer ing.Close()
-	body := &imap.FetchItemBodySection{Peek: true}
-	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
-	err = w.work.do(ctx, func(g *guard) error {
-		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
-		// and interleaves their responses, and go-imap hands each message
-		// to its command's channel, so a second FETCH in flight could
-		// stall the reader behind the first.
-		for _, b := range batches {
-			set := imap.UIDSet{}
-			for _, u := range b {
-				set.AddNum(imap.UID(u))
-			}
-			cmd := w.work.c.Fetch(set, opts)
-			var batchBytes int64
-			for m := cmd.Next(); m != nil; m = cmd.Next() {
-				g.touch()
-				fm := fetchedMessage{f: f, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
-				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
-				if err != nil {
-					// Not cmd.Close: it would read the rest of the
-					// response (a hostile literal, a dripping one); the
-					// failed session's connection is closed instead.
-					return err
-				}
-				if !sent {
-					continue
-				}
-				w.s.metrics.messages.WithLabelValues(kind).Inc()
-				w.s.metrics.bytes.Add(float64(n))
-				batchBytes += n
-				sentFlags[fm.uid] = fm.flags
-			}
-			if err := cmd.Close(); err != nil {
-				return err
-			}
-			mu.Lock()
-			bounds = append(bounds, boundary{count: ing.Ended(), uids: b})
-			mu.Unlock()
-			if err := ing.Flush(); err != nil {
-				return err
-			}
-			w.fetched(ctx, len(b), batchBytes)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("imapsync: fetch %s: %w", f.name, err)
-	}
-	if err := ing.Finish(); err != nil {
-		return fmt.Errorf("imapsync: %w", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(bounds) != 0 {
-		return fmt.Errorf("imapsync: ingest: %d of %d messages acknowledged", acked, ing.Ended())
-	}
-	for _, r := range ing.Take() {
+	for _, r := range results {
 		if r.Error != "" {
 			w.log.Warn("store refused a message; left on the server", "folder", f.name, "uid", r.GetUpstream().GetUid(), "err", r.Error)
 			if r.GetUpstream().GetUidvalidity() == f.st.Uidvalidity {
@@ -668,10 +612,121 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 	return nil
 }
 
+// mailboxRef names a mailbox for fetchBodies.
+type mailboxRef struct {
+	id, name    string
+	uidvalidity uint32
+}
+
+// fetchBodies fetches batches of UIDs (BODY.PEEK[], FLAGS, INTERNALDATE,
+// RFC822.SIZE) of the mailbox selected on c and streams each body into
+// the store as it arrives (pkg/ingest), while the store commits the
+// previous batch. onBatch (may be nil) runs, in order, in the stream's
+// receiver once the store has committed a batch; fetched runs after each
+// batch is sent. It returns the store's results and the flags sent, by
+// UID. It touches no account or folder state: the prefetcher runs it on
+// its own connection.
+func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batches [][]uint32, kind string, onBatch func([]uint32) error, fetched func(n int, bytes int64)) ([]*mailbusv1.IngestResult, map[uint32][]string, error) {
+	type boundary struct {
+		count int // messages sent up to the end of the batch
+		uids  []uint32
+	}
+	var (
+		mu        sync.Mutex
+		bounds    []boundary
+		acked     int
+		sentFlags = map[uint32][]string{}
+	)
+	// The stream's receiver moves the cursor as batches are committed.
+	onResults := func(rs []*mailbusv1.IngestResult) error {
+		mu.Lock()
+		acked += len(rs)
+		var due []boundary
+		for len(bounds) > 0 && bounds[0].count <= acked {
+			due = append(due, bounds[0])
+			bounds = bounds[1:]
+		}
+		mu.Unlock()
+		for _, b := range due {
+			if onBatch == nil {
+				continue
+			}
+			if err := onBatch(b.uids); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ing, err := w.st.stream.Open(ctx, ingest.Options{OnResults: onResults})
+	if err != nil {
+		return nil, nil, fmt.Errorf("imapsync: %w", err)
+	}
+	defer ing.Close()
+	body := &imap.FetchItemBodySection{Peek: true}
+	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
+	err = c.do(ctx, func(g *guard) error {
+		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
+		// and interleaves their responses, and go-imap hands each message
+		// to its command's channel, so a second FETCH in flight could
+		// stall the reader behind the first.
+		for _, b := range batches {
+			set := imap.UIDSet{}
+			for _, u := range b {
+				set.AddNum(imap.UID(u))
+			}
+			cmd := c.c.Fetch(set, opts)
+			var batchBytes int64
+			for m := cmd.Next(); m != nil; m = cmd.Next() {
+				g.touch()
+				fm := fetchedMessage{mb: mb, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
+				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
+				if err != nil {
+					// Not cmd.Close: it would read the rest of the
+					// response (a hostile literal, a dripping one); the
+					// failed session's connection is closed instead.
+					return err
+				}
+				if !sent {
+					continue
+				}
+				w.s.metrics.messages.WithLabelValues(kind).Inc()
+				w.s.metrics.bytes.Add(float64(n))
+				batchBytes += n
+				mu.Lock()
+				sentFlags[fm.uid] = fm.flags
+				mu.Unlock()
+			}
+			if err := cmd.Close(); err != nil {
+				return err
+			}
+			mu.Lock()
+			bounds = append(bounds, boundary{count: ing.Ended(), uids: b})
+			mu.Unlock()
+			if err := ing.Flush(); err != nil {
+				return err
+			}
+			fetched(len(b), batchBytes)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("imapsync: fetch %s: %w", mb.name, err)
+	}
+	if err := ing.Finish(); err != nil {
+		return nil, nil, fmt.Errorf("imapsync: %w", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bounds) != 0 {
+		return nil, nil, fmt.Errorf("imapsync: ingest: %d of %d messages acknowledged", acked, ing.Ended())
+	}
+	return ing.Take(), sentFlags, nil
+}
+
 // fetchedMessage is one message of a FETCH response on its way to the
 // store.
 type fetchedMessage struct {
-	f       *folder
+	mb      mailboxRef
 	account string
 	token   uint64
 
@@ -755,7 +810,7 @@ func drain(g *guard, m *imapclient.FetchMessageData, limit int64) error {
 
 func (fm *fetchedMessage) meta() *mailbusv1.IngestMeta {
 	return &mailbusv1.IngestMeta{
-		AccountId: fm.account, Upstream: &mailbusv1.UpstreamId{MailboxId: fm.f.id, Uidvalidity: fm.f.st.Uidvalidity, Uid: fm.uid},
+		AccountId: fm.account, Upstream: &mailbusv1.UpstreamId{MailboxId: fm.mb.id, Uidvalidity: fm.mb.uidvalidity, Uid: fm.uid},
 		Flags: fm.flags, InternalDate: fm.date, Size: uint64(max(fm.size, 0)), LeaseToken: fm.token,
 	}
 }
@@ -767,6 +822,7 @@ func (w *account) fetched(ctx context.Context, n int, bytes int64) {
 	if p == nil {
 		return
 	}
+	w.prefetch.progress(p)
 	p.MessagesDone += uint64(n)
 	p.BytesDone += uint64(max(bytes, 0))
 	if time.Since(w.lastProgress) >= w.s.cfg.ProgressInterval {

@@ -38,6 +38,9 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 		if len(resp.Writebacks) == 0 {
 			return nil
 		}
+		// A write-back may rename or move what a prefetcher of the
+		// initial sync reads by name: it stops first.
+		w.prefetch.stop()
 		retried := 0
 		relist := false
 		// A write-back waiting for its retry delay holds back the later
