@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -61,4 +62,42 @@ func OpenAtVersion(ctx context.Context, cfg Config, version int) (*DB, error) {
 func (d *DB) Exec(ctx context.Context, q string, args ...any) error {
 	_, err := d.w.ExecContext(ctx, d.rebind(q), args...)
 	return err
+}
+
+// UIDNextReadInTx hands out n IMAP UIDs of a mailbox in one transaction
+// and returns the UIDNEXT that the transaction's own reads of the mailbox
+// (by id, and by name as UpsertMailboxes reads it) see before the commit
+// writes it. The transaction is rolled back.
+func (d *DB) UIDNextReadInTx(ctx context.Context, mailboxID string, n int) (byID, byName uint32, err error) {
+	id, err := parseID("mailbox_id", mailboxID)
+	if err != nil {
+		return 0, 0, err
+	}
+	errRollback := errors.New("rolled back")
+	err = d.tryTx(ctx, nil, func(t *tx) error {
+		mb, _, err := t.lockMailbox(ctx, id)
+		if err != nil {
+			return err
+		}
+		for range n {
+			if _, err := t.nextIMAPUID(ctx, id); err != nil {
+				return err
+			}
+		}
+		got, err := t.mailboxByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		acct, _ := parseID("account_id", mb.Mailbox.AccountId)
+		named, err := t.mailboxByName(ctx, acct, mb.Mailbox.Name)
+		if err != nil {
+			return err
+		}
+		byID, byName = got.Mailbox.ImapUidnext, named.Mailbox.ImapUidnext
+		return errRollback
+	})
+	if errors.Is(err, errRollback) {
+		err = nil
+	}
+	return byID, byName, err
 }

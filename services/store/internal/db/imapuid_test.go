@@ -876,3 +876,109 @@ func TestIMAPUIDMigration(t *testing.T) {
 		})
 	}
 }
+
+// TestIMAPUIDsOfMovesBack: a message the store moves back to the mailbox
+// it is in upstream (after a failed move write-back, or when the mailbox
+// a device moved it to is deleted before the move reached the server)
+// gets a new UID there, above the one it had before it left, and the
+// event of the move back names the UID it had in the mailbox it left.
+func TestIMAPUIDsOfMovesBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		back func(t *testing.T, d *db.DB, archive *mailbusv1.Mailbox)
+	}{
+		{"failed move write-back", func(t *testing.T, d *db.DB, archive *mailbusv1.Mailbox) {
+			wbs := pending(t, d, archive.AccountId)
+			if len(wbs) != 1 || wbs[0].GetMove() == nil {
+				t.Fatalf("write-backs %v, want one move", wbs)
+			}
+			ack(t, d, &mailbusv1.AckWriteBackRequest{WritebackId: wbs[0].Id, Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED, Reason: "refused"})
+		}},
+		{"mailbox deleted", func(t *testing.T, d *db.DB, archive *mailbusv1.Mailbox) {
+			if err := d.DeleteMailbox(context.Background(), device, archive.Id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, d *db.DB) {
+				ctx := context.Background()
+				a := mustCreate(t, d, imapAccount("work"))
+				inbox := mustMailbox(t, d, a.Id, "INBOX", 7)
+				archive := mustMailbox(t, d, a.Id, "Archive", 8)
+				mustIngest(t, d, imapItem(a.Id, inbox.Id, 7, 1, rawMessage(1)), imapItem(a.Id, inbox.Id, 7, 2, rawMessage(2)))
+				id := idsWithUIDs(t, d, inbox.Id, 2)[0]
+				moved, _, err := d.MoveMessages(ctx, device, a.Id, []string{id}, archive.Id)
+				if err != nil || moved[0].ImapUid != 1 {
+					t.Fatalf("move: %v %v, want UID 1 in Archive", moved, err)
+				}
+				tc.back(t, d, archive)
+				s, err := d.GetMessageSummary(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.MailboxId != inbox.Id || s.ImapUid != 3 {
+					t.Errorf("moved back: UID %d in %s, want UID 3 (not 2, which it had) in the inbox %s", s.ImapUid, s.MailboxId, inbox.Id)
+				}
+				if got := uidsOf(listByUID(t, d, inbox.Id, 0, 10)); !slices.Equal(got, []uint32{1, 3}) {
+					t.Errorf("inbox UIDs %v, want [1 3]", got)
+				}
+				if next := mailboxNamed(t, d, a.Id, "INBOX").ImapUidnext; next != 4 {
+					t.Errorf("inbox UIDNEXT %d, want 4", next)
+				}
+				var back *mailbusv1.MessageUpdated
+				for _, e := range allEvents(t, d, a.Id) {
+					if u := e.GetMessageUpdated(); u != nil && u.Message.Id == id && u.Message.MailboxId == inbox.Id {
+						back = u
+					}
+				}
+				if back == nil || back.Message.ImapUid != 3 || back.PreviousMailboxId != archive.Id || back.PreviousImapUid != 1 {
+					t.Errorf("event of the move back %v, want UID 3, previously UID 1 in %s", back, archive.Id)
+				}
+			})
+		})
+	}
+}
+
+// TestUpsertMailboxesIMAPUIDs: UpsertMailboxes, which reads mailboxes by
+// name, answers (and announces in mailbox.updated) each mailbox's current
+// UIDNEXT and its unchanged UIDVALIDITY; a mailbox read by name or by id
+// in a transaction that has handed out UIDs shows the UIDNEXT it will
+// commit (the overlay), and the rolled-back transaction leaves the stored
+// one.
+func TestUpsertMailboxesIMAPUIDs(t *testing.T) {
+	eachBackend(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		a := mustCreate(t, d, imapAccount("work"))
+		inbox := mustMailbox(t, d, a.Id, "INBOX", 7)
+		mustIngest(t, d, imapItem(a.Id, inbox.Id, 7, 1, rawMessage(1)), imapItem(a.Id, inbox.Id, 7, 2, rawMessage(2)), imapItem(a.Id, inbox.Id, 7, 3, rawMessage(3)))
+		got, err := d.UpsertMailboxes(ctx, a.Id, []*mailbusv1.UpstreamMailbox{
+			{Name: "INBOX", Delimiter: ".", Uidvalidity: 7}, // a new delimiter: mailbox.updated
+			{Name: "Archive", Delimiter: ".", Uidvalidity: 8},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mb := got[0].Mailbox; mb.ImapUidnext != 4 || mb.ImapUidvalidity != inbox.ImapUidvalidity {
+			t.Errorf("UpsertMailboxes' inbox: UIDNEXT %d UIDVALIDITY %d, want 4 %d", mb.ImapUidnext, mb.ImapUidvalidity, inbox.ImapUidvalidity)
+		}
+		if mb := got[1].Mailbox; mb.ImapUidnext != 1 || mb.ImapUidvalidity <= inbox.ImapUidvalidity {
+			t.Errorf("UpsertMailboxes' new Archive: UIDNEXT %d UIDVALIDITY %d, want 1 and more than %d", mb.ImapUidnext, mb.ImapUidvalidity, inbox.ImapUidvalidity)
+		}
+		evs := allEvents(t, d, a.Id)
+		last := evs[len(evs)-2].GetMailboxUpdated() // then Archive's mailbox.created
+		if last == nil || last.Mailbox.Name != "INBOX" || last.Mailbox.Delimiter != "." || last.Mailbox.ImapUidnext != 4 {
+			t.Errorf("event %v, want the inbox's mailbox.updated with UIDNEXT 4", evs[len(evs)-2])
+		}
+		byID, byName, err := d.UIDNextReadInTx(ctx, inbox.Id, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if byID != 6 || byName != 6 {
+			t.Errorf("in a transaction that handed out UIDs 4 and 5: UIDNEXT %d by id, %d by name, want 6", byID, byName)
+		}
+		if next := mailboxNamed(t, d, a.Id, "INBOX").ImapUidnext; next != 4 {
+			t.Errorf("after the rollback: UIDNEXT %d, want 4", next)
+		}
+	})
+}

@@ -161,6 +161,17 @@ func (t *tx) mailboxByID(ctx context.Context, id int64) (*mailbusv1.MailboxSyncS
 	return m, nil
 }
 
+// mailboxByName reads a mailbox of an account by its name inside a
+// transaction; sql.ErrNoRows when there is none.
+func (t *tx) mailboxByName(ctx context.Context, accountID int64, name string) (*mailbusv1.MailboxSyncState, error) {
+	m, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? AND name = ?`, accountID, name))
+	if err != nil {
+		return nil, err
+	}
+	t.overlayUIDNext(m)
+	return m, nil
+}
+
 // overlayUIDNext gives a mailbox read in the transaction the UIDNEXT the
 // transaction has advanced it to but not yet written.
 func (t *tx) overlayUIDNext(m *mailbusv1.MailboxSyncState) {
@@ -563,10 +574,7 @@ func (d *DB) UpsertMailboxes(ctx context.Context, accountID string, mbs []*mailb
 			if name == "INBOX" {
 				role = mailbusv1.MailboxRole_MAILBOX_ROLE_INBOX
 			}
-			cur, err := scanMailbox(t.queryRow(ctx, `SELECT `+mailboxColumns+` FROM mailboxes WHERE account_id = ? AND name = ?`, n, name))
-			if err == nil {
-				t.overlayUIDNext(cur)
-			}
+			cur, err := t.mailboxByName(ctx, n, name)
 			switch {
 			case errors.Is(err, sql.ErrNoRows) && leaving[name]:
 				// A device renamed or deleted this folder; the write-back
