@@ -72,7 +72,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *message, raw []byte, o 
 		rw.WriteFlags(imapFlags(m.flags))
 	}
 	if o.InternalDate {
-		rw.WriteInternalDate(m.date)
+		rw.WriteInternalDate(m.internalDate())
 	}
 	if o.RFC822Size {
 		size := int64(m.size)
@@ -164,8 +164,8 @@ func (s *session) markSeen(msgs []*message) error {
 			return imapError(err, "set \\Seen")
 		}
 		for _, after := range resp.Messages {
-			if m := s.sel.byID[after.Id]; m != nil {
-				m.flags = after.Flags
+			if m := s.sel.findSummary(after); m != nil {
+				m.flags = s.sel.flags.intern(after.Flags)
 			}
 		}
 	}
@@ -181,7 +181,8 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	for i, m := range s.sel.msgs {
+	for i := range s.sel.msgs {
+		m := &s.sel.msgs[i]
 		c := &candidate{s: s, m: m, seq: uint32(i + 1)}
 		ok, err := c.match(criteria)
 		if err != nil {
@@ -244,10 +245,10 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	day := func(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC) }
-	if !cr.Since.IsZero() && day(c.m.date).Before(day(cr.Since)) {
+	if !cr.Since.IsZero() && day(c.m.internalDate()).Before(day(cr.Since)) {
 		return false, nil
 	}
-	if !cr.Before.IsZero() && !day(c.m.date).Before(day(cr.Before)) {
+	if !cr.Before.IsZero() && !day(c.m.internalDate()).Before(day(cr.Before)) {
 		return false, nil
 	}
 	for _, f := range cr.Flag {

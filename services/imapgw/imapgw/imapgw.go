@@ -108,6 +108,7 @@ type Gateway struct {
 	log    *slog.Logger
 	hub    *hub
 	logins *loginThrottle
+	flags  *flagSets
 
 	mu    sync.Mutex
 	conns map[string]int // logged-in connections per token id
@@ -148,7 +149,7 @@ func New(cfg Config) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, conns: map[string]int{}}
+	g := &Gateway{cfg: cfg, log: log, conns: map[string]int{}, flags: &flagSets{}}
 	g.hub = newHub(cfg.StoreConn, log)
 	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow)
 	return g, nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -13,17 +15,56 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
 
-// message is one message of the client's view of its selected mailbox.
+// message is one message of the client's view of its selected mailbox:
+// 56 bytes and the id's, since a gateway holds one per message of every
+// selected mailbox of every session (flag lists are shared, see
+// flagSets).
 type message struct {
-	uid   uint32
 	id    string
 	flags []string
-	size  uint64
-	date  time.Time
+	date  int64 // the internal date, Unix seconds (IMAP's precision)
+	uid   uint32
+	size  uint32
 }
 
-func newMessage(m *mailbusv1.MessageSummary) *message {
-	return &message{uid: m.ImapUid, id: m.Id, flags: m.Flags, size: m.Size, date: m.GetInternalDate().AsTime()}
+func newMessage(m *mailbusv1.MessageSummary, in *flagSets) message {
+	return message{uid: m.ImapUid, id: m.Id, flags: in.intern(m.Flags), size: uint32(min(m.Size, 1<<32-1)), date: m.GetInternalDate().GetSeconds()}
+}
+
+// internalDate is the message's INTERNALDATE.
+func (m *message) internalDate() time.Time { return time.Unix(m.date, 0).UTC() }
+
+// flagSets interns flag lists for all the sessions of a gateway: most
+// messages have one of a few (none, \\Seen, \\Seen \\Answered, ...), so the
+// views share them. The lists are never changed in place (a change
+// replaces the list). Past maxFlagSets distinct lists, new ones are not
+// interned.
+type flagSets struct {
+	mu   sync.Mutex
+	sets map[string][]string
+}
+
+const maxFlagSets = 10000
+
+func (in *flagSets) intern(flags []string) []string {
+	if len(flags) == 0 {
+		return nil
+	}
+	key := strings.Join(flags, " ")
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if f, ok := in.sets[key]; ok {
+		return f
+	}
+	if len(in.sets) >= maxFlagSets {
+		return flags
+	}
+	if in.sets == nil {
+		in.sets = map[string][]string{}
+	}
+	f := slices.Clone(flags)
+	in.sets[key] = f
+	return f
 }
 
 // selected is the client's view of its selected mailbox: the messages in
@@ -34,21 +75,21 @@ func newMessage(m *mailbusv1.MessageSummary) *message {
 type selected struct {
 	mbox     *mailbusv1.Mailbox
 	readOnly bool
-	msgs     []*message
-	byID     map[string]*message
+	msgs     []message
 	// maxUID is the highest UID the view has held: a created event with a
 	// UID at or below it is one the list already had (or a message since
 	// deleted), never a new one, since UIDs only grow.
 	maxUID uint32
 	sub    *subscription
+	flags  *flagSets
 	// pendingExists is set when messages were added to the view but the
 	// client was not told the new count yet.
 	pendingExists bool
 }
 
 // listAll reads every message of a mailbox in UID order.
-func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption) ([]*message, error) {
-	var out []*message
+func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption, in *flagSets) ([]message, error) {
+	var out []message
 	token := ""
 	for {
 		resp, err := c.ListMessages(ctx, &mailbusv1.ListMessagesRequest{
@@ -58,7 +99,7 @@ func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID st
 			return nil, err
 		}
 		for _, m := range resp.Messages {
-			out = append(out, newMessage(m))
+			out = append(out, newMessage(m, in))
 		}
 		if token = resp.NextPageToken; token == "" {
 			break
@@ -70,10 +111,9 @@ func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID st
 	return out, nil
 }
 
-func newSelected(mbox *mailbusv1.Mailbox, msgs []*message, readOnly bool, sub *subscription) *selected {
-	s := &selected{mbox: mbox, readOnly: readOnly, msgs: msgs, byID: make(map[string]*message, len(msgs)), sub: sub}
+func newSelected(mbox *mailbusv1.Mailbox, msgs []message, readOnly bool, sub *subscription, flags *flagSets) *selected {
+	s := &selected{mbox: mbox, readOnly: readOnly, msgs: slices.Clip(msgs), sub: sub, flags: flags}
 	for _, m := range msgs {
-		s.byID[m.id] = m
 		s.maxUID = max(s.maxUID, m.uid)
 	}
 	return s
@@ -82,11 +122,46 @@ func newSelected(mbox *mailbusv1.Mailbox, msgs []*message, readOnly bool, sub *s
 // seqOf returns the 1-based sequence number of a message of the view, 0
 // when it is not in it.
 func (s *selected) seqOf(m *message) uint32 {
-	i := sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].uid >= m.uid })
-	if i < len(s.msgs) && s.msgs[i] == m {
+	if i := s.indexUID(m.uid, m.id); i >= 0 {
 		return uint32(i + 1)
 	}
 	return 0
+}
+
+// indexUID finds a message by UID (binary search: the view is in UID
+// order) and checks its id; -1 when it is not in the view.
+func (s *selected) indexUID(uid uint32, id string) int {
+	i := sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].uid >= uid })
+	if i < len(s.msgs) && s.msgs[i].uid == uid && s.msgs[i].id == id {
+		return i
+	}
+	return -1
+}
+
+// index finds a message by id alone (a deleted or moved message's event
+// has no UID of this mailbox); -1 when it is not in the view.
+func (s *selected) index(id string) int {
+	return slices.IndexFunc(s.msgs, func(m message) bool { return m.id == id })
+}
+
+// find returns the message with an id, nil when it is not in the view; the
+// pointer is valid until the view changes.
+func (s *selected) find(id string) *message {
+	if i := s.index(id); i >= 0 {
+		return &s.msgs[i]
+	}
+	return nil
+}
+
+// findSummary returns the message a store summary describes (by its UID
+// when it is in this mailbox), nil when it is not in the view.
+func (s *selected) findSummary(m *mailbusv1.MessageSummary) *message {
+	if m.GetMailboxId() == s.mbox.Id {
+		if i := s.indexUID(m.ImapUid, m.Id); i >= 0 {
+			return &s.msgs[i]
+		}
+	}
+	return s.find(m.GetId())
 }
 
 // uidNext is the UIDNEXT to announce.
@@ -96,12 +171,11 @@ func (s *selected) uidNext() uint32 {
 
 // add appends a message placed in the mailbox after everything in the
 // view; false when its UID says it is not new.
-func (s *selected) add(m *message) bool {
-	if m.uid <= s.maxUID || s.byID[m.id] != nil {
+func (s *selected) add(m message) bool {
+	if m.uid <= s.maxUID || s.index(m.id) >= 0 {
 		return false
 	}
 	s.msgs = append(s.msgs, m)
-	s.byID[m.id] = m
 	s.maxUID = m.uid
 	s.pendingExists = true
 	return true
@@ -110,17 +184,12 @@ func (s *selected) add(m *message) bool {
 // remove takes a message out of the view and returns its sequence number
 // as the client knew it (0 when it was not in the view).
 func (s *selected) remove(id string) uint32 {
-	m := s.byID[id]
-	if m == nil {
+	i := s.index(id)
+	if i < 0 {
 		return 0
 	}
-	seq := s.seqOf(m)
-	if seq == 0 {
-		return 0
-	}
-	s.msgs = slices.Delete(s.msgs, int(seq-1), int(seq))
-	delete(s.byID, id)
-	return seq
+	s.msgs = slices.Delete(s.msgs, i, i+1)
+	return uint32(i + 1)
 }
 
 func (s *selected) flushExists(w *imapserver.UpdateWriter) error {
@@ -163,10 +232,10 @@ func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.Update
 func (s *selected) expunges(ev *mailbusv1.Event) bool {
 	switch p := ev.Payload.(type) {
 	case *mailbusv1.Event_MessageDeleted:
-		return s.byID[p.MessageDeleted.MessageId] != nil
+		return s.index(p.MessageDeleted.MessageId) >= 0
 	case *mailbusv1.Event_MessageUpdated:
 		m := p.MessageUpdated.GetMessage()
-		return m.GetMailboxId() != s.mbox.Id && s.byID[m.GetId()] != nil
+		return m.GetMailboxId() != s.mbox.Id && s.index(m.GetId()) >= 0
 	case *mailbusv1.Event_MailboxDeleted:
 		return p.MailboxDeleted.MailboxId == s.mbox.Id && len(s.msgs) > 0
 	}
@@ -179,24 +248,24 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 	switch p := ev.Payload.(type) {
 	case *mailbusv1.Event_MessageCreated:
 		if m := p.MessageCreated.GetMessage(); m.GetMailboxId() == s.mbox.Id {
-			s.add(newMessage(m))
+			s.add(newMessage(m, s.flags))
 		}
 	case *mailbusv1.Event_MessageUpdated:
 		m := p.MessageUpdated.GetMessage()
 		if m.GetMailboxId() != s.mbox.Id {
 			return s.expunge(w, m.GetId())
 		}
-		if cur := s.byID[m.Id]; cur != nil {
+		if cur := s.findSummary(m); cur != nil {
 			if slices.Equal(cur.flags, m.Flags) {
 				return nil
 			}
-			cur.flags = m.Flags
+			cur.flags = s.flags.intern(m.Flags)
 			if err := s.flushExists(w); err != nil {
 				return err
 			}
 			return w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags))
 		}
-		s.add(newMessage(m)) // moved in
+		s.add(newMessage(m, s.flags)) // moved in
 	case *mailbusv1.Event_MessageDeleted:
 		return s.expunge(w, p.MessageDeleted.MessageId)
 	case *mailbusv1.Event_MailboxDeleted:
@@ -212,7 +281,7 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 }
 
 func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
-	if s.byID[id] == nil {
+	if s.index(id) < 0 {
 		return nil
 	}
 	if err := s.flushExists(w); err != nil {
@@ -227,13 +296,13 @@ func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
 // resync lists the mailbox again after lost events and tells the client
 // the difference.
 func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.UpdateWriter) error {
-	msgs, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds)
+	msgs, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds, s.flags)
 	if err != nil {
 		return imapError(err, "list the mailbox")
 	}
 	now := make(map[string]*message, len(msgs))
-	for _, m := range msgs {
-		now[m.id] = m
+	for i := range msgs {
+		now[msgs[i].id] = &msgs[i]
 	}
 	for i := len(s.msgs) - 1; i >= 0; i-- {
 		if m := s.msgs[i]; now[m.id] == nil || now[m.id].uid != m.uid {
@@ -243,7 +312,7 @@ func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.Upda
 		}
 	}
 	for _, m := range msgs {
-		if cur := s.byID[m.id]; cur != nil {
+		if cur := s.find(m.id); cur != nil {
 			if !slices.Equal(cur.flags, m.flags) {
 				cur.flags = m.flags
 				if err := w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags)); err != nil {
@@ -269,16 +338,16 @@ func (s *selected) resolve(set imap.NumSet) []*message {
 	}
 	switch set := set.(type) {
 	case imap.SeqSet:
-		for i, m := range s.msgs {
+		for i := range s.msgs {
 			if seqContains(set, uint32(i+1), uint32(n)) {
-				out = append(out, m)
+				out = append(out, &s.msgs[i])
 			}
 		}
 	case imap.UIDSet:
 		last := s.msgs[n-1].uid
-		for _, m := range s.msgs {
-			if uidContains(set, m.uid, last) {
-				out = append(out, m)
+		for i := range s.msgs {
+			if uidContains(set, s.msgs[i].uid, last) {
+				out = append(out, &s.msgs[i])
 			}
 		}
 	}

@@ -511,12 +511,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, imapError(err, "watch the account")
 	}
-	msgs, err := listAll(ctx, s.mailboxes(), m.Id, s.creds)
+	msgs, err := listAll(ctx, s.mailboxes(), m.Id, s.creds, s.g.flags)
 	if err != nil {
 		s.g.hub.unsubscribe(s.account.Id, sub)
 		return nil, imapError(err, "list the mailbox")
 	}
-	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub)
+	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub, s.g.flags)
 	s.sel = sel
 	data := &imap.SelectData{
 		Flags:       []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
@@ -624,8 +624,8 @@ func (s *session) removeAndTell(ids []string, write func(uint32) error) error {
 	}
 	var gs []gone
 	for _, id := range ids {
-		if m := s.sel.byID[id]; m != nil {
-			gs = append(gs, gone{id, s.sel.seqOf(m)})
+		if i := s.sel.index(id); i >= 0 {
+			gs = append(gs, gone{id, uint32(i + 1)})
 		}
 	}
 	slices.SortFunc(gs, func(a, b gone) int { return int(b.seq) - int(a.seq) })
@@ -676,11 +676,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			return imapError(err, "store the flags")
 		}
 		for _, after := range resp.Messages {
-			m := s.sel.byID[after.Id]
+			m := s.sel.findSummary(after)
 			if m == nil {
 				continue
 			}
-			m.flags = after.Flags
+			m.flags = s.sel.flags.intern(after.Flags)
 			if flags.Silent {
 				continue
 			}
@@ -733,7 +733,7 @@ func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, err
 		}
 		ctx, cancel := s.call()
 		resp, err := s.mailboxes().AppendMessage(ctx, &mailbusv1.AppendMessageRequest{
-			MailboxId: dest.Id, Raw: raw, Flags: m.flags, InternalDate: timestamppb.New(m.date), DeviceId: s.device,
+			MailboxId: dest.Id, Raw: raw, Flags: m.flags, InternalDate: timestamppb.New(m.internalDate()), DeviceId: s.device,
 		}, s.creds)
 		cancel()
 		if err != nil {
