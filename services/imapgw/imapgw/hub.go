@@ -40,8 +40,10 @@ type accountWatch struct {
 	id     string
 	cancel context.CancelFunc
 	// ready is closed once the stream's starting state is known: events
-	// committed after a subscription that waited for it are delivered.
+	// committed after a subscription that waited for it are delivered; or
+	// with err set when the first try to learn it failed.
 	ready chan struct{}
+	err   error
 	// subs are guarded by hub.mu.
 	subs map[*subscription]struct{}
 }
@@ -120,6 +122,10 @@ func (h *hub) subscribe(ctx context.Context, accountID, token string) (*subscrip
 	h.mu.Unlock()
 	select {
 	case <-w.ready:
+		if w.err != nil {
+			h.unsubscribe(accountID, sub)
+			return nil, w.err
+		}
 		return sub, nil
 	case <-ctx.Done():
 		h.unsubscribe(accountID, sub)
@@ -134,11 +140,25 @@ func (h *hub) unsubscribe(accountID string, sub *subscription) {
 	if w == nil {
 		return
 	}
+	if _, ok := w.subs[sub]; !ok {
+		return // of a stream that failed and was replaced
+	}
 	delete(w.subs, sub)
 	if len(w.subs) == 0 {
 		w.cancel()
 		delete(h.accounts, accountID)
 	}
+}
+
+// forget removes a failed account stream from the hub, so that the next
+// subscription starts a new one.
+func (h *hub) forget(w *accountWatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.accounts[w.id] == w {
+		delete(h.accounts, w.id)
+	}
+	w.cancel()
 }
 
 func (h *hub) close() {
@@ -202,6 +222,16 @@ func (h *hub) run(ctx context.Context, w *accountWatch) {
 			st, err := mailbusv1.NewSyncServiceClient(h.conn).GetState(ctx, &mailbusv1.GetStateRequest{AccountId: w.id}, creds)
 			if err != nil {
 				h.log.Warn("imap gateway: account state", "account", w.id, "err", err)
+				select {
+				case <-w.ready:
+				default:
+					// The first try: the waiting sessions fail (their
+					// SELECT answers NO) and the next one starts afresh.
+					w.err = err
+					h.forget(w)
+					close(w.ready)
+					return
+				}
 				if !sleep(ctx, &wait) {
 					return
 				}
