@@ -502,8 +502,19 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: %s, want %s", tc.cmd, got, tc.want)
 		}
 	}
-	// A command longer than imapserver's limit ends the connection
-	// (BAD or a closed connection); nothing else is left to try on it.
+	// A command line longer than imapserver's 50 KiB ends the connection
+	// (nothing after it could be parsed reliably): the server closes it.
+	fmt.Fprintf(conn, "t SEARCH SUBJECT %s\r\n", strings.Repeat("x", 60<<10))
+	conn.SetReadDeadline(time.Now().Add(waitFor))
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			break // closed, as expected
+		}
+		if strings.HasPrefix(l, "t OK") {
+			t.Fatalf("a 60 KiB command was accepted: %.80s", l)
+		}
+	}
 }
 
 // TestLoginThrottle: after the failures allowed, even the right token is
