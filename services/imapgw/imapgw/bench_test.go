@@ -28,14 +28,20 @@ func benchEnvInt(name string, def int) int {
 	return def
 }
 
-// startGatewayProcess builds and starts mailbus-imapgw against the test
-// store and returns its address and process.
-func startGatewayProcess(b *testing.B, e *env, extra ...string) (string, *os.Process) {
+// buildGateway builds mailbus-imapgw.
+func buildGateway(b testing.TB) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "mailbus-imapgw")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/mailbus-imapgw").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// startGatewayProcess starts mailbus-imapgw (bin) against the test store
+// and returns its address and process.
+func startGatewayProcess(b testing.TB, e *env, bin string, extra ...string) (string, *os.Process) {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -97,7 +103,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		tok, _ := e.token(false, acct.Id)
 		tokens = append(tokens, tok)
 	}
-	addr, proc := startGatewayProcess(b, e)
+	addr, proc := startGatewayProcess(b, e, buildGateway(b))
 	baseRSS := rssKiB(b, proc.Pid)
 	exists := make(chan time.Time, conns*4)
 	var clients []*imapclient.Client

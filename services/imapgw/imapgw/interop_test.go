@@ -8,6 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -192,3 +195,43 @@ func counts(m map[string][][]byte) map[string]int {
 }
 
 var xTUID = regexp.MustCompile(`(?m)^X-TUID: [A-Za-z0-9+/]+\n`)
+
+// TestKill9: kill -9 of a gateway process and a new one: mbsync (which
+// keeps UIDVALIDITY and UIDs in its state) finds everything as it was and
+// its maildir does not change.
+func TestKill9(t *testing.T) {
+	bin := requireTool(t, "mbsync", "isync")
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	for i := range 5 {
+		e.appendMsg(inbox.Id, testMail(fmt.Sprint(i)))
+	}
+	tok, _ := e.token(false, acct.Id)
+	gwBin := buildGateway(t)
+	addr, proc := startGatewayProcess(t, e, gwBin)
+	dir := t.TempDir()
+	mbsyncPull(t, bin, addr, "work", tok, dir)
+	names := func() []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && (strings.Contains(p, "/cur/") || strings.Contains(p, "/new/")) {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	before := names()
+	if len(before) != 5 {
+		t.Fatalf("mbsync pulled %d messages", len(before))
+	}
+	if err := proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	proc.Wait()
+	addr2, _ := startGatewayProcess(t, e, gwBin)
+	out := mbsyncPull(t, bin, addr2, "work", tok, dir)
+	if after := names(); !slices.Equal(before, after) {
+		t.Errorf("after kill -9 and a new gateway, the maildir changed: %v -> %v\n%s", before, after, out)
+	}
+}
