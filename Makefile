@@ -194,4 +194,5 @@ validate-deployments: $(BIN)/helm
 	  --set secretKey.create=true,secretKey.value=dmFsaWRhdGU= \
 	  --set apiTokens.create=true,apiTokens.admin=mbt_0000000000000000_admin,apiTokens.service=mbt_0000000000000001_service \
 	  --set image.registry=registry.example,image.tag=v0.0.1,pop3fetcher.enabled=false,prometheus.scrapeConfig.create=false >/dev/null
-	helm template mailbus $(HELM_CHART) --set tls.enabled=true,tls.mutual=true >/dev/null
+	helm template mailbus $(HELM_CHART) --set tls.enabled=true,tls.mutual=true,imapgw.enabled=true >/dev/null
+	helm template mailbus $(HELM_CHART) --set imapgw.enabled=true >/dev/null
