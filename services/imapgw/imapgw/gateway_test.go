@@ -562,3 +562,33 @@ func TestConnsPerToken(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRevokedTokenEndsSessions: the sessions of a revoked token end (BYE),
+// also one that IDLEs and would otherwise go on getting the account's
+// updates; another token's session goes on.
+func TestRevokedTokenEndsSessions(t *testing.T) {
+	e := startEnv(t)
+	acct, _ := e.account("work", "ann@example.com")
+	revoked, revokedID := e.token(false, acct.Id)
+	kept, _ := e.token(false, acct.Id)
+	gw := e.gateway(func(c *Config) { c.TokenCheck = 20 * time.Millisecond })
+	idler := gw.login(t, "work", revoked, nil)
+	if _, err := idler.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := idler.Idle(); err != nil {
+		t.Fatal(err)
+	}
+	other := gw.login(t, "work", kept, nil)
+	if _, err := mailbusv1.NewTokenServiceClient(e.admin).RevokeToken(callCtx(t), &mailbusv1.RevokeTokenRequest{TokenId: revokedID}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idler.Closed():
+	case <-time.After(waitFor):
+		t.Fatal("the revoked token's session goes on")
+	}
+	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
+		t.Errorf("the other token's session: %v", err)
+	}
+}

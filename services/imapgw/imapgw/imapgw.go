@@ -43,6 +43,11 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"google.golang.org/grpc"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mailbus/mailbus/pkg/apitoken"
+	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
 )
 
@@ -61,6 +66,10 @@ const (
 	// the window has passed.
 	DefaultLoginFailures = 10
 	DefaultLoginWindow   = time.Minute
+	// DefaultTokenCheck is how often the tokens of logged-in sessions are
+	// checked with the store: a revoked or expired token's sessions end
+	// (BYE) within this time.
+	DefaultTokenCheck = 30 * time.Second
 )
 
 // Config configures the gateway. The zero value of a field means its
@@ -95,6 +104,10 @@ type Config struct {
 	// and DefaultLoginWindow.
 	LoginFailures int
 	LoginWindow   time.Duration
+	// TokenCheck is how often the tokens of logged-in sessions are asked
+	// about (GetCallerToken); the sessions of one the store no longer
+	// accepts end. Default DefaultTokenCheck.
+	TokenCheck time.Duration
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
 	// Ready, if set, is called with the plaintext and TLS addresses (""
@@ -110,8 +123,14 @@ type Gateway struct {
 	logins *loginThrottle
 	flags  *flagSets
 
-	mu    sync.Mutex
-	conns map[string]int // logged-in connections per token id
+	mu     sync.Mutex
+	tokens map[string]*tokenSessions // by token id
+}
+
+// tokenSessions are the logged-in sessions of one token.
+type tokenSessions struct {
+	secret   string
+	sessions map[*session]struct{}
 }
 
 // New checks the configuration.
@@ -137,6 +156,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.LoginWindow <= 0 {
 		cfg.LoginWindow = DefaultLoginWindow
 	}
+	if cfg.TokenCheck <= 0 {
+		cfg.TokenCheck = DefaultTokenCheck
+	}
 	if (cfg.TLSListen != "" || cfg.TLSListener != nil) && cfg.TLS == nil {
 		return nil, errors.New("imapgw: the implicit TLS listener needs a certificate (--tls-cert, --tls-key)")
 	}
@@ -149,7 +171,7 @@ func New(cfg Config) (*Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, log: log, conns: map[string]int{}, flags: &flagSets{}}
+	g := &Gateway{cfg: cfg, log: log, tokens: map[string]*tokenSessions{}, flags: &flagSets{}}
 	g.hub = newHub(cfg.StoreConn, log)
 	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow)
 	return g, nil
@@ -220,11 +242,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg.Ready != nil {
 		g.cfg.Ready(addr, tlsAddr)
 	}
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	defer stopCheck()
+	go g.checkTokens(checkCtx)
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopCheck()
 	srv.Close()
 	g.hub.close()
 	if err != nil {
@@ -233,23 +259,74 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return nil
 }
 
-// acquire counts a logged-in connection of a token; false when the token
-// has MaxConnsPerToken already.
-func (g *Gateway) acquire(tokenID string) bool {
+// acquire records a logged-in session of a token; false when the token
+// has MaxConnsPerToken sessions already.
+func (g *Gateway) acquire(tokenID, secret string, s *session) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.conns[tokenID] >= g.cfg.MaxConnsPerToken {
+	t := g.tokens[tokenID]
+	if t == nil {
+		t = &tokenSessions{secret: secret, sessions: map[*session]struct{}{}}
+		g.tokens[tokenID] = t
+	}
+	if len(t.sessions) >= g.cfg.MaxConnsPerToken {
 		return false
 	}
-	g.conns[tokenID]++
+	t.sessions[s] = struct{}{}
 	return true
 }
 
-func (g *Gateway) release(tokenID string) {
+func (g *Gateway) release(tokenID string, s *session) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.conns[tokenID]--; g.conns[tokenID] <= 0 {
-		delete(g.conns, tokenID)
+	if t := g.tokens[tokenID]; t != nil {
+		delete(t.sessions, s)
+		if len(t.sessions) == 0 {
+			delete(g.tokens, tokenID)
+		}
+	}
+}
+
+// checkTokens asks the store about the token of every logged-in session
+// every TokenCheck and ends the sessions of a token it no longer accepts
+// (revoked, expired): an IDLEing client would otherwise go on receiving
+// the account's updates from the shared stream, which runs with another
+// session's token.
+func (g *Gateway) checkTokens(ctx context.Context) {
+	t := time.NewTicker(g.cfg.TokenCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		secrets := make(map[string]string, len(g.tokens))
+		for id, ts := range g.tokens {
+			secrets[id] = ts.secret
+		}
+		g.mu.Unlock()
+		for id, secret := range secrets {
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			_, err := mailbusv1.NewTokenServiceClient(g.cfg.StoreConn).GetCallerToken(cctx, &mailbusv1.GetCallerTokenRequest{}, grpc.PerRPCCredentials(apitoken.Credentials(secret)))
+			cancel()
+			if status.Code(err) != codes.Unauthenticated {
+				continue // accepted, or the store is unreachable: ask again later
+			}
+			g.log.Info("imap gateway: ending the sessions of a token the store no longer accepts", "token", id)
+			g.mu.Lock()
+			var ended []*session
+			if ts := g.tokens[id]; ts != nil {
+				for s := range ts.sessions {
+					ended = append(ended, s)
+				}
+			}
+			g.mu.Unlock()
+			for _, s := range ended {
+				s.conn.Bye("The token was revoked or has expired")
+			}
+		}
 	}
 }
 

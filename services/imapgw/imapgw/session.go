@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -47,6 +48,11 @@ type session struct {
 	counted  bool
 
 	sel *selected
+
+	// idleMu is held by Idle and by Close: imapserver's IDLE returns
+	// without waiting for Session.Idle when the connection breaks, so
+	// Close may run while Idle still does.
+	idleMu sync.Mutex
 }
 
 var (
@@ -70,6 +76,8 @@ func (s *session) mailboxes() mailbusv1.MailboxServiceClient {
 
 // Close implements imapserver.Session.
 func (s *session) Close() error {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
 	s.unselect()
 	s.logout()
 	s.cancel()
@@ -78,7 +86,7 @@ func (s *session) Close() error {
 
 func (s *session) logout() {
 	if s.counted {
-		s.g.release(s.tokenID)
+		s.g.release(s.tokenID, s)
 		s.counted = false
 	}
 	s.token, s.tokenID, s.device, s.account, s.creds = "", "", "", nil, nil
@@ -130,7 +138,7 @@ func (s *session) Login(username, password string) error {
 		return fail()
 	}
 	tok := me.GetToken()
-	if !s.g.acquire(tok.GetId()) {
+	if !s.g.acquire(tok.GetId(), password, s) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: fmt.Sprintf("This token has %d connections open already", s.g.cfg.MaxConnsPerToken)}
 	}
@@ -566,6 +574,8 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // Idle implements imapserver.Session: pushes the changes of the selected
 // mailbox as the account's stream delivers them.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
 	if s.sel == nil {
 		<-stop
 		return nil
