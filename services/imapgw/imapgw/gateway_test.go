@@ -135,14 +135,15 @@ func TestListSelectFetch(t *testing.T) {
 	}
 	var names []string
 	for _, l := range list {
-		names = append(names, l.Mailbox)
+		names = append(names, fmt.Sprintf("%s%v", l.Mailbox, l.Attrs))
 		if l.Mailbox == "INBOX" && (l.Status == nil || *l.Status.NumMessages != 3) {
 			t.Errorf("LIST-STATUS of INBOX: %+v", l.Status)
 		}
 	}
 	slices.Sort(names)
-	if strings.Join(names, ",") != "Archive/2026,INBOX" {
-		t.Errorf("LIST: %v", names)
+	// "Archive" is no mailbox of the store: a \Noselect level.
+	if got := strings.Join(names, ","); got != `Archive/2026[\HasNoChildren],Archive[\Noselect \HasChildren],INBOX[\HasNoChildren]` {
+		t.Errorf("LIST: %v", got)
 	}
 
 	inbox = e.mailbox(acct.Id, "INBOX")
@@ -197,6 +198,11 @@ func TestListSelectFetch(t *testing.T) {
 	}
 	if data, err := c.Search(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait(); err != nil || len(data.AllSeqNums()) != 0 {
 		t.Errorf("SEARCH UNSEEN: %v %v", data, err)
+	}
+	// ESEARCH: SEARCH RETURN (MIN MAX COUNT).
+	if data, err := c.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagSeen}}, &imap.SearchOptions{ReturnMin: true, ReturnMax: true, ReturnCount: true}).Wait(); err != nil ||
+		data.Count != 3 || data.Min != sums[0].ImapUid || data.Max != sums[2].ImapUid {
+		t.Errorf("UID SEARCH RETURN (MIN MAX COUNT) SEEN: %+v %v", data, err)
 	}
 }
 
@@ -591,4 +597,67 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 	if _, err := other.Select("INBOX", nil).Wait(); err != nil {
 		t.Errorf("the other token's session: %v", err)
 	}
+}
+
+// TestTwoReplicas: two gateways on one store are one service: a flag set
+// and a message moved through one reach a client IDLEing on the other,
+// with the same UIDs.
+func TestTwoReplicas(t *testing.T) {
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	a := e.appendMsg(inbox.Id, testMail("a"))
+	b := e.appendMsg(inbox.Id, testMail("b"))
+	if _, err := e.mailboxes().CreateMailbox(callCtx(t), &mailbusv1.CreateMailboxRequest{AccountId: acct.Id, Name: "Archive", DeviceId: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.token(false, acct.Id)
+	gw1, gw2 := e.gateway(nil), e.gateway(nil)
+	type update struct {
+		uid     imap.UID
+		flags   []imap.Flag
+		expunge uint32
+	}
+	updates := make(chan update, 10)
+	watcher := gw1.login(t, "work", tok, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Fetch: func(m *imapclient.FetchMessageData) {
+			buf, _ := m.Collect()
+			updates <- update{uid: buf.UID, flags: buf.Flags}
+		},
+		Expunge: func(seq uint32) { updates <- update{expunge: seq} },
+	}})
+	if _, err := watcher.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := watcher.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	changer := gw2.login(t, "work", tok, nil)
+	if _, err := changer.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := changer.Store(imap.UIDSetNum(imap.UID(a.ImapUid)), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Collect(); err != nil {
+		t.Fatal(err)
+	}
+	next := func() update {
+		t.Helper()
+		select {
+		case u := <-updates:
+			return u
+		case <-time.After(waitFor):
+			t.Fatal("no update on the other replica")
+			return update{}
+		}
+	}
+	if u := next(); u.uid != imap.UID(a.ImapUid) || !slices.Equal(u.flags, []imap.Flag{imap.FlagFlagged}) {
+		t.Errorf("the flag set on the other replica: %+v", u)
+	}
+	if _, err := changer.Move(imap.UIDSetNum(imap.UID(b.ImapUid)), "Archive").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if u := next(); u.expunge != 2 {
+		t.Errorf("the move on the other replica: %+v, want EXPUNGE 2", u)
+	}
+	idle.Close()
+	idle.Wait()
 }

@@ -190,6 +190,7 @@ var Caps = imap.CapSet{
 	imap.CapListStatus:   {},
 	imap.CapLiteralPlus:  {},
 	imap.CapChildren:     {},
+	imap.CapESearch:      {},
 }
 
 // Run serves until ctx ends.

@@ -309,9 +309,12 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	for i, m := range mbs {
 		names[i] = imapName(m)
 	}
+	match := func(name string) bool {
+		return slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(name, delim, ref, p) })
+	}
 	for i, m := range mbs {
 		name := names[i]
-		if !slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(name, delim, ref, p) }) {
+		if !match(name) {
 			continue
 		}
 		attr, special := specialUse[m.Role]
@@ -340,7 +343,44 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			return err
 		}
 	}
+	if delim == 0 || options.SelectSpecialUse || options.SelectSubscribed {
+		return nil
+	}
+	// The levels above a mailbox that the store has no mailbox for (a
+	// server's "Archive" of "Archive/2026"): \Noselect, so that a client
+	// shows the hierarchy (RFC 3501 section 6.3.8).
+	for _, p := range missingParents(names, delim) {
+		if !match(p) {
+			continue
+		}
+		if err := w.WriteList(&imap.ListData{Delim: delim, Mailbox: p, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren}}); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// missingParents returns the hierarchy levels above names that are not
+// names themselves, sorted.
+func missingParents(names []string, delim rune) []string {
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	var out []string
+	for _, n := range names {
+		for i, r := range n {
+			if r != delim || i == 0 {
+				continue
+			}
+			if p := n[:i]; !have[p] {
+				have[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *session) statusData(m *mailbusv1.Mailbox, name string, options *imap.StatusOptions) *imap.StatusData {
