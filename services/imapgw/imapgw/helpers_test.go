@@ -221,6 +221,9 @@ func (e *env) gateway(mod func(*Config)) *gateway {
 			if err := <-done; err != nil {
 				e.t.Errorf("gateway: %v", err)
 			}
+			if n := g.Panics(); n != 0 {
+				e.t.Errorf("the gateway recovered from %d panics (MAILBUS_TEST_LOG=1 shows them)", n)
+			}
 		}
 	}
 	e.t.Cleanup(stop)

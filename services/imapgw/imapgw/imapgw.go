@@ -36,7 +36,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -122,6 +124,8 @@ type Gateway struct {
 	hub    *hub
 	logins *loginThrottle
 	flags  *flagSets
+
+	panics atomic.Int64
 
 	mu     sync.Mutex
 	tokens map[string]*tokenSessions // by token id
@@ -229,7 +233,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: g.newSession,
 		Caps:       Caps,
-		Logger:     slogPrintf{g.log},
+		Logger:     slogPrintf{log: g.log, panics: &g.panics},
 		TLSConfig:  g.cfg.TLS,
 		// The gateway applies the rule itself in Login: only after TLS
 		// or from loopback (imapserver knows only "TLS or always").
@@ -331,11 +335,25 @@ func (g *Gateway) checkTokens(ctx context.Context) {
 	}
 }
 
-// slogPrintf is imapserver's Logger on slog.
-type slogPrintf struct{ log *slog.Logger }
+// Panics returns how many panics imapserver recovered from (in a session
+// or its IDLE): each one is also logged as an error. Tests fail on any.
+func (g *Gateway) Panics() int64 { return g.panics.Load() }
+
+// slogPrintf is imapserver's Logger on slog: a recovered panic is an
+// error (and counted), the rest (mostly clients that went away) debug.
+type slogPrintf struct {
+	log    *slog.Logger
+	panics *atomic.Int64
+}
 
 func (l slogPrintf) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.HasPrefix(format, "panic ") {
+		l.panics.Add(1)
+		l.log.Error("imap gateway: recovered from a panic", "panic", msg)
+		return
+	}
+	l.log.Debug(msg)
 }
 
 // ServerTLS returns the IMAP server's TLS configuration from a gRPC
