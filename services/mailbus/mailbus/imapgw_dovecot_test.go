@@ -192,6 +192,28 @@ folderfilter = lambda name: name == 'INBOX'
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The store's commit, as a device sees it: the message.created event.
+	state, err := mailbusv1.NewSyncServiceClient(conn).GetState(ctx, &mailbusv1.GetStateRequest{AccountId: acct.Account.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := mailbusv1.NewSyncServiceClient(conn).WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: acct.Account.Id, SinceState: state.State, SkipStatus: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := make(chan time.Time, 1)
+	go func() {
+		for {
+			r, err := watch.Recv()
+			if err != nil {
+				return
+			}
+			if r.GetEvent().GetMessageCreated() != nil {
+				committed <- time.Now()
+				return
+			}
+		}
+	}()
 	delivered := time.Now()
 	if err := dc.Deliver("ann", "INBOX", []byte(gatewayMail("pushed"))); err != nil {
 		t.Fatal(err)
@@ -201,7 +223,13 @@ folderfilter = lambda name: name == 'INBOX'
 		if n != 3 {
 			t.Errorf("EXISTS %d, want 3", n)
 		}
-		t.Logf("upstream delivery to EXISTS on the gateway: %v", time.Since(delivered))
+		got := time.Now()
+		select {
+		case at := <-committed:
+			t.Logf("upstream delivery to EXISTS on the gateway: %v (to the store's event %v, from there to EXISTS %v)", got.Sub(delivered), at.Sub(delivered), got.Sub(at))
+		case <-time.After(waitLong):
+			t.Fatal("no message.created event")
+		}
 	case <-time.After(waitLong):
 		t.Fatal("no EXISTS while IDLE after a delivery upstream")
 	}
