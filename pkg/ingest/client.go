@@ -17,9 +17,11 @@ const (
 	// default 4 MiB message limit.
 	DefaultChunkSize = 1 << 20
 	// DefaultQueueChunks bounds the chunks read ahead of the store per
-	// stream: at most this many chunk buffers exist per stream (only as
-	// many as the store falls behind are ever allocated).
-	DefaultQueueChunks = 8
+	// stream: at most this many chunk buffers exist per stream. Two is
+	// double buffering (one chunk read while the other is sent); more
+	// filled up whenever the store was the slower side and only added
+	// to the peak RSS (decision 42).
+	DefaultQueueChunks = 2
 	// DefaultTimeout is how long the store may neither take data nor
 	// answer while the client waits on it, before the stream is cut.
 	DefaultTimeout = 2 * time.Minute
