@@ -3,6 +3,7 @@ package imapgw
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -43,11 +44,16 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 			return err
 		}
 	}
-	for _, m := range msgs {
+	var reads *prefetch
+	if needsRaw(o) {
+		reads = s.prefetch(msgs)
+		defer reads.stop()
+	}
+	for i, m := range msgs {
 		var raw []byte
-		if needsRaw(o) {
+		if reads != nil {
 			var err error
-			if raw, err = s.raw(m); err != nil {
+			if raw, err = reads.get(i); err != nil {
 				var ie *imap.Error
 				if errors.As(err, &ie) && ie.Code == imap.ResponseCodeNonExistent {
 					// Deleted meanwhile: the EXPUNGE follows from the events.
@@ -62,6 +68,71 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 	}
 	return nil
 }
+
+// Read-ahead of FETCH: up to prefetchCount messages, prefetchBytes in
+// all, are read from the store while earlier ones are written to the
+// client, so that a pull (mbsync, a client's first sync) does not wait a
+// store round trip per message.
+const (
+	prefetchCount = 8
+	prefetchBytes = 16 << 20
+)
+
+// prefetch reads messages' bytes ahead of the writer, in order.
+type prefetch struct {
+	s      *session
+	msgs   []*message
+	slots  []chan rawResult
+	next   int   // the next message to start reading
+	budget int64 // bytes that may still be in flight
+	cancel context.CancelFunc
+	ctx    context.Context
+	sizes  []int64
+}
+
+type rawResult struct {
+	raw []byte
+	err error
+}
+
+func (s *session) prefetch(msgs []*message) *prefetch {
+	ctx, cancel := context.WithCancel(s.ctx)
+	p := &prefetch{s: s, msgs: msgs, slots: make([]chan rawResult, len(msgs)), budget: prefetchBytes, ctx: ctx, cancel: cancel, sizes: make([]int64, len(msgs))}
+	return p
+}
+
+// fill starts reads until prefetchCount are ahead of i or the byte budget
+// is spent (one read always runs, whatever its size).
+func (p *prefetch) fill(i int) {
+	for p.next < len(p.msgs) && p.next < i+prefetchCount {
+		size := int64(p.msgs[p.next].size)
+		if p.next > i && size > p.budget {
+			return
+		}
+		p.budget -= size
+		p.sizes[p.next] = size
+		ch := make(chan rawResult, 1)
+		p.slots[p.next] = ch
+		m := *p.msgs[p.next] // a copy: the view may not change meanwhile, but stay safe
+		go func() {
+			raw, err := p.s.rawContext(p.ctx, &m)
+			ch <- rawResult{raw, err}
+		}()
+		p.next++
+	}
+}
+
+// get returns message i's bytes.
+func (p *prefetch) get(i int) ([]byte, error) {
+	p.fill(i)
+	r := <-p.slots[i]
+	p.budget += p.sizes[i]
+	p.slots[i] = nil
+	return r.raw, r.err
+}
+
+// stop ends the reads not yet collected.
+func (p *prefetch) stop() { p.cancel() }
 
 func (s *session) fetchOne(w *imapserver.FetchWriter, m *message, raw []byte, o *imap.FetchOptions) error {
 	rw := w.CreateMessage(s.sel.seqOf(m))

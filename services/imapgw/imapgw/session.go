@@ -844,7 +844,12 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 
 // raw reads a message's raw bytes.
 func (s *session) raw(m *message) ([]byte, error) {
-	ctx, cancel := s.call()
+	return s.rawContext(s.ctx, m)
+}
+
+// rawContext is raw under ctx (which the call's timeout shortens).
+func (s *session) rawContext(ctx context.Context, m *message) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	stream, err := s.mailboxes().GetRawMessage(ctx, &mailbusv1.GetRawMessageRequest{MessageId: m.id}, s.creds)
 	if err != nil {
