@@ -103,3 +103,59 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// nonLoopbackIP returns an address of this machine that is not loopback,
+// or nil.
+func nonLoopbackIP() net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil && !ip.IP.IsLinkLocalUnicast() {
+			return ip.IP
+		}
+	}
+	return nil
+}
+
+// TestPlaintextLoginFromAnotherHost: on a non-loopback address (with
+// Insecure), a login over plaintext from an address other than loopback
+// is NO [PRIVACYREQUIRED]; after STARTTLS it works.
+func TestPlaintextLoginFromAnotherHost(t *testing.T) {
+	ip := nonLoopbackIP()
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address on this machine")
+	}
+	e := startEnv(t)
+	acct, _ := e.account("work", "ann@example.com")
+	tok, _ := e.token(false, acct.Id)
+	cert, pool := selfSigned(t)
+	lis, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gateway(func(c *Config) {
+		c.Listener, c.Insecure = lis, true
+		c.TLS = ServerTLS(&tls.Config{Certificates: []tls.Certificate{cert}})
+	})
+	c, err := imapclient.DialInsecure(lis.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("work", tok).Wait(); imapCode(err) != imap.ResponseCodePrivacyRequired {
+		t.Errorf("plaintext LOGIN from %s: %v, want NO [PRIVACYREQUIRED]", ip, err)
+	}
+	if err := c.Authenticate(sasl.NewPlainClient("", "work", tok)); imapCode(err) != imap.ResponseCodePrivacyRequired {
+		t.Errorf("plaintext AUTHENTICATE PLAIN from %s: %v, want NO [PRIVACYREQUIRED]", ip, err)
+	}
+	tlsClient, err := imapclient.DialStartTLS(lis.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{RootCAs: pool, InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tlsClient.Close()
+	if err := tlsClient.Login("work", tok).Wait(); err != nil {
+		t.Errorf("LOGIN after STARTTLS from %s: %v", ip, err)
+	}
+}
