@@ -52,6 +52,9 @@ type conn struct {
 
 	mu       sync.Mutex
 	timedOut bool
+	// broken is set by abandon: a FETCH was left unread, so Close does
+	// not log out.
+	broken bool
 	// release gives the host's connection slot back (pkg/hostlimit); Close
 	// calls it.
 	release func()
@@ -111,19 +114,43 @@ func (c *conn) do(ctx context.Context, f func(g *guard) error) error {
 	return g.done(f(g))
 }
 
+// abandon ends a FETCH whose response is not read to its end (a failure
+// mid-FETCH) and leaves the connection unusable: the network connection
+// is closed, so that nothing more is read from the server (not the rest
+// of a hostile or dripping literal), and Close will not log out. The
+// command is not drained: reading the rest of an abandoned literal races
+// with go-imap's reader goroutine. Nor may anything write to the client
+// now: a failed write (LOGOUT on the closed connection) makes go-imap
+// beta.8 complete the pending FETCH from the writing goroutine, closing
+// its channel while the reader goroutine may be sending on it.
+func (c *conn) abandon() {
+	c.mu.Lock()
+	c.broken = true
+	raw := c.raw
+	c.mu.Unlock()
+	if raw != nil {
+		raw.Close()
+	}
+}
+
 // Close logs out politely (bounded) and closes the connection.
 func (c *conn) Close() {
 	if c == nil {
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		c.c.Logout().Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
+	c.mu.Lock()
+	broken := c.broken
+	c.mu.Unlock()
+	if !broken {
+		done := make(chan struct{})
+		go func() {
+			c.c.Logout().Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 	}
 	// imapclient.Client.Close waits for its reader goroutine, which never
 	// ends while it is stuck on a body nobody reads (an abandoned FETCH).

@@ -681,9 +681,7 @@ func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batch
 				fm := fetchedMessage{mb: mb, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
 				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
 				if err != nil {
-					// Not cmd.Close: it would read the rest of the
-					// response (a hostile literal, a dripping one); the
-					// failed session's connection is closed instead.
+					c.abandon()
 					return err
 				}
 				if !sent {
