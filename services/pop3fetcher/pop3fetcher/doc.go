@@ -14,8 +14,9 @@
 //     message is stored as delivered. By default it is kept: with a server
 //     whose LIST size is two short of a message that does end in CRLF,
 //     trimming would drop a CRLF of the message. It is streamed from the
-//     POP3 connection into the ingest stream in 128 KiB chunks, so the
-//     fetcher never holds a whole message, let alone many, in memory.
+//     POP3 connection into the ingest stream in 1 MiB chunks (pkg/ingest,
+//     at most two per stream), so the fetcher never holds a whole
+//     message, let alone many, in memory.
 //   - Nothing lost: DELE is sent only for a message the store has durably
 //     acknowledged (an IngestMessages result) in this pass, or whose octets
 //     the store has from an earlier one (a known UIDL is downloaded again
@@ -106,8 +107,10 @@
 // fails the pass, it never hangs a worker. Likewise every call to the store
 // is bounded by Config.StoreTimeout: GetAccountSecret, ListUpstreamIds (to
 // each batch) and ReportAccountStatus, and an ingest stream on which the
-// store takes no data and answers nothing for that long is cut; the pass
-// then fails (temporary; a status report that fails is only logged).
+// store takes no data and answers nothing for that long while the fetcher
+// waits on it (a blocked send, or a flush or the end of the stream not
+// answered; pkg/ingest's watchdog) is cut; the pass then fails
+// (temporary; a status report that fails is only logged).
 // Progress reports go through a goroutine of their own, so a slow store
 // never holds up a download; a report not yet sent is replaced by a newer
 // one, and none is sent after the pass's final status.
