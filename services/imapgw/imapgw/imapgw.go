@@ -199,12 +199,30 @@ var Caps = imap.CapSet{
 
 // Run serves until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
+	// Plaintext connections from loopback go to a server that allows
+	// authentication without TLS, all others (implicit TLS included) to
+	// one that does not (listen.go).
+	type served struct {
+		srv *imapserver.Server
+		ln  net.Listener
+	}
 	var lns []net.Listener
+	var serve []served
 	closeAll := func() {
 		for _, ln := range lns {
 			ln.Close()
 		}
 	}
+	newServer := func(insecureAuth bool) *imapserver.Server {
+		return imapserver.New(&imapserver.Options{
+			NewSession:   g.newSession,
+			Caps:         Caps,
+			Logger:       slogPrintf{log: g.log, panics: &g.panics},
+			TLSConfig:    g.cfg.TLS,
+			InsecureAuth: insecureAuth,
+		})
+	}
+	local, remote := newServer(true), newServer(false)
 	addr, tlsAddr := "", ""
 	if ln := g.cfg.Listener; ln != nil || g.cfg.Listen != "-" {
 		if ln == nil {
@@ -215,6 +233,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		lns = append(lns, ln)
 		addr = ln.Addr().String()
+		split := newSplitListener(ln)
+		serve = append(serve, served{local, split.loop}, served{remote, split.remote})
 	}
 	if ln := g.cfg.TLSListener; ln != nil || g.cfg.TLSListen != "" {
 		if ln == nil {
@@ -224,24 +244,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 				return fmt.Errorf("imapgw: %w", err)
 			}
 		}
-		lns = append(lns, tls.NewListener(ln, g.cfg.TLS))
+		lns = append(lns, ln)
 		tlsAddr = ln.Addr().String()
+		serve = append(serve, served{remote, tls.NewListener(ln, g.cfg.TLS)})
 	}
 	if len(lns) == 0 {
 		return errors.New("imapgw: no listener")
 	}
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: g.newSession,
-		Caps:       Caps,
-		Logger:     slogPrintf{log: g.log, panics: &g.panics},
-		TLSConfig:  g.cfg.TLS,
-		// The gateway applies the rule itself in Login: only after TLS
-		// or from loopback (imapserver knows only "TLS or always").
-		InsecureAuth: true,
-	})
-	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(serve))
+	for _, sv := range serve {
+		go func() { errc <- sv.srv.Serve(sv.ln) }()
 	}
 	g.log.Info("imap gateway serving", "addr", addr, "tls_addr", tlsAddr)
 	if g.cfg.Ready != nil {
@@ -256,7 +268,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case err = <-errc:
 	}
 	stopCheck()
-	srv.Close()
+	local.Close()
+	remote.Close()
 	g.hub.close()
 	if err != nil {
 		return fmt.Errorf("imapgw: %w", err)

@@ -120,8 +120,11 @@ func nonLoopbackIP() net.IP {
 }
 
 // TestPlaintextLoginFromAnotherHost: on a non-loopback address (with
-// Insecure), a login over plaintext from an address other than loopback
-// is NO [PRIVACYREQUIRED]; after STARTTLS it works.
+// Insecure), a plaintext connection from an address other than loopback
+// announces LOGINDISABLED and no AUTH=PLAIN (RFC 3501 section 6.2.3), a
+// login over it is NO [PRIVACYREQUIRED]; after STARTTLS it announces
+// AUTH=PLAIN and the login works. A plaintext connection from loopback
+// announces AUTH=PLAIN.
 func TestPlaintextLoginFromAnotherHost(t *testing.T) {
 	ip := nonLoopbackIP()
 	if ip == nil {
@@ -144,6 +147,9 @@ func TestPlaintextLoginFromAnotherHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if caps := c.Caps(); !caps.Has(imap.CapLoginDisabled) || caps.Has(imap.Cap("AUTH=PLAIN")) {
+		t.Errorf("capabilities of a plaintext connection from %s: %v, want LOGINDISABLED and no AUTH=PLAIN", ip, caps)
+	}
 	if err := c.Login("work", tok).Wait(); imapCode(err) != imap.ResponseCodePrivacyRequired {
 		t.Errorf("plaintext LOGIN from %s: %v, want NO [PRIVACYREQUIRED]", ip, err)
 	}
@@ -155,7 +161,19 @@ func TestPlaintextLoginFromAnotherHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tlsClient.Close()
+	if caps := tlsClient.Caps(); caps.Has(imap.CapLoginDisabled) || !caps.Has(imap.Cap("AUTH=PLAIN")) {
+		t.Errorf("capabilities after STARTTLS from %s: %v, want AUTH=PLAIN and no LOGINDISABLED", ip, caps)
+	}
 	if err := tlsClient.Login("work", tok).Wait(); err != nil {
 		t.Errorf("LOGIN after STARTTLS from %s: %v", ip, err)
+	}
+
+	// From loopback, plaintext authentication is allowed and announced.
+	loop := e.gateway(nil).client(t, nil)
+	if caps := loop.Caps(); caps.Has(imap.CapLoginDisabled) || !caps.Has(imap.Cap("AUTH=PLAIN")) {
+		t.Errorf("capabilities of a plaintext connection from loopback: %v, want AUTH=PLAIN and no LOGINDISABLED", caps)
+	}
+	if err := loop.Login("work", tok).Wait(); err != nil {
+		t.Errorf("plaintext LOGIN from loopback: %v", err)
 	}
 }
