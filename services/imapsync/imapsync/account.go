@@ -1047,20 +1047,24 @@ const minLiteralProgress = 1 << 10
 
 // literal returns a reader of a message literal of the announced size
 // that moves the guard's deadline on as the literal arrives and fails
-// with errLiteralTooLarge past limit. It holds nothing: the ingest client
-// reads it in chunks.
+// with errLiteralTooLarge past limit. A literal that ends before its
+// announced size (the server closed the connection in its middle: go-imap
+// reads it through an io.LimitReader, which then reports io.EOF) fails
+// with io.ErrUnexpectedEOF, so that the ingest client never ends a
+// truncated body as a complete message. It holds nothing: the ingest
+// client reads it in chunks.
 func literal(g *guard, r io.Reader, size, limit int64) (io.Reader, error) {
 	if size > limit {
 		return nil, fmt.Errorf("imapsync: %w (%d bytes announced, limit %d)", errLiteralTooLarge, size, limit)
 	}
-	return &literalReader{g: g, r: r, limit: limit}, nil
+	return &literalReader{g: g, r: r, size: size, limit: limit}, nil
 }
 
 type literalReader struct {
-	g          *guard
-	r          io.Reader
-	n, limit   int64
-	sinceTouch int
+	g              *guard
+	r              io.Reader
+	n, size, limit int64
+	sinceTouch     int
 }
 
 func (l *literalReader) Read(p []byte) (int, error) {
@@ -1073,6 +1077,9 @@ func (l *literalReader) Read(p []byte) (int, error) {
 	if l.sinceTouch += n; l.sinceTouch >= minLiteralProgress {
 		l.g.touch()
 		l.sinceTouch = 0
+	}
+	if err == io.EOF && l.n < l.size {
+		return n, fmt.Errorf("imapsync: message literal ended after %d of %d bytes: %w", l.n, l.size, io.ErrUnexpectedEOF)
 	}
 	return n, err
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -174,5 +175,88 @@ func TestMemDripLiteral(t *testing.T) {
 	}
 	if sent.Load() == 0 {
 		t.Error("the proxy sent nothing")
+	}
+}
+
+// startCutProxy forwards IMAP between the client and the server at
+// upstream, but once, at the at-th FETCH body literal it forwards (counted
+// over all connections), sends only half of the literal and closes the
+// connection. cut reports whether it did.
+func startCutProxy(t *testing.T, upstream string, at int64) (addr string, cut *atomic.Bool) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	cut = &atomic.Bool{}
+	var seen atomic.Int64
+	body := regexp.MustCompile(`BODY\[\] \{(\d+)\}\r\n$`)
+	go func() {
+		for {
+			client, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() {
+				defer server.Close()
+				io.Copy(server, client)
+			}()
+			go func() {
+				defer client.Close()
+				defer server.Close()
+				r := bufio.NewReader(server)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := client.Write([]byte(line)); err != nil {
+						return
+					}
+					m := body.FindStringSubmatch(line)
+					if m == nil || seen.Add(1) != at {
+						continue
+					}
+					size, _ := strconv.ParseInt(m[1], 10, 64)
+					if _, err := io.CopyN(client, r, size/2); err != nil {
+						return
+					}
+					cut.Store(true)
+					return
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String(), cut
+}
+
+// TestMemCutLiteral: a server that closes the connection in the middle of
+// a message body (here the 256th of a FETCH, so that the store's batch
+// of 256 messages would commit as soon as the client ended it) does not
+// get the truncated body stored: the pass fails, the half-sent message is
+// dropped, and the next pass stores every message byte-exact.
+func TestMemCutLiteral(t *testing.T) {
+	e := startStore(t)
+	m := startMem(t)
+	tp := dialPlain(t, m.addr, "alice", "secret")
+	const n = 256
+	for i := 1; i <= n; i++ {
+		appendMsg(t, tp, "INBOX", testMessage(i, "INBOX"))
+	}
+	proxy, cut := startCutProxy(t, m.addr, n)
+	a := e.createAccount(t, proxy, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, func(c *imapsync.Config) { c.FetchBatch = 2 * n })
+	waitFor(t, "every message stored", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == n })
+	if !cut.Load() {
+		t.Fatal("the proxy never cut a literal")
+	}
+	if err := sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")); err != nil {
+		t.Error(err)
 	}
 }
