@@ -523,20 +523,66 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestLoginThrottle: after the failures allowed, even the right token is
-// refused from that address until the window passes.
+// TestLoginThrottle: after the failures allowed with one user name, even
+// the right token is refused with that name from that address until the
+// window passes, while another user name from the same address (another
+// client behind the same NAT) still logs in; after the higher ceiling of
+// failures of any names from the address, every login from it is
+// refused.
 func TestLoginThrottle(t *testing.T) {
 	e := startEnv(t)
 	acct, _ := e.account("work", "ann@example.com")
 	tok, _ := e.token(false, acct.Id)
-	gw := e.gateway(func(c *Config) { c.LoginFailures, c.LoginWindow = 2, time.Hour })
+	home, _ := e.account("home", "bob@example.com")
+	homeTok, _ := e.token(false, home.Id)
+	gw := e.gateway(func(c *Config) { c.LoginFailures, c.LoginFailuresPerAddress, c.LoginWindow = 2, 4, time.Hour })
 	for range 2 {
 		if err := gw.client(t, nil).Login("work", "wrong").Wait(); imapCode(err) != imap.ResponseCodeAuthenticationFailed {
 			t.Fatalf("bad login: %v", err)
 		}
 	}
-	if err := gw.client(t, nil).Login("work", tok).Wait(); imapCode(err) != imap.ResponseCodeUnavailable {
+	if err := gw.client(t, nil).Login("WORK", tok).Wait(); imapCode(err) != imap.ResponseCodeUnavailable {
 		t.Errorf("login after the failures: %v, want NO [UNAVAILABLE]", err)
+	}
+	if err := gw.client(t, nil).Login("home", homeTok).Wait(); err != nil {
+		t.Errorf("login with another user name from the same address: %v", err)
+	}
+	for _, user := range []string{"x", "y"} {
+		if err := gw.client(t, nil).Login(user, "wrong").Wait(); imapCode(err) != imap.ResponseCodeAuthenticationFailed {
+			t.Fatalf("bad login as %s: %v", user, err)
+		}
+	}
+	if err := gw.client(t, nil).Login("home", homeTok).Wait(); imapCode(err) != imap.ResponseCodeUnavailable {
+		t.Errorf("login after the address's failures: %v, want NO [UNAVAILABLE]", err)
+	}
+}
+
+// TestPreAuthConnsPerAddress: one address has at most
+// MaxPreAuthConnsPerAddress connections not logged in; one more is told
+// BYE; once one logs in, another may connect.
+func TestPreAuthConnsPerAddress(t *testing.T) {
+	e := startEnv(t)
+	acct, _ := e.account("work", "ann@example.com")
+	tok, _ := e.token(false, acct.Id)
+	gw := e.gateway(func(c *Config) { c.MaxPreAuthConnsPerAddress = 2 })
+	first, second := gw.client(t, nil), gw.client(t, nil)
+	for _, c := range []*imapclient.Client{first, second} {
+		if _, err := c.Capability().Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := imapclient.DialInsecure(gw.addr, nil); err == nil {
+		_, err = c.Capability().Wait()
+		c.Close()
+		if err == nil {
+			t.Errorf("a third connection not logged in was served")
+		}
+	}
+	if err := first.Login("work", tok).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.client(t, nil).Capability().Wait(); err != nil {
+		t.Errorf("a connection after one of the others logged in: %v", err)
 	}
 }
 

@@ -63,11 +63,17 @@ const (
 	// DefaultMaxConnsPerToken limits the connections open at once with one
 	// token: a mail client opens a few (Thunderbird 5 by default).
 	DefaultMaxConnsPerToken = 50
-	// DefaultLoginFailures failed logins from one address within
-	// DefaultLoginWindow make further logins from it fail at once until
-	// the window has passed.
-	DefaultLoginFailures = 10
-	DefaultLoginWindow   = time.Minute
+	// DefaultLoginFailures failed logins with one user name from one
+	// address (an IPv6 /64), or DefaultLoginFailuresPerAddress with any
+	// user names, within DefaultLoginWindow make further logins with that
+	// name (from that address) fail at once until the window has passed.
+	DefaultLoginFailures           = 10
+	DefaultLoginFailuresPerAddress = 100
+	DefaultLoginWindow             = time.Minute
+	// DefaultMaxPreAuthConnsPerAddress limits the connections from one
+	// address that have not logged in yet (imapserver ends them after 30
+	// s without a command); one more is told BYE.
+	DefaultMaxPreAuthConnsPerAddress = 20
 	// DefaultTokenCheck is how often the tokens of logged-in sessions are
 	// checked with the store: a revoked or expired token's sessions end
 	// (BYE) within this time.
@@ -101,11 +107,17 @@ type Config struct {
 	// MaxConnsPerToken limits the logged-in connections of one token;
 	// default DefaultMaxConnsPerToken.
 	MaxConnsPerToken int
-	// LoginFailures within LoginWindow from one remote address make
-	// further logins from it fail at once; defaults DefaultLoginFailures
-	// and DefaultLoginWindow.
-	LoginFailures int
-	LoginWindow   time.Duration
+	// LoginFailures with one user name from one remote address (an IPv6
+	// /64), or LoginFailuresPerAddress with any, within LoginWindow make
+	// further logins with that name (from that address) fail at once;
+	// defaults DefaultLoginFailures, DefaultLoginFailuresPerAddress and
+	// DefaultLoginWindow.
+	LoginFailures           int
+	LoginFailuresPerAddress int
+	LoginWindow             time.Duration
+	// MaxPreAuthConnsPerAddress limits the connections of one remote
+	// address not logged in yet; default DefaultMaxPreAuthConnsPerAddress.
+	MaxPreAuthConnsPerAddress int
 	// TokenCheck is how often the tokens of logged-in sessions are asked
 	// about (GetCallerToken); the sessions of one the store no longer
 	// accepts end. Default DefaultTokenCheck.
@@ -119,11 +131,12 @@ type Config struct {
 
 // Gateway is the IMAP gateway.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	hub    *hub
-	logins *loginThrottle
-	flags  *flagSets
+	cfg     Config
+	log     *slog.Logger
+	hub     *hub
+	logins  *loginThrottle
+	preAuth *preAuthConns
+	flags   *flagSets
 
 	panics atomic.Int64
 
@@ -157,6 +170,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.LoginFailures <= 0 {
 		cfg.LoginFailures = DefaultLoginFailures
 	}
+	if cfg.LoginFailuresPerAddress <= 0 {
+		cfg.LoginFailuresPerAddress = max(DefaultLoginFailuresPerAddress, cfg.LoginFailures)
+	}
+	if cfg.MaxPreAuthConnsPerAddress <= 0 {
+		cfg.MaxPreAuthConnsPerAddress = DefaultMaxPreAuthConnsPerAddress
+	}
 	if cfg.LoginWindow <= 0 {
 		cfg.LoginWindow = DefaultLoginWindow
 	}
@@ -177,7 +196,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: log, tokens: map[string]*tokenSessions{}, flags: &flagSets{}}
 	g.hub = newHub(cfg.StoreConn, log)
-	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginWindow)
+	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginFailuresPerAddress, cfg.LoginWindow)
+	g.preAuth = &preAuthConns{max: cfg.MaxPreAuthConnsPerAddress, conns: map[string]int{}}
 	return g, nil
 }
 
@@ -263,11 +283,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer stopCheck()
 	go g.checkTokens(checkCtx)
 	var err error
+	returned := 0
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+		returned++
 	}
 	stopCheck()
+	// The listeners first, and every Serve returned, before the servers
+	// close their connections: imapserver's Close waits for its Serve
+	// calls with a WaitGroup that a Serve only starting would race with.
+	closeAll()
+	for ; returned < len(serve); returned++ {
+		<-errc
+	}
 	local.Close()
 	remote.Close()
 	g.hub.close()

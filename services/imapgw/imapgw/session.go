@@ -47,6 +47,11 @@ type session struct {
 	creds    grpc.CallOption
 	counted  bool
 
+	// addr is the remote address's key (addrKey); preAuth is true while
+	// the connection counts among its connections not logged in.
+	addr    string
+	preAuth bool
+
 	sel *selected
 
 	// idleMu is held by Idle and by Close: imapserver's IDLE returns
@@ -62,8 +67,22 @@ var (
 )
 
 func (g *Gateway) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	addr := addrKey(c.NetConn().RemoteAddr())
+	if !g.preAuth.acquire(addr) {
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable,
+			Text: fmt.Sprintf("Too many connections from your address that have not logged in (%d)", g.cfg.MaxPreAuthConnsPerAddress)}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{g: g, conn: c, ctx: ctx, cancel: cancel}, nil, nil
+	return &session{g: g, conn: c, ctx: ctx, cancel: cancel, addr: addr, preAuth: true}, nil, nil
+}
+
+// loggedIn takes the connection out of its address's connections not
+// logged in.
+func (s *session) loggedIn() {
+	if s.preAuth {
+		s.preAuth = false
+		s.g.preAuth.release(s.addr)
+	}
 }
 
 func (s *session) call() (context.Context, context.CancelFunc) {
@@ -80,6 +99,7 @@ func (s *session) Close() error {
 	defer s.idleMu.Unlock()
 	s.unselect()
 	s.logout()
+	s.loggedIn()
 	s.cancel()
 	return nil
 }
@@ -104,17 +124,23 @@ var errLoginFailed = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.Res
 
 // Login implements imapserver.Session: the user name names an account, the
 // password is an API token that reaches it.
-func (s *session) Login(username, password string) error {
+func (s *session) Login(username, password string) (err error) {
 	remote := s.conn.NetConn().RemoteAddr()
-	host := remoteHost(remote)
-	if !s.g.logins.allowed(host) {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins from your address: try again later"}
-	}
 	if _, isTLS := s.conn.NetConn().(*tls.Conn); !isTLS && !isLoopback(remote) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodePrivacyRequired, Text: "Log in after STARTTLS or over implicit TLS"}
 	}
+	if !s.g.logins.begin(s.addr, username) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins from your address: try again later"}
+	}
+	failed := false
+	defer func() {
+		s.g.logins.end(s.addr, username, failed)
+		if err == nil {
+			s.loggedIn()
+		}
+	}()
 	fail := func() error {
-		s.g.logins.failed(host)
+		failed = true
 		return errLoginFailed
 	}
 	if apitoken.Check(password) != nil {
