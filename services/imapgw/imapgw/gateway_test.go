@@ -113,6 +113,95 @@ func TestReadOnlyToken(t *testing.T) {
 	}
 }
 
+// TestReadOnlySelection: CLOSE on a read-only selection (EXAMINE, or a
+// read-only token's SELECT) succeeds and removes nothing; EXAMINE with a
+// read-write token refuses STORE, EXPUNGE and MOVE but not APPEND, COPY,
+// CREATE, RENAME and DELETE; a read-only token is refused all of those.
+func TestReadOnlySelection(t *testing.T) {
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	e.appendMsg(inbox.Id, testMail("one"), `\Deleted`)
+	rw, _ := e.token(false, acct.Id)
+	ro, _ := e.token(true, acct.Id)
+	gw := e.gateway(nil)
+	one := imap.SeqSetNum(1)
+
+	c := gw.login(t, "work", rw, nil)
+	for _, step := range []struct {
+		name string
+		run  func() error
+		code imap.ResponseCode // "" for OK
+	}{
+		{"EXAMINE", func() error { _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); return err }, ""},
+		{"STORE", func() error {
+			_, err := c.Store(one, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Collect()
+			return err
+		}, imap.ResponseCodeNoPerm},
+		{"EXPUNGE", func() error { _, err := c.Expunge().Collect(); return err }, imap.ResponseCodeNoPerm},
+		{"CREATE", func() error { return c.Create("Archive", nil).Wait() }, ""},
+		{"MOVE", func() error { _, err := c.Move(one, "Archive").Wait(); return err }, imap.ResponseCodeNoPerm},
+		{"CREATE", func() error { return c.Create("Spare", nil).Wait() }, ""},
+		{"RENAME", func() error { return c.Rename("Spare", "Old", nil).Wait() }, ""},
+		{"APPEND", func() error { return appendTo(c, "Old", testMail("two")) }, ""},
+		{"COPY", func() error { _, err := c.Copy(one, "Old").Wait(); return err }, ""},
+		{"DELETE", func() error { return c.Delete("Old").Wait() }, ""},
+		{"CLOSE", func() error { return c.UnselectAndExpunge().Wait() }, ""},
+		// Selected again read-write: CLOSE expunges.
+		{"SELECT", func() error { _, err := c.Select("INBOX", nil).Wait(); return err }, ""},
+	} {
+		if err := step.run(); imapCode(err) != step.code || (step.code == "" && err != nil) {
+			t.Errorf("%s after EXAMINE with a read-write token: %v, want %q", step.name, err, step.code)
+		}
+	}
+	if n := e.count(inbox.Id); n != 1 {
+		t.Errorf("the inbox has %d messages after CLOSE of EXAMINE, want 1", n)
+	}
+
+	r := gw.login(t, "work", ro, nil)
+	if _, err := r.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"CREATE", func() error { return r.Create("New", nil).Wait() }},
+		{"RENAME", func() error { return r.Rename("Archive", "Old", nil).Wait() }},
+		{"DELETE", func() error { return r.Delete("Archive").Wait() }},
+		{"APPEND", func() error { return appendTo(r, "INBOX", testMail("three")) }},
+		{"COPY", func() error { _, err := r.Copy(one, "Archive").Wait(); return err }},
+		{"MOVE", func() error { _, err := r.Move(one, "Archive").Wait(); return err }},
+		{"EXPUNGE", func() error { _, err := r.Expunge().Collect(); return err }},
+	} {
+		if err := step.run(); imapCode(err) != imap.ResponseCodeNoPerm {
+			t.Errorf("%s with a read-only token: %v, want NO [NOPERM]", step.name, err)
+		}
+	}
+	if err := r.UnselectAndExpunge().Wait(); err != nil {
+		t.Errorf("CLOSE with a read-only token: %v", err)
+	}
+	if n := e.count(inbox.Id); n != 1 {
+		t.Errorf("the inbox has %d messages after a read-only token's CLOSE, want 1", n)
+	}
+	// CLOSE left the selected state: NOOP works, FETCH does not.
+	if _, err := r.Fetch(one, &imap.FetchOptions{UID: true}).Collect(); err == nil {
+		t.Error("FETCH after CLOSE worked: the mailbox is still selected")
+	}
+}
+
+// appendTo appends raw to a mailbox.
+func appendTo(c *imapclient.Client, mailbox, raw string) error {
+	cmd := c.Append(mailbox, int64(len(raw)), nil)
+	if _, err := cmd.Write([]byte(raw)); err != nil {
+		return err
+	}
+	if err := cmd.Close(); err != nil {
+		return err
+	}
+	_, err := cmd.Wait()
+	return err
+}
+
 // TestListSelectFetch: LIST with special use, SELECT from the store's
 // UIDVALIDITY/UIDNEXT, FETCH byte-exact against GetRawMessage.
 func TestListSelectFetch(t *testing.T) {

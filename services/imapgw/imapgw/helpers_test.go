@@ -258,3 +258,13 @@ func testMail(subject string) string {
 		"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Bob, " + subject + ".\r\n" +
 		"--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=report.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n"
 }
+
+// count is the number of messages in a mailbox.
+func (e *env) count(mailboxID string) int {
+	e.t.Helper()
+	resp, err := e.mailboxes().ListMessages(callCtx(e.t), &mailbusv1.ListMessagesRequest{MailboxId: mailboxID, PageSize: 1000})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(resp.Messages)
+}

@@ -223,7 +223,18 @@ func (s *session) AppendLimit() uint32 { return uint32(s.g.cfg.MaxMessageSize) }
 // errReadOnly answers changes through a read-only token.
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNoPerm, Text: "Read-only: this token may not change the mailbox"}
 
+// checkWrite refuses changes through a read-only token: CREATE, DELETE,
+// RENAME, APPEND and COPY, which EXAMINE does not restrict.
 func (s *session) checkWrite() error {
+	if s.readOnly {
+		return errReadOnly
+	}
+	return nil
+}
+
+// checkSelWrite refuses changes of the selected mailbox's messages (STORE,
+// EXPUNGE, MOVE) through a read-only token or selection (EXAMINE).
+func (s *session) checkSelWrite() error {
 	if s.readOnly || (s.sel != nil && s.sel.readOnly) {
 		return errReadOnly
 	}
@@ -664,7 +675,13 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 // Expunge implements imapserver.Session: deletes the messages flagged
 // \Deleted (of uids, when given) in the store.
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
-	if err := s.checkWrite(); err != nil {
+	if err := s.checkSelWrite(); err != nil {
+		if *w == (imapserver.ExpungeWriter{}) {
+			// CLOSE (imapserver's writer for it writes nothing): on a
+			// read-only selection it removes nothing and succeeds (RFC
+			// 3501 section 6.4.2).
+			return nil
+		}
 		return err
 	}
 	var ids []string
@@ -718,7 +735,7 @@ func (s *session) removeAndTell(ids []string, write func(uint32) error) error {
 
 // Store implements imapserver.Session with UpdateFlags.
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
-	if err := s.checkWrite(); err != nil {
+	if err := s.checkSelWrite(); err != nil {
 		return err
 	}
 	msgs := s.sel.resolve(numSet)
@@ -794,8 +811,8 @@ func (s *session) destination(name string) (*mailbusv1.Mailbox, error) {
 // message is read (GetRawMessage) and appended (AppendMessage) with its
 // flags and internal date.
 func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, error) {
-	if s.readOnly {
-		return nil, errReadOnly
+	if err := s.checkWrite(); err != nil {
+		return nil, err
 	}
 	dest, err := s.destination(destName)
 	if err != nil {
@@ -827,7 +844,7 @@ func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, err
 // Move implements imapserver.SessionMove with MoveMessages: the messages
 // get new UIDs in the destination (COPYUID).
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName string) error {
-	if err := s.checkWrite(); err != nil {
+	if err := s.checkSelWrite(); err != nil {
 		return err
 	}
 	dest, err := s.destination(destName)
