@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -54,8 +53,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.F
 		if reads != nil {
 			var err error
 			if raw, err = reads.get(i); err != nil {
-				var ie *imap.Error
-				if errors.As(err, &ie) && ie.Code == imap.ResponseCodeNonExistent {
+				if isGone(err) {
 					// Deleted meanwhile: the EXPUNGE follows from the events.
 					continue
 				}
@@ -225,16 +223,24 @@ func (s *session) markSeen(msgs []*message) error {
 		}
 	}
 	for chunk := range slices.Chunk(ids, batch) {
-		ctx, cancel := s.call()
-		resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: chunk, Add: []string{string(imap.FlagSeen)}, DeviceId: s.device}, s.creds)
-		cancel()
+		// The messages another device deleted meanwhile are left out.
+		var changed []*mailbusv1.MessageSummary
+		_, err := eachExisting(chunk, func(ids []string) error {
+			ctx, cancel := s.call()
+			defer cancel()
+			resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: []string{string(imap.FlagSeen)}, DeviceId: s.device}, s.creds)
+			if err == nil {
+				changed = append(changed, resp.Messages...)
+			}
+			return err
+		})
 		if status.Code(err) == codes.NotFound {
-			continue
+			continue // all of them gone
 		}
 		if err != nil {
 			return imapError(err, "set \\Seen")
 		}
-		for _, after := range resp.Messages {
+		for _, after := range changed {
 			if m := s.sel.findSummary(after); m != nil {
 				m.flags = s.sel.flags.intern(after.Flags)
 			}
@@ -256,6 +262,11 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		m := &s.sel.msgs[i]
 		c := &candidate{s: s, m: m, seq: uint32(i + 1)}
 		ok, err := c.match(criteria)
+		if isGone(err) {
+			// Deleted meanwhile: no match (its EXPUNGE follows from the
+			// events).
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

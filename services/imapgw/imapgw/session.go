@@ -27,6 +27,10 @@ import (
 // callTimeout bounds one call to the store.
 const callTimeout = 2 * time.Minute
 
+// copyBytes is the most message bytes COPY holds at once: it reads that
+// much before appending any.
+const copyBytes = 256 << 20
+
 // batch is the most message ids one UpdateFlags, MoveMessages or
 // DeleteMessages takes.
 const batch = 1000
@@ -695,10 +699,14 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		ids = append(ids, m.id)
 	}
 	for chunk := range slices.Chunk(ids, batch) {
-		ctx, cancel := s.call()
-		_, err := s.mailboxes().DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: s.account.Id, MessageIds: chunk, DeviceId: s.device}, s.creds)
-		cancel()
-		if err != nil {
+		// The messages another device deleted meanwhile are expunged too.
+		_, err := eachExisting(chunk, func(ids []string) error {
+			ctx, cancel := s.call()
+			defer cancel()
+			_, err := s.mailboxes().DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: s.account.Id, MessageIds: ids, DeviceId: s.device}, s.creds)
+			return err
+		})
+		if err != nil && status.Code(err) != codes.NotFound {
 			return imapError(err, "expunge")
 		}
 		if err := s.removeAndTell(chunk, w.WriteExpunge); err != nil {
@@ -706,6 +714,48 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		}
 	}
 	return nil
+}
+
+// eachExisting calls call with ids. When the store answers NotFound (it
+// refuses the whole call when one message is gone: another device deleted
+// it since the client was told), it halves the ids and calls again for
+// each half, so that the messages still there are done; it returns the ids
+// found gone (those refused alone). The events of their deletion expunge
+// them from the view later. When every id is gone, the NotFound is
+// returned: it may be about something else (a deleted destination).
+func eachExisting(ids []string, call func([]string) error) (gone []string, err error) {
+	var notFound error
+	var run func([]string) error
+	run = func(ids []string) error {
+		err := call(ids)
+		if status.Code(err) != codes.NotFound {
+			return err
+		}
+		notFound = err
+		if len(ids) == 1 {
+			gone = append(gone, ids[0])
+			return nil
+		}
+		h := len(ids) / 2
+		if err := run(ids[:h]); err != nil {
+			return err
+		}
+		return run(ids[h:])
+	}
+	if err := run(ids); err != nil {
+		return gone, err
+	}
+	if len(ids) > 0 && len(gone) == len(ids) {
+		return gone, notFound
+	}
+	return gone, nil
+}
+
+// isGone reports whether an error says that a message is not in the
+// store (any more).
+func isGone(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Code == imap.ResponseCodeNonExistent
 }
 
 // removeAndTell takes messages out of the view, telling the client each
@@ -762,13 +812,22 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		for i, m := range chunk {
 			ids[i] = m.id
 		}
-		ctx, cancel := s.call()
-		resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: add, Remove: remove, DeviceId: s.device}, s.creds)
-		cancel()
+		// The messages another device deleted meanwhile are left out (no
+		// FETCH for them; their EXPUNGE follows from the events).
+		var changed []*mailbusv1.MessageSummary
+		_, err := eachExisting(ids, func(ids []string) error {
+			ctx, cancel := s.call()
+			defer cancel()
+			resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: add, Remove: remove, DeviceId: s.device}, s.creds)
+			if err == nil {
+				changed = append(changed, resp.Messages...)
+			}
+			return err
+		})
 		if err != nil {
 			return imapError(err, "store the flags")
 		}
-		for _, after := range resp.Messages {
+		for _, after := range changed {
 			m := s.sel.findSummary(after)
 			if m == nil {
 				continue
@@ -819,21 +878,46 @@ func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, err
 		return nil, err
 	}
 	var src, dst imap.UIDSet
-	for _, m := range s.sel.resolve(numSet) {
-		raw, err := s.raw(m)
-		if err != nil {
-			return nil, err
+	// Every message is read before any is appended, so that a failed read
+	// leaves the destination unchanged (RFC 3501 section 6.4.7), in groups
+	// of up to copyBytes; a message another device deleted meanwhile is
+	// left out (not in COPYUID).
+	msgs := s.sel.resolve(numSet)
+	for len(msgs) > 0 {
+		n, size := 0, int64(0)
+		for n < len(msgs) && (n == 0 || size+int64(msgs[n].size) <= copyBytes) {
+			size += int64(msgs[n].size)
+			n++
 		}
-		ctx, cancel := s.call()
-		resp, err := s.mailboxes().AppendMessage(ctx, &mailbusv1.AppendMessageRequest{
-			MailboxId: dest.Id, Raw: raw, Flags: m.flags, InternalDate: timestamppb.New(m.internalDate()), DeviceId: s.device,
-		}, s.creds)
-		cancel()
-		if err != nil {
-			return nil, imapError(err, "copy the message")
+		group := msgs[:n]
+		msgs = msgs[n:]
+		raws := make([][]byte, len(group))
+		for i, m := range group {
+			raw, err := s.raw(m)
+			if isGone(err) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			raws[i] = raw
 		}
-		src.AddNum(imap.UID(m.uid))
-		dst.AddNum(imap.UID(resp.GetMessage().GetImapUid()))
+		for i, m := range group {
+			if raws[i] == nil {
+				continue
+			}
+			ctx, cancel := s.call()
+			resp, err := s.mailboxes().AppendMessage(ctx, &mailbusv1.AppendMessageRequest{
+				MailboxId: dest.Id, Raw: raws[i], Flags: m.flags, InternalDate: timestamppb.New(m.internalDate()), DeviceId: s.device,
+			}, s.creds)
+			cancel()
+			raws[i] = nil
+			if err != nil {
+				return nil, imapError(err, "copy the message")
+			}
+			src.AddNum(imap.UID(m.uid))
+			dst.AddNum(imap.UID(resp.GetMessage().GetImapUid()))
+		}
 	}
 	if dest.ImapUidvalidity == 0 || len(src) == 0 {
 		return nil, nil
@@ -854,14 +938,31 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 	msgs := s.sel.resolve(numSet)
 	var src, dst imap.UIDSet
 	var moved []string
+	uidOf := make(map[string]uint32, len(msgs))
+	for _, m := range msgs {
+		uidOf[m.id] = m.uid
+	}
 	for chunk := range slices.Chunk(msgs, batch) {
 		ids := make([]string, len(chunk))
 		for i, m := range chunk {
 			ids[i] = m.id
 		}
-		ctx, cancel := s.call()
-		resp, err := s.mailboxes().MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: s.account.Id, MessageIds: ids, ToMailboxId: dest.Id, DeviceId: s.device}, s.creds)
-		cancel()
+		// The messages another device deleted meanwhile are left out (not
+		// in COPYUID; their EXPUNGE follows from the events).
+		_, err := eachExisting(ids, func(ids []string) error {
+			ctx, cancel := s.call()
+			defer cancel()
+			resp, err := s.mailboxes().MoveMessages(ctx, &mailbusv1.MoveMessagesRequest{AccountId: s.account.Id, MessageIds: ids, ToMailboxId: dest.Id, DeviceId: s.device}, s.creds)
+			if err != nil {
+				return err
+			}
+			for i, after := range resp.Messages {
+				src.AddNum(imap.UID(uidOf[ids[i]]))
+				dst.AddNum(imap.UID(after.ImapUid))
+			}
+			moved = append(moved, ids...)
+			return nil
+		})
 		if err != nil {
 			if len(moved) > 0 {
 				// Tell what did move before failing.
@@ -871,11 +972,6 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 			}
 			return imapError(err, "move the messages")
 		}
-		for i, after := range resp.Messages {
-			src.AddNum(imap.UID(chunk[i].uid))
-			dst.AddNum(imap.UID(after.ImapUid))
-		}
-		moved = append(moved, ids...)
 	}
 	if len(moved) > 0 && dest.ImapUidvalidity != 0 {
 		if err := w.WriteCopyData(&imap.CopyData{UIDValidity: dest.ImapUidvalidity, SourceUIDs: src, DestUIDs: dst}); err != nil {
