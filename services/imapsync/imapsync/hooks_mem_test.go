@@ -32,6 +32,9 @@ type memHooks struct {
 	store func(flags *imap.StoreFlags) error
 	// fetch runs before a FETCH.
 	fetch func(options *imap.FetchOptions)
+	// examinedFetch runs before a FETCH in a mailbox opened read-only
+	// (EXAMINE: imapsync's second connection of an initial sync).
+	examinedFetch func()
 	// appendLost, when it returns true for a mailbox, makes APPEND answer
 	// OK (without APPENDUID) and store nothing: a server losing mail.
 	appendLost func(mailbox string) bool
@@ -76,8 +79,14 @@ func startMemHooked(t testing.TB, h *memHooks, folders ...string) *memServer {
 // and NAMESPACE, which the embedded interface would hide.
 type hookedSession struct {
 	imapserver.Session
-	h *memHooks
-	c *imapserver.Conn
+	h        *memHooks
+	c        *imapserver.Conn
+	readOnly bool // the selected mailbox was opened with EXAMINE
+}
+
+func (s *hookedSession) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	s.readOnly = options != nil && options.ReadOnly
+	return s.Session.Select(mailbox, options)
 }
 
 var (
@@ -206,6 +215,9 @@ func (s *hookedSession) Store(w *imapserver.FetchWriter, set imap.NumSet, flags 
 func (s *hookedSession) Fetch(w *imapserver.FetchWriter, set imap.NumSet, opts *imap.FetchOptions) error {
 	if s.h.fetch != nil {
 		s.h.fetch(opts)
+	}
+	if s.readOnly && s.h.examinedFetch != nil {
+		s.h.examinedFetch()
 	}
 	return s.Session.Fetch(w, set, opts)
 }

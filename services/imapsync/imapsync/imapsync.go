@@ -532,6 +532,9 @@ type metrics struct {
 	// prefetched counts folders of initial syncs fetched on a second
 	// connection (prefetch.go).
 	prefetched prometheus.Counter
+	// prefetchYields counts second connections stopped so that a
+	// write-back is applied (prefetch.go, take).
+	prefetchYields prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -548,8 +551,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Account workers that found their server's IDLE carries no updates (new mail found by checks it had not announced) and poll its folders instead."}),
 		prefetched: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_prefetched_folders_total",
 			Help: "Folders of initial syncs fetched on a second connection while the work connection synced others."}),
+		prefetchYields: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailbus_imapsync_prefetch_yields_total",
+			Help: "Second connections of initial syncs stopped at a batch boundary so that a device's write-back is applied while the work connection waited for them."}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases, m.noPush, m.prefetched} {
+	for _, c := range []prometheus.Collector{m.messages, m.bytes, m.writebacks, m.connects, m.syncs, m.accounts, m.staleLeases, m.noPush, m.prefetched, m.prefetchYields} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("imapsync: metrics: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ownership"
 )
 
 // prefetcher fetches the bodies of an initial sync's folders on a second
@@ -29,12 +30,20 @@ import (
 // one (hostlimit.TryAcquire), only when the account may have more than
 // one connection (Config.Connections), and only before the session's
 // IDLE connections start. It closes as soon as a work connection of any
-// account waits for the host's slot (the yield channel), and at the end
-// of the initial syncs. Any failure on it only ends the prefetching.
+// account waits for the host's slot (the yield channel), when a
+// write-back is to be applied (at its next batch boundary if the work
+// connection waits for it, see take), and at the end of the initial
+// syncs. A failure on it only ends the prefetching, except the store's
+// STALE_LEASE, which stops the account's session at once (decision 11).
 type prefetcher struct {
 	w      *account
 	cancel context.CancelFunc
 	done   chan struct{}
+	// abort ends the account's session (account.abort, captured when
+	// the prefetcher starts: the session clears it only after stop).
+	abort func()
+	// stopAtBatch asks the prefetcher to end at its next batch boundary.
+	stopAtBatch atomic.Bool
 
 	mu      sync.Mutex
 	queue   []prefetchFolder         // not taken yet, in the work connection's order
@@ -69,7 +78,7 @@ func (w *account) startPrefetch(ctx context.Context, todo []*folder, messages ui
 	if !w.prefetchOK || len(todo) < 2 || messages < prefetchMinMessages || w.s.cfg.Connections < 2 {
 		return nil
 	}
-	p := &prefetcher{w: w, done: make(chan struct{}), claimed: map[string]chan struct{}{}}
+	p := &prefetcher{w: w, done: make(chan struct{}), claimed: map[string]chan struct{}{}, abort: w.abort}
 	for _, f := range todo {
 		p.queue = append(p.queue, prefetchFolder{id: f.id, name: f.name, uidvalidity: f.st.GetUidvalidity()})
 	}
@@ -80,7 +89,13 @@ func (w *account) startPrefetch(ctx context.Context, todo []*folder, messages ui
 }
 
 // take is called by the work connection before it syncs f: it takes f
-// from the queue or, if the prefetcher has it, waits until it is done.
+// from the queue or, if the prefetcher has it, waits until it is done. A
+// write-back wake-up meanwhile stops the prefetcher at its next batch
+// boundary (decision 6: during an initial sync a write-back waits at most
+// a few FETCH batches, not for a whole folder on the other connection);
+// the wake-up is then given back, so that writeBacksBetween, at the start
+// of syncFolder, applies the change, and the work connection fetches the
+// rest of f itself.
 func (p *prefetcher) take(ctx context.Context, f *folder) {
 	if p == nil {
 		return
@@ -89,11 +104,20 @@ func (p *prefetcher) take(ctx context.Context, f *folder) {
 	p.queue = slices.DeleteFunc(p.queue, func(q prefetchFolder) bool { return q.id == f.id })
 	ch := p.claimed[f.id]
 	p.mu.Unlock()
-	if ch != nil {
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-p.w.wb:
+		p.stopAtBatch.Store(true)
+		p.w.s.metrics.prefetchYields.Inc()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 		}
+		kick(p.w.wb)
 	}
 }
 
@@ -150,14 +174,27 @@ func (p *prefetcher) run(ctx context.Context, f prefetchFolder) {
 	defer c.Close()
 	w.s.metrics.connects.WithLabelValues("ok").Inc()
 	for ok := true; ok; f, ok = p.next() {
-		err := p.folder(ctx, c, f)
-		p.finish(f)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Info("prefetching on a second connection ended; the work connection goes on alone", "folder", f.name, "err", err)
-			}
+		if p.stopAtBatch.Load() {
+			p.finish(f)
 			return
 		}
+		err := p.folder(ctx, c, f)
+		p.finish(f)
+		switch {
+		case err == nil:
+			continue
+		case ownership.IsStaleLease(err):
+			// Another replica works the account now (decisions 11, 15):
+			// the whole session stops at once, not only this connection.
+			w.staleLease.Store(true)
+			if p.abort != nil {
+				p.abort()
+			}
+			w.log.Info("the store refused the second connection's lease token; stopping the account", "folder", f.name, "err", err)
+		case ctx.Err() == nil:
+			w.log.Info("prefetching on a second connection ended; the work connection goes on alone", "folder", f.name, "err", err)
+		}
+		return
 	}
 }
 
@@ -208,11 +245,12 @@ func (p *prefetcher) folder(ctx context.Context, c *conn, f prefetchFolder) erro
 	}
 	batches := newestFirst(uids, w.s.cfg.FetchBatch)
 	ref := mailboxRef{id: f.id, name: f.name, uidvalidity: sel.UIDValidity}
-	_, _, err = w.fetchBodies(ctx, c, ref, batches, "initial", nil, func(n int, bytes int64) {
+	_, _, err = w.fetchBodies(ctx, c, ref, batches, "initial", nil, func(n int, bytes int64) bool {
 		p.messages.Add(int64(n))
 		p.bytes.Add(bytes)
+		return !p.stopAtBatch.Load()
 	})
-	if err != nil {
+	if err != nil || p.stopAtBatch.Load() {
 		return err
 	}
 	w.s.metrics.prefetched.Inc()

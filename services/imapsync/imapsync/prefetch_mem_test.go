@@ -1,8 +1,11 @@
 package imapsync_test
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -96,4 +99,79 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestMemWriteBackDuringPrefetch: a device's change made while the work
+// connection waits for the folder the second connection of an initial
+// sync is fetching reaches the server before that folder is done
+// (decision 6): the second connection stops at its next batch boundary,
+// the work connection applies the write-back, then fetches the rest of
+// the folder itself. Every message is stored and fetched once. The
+// second connection's FETCHes wait at a gate that opens only once the
+// change was seen (on the server or as the prefetcher's stop), so the
+// order does not depend on timing.
+func TestMemWriteBackDuringPrefetch(t *testing.T) {
+	const inbox, archive, batch = 20, 600, 50
+	var (
+		gate    = make(chan struct{}) // closed: the second connection's FETCHes go on
+		served  atomic.Int64          // FETCHes of the second connection let through
+		storeAt atomic.Int64          // served when the first STORE came, plus one
+	)
+	h := &memHooks{
+		examinedFetch: func() { <-gate; served.Add(1) },
+		store: func(*imap.StoreFlags) error {
+			storeAt.CompareAndSwap(0, served.Load()+1)
+			return nil
+		},
+	}
+	m := startMemHooked(t, h, "Archive")
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate) // before the server closes, also on failure
+	c := dialPlain(t, m.addr, "alice", "secret")
+	for i := range inbox {
+		appendMsg(t, c, "INBOX", testMessage(i, "INBOX"))
+	}
+	for i := range archive {
+		appendMsg(t, c, "Archive", testMessage(i, "Archive"))
+	}
+	e := startStore(t)
+	a := e.createAccount(t, m.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) {
+		c.Registry = reg
+		c.FetchBatch = batch
+		c.HostLimit = hostlimit.Config{Rate: -1, MaxConns: 2}
+		// The gate holds a FETCH longer than waitLong: no timeout ends
+		// the second connection instead of the write-back.
+		c.Timeout = 10 * waitLong
+	})
+	// INBOX done (the progress the work connection reports after each
+	// folder): it now waits for Archive, which the second connection
+	// holds at the gate.
+	waitFor(t, "INBOX synced", func() bool { return e.account(t, a.Id).GetStatus().GetProgress().GetFoldersDone() >= 1 })
+	var id string
+	for _, sm := range e.storeFolder(t, a.Id, "INBOX") {
+		id = sm.id
+		break
+	}
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{id}, Add: []string{`\Flagged`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second connection stopped for the write-back, or the write-back applied", func() bool {
+		return storeAt.Load() != 0 || counterValue(t, reg, "mailbus_imapsync_prefetch_yields_total") > 0
+	})
+	openGate()
+	waitFor(t, "the write-back applied", func() bool { return storeAt.Load() != 0 })
+	waitFor(t, "the initial sync done", func() bool { return gaugeValues(t, reg, "mailbus_imapsync_accounts")["idle"] == 1 })
+	if n := storeAt.Load() - 1; n >= archive/batch {
+		t.Errorf("the write-back reached the server after all %d FETCHes of the second connection", n)
+	}
+	for f, want := range map[string]int{"INBOX": inbox, "Archive": archive} {
+		if n := len(e.storeFolder(t, a.Id, f)); n != want {
+			t.Errorf("%s: %d messages stored, want %d", f, n, want)
+		}
+	}
+	if n := counterValue(t, reg, "mailbus_imapsync_messages_total"); n != inbox+archive {
+		t.Errorf("%v messages fetched, want each of the %d once", n, inbox+archive)
+	}
 }

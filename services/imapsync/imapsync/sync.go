@@ -579,7 +579,7 @@ func (w *account) fetchIngest(ctx context.Context, f *folder, batches [][]uint32
 		return nil
 	}
 	ref := mailboxRef{id: f.id, name: f.name, uidvalidity: f.st.Uidvalidity}
-	results, sentFlags, err := w.fetchBodies(ctx, w.work, ref, batches, kind, onBatch, func(n int, bytes int64) { w.fetched(ctx, n, bytes) })
+	results, sentFlags, err := w.fetchBodies(ctx, w.work, ref, batches, kind, onBatch, func(n int, bytes int64) bool { w.fetched(ctx, n, bytes); return true })
 	if err != nil {
 		return err
 	}
@@ -623,10 +623,11 @@ type mailboxRef struct {
 // the store as it arrives (pkg/ingest), while the store commits the
 // previous batch. onBatch (may be nil) runs, in order, in the stream's
 // receiver once the store has committed a batch; fetched runs after each
-// batch is sent. It returns the store's results and the flags sent, by
+// batch is sent, and false from it ends the fetch there (the batches
+// sent are committed, the others left). It returns the store's results and the flags sent, by
 // UID. It touches no account or folder state: the prefetcher runs it on
 // its own connection.
-func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batches [][]uint32, kind string, onBatch func([]uint32) error, fetched func(n int, bytes int64)) ([]*mailbusv1.IngestResult, map[uint32][]string, error) {
+func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batches [][]uint32, kind string, onBatch func([]uint32) error, fetched func(n int, bytes int64) bool) ([]*mailbusv1.IngestResult, map[uint32][]string, error) {
 	type boundary struct {
 		count int // messages sent up to the end of the batch
 		uids  []uint32
@@ -703,7 +704,9 @@ func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batch
 			if err := ing.Flush(); err != nil {
 				return err
 			}
-			fetched(len(b), batchBytes)
+			if !fetched(len(b), batchBytes) {
+				break
+			}
 		}
 		return nil
 	})
