@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"log/slog"
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
@@ -50,6 +52,8 @@ type env struct {
 	// rawReads counts the GetRawMessage calls on plain: the messages the
 	// gateway read.
 	rawReads atomic.Int64
+	// failLists makes ListMessages on plain fail (Unavailable).
+	failLists atomic.Bool
 }
 
 func startEnv(t testing.TB) *env {
@@ -103,6 +107,11 @@ func startEnv(t testing.TB) *env {
 			e.rawReads.Add(1)
 		}
 		return streamer(ctx, desc, cc, method, opts...)
+	}), grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == mailbusv1.MailboxService_ListMessages_FullMethodName && e.failLists.Load() {
+			return status.Error(codes.Unavailable, "listing switched off by the test")
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
 	}))
 	return e
 }
@@ -194,6 +203,7 @@ func (e *env) rawMsg(id string) []byte {
 type gateway struct {
 	addr string
 	stop func()
+	g    *Gateway
 }
 
 func (e *env) gateway(mod func(*Config)) *gateway {
@@ -227,7 +237,7 @@ func (e *env) gateway(mod func(*Config)) *gateway {
 		}
 	}
 	e.t.Cleanup(stop)
-	return &gateway{addr: lis.Addr().String(), stop: stop}
+	return &gateway{addr: lis.Addr().String(), stop: stop, g: g}
 }
 
 // client connects an IMAP client (go-imap v2) to the gateway.

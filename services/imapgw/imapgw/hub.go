@@ -73,6 +73,14 @@ func (s *subscription) lost() {
 	s.wake()
 }
 
+// retry asks for the mailbox to be listed again at the next poll, without
+// waking an IDLE (after a failed listing: Idle retries on a timer).
+func (s *subscription) retry() {
+	s.mu.Lock()
+	s.queue, s.resync = nil, true
+	s.mu.Unlock()
+}
+
 func (s *subscription) wake() {
 	select {
 	case s.notify <- struct{}{}:

@@ -2,6 +2,7 @@ package imapgw
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
 	"strings"
@@ -85,7 +86,14 @@ type selected struct {
 	// pendingExists is set when messages were added to the view but the
 	// client was not told the new count yet.
 	pendingExists bool
+	// resyncFailed is set when the last listing after lost events failed:
+	// IDLE tries again after resyncRetry.
+	resyncFailed bool
 }
+
+// resyncRetry is how long IDLE waits before listing the mailbox again
+// after a failed listing.
+const resyncRetry = 5 * time.Second
 
 // listAll reads every message of a mailbox in UID order.
 func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption, in *flagSets) ([]message, error) {
@@ -211,8 +219,20 @@ func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.Update
 			s.sub.lost()
 			return nil
 		}
+		s.resyncFailed = false
 		if err := s.resync(ctx, sess, w); err != nil {
-			return err
+			var ie *imap.Error
+			if errors.As(err, &ie) {
+				// The listing failed (a store error): the view stays as
+				// the client knows it, the next poll lists again (an IDLE
+				// after resyncRetry). Returning the error would end the
+				// connection.
+				sess.g.log.Warn("imap gateway: listing the selected mailbox again failed; will retry", "mailbox", s.mbox.Id, "err", err)
+				s.sub.retry()
+				s.resyncFailed = true
+				return s.flushExists(w)
+			}
+			return err // writing to the client failed
 		}
 		return s.flushExists(w)
 	}

@@ -643,7 +643,16 @@ func (s *session) Unselect() error {
 
 // Poll implements imapserver.Session: the changes of the selected mailbox
 // since the client was last told.
+// It takes idleMu: when the connection breaks during IDLE, imapserver
+// polls without waiting for Idle to return.
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	s.idleMu.Lock()
+	defer s.idleMu.Unlock()
+	return s.poll(w, allowExpunge)
+}
+
+// poll is Poll with idleMu held.
+func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
@@ -661,17 +670,30 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	if err := s.Poll(w, true); err != nil {
+	if err := s.poll(w, true); err != nil {
 		return err
 	}
 	for {
+		var retry <-chan time.Time
+		var t *time.Timer
+		if s.sel.resyncFailed {
+			t = time.NewTimer(resyncRetry)
+			retry = t.C
+		}
 		select {
 		case <-stop:
+			if t != nil {
+				t.Stop()
+			}
 			return nil
 		case <-s.sel.sub.notify:
-			if err := s.Poll(w, true); err != nil {
-				return err
-			}
+		case <-retry:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err := s.poll(w, true); err != nil {
+			return err
 		}
 	}
 }
