@@ -54,6 +54,9 @@ type env struct {
 	rawReads atomic.Int64
 	// failLists makes ListMessages on plain fail (Unavailable).
 	failLists atomic.Bool
+	// adminToken and serviceToken are the store's admin and service
+	// tokens.
+	adminToken, serviceToken string
 }
 
 func startEnv(t testing.TB) *env {
@@ -102,6 +105,7 @@ func startEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e.admin = e.dial(admin)
+	e.adminToken, e.serviceToken = admin, serviceToken
 	e.plain = e.dial("", grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		if method == mailbusv1.MailboxService_GetRawMessage_FullMethodName {
 			e.rawReads.Add(1)

@@ -6,9 +6,9 @@
 // the mailbus.v1 gRPC API, like any other device, with the client's own
 // API token on every call:
 //
-//   - LOGIN (or AUTHENTICATE PLAIN) takes the account's name, its upstream
-//     user name or the address as user name and a device API token as
-//     password. TokenService.GetCallerToken tells which accounts the token
+//   - LOGIN (or AUTHENTICATE PLAIN) takes the account's name or its
+//     upstream user name as user name and a device API token as password
+//     (admin and service tokens are refused). TokenService.GetCallerToken tells which accounts the token
 //     reaches and whether it is read-only; AccountService.ListAccounts
 //     finds the account among them.
 //   - Mailboxes, UIDVALIDITY, UIDNEXT and UIDs come from the store

@@ -168,6 +168,12 @@ func (s *session) Login(username, password string) (err error) {
 		return fail()
 	}
 	tok := me.GetToken()
+	if tok.GetRole() != mailbusv1.TokenRole_TOKEN_ROLE_DEVICE {
+		// An admin or service token is no mail client's password: it
+		// would give an IMAP client (and a leaked IMAP password) every
+		// account.
+		return fail()
+	}
 	if !s.g.acquire(tok.GetId(), password, s) {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
 			Text: fmt.Sprintf("This token has %d connections open already", s.g.cfg.MaxConnsPerToken)}
@@ -268,7 +274,11 @@ func imapError(err error, what string) error {
 		e.Code = imap.ResponseCodeAuthorizationFailed
 		e.Text = "The store no longer accepts this token (revoked or expired)"
 	default:
+		// Unavailable, Unknown, DeadlineExceeded, Internal...: the text is
+		// gRPC's or the store's internals (dial errors name internal
+		// addresses), not for the client.
 		e.Code = imap.ResponseCodeUnavailable
+		e.Text = fmt.Sprintf("Cannot %s: the store is unavailable, try again later", what)
 	}
 	return e
 }
@@ -711,11 +721,15 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		return err
 	}
 	var ids []string
+	var last uint32
+	if n := len(s.sel.msgs); n > 0 {
+		last = s.sel.msgs[n-1].uid
+	}
 	for _, m := range s.sel.msgs {
 		if !slices.Contains(m.flags, string(imap.FlagDeleted)) {
 			continue
 		}
-		if uids != nil && !uids.Contains(imap.UID(m.uid)) {
+		if uids != nil && !uidContains(*uids, m.uid, last) {
 			continue
 		}
 		ids = append(ids, m.id)
@@ -829,6 +843,23 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			}
 		}
 	}
+	if len(add) == 0 && len(remove) == 0 {
+		// Nothing to change (FLAGS () of messages without flags, or only
+		// \Recent): the store refuses an empty change; the client gets
+		// the flags as they are.
+		if flags.Silent {
+			return nil
+		}
+		for _, m := range msgs {
+			rw := w.CreateMessage(s.sel.seqOf(m))
+			rw.WriteUID(imap.UID(m.uid))
+			rw.WriteFlags(imapFlags(m.flags))
+			if err := rw.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for chunk := range slices.Chunk(msgs, batch) {
 		ids := make([]string, len(chunk))
 		for i, m := range chunk {
@@ -873,8 +904,9 @@ func containsFold(list []string, s string) bool {
 	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
 }
 
-// destination finds the target of COPY and MOVE.
-func (s *session) destination(name string) (*mailbusv1.Mailbox, error) {
+// destination finds the target of COPY and MOVE; MOVE may not name the
+// selected mailbox (COPY may: RFC 3501 section 6.4.7).
+func (s *session) destination(name string, move bool) (*mailbusv1.Mailbox, error) {
 	dest, _, err := s.findMailbox(name)
 	if errors.Is(err, errNoMailbox) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
@@ -882,7 +914,7 @@ func (s *session) destination(name string) (*mailbusv1.Mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dest.Id == s.sel.mbox.Id {
+	if move && dest.Id == s.sel.mbox.Id {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Source and destination mailboxes are the same"}
 	}
 	return dest, nil
@@ -895,7 +927,7 @@ func (s *session) Copy(numSet imap.NumSet, destName string) (*imap.CopyData, err
 	if err := s.checkWrite(); err != nil {
 		return nil, err
 	}
-	dest, err := s.destination(destName)
+	dest, err := s.destination(destName, false)
 	if err != nil {
 		return nil, err
 	}
@@ -953,7 +985,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 	if err := s.checkSelWrite(); err != nil {
 		return err
 	}
-	dest, err := s.destination(destName)
+	dest, err := s.destination(destName, true)
 	if err != nil {
 		return err
 	}
