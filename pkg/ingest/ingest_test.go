@@ -261,3 +261,129 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// A stream used after Finish refuses with an error instead of panicking
+// (a send on its closed queue), and Abandon and Close after it are
+// harmless.
+func TestUseAfterFinish(t *testing.T) {
+	c := New(startFake(t, &fakeStore{}), Config{ChunkSize: 1024})
+	s, err := c.Open(testCtx(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send(meta("0", 1), bytes.NewReader([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(meta("1", 1), bytes.NewReader([]byte("y"))); !errors.Is(err, errClosed) {
+		t.Errorf("Send after Finish: %v, want errClosed", err)
+	}
+	if err := s.Flush(); !errors.Is(err, errClosed) {
+		t.Errorf("Flush after Finish: %v, want errClosed", err)
+	}
+	s.Abandon(testCtx(t))
+	s.Close()
+	if rs := s.Take(); len(rs) != 1 || rs[0].Ref != "0" {
+		t.Errorf("results: %v, want message 0's", rs)
+	}
+}
+
+// watchedReader yields x forever and records a Read made after its
+// stream had failed.
+type watchedReader struct {
+	s        *Stream
+	lateRead bool
+}
+
+func (r *watchedReader) Read(p []byte) (int, error) {
+	if r.s.failure() != nil {
+		r.lateRead = true
+	}
+	for i := range p {
+		p[i] = 'x'
+	}
+	return len(p), nil
+}
+
+// A stream that fails while Send waits for a free chunk buffer (the
+// watchdog cuts a store that stopped reading) reads nothing more of the
+// body from upstream.
+func TestNoReadAfterFailure(t *testing.T) {
+	c := New(startFake(t, &fakeStore{stall: true}), Config{ChunkSize: 64 << 10, QueueChunks: 2, Timeout: 200 * time.Millisecond})
+	s, err := c.Open(testCtx(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := &watchedReader{s: s}
+	if _, err := s.Send(meta("0", 1<<30), r); !errors.Is(err, ErrStalled) {
+		t.Fatalf("Send: %v, want ErrStalled", err)
+	}
+	if r.lateRead {
+		t.Error("the body was read after the stream had failed")
+	}
+}
+
+// slowReader yields its data in two halves with a pause between them
+// longer than the watchdog's bound: an upstream that is slow while the
+// client owes the store nothing.
+type slowReader struct {
+	data  []byte
+	pause time.Duration
+	half  bool
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	if r.half {
+		time.Sleep(r.pause)
+	}
+	k := min(len(p), max(len(r.data)/2, 1))
+	if r.half {
+		k = min(len(p), len(r.data))
+	}
+	n := copy(p, r.data[:k])
+	r.data, r.half = r.data[n:], true
+	return n, nil
+}
+
+// A slow upstream between flushes does not trip the watchdog: after a
+// flush the store answered, a message whose body pauses for several
+// watchdog bounds (mid-body and before the next message) is still sent
+// and stored; the watchdog waits only on what the store owes.
+func TestWatchdogSlowUpstream(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	c := New(startFake(t, &fakeStore{}), Config{ChunkSize: 1024, Timeout: timeout})
+	s, err := c.Open(testCtx(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Send(meta("0", 1), bytes.NewReader([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Messages sent and not flushed are not owed either.
+	for i := 1; i <= 2; i++ {
+		body := bytes.Repeat([]byte("y"), 3000)
+		if _, err := s.Send(meta(fmt.Sprint(i), len(body)), &slowReader{data: body, pause: 5 * timeout}); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	if rs := s.Take(); len(rs) != 3 {
+		t.Errorf("%d results, want 3", len(rs))
+	}
+}

@@ -41,12 +41,12 @@ type Stream struct {
 	received int                       // results received in all
 	sending  bool                      // the sender is in Send
 	lastSign time.Time                 // the last time the store took data or answered
-	stalled  bool                      // the watchdog cut the stream
 	results  []*mailbusv1.IngestResult // received, not yet taken
 	err      error                     // the stream's first failure
 }
 
-// errClosed is the error of a stream used after Abandon or Close.
+// errClosed is the error of a stream used after Finish, Abandon or
+// Close.
 var errClosed = errors.New("ingest: the stream is closed")
 
 // item is a request queued for the sender; buf, when set, goes back to
@@ -67,6 +67,9 @@ func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error)
 	if s.open {
 		return 0, ErrOpenMessage
 	}
+	if s.qClosed {
+		return 0, errClosed
+	}
 	if err := s.failure(); err != nil {
 		return 0, err
 	}
@@ -76,6 +79,12 @@ func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error)
 	for {
 		buf, err := s.getBuf()
 		if err != nil {
+			return total, err
+		}
+		// The stream may have failed while getBuf waited: read no more
+		// of the body for it.
+		if err := s.failure(); err != nil {
+			s.free <- buf
 			return total, err
 		}
 		n, eof, err := fill(body, *buf)
@@ -131,6 +140,9 @@ func (s *Stream) autoFlush() error {
 // Flush asks the store to commit what it has and answer. It may be sent
 // while a message is half-sent: the store commits the complete ones.
 func (s *Stream) Flush() error {
+	if s.qClosed {
+		return errClosed
+	}
 	s.sinceFlush, s.bytesFlush = 0, 0
 	s.mu.Lock()
 	ended := s.ended
@@ -154,9 +166,14 @@ func (s *Stream) getBuf() (*[]byte, error) {
 	return <-s.free, nil
 }
 
-// enqueue hands a request to the sender, unless the stream has failed.
+// enqueue hands a request to the sender, unless the stream has failed
+// or its queue is closed (Finish, Abandon, Close).
 func (s *Stream) enqueue(it item) error {
-	if err := s.failure(); err != nil {
+	err := s.failure()
+	if err == nil && s.qClosed {
+		err = errClosed
+	}
+	if err != nil {
 		if it.buf != nil {
 			s.free <- it.buf
 		}
@@ -178,6 +195,12 @@ func (s *Stream) sendLoop() {
 				s.awaited = it.ended
 			}
 			s.mu.Unlock()
+			// The buffer of it.req goes back to the free list, and is
+			// filled again, as soon as Send returns. That relies on
+			// grpc-go's SendMsg serialising the message before it
+			// returns (true of grpc-go today, not promised by its
+			// documented contract): a gRPC client that kept a reference
+			// to the request after Send would need a copy here.
 			err := s.stream.Send(it.req)
 			s.mu.Lock()
 			s.sending, s.lastSign = false, time.Now()
@@ -258,9 +281,6 @@ func (s *Stream) watch() {
 		s.mu.Lock()
 		waiting := s.sending || s.received < s.awaited
 		cut := waiting && time.Since(s.lastSign) > timeout
-		if cut {
-			s.stalled = true
-		}
 		s.mu.Unlock()
 		if cut {
 			err := fmt.Errorf("%w (no sign for %v)", ErrStalled, timeout)

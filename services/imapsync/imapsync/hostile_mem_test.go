@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 )
@@ -258,5 +260,121 @@ func TestMemCutLiteral(t *testing.T) {
 	}
 	if err := sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")); err != nil {
 		t.Error(err)
+	}
+}
+
+// startReorderProxy forwards IMAP between the client and the server at
+// upstream, but in every FETCH response with a body it repeats the UID
+// item before the body and moves INTERNALDATE after it: a response whose
+// items before the body are UID, UID and FLAGS. It counts the responses
+// it changed.
+func startReorderProxy(t *testing.T, upstream string) (string, *atomic.Int64) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	var changed atomic.Int64
+	body := regexp.MustCompile(`^(\* \d+ FETCH \()(.*)BODY\[\] \{(\d+)\}\r\n$`)
+	date := regexp.MustCompile(`INTERNALDATE "[^"]*" ?`)
+	uid := regexp.MustCompile(`UID \d+`)
+	go func() {
+		for {
+			client, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() {
+				defer server.Close()
+				io.Copy(server, client)
+			}()
+			go func() {
+				defer client.Close()
+				defer server.Close()
+				r := bufio.NewReader(server)
+				w := bufio.NewWriter(client)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					m := body.FindStringSubmatch(line)
+					d := ""
+					if m != nil {
+						d = strings.TrimSpace(date.FindString(m[2]))
+					}
+					if m == nil || d == "" || uid.FindString(m[2]) == "" {
+						if _, err := w.WriteString(line); err != nil || w.Flush() != nil {
+							return
+						}
+						continue
+					}
+					items := date.ReplaceAllString(m[2], "")
+					line = m[1] + uid.FindString(items) + " " + items + "BODY[] {" + m[3] + "}\r\n"
+					size, _ := strconv.ParseInt(m[3], 10, 64)
+					w.WriteString(line)
+					if _, err := io.CopyN(w, r, size); err != nil {
+						return
+					}
+					rest, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					i := strings.LastIndex(rest, ")")
+					if i < 0 {
+						return
+					}
+					w.WriteString(rest[:i] + " " + d + rest[i:])
+					if w.Flush() != nil {
+						return
+					}
+					changed.Add(1)
+				}
+			}()
+		}
+	}()
+	return lis.Addr().String(), &changed
+}
+
+// TestMemRepeatedItemBeforeBody: a server whose FETCH response repeats
+// UID before the body and sends INTERNALDATE after it gets its messages
+// stored with their INTERNALDATE: the body streams only once each of UID,
+// FLAGS and INTERNALDATE came (counting items would stream it after UID,
+// UID, FLAGS, and store the message without its date).
+func TestMemRepeatedItemBeforeBody(t *testing.T) {
+	e := startStore(t)
+	m := startMem(t)
+	tp := dialPlain(t, m.addr, "alice", "secret")
+	when := time.Date(2006, 1, 2, 15, 4, 5, 0, time.UTC)
+	raw := testMessage(1, "INBOX")
+	cmd := tp.Append("INBOX", int64(len(raw)), &imap.AppendOptions{Time: when})
+	if _, err := cmd.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	proxy, changed := startReorderProxy(t, m.addr)
+	a := e.createAccount(t, proxy, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, nil)
+	waitFor(t, "the message stored", func() bool { return len(e.storeFolder(t, a.Id, "INBOX")) == 1 })
+	if changed.Load() == 0 {
+		t.Fatal("the proxy changed no FETCH response")
+	}
+	resp, err := e.mailboxes.ListMessages(ctxT(t), &mailbusv1.ListMessagesRequest{MailboxId: e.mailboxID(t, a.Id, "INBOX")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Messages) != 1 || !resp.Messages[0].GetInternalDate().AsTime().Equal(when) {
+		t.Errorf("stored %v, want one message of %v", resp.Messages, when)
 	}
 }

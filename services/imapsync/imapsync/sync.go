@@ -735,8 +735,19 @@ type fetchedMessage struct {
 	flags []string
 	date  *timestamppb.Timestamp
 	size  int64
-	seen  int // of the items UID, FLAGS, INTERNALDATE
+	seen  metaItems // the items UID, FLAGS, INTERNALDATE seen
 }
+
+// metaItems is a set of the FETCH items a message's meta needs: the body
+// streams only once all three came, whatever else (a repeated item) did.
+type metaItems uint8
+
+const (
+	seenUID metaItems = 1 << iota
+	seenFlags
+	seenDate
+	seenMeta = seenUID | seenFlags | seenDate
+)
 
 // ingest reads one message of a FETCH response and sends it on the
 // stream. The body goes to the store as it arrives when the server sent
@@ -754,13 +765,13 @@ func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *
 		switch it := it.(type) {
 		case imapclient.FetchItemDataUID:
 			fm.uid = uint32(it.UID)
-			fm.seen++
+			fm.seen |= seenUID
 		case imapclient.FetchItemDataFlags:
 			fm.flags = normFlags(flagStrings(it.Flags))
-			fm.seen++
+			fm.seen |= seenFlags
 		case imapclient.FetchItemDataInternalDate:
 			fm.date = timestamppb.New(it.Time)
-			fm.seen++
+			fm.seen |= seenDate
 		case imapclient.FetchItemDataRFC822Size:
 			fm.size = it.Size
 		case imapclient.FetchItemDataBodySection:
@@ -773,7 +784,7 @@ func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *
 			}
 			fm.size = max(fm.size, it.Literal.Size())
 			got = true
-			if fm.uid == 0 || fm.seen < 3 {
+			if fm.uid == 0 || fm.seen != seenMeta {
 				if held, err = io.ReadAll(r); err != nil {
 					return 0, false, err
 				}
