@@ -42,10 +42,12 @@
 // to commit the messages sent in full, and Abandon waits for their
 // results, bounded by its context. Stream.Close cuts the stream at once.
 //
-// Errors: Classify says whether an error of the stream is worth retrying
-// (Retryable), will fail the same way again (Permanent), or says that
-// another replica has taken the account over (Fenced, decision 0011: the
-// fetcher must stop working it).
+// Errors: a failure to read a body is a *BodyError (the upstream's), a
+// cut by the watchdog wraps ErrStalled, and the store's refusals are its
+// gRPC status. The fetchers classify errors by their own rules, which
+// know more than the stream does (re-authorization, a stale generation,
+// the upstream's errors); Classify is a coarse helper they do not use
+// (decision 0042).
 //
 // # Copies of a body
 //

@@ -56,9 +56,13 @@ func (c Class) String() string {
 	return "unknown"
 }
 
-// Classify says what an error of the stream means. A *BodyError is the
-// upstream's failure, not the store's: it is Retryable here, and the
-// fetcher classifies its cause by its own rules.
+// Classify says coarsely what an error of the stream means. A *BodyError
+// is the upstream's failure, not the store's: it is Retryable here, and
+// the fetcher classifies its cause by its own rules. Neither fetcher uses
+// it (decision 0042): every FailedPrecondition but STALE_LEASE, and
+// AlreadyExists, are Permanent here, which would park an account on a
+// stale generation (the account was updated: stop, the new configuration
+// runs) or on a precondition only one operation failed.
 func Classify(err error) Class {
 	var be *BodyError
 	switch {

@@ -61,7 +61,7 @@ type item struct {
 // body yields them, end_of_message with the last. It returns the octets
 // read from body. A failure to read body is a *BodyError: the message
 // stays half-sent and the stream can then only be abandoned. Other errors
-// are the stream's (see Classify). The message is durable once its result
+// are the stream's (its gRPC status, or ErrStalled). The message is durable once its result
 // arrives, not when Send returns.
 func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error) {
 	if s.open {
