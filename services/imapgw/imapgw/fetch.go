@@ -243,6 +243,7 @@ func (s *session) markSeen(msgs []*message) error {
 		for _, after := range changed {
 			if m := s.sel.findSummary(after); m != nil {
 				m.flags = s.sel.flags.intern(after.Flags)
+				m.state = max(m.state, after.State)
 			}
 		}
 	}

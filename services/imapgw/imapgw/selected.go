@@ -17,19 +17,23 @@ import (
 )
 
 // message is one message of the client's view of its selected mailbox:
-// 56 bytes and the id's, since a gateway holds one per message of every
+// 64 bytes and the id's, since a gateway holds one per message of every
 // selected mailbox of every session (flag lists are shared, see
 // flagSets).
 type message struct {
 	id    string
 	flags []string
 	date  int64 // the internal date, Unix seconds (IMAP's precision)
+	// state is the account state at which the message was last changed
+	// (MessageSummary.state) as the view knows it: an event at or below
+	// it is older than what the view has and is ignored.
+	state uint64
 	uid   uint32
 	size  uint32
 }
 
 func newMessage(m *mailbusv1.MessageSummary, in *flagSets) message {
-	return message{uid: m.ImapUid, id: m.Id, flags: in.intern(m.Flags), size: uint32(min(m.Size, 1<<32-1)), date: m.GetInternalDate().GetSeconds()}
+	return message{uid: m.ImapUid, id: m.Id, flags: in.intern(m.Flags), size: uint32(min(m.Size, 1<<32-1)), date: m.GetInternalDate().GetSeconds(), state: m.State}
 }
 
 // internalDate is the message's INTERNALDATE.
@@ -161,15 +165,57 @@ func (s *selected) find(id string) *message {
 	return nil
 }
 
-// findSummary returns the message a store summary describes (by its UID
-// when it is in this mailbox), nil when it is not in the view.
+// findSummary returns the message a store summary of this mailbox
+// describes (by its UID and id), nil when it is not in the view or the
+// summary is of another mailbox.
 func (s *selected) findSummary(m *mailbusv1.MessageSummary) *message {
 	if m.GetMailboxId() == s.mbox.Id {
 		if i := s.indexUID(m.ImapUid, m.Id); i >= 0 {
 			return &s.msgs[i]
 		}
 	}
-	return s.find(m.GetId())
+	return nil
+}
+
+// gone returns the index of the message an event takes out of the view,
+// -1 when none: a deletion or a move out names the UID the message had
+// here (MessageDeleted.imap_uid, MessageUpdated.previous_imap_uid), so an
+// old event about an earlier stay of the message in this mailbox does not
+// remove its current one. Without a UID (0), a message of the view with
+// the id and an older state is meant.
+func (s *selected) gone(ev *mailbusv1.Event) int {
+	byID := func(id string) int {
+		if i := s.index(id); i >= 0 && ev.State > s.msgs[i].state {
+			return i
+		}
+		return -1
+	}
+	switch p := ev.Payload.(type) {
+	case *mailbusv1.Event_MessageDeleted:
+		d := p.MessageDeleted
+		if d.MailboxId != "" && d.MailboxId != s.mbox.Id {
+			return -1
+		}
+		if d.ImapUid != 0 {
+			return s.indexUID(d.ImapUid, d.MessageId)
+		}
+		return byID(d.MessageId)
+	case *mailbusv1.Event_MessageUpdated:
+		u := p.MessageUpdated
+		m := u.GetMessage()
+		if u.PreviousMailboxId == s.mbox.Id && m.GetMailboxId() != s.mbox.Id {
+			if u.PreviousImapUid != 0 {
+				return s.indexUID(u.PreviousImapUid, m.GetId())
+			}
+			return byID(m.GetId())
+		}
+		if m.GetMailboxId() != s.mbox.Id {
+			// A change of a message elsewhere that the view still has: a
+			// move out the view missed, unless the view is newer.
+			return byID(m.GetId())
+		}
+	}
+	return -1
 }
 
 // uidNext is the UIDNEXT to announce.
@@ -251,11 +297,8 @@ func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.Update
 // expunges reports whether an event takes a message out of the view.
 func (s *selected) expunges(ev *mailbusv1.Event) bool {
 	switch p := ev.Payload.(type) {
-	case *mailbusv1.Event_MessageDeleted:
-		return s.index(p.MessageDeleted.MessageId) >= 0
-	case *mailbusv1.Event_MessageUpdated:
-		m := p.MessageUpdated.GetMessage()
-		return m.GetMailboxId() != s.mbox.Id && s.index(m.GetId()) >= 0
+	case *mailbusv1.Event_MessageDeleted, *mailbusv1.Event_MessageUpdated:
+		return s.gone(ev) >= 0
 	case *mailbusv1.Event_MailboxDeleted:
 		return p.MailboxDeleted.MailboxId == s.mbox.Id && len(s.msgs) > 0
 	}
@@ -273,9 +316,13 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 	case *mailbusv1.Event_MessageUpdated:
 		m := p.MessageUpdated.GetMessage()
 		if m.GetMailboxId() != s.mbox.Id {
-			return s.expunge(w, m.GetId())
+			return s.expungeAt(w, s.gone(ev))
 		}
 		if cur := s.findSummary(m); cur != nil {
+			if m.State <= cur.state {
+				return nil // the view is as new or newer
+			}
+			cur.state = m.State
 			if slices.Equal(cur.flags, m.Flags) {
 				return nil
 			}
@@ -285,9 +332,9 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 			}
 			return w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags))
 		}
-		s.add(newMessage(m, s.flags)) // moved in
+		s.add(newMessage(m, s.flags)) // moved in (add ignores UIDs not new)
 	case *mailbusv1.Event_MessageDeleted:
-		return s.expunge(w, p.MessageDeleted.MessageId)
+		return s.expungeAt(w, s.gone(ev))
 	case *mailbusv1.Event_MailboxDeleted:
 		if p.MailboxDeleted.MailboxId == s.mbox.Id {
 			for len(s.msgs) > 0 {
@@ -298,6 +345,19 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 		}
 	}
 	return nil
+}
+
+// expungeAt takes message i (none when -1) out of the view and tells the
+// client.
+func (s *selected) expungeAt(w *imapserver.UpdateWriter, i int) error {
+	if i < 0 {
+		return nil
+	}
+	if err := s.flushExists(w); err != nil {
+		return err
+	}
+	s.msgs = slices.Delete(s.msgs, i, i+1)
+	return w.WriteExpunge(uint32(i + 1))
 }
 
 func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
@@ -333,6 +393,7 @@ func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.Upda
 	}
 	for _, m := range msgs {
 		if cur := s.find(m.id); cur != nil {
+			cur.state = m.state
 			if !slices.Equal(cur.flags, m.flags) {
 				cur.flags = m.flags
 				if err := w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags)); err != nil {

@@ -886,6 +886,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 				continue
 			}
 			m.flags = s.sel.flags.intern(after.Flags)
+			m.state = max(m.state, after.State)
 			if flags.Silent {
 				continue
 			}
