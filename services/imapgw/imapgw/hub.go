@@ -48,9 +48,16 @@ type accountWatch struct {
 	subs map[*subscription]struct{}
 }
 
-// subscription is one session's queue of the account's events.
+// subscription is one session's queue of the events of its selected
+// mailbox.
 type subscription struct {
 	token string
+	// mailbox is the selected mailbox's id: only its events are queued.
+	mailbox string
+	// max is the most events queued: past it the queue is dropped and
+	// the session lists its mailbox again (a client that does not poll
+	// for a long time holds no more than that).
+	max int
 	// notify has room for one wake-up: Idle waits on it.
 	notify chan struct{}
 
@@ -59,9 +66,44 @@ type subscription struct {
 	resync bool // events were lost: list the mailbox again
 }
 
+// maxQueue is a subscription's default most events queued.
+const maxQueue = 10000
+
+// touches reports whether an event may change the view of a mailbox: a
+// message created, changed, moved in or out, or deleted there, or the
+// mailbox deleted. A deletion that names no mailbox (an event older than
+// MessageDeleted.mailbox_id) counts.
+func touches(ev *mailbusv1.Event, mailbox string) bool {
+	if ev.GetMailbox().GetId() == mailbox {
+		return true
+	}
+	switch p := ev.Payload.(type) {
+	case *mailbusv1.Event_MessageCreated:
+		return p.MessageCreated.GetMessage().GetMailboxId() == mailbox
+	case *mailbusv1.Event_MessageUpdated:
+		u := p.MessageUpdated
+		return u.GetMessage().GetMailboxId() == mailbox || u.PreviousMailboxId == mailbox
+	case *mailbusv1.Event_MessageDeleted:
+		d := p.MessageDeleted
+		return d.MailboxId == mailbox || (d.MailboxId == "" && ev.GetMailbox().GetId() == "")
+	case *mailbusv1.Event_MailboxDeleted:
+		return p.MailboxDeleted.MailboxId == mailbox
+	}
+	return false
+}
+
 func (s *subscription) push(ev *mailbusv1.Event) {
+	if !touches(ev, s.mailbox) {
+		return
+	}
 	s.mu.Lock()
-	s.queue = append(s.queue, ev)
+	if s.resync {
+		// Listing again covers it.
+	} else if len(s.queue) >= s.max {
+		s.queue, s.resync = nil, true
+	} else {
+		s.queue = append(s.queue, ev)
+	}
 	s.mu.Unlock()
 	s.wake()
 }
@@ -108,12 +150,12 @@ func (s *subscription) putBack(evs []*mailbusv1.Event) {
 	s.mu.Unlock()
 }
 
-// subscribe adds a session of an account. It returns once the account's
-// stream knows its starting state, so that every change committed after
-// subscribe returns is delivered (some committed before may be too: the
-// session applies events idempotently).
-func (h *hub) subscribe(ctx context.Context, accountID, token string) (*subscription, error) {
-	sub := &subscription{token: token, notify: make(chan struct{}, 1)}
+// subscribe adds a session of an account with a mailbox selected. It
+// returns once the account's stream knows its starting state, so that
+// every change committed after subscribe returns is delivered (some
+// committed before may be too: the session applies events idempotently).
+func (h *hub) subscribe(ctx context.Context, accountID, mailboxID, token string) (*subscription, error) {
+	sub := &subscription{token: token, mailbox: mailboxID, max: maxQueue, notify: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -606,7 +606,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	ctx, cancel := s.call()
 	defer cancel()
 	// Subscribed before listing: every change after the list is delivered.
-	sub, err := s.g.hub.subscribe(ctx, s.account.Id, s.token)
+	sub, err := s.g.hub.subscribe(ctx, s.account.Id, m.Id, s.token)
 	if err != nil {
 		return nil, imapError(err, "watch the account")
 	}

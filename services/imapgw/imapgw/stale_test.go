@@ -48,3 +48,42 @@ func TestStaleEvents(t *testing.T) {
 		t.Errorf("view after the replayed events: %+v, want message 9 at UID 25 with \\Flagged", sel.msgs)
 	}
 }
+
+// TestSubscriptionQueue: a session queues only the events of its selected
+// mailbox, at most max of them; past that it lists the mailbox again.
+func TestSubscriptionQueue(t *testing.T) {
+	const inbox, other = "1", "2"
+	sub := &subscription{mailbox: inbox, max: 3, notify: make(chan struct{}, 1)}
+	msg := func(mailbox string) *mailbusv1.MessageSummary {
+		return &mailbusv1.MessageSummary{Id: "9", MailboxId: mailbox}
+	}
+	for _, tc := range []struct {
+		name string
+		ev   *mailbusv1.Event
+		want bool
+	}{
+		{"created here", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: &mailbusv1.MessageCreated{Message: msg(inbox)}}}, true},
+		{"created elsewhere", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: &mailbusv1.MessageCreated{Message: msg(other)}}}, false},
+		{"flags elsewhere", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageUpdated{MessageUpdated: &mailbusv1.MessageUpdated{Message: msg(other)}}}, false},
+		{"moved out", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageUpdated{MessageUpdated: &mailbusv1.MessageUpdated{Message: msg(other), PreviousMailboxId: inbox}}}, true},
+		{"deleted elsewhere", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageDeleted{MessageDeleted: &mailbusv1.MessageDeleted{MessageId: "9", MailboxId: other}}}, false},
+		{"deleted, no mailbox named", &mailbusv1.Event{Payload: &mailbusv1.Event_MessageDeleted{MessageDeleted: &mailbusv1.MessageDeleted{MessageId: "9"}}}, true},
+		{"mailbox created", &mailbusv1.Event{Mailbox: &mailbusv1.MailboxRef{Id: other}, Payload: &mailbusv1.Event_MailboxCreated{MailboxCreated: &mailbusv1.MailboxCreated{}}}, false},
+	} {
+		if got := touches(tc.ev, inbox); got != tc.want {
+			t.Errorf("%s: touches %v, want %v", tc.name, got, tc.want)
+		}
+		sub.push(tc.ev)
+	}
+	evs, resync := sub.take()
+	if len(evs) != 3 || resync {
+		t.Errorf("queued %d events (resync %v), want 3", len(evs), resync)
+	}
+	here := &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: &mailbusv1.MessageCreated{Message: msg(inbox)}}}
+	for range 4 {
+		sub.push(here)
+	}
+	if evs, resync := sub.take(); len(evs) != 0 || !resync {
+		t.Errorf("after 4 events with room for 3: %d queued, resync %v; want none and a resync", len(evs), resync)
+	}
+}
