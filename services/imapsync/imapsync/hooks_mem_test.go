@@ -35,6 +35,8 @@ type memHooks struct {
 	// examinedFetch runs before a FETCH in a mailbox opened read-only
 	// (EXAMINE: imapsync's second connection of an initial sync).
 	examinedFetch func()
+	// selected runs before a SELECT or EXAMINE.
+	selected func(mailbox string, readOnly bool)
 	// appendLost, when it returns true for a mailbox, makes APPEND answer
 	// OK (without APPENDUID) and store nothing: a server losing mail.
 	appendLost func(mailbox string) bool
@@ -86,6 +88,9 @@ type hookedSession struct {
 
 func (s *hookedSession) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	s.readOnly = options != nil && options.ReadOnly
+	if s.h.selected != nil {
+		s.h.selected(mailbox, s.readOnly)
+	}
 	return s.Session.Select(mailbox, options)
 }
 

@@ -179,17 +179,20 @@ func (p *prefetcher) run(ctx context.Context, f prefetchFolder) {
 			return
 		}
 		err := p.folder(ctx, c, f)
+		if ownership.IsStaleLease(err) {
+			// Another replica works the account now (decisions 11, 15):
+			// the whole session stops at once, not only this connection,
+			// and before the work connection waiting for f goes on.
+			w.staleLease.Store(true)
+			if p.abort != nil {
+				p.abort()
+			}
+		}
 		p.finish(f)
 		switch {
 		case err == nil:
 			continue
 		case ownership.IsStaleLease(err):
-			// Another replica works the account now (decisions 11, 15):
-			// the whole session stops at once, not only this connection.
-			w.staleLease.Store(true)
-			if p.abort != nil {
-				p.abort()
-			}
 			w.log.Info("the store refused the second connection's lease token; stopping the account", "folder", f.name, "err", err)
 		case ctx.Err() == nil:
 			w.log.Info("prefetching on a second connection ended; the work connection goes on alone", "folder", f.name, "err", err)

@@ -175,3 +175,57 @@ func TestMemWriteBackDuringPrefetch(t *testing.T) {
 		t.Errorf("%v messages fetched, want each of the %d once", n, inbox+archive)
 	}
 }
+
+// TestMemPrefetchStaleLease: the store refusing the second connection's
+// lease token (another replica claimed the account) stops the whole
+// session at once (decision 11): the work connection, waiting for the
+// folder the second connection had, does not go on to select it.
+func TestMemPrefetchStaleLease(t *testing.T) {
+	const inbox, archive, batch = 20, 600, 50
+	var (
+		gate          = make(chan struct{})
+		archiveSelect atomic.Bool // the work connection selected Archive
+	)
+	h := &memHooks{
+		examinedFetch: func() { <-gate },
+		selected: func(mailbox string, readOnly bool) {
+			if mailbox == "Archive" && !readOnly {
+				archiveSelect.Store(true)
+			}
+		},
+	}
+	m := startMemHooked(t, h, "Archive")
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate)
+	c := dialPlain(t, m.addr, "alice", "secret")
+	for i := range inbox {
+		appendMsg(t, c, "INBOX", testMessage(i, "INBOX"))
+	}
+	for i := range archive {
+		appendMsg(t, c, "Archive", testMessage(i, "Archive"))
+	}
+	e := startStore(t)
+	a := e.createAccount(t, m.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) {
+		c.Registry = reg
+		c.FetchBatch = batch
+		c.HostLimit = hostlimit.Config{Rate: -1, MaxConns: 2}
+		c.Timeout = 10 * waitLong
+	})
+	waitFor(t, "INBOX synced", func() bool { return e.account(t, a.Id).GetStatus().GetProgress().GetFoldersDone() >= 1 })
+	// Another replica (a lease token above this one's 0) claims it.
+	if _, err := e.ingest.ClaimAccount(ctxT(t), &mailbusv1.ClaimAccountRequest{AccountId: a.Id, LeaseToken: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	openGate()
+	waitFor(t, "the account's worker stopped as stale", func() bool {
+		return counterValue(t, reg, "mailbus_imapsync_stale_lease_stops_total") > 0
+	})
+	if archiveSelect.Load() {
+		t.Error("the work connection selected Archive after the second connection's STALE_LEASE")
+	}
+	if n := len(e.storeFolder(t, a.Id, "Archive")); n != 0 {
+		t.Errorf("%d messages of Archive stored under the stale token", n)
+	}
+}

@@ -73,6 +73,11 @@ func (w *account) initialSyncs(ctx context.Context) error {
 	}()
 	for _, f := range todo {
 		w.prefetch.take(ctx, f)
+		if err := ctx.Err(); err != nil {
+			// The session was aborted meanwhile (the prefetcher's
+			// STALE_LEASE): not one more command.
+			return err
+		}
 		if err := w.syncFolder(ctx, f); err != nil {
 			return err
 		}
