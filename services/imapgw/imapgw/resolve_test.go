@@ -1,6 +1,7 @@
 package imapgw
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -77,6 +78,48 @@ func TestMissingParents(t *testing.T) {
 	} {
 		if got := missingParents(tc.names, '/'); !slices.Equal(got, tc.want) {
 			t.Errorf("missingParents(%v) = %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}
+
+// TestRemoveAndTell: the removed messages' sequence numbers are written
+// from the highest down, each valid when written, and the view keeps the
+// others in order.
+func TestRemoveAndTell(t *testing.T) {
+	sel := &selected{}
+	for i := range 10 {
+		sel.msgs = append(sel.msgs, message{id: fmt.Sprint(i), uid: uint32(i + 1)})
+	}
+	var got []uint32
+	if err := removeAndTell(sel, []string{"7", "2", "3", "42", "9"}, func(seq uint32) error { got = append(got, seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint32{10, 8, 4, 3}; !slices.Equal(got, want) {
+		t.Errorf("EXPUNGE %v, want %v", got, want)
+	}
+	var ids []string
+	for _, m := range sel.msgs {
+		ids = append(ids, m.id)
+	}
+	if want := []string{"0", "1", "4", "5", "6", "8"}; !slices.Equal(ids, want) {
+		t.Errorf("view %v, want %v", ids, want)
+	}
+}
+
+// BenchmarkRemoveAndTell: expunging half of a 20,000-message view.
+func BenchmarkRemoveAndTell(b *testing.B) {
+	var all []message
+	var ids []string
+	for i := range 20000 {
+		all = append(all, message{id: fmt.Sprint(i), uid: uint32(i + 1)})
+		if i%2 == 0 {
+			ids = append(ids, fmt.Sprint(i))
+		}
+	}
+	for b.Loop() {
+		sel := &selected{msgs: slices.Clone(all)}
+		if err := removeAndTell(sel, ids, func(uint32) error { return nil }); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -795,25 +795,37 @@ func isGone(err error) bool {
 }
 
 // removeAndTell takes messages out of the view, telling the client each
-// sequence number from the highest down (each stays valid that way).
+// sequence number from the highest down (each stays valid that way): one
+// pass over the view and one compaction, whatever the number of ids.
 func (s *session) removeAndTell(ids []string, write func(uint32) error) error {
-	type gone struct {
-		id  string
-		seq uint32
+	return removeAndTell(s.sel, ids, write)
+}
+
+func removeAndTell(sel *selected, ids []string, write func(uint32) error) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	var gs []gone
+	set := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
-		if i := s.sel.index(id); i >= 0 {
-			gs = append(gs, gone{id, uint32(i + 1)})
-		}
+		set[id] = struct{}{}
 	}
-	slices.SortFunc(gs, func(a, b gone) int { return int(b.seq) - int(a.seq) })
-	for _, g := range gs {
-		s.sel.remove(g.id)
-		if write != nil {
-			if err := write(g.seq); err != nil {
-				return err
-			}
+	var seqs []uint32
+	kept := sel.msgs[:0]
+	for i, m := range sel.msgs {
+		if _, ok := set[m.id]; ok {
+			seqs = append(seqs, uint32(i+1))
+			continue
+		}
+		kept = append(kept, m)
+	}
+	clear(sel.msgs[len(kept):]) // drop the references of the removed
+	sel.msgs = kept
+	if write == nil {
+		return nil
+	}
+	for _, seq := range slices.Backward(seqs) {
+		if err := write(seq); err != nil {
+			return err
 		}
 	}
 	return nil
