@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -95,7 +96,8 @@ func (w *account) startPrefetch(ctx context.Context, todo []*folder, messages ui
 // a few FETCH batches, not for a whole folder on the other connection);
 // the wake-up is then given back, so that writeBacksBetween, at the start
 // of syncFolder, applies the change, and the work connection fetches the
-// rest of f itself.
+// rest of f itself. While it waits, the account's progress goes on
+// counting what the prefetcher fetched (Config.ProgressInterval).
 func (p *prefetcher) take(ctx context.Context, f *folder) {
 	if p == nil {
 		return
@@ -107,17 +109,26 @@ func (p *prefetcher) take(ctx context.Context, f *folder) {
 	if ch == nil {
 		return
 	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	case <-p.w.wb:
-		p.stopAtBatch.Store(true)
-		p.w.s.metrics.prefetchYields.Inc()
+	w := p.w
+	tick := time.NewTicker(w.s.cfg.ProgressInterval)
+	defer tick.Stop()
+	wb := w.wb
+	for {
 		select {
 		case <-ch:
+			if wb == nil {
+				kick(w.wb)
+			}
+			return
 		case <-ctx.Done():
+			return
+		case <-tick.C:
+			w.fetched(ctx, 0, 0)
+		case <-wb:
+			p.stopAtBatch.Store(true)
+			w.s.metrics.prefetchYields.Inc()
+			wb = nil // given back once the prefetcher stopped
 		}
-		kick(p.w.wb)
 	}
 }
 

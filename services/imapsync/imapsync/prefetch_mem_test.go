@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -227,5 +228,64 @@ func TestMemPrefetchStaleLease(t *testing.T) {
 	}
 	if n := len(e.storeFolder(t, a.Id, "Archive")); n != 0 {
 		t.Errorf("%d messages of Archive stored under the stale token", n)
+	}
+}
+
+// TestMemPrefetchProgress: while the work connection waits for the
+// folder the second connection is fetching, the account's progress
+// counts what the second connection fetched. Gates on the second
+// connection's FETCHes fix the order: its first batch of bodies goes
+// only once the work connection reported INBOX done (and so waits for
+// Archive), the next one only once the progress shows the first.
+func TestMemPrefetchProgress(t *testing.T) {
+	const inbox, archive, batch = 20, 600, 50
+	var (
+		first, rest = make(chan struct{}), make(chan struct{})
+		fetches     atomic.Int64
+	)
+	// The second connection's first FETCH lists the UIDs, its second
+	// fetches the first batch of bodies.
+	h := &memHooks{examinedFetch: func() {
+		switch fetches.Add(1) {
+		case 1:
+		case 2:
+			<-first
+		default:
+			<-rest
+		}
+	}}
+	m := startMemHooked(t, h, "Archive")
+	openFirst, openRest := sync.OnceFunc(func() { close(first) }), sync.OnceFunc(func() { close(rest) })
+	t.Cleanup(openFirst)
+	t.Cleanup(openRest)
+	c := dialPlain(t, m.addr, "alice", "secret")
+	for i := range inbox {
+		appendMsg(t, c, "INBOX", testMessage(i, "INBOX"))
+	}
+	for i := range archive {
+		appendMsg(t, c, "Archive", testMessage(i, "Archive"))
+	}
+	e := startStore(t)
+	a := e.createAccount(t, m.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) {
+		c.Registry = reg
+		c.FetchBatch = batch
+		c.HostLimit = hostlimit.Config{Rate: -1, MaxConns: 2}
+		c.Timeout = 10 * waitLong
+		c.ProgressInterval = 50 * time.Millisecond
+	})
+	waitFor(t, "INBOX synced", func() bool { return e.account(t, a.Id).GetStatus().GetProgress().GetFoldersDone() >= 1 })
+	if p := e.account(t, a.Id).GetStatus().GetProgress(); p.GetMessagesDone() != inbox {
+		t.Fatalf("progress %v before the second connection's first batch, want %d messages done", p, inbox)
+	}
+	openFirst()
+	waitFor(t, "the progress of the second connection's first batch", func() bool {
+		return e.account(t, a.Id).GetStatus().GetProgress().GetMessagesDone() >= inbox+batch
+	})
+	openRest()
+	waitFor(t, "the initial sync done", func() bool { return gaugeValues(t, reg, "mailbus_imapsync_accounts")["idle"] == 1 })
+	if n := len(e.storeFolder(t, a.Id, "Archive")); n != archive {
+		t.Errorf("Archive: %d messages stored, want %d", n, archive)
 	}
 }
