@@ -22,20 +22,23 @@ import (
 // fetched it.
 func TestMemInitialSyncSecondConnection(t *testing.T) {
 	folders := []string{"INBOX", "Archive", "Sent", "Lists"}
-	const perFolder = 150 // 600 in all: enough for a second connection (prefetchMinMessages)
 	cases := []struct {
 		name           string
+		perFolder      int // 150: 600 in all, enough for a second connection (prefetchMinMessages)
 		maxConns       int // 0: no host budget
 		connections    int // 0: the default (3)
 		wantPrefetch   bool
 		wantPeakAtMost int
 	}{
-		{"host budget 2", 2, 0, true, 2},
-		{"host budget 1", 1, 0, false, 1},
-		{"one connection per account", 0, 1, false, 1},
+		{"host budget 2", 150, 2, 0, true, 2},
+		{"host budget 1", 150, 1, 0, false, 1},
+		{"one connection per account", 150, 0, 1, false, 1},
+		{"496 messages", 124, 2, 0, false, 2}, // below prefetchMinMessages
+		{"500 messages", 125, 2, 0, true, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			perFolder := tc.perFolder
 			e := startStore(t)
 			addr, lis := startCountedMem(t)
 			c := dialPlain(t, addr, "alice", "secret")
