@@ -292,3 +292,48 @@ func TestMemPrefetchProgress(t *testing.T) {
 		t.Errorf("Archive: %d messages stored, want %d", n, archive)
 	}
 }
+
+// TestMemPrefetchYieldsSlot: the second connection of an initial sync
+// gives the host's slot up when another account's work connection waits
+// for one, even in the middle of a FETCH the server has not answered
+// (held at a gate here until the other account has synced), and the
+// first account's work connection then fetches the folder itself.
+func TestMemPrefetchYieldsSlot(t *testing.T) {
+	const inbox, archive, batch = 20, 600, 50
+	gate := make(chan struct{})
+	h := &memHooks{examinedFetch: func() { <-gate }}
+	m := startMemHooked(t, h, "Archive")
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate)
+	c := dialPlain(t, m.addr, "alice", "secret")
+	for i := range inbox {
+		appendMsg(t, c, "INBOX", testMessage(i, "INBOX"))
+	}
+	for i := range archive {
+		appendMsg(t, c, "Archive", testMessage(i, "Archive"))
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	other := startMem(t)
+	oc := dialPlain(t, other.addr, "alice", "secret")
+	for i := range 3 {
+		appendMsg(t, oc, "INBOX", testMessage(i, "INBOX"))
+	}
+	if err := oc.Logout().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	e := startStore(t)
+	a := e.createAccount(t, m.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	startSync(t, e, func(c *imapsync.Config) {
+		c.FetchBatch = batch
+		// Both servers are on 127.0.0.1: one budget of 2 connections.
+		c.HostLimit = hostlimit.Config{Rate: -1, MaxConns: 2}
+		c.Timeout = 10 * waitLong
+	})
+	waitFor(t, "INBOX synced", func() bool { return e.account(t, a.Id).GetStatus().GetProgress().GetFoldersDone() >= 1 })
+	b := e.createAccount(t, other.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	waitFor(t, "the other account's mail, the gate still closed", func() bool { return len(e.storeFolder(t, b.Id, "INBOX")) == 3 })
+	openGate()
+	waitFor(t, "Archive stored", func() bool { return len(e.storeFolder(t, a.Id, "Archive")) == archive })
+}
