@@ -197,14 +197,26 @@ func (c Client) TLSConfigWith(own *Certs) (*tls.Config, error) {
 // HTTP /metrics and /healthz endpoints, which Prometheus and the kubelet
 // probe without a client certificate. It is nil for nil.
 func WithoutClientAuth(cfg *tls.Config) *tls.Config {
+	return ForClientsWithoutCertificates(cfg, "http/1.1")
+}
+
+// ForClientsWithoutCertificates returns a server configuration like cfg
+// (static, or one of Certs, whose reloads it follows) that asks no client
+// certificate and offers the ALPN protocols given (none: no ALPN), for
+// the clients of a service that have no certificate, such as the mail
+// clients of the IMAP gateway. It is nil for nil.
+func ForClientsWithoutCertificates(cfg *tls.Config, protos ...string) *tls.Config {
 	if cfg == nil {
 		return nil
+	}
+	if len(protos) == 0 {
+		protos = nil
 	}
 	strip := func(c *tls.Config) *tls.Config {
 		c = c.Clone()
 		c.ClientAuth, c.ClientCAs = tls.NoClientCert, nil
 		c.GetConfigForClient = nil
-		c.NextProtos = []string{"http/1.1"}
+		c.NextProtos = protos
 		return c
 	}
 	if cfg.GetConfigForClient == nil {
@@ -213,7 +225,7 @@ func WithoutClientAuth(cfg *tls.Config) *tls.Config {
 	base := cfg
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
+		NextProtos: protos,
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			c, err := base.GetConfigForClient(hello)
 			if err != nil || c == nil {

@@ -403,28 +403,5 @@ func (l slogPrintf) Printf(format string, args ...any) {
 // certificate, no client certificate asked (mail clients have none), and
 // no ALPN protocols of gRPC's. It is nil for nil.
 func ServerTLS(cfg *tls.Config) *tls.Config {
-	if cfg == nil {
-		return nil
-	}
-	strip := func(c *tls.Config) *tls.Config {
-		c = c.Clone()
-		c.ClientAuth, c.ClientCAs = tls.NoClientCert, nil
-		c.GetConfigForClient = nil
-		c.NextProtos = nil
-		return c
-	}
-	if cfg.GetConfigForClient == nil {
-		return strip(cfg)
-	}
-	base := cfg
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			c, err := base.GetConfigForClient(hello)
-			if err != nil || c == nil {
-				return c, err
-			}
-			return strip(c), nil
-		},
-	}
+	return grpctls.ForClientsWithoutCertificates(cfg)
 }
