@@ -121,7 +121,9 @@ func TestFailingEndpointDoesNotHoldBackAnother(t *testing.T) {
 	if got := len(failing.accepted()); got != 0 {
 		t.Errorf("the failing endpoint accepted %d", got)
 	}
-	// The failing endpoint retries its first event and sends no other.
+	// The failing endpoint retries its first event and sends no other. Its
+	// first attempt may come after the good endpoint has them all.
+	failing.waitRequests(t, 1)
 	ids := map[string]bool{}
 	for _, x := range failing.requests() {
 		ids[x.eventID] = true

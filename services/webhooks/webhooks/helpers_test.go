@@ -237,6 +237,21 @@ func (r *receiver) requests() []received {
 	return append([]received(nil), r.log...)
 }
 
+// waitRequests waits until the receiver was sent n requests, whatever it
+// answered.
+func (r *receiver) waitRequests(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(waitFor)
+	for len(r.requests()) < n {
+		select {
+		case <-r.changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d of %d requests received", len(r.requests()), n)
+		}
+	}
+}
+
 // waitAccepted waits until n distinct events were accepted.
 func (r *receiver) waitAccepted(t *testing.T, n int) {
 	t.Helper()
