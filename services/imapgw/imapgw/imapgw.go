@@ -60,6 +60,9 @@ const (
 	// DefaultMaxMessageSize is the store's default largest message: the
 	// APPEND limit.
 	DefaultMaxMessageSize = 64 << 20
+	// DefaultMaxAppendBytes bounds the announced sizes of the APPEND
+	// literals in flight in the whole gateway at once.
+	DefaultMaxAppendBytes = 256 << 20
 	// DefaultMaxConnsPerToken limits the connections open at once with one
 	// token: a mail client opens a few (Thunderbird 5 by default).
 	DefaultMaxConnsPerToken = 50
@@ -104,6 +107,12 @@ type Config struct {
 	// MaxMessageSize is the largest APPEND (APPENDLIMIT): the store's
 	// maximum message size; default DefaultMaxMessageSize.
 	MaxMessageSize int64
+	// MaxAppendBytes bounds the bytes of the APPEND literals in flight in
+	// the whole gateway (by their announced sizes, held from before the
+	// literal is read until the store answered): one more waits, or, on a
+	// connection that ends, gives up; default DefaultMaxAppendBytes. It
+	// lowers APPENDLIMIT if it is below MaxMessageSize.
+	MaxAppendBytes int64
 	// MaxConnsPerToken limits the logged-in connections of one token;
 	// default DefaultMaxConnsPerToken.
 	MaxConnsPerToken int
@@ -137,6 +146,7 @@ type Gateway struct {
 	logins  *loginThrottle
 	preAuth *preAuthConns
 	flags   *flagSets
+	appends *appendBudget
 
 	panics atomic.Int64
 
@@ -163,6 +173,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.MaxMessageSize > 1<<32-1 {
 		cfg.MaxMessageSize = 1<<32 - 1
+	}
+	if cfg.MaxAppendBytes <= 0 {
+		cfg.MaxAppendBytes = DefaultMaxAppendBytes
 	}
 	if cfg.MaxConnsPerToken <= 0 {
 		cfg.MaxConnsPerToken = DefaultMaxConnsPerToken
@@ -198,6 +211,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.hub = newHub(cfg.StoreConn, log)
 	g.logins = newLoginThrottle(cfg.LoginFailures, cfg.LoginFailuresPerAddress, cfg.LoginWindow)
 	g.preAuth = &preAuthConns{max: cfg.MaxPreAuthConnsPerAddress, conns: map[string]int{}}
+	g.appends = newAppendBudget(cfg.MaxAppendBytes)
 	return g, nil
 }
 

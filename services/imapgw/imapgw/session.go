@@ -1,7 +1,6 @@
 package imapgw
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -227,8 +226,14 @@ func isLoopback(a net.Addr) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// AppendLimit implements imapserver.SessionAppendLimit.
-func (s *session) AppendLimit() uint32 { return uint32(s.g.cfg.MaxMessageSize) }
+// AppendLimit implements imapserver.SessionAppendLimit: the store's
+// largest message, or the gateway's APPEND budget if that is smaller.
+func (s *session) AppendLimit() uint32 { return uint32(s.appendLimitBytes()) }
+
+// appendLimitBytes is AppendLimit as an int64.
+func (s *session) appendLimitBytes() int64 {
+	return min(s.g.cfg.MaxMessageSize, s.g.cfg.MaxAppendBytes)
+}
 
 // errReadOnly answers changes through a read-only token.
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNoPerm, Text: "Read-only: this token may not change the mailbox"}
@@ -575,12 +580,23 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.Grow(int(min(r.Size(), s.g.cfg.MaxMessageSize)))
-	if _, err := io.Copy(&buf, io.LimitReader(r, s.g.cfg.MaxMessageSize+1)); err != nil {
+	// The literal's announced size is held from the gateway-wide budget
+	// until the store has answered; imapserver refused one above
+	// AppendLimit (NO [TOOBIG]) already.
+	size := r.Size()
+	if size > s.appendLimitBytes() {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("Literals are limited to %d bytes for this command", s.appendLimitBytes())}
+	}
+	if err := s.g.appends.acquire(s.ctx, size); err != nil {
+		return nil, err
+	}
+	defer s.g.appends.release(size)
+	raw, err := readLiteral(r, size)
+	if err != nil {
 		return nil, fmt.Errorf("imapgw: read the APPEND literal: %w", err)
 	}
-	req := &mailbusv1.AppendMessageRequest{MailboxId: m.Id, Raw: buf.Bytes(), Flags: storeFlags(options.Flags), DeviceId: s.device}
+	req := &mailbusv1.AppendMessageRequest{MailboxId: m.Id, Raw: raw, Flags: storeFlags(options.Flags), DeviceId: s.device}
 	if !options.Time.IsZero() {
 		req.InternalDate = timestamppb.New(options.Time)
 	}
