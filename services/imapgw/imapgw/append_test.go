@@ -93,7 +93,7 @@ func TestAppendAnnouncedSizeNotAllocated(t *testing.T) {
 	const huge = 256 << 20
 	gw := e.gateway(func(c *Config) { c.MaxMessageSize, c.MaxAppendBytes = huge, huge })
 	for _, literal := range []string{"{%d}", "{%d+}"} { // synchronizing, LITERAL+
-		t.Run(literal, func(t *testing.T) {
+		ok := t.Run(literal, func(t *testing.T) {
 			c := dialRaw(t, gw.addr, "work", tok)
 			runtime.GC()
 			var before runtime.MemStats
@@ -114,6 +114,9 @@ func TestAppendAnnouncedSizeNotAllocated(t *testing.T) {
 				t.Errorf("an APPEND announcing %d bytes and sending 10 allocated %d bytes", huge, d)
 			}
 		})
+		if !ok {
+			return // the budget may be held: the next APPEND would wait
+		}
 	}
 	cl := gw.login(t, "work", tok, nil)
 	raw := testMail("after")
