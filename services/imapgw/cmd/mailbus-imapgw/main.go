@@ -45,6 +45,7 @@ Flags:
 		tlsListen      = envflag.String(fs, "tls-listen", "MAILBUS_IMAP_TLS_LISTEN", "", "IMAP over implicit TLS (IMAPS) address, such as :993; needs --tls-cert")
 		storeAddr      = envflag.String(fs, "store", "MAILBUS_STORE", "127.0.0.1:7400", "the store's gRPC address")
 		maxMessageSize = envflag.Int64(fs, "max-message-size", "MAILBUS_MAX_MESSAGE_SIZE", imapgw.DefaultMaxMessageSize, "largest APPEND in bytes: the store's --max-message-size")
+		maxAppend      = envflag.Int64(fs, "max-append-bytes", "MAILBUS_IMAP_MAX_APPEND_BYTES", imapgw.DefaultMaxAppendBytes, "bytes of APPEND literals all connections may have in flight at once; more wait")
 		maxConns       = envflag.Int64(fs, "max-conns-per-token", "MAILBUS_IMAP_MAX_CONNS_PER_TOKEN", imapgw.DefaultMaxConnsPerToken, "IMAP connections one token may have open")
 		tlsFlags       = grpctls.AddServerFlags(fs)
 		storeTLSFlags  = grpctls.AddClientFlags(fs)
@@ -78,7 +79,7 @@ Flags:
 	defer conn.Close()
 	g, err := imapgw.New(imapgw.Config{
 		StoreConn: conn, Listen: *listen, TLSListen: *tlsListen, TLS: imapgw.ServerTLS(certs.TLSConfig()), Insecure: tlsServer.Insecure,
-		MaxMessageSize: *maxMessageSize, MaxConnsPerToken: int(*maxConns), Logger: log,
+		MaxMessageSize: *maxMessageSize, MaxAppendBytes: *maxAppend, MaxConnsPerToken: int(*maxConns), Logger: log,
 	})
 	if err != nil {
 		return fail(err)
