@@ -360,7 +360,15 @@ func TestMX(t *testing.T) {
 // one lookup timeout per URL, and the search goes on to the next source.
 func TestHangingAutoconfig(t *testing.T) {
 	env := discovertest.Start(t)
-	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	// The handler hangs until the test ends, not until its request's
+	// context ends: once, in CI, the server ended a request's context
+	// before the client's deadline, the handler returned an empty 200, and
+	// the client reported "not a clientConfig XML document: EOF" instead
+	// of a timeout. Registered after env, this cleanup runs before the
+	// server's shutdown waits for its handlers.
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	hang := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-stop })
 	env.Serve(autoconfigHost, autoconfigPath, hang)
 	env.Serve(wellKnownHost, wellKnownPath, hang)
 	env.AddRecord(t, "example.test. 60 IN MX 10 mx.example.test.")
