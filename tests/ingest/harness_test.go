@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/store/storetest"
 )
 
 // waitLong only bounds how long a broken build takes to fail; no test
@@ -72,41 +72,12 @@ func startStore(t testing.TB) *env {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
 	e.run = func(lis net.Listener) func() {
-		ready := make(chan string, 1)
-		s, err := store.New(store.Config{
+		addr, stop := storetest.Run(t, store.Config{
 			AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
 			Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: dataDir, SecretKey: key,
 			Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: prometheus.NewRegistry(),
-			Ready: func(addr string) { ready <- addr },
 		})
-		if err != nil {
-			t.Fatalf("store.New: %v", err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("store Run: %v", err)
-					}
-				case <-time.After(waitLong):
-					t.Errorf("store did not stop")
-				}
-			})
-		}
-		t.Cleanup(stop)
-		select {
-		case e.addr = <-ready:
-		case err := <-done:
-			t.Fatalf("store stopped: %v", err)
-		case <-time.After(waitLong):
-			t.Fatal("store not ready")
-		}
+		e.addr = addr
 		return stop
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,6 +21,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/store/storetest"
 )
 
 // waitFor bounds waits that only a bug makes long; no assertion is on time.
@@ -79,27 +80,12 @@ func startEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	adminFile := filepath.Join(t.TempDir(), "admin.token")
-	ready := make(chan string, 1)
-	st, err := store.New(store.Config{
+	e := &env{t: t}
+	e.addr, _ = storetest.Run(t, store.Config{
 		AdminTokenFile: adminFile, ServiceToken: serviceToken, Listener: lis, MetricsListen: "-",
 		NATSURL: ns.ClientURL(), DataDir: filepath.Join(t.TempDir(), "data"), SecretKey: testKey,
-		Logger: testLogger(), Registry: prometheus.NewRegistry(), Ready: func(addr string) { ready <- addr },
+		Logger: testLogger(), Registry: prometheus.NewRegistry(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- st.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e := &env{t: t}
-	select {
-	case e.addr = <-ready:
-	case err := <-done:
-		t.Fatalf("store: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("store not ready")
-	}
 	admin, err := apitoken.ReadFile(adminFile)
 	if err != nil {
 		t.Fatal(err)

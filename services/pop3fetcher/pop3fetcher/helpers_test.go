@@ -31,6 +31,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/pop3fetcher/pop3fetcher"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/store/storetest"
 )
 
 // Bounds on waiting for something that must happen. They only limit how
@@ -150,42 +151,13 @@ func startStore(t testing.TB) *env {
 	}
 	adminTokenFile := filepath.Join(t.TempDir(), "admin.token")
 	e.runStore = func(lis net.Listener, reg *prometheus.Registry) func() {
-		ready := make(chan string, 1)
-		s, err := store.New(store.Config{
+		addr, stop := storetest.Run(t, store.Config{
 			AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
 			Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: e.dataDir, SecretKey: key,
 			Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo})), Registry: reg,
 			WatchPollInterval: 50 * time.Millisecond,
-			Ready:             func(addr string) { ready <- addr },
 		})
-		if err != nil {
-			t.Fatalf("store.New: %v", err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("store Run: %v", err)
-					}
-				case <-time.After(waitLong):
-					t.Errorf("store did not stop")
-				}
-			})
-		}
-		t.Cleanup(stop)
-		select {
-		case e.addr = <-ready:
-		case err := <-done:
-			t.Fatalf("store stopped: %v", err)
-		case <-time.After(waitLong):
-			t.Fatal("store not ready")
-		}
+		e.addr = addr
 		return stop
 	}
 	e.stopStore = e.runStore(lis, e.storeReg)
