@@ -1,12 +1,10 @@
 package webhooks
 
 import (
-	"context"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -17,6 +15,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/store/storetest"
 )
 
 // storeEnv is a store (SQLite) publishing to n, with its tokens.
@@ -35,27 +34,12 @@ func startStore(t *testing.T, n *natsServer) *storeEnv {
 		t.Fatal(err)
 	}
 	adminFile := filepath.Join(t.TempDir(), "admin.token")
-	ready := make(chan string, 1)
-	s, err := store.New(store.Config{
+	addr, _ := storetest.Run(t, store.Config{
 		AdminTokenFile: adminFile, ServiceToken: serviceToken, Listener: lis, MetricsListen: "-",
 		NATSURL: n.url(), DataDir: filepath.Join(t.TempDir(), "data"), SecretKey: testKey,
-		Logger: testLogger(t), Registry: prometheus.NewRegistry(), Ready: func(addr string) { ready <- addr },
+		Logger: testLogger(t), Registry: prometheus.NewRegistry(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e := &storeEnv{service: serviceToken}
-	select {
-	case e.addr = <-ready:
-	case err := <-done:
-		t.Fatalf("store: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("store not ready")
-	}
+	e := &storeEnv{addr: addr, service: serviceToken}
 	if e.admin, err = apitoken.ReadFile(adminFile); err != nil {
 		t.Fatal(err)
 	}
