@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/hostlimit"
 	"github.com/mailbus/mailbus/pkg/mailflags"
 	"github.com/mailbus/mailbus/pkg/ownership"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // account syncs one IMAP account. Everything that talks on the work
@@ -82,7 +82,7 @@ type account struct {
 	// waits for its next step); the pass's result is sent on the channel.
 	syncNow chan chan error
 
-	work *conn
+	work *imapconn.Conn
 	// prefetchOK allows a second connection during initial syncs (only
 	// before the session's IDLE connections start); prefetch is the one
 	// running (prefetch.go).
@@ -221,7 +221,7 @@ func (w *account) run(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		var pe *PermanentError
+		var pe *imapconn.PermanentError
 		if errors.As(err, &pe) {
 			w.s.metrics.connects.WithLabelValues("permanent").Inc()
 			// Before the report: once the store says PARKED, the account
@@ -392,7 +392,7 @@ func (w *account) progressOrEmpty() *mailbusv1.SyncProgress {
 // unasked, or nil): it waits for a slot in the host's
 // connection budget (reporting that it waits), and IDLE connections of
 // any account of the host give theirs up for it.
-func (w *account) dial(ctx context.Context, h *imapclient.UnilateralDataHandler) (*conn, error) {
+func (w *account) dial(ctx context.Context, h *imapclient.UnilateralDataHandler) (*imapconn.Conn, error) {
 	if w.s.hosts.Waiting(w.a.Host) {
 		state := mailbusv1.SyncState_SYNC_STATE_SYNCING
 		if w.lastOK.IsZero() && w.a.GetStatus().GetLastSuccessTime() == nil {
@@ -412,7 +412,7 @@ func (w *account) dial(ctx context.Context, h *imapclient.UnilateralDataHandler)
 // covers its folder too): only if the host's budget has a free slot now
 // (else hostlimit.ErrNoPlace), and c.yield closes when a work connection
 // wants the slot.
-func (w *account) dialIdle(ctx context.Context, h *imapclient.UnilateralDataHandler) (*conn, error) {
+func (w *account) dialIdle(ctx context.Context, h *imapclient.UnilateralDataHandler) (*imapconn.Conn, error) {
 	release, yield, err := w.s.hosts.TryAcquire(ctx, w.a.Host)
 	if err != nil {
 		return nil, fmt.Errorf("imapsync: IDLE connection to %s: %w", w.a.Host, err)
@@ -427,15 +427,15 @@ func (w *account) dialIdle(ctx context.Context, h *imapclient.UnilateralDataHand
 // may have ended it early), the store is asked for a new one (refresh)
 // and the login is tried once more, on a new connection (decision 0037);
 // a second refusal is a credential failure, which parks the account.
-func (w *account) connect(ctx context.Context, h *imapclient.UnilateralDataHandler, release func(), yield <-chan struct{}) (*conn, error) {
+func (w *account) connect(ctx context.Context, h *imapclient.UnilateralDataHandler, release func(), yield <-chan struct{}) (*imapconn.Conn, error) {
 	secret, err := w.secret(ctx, false)
 	if err != nil {
 		release()
 		return nil, err
 	}
 	c, err := w.login(ctx, h, secret)
-	var pe *PermanentError
-	if err != nil && errors.As(err, &pe) && pe.auth && oauthAccount(w.a) {
+	var pe *imapconn.PermanentError
+	if err != nil && errors.As(err, &pe) && pe.Auth && oauthAccount(w.a) {
 		w.log.Info("the server refused the access token; asking the store for a new one and logging in once more", "err", err)
 		if secret, err = w.secret(ctx, true); err != nil {
 			release()
@@ -447,20 +447,20 @@ func (w *account) connect(ctx context.Context, h *imapclient.UnilateralDataHandl
 		release()
 		return nil, err
 	}
-	c.release, c.yield = release, yield
+	c.Hold(release, yield)
 	return c, nil
 }
 
 // login dials and authenticates with secret.
-func (w *account) login(ctx context.Context, h *imapclient.UnilateralDataHandler, secret string) (*conn, error) {
-	o := dialOptions{timeout: w.s.cfg.Timeout, rootCAs: w.s.cfg.RootCAs, secret: secret, handler: h,
-		warnSkip: func() {
+func (w *account) login(ctx context.Context, h *imapclient.UnilateralDataHandler, secret string) (*imapconn.Conn, error) {
+	o := imapconn.DialOptions{Timeout: w.s.cfg.Timeout, RootCAs: w.s.cfg.RootCAs, Secret: secret, Handler: h,
+		WarnSkip: func() {
 			w.log.Warn("certificate verification is off for this account (insecure_skip_verify)", "host", w.a.Host)
 		}}
 	if wrap := w.s.cfg.WrapConn; wrap != nil {
-		o.wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
+		o.Wrap = func(c net.Conn) net.Conn { return wrap(w.a.Id, c) }
 	}
-	return dial(ctx, w.a, o)
+	return imapconn.Dial(ctx, w.a, o)
 }
 
 // oauthAccount reports whether the store renews the account's access token
@@ -505,7 +505,7 @@ func (w *account) secret(ctx context.Context, refresh bool) (string, error) {
 		// Cleared by an update that moved the account to another server
 		// (or never set): never log in without the password the account
 		// was given for this server.
-		return "", permanent("the account has no password stored (changing its host, port or security clears it): set it with `mailbus account update ACCOUNT --password`", errNoSecret)
+		return "", imapconn.Permanent("the account has no password stored (changing its host, port or security clears it): set it with `mailbus account update ACCOUNT --password`", errNoSecret)
 	}
 	return resp.Secret, nil
 }
@@ -540,7 +540,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	defer func() { w.work.Close(); w.work = nil }()
 	connected()
 	w.s.metrics.connects.WithLabelValues("ok").Inc()
-	w.condstore = w.work.caps.Has(imap.CapCondStore)
+	w.condstore = w.work.CondStore()
 	w.folders = nil
 
 	// The folder list first: write-backs name folders by id.
@@ -567,7 +567,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	ictx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	if w.work.caps.Has(imap.CapIdle) && !w.fresh.noPushFound() {
+	if w.work.Caps().Has(imap.CapIdle) && !w.fresh.noPushFound() {
 		names := append([]string{"INBOX"}, w.a.IdleFolders...)
 		for _, n := range names {
 			if len(idled) >= w.s.cfg.Connections-1 {
@@ -586,7 +586,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	defer pollT.Stop()
 	wbT := time.NewTicker(w.s.cfg.WriteBackPoll)
 	defer wbT.Stop()
-	idleOnWork = idleOnWork && w.work.caps.Has(imap.CapIdle) && w.folders["INBOX"] != nil
+	idleOnWork = idleOnWork && w.work.Caps().Has(imap.CapIdle) && w.folders["INBOX"] != nil
 	for {
 		var idle *imapclient.IdleCommand
 		restart := time.NewTimer(w.s.cfg.IdleRestart)
@@ -619,7 +619,7 @@ func (w *account) session(ctx context.Context, connected func()) error {
 			// starts it again, both under the deadline, find a silent
 			// connection as the IDLE connections' NOOP does.
 			step = func() error { return nil }
-		case <-w.work.c.Closed():
+		case <-w.work.Closed():
 			step = func() error { return errors.New("imapsync: the server closed the connection") }
 		}
 		restart.Stop()
@@ -678,31 +678,24 @@ func (w *account) startWorkIdle(ctx context.Context) (*imapclient.IdleCommand, e
 	if f == nil {
 		return nil, nil
 	}
-	var cmd *imapclient.IdleCommand
 	start := time.Now()
-	err := w.work.do(ctx, func(*guard) error {
-		sel, err := w.work.c.Select("INBOX", &imap.SelectOptions{CondStore: w.condstore}).Wait()
-		if err != nil {
-			return err
-		}
-		if sel.UIDValidity != f.st.Uidvalidity || uint32(sel.UIDNext) != f.st.SyncedUidnext ||
-			(w.condstore && sel.HighestModSeq != f.st.SyncedHighestmodseq) {
-			w.markDirty("INBOX")
-			return nil
-		}
-		if w.condstore {
-			// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ as synced: INBOX
-			// is checked as of now (decision 22).
-			w.fresh.check("INBOX", start)
-		}
-		w.workIdling.Store(true)
-		cmd, err = w.work.c.Idle()
-		if err != nil {
-			w.workIdling.Store(false)
-		}
-		return err
-	})
+	sel, err := w.work.Select(ctx, "INBOX")
 	if err != nil {
+		return nil, fmt.Errorf("imapsync: IDLE on the work connection: %w", err)
+	}
+	if sel.UIDValidity != f.st.Uidvalidity || uint32(sel.UIDNext) != f.st.SyncedUidnext ||
+		(w.condstore && sel.HighestModSeq != f.st.SyncedHighestmodseq) {
+		w.markDirty("INBOX")
+		return nil, nil
+	}
+	if w.condstore {
+		// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ as synced: INBOX
+		// is checked as of now (decision 22).
+		w.fresh.check("INBOX", start)
+	}
+	cmd, err := w.work.Idle(ctx, func() { w.workIdling.Store(true) })
+	if err != nil {
+		w.workIdling.Store(false)
 		return nil, fmt.Errorf("imapsync: IDLE on the work connection: %w", err)
 	}
 	return cmd, nil
@@ -714,14 +707,8 @@ func (w *account) endWorkIdle(ctx context.Context, cmd *imapclient.IdleCommand) 
 		return nil
 	}
 	defer w.workIdling.Store(false)
-	err := w.work.do(ctx, func(*guard) error {
-		if err := cmd.Close(); err != nil {
-			return err
-		}
-		return cmd.Wait()
-	})
-	if err != nil {
-		return fmt.Errorf("imapsync: end IDLE on the work connection: %w", err)
+	if err := w.work.EndIdle(ctx, cmd); err != nil {
+		return fmt.Errorf("imapsync: work connection: %w", err)
 	}
 	return nil
 }
@@ -843,21 +830,6 @@ func (w *account) folderByRole(r mailbusv1.MailboxRole) *folder {
 	return nil
 }
 
-// isNo reports whether err is a tagged NO/BAD answer (the connection is
-// fine; the command failed).
-func isNo(err error) bool {
-	var e *imap.Error
-	return errors.As(err, &e)
-}
-
-func imapCode(err error) imap.ResponseCode {
-	var e *imap.Error
-	if errors.As(err, &e) {
-		return e.Code
-	}
-	return ""
-}
-
 // idle keeps an IDLE connection on one folder and marks it dirty on every
 // notification and after every (re)connect, so that what changed while it
 // was down is caught up. IDLE connections are optional: without a free
@@ -876,7 +848,7 @@ func (w *account) idle(ctx context.Context, name string) {
 		if errors.Is(err, errNoPush) {
 			return // the folder is polled (decision 22)
 		}
-		var pe *PermanentError
+		var pe *imapconn.PermanentError
 		if errors.Is(err, errReauthorization) || errors.As(err, &pe) {
 			// The work connection meets the same at its next login and
 			// parks the account; until then the folder is polled.
@@ -955,11 +927,8 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 		return err
 	}
 	defer c.Close()
-	if err := c.do(octx, func(*guard) error {
-		_, err := c.c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
-		return err
-	}); err != nil {
-		return fmt.Errorf("imapsync: IDLE select %s: %w", name, err)
+	if _, err := c.Examine(octx, name); err != nil {
+		return fmt.Errorf("imapsync: IDLE connection: %w", err)
 	}
 	connected()
 	w.setIdling(name, true)
@@ -969,14 +938,9 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 	silence := time.NewTimer(poll)
 	defer silence.Stop()
 	for {
-		var cmd *imapclient.IdleCommand
-		if err := c.do(octx, func(*guard) error {
-			var err error
-			inIdle.Store(true)
-			cmd, err = c.c.Idle()
-			return err
-		}); err != nil {
-			return fmt.Errorf("imapsync: IDLE: %w", err)
+		cmd, err := c.Idle(octx, func() { inIdle.Store(true) })
+		if err != nil {
+			return fmt.Errorf("imapsync: IDLE connection: %w", err)
 		}
 		t := time.NewTimer(w.s.cfg.IdleRestart)
 		yielded, silent, noPush := false, false, false
@@ -985,8 +949,8 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 			select {
 			case <-ctx.Done():
 			case <-t.C:
-			case <-c.c.Closed():
-			case <-c.yield:
+			case <-c.Closed():
+			case <-c.Yield():
 				yielded = true
 			case <-w.fresh.noPush:
 				noPush = true
@@ -999,12 +963,7 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 			break
 		}
 		t.Stop()
-		err := c.do(octx, func(*guard) error {
-			if err := cmd.Close(); err != nil {
-				return err
-			}
-			return cmd.Wait()
-		})
+		err = c.EndIdle(octx, cmd)
 		inIdle.Store(false)
 		if ctx.Err() != nil {
 			return nil
@@ -1019,11 +978,11 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 			return errYielded
 		}
 		if err != nil {
-			return fmt.Errorf("imapsync: IDLE ended: %w", err)
+			return fmt.Errorf("imapsync: IDLE connection: %w", err)
 		}
 		// A connection that went silent fails here, within the timeout.
-		if err := c.do(octx, func(*guard) error { return c.c.Noop().Wait() }); err != nil {
-			return fmt.Errorf("imapsync: NOOP: %w", err)
+		if err := c.Noop(octx); err != nil {
+			return fmt.Errorf("imapsync: IDLE connection: %w", err)
 		}
 		if silent {
 			// No update for a poll interval: the work connection checks
@@ -1035,53 +994,6 @@ func (w *account) idleOnce(ctx, octx context.Context, name string, connected fun
 			silence.Reset(poll)
 		}
 	}
-}
-
-// errLiteralTooLarge is a message literal above Config.MaxMessageSize,
-// announced by a server whose RFC822.SIZE said less (or sent beyond its
-// announced size): it is not read, and the pass fails.
-var errLiteralTooLarge = errors.New("the server sent a message larger than the size limit, though its RFC822.SIZE was within it")
-
-// minLiteralProgress is what a message literal must bring per Timeout.
-const minLiteralProgress = 1 << 10
-
-// literal returns a reader of a message literal of the announced size
-// that moves the guard's deadline on as the literal arrives and fails
-// with errLiteralTooLarge past limit. A literal that ends before its
-// announced size (the server closed the connection in its middle: go-imap
-// reads it through an io.LimitReader, which then reports io.EOF) fails
-// with io.ErrUnexpectedEOF, so that the ingest client never ends a
-// truncated body as a complete message. It holds nothing: the ingest
-// client reads it in chunks.
-func literal(g *guard, r io.Reader, size, limit int64) (io.Reader, error) {
-	if size > limit {
-		return nil, fmt.Errorf("imapsync: %w (%d bytes announced, limit %d)", errLiteralTooLarge, size, limit)
-	}
-	return &literalReader{g: g, r: r, size: size, limit: limit}, nil
-}
-
-type literalReader struct {
-	g              *guard
-	r              io.Reader
-	n, size, limit int64
-	sinceTouch     int
-}
-
-func (l *literalReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	if l.n += int64(n); l.n > l.limit {
-		return 0, fmt.Errorf("imapsync: %w (more than %d bytes)", errLiteralTooLarge, l.limit)
-	}
-	// The deadline moves on per KiB, not per read: a server that drips
-	// a few octets at a time times out as a silent one does.
-	if l.sinceTouch += n; l.sinceTouch >= minLiteralProgress {
-		l.g.touch()
-		l.sinceTouch = 0
-	}
-	if err == io.EOF && l.n < l.size {
-		return n, fmt.Errorf("imapsync: message literal ended after %d of %d bytes: %w", l.n, l.size, io.ErrUnexpectedEOF)
-	}
-	return n, err
 }
 
 func flagStrings(fl []imap.Flag) []string {

@@ -10,6 +10,7 @@ import (
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/mailboxname"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // roles maps RFC 6154 special-use attributes to mailbox roles.
@@ -95,14 +96,14 @@ func (w *account) syncFolderList(ctx context.Context) error {
 	w.relist = false
 	var list []*imap.ListData
 	tooMany := false
-	err := w.work.do(ctx, func(g *guard) error {
+	err := w.work.Do(ctx, func(g *imapconn.Guard) error {
 		opts := &imap.ListOptions{}
-		if w.work.caps.Has(imap.CapSpecialUse) {
+		if w.work.Caps().Has(imap.CapSpecialUse) {
 			opts.ReturnSpecialUse = true
 		}
-		cmd := w.work.c.List("", "*", opts)
+		cmd := w.work.Client().List("", "*", opts)
 		for d := cmd.Next(); d != nil; d = cmd.Next() {
-			g.touch()
+			g.Touch()
 			if len(list) == w.s.cfg.MaxFolders {
 				tooMany = true
 				continue // the rest is read and dropped
@@ -112,7 +113,7 @@ func (w *account) syncFolderList(ctx context.Context) error {
 		return cmd.Close()
 	})
 	if err == nil && tooMany {
-		return permanent(fmt.Sprintf("the server lists more than %d folders", w.s.cfg.MaxFolders), errTooManyFolders)
+		return imapconn.Permanent(fmt.Sprintf("the server lists more than %d folders", w.s.cfg.MaxFolders), errTooManyFolders)
 	}
 	if err != nil {
 		return fmt.Errorf("imapsync: LIST: %w", err)
@@ -187,16 +188,11 @@ func (w *account) syncFolderList(ctx context.Context) error {
 			if inStore[u.Name] != nil {
 				continue
 			}
-			var sd *imap.StatusData
-			err := w.work.do(ctx, func(*guard) error {
-				var err error
-				sd, err = w.work.c.Status(u.Name, &imap.StatusOptions{UIDValidity: true}).Wait()
-				return err
-			})
-			if err != nil && !isNo(err) {
-				return fmt.Errorf("imapsync: STATUS %s: %w", u.Name, err)
+			uv, err := w.work.UIDValidity(ctx, u.Name)
+			if err != nil && !imapconn.IsNo(err) {
+				return fmt.Errorf("imapsync: folder list: %w", err)
 			}
-			if err == nil && sd.UIDValidity == g.Uidvalidity {
+			if err == nil && uv == g.Uidvalidity {
 				renamed = u.Name
 				break
 			}

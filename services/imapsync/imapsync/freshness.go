@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -206,22 +207,17 @@ func (w *account) syncChecked(ctx context.Context, f *folder) (changed bool, err
 // UIDVALIDITY. A folder gone meanwhile (STATUS refused) makes the next
 // pass re-list.
 func (w *account) checkFolder(ctx context.Context, f *folder) (newMail bool, err error) {
-	if mb := w.work.c.Mailbox(); !w.condstore || (mb != nil && mb.Name == f.name) {
+	if !w.condstore || w.work.Selected() == f.name {
 		return w.syncChecked(ctx, f)
 	}
 	start := time.Now()
-	var sd *imap.StatusData
-	err = w.work.do(ctx, func(*guard) error {
-		var err error
-		sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true}).Wait()
-		return err
-	})
+	sd, err := w.work.Status(ctx, f.name, &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, HighestModSeq: true})
 	if err != nil {
-		if isNo(err) {
+		if imapconn.IsNo(err) {
 			w.relist = true
 			return false, nil
 		}
-		return false, fmt.Errorf("imapsync: STATUS %s: %w", f.name, err)
+		return false, fmt.Errorf("imapsync: check %s: %w", f.name, err)
 	}
 	// The server's count includes the messages left on it that the store
 	// does not hold (f.absent), as delta's expunge check counts them: a

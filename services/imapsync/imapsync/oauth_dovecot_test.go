@@ -18,7 +18,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/oauthflow"
 	"github.com/mailbus/mailbus/pkg/oauthtest"
 	"github.com/mailbus/mailbus/pkg/oauthtest/oidcserver"
-	"github.com/mailbus/mailbus/services/imapsync/imapsync"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // startOAuthDovecot starts Dovecot with its oauth2 passdb, which checks
@@ -50,8 +50,8 @@ func TestDovecotOAuthMechanisms(t *testing.T) {
 	srv.ExpireAccessTokens()
 	good := accessToken(t, srv)
 	clients := map[string]func(user, token string) sasl.Client{
-		"XOAUTH2":     imapsync.NewXOAuth2Client,
-		"OAUTHBEARER": imapsync.NewOAuthBearerClient,
+		"XOAUTH2":     imapconn.NewXOAuth2Client,
+		"OAUTHBEARER": imapconn.NewOAuthBearerClient,
 	}
 	for mech, client := range clients {
 		for _, tt := range []struct {
@@ -70,7 +70,7 @@ func TestDovecotOAuthMechanisms(t *testing.T) {
 				}
 				defer c.Close()
 				caps := c.Caps()
-				if !caps.Has(imap.AuthCap("XOAUTH2")) || !caps.Has(imap.AuthCap(sasl.OAuthBearer)) || imapsync.TokenMechanism(caps) != sasl.OAuthBearer {
+				if !caps.Has(imap.AuthCap("XOAUTH2")) || !caps.Has(imap.AuthCap(sasl.OAuthBearer)) || imapconn.TokenMechanism(caps) != sasl.OAuthBearer {
 					t.Fatalf("capabilities %v: want AUTH=XOAUTH2 and AUTH=OAUTHBEARER, OAUTHBEARER chosen", caps)
 				}
 				hits := srv.Introspections()
@@ -90,7 +90,7 @@ func TestDovecotOAuthMechanisms(t *testing.T) {
 				if mech == "XOAUTH2" {
 					// The error challenge is the verdict; the connection
 					// is dropped (see imapsync's xoauth2).
-					var refused *imapsync.TokenRefusedError
+					var refused *imapconn.TokenRefusedError
 					if !errors.As(err, &refused) || !strings.Contains(refused.Status, "status") {
 						t.Fatalf("AUTHENTICATE %s = %v, want the server's error challenge", mech, err)
 					}

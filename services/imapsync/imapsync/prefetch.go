@@ -10,10 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/ownership"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // prefetcher fetches the bodies of an initial sync's folders on a second
@@ -214,7 +213,7 @@ func (p *prefetcher) run(ctx context.Context, f prefetchFolder) {
 
 // dial opens the second connection if the host's budget has a free slot
 // now; it is cut when a work connection wants the slot.
-func (p *prefetcher) dial(ctx context.Context) (*conn, error) {
+func (p *prefetcher) dial(ctx context.Context) (*imapconn.Conn, error) {
 	w := p.w
 	release, yield, err := w.s.hosts.TryAcquire(ctx, w.a.Host)
 	if err != nil {
@@ -232,19 +231,14 @@ func (p *prefetcher) dial(ctx context.Context) (*conn, error) {
 
 // folder fetches into the store the messages of f the store does not
 // have, newest first.
-func (p *prefetcher) folder(ctx context.Context, c *conn, f prefetchFolder) error {
+func (p *prefetcher) folder(ctx context.Context, c *imapconn.Conn, f prefetchFolder) error {
 	w := p.w
-	var sel *imap.SelectData
-	err := c.do(ctx, func(*guard) error {
-		var err error
-		sel, err = c.c.Select(f.name, &imap.SelectOptions{ReadOnly: true}).Wait()
-		return err
-	})
-	if isNo(err) {
+	sel, err := c.Examine(ctx, f.name)
+	if imapconn.IsNo(err) {
 		return nil // gone meanwhile: the work connection decides
 	}
 	if err != nil {
-		return fmt.Errorf("imapsync: EXAMINE %s: %w", f.name, err)
+		return fmt.Errorf("imapsync: prefetch: %w", err)
 	}
 	if (f.uidvalidity != 0 && sel.UIDValidity != f.uidvalidity) || sel.NumMessages == 0 {
 		return nil
@@ -253,7 +247,7 @@ func (p *prefetcher) folder(ctx context.Context, c *conn, f prefetchFolder) erro
 	if err != nil {
 		return err
 	}
-	uids, _, err := listUIDs(ctx, c, f.name, 1, 0, func(u uint32) bool { return known[u] }, w.s.cfg.MaxMessageSize)
+	uids, _, err := c.ListUIDs(ctx, f.name, 1, 0, func(u uint32) bool { return known[u] }, w.s.cfg.MaxMessageSize)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // rebind runs when a folder's UIDVALIDITY changed: it matches the server's
@@ -76,10 +77,10 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 	}
 	server := map[string][]uint32{}
 	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	err = w.work.do(ctx, func(g *guard) error {
-		cmd := w.work.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr}})
+	err = w.work.Do(ctx, func(g *imapconn.Guard) error {
+		cmd := w.work.Client().Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr}})
 		for m := cmd.Next(); m != nil; m = cmd.Next() {
-			g.touch()
+			g.Touch()
 			b, err := m.Collect()
 			if err != nil {
 				cmd.Close()

@@ -17,6 +17,7 @@ import (
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/ingest"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // initialSyncs runs the initial sync of every folder that has not finished
@@ -35,17 +36,12 @@ func (w *account) initialSyncs(ctx context.Context) error {
 	// The folders' sizes (RFC 8438 STATUS SIZE, also in IMAP4rev2) give
 	// the bytes to download, for a rate and a time left by bytes;
 	// without it the total stays unknown (0).
-	sizes := w.work.caps.Has(imap.CapStatusSize) || w.work.caps.Has(imap.CapIMAP4rev2)
+	sizes := w.work.Caps().Has(imap.CapStatusSize) || w.work.Caps().Has(imap.CapIMAP4rev2)
 	var bytesTotal uint64
 	for _, f := range todo {
-		var sd *imap.StatusData
-		err := w.work.do(ctx, func(*guard) error {
-			var err error
-			sd, err = w.work.c.Status(f.name, &imap.StatusOptions{NumMessages: true, Size: sizes}).Wait()
-			return err
-		})
-		if err != nil && !isNo(err) {
-			return fmt.Errorf("imapsync: STATUS %s: %w", f.name, err)
+		sd, err := w.work.Status(ctx, f.name, &imap.StatusOptions{NumMessages: true, Size: sizes})
+		if err != nil && !imapconn.IsNo(err) {
+			return fmt.Errorf("imapsync: initial sync: %w", err)
 		}
 		if err == nil && sd.NumMessages != nil {
 			p.MessagesTotal += uint64(*sd.NumMessages)
@@ -98,19 +94,14 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 		return err
 	}
 	start := time.Now() // the check's time, once it succeeds (decision 22)
-	var sel *imap.SelectData
-	err := w.work.do(ctx, func(*guard) error {
-		var err error
-		sel, err = w.work.c.Select(f.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
-		return err
-	})
+	sel, err := w.work.Select(ctx, f.name)
 	if err != nil {
-		if isNo(err) {
+		if imapconn.IsNo(err) {
 			// Gone meanwhile: the next LIST decides.
 			w.relist = true
 			return nil
 		}
-		return fmt.Errorf("imapsync: SELECT %s: %w", f.name, err)
+		return fmt.Errorf("imapsync: sync: %w", err)
 	}
 	st := f.st
 	if st.Uidvalidity != 0 && st.Uidvalidity != sel.UIDValidity {
@@ -192,25 +183,6 @@ func (w *account) loadKnown(ctx context.Context, f *folder) (stale map[uint32][]
 	}
 }
 
-// search runs UID SEARCH on the selected folder.
-func (w *account) search(ctx context.Context, c *imap.SearchCriteria) ([]uint32, error) {
-	var uids []uint32
-	err := w.work.do(ctx, func(*guard) error {
-		d, err := w.work.c.UIDSearch(c, nil).Wait()
-		if err != nil {
-			return err
-		}
-		for _, u := range d.AllUIDs() {
-			uids = append(uids, uint32(u))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("imapsync: UID SEARCH: %w", err)
-	}
-	return uids, nil
-}
-
 // initialSync fetches the folder newest first. The cursor's
 // synced_uidnext is the UIDNEXT when the sync began (newer mail is the
 // delta's), synced_lowest_uid the lowest UID of the last committed batch:
@@ -278,14 +250,9 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			// into it): that sync went on from the cursor.
 			return nil
 		}
-		var again *imap.SelectData
-		err := w.work.do(ctx, func(*guard) error {
-			var err error
-			again, err = w.work.c.Select(f.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
-			return err
-		})
+		again, err := w.work.Select(ctx, f.name)
 		if err != nil {
-			return fmt.Errorf("imapsync: SELECT %s: %w", f.name, err)
+			return fmt.Errorf("imapsync: initial sync: %w", err)
 		}
 		if again.UIDValidity != st.Uidvalidity {
 			// Changed meanwhile: the next pass resyncs.
@@ -400,31 +367,12 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 			Upstream: &mailbusv1.UpstreamId{MailboxId: f.id, Uidvalidity: st.Uidvalidity, Uid: uid}, Flags: fl,
 		}}})
 	}
-	fetchFlags := func(set imap.UIDSet, opts *imap.FetchOptions) error {
-		err := w.work.do(ctx, func(g *guard) error {
-			cmd := w.work.c.Fetch(set, opts)
-			for m := cmd.Next(); m != nil; m = cmd.Next() {
-				g.touch()
-				b, err := m.Collect()
-				if err != nil {
-					cmd.Close()
-					return err
-				}
-				consider(uint32(b.UID), b.Flags)
-			}
-			return cmd.Close()
-		})
-		if err != nil {
-			return fmt.Errorf("imapsync: FETCH FLAGS %s: %w", f.name, err)
-		}
-		return nil
-	}
 	if len(f.known) > 0 && sel.NumMessages > 0 && (!w.condstore || st.SyncedHighestmodseq == 0 || sel.HighestModSeq != st.SyncedHighestmodseq) {
-		opts := &imap.FetchOptions{Flags: true, UID: true}
-		if w.condstore && st.SyncedHighestmodseq != 0 {
-			opts.ChangedSince = st.SyncedHighestmodseq
+		var since uint64
+		if w.condstore {
+			since = st.SyncedHighestmodseq
 		}
-		if err := fetchFlags(imap.UIDSet{{Start: 1, Stop: 0}}, opts); err != nil {
+		if err := w.work.FetchFlags(ctx, f.name, imap.UIDSet{{Start: 1, Stop: 0}}, since, consider); err != nil {
 			return err
 		}
 	}
@@ -440,7 +388,7 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 		}
 	}
 	if len(again) > 0 && sel.NumMessages > 0 {
-		if err := fetchFlags(again, &imap.FetchOptions{Flags: true, UID: true}); err != nil {
+		if err := w.work.FetchFlags(ctx, f.name, again, 0, consider); err != nil {
 			return err
 		}
 	}
@@ -448,9 +396,8 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 	// Expunges: only when the count differs from what the store knows
 	// and the messages it does not hold (refused ones, left on the
 	// server).
-	n := w.work.c.Mailbox()
-	if n == nil || int(n.NumMessages) != len(f.known)+len(f.absent) {
-		all, err := w.search(ctx, &imap.SearchCriteria{})
+	if n, ok := w.work.SelectedMessages(); !ok || int(n) != len(f.known)+len(f.absent) {
+		all, err := w.work.SearchUIDs(ctx, &imap.SearchCriteria{})
 		if err != nil {
 			return err
 		}
@@ -517,7 +464,7 @@ func (w *account) delta(ctx context.Context, f *folder, sel *imap.SelectData) er
 // Config.MaxMessageSize is left on the server (and counted as absent, so
 // that the expunge check still adds up) without downloading its body.
 func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint32, error) {
-	uids, large, err := listUIDs(ctx, w.work, f.name, lo, hi, func(u uint32) bool { return f.known[u] != nil }, w.s.cfg.MaxMessageSize)
+	uids, large, err := w.work.ListUIDs(ctx, f.name, lo, hi, func(u uint32) bool { return f.known[u] != nil }, w.s.cfg.MaxMessageSize)
 	if err != nil {
 		return nil, err
 	}
@@ -526,36 +473,6 @@ func (w *account) toFetch(ctx context.Context, f *folder, lo, hi uint32) ([]uint
 		f.markAbsent(u)
 	}
 	return uids, nil
-}
-
-// listUIDs lists the UIDs from lo to hi (0: the last) of the mailbox
-// selected on c, leaving out those skip says and, apart, those larger
-// than limit.
-func listUIDs(ctx context.Context, c *conn, name string, lo, hi uint32, skip func(uint32) bool, limit int64) (uids, large []uint32, err error) {
-	err = c.do(ctx, func(g *guard) error {
-		cmd := c.c.Fetch(imap.UIDSet{{Start: imap.UID(lo), Stop: imap.UID(hi)}}, &imap.FetchOptions{UID: true, RFC822Size: true})
-		for m := cmd.Next(); m != nil; m = cmd.Next() {
-			g.touch()
-			b, err := m.Collect()
-			if err != nil {
-				cmd.Close()
-				return err
-			}
-			u := uint32(b.UID)
-			switch {
-			case u == 0 || skip(u):
-			case b.RFC822Size > limit:
-				large = append(large, u)
-			default:
-				uids = append(uids, u)
-			}
-		}
-		return cmd.Close()
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("imapsync: UID FETCH RFC822.SIZE %s: %w", name, err)
-	}
-	return uids, large, nil
 }
 
 // newestFirst cuts uids into batches of at most n, the newest batch
@@ -632,7 +549,7 @@ type mailboxRef struct {
 // sent are committed, the others left). It returns the store's results and the flags sent, by
 // UID. It touches no account or folder state: the prefetcher runs it on
 // its own connection.
-func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batches [][]uint32, kind string, onBatch func([]uint32) error, fetched func(n int, bytes int64) bool) ([]*mailbusv1.IngestResult, map[uint32][]string, error) {
+func (w *account) fetchBodies(ctx context.Context, c *imapconn.Conn, mb mailboxRef, batches [][]uint32, kind string, onBatch func([]uint32) error, fetched func(n int, bytes int64) bool) ([]*mailbusv1.IngestResult, map[uint32][]string, error) {
 	type boundary struct {
 		count int // messages sent up to the end of the batch
 		uids  []uint32
@@ -670,7 +587,7 @@ func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batch
 	defer ing.Close()
 	body := &imap.FetchItemBodySection{Peek: true}
 	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
-	err = c.do(ctx, func(g *guard) error {
+	err = c.Do(ctx, func(g *imapconn.Guard) error {
 		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
 		// and interleaves their responses, and go-imap hands each message
 		// to its command's channel, so a second FETCH in flight could
@@ -680,14 +597,14 @@ func (w *account) fetchBodies(ctx context.Context, c *conn, mb mailboxRef, batch
 			for _, u := range b {
 				set.AddNum(imap.UID(u))
 			}
-			cmd := c.c.Fetch(set, opts)
+			cmd := c.Client().Fetch(set, opts)
 			var batchBytes int64
 			for m := cmd.Next(); m != nil; m = cmd.Next() {
-				g.touch()
+				g.Touch()
 				fm := fetchedMessage{mb: mb, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
 				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
 				if err != nil {
-					c.abandon()
+					c.Abandon()
 					return err
 				}
 				if !sent {
@@ -760,7 +677,7 @@ const (
 // do); a body that comes before them is held until the message's items
 // end. It returns the body's size and whether a message was sent (not for
 // a response without UID or body).
-func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *ingest.Stream, limit int64) (int64, bool, error) {
+func (fm *fetchedMessage) ingest(g *imapconn.Guard, m *imapclient.FetchMessageData, ing *ingest.Stream, limit int64) (int64, bool, error) {
 	var (
 		held []byte
 		got  bool
@@ -783,7 +700,7 @@ func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *
 			if it.Literal == nil || got {
 				continue
 			}
-			r, err := literal(g, it.Literal, it.Literal.Size(), limit)
+			r, err := imapconn.Literal(g, it.Literal, it.Literal.Size(), limit)
 			if err != nil {
 				return 0, false, err
 			}
@@ -810,10 +727,10 @@ func (fm *fetchedMessage) ingest(g *guard, m *imapclient.FetchMessageData, ing *
 
 // drain reads the items after a message's body (none, from servers that
 // send the body last); another literal is bounded as the body is.
-func drain(g *guard, m *imapclient.FetchMessageData, limit int64) error {
+func drain(g *imapconn.Guard, m *imapclient.FetchMessageData, limit int64) error {
 	for it := m.Next(); it != nil; it = m.Next() {
 		if bs, ok := it.(imapclient.FetchItemDataBodySection); ok && bs.Literal != nil {
-			r, err := literal(g, bs.Literal, bs.Literal.Size(), limit)
+			r, err := imapconn.Literal(g, bs.Literal, bs.Literal.Size(), limit)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/mailflags"
+	"github.com/mailbus/mailbus/services/imapsync/imapconn"
 )
 
 // applyWriteBacks applies the account's pending write-backs in order and
@@ -271,7 +272,7 @@ func applied() *mailbusv1.AckWriteBackRequest {
 // says it is temporary.
 func refused(err error, what string) *mailbusv1.AckWriteBackRequest {
 	o := mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
-	switch imapCode(err) {
+	switch imapconn.Code(err) {
 	case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeServerBug, imap.ResponseCodeLimit, imap.ResponseCodeOverQuota:
 		o = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY
 	}
@@ -429,17 +430,12 @@ func (w *account) groupTargets(ts []*mailbusv1.WriteBackTarget) []*targetGroup {
 // that still exist there. ok is false when the folder is gone or its
 // UIDVALIDITY changed (the identities mean nothing any more).
 func (w *account) selectGroup(ctx context.Context, g *targetGroup) (existing []uint32, missing []uint32, ok bool, err error) {
-	var sel *imap.SelectData
-	err = w.work.do(ctx, func(*guard) error {
-		var err error
-		sel, err = w.work.c.Select(g.name, &imap.SelectOptions{CondStore: w.condstore}).Wait()
-		return err
-	})
+	sel, err := w.work.Select(ctx, g.name)
 	if err != nil {
-		if isNo(err) {
+		if imapconn.IsNo(err) {
 			return nil, nil, false, nil
 		}
-		return nil, nil, false, fmt.Errorf("imapsync: SELECT %s: %w", g.name, err)
+		return nil, nil, false, fmt.Errorf("imapsync: write-back: %w", err)
 	}
 	if sel.UIDValidity != g.uidvalidity {
 		// The identities are stale: resync the folder (its rebind moves
@@ -450,7 +446,7 @@ func (w *account) selectGroup(ctx context.Context, g *targetGroup) (existing []u
 	for u := range g.byUID {
 		set.AddNum(imap.UID(u))
 	}
-	found, err := w.search(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{set}})
+	found, err := w.work.SearchUIDs(ctx, &imap.SearchCriteria{UID: []imap.UIDSet{set}})
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -468,14 +464,6 @@ func (w *account) selectGroup(ctx context.Context, g *targetGroup) (existing []u
 	slices.Sort(existing)
 	slices.Sort(missing)
 	return existing, missing, true, nil
-}
-
-func uidSet(uids []uint32) imap.UIDSet {
-	s := imap.UIDSet{}
-	for _, u := range uids {
-		s.AddNum(imap.UID(u))
-	}
-	return s
 }
 
 // wbFlags adds and removes flags. +FLAGS and -FLAGS commute with any other
@@ -508,11 +496,8 @@ func (w *account) wbFlags(ctx context.Context, op *mailbusv1.FlagsWriteBack) (*m
 			if len(ch.flags) == 0 {
 				continue
 			}
-			err := w.work.do(ctx, func(*guard) error {
-				return w.work.c.Store(uidSet(existing), &imap.StoreFlags{Op: ch.op, Silent: true, Flags: toFlags(ch.flags)}, nil).Close()
-			})
-			if err != nil {
-				if isNo(err) {
+			if err := w.work.StoreFlags(ctx, existing, ch.op, toFlags(ch.flags)); err != nil {
+				if imapconn.IsNo(err) {
 					return refused(err, "STORE in "+g.name), nil
 				}
 				return nil, fmt.Errorf("imapsync: STORE: %w", err)
@@ -568,7 +553,7 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 		// destination first (adopting such copies by content hash) so
 		// that they are not copied twice.
 		var copied map[string]uint32
-		if !w.work.caps.Has(imap.CapMove) {
+		if !w.work.Caps().Has(imap.CapMove) {
 			var err error
 			if copied, err = w.placedIn(ctx, toID, slices.Collect(mapsValues(g.byUID))); err != nil {
 				return nil, err
@@ -593,17 +578,8 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			return false
 		})
 		if len(already) > 0 {
-			err := w.work.do(ctx, func(*guard) error {
-				if err := w.work.c.Store(uidSet(already), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-					return err
-				}
-				if w.work.caps.Has(imap.CapUIDPlus) {
-					return w.work.c.UIDExpunge(uidSet(already)).Close()
-				}
-				return w.work.c.Expunge().Close()
-			})
-			if err != nil {
-				if isNo(err) {
+			if err := w.work.ExpungeUIDs(ctx, already); err != nil {
+				if imapconn.IsNo(err) {
 					return refused(err, "delete moved copies in "+g.name), nil
 				}
 				return nil, fmt.Errorf("imapsync: delete moved copies: %w", err)
@@ -618,18 +594,13 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 		if len(existing) == 0 {
 			continue
 		}
-		var md *imapMoveData
-		err = w.work.do(ctx, func(*guard) error {
-			var err error
-			md, err = w.moveUIDs(uidSet(existing), toName)
-			return err
-		})
+		md, err := w.work.MoveUIDs(ctx, existing, toName)
 		if err != nil {
-			var ac *afterCopyError
-			if errors.As(err, &ac) && isNo(err) {
+			var ac *imapconn.AfterCopyError
+			if errors.As(err, &ac) && imapconn.IsNo(err) {
 				return w.copyLeftBehind(ctx, md, g.name, toName, err)
 			}
-			if isNo(err) {
+			if imapconn.IsNo(err) {
 				return refused(err, "MOVE from "+g.name+" to "+toName), nil
 			}
 			// A cut connection after COPY leaves the copy: the next
@@ -637,14 +608,10 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			// only deletes the source.
 			return nil, fmt.Errorf("imapsync: MOVE: %w", err)
 		}
-		if md != nil && md.uv != 0 && !isDelete {
-			src, _ := md.src.(imap.UIDSet).Nums()
-			dst, _ := md.dst.(imap.UIDSet).Nums()
-			if len(src) == len(dst) {
-				for i := range src {
-					if id := g.byUID[uint32(src[i])]; id != "" {
-						ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: md.uv, Uid: uint32(dst[i])}})
-					}
+		if !isDelete {
+			for _, p := range md.Pairs() {
+				if id := g.byUID[p.Source]; id != "" {
+					ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: md.UIDValidity, Uid: p.Dest}})
 				}
 			}
 		}
@@ -680,50 +647,6 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 	return ack, nil
 }
 
-// moveUIDs moves messages of the selected folder with MOVE, or without
-// it with UID COPY and, only once the COPY is answered OK, UID STORE
-// +FLAGS.SILENT \Deleted and UID EXPUNGE of exactly those UIDs.
-// (go-imap's Move fallback pipelines the three commands without waiting
-// for COPY, so a refused COPY still expunges the messages.) Without
-// UIDPLUS a plain EXPUNGE is the only way to remove them.
-func (w *account) moveUIDs(uids imap.UIDSet, to string) (*imapMoveData, error) {
-	c := w.work.c
-	if w.work.caps.Has(imap.CapMove) {
-		d, err := c.Move(uids, to).Wait()
-		if d != nil {
-			return &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}, err
-		}
-		return nil, err
-	}
-	d, err := c.Copy(uids, to).Wait()
-	if err != nil {
-		return nil, err
-	}
-	var md *imapMoveData
-	if d != nil {
-		md = &imapMoveData{uv: d.UIDValidity, src: d.SourceUIDs, dst: d.DestUIDs}
-	}
-	if err := c.Store(uids, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-		return md, &afterCopyError{err: err}
-	}
-	if w.work.caps.Has(imap.CapUIDPlus) {
-		err = c.UIDExpunge(uids).Close()
-	} else {
-		err = c.Expunge().Close()
-	}
-	if err != nil {
-		return md, &afterCopyError{err: err}
-	}
-	return md, nil
-}
-
-// afterCopyError is a failure of the \Deleted STORE or the EXPUNGE of a
-// move without MOVE: the COPY has reached the destination.
-type afterCopyError struct{ err error }
-
-func (e *afterCopyError) Error() string { return "after COPY: " + e.err.Error() }
-func (e *afterCopyError) Unwrap() error { return e.err }
-
 // copyLeftBehind handles a move without MOVE whose COPY succeeded but
 // whose STORE \Deleted or EXPUNGE of the source the server refused: the
 // server holds the message twice. With COPYUID and UIDPLUS the copy is
@@ -735,31 +658,15 @@ func (e *afterCopyError) Unwrap() error { return e.err }
 // store then puts the message back in its source, and the destination,
 // marked dirty, is synced so that the copy is stored as a message of its
 // own — both copies known, as on the server.
-func (w *account) copyLeftBehind(ctx context.Context, md *imapMoveData, from, to string, cause error) (*mailbusv1.AckWriteBackRequest, error) {
+func (w *account) copyLeftBehind(ctx context.Context, md *imapconn.MoveResult, from, to string, cause error) (*mailbusv1.AckWriteBackRequest, error) {
 	ack := refused(cause, "delete after COPY from "+from+" to "+to)
-	var dst imap.UIDSet
-	if md != nil {
-		dst, _ = md.dst.(imap.UIDSet)
-	}
-	if len(dst) > 0 && md.uv != 0 && w.work.caps.Has(imap.CapUIDPlus) {
-		err := w.work.do(ctx, func(*guard) error {
-			sel, err := w.work.c.Select(to, nil).Wait()
-			if err != nil {
-				return err
-			}
-			if sel.UIDValidity != md.uv {
-				return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "UIDVALIDITY of " + to + " changed"}
-			}
-			if err := w.work.c.Store(dst, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-				return err
-			}
-			return w.work.c.UIDExpunge(dst).Close()
-		})
+	if w.work.CanUndoCopy(md) {
+		err := w.work.UndoCopy(ctx, to, md)
 		if err == nil {
 			ack.Reason += "; the copy was removed again"
 			return ack, nil
 		}
-		if !isNo(err) {
+		if !imapconn.IsNo(err) {
 			// The next attempt finds the copy in the destination and
 			// finishes the move.
 			return nil, fmt.Errorf("imapsync: remove the copy in %s: %w", to, err)
@@ -770,11 +677,6 @@ func (w *account) copyLeftBehind(ctx context.Context, md *imapMoveData, from, to
 	ack.Reason += "; the copy in " + to + " stays and is synced as a message of its own"
 	w.markDirty(to)
 	return ack, nil
-}
-
-type imapMoveData struct {
-	uv       uint32
-	src, dst imap.NumSet
 }
 
 func mapsKeys(m map[uint32]string) func(func(uint32) bool) {
@@ -873,17 +775,8 @@ func (w *account) wbDelete(ctx context.Context, op *mailbusv1.DeleteWriteBack) (
 		if !ok || len(existing) == 0 {
 			continue
 		}
-		err = w.work.do(ctx, func(*guard) error {
-			if err := w.work.c.Store(uidSet(existing), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-				return err
-			}
-			if w.work.caps.Has(imap.CapUIDPlus) {
-				return w.work.c.UIDExpunge(uidSet(existing)).Close()
-			}
-			return w.work.c.Expunge().Close()
-		})
-		if err != nil {
-			if isNo(err) {
+		if err := w.work.ExpungeUIDs(ctx, existing); err != nil {
+			if imapconn.IsNo(err) {
 				return refused(err, "delete in "+g.name), nil
 			}
 			return nil, fmt.Errorf("imapsync: delete: %w", err)
@@ -929,25 +822,13 @@ func (w *account) wbAppend(ctx context.Context, op *mailbusv1.AppendWriteBack) (
 		}
 		raw = append(raw, resp.Data...)
 	}
-	var data *imap.AppendData
-	err = w.work.do(ctx, func(g *guard) error {
-		opts := &imap.AppendOptions{Flags: toFlags(op.Flags)}
-		if op.InternalDate != nil {
-			opts.Time = op.InternalDate.AsTime()
-		}
-		cmd := w.work.c.Append(name, int64(len(raw)), opts)
-		if _, err := cmd.Write(raw); err != nil {
-			return err
-		}
-		if err := cmd.Close(); err != nil {
-			return err
-		}
-		var err error
-		data, err = cmd.Wait()
-		return err
-	})
+	var date time.Time
+	if op.InternalDate != nil {
+		date = op.InternalDate.AsTime()
+	}
+	data, err := w.work.Append(ctx, name, raw, toFlags(op.Flags), date)
 	if err != nil {
-		if isNo(err) {
+		if imapconn.IsNo(err) {
 			return refused(err, "APPEND to "+name), nil
 		}
 		return nil, fmt.Errorf("imapsync: APPEND: %w", err)
@@ -977,45 +858,33 @@ func (w *account) wbAppend(ctx context.Context, op *mailbusv1.AppendWriteBack) (
 
 func (w *account) wbCreate(ctx context.Context, op *mailbusv1.CreateMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
 	w.relist = true
-	err := w.work.do(ctx, func(*guard) error { return w.work.c.Create(op.Name, nil).Wait() })
-	if err != nil && !(isNo(err) && imapCode(err) == imap.ResponseCodeAlreadyExists) {
-		if isNo(err) {
+	err := w.work.Create(ctx, op.Name)
+	if err != nil && !(imapconn.IsNo(err) && imapconn.Code(err) == imap.ResponseCodeAlreadyExists) {
+		if imapconn.IsNo(err) {
 			// Some servers answer an existing folder without the code.
-			if uv, serr := w.uidValidity(ctx, op.Name); serr == nil && uv != 0 {
+			if uv, serr := w.work.UIDValidity(ctx, op.Name); serr == nil && uv != 0 {
 				return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED, Uidvalidity: uv}, nil
 			}
 			return refused(err, "CREATE "+op.Name), nil
 		}
 		return nil, fmt.Errorf("imapsync: CREATE: %w", err)
 	}
-	uv, err := w.uidValidity(ctx, op.Name)
-	if err != nil && !isNo(err) {
+	uv, err := w.work.UIDValidity(ctx, op.Name)
+	if err != nil && !imapconn.IsNo(err) {
 		return nil, err
 	}
 	return &mailbusv1.AckWriteBackRequest{Outcome: mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED, Uidvalidity: uv}, nil
 }
 
-func (w *account) uidValidity(ctx context.Context, name string) (uint32, error) {
-	var uv uint32
-	err := w.work.do(ctx, func(*guard) error {
-		sd, err := w.work.c.Status(name, &imap.StatusOptions{UIDValidity: true}).Wait()
-		if err == nil {
-			uv = sd.UIDValidity
-		}
-		return err
-	})
-	return uv, err
-}
-
 func (w *account) wbRename(ctx context.Context, op *mailbusv1.RenameMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
 	w.relist = true
-	err := w.work.do(ctx, func(*guard) error { return w.work.c.Rename(op.OldName, op.NewName, nil).Wait() })
+	err := w.work.Rename(ctx, op.OldName, op.NewName)
 	if err != nil {
-		if isNo(err) {
+		if imapconn.IsNo(err) {
 			// Done by an earlier attempt: the old name is gone, the new
 			// one exists.
-			if _, serr := w.uidValidity(ctx, op.NewName); serr == nil {
-				if _, oerr := w.uidValidity(ctx, op.OldName); oerr != nil {
+			if _, serr := w.work.UIDValidity(ctx, op.NewName); serr == nil {
+				if _, oerr := w.work.UIDValidity(ctx, op.OldName); oerr != nil {
 					return applied(), nil
 				}
 			}
@@ -1028,10 +897,10 @@ func (w *account) wbRename(ctx context.Context, op *mailbusv1.RenameMailboxWrite
 
 func (w *account) wbDeleteMailbox(ctx context.Context, op *mailbusv1.DeleteMailboxWriteBack) (*mailbusv1.AckWriteBackRequest, error) {
 	w.relist = true
-	err := w.work.do(ctx, func(*guard) error { return w.work.c.Delete(op.Name).Wait() })
+	err := w.work.Delete(ctx, op.Name)
 	if err != nil {
-		if isNo(err) {
-			if _, serr := w.uidValidity(ctx, op.Name); serr != nil {
+		if imapconn.IsNo(err) {
+			if _, serr := w.work.UIDValidity(ctx, op.Name); serr != nil {
 				return applied(), nil // already gone
 			}
 			return refused(err, "DELETE "+op.Name), nil

@@ -1,4 +1,4 @@
-package imapsync
+package imapconn
 
 import (
 	"bufio"
@@ -46,7 +46,7 @@ func TestConnCloseAbandonedBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &conn{c: imapclient.New(raw, nil), raw: raw, timeout: time.Minute}
+	c := &Conn{c: imapclient.New(raw, nil), raw: raw, timeout: time.Minute}
 	if err := c.c.WaitGreeting(); err != nil {
 		t.Fatal(err)
 	}

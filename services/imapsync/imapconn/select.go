@@ -1,0 +1,76 @@
+package imapconn
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Select selects name for reading and writing, with CONDSTORE when the
+// server offers it (RFC 7162: the data then carries HIGHESTMODSEQ, and
+// FETCH takes CHANGEDSINCE). A NO (the folder is gone) satisfies IsNo.
+func (c *Conn) Select(ctx context.Context, name string) (*imap.SelectData, error) {
+	return c.selectMailbox(ctx, name, &imap.SelectOptions{CondStore: c.CondStore()})
+}
+
+// Examine selects name read-only (EXAMINE), without CONDSTORE: for a
+// connection that only IDLEs or fetches bodies.
+func (c *Conn) Examine(ctx context.Context, name string) (*imap.SelectData, error) {
+	return c.selectMailbox(ctx, name, &imap.SelectOptions{ReadOnly: true})
+}
+
+func (c *Conn) selectMailbox(ctx context.Context, name string, opts *imap.SelectOptions) (*imap.SelectData, error) {
+	var sel *imap.SelectData
+	err := c.Do(ctx, func(*Guard) error {
+		var err error
+		sel, err = c.c.Select(name, opts).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imapconn: SELECT %s: %w", name, err)
+	}
+	return sel, nil
+}
+
+// Status asks STATUS of name (which need not be selected; a server may
+// answer the selected one from the session's view).
+func (c *Conn) Status(ctx context.Context, name string, opts *imap.StatusOptions) (*imap.StatusData, error) {
+	var sd *imap.StatusData
+	err := c.Do(ctx, func(*Guard) error {
+		var err error
+		sd, err = c.c.Status(name, opts).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imapconn: STATUS %s: %w", name, err)
+	}
+	return sd, nil
+}
+
+// UIDValidity is name's UIDVALIDITY, by STATUS.
+func (c *Conn) UIDValidity(ctx context.Context, name string) (uint32, error) {
+	sd, err := c.Status(ctx, name, &imap.StatusOptions{UIDValidity: true})
+	if err != nil {
+		return 0, err
+	}
+	return sd.UIDValidity, nil
+}
+
+// SelectedMessages is the number of messages in the selected mailbox as
+// the session sees it now, and false when none is selected.
+func (c *Conn) SelectedMessages() (uint32, bool) {
+	mb := c.c.Mailbox()
+	if mb == nil {
+		return 0, false
+	}
+	return mb.NumMessages, true
+}
+
+// Selected is the name of the selected mailbox ("" when none is).
+func (c *Conn) Selected() string {
+	if mb := c.c.Mailbox(); mb != nil {
+		return mb.Name
+	}
+	return ""
+}
