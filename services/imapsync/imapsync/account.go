@@ -33,6 +33,15 @@ import (
 // connection runs in the account's own goroutine (session), one step at a
 // time: write-backs, then folder syncs. IDLE connections only mark folders
 // dirty.
+//
+// The session's loop is the one driver: a step is a pass of write-backs
+// (applyWriteBacks) or of folder syncs (syncDirty, poll, syncAll,
+// initialSyncs), and a pass of folder syncs lets write-backs due
+// meanwhile through between two folders and between two chunks of an
+// initial sync (syncFolder). A write-back that needs a folder synced (to
+// place a message, or after a UIDVALIDITY change) runs that sync to its
+// end without write-backs (syncForWriteBack): the two never nest further.
+// The IMAP commands themselves are imapconn's.
 type account struct {
 	s   *Service
 	st  storeClients
@@ -89,7 +98,6 @@ type account struct {
 	prefetchOK     bool
 	prefetch       *prefetcher
 	condstore      bool
-	inWriteBacks   bool            // applyWriteBacks is running (no nesting)
 	unplacedSynced map[string]bool // folders synced this pass to place targets
 	lastWriteBacks time.Time
 	folders        map[string]*folder // by name

@@ -84,36 +84,62 @@ func (w *account) initialSyncs(ctx context.Context) error {
 	return nil
 }
 
-// syncFolder brings one folder up to date: a resync after a UIDVALIDITY
-// change, the (rest of the) initial sync, then a delta.
+// syncFolder is the session's step that brings one folder up to date,
+// with device changes first (decision 4): one that came in meanwhile does
+// not wait for this folder, and is on the server before its flags are
+// read. A long initial sync pauses between chunks of FETCH batches when
+// write-backs are due: they are applied, and the sync goes on from its
+// cursor (decision 6: a write-back waits at most a chunk).
 func (w *account) syncFolder(ctx context.Context, f *folder) error {
-	// Device changes first (decision 4): one that came in meanwhile does
-	// not wait for this folder, and is on the server before its flags are
-	// read.
-	if err := w.writeBacksBetween(ctx); err != nil {
-		return err
+	for {
+		if err := w.writeBacksBetween(ctx); err != nil {
+			return err
+		}
+		done, err := w.syncFolderUntil(ctx, f, w.writeBacksDue)
+		if err != nil || done {
+			return err
+		}
+		if err := w.applyWriteBacks(ctx); err != nil {
+			return err
+		}
 	}
+}
+
+// syncForWriteBack is the sync of a folder that a write-back needs (to
+// find a message's new UID, or after a UIDVALIDITY change): it runs to
+// its end and applies no write-backs, so that write-backs never run
+// inside write-backs.
+func (w *account) syncForWriteBack(ctx context.Context, f *folder) error {
+	_, err := w.syncFolderUntil(ctx, f, nil)
+	return err
+}
+
+// syncFolderUntil brings one folder up to date: a resync after a
+// UIDVALIDITY change, the (rest of the) initial sync, then a delta. When
+// pause (may be nil) says so between chunks of an initial sync, it stops
+// there with done false; called again, it goes on from the cursor.
+func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() bool) (done bool, err error) {
 	start := time.Now() // the check's time, once it succeeds (decision 22)
 	sel, err := w.work.Select(ctx, f.name)
 	if err != nil {
 		if imapconn.IsNo(err) {
 			// Gone meanwhile: the next LIST decides.
 			w.relist = true
-			return nil
+			return true, nil
 		}
-		return fmt.Errorf("imapsync: sync: %w", err)
+		return false, fmt.Errorf("imapsync: sync: %w", err)
 	}
 	st := f.st
 	if st.Uidvalidity != 0 && st.Uidvalidity != sel.UIDValidity {
 		w.log.Info("UIDVALIDITY changed; resyncing the folder", "folder", f.name, "old", st.Uidvalidity, "new", sel.UIDValidity)
 		w.s.metrics.syncs.WithLabelValues("resync").Inc()
 		if err := w.rebind(ctx, f, sel); err != nil {
-			return err
+			return false, err
 		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
 		f.known, f.recheck, f.absent = nil, nil, nil
 		if err := w.saveState(ctx, f); err != nil {
-			return err
+			return false, err
 		}
 		st = f.st
 	}
@@ -122,16 +148,16 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 	}
 	if !st.InitialSyncDone {
 		w.s.metrics.syncs.WithLabelValues("initial").Inc()
-		if err := w.initialSync(ctx, f, sel); err != nil {
-			return err
+		if done, err := w.initialSync(ctx, f, sel, pause); err != nil || !done {
+			return false, err
 		}
 	}
 	w.s.metrics.syncs.WithLabelValues("delta").Inc()
 	if err := w.delta(ctx, f, sel); err != nil {
-		return err
+		return false, err
 	}
 	w.fresh.check(f.name, start)
-	return nil
+	return true, nil
 }
 
 func (w *account) saveState(ctx context.Context, f *folder) error {
@@ -187,11 +213,13 @@ func (w *account) loadKnown(ctx context.Context, f *folder) (stale map[uint32][]
 // synced_uidnext is the UIDNEXT when the sync began (newer mail is the
 // delta's), synced_lowest_uid the lowest UID of the last committed batch:
 // an interrupted sync goes on below it, and skips what the store has.
-func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData) error {
+// When pause (may be nil) says so after a chunk of batches, it returns
+// with done false, the cursor saved.
+func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData, pause func() bool) (done bool, err error) {
 	st := f.st
 	stale, err := w.loadKnown(ctx, f)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if st.SyncedUidnext == 0 {
 		st.SyncedUidnext = uint32(sel.UIDNext)
@@ -207,7 +235,7 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			st.SyncedUidnext = 1
 		}
 		if err := w.saveState(ctx, f); err != nil {
-			return err
+			return false, err
 		}
 	}
 	upper := st.SyncedUidnext - 1
@@ -218,7 +246,7 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 	if upper >= 1 && sel.NumMessages > 0 {
 		all, err := w.toFetch(ctx, f, 1, upper)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, u := range all {
 			if u <= upper {
@@ -236,33 +264,16 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			return w.saveState(ctx, f)
 		})
 		if err != nil {
-			return err
+			return false, err
 		}
 		batches = batches[n:]
-		if len(batches) == 0 || w.inWriteBacks || !w.writeBacksDue() {
-			continue
-		}
-		if err := w.applyWriteBacks(ctx); err != nil {
-			return err
-		}
-		if f.st != st || st.InitialSyncDone {
-			// A write-back synced this folder itself (an append or move
-			// into it): that sync went on from the cursor.
-			return nil
-		}
-		again, err := w.work.Select(ctx, f.name)
-		if err != nil {
-			return fmt.Errorf("imapsync: initial sync: %w", err)
-		}
-		if again.UIDValidity != st.Uidvalidity {
-			// Changed meanwhile: the next pass resyncs.
-			w.markDirty(f.name)
-			return nil
+		if len(batches) > 0 && pause != nil && pause() {
+			return false, nil
 		}
 	}
 	st.InitialSyncDone = true
 	if err := w.saveState(ctx, f); err != nil {
-		return err
+		return false, err
 	}
 	// Messages of an earlier UIDVALIDITY are gone: the folder was
 	// resynced under the new one.
@@ -274,7 +285,7 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			list = list[n:]
 		}
 	}
-	return w.apply(ctx, changes)
+	return true, w.apply(ctx, changes)
 }
 
 // apply sends upstream changes in bounded requests.

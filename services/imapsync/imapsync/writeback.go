@@ -20,13 +20,13 @@ import (
 // pass (the write-back stays pending and is tried again); a refusal by
 // the server ends the write-back as FAILED (after a few RETRYs when the
 // server says the condition is temporary).
+//
+// It runs only as a step of the session's loop (or between two of its
+// folder syncs, writeBacksBetween): the folder syncs a write-back needs
+// are syncForWriteBack's, which apply none, so write-backs never run
+// inside write-backs.
 func (w *account) applyWriteBacks(ctx context.Context) error {
-	if w.inWriteBacks {
-		return nil
-	}
-	w.inWriteBacks = true
 	w.lastWriteBacks = time.Now()
-	defer func() { w.inWriteBacks = false }()
 	resynced := map[string]bool{}
 	w.unplacedSynced = map[string]bool{}
 	for {
@@ -63,7 +63,7 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 				f := w.folders[rn.name]
 				if f != nil && !resynced[rn.name] {
 					resynced[rn.name] = true
-					if err := w.syncFolder(ctx, f); err != nil {
+					if err := w.syncForWriteBack(ctx, f); err != nil {
 						return err
 					}
 					relist = true
@@ -362,7 +362,7 @@ func (w *account) placeTargets(ctx context.Context, ts []*mailbusv1.WriteBackTar
 		}
 		if w.unplacedSynced != nil && !w.unplacedSynced[f.name] {
 			w.unplacedSynced[f.name] = true
-			if err := w.syncFolder(ctx, f); err != nil {
+			if err := w.syncForWriteBack(ctx, f); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -731,7 +731,7 @@ func (w *account) presentIn(ctx context.Context, mailboxID string, ids []string)
 			return out, nil
 		}
 	}
-	if err := w.syncFolder(ctx, f); err != nil {
+	if err := w.syncForWriteBack(ctx, f); err != nil {
 		return nil, err
 	}
 	if f.known == nil {
@@ -930,9 +930,6 @@ func (w *account) writeBacksDue() bool {
 // several folders is going on, between two folders, so that they do not
 // wait for the whole pass.
 func (w *account) writeBacksBetween(ctx context.Context) error {
-	if w.inWriteBacks {
-		return nil
-	}
 	select {
 	case <-w.wb:
 		return w.applyWriteBacks(ctx)
