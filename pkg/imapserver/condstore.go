@@ -1,0 +1,237 @@
+package imapserver
+
+// CONDSTORE (RFC 7162 section 3.1): added by mailbus to its fork of
+// go-imap v2.0.0-beta.8's imapserver (see README.md).
+
+import (
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailbus/mailbus/pkg/imapserver/internal/imapwire"
+)
+
+// SessionCondStore is a Session that offers CONDSTORE (RFC 7162 section
+// 3.1). With it, and imap.CapCondStore in Options.Caps, the server
+// announces CONDSTORE, accepts ENABLE CONDSTORE, SELECT/EXAMINE
+// (CONDSTORE), the FETCH item MODSEQ and modifier (CHANGEDSINCE n), STORE
+// (UNCHANGEDSINCE n), the SEARCH key MODSEQ and the STATUS item
+// HIGHESTMODSEQ, and hands them to the session in the options. The
+// session then:
+//   - sets SelectData.HighestModSeq (0 announces NOMODSEQ: the mailbox has
+//     no mod-sequences);
+//   - in Fetch, writes MODSEQ (FetchResponseWriter.WriteModSeq) when
+//     FetchOptions.ModSeq is set, and with a nonzero
+//     FetchOptions.ChangedSince leaves out the messages whose mod-sequence
+//     is not above it (the server sets ModSeq then too);
+//   - in Search, matches SearchCriteria.ModSeq (mod-sequence at least the
+//     value) and sets SearchData.ModSeq to the highest mod-sequence of
+//     the messages found when the criteria have a MODSEQ key;
+//   - in Status, fills StatusData.HighestModSeq;
+//   - once CondStoreEnabled reports true, writes MODSEQ with UID in every
+//     untagged FETCH it writes for a flag change: STORE's (also without
+//     UNCHANGEDSINCE) and unsolicited ones
+//     (UpdateWriter.WriteMessageFlagsModSeq).
+type SessionCondStore interface {
+	Session
+
+	// StoreUnchangedSince is Store with (UNCHANGEDSINCE unchangedSince):
+	// the messages whose mod-sequence is above unchangedSince are left as
+	// they are and returned (sequence numbers or UIDs, as numSet has),
+	// for the [MODIFIED] response code; the others are changed as Store
+	// changes them. 0 is a valid unchangedSince (every message fails).
+	StoreUnchangedSince(w *FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, unchangedSince uint64) (modified imap.NumSet, err error)
+}
+
+// condStoreAvailable reports whether the connection offers CONDSTORE.
+func (c *Conn) condStoreAvailable() bool {
+	_, ok := c.session.(SessionCondStore)
+	return ok && c.server.options.caps().Has(imap.CapCondStore)
+}
+
+// enableCondStore records a CONDSTORE enabling command (RFC 7162 section
+// 3.1: ENABLE CONDSTORE, SELECT/EXAMINE (CONDSTORE), FETCH MODSEQ or
+// CHANGEDSINCE, STORE UNCHANGEDSINCE, SEARCH MODSEQ, STATUS
+// HIGHESTMODSEQ).
+func (c *Conn) enableCondStore() {
+	c.mutex.Lock()
+	c.enabled[imap.CapCondStore] = struct{}{}
+	c.mutex.Unlock()
+}
+
+// CondStoreEnabled reports whether the client issued a CONDSTORE enabling
+// command on this connection: from then on every untagged FETCH of a flag
+// change carries UID and MODSEQ.
+func (c *Conn) CondStoreEnabled() bool {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	_, ok := c.enabled[imap.CapCondStore]
+	return ok
+}
+
+// errCondStoreParam is the answer to a CONDSTORE parameter on a
+// connection without CONDSTORE.
+var errCondStoreParam = newClientBugError("CONDSTORE is not supported")
+
+// readSelectParams reads SELECT/EXAMINE's optional parameter list (RFC
+// 4466): only CONDSTORE is known.
+func (c *Conn) readSelectParams(dec *imapwire.Decoder, options *imap.SelectOptions) error {
+	if !dec.SP() {
+		return nil
+	}
+	return dec.ExpectList(func() error {
+		var name string
+		if !dec.ExpectAtom(&name) {
+			return dec.Err()
+		}
+		if !strings.EqualFold(name, "CONDSTORE") {
+			return newClientBugError("Unknown SELECT parameter")
+		}
+		if !c.condStoreAvailable() {
+			return errCondStoreParam
+		}
+		options.CondStore = true
+		return nil
+	})
+}
+
+// readFetchModifiers reads FETCH's optional modifier list (RFC 4466):
+// only CHANGEDSINCE is known.
+func (c *Conn) readFetchModifiers(dec *imapwire.Decoder, options *imap.FetchOptions) error {
+	if !dec.SP() {
+		return nil
+	}
+	return dec.ExpectList(func() error {
+		var name string
+		if !dec.ExpectAtom(&name) {
+			return dec.Err()
+		}
+		if !strings.EqualFold(name, "CHANGEDSINCE") {
+			return newClientBugError("Unknown FETCH modifier")
+		}
+		if !c.condStoreAvailable() {
+			return errCondStoreParam
+		}
+		var modSeq uint64
+		if !dec.ExpectSP() || !dec.ExpectModSeq(&modSeq) {
+			return dec.Err()
+		}
+		if modSeq == 0 {
+			return newClientBugError("CHANGEDSINCE needs a nonzero mod-sequence")
+		}
+		options.ChangedSince = modSeq
+		options.ModSeq = true
+		return nil
+	})
+}
+
+// readStoreModifiers reads STORE's optional modifier list (RFC 4466):
+// only UNCHANGEDSINCE is known; ok is false without it.
+func (c *Conn) readStoreModifiers(dec *imapwire.Decoder) (unchangedSince uint64, ok bool, err error) {
+	if !dec.Special('(') {
+		return 0, false, nil
+	}
+	var name string
+	if !dec.ExpectAtom(&name) {
+		return 0, false, dec.Err()
+	}
+	if !strings.EqualFold(name, "UNCHANGEDSINCE") {
+		return 0, false, newClientBugError("Unknown STORE modifier")
+	}
+	if !c.condStoreAvailable() {
+		return 0, false, errCondStoreParam
+	}
+	if !dec.ExpectSP() || !dec.ExpectModSeq(&unchangedSince) || !dec.ExpectSpecial(')') || !dec.ExpectSP() {
+		return 0, false, dec.Err()
+	}
+	return unchangedSince, true, nil
+}
+
+// readSearchModSeq reads the arguments of the SEARCH key MODSEQ:
+// [entry-name entry-type-req] mod-sequence-valzer.
+func readSearchModSeq(dec *imapwire.Decoder) (*imap.SearchCriteriaModSeq, error) {
+	var out imap.SearchCriteriaModSeq
+	if !dec.ExpectSP() {
+		return nil, dec.Err()
+	}
+	var name string
+	if dec.Quoted(&name) {
+		var typ string
+		if !dec.ExpectSP() || !dec.ExpectAtom(&typ) || !dec.ExpectSP() {
+			return nil, dec.Err()
+		}
+		switch t := imap.SearchCriteriaMetadataType(strings.ToLower(typ)); t {
+		case imap.SearchCriteriaMetadataAll, imap.SearchCriteriaMetadataPrivate, imap.SearchCriteriaMetadataShared:
+			out.MetadataName, out.MetadataType = name, t
+		default:
+			return nil, newClientBugError("Unknown MODSEQ entry type")
+		}
+	}
+	if !dec.ExpectModSeq(&out.ModSeq) {
+		return nil, dec.Err()
+	}
+	return &out, nil
+}
+
+// hasModSeqKey reports whether search criteria have a MODSEQ key anywhere.
+func hasModSeqKey(c *imap.SearchCriteria) bool {
+	if c.ModSeq != nil {
+		return true
+	}
+	for i := range c.Not {
+		if hasModSeqKey(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if hasModSeqKey(&c.Or[i][0]) || hasModSeqKey(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// modifiedResponse is the tagged OK [MODIFIED set] of a STORE with
+// UNCHANGEDSINCE that left messages unchanged (RFC 7162 section 3.1.3).
+func modifiedResponse(modified imap.NumSet) error {
+	return &imap.Error{
+		Type: imap.StatusResponseTypeOK,
+		Code: imap.ResponseCode("MODIFIED " + modified.String()),
+		Text: "Conditional STORE failed",
+	}
+}
+
+// WriteModSeq writes the MODSEQ item (RFC 7162 section 3.1.4).
+func (w *FetchResponseWriter) WriteModSeq(modSeq uint64) {
+	w.writeItemSep()
+	w.enc.Atom("MODSEQ").SP().Special('(').ModSeq(modSeq).Special(')')
+}
+
+// WriteMessageFlagsModSeq writes a FETCH response with UID, FLAGS and,
+// when CONDSTORE is enabled on the connection, MODSEQ: the unsolicited
+// FETCH of a flag change (RFC 7162 section 3.1).
+func (w *UpdateWriter) WriteMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64) error {
+	fetchWriter := &FetchWriter{conn: w.conn}
+	respWriter := fetchWriter.CreateMessage(seqNum)
+	if uid != 0 {
+		respWriter.WriteUID(uid)
+	}
+	respWriter.WriteFlags(flags)
+	if modSeq != 0 && w.conn.CondStoreEnabled() {
+		respWriter.WriteModSeq(modSeq)
+	}
+	return respWriter.Close()
+}
+
+// writeHighestModSeq writes SELECT's HIGHESTMODSEQ, or NOMODSEQ for 0
+// (RFC 7162 section 3.1.2).
+func (c *Conn) writeHighestModSeq(modSeq uint64) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("OK").SP()
+	if modSeq == 0 {
+		enc.Special('[').Atom("NOMODSEQ").Special(']').SP().Text("No mod-sequences in this mailbox")
+	} else {
+		enc.Special('[').Atom("HIGHESTMODSEQ").SP().ModSeq(modSeq).Special(']').SP().Text("Highest")
+	}
+	return enc.CRLF()
+}
