@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+	"github.com/mailbus/mailbus/pkg/imapserver"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,10 +34,12 @@ func setsSeen(o *imap.FetchOptions) bool {
 // Fetch implements imapserver.Session: metadata from the view, content
 // from GetRawMessage, parsed by imapserver's helpers.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
-	if o.ModSeq || o.ChangedSince != 0 {
-		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "CONDSTORE is not supported"}
-	}
 	msgs := s.sel.resolve(numSet)
+	if o.ChangedSince != 0 {
+		// (CHANGEDSINCE n): only the messages changed after n (RFC 7162
+		// section 3.1.4.1).
+		msgs = slices.DeleteFunc(msgs, func(m *message) bool { return m.modSeq() <= o.ChangedSince })
+	}
 	if setsSeen(o) && !s.sel.readOnly {
 		if err := s.markSeen(msgs); err != nil {
 			return err
@@ -134,11 +136,19 @@ func (p *prefetch) stop() { p.cancel() }
 
 func (s *session) fetchOne(w *imapserver.FetchWriter, m *message, raw []byte, o *imap.FetchOptions) error {
 	rw := w.CreateMessage(s.sel.seqOf(m))
-	if o.UID {
+	// A FETCH that sets \Seen tells the flags; once CONDSTORE is enabled
+	// with UID and MODSEQ (RFC 7162 section 3.1).
+	seen := setsSeen(o) && !s.sel.readOnly
+	seenModSeq := seen && s.conn.CondStoreEnabled()
+	modSeq := o.ModSeq || seenModSeq
+	if o.UID || seenModSeq {
 		rw.WriteUID(imap.UID(m.uid))
 	}
-	if o.Flags || (setsSeen(o) && !s.sel.readOnly) {
+	if o.Flags || seen {
 		rw.WriteFlags(imapFlags(m.flags))
+	}
+	if modSeq {
+		rw.WriteModSeq(m.modSeq())
 	}
 	if o.InternalDate {
 		rw.WriteInternalDate(m.internalDate())
@@ -253,9 +263,6 @@ func (s *session) markSeen(msgs []*message) error {
 // Search implements imapserver.Session: flags, sizes, dates and numbers
 // from the view; header and text criteria read the messages.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, _ *imap.SearchOptions) (*imap.SearchData, error) {
-	if criteria.ModSeq != nil {
-		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "CONDSTORE is not supported"}
-	}
 	data := &imap.SearchData{}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
@@ -286,6 +293,9 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		data.Max = max(data.Max, num)
 		data.Count++
+		// The highest MODSEQ of the messages found (imapserver writes it
+		// only when the criteria have a MODSEQ key).
+		data.ModSeq = max(data.ModSeq, m.modSeq())
 	}
 	if kind == imapserver.NumKindUID {
 		data.All = uids
@@ -348,6 +358,11 @@ func (c *candidate) match(cr *imap.SearchCriteria) (bool, error) {
 		return false, nil
 	}
 	if cr.Smaller > 0 && int64(c.m.size) >= cr.Smaller {
+		return false, nil
+	}
+	// MODSEQ: one mod-sequence per message, so the entry name and type
+	// are ignored (RFC 7162 section 3.1.5).
+	if cr.ModSeq != nil && c.m.modSeq() < cr.ModSeq.ModSeq {
 		return false, nil
 	}
 	if !cr.SentSince.IsZero() || !cr.SentBefore.IsZero() || len(cr.Header) > 0 || len(cr.Body) > 0 || len(cr.Text) > 0 {

@@ -42,7 +42,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailbus/mailbus/pkg/imapserver"
 	"google.golang.org/grpc"
 
 	"google.golang.org/grpc/codes"
@@ -227,6 +227,7 @@ var Caps = imap.CapSet{
 	imap.CapListExtended: {},
 	imap.CapListStatus:   {},
 	imap.CapLiteralPlus:  {},
+	imap.CapCondStore:    {},
 	imap.CapChildren:     {},
 	imap.CapESearch:      {},
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailbus/mailbus/pkg/imapserver"
 	"google.golang.org/grpc"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
@@ -35,6 +35,11 @@ type message struct {
 func newMessage(m *mailbusv1.MessageSummary, in *flagSets) message {
 	return message{uid: m.ImapUid, id: m.Id, flags: in.intern(m.Flags), size: uint32(min(m.Size, 1<<32-1)), date: m.GetInternalDate().GetSeconds(), state: m.State}
 }
+
+// modSeq is the message's MODSEQ (RFC 7162): the account state at which
+// it last changed, as the view knows it; at least 1 (mod-sequences are
+// positive).
+func (m *message) modSeq() uint64 { return max(m.state, 1) }
 
 // internalDate is the message's INTERNALDATE.
 func (m *message) internalDate() time.Time { return time.Unix(m.date, 0).UTC() }
@@ -87,6 +92,9 @@ type selected struct {
 	maxUID uint32
 	sub    *subscription
 	flags  *flagSets
+	// highestModSeq is the HIGHESTMODSEQ announced at SELECT: the account
+	// state at which the listing began (decision 43).
+	highestModSeq uint64
 	// pendingExists is set when messages were added to the view but the
 	// client was not told the new count yet.
 	pendingExists bool
@@ -99,16 +107,22 @@ type selected struct {
 // after a failed listing.
 const resyncRetry = 5 * time.Second
 
-// listAll reads every message of a mailbox in UID order.
-func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption, in *flagSets) ([]message, error) {
+// listAll reads every message of a mailbox in UID order, with the
+// account state of its first page: the listing reflects every change up
+// to that state (each page is read at that state or a later one).
+func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID string, creds grpc.CallOption, in *flagSets) ([]message, uint64, error) {
 	var out []message
+	var state uint64
 	token := ""
-	for {
+	for first := true; ; first = false {
 		resp, err := c.ListMessages(ctx, &mailbusv1.ListMessagesRequest{
 			MailboxId: mailboxID, PageSize: 1000, PageToken: token, Order: mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID,
 		}, creds)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if first {
+			state = resp.State
 		}
 		for _, m := range resp.Messages {
 			out = append(out, newMessage(m, in))
@@ -120,7 +134,7 @@ func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID st
 	// The store's order; sorted again so that the view's invariant does
 	// not depend on it.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].uid < out[j].uid })
-	return out, nil
+	return out, state, nil
 }
 
 func newSelected(mbox *mailbusv1.Mailbox, msgs []message, readOnly bool, sub *subscription, flags *flagSets) *selected {
@@ -330,7 +344,7 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 			if err := s.flushExists(w); err != nil {
 				return err
 			}
-			return w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags))
+			return w.WriteMessageFlagsModSeq(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags), cur.modSeq())
 		}
 		s.add(newMessage(m, s.flags)) // moved in (add ignores UIDs not new)
 	case *mailbusv1.Event_MessageDeleted:
@@ -376,7 +390,7 @@ func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
 // resync lists the mailbox again after lost events and tells the client
 // the difference.
 func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.UpdateWriter) error {
-	msgs, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds, s.flags)
+	msgs, _, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds, s.flags)
 	if err != nil {
 		return imapError(err, "list the mailbox")
 	}
@@ -396,7 +410,7 @@ func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.Upda
 			cur.state = m.state
 			if !slices.Equal(cur.flags, m.flags) {
 				cur.flags = m.flags
-				if err := w.WriteMessageFlags(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags)); err != nil {
+				if err := w.WriteMessageFlagsModSeq(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags), cur.modSeq()); err != nil {
 					return err
 				}
 			}

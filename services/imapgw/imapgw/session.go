@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailbus/mailbus/pkg/imapserver"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,6 +57,10 @@ type session struct {
 
 	sel *selected
 
+	// mailboxesState is the account state of the last ListMailboxes:
+	// STATUS and LIST-STATUS announce it as HIGHESTMODSEQ (decision 43).
+	mailboxesState uint64
+
 	// idleMu is held by Idle and by Close: imapserver's IDLE returns
 	// without waiting for Session.Idle when the connection breaks, so
 	// Close may run while Idle still does.
@@ -66,6 +70,7 @@ type session struct {
 var (
 	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
 	_ imapserver.SessionAppendLimit    = (*session)(nil)
+	_ imapserver.SessionCondStore      = (*session)(nil)
 	_ imapserver.SessionUnauthenticate = (*session)(nil)
 )
 
@@ -296,6 +301,7 @@ func (s *session) listMailboxes() ([]*mailbusv1.Mailbox, error) {
 	if err != nil {
 		return nil, imapError(err, "list the mailboxes")
 	}
+	s.mailboxesState = resp.State
 	return resp.Mailboxes, nil
 }
 
@@ -463,6 +469,9 @@ func (s *session) statusData(m *mailbusv1.Mailbox, name string, options *imap.St
 		n := s.AppendLimit()
 		d.AppendLimit = &n
 	}
+	if options.HighestModSeq {
+		d.HighestModSeq = max(s.mailboxesState, 1)
+	}
 	return d
 }
 
@@ -472,7 +481,7 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, err
 	}
-	if options.NumDeleted || options.Size || options.HighestModSeq || options.DeletedStorage {
+	if options.NumDeleted || options.Size || options.DeletedStorage {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "STATUS item not supported"}
 	}
 	return s.statusData(m, imapName(m), options), nil
@@ -626,18 +635,20 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	if err != nil {
 		return nil, imapError(err, "watch the account")
 	}
-	msgs, err := listAll(ctx, s.mailboxes(), m.Id, s.creds, s.g.flags)
+	msgs, state, err := listAll(ctx, s.mailboxes(), m.Id, s.creds, s.g.flags)
 	if err != nil {
 		s.g.hub.unsubscribe(s.account.Id, sub)
 		return nil, imapError(err, "list the mailbox")
 	}
 	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub, s.g.flags)
+	sel.highestModSeq = max(state, 1)
 	s.sel = sel
 	data := &imap.SelectData{
-		Flags:       []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
-		NumMessages: uint32(len(msgs)),
-		UIDNext:     imap.UID(sel.uidNext()),
-		UIDValidity: m.ImapUidvalidity,
+		Flags:         []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
+		NumMessages:   uint32(len(msgs)),
+		UIDNext:       imap.UID(sel.uidNext()),
+		UIDValidity:   m.ImapUidvalidity,
+		HighestModSeq: sel.highestModSeq,
 	}
 	if !sel.readOnly {
 		// A read-only token's SELECT still ends in [READ-WRITE] (imapserver
@@ -852,7 +863,113 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err := s.checkSelWrite(); err != nil {
 		return err
 	}
+	return s.store(w, s.sel.resolve(numSet), flags)
+}
+
+// StoreUnchangedSince implements imapserver.SessionCondStore: STORE
+// (UNCHANGEDSINCE n). A message whose mod-sequence in the store is above
+// n is left as it is and named in [MODIFIED]; the others are changed.
+// The store's current states are read first (not the view's, which may
+// not have seen another device's change yet); the check and the change
+// are two calls, so a change committed between them is not detected
+// (decision 43).
+func (s *session) StoreUnchangedSince(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, unchangedSince uint64) (imap.NumSet, error) {
+	if err := s.checkSelWrite(); err != nil {
+		return nil, err
+	}
 	msgs := s.sel.resolve(numSet)
+	current, err := s.currentModSeqs(msgs)
+	if err != nil {
+		return nil, err
+	}
+	var keep []*message
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	for _, m := range msgs {
+		modSeq, ok := current[m.uid]
+		if !ok {
+			continue // deleted meanwhile: its EXPUNGE follows from the events
+		}
+		if max(modSeq, m.modSeq()) > unchangedSince {
+			seqs.AddNum(s.sel.seqOf(m))
+			uids.AddNum(imap.UID(m.uid))
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if err := s.store(w, keep, flags); err != nil {
+		return nil, err
+	}
+	if _, ok := numSet.(imap.UIDSet); ok {
+		return uids, nil
+	}
+	return seqs, nil
+}
+
+// currentModSeqs reads the store's current mod-sequences of messages of
+// the view (in UID order), by UID: the mailbox is listed from the first
+// one's UID until past the last one's. A message not in the answer is
+// gone from the mailbox.
+func (s *session) currentModSeqs(msgs []*message) (map[uint32]uint64, error) {
+	out := make(map[uint32]uint64, len(msgs))
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	want := make(map[uint32]string, len(msgs))
+	for _, m := range msgs {
+		want[m.uid] = m.id
+	}
+	first, last := msgs[0].uid, msgs[len(msgs)-1].uid
+	token := ""
+	for {
+		ctx, cancel := s.call()
+		resp, err := s.mailboxes().ListMessages(ctx, &mailbusv1.ListMessagesRequest{
+			MailboxId: s.sel.mbox.Id, PageSize: uint32(min(len(msgs), 1000)), PageToken: token,
+			Order: mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID, MinImapUid: first,
+		}, s.creds)
+		cancel()
+		if err != nil {
+			return nil, imapError(err, "read the messages' mod-sequences")
+		}
+		for _, m := range resp.Messages {
+			if m.ImapUid > last {
+				return out, nil
+			}
+			if id, ok := want[m.ImapUid]; ok && id == m.Id {
+				out[m.ImapUid] = max(m.State, 1)
+			}
+		}
+		if token = resp.NextPageToken; token == "" {
+			return out, nil
+		}
+	}
+}
+
+// writeFlagsFetch writes the untagged FETCH of a message STORE changed:
+// UID and FLAGS (not with .SILENT), and MODSEQ once CONDSTORE is enabled
+// (RFC 7162 section 3.1.3: also with .SILENT, so that the client learns
+// the new mod-sequence).
+func (s *session) writeFlagsFetch(w *imapserver.FetchWriter, m *message, silent bool) error {
+	condStore := s.conn.CondStoreEnabled()
+	if silent && !condStore {
+		return nil
+	}
+	rw := w.CreateMessage(s.sel.seqOf(m))
+	rw.WriteUID(imap.UID(m.uid))
+	if !silent {
+		rw.WriteFlags(imapFlags(m.flags))
+	}
+	if condStore {
+		rw.WriteModSeq(m.modSeq())
+	}
+	return rw.Close()
+}
+
+// store changes the flags of messages of the view.
+func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.StoreFlags) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	want := storeFlags(flags.Flags)
 	var add, remove []string
 	switch flags.Op {
@@ -879,10 +996,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			return nil
 		}
 		for _, m := range msgs {
-			rw := w.CreateMessage(s.sel.seqOf(m))
-			rw.WriteUID(imap.UID(m.uid))
-			rw.WriteFlags(imapFlags(m.flags))
-			if err := rw.Close(); err != nil {
+			if err := s.writeFlagsFetch(w, m, false); err != nil {
 				return err
 			}
 		}
@@ -915,13 +1029,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			}
 			m.flags = s.sel.flags.intern(after.Flags)
 			m.state = max(m.state, after.State)
-			if flags.Silent {
-				continue
-			}
-			rw := w.CreateMessage(s.sel.seqOf(m))
-			rw.WriteUID(imap.UID(m.uid))
-			rw.WriteFlags(imapFlags(m.flags))
-			if err := rw.Close(); err != nil {
+			if err := s.writeFlagsFetch(w, m, flags.Silent); err != nil {
 				return err
 			}
 		}

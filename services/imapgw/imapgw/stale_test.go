@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/mailbus/mailbus/pkg/imapserver"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
