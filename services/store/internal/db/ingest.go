@@ -366,12 +366,8 @@ func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, m
 		return 0, 0, fmt.Errorf("db: insert message: %w", err)
 	}
 	m := &messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state, imapUID: imapUID}
-	s, err := m.toSummary()
-	if err != nil {
-		return 0, 0, err
-	}
 	atts, omitted := eventAttachments(p.attachments)
-	created := &mailbusv1.MessageCreated{Message: s, Attachments: atts, OmittedAttachments: omitted}
+	created := &mailbusv1.MessageCreated{Message: m.toMarshalledSummary(), Attachments: atts, OmittedAttachments: omitted}
 	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: created}}); err != nil {
 		return 0, 0, err
 	}

@@ -71,6 +71,25 @@ func (m *messageRow) toSummary() (*mailbusv1.MessageSummary, error) {
 	return s, nil
 }
 
+// toMarshalledSummary is the API view of a stored message for an event
+// that is only marshalled (emit): the row's columns as fields, and the
+// summary column (envelope, has_attachments, preview, as prepare
+// marshalled them) as the message's unknown fields, which proto.Marshal
+// writes out as they are. A reader decodes the same summary as
+// toSummary's; the store marshals the summary once per message instead of
+// unmarshalling it and marshalling it again (issue 11). Its Envelope,
+// HasAttachments and Preview read as empty: use toSummary for a summary
+// to read or to encode as JSON.
+func (m *messageRow) toMarshalledSummary() *mailbusv1.MessageSummary {
+	s := &mailbusv1.MessageSummary{
+		Id: formatID(m.id), AccountId: formatID(m.account), MailboxId: formatID(m.mailbox),
+		Flags: m.flags, Size: uint64(m.size), InternalDate: timestamppb.New(time.UnixMicro(m.internalDate)),
+		ContentHash: m.hash, State: uint64(m.modseq), ImapUid: uint32(m.imapUID),
+	}
+	s.ProtoReflect().SetUnknown(m.summary)
+	return s
+}
+
 // upstream is the message's upstream identity.
 func (m *messageRow) upstream() *mailbusv1.UpstreamId {
 	u := &mailbusv1.UpstreamId{Uidvalidity: uint32(m.uidvalidity), Uid: uint32(m.uid), Uidl: m.uidl.String}
