@@ -54,7 +54,9 @@ func (d *DB) prepare(it IngestItem) (*prepared, error) {
 		return nil, fmt.Errorf("%d bytes, more than the limit of %d: %w", len(it.Raw), d.maxSize, ErrTooLarge)
 	}
 	sum := sha256.Sum256(it.Raw)
-	p := &prepared{item: it, hash: hex.EncodeToString(sum[:]), inFile: d.files.wants(len(it.Raw))}
+	var hash [2 * sha256.Size]byte
+	hex.Encode(hash[:], sum[:])
+	p := &prepared{item: it, hash: string(hash[:]), inFile: d.files.wants(len(it.Raw))}
 	parsed := mailmsg.Parse(it.Raw, nil)
 	s := &mailbusv1.MessageSummary{Envelope: parsed.Envelope, HasAttachments: parsed.HasAttachments, Preview: parsed.Preview}
 	p.attachments = parsed.Attachments
@@ -357,15 +359,14 @@ func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, m
 		return 0, 0, err
 	}
 	state := a.next()
-	var id int64
-	err = t.queryRow(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq, imap_uid)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	id, err := t.insertReturningID(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq, imap_uid)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.id, mailbox, upMailbox, uidvalidity, uid, uidl, p.hash, len(p.item.Raw), mailflags.Join(p.flags),
-		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state, imapUID).Scan(&id)
+		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state, imapUID)
 	if err != nil {
 		return 0, 0, fmt.Errorf("db: insert message: %w", err)
 	}
-	m := &messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state, imapUID: imapUID}
+	m := messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state, imapUID: imapUID}
 	atts, omitted := eventAttachments(p.attachments)
 	created := &mailbusv1.MessageCreated{Message: m.toMarshalledSummary(), Attachments: atts, OmittedAttachments: omitted}
 	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: created}}); err != nil {

@@ -35,6 +35,10 @@ type tx struct {
 	// mailboxRefs are the mailboxes named in this transaction's events
 	// (see describe).
 	mailboxRefs map[int64]*mailbusv1.MailboxRef
+	// payload is emit's buffer for an event's protobuf, reused for each
+	// event of the transaction: the drivers copy an argument when they
+	// bind it, so it is free again once its statement has run.
+	payload []byte
 	// uidnext are the IMAP UIDNEXTs of the mailboxes this transaction
 	// placed messages in (see nextIMAPUID).
 	uidnext map[int64]*uidAlloc
@@ -186,6 +190,23 @@ func (t *tx) prepared(ctx context.Context, q string) *sql.Stmt {
 	return st
 }
 
+// insertReturningID runs an INSERT of one row (q without a RETURNING
+// clause) and returns the new row's id: on SQLite as the statement's
+// last insert rowid (the id column is the rowid), which saves the result
+// set a RETURNING clause costs per row; on PostgreSQL with RETURNING id.
+func (t *tx) insertReturningID(ctx context.Context, q string, args ...any) (int64, error) {
+	if t.d.dialect != SQLite {
+		var id int64
+		err := t.queryRow(ctx, q+` RETURNING id`, args...).Scan(&id)
+		return id, err
+	}
+	res, err := t.exec(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
 func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return t.sql.QueryContext(ctx, t.d.rebind(q), args...)
 }
@@ -314,12 +335,11 @@ func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mai
 	if err != nil {
 		return fmt.Errorf("db: event subject: %w", err)
 	}
-	payload, err := proto.Marshal(ev)
-	if err != nil {
+	if t.payload, err = (proto.MarshalOptions{}).MarshalAppend(t.payload[:0], ev); err != nil {
 		return fmt.Errorf("db: event: %w", err)
 	}
 	_, err = t.exec(ctx, `INSERT INTO events (event_id, account_id, state, kind, object_id, subject, payload, published, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-		ev.Id, accountID, state, kind, objectID, subject, payload, now.UnixMicro())
+		ev.Id, accountID, state, kind, objectID, subject, t.payload, now.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("db: write event: %w", err)
 	}
