@@ -7,6 +7,7 @@ import (
 	"time"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/inproc"
 )
 
 // Defaults of the zero fields of Config.
@@ -99,6 +100,8 @@ func (c *Client) Open(ctx context.Context, opts Options) (*Stream, error) {
 		recvDone: make(chan struct{}),
 		sendDone: make(chan struct{}),
 		lastSign: time.Now(),
+		shared:   inproc.SharesMessages(stream.Context()),
+		slots:    make(chan struct{}, c.cfg.QueueChunks),
 	}
 	go s.receive()
 	go s.sendLoop()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/inproc"
 	"github.com/mailbus/mailbus/pkg/ownership"
 )
 
@@ -385,5 +386,86 @@ func TestWatchdogSlowUpstream(t *testing.T) {
 	}
 	if rs := s.Take(); len(rs) != 3 {
 		t.Errorf("%d results, want 3", len(rs))
+	}
+}
+
+// startInProcess serves f on an in-process channel that passes
+// IngestMessages by reference, as mailbus serve's store does.
+func startInProcess(t *testing.T, f *fakeStore) mailbusv1.IngestServiceClient {
+	t.Helper()
+	f.got = make(chan []*mailbusv1.IngestMessagesRequest, 10)
+	ch := inproc.New()
+	mailbusv1.RegisterIngestServiceServer(ch, f)
+	t.Cleanup(ch.Serve(inproc.ServeOptions{Shared: []string{mailbusv1.IngestService_IngestMessages_FullMethodName}}))
+	return mailbusv1.NewIngestServiceClient(ch.Conn(nil))
+}
+
+// On a channel that passes requests by reference, the store keeps every
+// request it got, and each still holds the bytes sent: the client never
+// reuses a buffer it handed over. Messages of their declared size arrive
+// in buffers of exactly that size (no slack for the store to copy away),
+// a larger one in chunks, and one smaller than declared whole.
+func TestSharedBuffersNotReused(t *testing.T) {
+	f := &fakeStore{}
+	c := New(startInProcess(t, f), Config{ChunkSize: 4096, QueueChunks: 2})
+	s, err := c.Open(testCtx(t), Options{FlushMessages: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.shared {
+		t.Error("the stream does not see that the channel shares its requests")
+	}
+	type msg struct {
+		body     []byte
+		declared int
+	}
+	var msgs []msg
+	for i := range 20 {
+		b := bytes.Repeat([]byte{byte('a' + i)}, 100+i*997)
+		declared := len(b)
+		switch i % 4 {
+		case 1:
+			declared = len(b) / 2 // more than declared
+		case 2:
+			declared = len(b) + 10 // less than declared
+		case 3:
+			declared = 0 // none
+		}
+		msgs = append(msgs, msg{b, declared})
+		if _, err := s.Send(meta(fmt.Sprint(i), declared), bytes.NewReader(b)); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	reqs := <-f.got
+	var got [][]byte
+	var cur []byte
+	var firstCap []int
+	for _, r := range reqs {
+		if r.Meta != nil {
+			cur = nil
+			firstCap = append(firstCap, cap(r.Data))
+		}
+		if len(r.Data) > c.cfg.ChunkSize {
+			t.Errorf("a request of %d octets; want at most the chunk size", len(r.Data))
+		}
+		cur = append(cur, r.Data...)
+		if r.EndOfMessage {
+			got = append(got, cur)
+		}
+	}
+	if len(got) != len(msgs) {
+		t.Fatalf("the store got %d messages; want %d", len(got), len(msgs))
+	}
+	for i, m := range msgs {
+		if !bytes.Equal(got[i], m.body) {
+			t.Errorf("message %d: the store holds other bytes than were sent (a buffer reused?)", i)
+		}
+		if m.declared == len(m.body) && len(m.body) <= c.cfg.ChunkSize && firstCap[i] != len(m.body) {
+			t.Errorf("message %d of its declared %d octets came in a buffer of %d", i, m.declared, firstCap[i])
+		}
 	}
 }

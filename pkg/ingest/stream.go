@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,14 @@ type Stream struct {
 	opts   Options
 	stream mailbusv1.IngestService_IngestMessagesClient
 	cancel context.CancelCauseFunc
+	// shared is set on a stream that passes its requests by reference
+	// (the in-process channel of mailbus serve, pkg/inproc): the store
+	// keeps a request's data as it is, so each chunk is a buffer of its
+	// own, never reused; slots then bound the chunks queued, as the free
+	// list does otherwise.
+	shared  bool
+	slots   chan struct{}
+	scratch *[]byte // shared: where a body beyond its declared size is read
 
 	// The caller's state.
 	open       bool  // a message has started and not ended
@@ -50,10 +59,11 @@ type Stream struct {
 var errClosed = errors.New("ingest: the stream is closed")
 
 // item is a request queued for the sender; buf, when set, goes back to
-// the free list once sent.
+// the free list once sent, and a slot is given back likewise.
 type item struct {
 	req   *mailbusv1.IngestMessagesRequest
 	buf   *[]byte
+	slot  bool
 	ended int // for a flush: the messages ended before it
 }
 
@@ -74,6 +84,9 @@ func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error)
 		return 0, err
 	}
 	s.open = true
+	if s.shared {
+		return s.sendShared(meta, body)
+	}
 	var total int64
 	first := true
 	for {
@@ -112,6 +125,70 @@ func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error)
 			return total, s.autoFlush()
 		}
 	}
+}
+
+// sendShared is Send on a stream that passes requests by reference: each
+// chunk is read into a buffer of its own, sized from what the meta
+// declares is left of the body (IMAP's literal size, POP3's LIST size),
+// and handed to the store, which keeps it: one copy from the protocol's
+// reader to the store's file. Data beyond the declared size (or of a
+// message declaring none) is read into the stream's scratch buffer and
+// handed over as a copy of its own size.
+func (s *Stream) sendShared(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error) {
+	var total int64
+	first := true
+	for {
+		// At most Config.QueueChunks chunks are queued; the sender
+		// gives every slot back, sent or not, so this ends.
+		s.slots <- struct{}{}
+		if err := s.failure(); err != nil {
+			<-s.slots
+			return total, err
+		}
+		data, eof, err := s.readShared(body, int64(meta.GetSize())-total)
+		total += int64(len(data))
+		if err != nil {
+			<-s.slots
+			return total, &BodyError{err}
+		}
+		req := &mailbusv1.IngestMessagesRequest{Data: data, EndOfMessage: eof}
+		if first {
+			req.Meta, first = meta, false
+		}
+		if eof {
+			s.mu.Lock()
+			s.ended++
+			s.mu.Unlock()
+		}
+		if err := s.enqueue(item{req: req, slot: true}); err != nil {
+			return total, err
+		}
+		if eof {
+			s.open = false
+			s.sinceFlush++
+			s.bytesFlush += total
+			return total, s.autoFlush()
+		}
+	}
+}
+
+// readShared reads the next chunk of a body into a buffer the store may
+// keep: one of the declared size left (up to a chunk), or, past it, a
+// copy of what the scratch buffer got.
+func (s *Stream) readShared(body io.Reader, declaredLeft int64) (data []byte, eof bool, err error) {
+	if declaredLeft > 0 {
+		buf := make([]byte, min(int64(s.c.cfg.ChunkSize), declaredLeft))
+		n, eof, err := fill(body, buf)
+		return buf[:n], eof, err
+	}
+	if s.scratch == nil {
+		s.scratch = s.c.bufs.Get().(*[]byte)
+	}
+	n, eof, err := fill(body, *s.scratch)
+	if n == 0 {
+		return nil, eof, err
+	}
+	return bytes.Clone((*s.scratch)[:n]), eof, err
 }
 
 // fill reads into buf until it is full or the body ends.
@@ -177,6 +254,9 @@ func (s *Stream) enqueue(it item) error {
 		if it.buf != nil {
 			s.free <- it.buf
 		}
+		if it.slot {
+			<-s.slots
+		}
 		return err
 	}
 	s.q <- it
@@ -199,8 +279,9 @@ func (s *Stream) sendLoop() {
 			// filled again, as soon as Send returns. That relies on
 			// grpc-go's SendMsg serialising the message before it
 			// returns (true of grpc-go today, not promised by its
-			// documented contract): a gRPC client that kept a reference
-			// to the request after Send would need a copy here.
+			// documented contract). A channel that passes the request
+			// by reference says so (shared), and then the request has
+			// a buffer of its own (sendShared).
 			err := s.stream.Send(it.req)
 			s.mu.Lock()
 			s.sending, s.lastSign = false, time.Now()
@@ -211,6 +292,9 @@ func (s *Stream) sendLoop() {
 		}
 		if it.buf != nil {
 			s.free <- it.buf
+		}
+		if it.slot {
+			<-s.slots
 		}
 	}
 }
@@ -445,6 +529,10 @@ func (s *Stream) cut(cause error) {
 		close(s.free)
 		for b := range s.free {
 			s.c.bufs.Put(b)
+		}
+		if s.scratch != nil {
+			s.c.bufs.Put(s.scratch)
+			s.scratch = nil
 		}
 	}
 }

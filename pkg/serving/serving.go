@@ -80,6 +80,11 @@ type Server struct {
 	Health   *health.Server
 	Registry *prometheus.Registry
 
+	// unary and stream are the server's own interceptors (metrics, panic
+	// recovery), outermost first.
+	unary  []grpc.UnaryServerInterceptor
+	stream []grpc.StreamServerInterceptor
+
 	cfg       Config
 	lis       net.Listener
 	metricsLn net.Listener
@@ -126,9 +131,11 @@ func New(cfg Config) (*Server, error) {
 			s.log.Warn("INSECURE: /metrics and /healthz are served in plaintext on a non-loopback address (--insecure); use --tls-cert and --tls-key", "metrics_listen", cfg.MetricsListen)
 		}
 	}
+	s.unary = []grpc.UnaryServerInterceptor{m.unary, recoverUnary(s.log, m)}
+	s.stream = []grpc.StreamServerInterceptor{m.stream, recoverStream(s.log, m)}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(m.unary, recoverUnary(s.log, m)),
-		grpc.ChainStreamInterceptor(m.stream, recoverStream(s.log, m)),
+		grpc.ChainUnaryInterceptor(s.unary...),
+		grpc.ChainStreamInterceptor(s.stream...),
 	}
 	if cfg.Web != nil {
 		// Counts what handlers receive, for recvGated.
@@ -165,6 +172,15 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// Interceptors are the server's own interceptors (request metrics, panic
+// recovery), outermost first, which run before those of
+// Config.ServerOptions: an in-process channel to the same services
+// (pkg/inproc) runs them too, so that its calls are counted and
+// recovered alike.
+func (s *Server) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	return s.unary, s.stream
 }
 
 // Addr is the gRPC listen address, or nil with NoGRPC.

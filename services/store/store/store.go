@@ -21,6 +21,7 @@ import (
 	"math"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/inproc"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -159,6 +161,13 @@ type Config struct {
 	// WebhookService calls with UNIMPLEMENTED (mailbus-webhooks serves
 	// them on its own port).
 	Webhooks mailbusv1.WebhookServiceServer
+	// InProcess, when set, is a channel on which the store serves its API
+	// to clients in the same process too (mailbus serve's fetchers),
+	// behind the same interceptors as on its port (metrics, recovery,
+	// API tokens and their rules), without TCP or protobuf encoding; the
+	// messages of IngestMessages pass by reference (decision 0045). The
+	// store serves on it while Run runs.
+	InProcess *inproc.Channel
 	// Discover configures the lookups of AccountService.DiscoverSettings
 	// (decision 0038); the zero value asks the internet with the system's
 	// resolver. Tests point it at local servers (pkg/discovertest).
@@ -323,6 +332,10 @@ func (s *Store) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	services := reject.Registrar(srv.GRPC)
+	if cfg.InProcess != nil {
+		// The channel decodes nothing, so it needs no RejectMalformed.
+		services = registrars{services, cfg.InProcess}
+	}
 	accountChanges := api.NewAccountChanges()
 	// The API announces account changes where the database does not
 	// (SQLite: one store process); on PostgreSQL the database announces
@@ -347,6 +360,21 @@ func (s *Store) Run(ctx context.Context) error {
 	mailbusv1.RegisterWebhookServiceServer(services, webhooks)
 	if err := registerStoreMetrics(cfg.Registry, database); err != nil {
 		return err
+	}
+	stopInProcess := func() {}
+	if cfg.InProcess != nil {
+		unary, stream := srv.Interceptors()
+		stopInProcess = cfg.InProcess.Serve(inproc.ServeOptions{
+			Unary:  append(slices.Clone(unary), authn.UnaryInterceptor()),
+			Stream: append(slices.Clone(stream), authn.StreamInterceptor()),
+			// The body path. Audited for sharing (decision 0045): the
+			// handler keeps a request's data and meta in its batch and
+			// changes neither; its responses are new for every answer;
+			// pkg/ingest hands over chunk buffers it never reuses once it
+			// sees SharesMessages on the stream.
+			Shared: []string{mailbusv1.IngestService_IngestMessages_FullMethodName},
+		})
+		defer stopInProcess()
 	}
 
 	var wg sync.WaitGroup
@@ -459,6 +487,8 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 	}()
 	runErr := srv.Run(ctx)
+	// In-process calls end with the network's: cancelled, waited for.
+	stopInProcess()
 	cancel()
 	wg.Wait()
 	s.log.Info("stopped")
@@ -468,6 +498,15 @@ func (s *Store) Run(ctx context.Context) error {
 	default:
 	}
 	return runErr
+}
+
+// registrars registers a service on each of its registrars.
+type registrars []grpc.ServiceRegistrar
+
+func (r registrars) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	for _, reg := range r {
+		reg.RegisterService(desc, impl)
+	}
 }
 
 // setUpAuth registers the bootstrap tokens and makes the authenticator.
