@@ -108,8 +108,9 @@ type Config struct {
 	// nil dials in plaintext.
 	StoreTLS *tls.Config
 	// StoreConn, when set, is used instead of dialing StoreAddr (it
-	// carries its own credentials).
-	StoreConn *grpc.ClientConn
+	// carries its own credentials): a gRPC connection, or mailbus
+	// serve's in-process channel (pkg/inproc).
+	StoreConn grpc.ClientConnInterface
 	// Token is the service API token sent to the store at StoreAddr.
 	Token string
 	// Listen is the gRPC address (health, reflection); "-" opens none
@@ -308,14 +309,14 @@ func (s *Service) Run(ctx context.Context) error {
 	cfg := s.cfg
 	conn := cfg.StoreConn
 	if conn == nil {
-		var err error
-		conn, err = grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS),
+		dialed, err := grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20), grpc.MaxCallSendMsgSize(256<<20)),
 			apitoken.DialOption(cfg.Token))
 		if err != nil {
 			return fmt.Errorf("imapsync: store client: %w", err)
 		}
-		defer conn.Close()
+		defer dialed.Close()
+		conn = dialed
 	}
 	var nc *nats.Conn
 	if cfg.NATSURL != "" {

@@ -55,6 +55,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/discover"
 	"github.com/mailbus/mailbus/pkg/envflag"
 	"github.com/mailbus/mailbus/pkg/grpctls"
+	"github.com/mailbus/mailbus/pkg/inproc"
 	"github.com/mailbus/mailbus/pkg/natsperm"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
@@ -406,11 +407,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	defer ln.Close()
-	conn, err := s.storeConn(ln.Addr().String(), serviceToken)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	// The services in this process reach the store on an in-process
+	// channel: no TCP, no protobuf encoding, the same interceptors
+	// (tokens, their rules, metrics) as on the port (decision 0045).
+	// The IMAP gateway alone dials the port, with its clients' tokens.
+	inProcess := inproc.New()
+	conn := inProcess.Conn(apitoken.Credentials(serviceToken))
 
 	reg := prometheus.NewRegistry()
 	// The webhooks service serves no port of its own: the store serves its
@@ -437,7 +439,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Retention: cfg.Retention, MaxMessageSize: cfg.MaxMessageSize,
 		EventsReplicas: cfg.EventsReplicas, EventsMaxAge: cfg.EventsMaxAge,
 		Logger: s.log, Registry: reg, Webhooks: hooks.Server(), Discover: cfg.Discover,
-		Ready: func(addr string) { storeReady <- addr },
+		InProcess: inProcess,
+		Ready:     func(addr string) { storeReady <- addr },
 	})
 	if err != nil {
 		return fmt.Errorf("mailbus: %w", err)
@@ -609,9 +612,10 @@ func (s *Server) startIMAPGateway(storeAddr string, runService func(string, func
 	return ready, nil
 }
 
-// storeConn is the connection of the services in this process to the
-// store at addr, as a service (token): over TLS pinned to the store's own
-// certificate when it serves TLS. It connects lazily.
+// storeConn is a connection to the store's port at addr (the IMAP
+// gateway's, whose calls carry its clients' tokens; the other services
+// use the in-process channel), with token when set: over TLS pinned to
+// the store's own certificate when it serves TLS. It connects lazily.
 func (s *Server) storeConn(addr, token string) (*grpc.ClientConn, error) {
 	cfg := s.cfg
 	var internalTLS *tls.Config

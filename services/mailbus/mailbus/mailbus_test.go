@@ -39,11 +39,13 @@ type running struct {
 
 func start(t *testing.T, cfg mailbus.Config) *running {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if cfg.Listener == nil {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Listener = ln
 	}
-	cfg.Listener = ln
 	cfg.MetricsListen = "-"
 	ready := make(chan mailbus.Info, 1)
 	cfg.Ready = func(i mailbus.Info) { ready <- i }

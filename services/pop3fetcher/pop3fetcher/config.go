@@ -49,9 +49,10 @@ type Config struct {
 	// StoreTLS, when set, dials Store over TLS with it (pkg/grpctls); nil
 	// dials in plaintext.
 	StoreTLS *tls.Config
-	// Conn is an existing connection to the store (tests, the all-in-one
-	// binary). The Fetcher does not close it.
-	Conn *grpc.ClientConn
+	// Conn is an existing connection to the store (tests; the all-in-one
+	// binary's in-process channel, pkg/inproc). The Fetcher does not
+	// close it.
+	Conn grpc.ClientConnInterface
 	// Token is the service API token sent to the store at Store (a Conn
 	// carries its own credentials).
 	Token string

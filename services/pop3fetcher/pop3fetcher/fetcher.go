@@ -30,8 +30,8 @@ const serviceName = "pop3fetcher"
 type Fetcher struct {
 	cfg      Config
 	log      *slog.Logger
-	conn     *grpc.ClientConn
-	ownConn  bool
+	conn     grpc.ClientConnInterface
+	ownConn  *grpc.ClientConn // dialed by New, closed by Run
 	accounts mailbusv1.AccountServiceClient
 	ingest   mailbusv1.IngestServiceClient
 	ingestc  *ingest.Client
@@ -55,11 +55,11 @@ func New(cfg Config) (*Fetcher, error) {
 	f := &Fetcher{cfg: cfg, log: cfg.Logger.With("service", serviceName), metrics: m, mem: map[string]*accountMemory{}, hosts: hostlimit.New(cfg.HostLimit)}
 	f.conn = cfg.Conn
 	if f.conn == nil {
-		f.conn, err = grpc.NewClient(cfg.Store, grpctls.Credentials(cfg.StoreTLS), apitoken.DialOption(cfg.Token))
+		f.ownConn, err = grpc.NewClient(cfg.Store, grpctls.Credentials(cfg.StoreTLS), apitoken.DialOption(cfg.Token))
 		if err != nil {
 			return nil, fmt.Errorf("pop3fetcher: store %s: %w", cfg.Store, err)
 		}
-		f.ownConn = true
+		f.conn = f.ownConn
 	}
 	f.accounts = mailbusv1.NewAccountServiceClient(f.conn)
 	f.ingest = mailbusv1.NewIngestServiceClient(f.conn)
@@ -71,8 +71,8 @@ func New(cfg Config) (*Fetcher, error) {
 // the store until ctx ends; then it stops every worker (each abandons its
 // current message cleanly) and returns.
 func (f *Fetcher) Run(ctx context.Context) error {
-	if f.ownConn {
-		defer f.conn.Close()
+	if f.ownConn != nil {
+		defer f.ownConn.Close()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -180,7 +180,10 @@ func (f *Fetcher) storeTarget() string {
 	if f.cfg.Store != "" {
 		return f.cfg.Store
 	}
-	return f.conn.Target()
+	if t, ok := f.conn.(interface{ Target() string }); ok {
+		return t.Target()
+	}
+	return "in-process"
 }
 
 // RunOnce runs one poll pass for every POP3 account that is not parked,
@@ -188,8 +191,8 @@ func (f *Fetcher) storeTarget() string {
 // endpoint (the metrics still go to Config.Registry). The error joins the
 // failed passes.
 func (f *Fetcher) RunOnce(ctx context.Context) error {
-	if f.ownConn {
-		defer f.conn.Close()
+	if f.ownConn != nil {
+		defer f.ownConn.Close()
 	}
 	var accounts []*mailbusv1.Account
 	token := ""

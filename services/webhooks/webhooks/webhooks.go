@@ -109,8 +109,10 @@ type Config struct {
 	// StoreTLS, when set, dials StoreAddr over TLS.
 	StoreTLS *tls.Config
 	// StoreConn, when set, is used instead of dialing StoreAddr to fetch
-	// content (it carries its own credentials, a service or admin token).
-	StoreConn *grpc.ClientConn
+	// content (it carries its own credentials, a service or admin token):
+	// a gRPC connection, or mailbus serve's in-process channel
+	// (pkg/inproc).
+	StoreConn grpc.ClientConnInterface
 	// Token is the API token sent to the store at StoreAddr to fetch
 	// content: a service token (reads every account) or an admin token.
 	Token string
@@ -279,12 +281,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhooks: JetStream: %w", err)
 	}
-	var storeConn, authConn *grpc.ClientConn
+	var storeConn grpc.ClientConnInterface
+	var authConn *grpc.ClientConn
 	if cfg.StoreAddr != "" {
-		if storeConn, err = grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS), apitoken.DialOption(cfg.Token)); err != nil {
+		dialed, err := grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS), apitoken.DialOption(cfg.Token))
+		if err != nil {
 			return fmt.Errorf("webhooks: store client: %w", err)
 		}
-		defer storeConn.Close()
+		defer dialed.Close()
+		storeConn = dialed
 		// Callers' tokens are checked on a connection of their own: the
 		// service token of storeConn would go along with them.
 		if authConn, err = grpc.NewClient(cfg.StoreAddr, grpctls.Credentials(cfg.StoreTLS)); err != nil {
