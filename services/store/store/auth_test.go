@@ -224,7 +224,7 @@ func fullMethod(m protoreflect.MethodDescriptor) string {
 
 // invoke calls any method with a request and returns the call's status
 // error: for a stream, that of the first message or the end.
-func invoke(ctx context.Context, conn *grpc.ClientConn, m protoreflect.MethodDescriptor, req proto.Message) error {
+func invoke(ctx context.Context, conn grpc.ClientConnInterface, m protoreflect.MethodDescriptor, req proto.Message) error {
 	mt, err := protoregistry.GlobalTypes.FindMessageByName(m.Output().FullName())
 	if err != nil {
 		return err
@@ -264,7 +264,14 @@ type authFixture struct {
 
 func newAuthFixture(t *testing.T, backend dbtest.Backend) *authFixture {
 	t.Helper()
-	e := startStore(t, backend, storeOpts{})
+	return newAuthFixtureOn(t, backend, false)
+}
+
+// newAuthFixtureOn is newAuthFixture on a store with an in-process
+// channel when inProcess is set (then env.connect uses it).
+func newAuthFixtureOn(t *testing.T, backend dbtest.Backend, inProcess bool) *authFixture {
+	t.Helper()
+	e := startStore(t, backend, storeOpts{inProcess: inProcess})
 	f := &authFixture{e: e}
 	mk := func(name string) objs {
 		acct := e.createAccount(t, imapAccount(name))
@@ -312,77 +319,83 @@ func TestEveryMethodHasACase(t *testing.T) {
 // TestAuthEveryRPC calls every method with no token, an unknown token,
 // account A's device tokens (on A's objects, B's objects and objects that
 // do not exist), the service token and the admin token, and checks that
-// each is refused or let through as the method's access says.
+// each is refused or let through as the method's access says: on the
+// store's port, and on its in-process channel (mailbus serve's fetchers,
+// decision 0045).
 func TestAuthEveryRPC(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
-		f := newAuthFixture(t, b)
-		e := f.e
-		conns := map[string]*grpc.ClientConn{
-			"none":      e.dial(t, ""),
-			"unknown":   e.dial(t, "mbt_0123456789abcdef_bm90IGEgcmVhbCB0b2tlbiBhdCBhbGwsIHNvcnJ5IQ"),
-			"garbage":   e.dial(t, "not-a-token"),
-			"deviceA":   e.dial(t, f.deviceA),
-			"readOnlyA": e.dial(t, f.readOnlyA),
-			"service":   e.dial(t, e.serviceToken),
-			"admin":     e.conn,
-		}
-		for _, m := range apiMethods(t) {
-			c, ok := rpcCases[fullMethod(m)]
-			if !ok {
-				continue
-			}
-			t.Run(string(m.Parent().Name())+"."+string(m.Name()), func(t *testing.T) {
-				call := func(who string, o objs) error {
-					return invoke(callCtx(t), conns[who], m, c.req(o))
-				}
-				for _, who := range []string{"none", "unknown", "garbage"} {
-					if err := call(who, f.a); status.Code(err) != codes.Unauthenticated {
-						t.Errorf("%s token: got %v, want Unauthenticated", who, err)
-					}
-				}
-				for _, who := range []string{"deviceA", "readOnlyA"} {
-					// Another account's objects look exactly like objects
-					// that do not exist.
-					errB, errMissing := call(who, f.b), call(who, missing)
-					if status.Code(errB) != status.Code(errMissing) {
-						t.Errorf("%s on B: %v; on a missing object: %v (existence leaks)", who, errB, errMissing)
-					}
-					switch {
-					case c.access == service || (!c.scoped && c.access == admin):
-						if status.Code(errB) != codes.PermissionDenied {
-							t.Errorf("%s on B: got %v, want PermissionDenied", who, errB)
-						}
-					case c.scoped:
-						if status.Code(errB) != codes.NotFound {
-							t.Errorf("%s on B: got %v, want NotFound", who, errB)
-						}
-					}
-					// Its own account: reads pass, mutations only for a
-					// read-write token, admin and service methods never.
-					errA := call(who, f.a)
-					wantRefused := c.access == admin || c.access == service || (c.access == write && who == "readOnlyA")
-					if wantRefused {
-						if status.Code(errA) != codes.PermissionDenied {
-							t.Errorf("%s on A: got %v, want PermissionDenied", who, errA)
-						}
-					} else if refused(errA) || status.Code(errA) == codes.NotFound {
-						t.Errorf("%s on A: got %v, want it let through", who, errA)
-					}
-				}
-				// The service token reads everything and ingests; the admin
-				// does everything but ingest. They act on the scratch
-				// account, which they may change.
-				errS := call("service", f.scratch)
-				if want := c.access == read || c.access == service; want == refused(errS) {
-					t.Errorf("service token: got %v, let through: %v", errS, want)
-				}
-				errAdm := call("admin", f.scratch)
-				if want := c.access != service; want == refused(errAdm) {
-					t.Errorf("admin token: got %v, let through: %v", errAdm, want)
-				}
-			})
-		}
+		eachTransport(t, func(t *testing.T, inProcess bool) { authEveryRPC(t, b, inProcess) })
 	})
+}
+
+func authEveryRPC(t *testing.T, b dbtest.Backend, inProcess bool) {
+	f := newAuthFixtureOn(t, b, inProcess)
+	e := f.e
+	conns := map[string]grpc.ClientConnInterface{
+		"none":      e.connect(t, ""),
+		"unknown":   e.connect(t, "mbt_0123456789abcdef_bm90IGEgcmVhbCB0b2tlbiBhdCBhbGwsIHNvcnJ5IQ"),
+		"garbage":   e.connect(t, "not-a-token"),
+		"deviceA":   e.connect(t, f.deviceA),
+		"readOnlyA": e.connect(t, f.readOnlyA),
+		"service":   e.connect(t, e.serviceToken),
+		"admin":     e.connect(t, e.adminToken),
+	}
+	for _, m := range apiMethods(t) {
+		c, ok := rpcCases[fullMethod(m)]
+		if !ok {
+			continue
+		}
+		t.Run(string(m.Parent().Name())+"."+string(m.Name()), func(t *testing.T) {
+			call := func(who string, o objs) error {
+				return invoke(callCtx(t), conns[who], m, c.req(o))
+			}
+			for _, who := range []string{"none", "unknown", "garbage"} {
+				if err := call(who, f.a); status.Code(err) != codes.Unauthenticated {
+					t.Errorf("%s token: got %v, want Unauthenticated", who, err)
+				}
+			}
+			for _, who := range []string{"deviceA", "readOnlyA"} {
+				// Another account's objects look exactly like objects
+				// that do not exist.
+				errB, errMissing := call(who, f.b), call(who, missing)
+				if status.Code(errB) != status.Code(errMissing) {
+					t.Errorf("%s on B: %v; on a missing object: %v (existence leaks)", who, errB, errMissing)
+				}
+				switch {
+				case c.access == service || (!c.scoped && c.access == admin):
+					if status.Code(errB) != codes.PermissionDenied {
+						t.Errorf("%s on B: got %v, want PermissionDenied", who, errB)
+					}
+				case c.scoped:
+					if status.Code(errB) != codes.NotFound {
+						t.Errorf("%s on B: got %v, want NotFound", who, errB)
+					}
+				}
+				// Its own account: reads pass, mutations only for a
+				// read-write token, admin and service methods never.
+				errA := call(who, f.a)
+				wantRefused := c.access == admin || c.access == service || (c.access == write && who == "readOnlyA")
+				if wantRefused {
+					if status.Code(errA) != codes.PermissionDenied {
+						t.Errorf("%s on A: got %v, want PermissionDenied", who, errA)
+					}
+				} else if refused(errA) || status.Code(errA) == codes.NotFound {
+					t.Errorf("%s on A: got %v, want it let through", who, errA)
+				}
+			}
+			// The service token reads everything and ingests; the admin
+			// does everything but ingest. They act on the scratch
+			// account, which they may change.
+			errS := call("service", f.scratch)
+			if want := c.access == read || c.access == service; want == refused(errS) {
+				t.Errorf("service token: got %v, let through: %v", errS, want)
+			}
+			errAdm := call("admin", f.scratch)
+			if want := c.access != service; want == refused(errAdm) {
+				t.Errorf("admin token: got %v, let through: %v", errAdm, want)
+			}
+		})
+	}
 }
 
 func TestDeviceTokenListsOnlyItsAccounts(t *testing.T) {
@@ -459,67 +472,72 @@ func TestGetCallerToken(t *testing.T) {
 }
 
 // TestRevokedTokenStopsOpenStream: a watch open with a token ends with
-// UNAUTHENTICATED once the token is revoked, and new calls are refused.
+// UNAUTHENTICATED once the token is revoked, and new calls are refused:
+// on the store's port and on its in-process channel.
 func TestRevokedTokenStopsOpenStream(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
-		f := newAuthFixture(t, b)
-		conn := f.e.dial(t, f.deviceA)
-		ctx := callCtx(t)
-		stream, err := mailbusv1.NewSyncServiceClient(conn).WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: f.a.account})
+		eachTransport(t, func(t *testing.T, inProcess bool) { revokedTokenStopsOpenStream(t, b, inProcess) })
+	})
+}
+
+func revokedTokenStopsOpenStream(t *testing.T, b dbtest.Backend, inProcess bool) {
+	f := newAuthFixtureOn(t, b, inProcess)
+	conn := f.e.connect(t, f.deviceA)
+	ctx := callCtx(t)
+	stream, err := mailbusv1.NewSyncServiceClient(conn).WatchChanges(ctx, &mailbusv1.WatchChangesRequest{AccountId: f.a.account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		resp, err := stream.Recv()
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("watch before revoke: %v", err)
 		}
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("watch before revoke: %v", err)
-			}
-			if resp.CaughtUp {
-				break
-			}
-		}
-		tokens := mailbusv1.NewTokenServiceClient(f.e.conn)
-		list, err := tokens.ListTokens(callCtx(t), &mailbusv1.ListTokensRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var id string
-		for _, tok := range list.Tokens {
-			if tok.Name == "phone" {
-				id = tok.Id
-			}
-		}
-		if _, err := tokens.RevokeToken(callCtx(t), &mailbusv1.RevokeTokenRequest{TokenId: id}); err != nil {
-			t.Fatal(err)
-		}
-		// The stream ends (callCtx bounds the wait) with UNAUTHENTICATED.
-		for {
-			_, err := stream.Recv()
-			if err == nil {
-				continue
-			}
-			if status.Code(err) != codes.Unauthenticated {
-				t.Errorf("watch after revoke ended with %v, want Unauthenticated", err)
-			}
+		if resp.CaughtUp {
 			break
 		}
-		if _, err := mailbusv1.NewSyncServiceClient(conn).GetState(callCtx(t), &mailbusv1.GetStateRequest{AccountId: f.a.account}); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("call after revoke: %v, want Unauthenticated", err)
+	}
+	tokens := mailbusv1.NewTokenServiceClient(f.e.conn)
+	list, err := tokens.ListTokens(callCtx(t), &mailbusv1.ListTokensRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, tok := range list.Tokens {
+		if tok.Name == "phone" {
+			id = tok.Id
 		}
-		all, err := tokens.ListTokens(callCtx(t), &mailbusv1.ListTokensRequest{IncludeRevoked: true})
-		if err != nil {
-			t.Fatal(err)
+	}
+	if _, err := tokens.RevokeToken(callCtx(t), &mailbusv1.RevokeTokenRequest{TokenId: id}); err != nil {
+		t.Fatal(err)
+	}
+	// The stream ends (callCtx bounds the wait) with UNAUTHENTICATED.
+	for {
+		_, err := stream.Recv()
+		if err == nil {
+			continue
 		}
-		revoked := 0
-		for _, tok := range all.Tokens {
-			if tok.RevokeTime != nil {
-				revoked++
-			}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("watch after revoke ended with %v, want Unauthenticated", err)
 		}
-		if revoked != 1 || len(all.Tokens) != len(list.Tokens) {
-			t.Errorf("ListTokens with revoked: %d tokens, %d revoked; without: %d", len(all.Tokens), revoked, len(list.Tokens))
+		break
+	}
+	if _, err := mailbusv1.NewSyncServiceClient(conn).GetState(callCtx(t), &mailbusv1.GetStateRequest{AccountId: f.a.account}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("call after revoke: %v, want Unauthenticated", err)
+	}
+	all, err := tokens.ListTokens(callCtx(t), &mailbusv1.ListTokensRequest{IncludeRevoked: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, tok := range all.Tokens {
+		if tok.RevokeTime != nil {
+			revoked++
 		}
-	})
+	}
+	if revoked != 1 || len(all.Tokens) != len(list.Tokens) {
+		t.Errorf("ListTokens with revoked: %d tokens, %d revoked; without: %d", len(all.Tokens), revoked, len(list.Tokens))
+	}
 }
 
 func TestTokenValidation(t *testing.T) {

@@ -17,55 +17,60 @@ import (
 // lease token, a write with a smaller one is refused with
 // FAILED_PRECONDITION and ErrorInfo reason STALE_LEASE (what
 // ownership.IsStaleLease recognises), on unary calls and on the ingest
-// stream, and the refused ingest stores nothing.
+// stream, and the refused ingest stores nothing: on the store's port and
+// on its in-process channel (the ingest client then uses it).
 func TestStaleLeaseOverGRPC(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b dbtest.Backend) {
-		e := startStore(t, b, storeOpts{noNATS: true})
-		acct, err := e.accounts.CreateAccount(callCtx(t), &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
-			Name: "pop", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "pop.example.com", Port: 995,
-			Security: mailbusv1.Security_SECURITY_TLS, Username: "bob", Secret: "s3cret",
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := acct.Account.Id
-		if _, err := e.ingest.ClaimAccount(callCtx(t), &mailbusv1.ClaimAccountRequest{AccountId: id, LeaseToken: 42}); err != nil {
-			t.Fatalf("ClaimAccount: %v", err)
-		}
-		_, err = e.ingest.ReportAccountStatus(callCtx(t), &mailbusv1.ReportAccountStatusRequest{AccountId: id, LeaseToken: 41, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE}})
-		checkStale(t, "ReportAccountStatus", err)
-		if !ownership.IsStaleLease(err) {
-			t.Fatalf("ownership.IsStaleLease(%v) = false", err)
-		}
-
-		late := pop3Item(id, "late", []byte("Subject: late\r\n\r\nx\r\n"))
-		late.meta.LeaseToken = 41
-		_, err = e.ingestStream(callCtx(t), []item{late})
-		checkStale(t, "IngestMessages", err)
-		current := pop3Item(id, "current", []byte("Subject: current\r\n\r\ny\r\n"))
-		current.meta.LeaseToken = 42
-		res, err := e.ingestStream(callCtx(t), []item{current})
-		if err != nil || len(res) != 1 || !res[0].Created {
-			t.Fatalf("ingest with the current token: %v %v", res, err)
-		}
-		ids, err := e.ingest.ListUpstreamIds(callCtx(t), &mailbusv1.ListUpstreamIdsRequest{AccountId: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var uidls []string
-		for {
-			r, err := ids.Recv()
-			if err != nil {
-				break
-			}
-			for _, m := range r.Messages {
-				uidls = append(uidls, m.Upstream.GetUidl())
-			}
-		}
-		if len(uidls) != 1 || uidls[0] != "current" {
-			t.Fatalf("stored UIDLs %v, want [current]", uidls)
-		}
+		eachTransport(t, func(t *testing.T, inProcess bool) { staleLease(t, b, inProcess) })
 	})
+}
+
+func staleLease(t *testing.T, b dbtest.Backend, inProcess bool) {
+	e := startStore(t, b, storeOpts{noNATS: true, inProcess: inProcess})
+	acct, err := e.accounts.CreateAccount(callCtx(t), &mailbusv1.CreateAccountRequest{Account: &mailbusv1.Account{
+		Name: "pop", Protocol: mailbusv1.Protocol_PROTOCOL_POP3, Host: "pop.example.com", Port: 995,
+		Security: mailbusv1.Security_SECURITY_TLS, Username: "bob", Secret: "s3cret",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := acct.Account.Id
+	if _, err := e.ingest.ClaimAccount(callCtx(t), &mailbusv1.ClaimAccountRequest{AccountId: id, LeaseToken: 42}); err != nil {
+		t.Fatalf("ClaimAccount: %v", err)
+	}
+	_, err = e.ingest.ReportAccountStatus(callCtx(t), &mailbusv1.ReportAccountStatusRequest{AccountId: id, LeaseToken: 41, Status: &mailbusv1.AccountStatus{State: mailbusv1.SyncState_SYNC_STATE_IDLE}})
+	checkStale(t, "ReportAccountStatus", err)
+	if !ownership.IsStaleLease(err) {
+		t.Fatalf("ownership.IsStaleLease(%v) = false", err)
+	}
+
+	late := pop3Item(id, "late", []byte("Subject: late\r\n\r\nx\r\n"))
+	late.meta.LeaseToken = 41
+	_, err = e.ingestStream(callCtx(t), []item{late})
+	checkStale(t, "IngestMessages", err)
+	current := pop3Item(id, "current", []byte("Subject: current\r\n\r\ny\r\n"))
+	current.meta.LeaseToken = 42
+	res, err := e.ingestStream(callCtx(t), []item{current})
+	if err != nil || len(res) != 1 || !res[0].Created {
+		t.Fatalf("ingest with the current token: %v %v", res, err)
+	}
+	ids, err := e.ingest.ListUpstreamIds(callCtx(t), &mailbusv1.ListUpstreamIdsRequest{AccountId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uidls []string
+	for {
+		r, err := ids.Recv()
+		if err != nil {
+			break
+		}
+		for _, m := range r.Messages {
+			uidls = append(uidls, m.Upstream.GetUidl())
+		}
+	}
+	if len(uidls) != 1 || uidls[0] != "current" {
+		t.Fatalf("stored UIDLs %v, want [current]", uidls)
+	}
 }
 
 func checkStale(t *testing.T, call string, err error) {

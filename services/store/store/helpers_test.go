@@ -22,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -31,6 +32,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/discover"
 	"github.com/mailbus/mailbus/pkg/events"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/inproc"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/pkg/serving"
 	"github.com/mailbus/mailbus/services/store/internal/auth"
@@ -152,6 +154,9 @@ type storeOpts struct {
 	oldSecretKeys [][]byte
 	// discover: store.Config.Discover (DiscoverSettings' lookups).
 	discover discover.Config
+	// inProcess serves the API on an in-process channel too
+	// (store.Config.InProcess), and the env's clients use it (connect).
+	inProcess bool
 }
 
 // env is a running store, a gRPC client of it, and the test's own JetStream
@@ -175,6 +180,8 @@ type env struct {
 	// stop stops the store and waits for Run to return (once; the test's
 	// end does it too).
 	stop func()
+	// inProcess is the store's in-process channel (storeOpts.inProcess).
+	inProcess *inproc.Channel
 }
 
 // startStore runs a store on a fresh database of backend b until the test
@@ -224,6 +231,9 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 	}
 	e.adminTokenFile = adminTokenFile
 	ready := make(chan string, 1)
+	if o.inProcess {
+		e.inProcess = inproc.New()
+	}
 	logger := o.logger
 	if logger == nil {
 		logger = testLogger(t)
@@ -251,6 +261,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 		WatchPollInterval: 50 * time.Millisecond,
 		Logger:            logger,
 		Registry:          e.reg,
+		InProcess:         e.inProcess,
 		Ready:             func(addr string) { ready <- addr },
 	})
 	if err != nil {
@@ -300,7 +311,7 @@ func startStore(t testing.TB, b dbtest.Backend, o storeOpts) *env {
 	e.accounts = mailbusv1.NewAccountServiceClient(conn)
 	e.mailboxes = mailbusv1.NewMailboxServiceClient(conn)
 	e.sync = mailbusv1.NewSyncServiceClient(conn)
-	e.ingest = mailbusv1.NewIngestServiceClient(e.dial(t, serviceToken))
+	e.ingest = mailbusv1.NewIngestServiceClient(e.connect(t, serviceToken))
 	e.health = healthpb.NewHealthClient(conn)
 	if e.natsURL != "" {
 		e.js = connectJS(t, e.natsURL)
@@ -320,6 +331,32 @@ func (e *env) dial(t testing.TB, token string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// connect is a connection to the store with an API token ("" for none):
+// on its in-process channel when it has one (storeOpts.inProcess), else
+// dialed as dial does.
+func (e *env) connect(t testing.TB, token string) grpc.ClientConnInterface {
+	if e.inProcess != nil {
+		var creds credentials.PerRPCCredentials
+		if token != "" {
+			creds = apitoken.Credentials(token)
+		}
+		return e.inProcess.Conn(creds)
+	}
+	return e.dial(t, token)
+}
+
+// eachTransport runs f for a store's port (inProcess false) and for its
+// in-process channel (true): what the store's interceptors decide must be
+// the same on both.
+func eachTransport(t *testing.T, f func(t *testing.T, inProcess bool)) {
+	for _, c := range []struct {
+		name      string
+		inProcess bool
+	}{{"port", false}, {"inproc", true}} {
+		t.Run(c.name, func(t *testing.T) { f(t, c.inProcess) })
+	}
 }
 
 // testLogger logs to the test's output: at info level for tests, only
