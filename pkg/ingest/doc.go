@@ -57,4 +57,12 @@
 // it into a chunk buffer of this package, and gRPC marshals the request
 // into its frame buffer. imapsync copied it twice more before (a 64 KiB
 // read buffer, then a whole-message buffer growing by append).
+//
+// On a stream that passes its requests by reference (mailbus serve's
+// in-process channel, pkg/inproc: inproc.SharesMessages on the stream's
+// context), the store keeps a request's data as it is, so a chunk buffer
+// cannot be reused: each chunk is read into a buffer of its own, sized
+// from the meta's declared size, and nothing encodes it; the body is
+// copied once, from the protocol's reader into that buffer, before the
+// store writes it (decision 0045).
 package ingest

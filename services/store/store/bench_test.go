@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/ingest"
 	"github.com/mailbus/mailbus/services/store/internal/db"
 	"github.com/mailbus/mailbus/services/store/internal/dbtest"
 )
@@ -446,3 +448,67 @@ func BenchmarkGetChanges(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIngestClient stores the 10KB corpus (10,000 messages) per
+// iteration through the fetchers' ingest client (pkg/ingest) into a fresh
+// SQLite store without NATS, over a loopback gRPC connection ("grpc",
+// mailbus serve before decision 0045, and the separate fetchers) or the
+// store's in-process channel ("inproc", mailbus serve now). Client and
+// store run in this process either way, so allocs/op, B/op and cpu-ms/op
+// (the process's user and system CPU, from getrusage) count both sides.
+//
+//	TMPDIR=/dev/shm go test -run='^$' -bench=BenchmarkIngestClient -count=6 ./services/store/store/ | tee out.txt
+//	benchstat -col /transport out.txt
+func BenchmarkIngestClient(b *testing.B) {
+	backend := dbtest.Backends()[0] // SQLite
+	for _, name := range []string{"10KB", "mixed"} {
+		for _, transport := range []string{"grpc", "inproc"} {
+			b.Run("corpus="+name+"/transport="+transport, func(b *testing.B) {
+				c := corpusNamed(name)
+				b.ReportAllocs()
+				var cpu time.Duration
+				b.ResetTimer()
+				for range b.N {
+					b.StopTimer()
+					e := startStore(b, backend, storeOpts{noNATS: true, inProcess: transport == "inproc"})
+					acct := e.createAccount(b, pop3Account("bench"))
+					client := ingest.New(mailbusv1.NewIngestServiceClient(e.connect(b, e.serviceToken)), ingest.Config{})
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+					cpu0 := processCPU(b)
+					b.StartTimer()
+					s, err := client.Open(ctx, ingest.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for i, raw := range c.msgs {
+						meta := &mailbusv1.IngestMeta{AccountId: acct.Id, Ref: fmt.Sprint(i), Size: uint64(len(raw)),
+							Upstream: &mailbusv1.UpstreamId{Uidl: fmt.Sprint("u", i)}}
+						if _, err := s.Send(meta, bytes.NewReader(raw)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := s.Finish(); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					cpu += processCPU(b) - cpu0
+					res := s.Take()
+					s.Close()
+					cancel()
+					if len(res) != len(c.msgs) {
+						b.Fatalf("%d results for %d messages", len(res), len(c.msgs))
+					}
+					for _, r := range res {
+						if !r.Created {
+							b.Fatalf("message %s: %+v", r.Ref, r)
+						}
+					}
+					e.stop()
+				}
+				b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+				reportIngest(b, c)
+			})
+		}
+	}
+}
+
