@@ -511,4 +511,3 @@ func BenchmarkIngestClient(b *testing.B) {
 		}
 	}
 }
-
