@@ -91,6 +91,9 @@ func (c *Conn) availableCaps() []imap.Cap {
 		if c.condStoreAvailable() {
 			caps = append(caps, imap.CapCondStore)
 		}
+		if c.qresyncAvailable() {
+			caps = append(caps, imap.CapQResync)
+		}
 
 		addAvailableCaps(&caps, available, []imap.Cap{
 			imap.CapSpecialUse,

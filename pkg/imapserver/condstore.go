@@ -1,9 +1,10 @@
 package imapserver
 
-// CONDSTORE (RFC 7162 section 3.1): added by mailbus to its fork of
+// CONDSTORE and QRESYNC (RFC 7162 sections 3.1 and 3.2): added by mailbus to its fork of
 // go-imap v2.0.0-beta.8's imapserver (see README.md).
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -73,37 +74,55 @@ func (c *Conn) CondStoreEnabled() bool {
 var errCondStoreParam = newClientBugError("CONDSTORE is not supported")
 
 // readSelectParams reads SELECT/EXAMINE's optional parameter list (RFC
-// 4466): only CONDSTORE is known.
-func (c *Conn) readSelectParams(dec *imapwire.Decoder, options *imap.SelectOptions) error {
+// 4466): CONDSTORE, and QRESYNC (...) once QRESYNC is enabled.
+func (c *Conn) readSelectParams(dec *imapwire.Decoder, options *imap.SelectOptions) (*qresyncParams, error) {
 	if !dec.SP() {
-		return nil
+		return nil, nil
 	}
-	return dec.ExpectList(func() error {
+	var qresync *qresyncParams
+	err := dec.ExpectList(func() error {
 		var name string
 		if !dec.ExpectAtom(&name) {
 			return dec.Err()
 		}
-		if !strings.EqualFold(name, "CONDSTORE") {
-			return newClientBugError("Unknown SELECT parameter")
+		switch {
+		case strings.EqualFold(name, "CONDSTORE"):
+			if !c.condStoreAvailable() {
+				return errCondStoreParam
+			}
+			options.CondStore = true
+			return nil
+		case strings.EqualFold(name, "QRESYNC"):
+			if !c.qresyncAvailable() || !c.QResyncEnabled() {
+				return newClientBugError("QRESYNC is not enabled")
+			}
+			p, err := readQResyncParams(dec)
+			qresync = p
+			return err
 		}
-		if !c.condStoreAvailable() {
-			return errCondStoreParam
-		}
-		options.CondStore = true
-		return nil
+		return newClientBugError("Unknown SELECT parameter")
 	})
+	return qresync, err
 }
 
 // readFetchModifiers reads FETCH's optional modifier list (RFC 4466):
-// only CHANGEDSINCE is known.
-func (c *Conn) readFetchModifiers(dec *imapwire.Decoder, options *imap.FetchOptions) error {
+// CHANGEDSINCE, and VANISHED once QRESYNC is enabled (the caller checks
+// that it comes with CHANGEDSINCE in a UID FETCH).
+func (c *Conn) readFetchModifiers(dec *imapwire.Decoder, options *imap.FetchOptions) (vanished bool, err error) {
 	if !dec.SP() {
-		return nil
+		return false, nil
 	}
-	return dec.ExpectList(func() error {
+	err = dec.ExpectList(func() error {
 		var name string
 		if !dec.ExpectAtom(&name) {
 			return dec.Err()
+		}
+		if strings.EqualFold(name, "VANISHED") {
+			if !c.qresyncAvailable() || !c.QResyncEnabled() {
+				return newClientBugError("QRESYNC is not enabled")
+			}
+			vanished = true
+			return nil
 		}
 		if !strings.EqualFold(name, "CHANGEDSINCE") {
 			return newClientBugError("Unknown FETCH modifier")
@@ -122,6 +141,7 @@ func (c *Conn) readFetchModifiers(dec *imapwire.Decoder, options *imap.FetchOpti
 		options.ModSeq = true
 		return nil
 	})
+	return vanished, err
 }
 
 // readStoreModifiers reads STORE's optional modifier list (RFC 4466):
@@ -234,4 +254,147 @@ func (c *Conn) writeHighestModSeq(modSeq uint64) error {
 		enc.Special('[').Atom("HIGHESTMODSEQ").SP().ModSeq(modSeq).Special(']').SP().Text("Highest")
 	}
 	return enc.CRLF()
+}
+
+// SessionQResync is a SessionCondStore that offers QRESYNC (RFC 7162
+// section 3.2). With it, and imap.CapQResync in Options.Caps, the server
+// announces QRESYNC and accepts ENABLE QRESYNC (which enables CONDSTORE
+// too); once it is enabled, SELECT/EXAMINE (QRESYNC (...)) and UID FETCH
+// (CHANGEDSINCE n VANISHED). The session then:
+//   - reports every expunge with the writers' WriteExpungeUID, which
+//     writes VANISHED instead of EXPUNGE once QRESYNC is enabled;
+//   - answers Vanished: the UIDs of a set whose messages were expunged
+//     since a mod-sequence. It may include UIDs expunged earlier, or
+//     never used, below the mailbox's UIDNEXT (RFC 7162 section 3.2.6:
+//     the client ignores the UIDs it does not know).
+//
+// After a SELECT with QRESYNC parameters whose UIDVALIDITY is the
+// mailbox's, the server writes VANISHED (EARLIER) of Vanished and the
+// FETCH (UID FLAGS MODSEQ) of Fetch with ChangedSince for the client's
+// known UIDs.
+type SessionQResync interface {
+	SessionCondStore
+
+	Vanished(uids imap.UIDSet, since uint64) (imap.UIDSet, error)
+}
+
+// qresyncParams are SELECT's QRESYNC parameters.
+type qresyncParams struct {
+	uidValidity uint32
+	modSeq      uint64
+	knownUIDs   imap.UIDSet // nil: all
+}
+
+// qresyncAvailable reports whether the connection offers QRESYNC.
+func (c *Conn) qresyncAvailable() bool {
+	_, ok := c.session.(SessionQResync)
+	return ok && c.server.options.caps().Has(imap.CapQResync)
+}
+
+// QResyncEnabled reports whether the client enabled QRESYNC on this
+// connection: from then on expunges are told as VANISHED.
+func (c *Conn) QResyncEnabled() bool {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	_, ok := c.enabled[imap.CapQResync]
+	return ok
+}
+
+// readQResyncParams reads the list after SELECT's QRESYNC:
+// (uidvalidity mod-sequence-value [known-uids [seq-match-data]]). The
+// seq-match-data is read and not used: the session's Vanished answers
+// from the mailbox as it is.
+func readQResyncParams(dec *imapwire.Decoder) (*qresyncParams, error) {
+	var p qresyncParams
+	if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectNumber(&p.uidValidity) || !dec.ExpectSP() || !dec.ExpectModSeq(&p.modSeq) {
+		return nil, dec.Err()
+	}
+	if p.uidValidity == 0 || p.modSeq == 0 {
+		return nil, newClientBugError("QRESYNC needs a nonzero UIDVALIDITY and mod-sequence")
+	}
+	if dec.SP() {
+		var known imap.UIDSet
+		if !dec.ExpectUIDSet(&known) {
+			return nil, dec.Err()
+		}
+		p.knownUIDs = known
+		if dec.SP() {
+			var seqs, uids imap.NumSet
+			if !dec.ExpectSpecial('(') || !dec.ExpectNumSet(imapwire.NumKindSeq, &seqs) || !dec.ExpectSP() || !dec.ExpectNumSet(imapwire.NumKindUID, &uids) || !dec.ExpectSpecial(')') {
+				return nil, dec.Err()
+			}
+		}
+	}
+	if !dec.ExpectSpecial(')') {
+		return nil, dec.Err()
+	}
+	return &p, nil
+}
+
+// writeVanished writes VANISHED, with (EARLIER) for a resynchronization
+// (RFC 7162 section 3.2.10); nothing for an empty set.
+func (c *Conn) writeVanished(uids imap.UIDSet, earlier bool) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("VANISHED").SP()
+	if earlier {
+		enc.Atom("(EARLIER)").SP()
+	}
+	enc.NumSet(uids)
+	return enc.CRLF()
+}
+
+// writeExpungeUID writes EXPUNGE, or VANISHED once QRESYNC is enabled.
+func (c *Conn) writeExpungeUID(seqNum uint32, uid imap.UID) error {
+	if c.QResyncEnabled() {
+		return c.writeVanished(imap.UIDSetNum(uid), false)
+	}
+	return c.writeExpunge(seqNum)
+}
+
+// WriteExpungeUID writes an EXPUNGE response, or VANISHED uid once QRESYNC
+// is enabled.
+func (w *UpdateWriter) WriteExpungeUID(seqNum uint32, uid imap.UID) error {
+	if !w.allowExpunge {
+		return fmt.Errorf("imapserver: EXPUNGE updates are not allowed in this context")
+	}
+	return w.conn.writeExpungeUID(seqNum, uid)
+}
+
+// WriteExpungeUID writes an EXPUNGE response, or VANISHED uid once QRESYNC
+// is enabled (nothing for CLOSE).
+func (w *ExpungeWriter) WriteExpungeUID(seqNum uint32, uid imap.UID) error {
+	if w.conn == nil {
+		return nil
+	}
+	return w.conn.writeExpungeUID(seqNum, uid)
+}
+
+// WriteExpungeUID writes an EXPUNGE response, or VANISHED uid once QRESYNC
+// is enabled.
+func (w *MoveWriter) WriteExpungeUID(seqNum uint32, uid imap.UID) error {
+	return w.conn.writeExpungeUID(seqNum, uid)
+}
+
+// qresyncSelect writes what changed since the client's state after a
+// SELECT with QRESYNC parameters (RFC 7162 section 3.2.5): VANISHED
+// (EARLIER), then FETCH (UID FLAGS MODSEQ) of the messages changed.
+func (c *Conn) qresyncSelect(p *qresyncParams) error {
+	session := c.session.(SessionQResync)
+	known := p.knownUIDs
+	if known == nil {
+		known = imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}
+	}
+	vanished, err := session.Vanished(known, p.modSeq)
+	if err != nil {
+		return err
+	}
+	if err := c.writeVanished(vanished, true); err != nil {
+		return err
+	}
+	w := &FetchWriter{conn: c}
+	return session.Fetch(w, known, &imap.FetchOptions{UID: true, Flags: true, ModSeq: true, ChangedSince: p.modSeq})
 }

@@ -32,6 +32,12 @@ func (c *Conn) handleEnable(dec *imapwire.Decoder) error {
 			if c.condStoreAvailable() {
 				enabled = append(enabled, req)
 			}
+		case imap.CapQResync:
+			// Enables CONDSTORE too (RFC 7162 section 3.2.3).
+			if c.qresyncAvailable() {
+				enabled = append(enabled, req)
+				c.enableCondStore()
+			}
 		}
 	}
 

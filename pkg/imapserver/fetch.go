@@ -75,8 +75,12 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
-	if err := c.readFetchModifiers(dec, &options); err != nil {
+	vanished, err := c.readFetchModifiers(dec, &options)
+	if err != nil {
 		return err
+	}
+	if vanished && (numKind != NumKindUID || options.ChangedSince == 0) {
+		return newClientBugError("VANISHED needs UID FETCH with CHANGEDSINCE")
 	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
@@ -95,6 +99,19 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 
 	if numKind == NumKindUID {
 		options.UID = true
+	}
+
+	if vanished {
+		// UID FETCH (CHANGEDSINCE n VANISHED): the expunged UIDs of the
+		// set first (RFC 7162 section 3.2.6).
+		uids, _ := numSet.(imap.UIDSet)
+		gone, err := c.session.(SessionQResync).Vanished(uids, options.ChangedSince)
+		if err != nil {
+			return err
+		}
+		if err := c.writeVanished(gone, true); err != nil {
+			return err
+		}
 	}
 
 	w := &FetchWriter{conn: c, options: writerOptions}

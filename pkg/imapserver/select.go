@@ -13,7 +13,8 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
 		return dec.Err()
 	}
-	if err := c.readSelectParams(dec, &options); err != nil {
+	qresync, err := c.readSelectParams(dec, &options)
+	if err != nil {
 		return err
 	}
 	if !dec.ExpectCRLF() {
@@ -84,6 +85,13 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	}
 
 	c.state = imap.ConnStateSelected
+
+	if qresync != nil && qresync.uidValidity == data.UIDValidity {
+		// The client's cache is of this mailbox: what changed since.
+		if err := c.qresyncSelect(qresync); err != nil {
+			return err
+		}
+	}
 	// TODO: forbid write commands in read-only mode
 
 	var (

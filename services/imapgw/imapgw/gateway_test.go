@@ -580,10 +580,10 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range []struct{ cmd, want string }{
 		{"FROBNICATE", "BAD"},
 		{"SELECT INBOX", "OK"},
-		// imapserver beta.8 answers a malformed sequence set with NO
-		// [SERVERBUG] (its parse error is not a syntax error to it).
-		{"FETCH 0:x FLAGS", "NO"},
-		{"FETCH 1:2,,3 FLAGS", "NO"},
+		// A malformed sequence set is a syntax error (beta.8 answered NO
+		// [SERVERBUG]; pkg/imapserver's fork makes it BAD).
+		{"FETCH 0:x FLAGS", "BAD"},
+		{"FETCH 1:2,,3 FLAGS", "BAD"},
 		{"FETCH 1 (FLAGS", "BAD"},
 		{"UID FETCH 1:* (NOSUCHITEM)", "BAD"},
 		{"STORE 1 +FLAGS (\\Seen", "BAD"},

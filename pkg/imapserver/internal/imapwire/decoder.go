@@ -545,7 +545,8 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		// mailbus: a syntax error (BAD), not an internal one.
+		return dec.returnErr(&DecoderExpectError{Message: "malformed sequence-set: " + err.Error()})
 	}
 
 	switch kind {
