@@ -390,3 +390,106 @@ func TestCondStoreBadInput(t *testing.T) {
 		t.Errorf("FETCH MODSEQ after the bad input: %q", got)
 	}
 }
+
+var uidValidityRE = regexp.MustCompile(`^\* OK \[UIDVALIDITY (\d+)\]`)
+
+// TestQResync: with QRESYNC enabled, an expunge is told as VANISHED (by
+// another device's deletion, EXPUNGE and MOVE), SELECT (QRESYNC (...))
+// tells a reconnecting client what vanished and what changed since its
+// state, and UID FETCH (CHANGEDSINCE n VANISHED) does the same for a
+// UID set.
+func TestQResync(t *testing.T) {
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	a := e.appendMsg(inbox.Id, testMail("a"))
+	b := e.appendMsg(inbox.Id, testMail("b"))
+	c := e.appendMsg(inbox.Id, testMail("c"))
+	d := e.appendMsg(inbox.Id, testMail("d"))
+	tok, _ := e.token(false, acct.Id)
+	gw := e.gateway(nil)
+
+	w := gw.wire(t, "work", tok)
+	if caps := w.ok("CAPABILITY"); len(caps) != 1 || !slices.Contains(strings.Fields(caps[0]), "QRESYNC") {
+		t.Errorf("CAPABILITY: %q", caps)
+	}
+	// Not enabled: the QRESYNC syntax is BAD.
+	for _, cmd := range []string{"SELECT INBOX (QRESYNC (1 1))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)"} {
+		if _, got := w.cmd(cmd); !strings.HasPrefix(got, "BAD") {
+			t.Errorf("%s without ENABLE QRESYNC: %s", cmd, got)
+		}
+	}
+	if got := w.ok("ENABLE QRESYNC"); !slices.Equal(got, []string{"* ENABLED QRESYNC"}) {
+		t.Errorf("ENABLE QRESYNC: %q", got)
+	}
+	var uidValidity string
+	for _, l := range w.ok("SELECT INBOX") {
+		if m := uidValidityRE.FindStringSubmatch(l); m != nil {
+			uidValidity = m[1]
+		}
+	}
+	before := w.selectModSeq("SELECT INBOX")
+
+	// Another device flags b and deletes a: VANISHED, not EXPUNGE.
+	flagged := e.setFlags(acct.Id, b.Id, `\Flagged`)
+	if _, err := e.mailboxes().DeleteMessages(callCtx(t), &mailbusv1.DeleteMessagesRequest{AccountId: acct.Id, MessageIds: []string{a.Id}, DeviceId: "phone"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.noopUntil("VANISHED"), fmt.Sprintf("* VANISHED %d", a.ImapUid); got != want {
+		t.Errorf("another device's deletion: %q, want %q", got, want)
+	}
+	// The client's own EXPUNGE and MOVE: VANISHED too.
+	w.ok(fmt.Sprintf("UID STORE %d +FLAGS.SILENT (\\Deleted)", c.ImapUid))
+	if got, want := w.ok("EXPUNGE"), []string{fmt.Sprintf("* VANISHED %d", c.ImapUid)}; !slices.Equal(got, want) {
+		t.Errorf("EXPUNGE: %q, want %q", got, want)
+	}
+	w.ok("CREATE Archive")
+	if got := w.ok(fmt.Sprintf("UID MOVE %d Archive", d.ImapUid)); len(got) != 2 || got[1] != fmt.Sprintf("* VANISHED %d", d.ImapUid) {
+		t.Errorf("MOVE: %q, want COPYUID then VANISHED %d", got, d.ImapUid)
+	}
+
+	// A client reconnecting with its state from before: what vanished
+	// (a, c, d; the store keeps no tombstones, so every UID of its range
+	// not in the mailbox), then what changed (b), before the tagged OK.
+	w2 := gw.wire(t, "work", tok)
+	w2.ok("ENABLE QRESYNC")
+	got := w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d %d:%d))", uidValidity, before, a.ImapUid, d.ImapUid))
+	wantVanished := fmt.Sprintf("* VANISHED (EARLIER) %d,%d:%d", a.ImapUid, c.ImapUid, d.ImapUid)
+	wantFetch := fmt.Sprintf("* 1 FETCH (UID %d FLAGS (\\Flagged) MODSEQ (%d))", b.ImapUid, flagged.State)
+	if i := slices.Index(got, wantVanished); i < 0 || len(got) != i+2 || got[i+1] != wantFetch {
+		t.Errorf("SELECT (QRESYNC): %q, want ... %q, %q", got, wantVanished, wantFetch)
+	}
+	now := w2.selectModSeq(fmt.Sprintf("EXAMINE INBOX (QRESYNC (%s %d))", uidValidity, before))
+	// With the current state: nothing vanished, nothing changed; and the
+	// mailbox selected before is closed first.
+	got = w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d))", uidValidity, now))
+	if slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "VANISHED") || strings.Contains(l, "FETCH") }) ||
+		!slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "* OK [CLOSED]") }) {
+		t.Errorf("SELECT (QRESYNC) with the current state: %q", got)
+	}
+	// Another UIDVALIDITY: the client's cache is not of this mailbox,
+	// nothing is told.
+	got = w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%d %d))", 1, before))
+	if slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "VANISHED") || strings.Contains(l, "FETCH") }) {
+		t.Errorf("SELECT (QRESYNC) with another UIDVALIDITY: %q", got)
+	}
+	// UID FETCH (CHANGEDSINCE n VANISHED).
+	got = w2.ok(fmt.Sprintf("UID FETCH %d:%d (FLAGS) (CHANGEDSINCE %d VANISHED)", b.ImapUid, d.ImapUid, before))
+	if want := []string{fmt.Sprintf("* VANISHED (EARLIER) %d:%d", c.ImapUid, d.ImapUid), wantFetch}; !slices.Equal(got, want) {
+		t.Errorf("UID FETCH (CHANGEDSINCE VANISHED): %q, want %q", got, want)
+	}
+	for _, cmd := range []string{
+		"UID FETCH 1:* (FLAGS) (VANISHED)",
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+		"SELECT INBOX (QRESYNC (0 1))",
+		"SELECT INBOX (QRESYNC (1 0))",
+		"SELECT INBOX (QRESYNC (1))",
+		"SELECT INBOX (QRESYNC (1 1 x))",
+		"SELECT INBOX (QRESYNC (1 1 1:5 (1:2)))",
+	} {
+		if _, got := w2.cmd(cmd); !strings.HasPrefix(got, "BAD") {
+			t.Errorf("%s: %s, want BAD", cmd, got)
+		}
+	}
+	// With seq-match-data (read, not needed).
+	w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d 1:%d (1:2 %d:%d)))", uidValidity, before, d.ImapUid, a.ImapUid, b.ImapUid))
+}

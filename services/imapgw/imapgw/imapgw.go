@@ -228,6 +228,7 @@ var Caps = imap.CapSet{
 	imap.CapListStatus:   {},
 	imap.CapLiteralPlus:  {},
 	imap.CapCondStore:    {},
+	imap.CapQResync:      {},
 	imap.CapChildren:     {},
 	imap.CapESearch:      {},
 }

@@ -91,7 +91,7 @@ func TestRemoveAndTell(t *testing.T) {
 		sel.msgs = append(sel.msgs, message{id: fmt.Sprint(i), uid: uint32(i + 1)})
 	}
 	var got []uint32
-	if err := removeAndTell(sel, []string{"7", "2", "3", "42", "9"}, func(seq uint32) error { got = append(got, seq); return nil }); err != nil {
+	if err := removeAndTell(sel, []string{"7", "2", "3", "42", "9"}, func(seq uint32, _ imap.UID) error { got = append(got, seq); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if want := []uint32{10, 8, 4, 3}; !slices.Equal(got, want) {
@@ -118,7 +118,7 @@ func BenchmarkRemoveAndTell(b *testing.B) {
 	}
 	for b.Loop() {
 		sel := &selected{msgs: slices.Clone(all)}
-		if err := removeAndTell(sel, ids, func(uint32) error { return nil }); err != nil {
+		if err := removeAndTell(sel, ids, func(uint32, imap.UID) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}

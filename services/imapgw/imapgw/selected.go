@@ -249,17 +249,6 @@ func (s *selected) add(m message) bool {
 	return true
 }
 
-// remove takes a message out of the view and returns its sequence number
-// as the client knew it (0 when it was not in the view).
-func (s *selected) remove(id string) uint32 {
-	i := s.index(id)
-	if i < 0 {
-		return 0
-	}
-	s.msgs = slices.Delete(s.msgs, i, i+1)
-	return uint32(i + 1)
-}
-
 func (s *selected) flushExists(w *imapserver.UpdateWriter) error {
 	if !s.pendingExists {
 		return nil
@@ -370,8 +359,9 @@ func (s *selected) expungeAt(w *imapserver.UpdateWriter, i int) error {
 	if err := s.flushExists(w); err != nil {
 		return err
 	}
+	uid := s.msgs[i].uid
 	s.msgs = slices.Delete(s.msgs, i, i+1)
-	return w.WriteExpunge(uint32(i + 1))
+	return w.WriteExpungeUID(uint32(i+1), imap.UID(uid))
 }
 
 func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
@@ -381,10 +371,7 @@ func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
 	if err := s.flushExists(w); err != nil {
 		return err
 	}
-	if seq := s.remove(id); seq != 0 {
-		return w.WriteExpunge(seq)
-	}
-	return nil
+	return s.expungeAt(w, s.index(id))
 }
 
 // resync lists the mailbox again after lost events and tells the client

@@ -772,7 +772,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		if err != nil && status.Code(err) != codes.NotFound {
 			return imapError(err, "expunge")
 		}
-		if err := s.removeAndTell(chunk, w.WriteExpunge); err != nil {
+		if err := s.removeAndTell(chunk, w.WriteExpungeUID); err != nil {
 			return err
 		}
 	}
@@ -824,11 +824,11 @@ func isGone(err error) bool {
 // removeAndTell takes messages out of the view, telling the client each
 // sequence number from the highest down (each stays valid that way): one
 // pass over the view and one compaction, whatever the number of ids.
-func (s *session) removeAndTell(ids []string, write func(uint32) error) error {
+func (s *session) removeAndTell(ids []string, write func(seq uint32, uid imap.UID) error) error {
 	return removeAndTell(s.sel, ids, write)
 }
 
-func removeAndTell(sel *selected, ids []string, write func(uint32) error) error {
+func removeAndTell(sel *selected, ids []string, write func(seq uint32, uid imap.UID) error) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -836,11 +836,15 @@ func removeAndTell(sel *selected, ids []string, write func(uint32) error) error 
 	for _, id := range ids {
 		set[id] = struct{}{}
 	}
-	var seqs []uint32
+	type removed struct {
+		seq uint32
+		uid imap.UID
+	}
+	var gone []removed
 	kept := sel.msgs[:0]
 	for i, m := range sel.msgs {
 		if _, ok := set[m.id]; ok {
-			seqs = append(seqs, uint32(i+1))
+			gone = append(gone, removed{uint32(i + 1), imap.UID(m.uid)})
 			continue
 		}
 		kept = append(kept, m)
@@ -850,8 +854,8 @@ func removeAndTell(sel *selected, ids []string, write func(uint32) error) error 
 	if write == nil {
 		return nil
 	}
-	for _, seq := range slices.Backward(seqs) {
-		if err := write(seq); err != nil {
+	for _, r := range slices.Backward(gone) {
+		if err := write(r.seq, r.uid); err != nil {
 			return err
 		}
 	}
@@ -1157,7 +1161,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 		if err != nil {
 			if len(moved) > 0 {
 				// Tell what did move before failing.
-				if err := s.removeAndTell(moved, w.WriteExpunge); err != nil {
+				if err := s.removeAndTell(moved, w.WriteExpungeUID); err != nil {
 					return err
 				}
 			}
@@ -1169,7 +1173,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 			return err
 		}
 	}
-	return s.removeAndTell(moved, w.WriteExpunge)
+	return s.removeAndTell(moved, w.WriteExpungeUID)
 }
 
 // raw reads a message's raw bytes.
