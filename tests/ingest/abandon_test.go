@@ -32,12 +32,16 @@ func (r *shortReader) Read(p []byte) (int, error) {
 // several chunks (a *BodyError) and Abandon commit the message sent in
 // full before it, unflushed, and drop the half-sent one: the store has
 // message 0 byte-exact and nothing of message 1, which a retry then
-// stores whole.
+// stores whole. On TCP and on the store's in-process channel.
 func TestAbandonRealStore(t *testing.T) {
+	eachTransport(t, abandonRealStore)
+}
+
+func abandonRealStore(t *testing.T, inProcess bool) {
 	const chunk = 1024
-	e := startStore(t)
+	e := startStoreOn(t, inProcess)
 	account := e.pop3Account(t)
-	svc := mailbusv1.NewIngestServiceClient(e.dial(t, e.serviceToken))
+	svc := mailbusv1.NewIngestServiceClient(e.connect(t, e.serviceToken, nil))
 	msgs := [][]byte{message(0, 300), message(1, 5*chunk-10)}
 	meta := func(i int) *mailbusv1.IngestMeta {
 		return &mailbusv1.IngestMeta{AccountId: account, Upstream: &mailbusv1.UpstreamId{Uidl: "uidl-" + strconv.Itoa(i)},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailbus/mailbus/pkg/apitoken"
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
+	"github.com/mailbus/mailbus/pkg/inproc"
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/store/store"
 	"github.com/mailbus/mailbus/services/store/storetest"
@@ -37,6 +38,9 @@ type env struct {
 	mailboxes    mailbusv1.MailboxServiceClient
 	run          func(lis net.Listener) (stop func())
 	stop         func()
+	// inProcess, when set, is the store's in-process channel, which the
+	// fetcher's side of the test (connect) uses (decision 0045).
+	inProcess *inproc.Channel
 }
 
 func startNATS(t testing.TB) string {
@@ -60,12 +64,22 @@ func startNATS(t testing.TB) string {
 
 func startStore(t testing.TB) *env {
 	t.Helper()
+	return startStoreOn(t, false)
+}
+
+// startStoreOn is startStore; with inProcess the store also serves its
+// in-process channel, as in mailbus serve, and connect uses it.
+func startStoreOn(t testing.TB, inProcess bool) *env {
+	t.Helper()
 	natsURL := startNATS(t)
 	key, err := secretbox.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &env{}
+	if inProcess {
+		e.inProcess = inproc.New()
+	}
 	if e.serviceToken, _, err = apitoken.Generate(); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +90,7 @@ func startStore(t testing.TB) *env {
 			AdminTokenFile: adminTokenFile, ServiceToken: e.serviceToken,
 			Listener: lis, MetricsListen: "-", NATSURL: natsURL, DataDir: dataDir, SecretKey: key,
 			Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: prometheus.NewRegistry(),
+			InProcess: e.inProcess,
 		})
 		e.addr = addr
 		return stop
@@ -115,6 +130,43 @@ func (e *env) dial(t testing.TB, token string, opts ...grpc.DialOption) *grpc.Cl
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// connect is the fetcher's connection to the store with token: the
+// store's in-process channel when it has one, else dialed over TCP; si,
+// when set, intercepts its streams.
+func (e *env) connect(t testing.TB, token string, si grpc.StreamClientInterceptor) grpc.ClientConnInterface {
+	t.Helper()
+	if e.inProcess == nil {
+		if si == nil {
+			return e.dial(t, token)
+		}
+		return e.dial(t, token, grpc.WithStreamInterceptor(si))
+	}
+	cc := e.inProcess.Conn(apitoken.Credentials(token))
+	if si == nil {
+		return cc
+	}
+	return intercepted{Conn: cc, si: si}
+}
+
+// intercepted runs a stream interceptor on an in-process connection.
+type intercepted struct {
+	*inproc.Conn
+	si grpc.StreamClientInterceptor
+}
+
+func (c intercepted) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.si(ctx, desc, nil, method, func(ctx context.Context, desc *grpc.StreamDesc, _ *grpc.ClientConn, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return c.Conn.NewStream(ctx, desc, method, opts...)
+	}, opts...)
+}
+
+// eachTransport runs f with the fetcher on a TCP connection to the store
+// and on its in-process channel (mailbus serve, decision 0045).
+func eachTransport(t *testing.T, f func(t *testing.T, inProcess bool)) {
+	t.Run("tcp", func(t *testing.T) { f(t, false) })
+	t.Run("inproc", func(t *testing.T) { f(t, true) })
 }
 
 func callCtx(t testing.TB) context.Context {

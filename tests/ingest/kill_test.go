@@ -37,9 +37,9 @@ type kill struct {
 
 // cutConn is a connection to the store whose first IngestMessages stream
 // is cut (or the store stopped) where k says.
-func (e *env) cutConn(t *testing.T, k kill) *grpc.ClientConn {
+func (e *env) cutConn(t *testing.T, k kill) grpc.ClientConnInterface {
 	var once sync.Once
-	return e.dial(t, e.serviceToken, grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return e.connect(t, e.serviceToken, func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		if method != mailbusv1.IngestService_IngestMessages_FullMethodName {
 			return streamer(ctx, desc, cc, method, opts...)
 		}
@@ -58,7 +58,7 @@ func (e *env) cutConn(t *testing.T, k kill) *grpc.ClientConn {
 				cancel()
 			})
 		}}, nil
-	}))
+	})
 }
 
 type cutStream struct {
@@ -121,8 +121,15 @@ func message(i, n int) []byte {
 //
 // Message 1 is the one the cuts aim at; it takes 5 chunks, the others
 // one. Each message is flushed and answered before the next is sent, so
-// what the store has at the cut is known.
+// what the store has at the cut is known. It runs with the fetcher on TCP
+// and on the store's in-process channel (mailbus serve, decision 0045),
+// where a cut is the stream's context cancelled and reaches the store's
+// handler the same way.
 func TestKillAtEachStep(t *testing.T) {
+	eachTransport(t, killAtEachStep)
+}
+
+func killAtEachStep(t *testing.T, inProcess bool) {
 	const chunk = 1024
 	msgs := [][]byte{message(0, 300), message(1, 5*chunk-10), message(2, 700)}
 	cases := []struct {
@@ -144,7 +151,7 @@ func TestKillAtEachStep(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startStore(t)
+			e := startStoreOn(t, inProcess)
 			account := e.pop3Account(t)
 			meta := func(i int) *mailbusv1.IngestMeta {
 				return &mailbusv1.IngestMeta{AccountId: account, Upstream: &mailbusv1.UpstreamId{Uidl: "uidl-" + strconv.Itoa(i)},
@@ -192,7 +199,7 @@ func TestKillAtEachStep(t *testing.T) {
 			}
 
 			e.restart(t)
-			svc := mailbusv1.NewIngestServiceClient(e.dial(t, e.serviceToken))
+			svc := mailbusv1.NewIngestServiceClient(e.connect(t, e.serviceToken, nil))
 			atCut, _ := e.stored(t, svc, account)
 			for i := range acked {
 				if atCut["uidl-"+strconv.Itoa(i)] == nil {
