@@ -423,14 +423,19 @@ func TestSharedBuffersNotReused(t *testing.T) {
 	var msgs []msg
 	for i := range 20 {
 		b := bytes.Repeat([]byte{byte('a' + i)}, 100+i*997)
+		if i == 15 {
+			b = bytes.Repeat([]byte{'z'}, 2*c.cfg.ChunkSize) // two chunks exactly
+		}
 		declared := len(b)
-		switch i % 4 {
+		switch i % 5 {
 		case 1:
 			declared = len(b) / 2 // more than declared
 		case 2:
 			declared = len(b) + 10 // less than declared
 		case 3:
 			declared = 0 // none
+		case 4:
+			declared = len(b) - 1 // one octet more than declared
 		}
 		msgs = append(msgs, msg{b, declared})
 		if _, err := s.Send(meta(fmt.Sprint(i), declared), bytes.NewReader(b)); err != nil {
@@ -443,11 +448,15 @@ func TestSharedBuffersNotReused(t *testing.T) {
 	reqs := <-f.got
 	var got [][]byte
 	var cur []byte
-	var firstCap []int
+	var firstCap, requests []int
 	for _, r := range reqs {
 		if r.Meta != nil {
 			cur = nil
 			firstCap = append(firstCap, cap(r.Data))
+			requests = append(requests, 0)
+		}
+		if r.Meta != nil || len(r.Data) > 0 || r.EndOfMessage {
+			requests[len(requests)-1]++
 		}
 		if len(r.Data) > c.cfg.ChunkSize {
 			t.Errorf("a request of %d octets; want at most the chunk size", len(r.Data))
@@ -466,6 +475,9 @@ func TestSharedBuffersNotReused(t *testing.T) {
 		}
 		if m.declared == len(m.body) && len(m.body) <= c.cfg.ChunkSize && firstCap[i] != len(m.body) {
 			t.Errorf("message %d of its declared %d octets came in a buffer of %d", i, m.declared, firstCap[i])
+		}
+		if chunks := (len(m.body) + c.cfg.ChunkSize - 1) / c.cfg.ChunkSize; m.declared == len(m.body) && requests[i] != chunks {
+			t.Errorf("message %d of its declared size (%d chunks) came in %d requests; want its end with its last chunk", i, chunks, requests[i])
 		}
 	}
 }

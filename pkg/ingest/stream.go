@@ -29,6 +29,11 @@ type Stream struct {
 	shared  bool
 	slots   chan struct{}
 	scratch *[]byte // shared: where a body beyond its declared size is read
+	// carry is the byte read past a body's declared size while looking
+	// for its end (shared), and carryEOF says the body ended after it.
+	carry    [1]byte
+	carrying bool
+	carryEOF bool
 
 	// The caller's state.
 	open       bool  // a message has started and not ended
@@ -135,6 +140,7 @@ func (s *Stream) Send(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error)
 // message declaring none) is read into the stream's scratch buffer and
 // handed over as a copy of its own size.
 func (s *Stream) sendShared(meta *mailbusv1.IngestMeta, body io.Reader) (int64, error) {
+	s.carrying, s.carryEOF = false, false
 	var total int64
 	first := true
 	for {
@@ -174,21 +180,57 @@ func (s *Stream) sendShared(meta *mailbusv1.IngestMeta, body io.Reader) (int64, 
 
 // readShared reads the next chunk of a body into a buffer the store may
 // keep: one of the declared size left (up to a chunk), or, past it, a
-// copy of what the scratch buffer got.
+// copy of what the scratch buffer got. A body that fills its declared
+// size is read once more for its end, so that a message of the size it
+// declared goes out as one request with its end_of_message (a byte found
+// there instead starts the next chunk).
 func (s *Stream) readShared(body io.Reader, declaredLeft int64) (data []byte, eof bool, err error) {
 	if declaredLeft > 0 {
 		buf := make([]byte, min(int64(s.c.cfg.ChunkSize), declaredLeft))
 		n, eof, err := fill(body, buf)
+		if err == nil && !eof && int64(n) == declaredLeft {
+			eof, err = s.probeEnd(body)
+		}
 		return buf[:n], eof, err
 	}
 	if s.scratch == nil {
 		s.scratch = s.c.bufs.Get().(*[]byte)
 	}
-	n, eof, err := fill(body, *s.scratch)
+	scratch := *s.scratch
+	var n int
+	if s.carrying {
+		scratch[0], n, s.carrying = s.carry[0], 1, false
+		if s.carryEOF {
+			return bytes.Clone(scratch[:n]), true, nil
+		}
+	}
+	k, eof, err := fill(body, scratch[n:])
+	n += k
 	if n == 0 {
 		return nil, eof, err
 	}
-	return bytes.Clone((*s.scratch)[:n]), eof, err
+	return bytes.Clone(scratch[:n]), eof, err
+}
+
+// probeEnd reads one byte past a body's declared size: none means the
+// body ended there; one is kept for the next chunk.
+func (s *Stream) probeEnd(body io.Reader) (eof bool, err error) {
+	for {
+		k, err := body.Read(s.carry[:])
+		if k == 1 {
+			s.carrying, s.carryEOF = true, err == io.EOF
+			if err == io.EOF {
+				err = nil
+			}
+			return false, err
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }
 
 // fill reads into buf until it is full or the body ends.

@@ -400,21 +400,34 @@ func (cs *clientStream) SendMsg(m any) error {
 }
 
 func (cs *clientStream) RecvMsg(m any) error {
+	// A call that is over tells its own status, even if the client's
+	// context ended since.
+	select {
+	case <-cs.done:
+		return cs.end()
+	default:
+	}
 	select {
 	case v := <-cs.toClient:
 		// v is the handler's message when shared, else a clone of it
 		// that only this side holds.
 		return pass(m, v, true)
 	case <-cs.done:
-		// The handler's sends each waited for a receiver: none is left.
-		setCallMetadata(cs.opts, cs.ts.header(), cs.ts.trailer())
-		if cs.err != nil {
-			return cs.err
-		}
-		return io.EOF
+		return cs.end()
 	case <-cs.ctx.Done():
 		return status.FromContextError(cs.ctx.Err()).Err()
 	}
+}
+
+// end is RecvMsg's answer once the handler returned: its status, or
+// io.EOF. The handler's sends each waited for a receiver, so no message
+// is left.
+func (cs *clientStream) end() error {
+	setCallMetadata(cs.opts, cs.ts.header(), cs.ts.trailer())
+	if cs.err != nil {
+		return cs.err
+	}
+	return io.EOF
 }
 
 // serverStream is the handler's end of a stream.
