@@ -400,6 +400,14 @@ func (dec *Decoder) Quoted(ptr *string) bool {
 			}
 		}
 
+		if ch == '\r' || ch == '\n' {
+			// mailbus: a quoted string ends on its line (RFC 3501's
+			// QUOTED-CHAR has no CR or LF); beta.8 read on into the next
+			// lines, and the command waited for a closing quote.
+			dec.mustUnreadByte()
+			return dec.returnErr(&DecoderExpectError{Message: "unterminated quoted string"})
+		}
+
 		sb.WriteByte(ch)
 	}
 	*ptr = sb.String()
