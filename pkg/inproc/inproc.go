@@ -25,6 +25,12 @@
 //
 // # What the network server does that this does not
 //
+// A stream message is handed over once the other side takes it: there
+// are no flow-control windows to give slack, so a client of a
+// bidirectional stream must read its answers while it sends (pkg/ingest
+// does, in a goroutine of its own), as a handler that answers while it
+// reads must (the store's ingest handler does).
+//
 // There is no message size limit (the callers are in the same process;
 // the handlers check their own limits, as the store's ingest does per
 // message), no keepalive (nothing can vanish), and no InTapHandle (the
