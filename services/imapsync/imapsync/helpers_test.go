@@ -36,6 +36,7 @@ import (
 	"github.com/mailbus/mailbus/pkg/secretbox"
 	"github.com/mailbus/mailbus/services/imapsync/imapsync"
 	"github.com/mailbus/mailbus/services/store/store"
+	"github.com/mailbus/mailbus/services/store/storetest"
 )
 
 // waitLong bounds waiting for something that must happen; no test asserts
@@ -113,38 +114,12 @@ func startStore(t testing.TB) *env {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	e := &env{t: t, natsURL: ns.ClientURL(), dataDir: dataDir}
 	e.runStore = func(lis net.Listener) func() {
-		ready := make(chan string, 1)
-		s, err := store.New(store.Config{
+		addr, stop := storetest.Run(t, store.Config{
 			AdminTokenFile: adminTokenFile, ServiceToken: serviceToken,
 			Listener: lis, MetricsListen: "-", NATSURL: ns.ClientURL(), DataDir: dataDir, SecretKey: key,
 			WatchPollInterval: 50 * time.Millisecond, Logger: testLogger(t), Registry: prometheus.NewRegistry(),
-			Ready: func(addr string) { ready <- addr },
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				cancel()
-				select {
-				case <-done:
-				case <-time.After(waitLong):
-					t.Error("store did not stop")
-				}
-			})
-		}
-		t.Cleanup(stop)
-		select {
-		case e.addr = <-ready:
-		case err := <-done:
-			t.Fatalf("store stopped: %v", err)
-		case <-time.After(waitLong):
-			t.Fatal("store not ready")
-		}
+		e.addr = addr
 		return stop
 	}
 	e.stopStore = e.runStore(lis)
