@@ -51,10 +51,6 @@ type Conn struct {
 	yield <-chan struct{}
 }
 
-// Client is the go-imap client, for commands this package does not wrap;
-// run them under Do.
-func (c *Conn) Client() *imapclient.Client { return c.c }
-
 // Caps is what the server announced after login.
 func (c *Conn) Caps() imap.CapSet { return c.caps }
 

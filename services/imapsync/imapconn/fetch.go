@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // SearchUIDs runs UID SEARCH on the selected mailbox.
@@ -129,4 +131,58 @@ func (l *literalReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("imapconn: message literal ended after %d of %d bytes: %w", l.n, l.size, io.ErrUnexpectedEOF)
 	}
 	return n, err
+}
+
+// HeaderFields is what FetchHeaderFields reads of a message.
+type HeaderFields struct {
+	UID          uint32
+	Size         int64 // RFC822.SIZE
+	InternalDate time.Time
+	// Header holds the fields asked for, as the server sent them.
+	Header []byte
+}
+
+// FetchHeaderFields reads the header fields named (BODY.PEEK[HEADER.FIELDS
+// (...)]), with UID, RFC822.SIZE and INTERNALDATE, of every message of
+// the selected mailbox (name is for errors), and calls each with every
+// message's.
+func (c *Conn) FetchHeaderFields(ctx context.Context, name string, fields []string, each func(HeaderFields)) error {
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: fields, Peek: true}
+	err := c.Do(ctx, func(g *Guard) error {
+		cmd := c.c.Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr}})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			g.Touch()
+			b, err := m.Collect()
+			if err != nil {
+				cmd.Close()
+				return err
+			}
+			each(HeaderFields{UID: uint32(b.UID), Size: b.RFC822Size, InternalDate: b.InternalDate, Header: b.FindBodySection(hdr)})
+		}
+		return cmd.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("imapconn: FETCH header fields of %s: %w", name, err)
+	}
+	return nil
+}
+
+// FetchEach runs one UID FETCH of set on the selected mailbox within an
+// operation (g is its guard, see Do) and calls each with every message
+// as it arrives, moving the deadline on. One FETCH at a time: Dovecot
+// runs pipelined FETCHes in parallel and interleaves their responses,
+// and go-imap hands each message to its command's channel, so a second
+// FETCH in flight could stall the reader behind the first. An error from
+// each abandons the connection (Abandon: the rest of the response is not
+// read) and is returned.
+func (c *Conn) FetchEach(g *Guard, set imap.UIDSet, opts *imap.FetchOptions, each func(*imapclient.FetchMessageData) error) error {
+	cmd := c.c.Fetch(set, opts)
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		g.Touch()
+		if err := each(m); err != nil {
+			c.Abandon()
+			return err
+		}
+	}
+	return cmd.Close()
 }

@@ -54,3 +54,29 @@ func (c *Conn) Append(ctx context.Context, name string, raw []byte, flags []imap
 	}
 	return data, nil
 }
+
+// List lists every mailbox (LIST "" "*", with the SPECIAL-USE attributes
+// when the server offers them, RFC 6154). It keeps at most max of them
+// and reads and drops the rest; tooMany says some were dropped.
+func (c *Conn) List(ctx context.Context, max int) (list []*imap.ListData, tooMany bool, err error) {
+	err = c.Do(ctx, func(g *Guard) error {
+		opts := &imap.ListOptions{}
+		if c.caps.Has(imap.CapSpecialUse) {
+			opts.ReturnSpecialUse = true
+		}
+		cmd := c.c.List("", "*", opts)
+		for d := cmd.Next(); d != nil; d = cmd.Next() {
+			g.Touch()
+			if len(list) == max {
+				tooMany = true
+				continue // the rest is read and dropped
+			}
+			list = append(list, d)
+		}
+		return cmd.Close()
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("imapconn: LIST: %w", err)
+	}
+	return list, tooMany, nil
+}

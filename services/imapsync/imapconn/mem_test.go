@@ -438,3 +438,89 @@ func TestAppend(t *testing.T) {
 		t.Fatalf("Append to a missing folder: %v, want a NO", err)
 	}
 }
+
+// List keeps at most max mailboxes and says when it dropped some.
+func TestList(t *testing.T) {
+	s := startMem(t, rev2Caps)
+	conn := s.dial(t)
+	for _, c := range []struct {
+		max         int
+		wantN       int
+		wantTooMany bool
+	}{
+		{10, 2, false},
+		{2, 2, false},
+		{1, 1, true},
+	} {
+		list, tooMany, err := conn.List(ctxT(t), c.max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != c.wantN || tooMany != c.wantTooMany {
+			t.Errorf("List(max %d): %d mailboxes, tooMany %v; want %d, %v", c.max, len(list), tooMany, c.wantN, c.wantTooMany)
+		}
+	}
+}
+
+// FetchHeaderFields reads only the fields asked for, with UID and size.
+func TestFetchHeaderFields(t *testing.T) {
+	s := startMem(t, rev2Caps)
+	uids := appendN(t, s.thirdParty(t), "INBOX", 2)
+	conn := s.dial(t)
+	if _, err := conn.Select(ctxT(t), "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]string{}
+	err := conn.FetchHeaderFields(ctxT(t), "INBOX", []string{"Message-ID"}, func(m imapconn.HeaderFields) {
+		if m.Size == 0 || m.InternalDate.IsZero() {
+			t.Errorf("UID %d: size %d, internal date %v", m.UID, m.Size, m.InternalDate)
+		}
+		got[m.UID] = string(m.Header)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range uids {
+		want := fmt.Sprintf("Message-ID: <m%d@example.org>\r\n\r\n", i)
+		if got[u] != want {
+			t.Errorf("UID %d: header %q, want %q", u, got[u], want)
+		}
+	}
+}
+
+// FetchEach hands over every message; an error from the callback ends
+// the FETCH there (the connection is abandoned, not drained).
+func TestFetchEach(t *testing.T) {
+	s := startMem(t, rev2Caps)
+	uids := appendN(t, s.thirdParty(t), "INBOX", 3)
+	conn := s.dial(t)
+	if _, err := conn.Select(ctxT(t), "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	opts := &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
+	var seen []uint32
+	err := conn.Do(ctxT(t), func(g *imapconn.Guard) error {
+		return conn.FetchEach(g, imapconn.UIDs(uids), opts, func(m *imapclient.FetchMessageData) error {
+			b, err := m.Collect()
+			if err != nil {
+				return err
+			}
+			seen = append(seen, uint32(b.UID))
+			return nil
+		})
+	})
+	if err != nil || !slices.Equal(seen, uids) {
+		t.Fatalf("FetchEach: %v, saw %v; want %v", err, seen, uids)
+	}
+	stop := errors.New("stop here")
+	calls := 0
+	err = conn.Do(ctxT(t), func(g *imapconn.Guard) error {
+		return conn.FetchEach(g, imapconn.UIDs(uids), opts, func(*imapclient.FetchMessageData) error {
+			calls++
+			return stop
+		})
+	})
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("FetchEach with a failing callback: %v after %d calls, want %v after 1", err, calls, stop)
+	}
+}

@@ -112,27 +112,13 @@ func (w *account) fetchBodies(ctx context.Context, c *imapconn.Conn, mb mailboxR
 	body := &imap.FetchItemBodySection{Peek: true}
 	opts := &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{body}}
 	err = c.Do(ctx, func(g *imapconn.Guard) error {
-		// One FETCH at a time: Dovecot runs pipelined FETCHes in parallel
-		// and interleaves their responses, and go-imap hands each message
-		// to its command's channel, so a second FETCH in flight could
-		// stall the reader behind the first.
 		for _, b := range batches {
-			set := imap.UIDSet{}
-			for _, u := range b {
-				set.AddNum(imap.UID(u))
-			}
-			cmd := c.Client().Fetch(set, opts)
 			var batchBytes int64
-			for m := cmd.Next(); m != nil; m = cmd.Next() {
-				g.Touch()
+			err := c.FetchEach(g, imapconn.UIDs(b), opts, func(m *imapclient.FetchMessageData) error {
 				fm := fetchedMessage{mb: mb, token: w.token, account: w.a.Id, flags: normFlags(flagStrings(nil))}
 				n, sent, err := fm.ingest(g, m, ing, w.s.cfg.MaxMessageSize)
-				if err != nil {
-					c.Abandon()
+				if err != nil || !sent {
 					return err
-				}
-				if !sent {
-					continue
 				}
 				w.s.metrics.messages.WithLabelValues(kind).Inc()
 				w.s.metrics.bytes.Add(float64(n))
@@ -140,8 +126,9 @@ func (w *account) fetchBodies(ctx context.Context, c *imapconn.Conn, mb mailboxR
 				mu.Lock()
 				sentFlags[fm.uid] = fm.flags
 				mu.Unlock()
-			}
-			if err := cmd.Close(); err != nil {
+				return nil
+			})
+			if err != nil {
 				return err
 			}
 			mu.Lock()

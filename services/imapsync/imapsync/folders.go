@@ -94,29 +94,12 @@ func (w *account) wanted(name, delim string) bool {
 // applied).
 func (w *account) syncFolderList(ctx context.Context) error {
 	w.relist = false
-	var list []*imap.ListData
-	tooMany := false
-	err := w.work.Do(ctx, func(g *imapconn.Guard) error {
-		opts := &imap.ListOptions{}
-		if w.work.Caps().Has(imap.CapSpecialUse) {
-			opts.ReturnSpecialUse = true
-		}
-		cmd := w.work.Client().List("", "*", opts)
-		for d := cmd.Next(); d != nil; d = cmd.Next() {
-			g.Touch()
-			if len(list) == w.s.cfg.MaxFolders {
-				tooMany = true
-				continue // the rest is read and dropped
-			}
-			list = append(list, d)
-		}
-		return cmd.Close()
-	})
-	if err == nil && tooMany {
-		return imapconn.Permanent(fmt.Sprintf("the server lists more than %d folders", w.s.cfg.MaxFolders), errTooManyFolders)
-	}
+	list, tooMany, err := w.work.List(ctx, w.s.cfg.MaxFolders)
 	if err != nil {
-		return fmt.Errorf("imapsync: LIST: %w", err)
+		return fmt.Errorf("imapsync: folder list: %w", err)
+	}
+	if tooMany {
+		return imapconn.Permanent(fmt.Sprintf("the server lists more than %d folders", w.s.cfg.MaxFolders), errTooManyFolders)
 	}
 	var ups []*mailbusv1.UpstreamMailbox
 	onServer := map[string]bool{}

@@ -76,27 +76,16 @@ func (w *account) rebind(ctx context.Context, f *folder, sel *imap.SelectData) e
 		token = resp.NextPageToken
 	}
 	server := map[string][]uint32{}
-	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	err = w.work.Do(ctx, func(g *imapconn.Guard) error {
-		cmd := w.work.Client().Fetch(imap.UIDSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{hdr}})
-		for m := cmd.Next(); m != nil; m = cmd.Next() {
-			g.Touch()
-			b, err := m.Collect()
-			if err != nil {
-				cmd.Close()
-				return err
-			}
-			id := normMessageID(headerMessageID(b.FindBodySection(hdr)))
-			if id == "" || b.UID == 0 {
-				continue
-			}
-			k := matchKey(id, b.RFC822Size, b.InternalDate.Unix())
-			server[k] = append(server[k], uint32(b.UID))
+	err = w.work.FetchHeaderFields(ctx, f.name, []string{"Message-ID"}, func(m imapconn.HeaderFields) {
+		id := normMessageID(headerMessageID(m.Header))
+		if id == "" || m.UID == 0 {
+			return
 		}
-		return cmd.Close()
+		k := matchKey(id, m.Size, m.InternalDate.Unix())
+		server[k] = append(server[k], m.UID)
 	})
 	if err != nil {
-		return fmt.Errorf("imapsync: FETCH headers of %s: %w", f.name, err)
+		return fmt.Errorf("imapsync: rebind: %w", err)
 	}
 	var pls []*mailbusv1.UpstreamPlacement
 	for k, ids := range stored {
