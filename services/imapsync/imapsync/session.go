@@ -11,7 +11,10 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 )
 
-// session runs one connected session until an error or ctx ends.
+// session runs one connected session until an error or ctx ends: it
+// opens the work connection, makes the first pass (folder list,
+// write-backs, initial syncs), starts the IDLE connections, then runs
+// the session's steps.
 func (w *account) session(ctx context.Context, connected func()) error {
 	// Operations run under octx, which ends ShutdownGrace after ctx: the
 	// step in progress when the service stops may finish, then the
@@ -43,51 +46,75 @@ func (w *account) session(ctx context.Context, connected func()) error {
 	w.s.metrics.connects.WithLabelValues("ok").Inc()
 	w.condstore = w.work.CondStore()
 	w.folders = nil
-
-	// The folder list first: write-backs name folders by id.
-	if err := w.syncFolderList(octx); err != nil {
+	if err := w.firstPass(octx); err != nil {
 		return err
 	}
-	if err := w.applyWriteBacks(octx); err != nil {
+	stopIdle := w.startIdle(ctx)
+	defer stopIdle()
+	idleOnWork = idleOnWork && w.work.Caps().Has(imap.CapIdle) && w.folders["INBOX"] != nil
+	return w.steps(ctx, octx, idleOnWork)
+}
+
+// firstPass is a session's first step: the folder list (write-backs name
+// folders by id), the pending write-backs, then the initial syncs not
+// done yet (with a second connection where the budgets allow); it
+// reports the account synced.
+func (w *account) firstPass(ctx context.Context) error {
+	if err := w.syncFolderList(ctx); err != nil {
+		return err
+	}
+	if err := w.applyWriteBacks(ctx); err != nil {
 		return err
 	}
 	w.prefetchOK = true
-	err = w.initialSyncs(octx)
+	err := w.initialSyncs(ctx)
 	w.prefetchOK = false
 	if err != nil {
 		return err
 	}
 	w.lastOK = time.Now()
 	w.progress = nil
-	w.report(octx, statusReportedStateOK, "")
+	w.report(ctx, statusReportedStateOK, "")
+	return nil
+}
 
-	// IDLE: INBOX first, then the account's idle_folders, within the
-	// connection budget (one connection is the work connection). None on
-	// a server whose IDLE was found not to push (decision 22).
-	idled := map[string]bool{}
+// startIdle starts the IDLE connections, INBOX first, then the account's
+// idle_folders, within the connection budget (one connection is the work
+// connection); none on a server whose IDLE was found not to push
+// (decision 22). They run until ctx ends or the returned stop is called,
+// which waits for them.
+func (w *account) startIdle(ctx context.Context) (stop func()) {
 	ictx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	if w.work.Caps().Has(imap.CapIdle) && !w.fresh.noPushFound() {
-		names := append([]string{"INBOX"}, w.a.IdleFolders...)
-		for _, n := range names {
-			if len(idled) >= w.s.cfg.Connections-1 {
-				break
-			}
-			if idled[n] || w.folders[n] == nil {
-				continue
-			}
-			idled[n] = true
-			wg.Add(1)
-			go func() { defer wg.Done(); w.idle(ictx, n) }()
-		}
+	stop = func() { cancel(); wg.Wait() }
+	if !w.work.Caps().Has(imap.CapIdle) || w.fresh.noPushFound() {
+		return stop
 	}
+	idled := map[string]bool{}
+	for _, n := range append([]string{"INBOX"}, w.a.IdleFolders...) {
+		if len(idled) >= w.s.cfg.Connections-1 {
+			break
+		}
+		if idled[n] || w.folders[n] == nil {
+			continue
+		}
+		idled[n] = true
+		wg.Add(1)
+		go func() { defer wg.Done(); w.idle(ictx, n) }()
+	}
+	return stop
+}
 
+// steps runs the session's steps, one at a time, until ctx ends (nil)
+// or one fails: a pass of write-backs when a device made a change (or
+// every WriteBackPoll), a sync of the folders marked dirty, a poll of the
+// others every poll interval, and a full pass when SyncNow asks. With
+// idleOnWork, the work connection IDLEs on INBOX between steps.
+func (w *account) steps(ctx, octx context.Context, idleOnWork bool) error {
 	pollT := time.NewTicker(w.pollInterval())
 	defer pollT.Stop()
 	wbT := time.NewTicker(w.s.cfg.WriteBackPoll)
 	defer wbT.Stop()
-	idleOnWork = idleOnWork && w.work.Caps().Has(imap.CapIdle) && w.folders["INBOX"] != nil
 	for {
 		var idle *imapclient.IdleCommand
 		restart := time.NewTimer(w.s.cfg.IdleRestart)
