@@ -72,49 +72,13 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			ack.WritebackId = wb.Id
-			ack.LeaseToken = w.token
-			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
-				if wb.Attempts+1 >= maxWriteBackAttempts {
-					ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
-				} else {
-					retried++
-				}
+			if err := w.acknowledge(ctx, wb, ack); err != nil {
+				return err
 			}
 			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
-				if w.retryAt == nil {
-					w.retryAt = map[string]time.Time{}
-				}
-				w.retryAt[wb.Id] = time.Now().Add(w.retryDelay(wb.Attempts + 1))
+				retried++
 				for _, k := range keys {
 					held[k] = true
-				}
-			} else {
-				delete(w.retryAt, wb.Id)
-			}
-			if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED {
-				w.recheckTargets(wb)
-			}
-			sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-			_, err = w.st.ingest.AckWriteBack(sctx, ack)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("imapsync: ack write-back %s: %w", wb.Id, err)
-			}
-			w.s.metrics.writebacks.WithLabelValues(opName(wb), stateLabelOutcome(ack.Outcome)).Inc()
-			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
-				w.markRecheckDirty()
-			}
-			if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
-				w.log.Warn("write-back not applied", "writeback", wb.Id, "op", opName(wb), "outcome", ack.Outcome, "reason", ack.Reason)
-			}
-			// Moves, deletes and appends change which messages the store
-			// has where: read its view again. (A flag change only makes
-			// the cached flags stale, and a stale flag only costs a no-op
-			// ApplyUpstreamChanges.)
-			if _, isFlags := wb.Op.(*mailbusv1.WriteBack_Flags); !isFlags {
-				for _, f := range w.folders {
-					f.known = nil
 				}
 			}
 			// An applied move or append places messages: the store then
@@ -137,6 +101,54 @@ func (w *account) applyWriteBacks(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// acknowledge tells the store a write-back's outcome. A RETRY becomes
+// FAILED after maxWriteBackAttempts; until then the write-back waits
+// retryDelay before its next attempt. A FAILED flags write-back has its
+// messages' flags read again, and any settled write-back the folders
+// with flags to read again (decision 20). A write-back other than flags
+// makes the cached view of the store stale.
+func (w *account) acknowledge(ctx context.Context, wb *mailbusv1.WriteBack, ack *mailbusv1.AckWriteBackRequest) error {
+	ack.WritebackId = wb.Id
+	ack.LeaseToken = w.token
+	if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY && wb.Attempts+1 >= maxWriteBackAttempts {
+		ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
+	}
+	if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
+		if w.retryAt == nil {
+			w.retryAt = map[string]time.Time{}
+		}
+		w.retryAt[wb.Id] = time.Now().Add(w.retryDelay(wb.Attempts + 1))
+	} else {
+		delete(w.retryAt, wb.Id)
+	}
+	if ack.Outcome == mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED {
+		w.recheckTargets(wb)
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	_, err := w.st.ingest.AckWriteBack(sctx, ack)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("imapsync: ack write-back %s: %w", wb.Id, err)
+	}
+	w.s.metrics.writebacks.WithLabelValues(opName(wb), stateLabelOutcome(ack.Outcome)).Inc()
+	if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_RETRY {
+		w.markRecheckDirty()
+	}
+	if ack.Outcome != mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_APPLIED {
+		w.log.Warn("write-back not applied", "writeback", wb.Id, "op", opName(wb), "outcome", ack.Outcome, "reason", ack.Reason)
+	}
+	// Moves, deletes and appends change which messages the store
+	// has where: read its view again. (A flag change only makes
+	// the cached flags stale, and a stale flag only costs a no-op
+	// ApplyUpstreamChanges.)
+	if _, isFlags := wb.Op.(*mailbusv1.WriteBack_Flags); !isFlags {
+		for _, f := range w.folders {
+			f.known = nil
+		}
+	}
+	return nil
 }
 
 // recheckTargets makes the next delta send the server's flags of a failed
