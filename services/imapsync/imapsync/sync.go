@@ -20,11 +20,11 @@ import (
 // write-backs are due: they are applied, and the sync goes on from its
 // cursor (decision 6: a write-back waits at most a chunk).
 func (w *account) syncFolder(ctx context.Context, f *folder) error {
-	for {
+	for resumed := false; ; resumed = true {
 		if err := w.writeBacksBetween(ctx); err != nil {
 			return err
 		}
-		done, err := w.syncFolderUntil(ctx, f, w.writeBacksDue)
+		done, err := w.syncFolderUntil(ctx, f, w.writeBacksDue, resumed)
 		if err != nil || done {
 			return err
 		}
@@ -39,15 +39,16 @@ func (w *account) syncFolder(ctx context.Context, f *folder) error {
 // its end and applies no write-backs, so that write-backs never run
 // inside write-backs.
 func (w *account) syncForWriteBack(ctx context.Context, f *folder) error {
-	_, err := w.syncFolderUntil(ctx, f, nil)
+	_, err := w.syncFolderUntil(ctx, f, nil, false)
 	return err
 }
 
 // syncFolderUntil brings one folder up to date: a resync after a
 // UIDVALIDITY change, the (rest of the) initial sync, then a delta. When
 // pause (may be nil) says so between chunks of an initial sync, it stops
-// there with done false; called again, it goes on from the cursor.
-func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() bool) (done bool, err error) {
+// there with done false; called again (resumed), it goes on from the
+// cursor, and the metrics count the parts as one folder sync.
+func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() bool, resumed bool) (done bool, err error) {
 	start := time.Now() // the check's time, once it succeeds (decision 22)
 	sel, err := w.work.Select(ctx, f.name)
 	if err != nil {
@@ -76,7 +77,9 @@ func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() b
 		st.Uidvalidity = sel.UIDValidity
 	}
 	if !st.InitialSyncDone {
-		w.s.metrics.syncs.WithLabelValues("initial").Inc()
+		if !resumed {
+			w.s.metrics.syncs.WithLabelValues("initial").Inc()
+		}
 		if done, err := w.initialSync(ctx, f, sel, pause); err != nil || !done {
 			return false, err
 		}
