@@ -113,30 +113,41 @@ func (w *account) wbMove(ctx context.Context, targets []*mailbusv1.WriteBackTarg
 			// Already gone from the source: the delete's effect holds.
 			return ack, nil
 		}
-		// Found there (moved by an earlier attempt, or by a third party):
-		// the UID the sync adopted is the placement.
-		there, err := w.placedIn(ctx, toID, maybeMoved)
+		n, err := w.placeMaybeMoved(ctx, ack, toID, maybeMoved)
 		if err != nil {
 			return nil, err
 		}
-		f := w.folderByID(toID)
-		for _, id := range maybeMoved {
-			u, ok := there[id]
-			if !ok {
-				ack.GoneMessageIds = append(ack.GoneMessageIds, id)
-				gone++
-				continue
-			}
-			if f != nil {
-				ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: f.st.GetUidvalidity(), Uid: u}})
-			}
-		}
+		gone += n
 	}
 	if total > 0 && gone == total {
 		ack.Outcome = mailbusv1.WriteBackOutcome_WRITE_BACK_OUTCOME_FAILED
 		ack.Reason = "the messages no longer exist on the server"
 	}
 	return ack, nil
+}
+
+// placeMaybeMoved looks for targets missing from their source in the
+// destination (toID), which it syncs: one found there (moved by an
+// earlier attempt, or by a third party) is placed with the UID the sync
+// adopted; the others are gone, and their number is returned.
+func (w *account) placeMaybeMoved(ctx context.Context, ack *mailbusv1.AckWriteBackRequest, toID string, ids []string) (gone int, err error) {
+	there, err := w.placedIn(ctx, toID, ids)
+	if err != nil {
+		return 0, err
+	}
+	f := w.folderByID(toID)
+	for _, id := range ids {
+		u, ok := there[id]
+		if !ok {
+			ack.GoneMessageIds = append(ack.GoneMessageIds, id)
+			gone++
+			continue
+		}
+		if f != nil {
+			ack.Placements = append(ack.Placements, &mailbusv1.UpstreamPlacement{MessageId: id, Upstream: &mailbusv1.UpstreamId{MailboxId: toID, Uidvalidity: f.st.GetUidvalidity(), Uid: u}})
+		}
+	}
+	return gone, nil
 }
 
 // copyLeftBehind handles a move without MOVE whose COPY succeeded but
