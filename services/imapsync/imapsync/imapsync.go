@@ -33,6 +33,10 @@
 // does not verify) parks the account with an account.status PARKED; any
 // other error reconnects after a jittered backoff (RETRYING). Every IMAP
 // operation has a deadline (the connection is closed when it passes).
+//
+// This package holds the decisions; the IMAP commands, the login and the
+// deadlines are package imapconn's. Each account's session loop is the
+// one driver of write-backs and syncs (decision 46).
 package imapsync
 
 import (
