@@ -34,7 +34,7 @@ func startOAuthDovecot(t testing.TB, srv *oauthtest.Server) *dovecottest.Server 
 }
 
 // TestDovecotOAuthMechanisms: IMAP AUTHENTICATE with XOAUTH2 and
-// OAUTHBEARER (imapsync's SASL clients) against Dovecot's oauth2 passdb:
+// OAUTHBEARER (imapconn's SASL clients) against Dovecot's oauth2 passdb:
 // Dovecot offers both, imapsync chooses OAUTHBEARER; a right token logs
 // in; a wrong token, an ended one, or another user's are refused: with
 // OAUTHBEARER, NO [AUTHENTICATIONFAILED] after the error challenge and
@@ -89,7 +89,7 @@ func TestDovecotOAuthMechanisms(t *testing.T) {
 				}
 				if mech == "XOAUTH2" {
 					// The error challenge is the verdict; the connection
-					// is dropped (see imapsync's xoauth2).
+					// is dropped (see imapconn's xoauth2).
 					var refused *imapconn.TokenRefusedError
 					if !errors.As(err, &refused) || !strings.Contains(refused.Status, "status") {
 						t.Fatalf("AUTHENTICATE %s = %v, want the server's error challenge", mech, err)
