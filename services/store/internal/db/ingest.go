@@ -229,6 +229,7 @@ func (b *IngestBatch) Commit(ctx context.Context) ([]*mailbusv1.IngestResult, ui
 	var state uint64
 	origin := &mailbusv1.Origin{Kind: mailbusv1.OriginKind_ORIGIN_KIND_UPSTREAM}
 	err := b.d.inTx(ctx, origin, func(t *tx) error {
+		t.messageIDsWanted = len(preps)
 		h, err := t.readIngestHints(ctx, preps)
 		if err != nil {
 			return err
@@ -350,41 +351,92 @@ func (t *tx) ingestOne(ctx context.Context, p *prepared, h *ingestHints) (id int
 
 // insertMessage stores the blob (once per hash) and the message row, with
 // its IMAP UID in the mailbox and a message.created event.
+//
+// On SQLite these are three statements (one writer in process: a
+// statement costs no round trip). On PostgreSQL they are one, so that a
+// new message costs one round trip instead of three: the message's id is
+// taken from its sequence beforehand (nextMessageID), which lets the
+// event be built before the row exists, and the blob and message inserts
+// run in one statement with data-modifying WITH parts (every part of such
+// a statement runs, and the message's foreign key to its blob is checked
+// at the statement's end, when the blob row is there).
 func (t *tx) insertMessage(ctx context.Context, a *lockedAccount, p *prepared, mailbox, upMailbox, uidvalidity, uid int64, uidl sql.NullString) (int64, int64, error) {
-	if err := t.putBlob(ctx, p); err != nil {
-		return 0, 0, err
+	pg := t.d.dialect == Postgres
+	if !pg {
+		if _, err := t.exec(ctx, insertBlobSQL, blobArgs(t, p)...); err != nil {
+			return 0, 0, fmt.Errorf("db: store blob: %w", err)
+		}
 	}
 	imapUID, err := t.nextIMAPUID(ctx, mailbox)
 	if err != nil {
 		return 0, 0, err
 	}
 	state := a.next()
-	id, err := t.insertReturningID(ctx, `INSERT INTO messages (account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq, imap_uid)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.id, mailbox, upMailbox, uidvalidity, uid, uidl, p.hash, len(p.item.Raw), mailflags.Join(p.flags),
-		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state, imapUID)
+	row := []any{a.id, mailbox, upMailbox, uidvalidity, uid, uidl, p.hash, len(p.item.Raw), mailflags.Join(p.flags),
+		boolInt(mailflags.Contains(p.flags, mailflags.Seen)), p.date, p.summary, state, state, imapUID}
+	var id int64
+	if pg {
+		id, err = t.nextMessageID(ctx)
+	} else {
+		id, err = t.insertRowID(ctx, insertMessageSQL, row...)
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("db: insert message: %w", err)
 	}
 	m := messageRow{id: id, account: a.id, mailbox: mailbox, hash: p.hash, size: int64(len(p.item.Raw)), flags: p.flags, internalDate: p.date, summary: p.summary, modseq: state, imapUID: imapUID}
 	atts, omitted := eventAttachments(p.attachments)
 	created := &mailbusv1.MessageCreated{Message: m.toMarshalledSummary(), Attachments: atts, OmittedAttachments: omitted}
-	if err := t.emit(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: created}}); err != nil {
+	ev, err := t.eventRow(ctx, a.id, state, id, &mailbusv1.Event{Payload: &mailbusv1.Event_MessageCreated{MessageCreated: created}})
+	if err != nil {
 		return 0, 0, err
 	}
+	if !pg {
+		if err := t.writeEvent(ctx, a.id, ev); err != nil {
+			return 0, 0, err
+		}
+		return id, state, nil
+	}
+	args := append(append(append([]any{id}, row...), ev...), pgBlobArgs(t, p)...)
+	if _, err := t.exec(ctx, pgInsertMessageSQL, args...); err != nil {
+		return 0, 0, fmt.Errorf("db: insert message: %w", err)
+	}
+	t.emitted(a.id)
 	return id, state, nil
 }
 
-func (t *tx) putBlob(ctx context.Context, p *prepared) error {
+// The statements of insertMessage.
+const (
+	insertBlobSQL     = `INSERT INTO blobs (hash, size, data, in_file, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`
+	messageInsColumns = `account_id, mailbox_id, up_mailbox_id, uidvalidity, uid, uidl, blob_hash, size, flags, seen, internal_date, summary, modseq, created_modseq, imap_uid`
+	insertMessageSQL  = `INSERT INTO messages (` + messageInsColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// pgInsertMessageSQL takes the message's id and row, the event's
+	// arguments, then the blob's (pgBlobArgs). The body is the last
+	// argument: the driver appends the arguments to one buffer, which then
+	// grows once for the body instead of being copied again for each
+	// argument after it.
+	pgInsertMessageSQL = `WITH message AS (INSERT INTO messages (id, ` + messageInsColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)),
+		event AS (` + insertEventSQL + `)
+		INSERT INTO blobs (hash, size, in_file, created_at, data) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`
+)
+
+// pgBlobArgs are blobArgs in the order of pgInsertMessageSQL, the body
+// last.
+func pgBlobArgs(t *tx, p *prepared) []any {
 	data, inFile := p.item.Raw, 0
 	if p.inFile {
 		data, inFile = []byte{}, 1
 	}
-	if _, err := t.exec(ctx, `INSERT INTO blobs (hash, size, data, in_file, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET created_at = EXCLUDED.created_at`,
-		p.hash, len(p.item.Raw), data, inFile, t.d.nowMicros()); err != nil {
-		return fmt.Errorf("db: store blob: %w", err)
+	return []any{p.hash, len(p.item.Raw), inFile, t.d.nowMicros(), data}
+}
+
+// blobArgs are the arguments of insertBlobSQL for a message's body: the
+// bytes in the row, or none when the body is a file.
+func blobArgs(t *tx, p *prepared) []any {
+	data, inFile := p.item.Raw, 0
+	if p.inFile {
+		data, inFile = []byte{}, 1
 	}
-	return nil
+	return []any{p.hash, len(p.item.Raw), data, inFile, t.d.nowMicros()}
 }
 
 // storeFiles makes the bodies kept as files durable before the

@@ -39,6 +39,11 @@ type tx struct {
 	// event of the transaction: the drivers copy an argument when they
 	// bind it, so it is free again once its statement has run.
 	payload []byte
+	// messageIDs are message ids read from the sequence and not yet used
+	// (nextMessageID, PostgreSQL); messageIDsWanted is how many the next
+	// read takes (at least one).
+	messageIDs       []int64
+	messageIDsWanted int
 	// uidnext are the IMAP UIDNEXTs of the mailboxes this transaction
 	// placed messages in (see nextIMAPUID).
 	uidnext map[int64]*uidAlloc
@@ -190,21 +195,48 @@ func (t *tx) prepared(ctx context.Context, q string) *sql.Stmt {
 	return st
 }
 
-// insertReturningID runs an INSERT of one row (q without a RETURNING
-// clause) and returns the new row's id: on SQLite as the statement's
-// last insert rowid (the id column is the rowid), which saves the result
-// set a RETURNING clause costs per row; on PostgreSQL with RETURNING id.
-func (t *tx) insertReturningID(ctx context.Context, q string, args ...any) (int64, error) {
-	if t.d.dialect != SQLite {
-		var id int64
-		err := t.queryRow(ctx, q+` RETURNING id`, args...).Scan(&id)
-		return id, err
-	}
+// insertRowID runs an INSERT of one row on SQLite and returns the new
+// row's id, the statement's last insert rowid (an INTEGER PRIMARY KEY is
+// the rowid): cheaper than reading a RETURNING clause's result set.
+func (t *tx) insertRowID(ctx context.Context, q string, args ...any) (int64, error) {
 	res, err := t.exec(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.LastInsertId()
+}
+
+// nextMessageID hands out an id for a new message row from the messages
+// table's sequence (PostgreSQL), reading as many as the transaction
+// expects to insert (messageIDsWanted) in one round trip the first time.
+// Ids handed out and not used (a duplicate, a rollback) are gaps, as a
+// rolled-back insert leaves them too.
+func (t *tx) nextMessageID(ctx context.Context) (int64, error) {
+	if len(t.messageIDs) == 0 {
+		n := max(1, t.messageIDsWanted)
+		t.messageIDsWanted = 0
+		rows, err := t.query(ctx, `SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, ?)`, n)
+		if err != nil {
+			return 0, fmt.Errorf("db: message ids: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return 0, fmt.Errorf("db: message ids: %w", err)
+			}
+			t.messageIDs = append(t.messageIDs, id)
+		}
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("db: message ids: %w", err)
+		}
+		if len(t.messageIDs) == 0 {
+			return 0, errors.New("db: message ids: none read")
+		}
+	}
+	id := t.messageIDs[0]
+	t.messageIDs = t.messageIDs[1:]
+	return id, nil
 }
 
 func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
@@ -312,9 +344,23 @@ func (a *lockedAccount) next() int64 {
 // emit writes an event to the outbox. state is the account state the event
 // announces; objectID is the message or mailbox it is about (0 for none).
 func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mailbusv1.Event) error {
+	args, err := t.eventRow(ctx, accountID, state, objectID, ev)
+	if err != nil {
+		return err
+	}
+	return t.writeEvent(ctx, accountID, args)
+}
+
+// insertEventSQL writes an event's row; eventRow makes its arguments.
+const insertEventSQL = `INSERT INTO events (event_id, account_id, state, kind, object_id, subject, payload, published, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`
+
+// eventRow completes an event (see emit) and returns the arguments of
+// insertEventSQL for it. The payload is in the transaction's buffer,
+// valid until the next eventRow.
+func (t *tx) eventRow(ctx context.Context, accountID, state, objectID int64, ev *mailbusv1.Event) ([]any, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return fmt.Errorf("db: event id: %w", err)
+		return nil, fmt.Errorf("db: event id: %w", err)
 	}
 	ev.Id = id.String()
 	ev.AccountId = strconv.FormatInt(accountID, 10)
@@ -328,24 +374,32 @@ func (t *tx) emit(ctx context.Context, accountID, state, objectID int64, ev *mai
 	now := t.d.now()
 	ev.Time = timestamppb.New(now)
 	if err := t.describe(ctx, accountID, ev); err != nil {
-		return err
+		return nil, err
 	}
 	kind := events.Kind(ev)
 	subject, err := events.Subject(ev)
 	if err != nil {
-		return fmt.Errorf("db: event subject: %w", err)
+		return nil, fmt.Errorf("db: event subject: %w", err)
 	}
 	if t.payload, err = (proto.MarshalOptions{}).MarshalAppend(t.payload[:0], ev); err != nil {
-		return fmt.Errorf("db: event: %w", err)
+		return nil, fmt.Errorf("db: event: %w", err)
 	}
-	_, err = t.exec(ctx, `INSERT INTO events (event_id, account_id, state, kind, object_id, subject, payload, published, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-		ev.Id, accountID, state, kind, objectID, subject, t.payload, now.UnixMicro())
-	if err != nil {
+	return []any{ev.Id, accountID, state, kind, objectID, subject, t.payload, now.UnixMicro()}, nil
+}
+
+// writeEvent inserts an event's row (args from eventRow).
+func (t *tx) writeEvent(ctx context.Context, accountID int64, args []any) error {
+	if _, err := t.exec(ctx, insertEventSQL, args...); err != nil {
 		return fmt.Errorf("db: write event: %w", err)
 	}
+	t.emitted(accountID)
+	return nil
+}
+
+// emitted counts an event written for the account.
+func (t *tx) emitted(accountID int64) {
 	t.events++
 	t.touched[accountID] = true
-	return nil
 }
 
 // parseID parses a store id from the API.
