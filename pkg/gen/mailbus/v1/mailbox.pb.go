@@ -1255,9 +1255,19 @@ type UpdateFlagsRequest struct {
 	// Flags to remove.
 	Remove []string `protobuf:"bytes,4,rep,name=remove,proto3" json:"remove,omitempty"`
 	// The device making the change.
-	DeviceId      string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DeviceId string `protobuf:"bytes,5,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// When set, the change is conditional, message by message (IMAP's STORE
+	// UNCHANGEDSINCE, RFC 7162 section 3.1.3): a message whose state
+	// (MessageSummary.state) is at most unchanged_since is changed; one
+	// whose state is above it is left as it is, without event or
+	// write-back, and named in UpdateFlagsResponse.modified_message_ids.
+	// The states are compared in the change's transaction, so a change
+	// committed by someone else is either before the comparison (and seen)
+	// or after the change. 0 is a valid condition: it leaves out every
+	// message with a state above 0. Unset: every message is changed.
+	UnchangedSince *uint64 `protobuf:"varint,6,opt,name=unchanged_since,json=unchangedSince,proto3,oneof" json:"unchanged_since,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateFlagsRequest) Reset() {
@@ -1325,15 +1335,26 @@ func (x *UpdateFlagsRequest) GetDeviceId() string {
 	return ""
 }
 
+func (x *UpdateFlagsRequest) GetUnchangedSince() uint64 {
+	if x != nil && x.UnchangedSince != nil {
+		return *x.UnchangedSince
+	}
+	return 0
+}
+
 // UpdateFlagsResponse is the output of UpdateFlags.
 type UpdateFlagsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The messages after the change, in request order.
+	// The messages after the change, in request order; with
+	// unchanged_since, only the ones that met the condition.
 	Messages []*MessageSummary `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// The account state after the change.
-	State         uint64 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	State uint64 `protobuf:"varint,2,opt,name=state,proto3" json:"state,omitempty"`
+	// With unchanged_since, the messages left as they were because their
+	// state was above it, in request order; empty without it.
+	ModifiedMessageIds []string `protobuf:"bytes,3,rep,name=modified_message_ids,json=modifiedMessageIds,proto3" json:"modified_message_ids,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *UpdateFlagsResponse) Reset() {
@@ -1378,6 +1399,13 @@ func (x *UpdateFlagsResponse) GetState() uint64 {
 		return x.State
 	}
 	return 0
+}
+
+func (x *UpdateFlagsResponse) GetModifiedMessageIds() []string {
+	if x != nil {
+		return x.ModifiedMessageIds
+	}
+	return nil
 }
 
 // MoveMessagesRequest is the input of MoveMessages.
@@ -1836,7 +1864,7 @@ const file_mailbus_v1_mailbox_proto_rawDesc = "" +
 	"\x15GetAttachmentResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1a\n" +
-	"\bfilename\x18\x03 \x01(\tR\bfilename\"\x9b\x01\n" +
+	"\bfilename\x18\x03 \x01(\tR\bfilename\"\xdd\x01\n" +
 	"\x12UpdateFlagsRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
@@ -1844,10 +1872,13 @@ const file_mailbus_v1_mailbox_proto_rawDesc = "" +
 	"messageIds\x12\x10\n" +
 	"\x03add\x18\x03 \x03(\tR\x03add\x12\x16\n" +
 	"\x06remove\x18\x04 \x03(\tR\x06remove\x12\x1b\n" +
-	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\"c\n" +
+	"\tdevice_id\x18\x05 \x01(\tR\bdeviceId\x12,\n" +
+	"\x0funchanged_since\x18\x06 \x01(\x04H\x00R\x0eunchangedSince\x88\x01\x01B\x12\n" +
+	"\x10_unchanged_since\"\x95\x01\n" +
 	"\x13UpdateFlagsResponse\x126\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1a.mailbus.v1.MessageSummaryR\bmessages\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\x04R\x05state\"\x96\x01\n" +
+	"\x05state\x18\x02 \x01(\x04R\x05state\x120\n" +
+	"\x14modified_message_ids\x18\x03 \x03(\tR\x12modifiedMessageIds\"\x96\x01\n" +
 	"\x13MoveMessagesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1f\n" +
@@ -1992,6 +2023,7 @@ func file_mailbus_v1_mailbox_proto_init() {
 		return
 	}
 	file_mailbus_v1_common_proto_init()
+	file_mailbus_v1_mailbox_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
