@@ -182,11 +182,18 @@ func (s *Mailboxes) UpdateFlags(ctx context.Context, req *mailbusv1.UpdateFlagsR
 	if err != nil {
 		return nil, err
 	}
-	msgs, state, err := s.DB.UpdateFlags(ctx, origin, req.AccountId, req.MessageIds, req.Add, req.Remove)
+	if req.UnchangedSince == nil {
+		msgs, state, err := s.DB.UpdateFlags(ctx, origin, req.AccountId, req.MessageIds, req.Add, req.Remove)
+		if err != nil {
+			return nil, toStatus(ctx, s.Log, err)
+		}
+		return &mailbusv1.UpdateFlagsResponse{Messages: msgs, State: state}, nil
+	}
+	msgs, modified, state, err := s.DB.UpdateFlagsUnchangedSince(ctx, origin, req.AccountId, req.MessageIds, req.Add, req.Remove, *req.UnchangedSince)
 	if err != nil {
 		return nil, toStatus(ctx, s.Log, err)
 	}
-	return &mailbusv1.UpdateFlagsResponse{Messages: msgs, State: state}, nil
+	return &mailbusv1.UpdateFlagsResponse{Messages: msgs, State: state, ModifiedMessageIds: modified}, nil
 }
 
 // MoveMessages implements MailboxService.

@@ -352,28 +352,47 @@ func (t *tx) target(ctx context.Context, m *messageRow) *mailbusv1.WriteBackTarg
 // UpdateFlags adds and removes flags on messages of one account for a
 // device.
 func (d *DB) UpdateFlags(ctx context.Context, origin *mailbusv1.Origin, accountID string, ids, add, remove []string) ([]*mailbusv1.MessageSummary, uint64, error) {
+	out, _, state, err := d.updateFlags(ctx, origin, accountID, ids, add, remove, nil)
+	return out, state, err
+}
+
+// UpdateFlagsUnchangedSince is UpdateFlags on the messages whose state is
+// at most unchangedSince (IMAP's STORE UNCHANGEDSINCE, RFC 7162 section
+// 3.1.3). The others are left as they are, without event or write-back,
+// and their ids returned as modified, in request order. The states are
+// compared under the account lock, in the change's transaction: a
+// concurrent change of a message is either seen by the comparison or
+// made after this change.
+func (d *DB) UpdateFlagsUnchangedSince(ctx context.Context, origin *mailbusv1.Origin, accountID string, ids, add, remove []string, unchangedSince uint64) (changed []*mailbusv1.MessageSummary, modified []string, state uint64, err error) {
+	return d.updateFlags(ctx, origin, accountID, ids, add, remove, &unchangedSince)
+}
+
+// updateFlags is UpdateFlags, conditional on the messages' states when
+// unchangedSince is not nil.
+func (d *DB) updateFlags(ctx context.Context, origin *mailbusv1.Origin, accountID string, ids, add, remove []string, unchangedSince *uint64) ([]*mailbusv1.MessageSummary, []string, uint64, error) {
 	acct, err := parseID("account_id", accountID)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	if add, err = normalizeFlags("add", add); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	if remove, err = normalizeFlags("remove", remove); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	if len(add)+len(remove) == 0 {
-		return nil, 0, invalid("add", "no flag to add or remove")
+		return nil, nil, 0, invalid("add", "no flag to add or remove")
 	}
 	for _, f := range add {
 		if mailflags.Contains(remove, f) {
-			return nil, 0, invalid("remove", "flag %q is both added and removed", f)
+			return nil, nil, 0, invalid("remove", "flag %q is both added and removed", f)
 		}
 	}
 	var out []*mailbusv1.MessageSummary
+	var modified []string
 	var state uint64
 	err = d.inTx(ctx, origin, func(t *tx) error {
-		out = nil
+		out, modified = nil, nil
 		a, err := t.lock(ctx, acct)
 		if err != nil {
 			return err
@@ -384,6 +403,10 @@ func (d *DB) UpdateFlags(ctx context.Context, origin *mailbusv1.Origin, accountI
 		}
 		var targets []*mailbusv1.WriteBackTarget
 		for _, m := range msgs {
+			if unchangedSince != nil && uint64(m.modseq) > *unchangedSince {
+				modified = append(modified, formatID(m.id))
+				continue
+			}
 			changed, err := t.setFlags(ctx, a, m, add, remove)
 			if err != nil {
 				return err
@@ -403,7 +426,7 @@ func (d *DB) UpdateFlags(ctx context.Context, origin *mailbusv1.Origin, accountI
 		}
 		return t.addWriteBack(ctx, acct, &mailbusv1.WriteBack{Op: &mailbusv1.WriteBack_Flags{Flags: &mailbusv1.FlagsWriteBack{Targets: targets, Add: add, Remove: remove}}})
 	})
-	return out, state, err
+	return out, modified, state, err
 }
 
 func normalizeFlags(field string, flags []string) ([]string, error) {
