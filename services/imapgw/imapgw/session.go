@@ -867,47 +867,60 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err := s.checkSelWrite(); err != nil {
 		return err
 	}
-	return s.store(w, s.sel.resolve(numSet), flags)
+	_, err := s.store(w, s.sel.resolve(numSet), flags, nil)
+	return err
 }
 
 // StoreUnchangedSince implements imapserver.SessionCondStore: STORE
-// (UNCHANGEDSINCE n). A message whose mod-sequence in the store is above
-// n is left as it is and named in [MODIFIED]; the others are changed.
-// The store's current states are read first (not the view's, which may
-// not have seen another device's change yet); the check and the change
-// are two calls, so a change committed between them is not detected
-// (decision 43).
+// (UNCHANGEDSINCE n). The condition goes to the store with the change
+// (UpdateFlagsRequest.unchanged_since), which compares each message's
+// state with n in the change's transaction (RFC 7162 section 3.1.3: the
+// check and the change are one operation, decision 43): a message whose
+// mod-sequence is above n, also through another device's change the view
+// has not heard of yet or one committed while the command runs, is left
+// as it is and named in [MODIFIED]; the others are changed.
 func (s *session) StoreUnchangedSince(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, unchangedSince uint64) (imap.NumSet, error) {
 	if err := s.checkSelWrite(); err != nil {
 		return nil, err
 	}
-	msgs := s.sel.resolve(numSet)
-	current, err := s.currentModSeqs(msgs)
+	modified, err := s.store(w, s.sel.resolve(numSet), flags, &unchangedSince)
 	if err != nil {
 		return nil, err
 	}
-	var keep []*message
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	for _, m := range msgs {
-		modSeq, ok := current[m.uid]
-		if !ok {
-			continue // deleted meanwhile: its EXPUNGE follows from the events
-		}
-		if max(modSeq, m.modSeq()) > unchangedSince {
-			seqs.AddNum(s.sel.seqOf(m))
-			uids.AddNum(imap.UID(m.uid))
-			continue
-		}
-		keep = append(keep, m)
-	}
-	if err := s.store(w, keep, flags); err != nil {
-		return nil, err
+	for _, m := range modified {
+		seqs.AddNum(s.sel.seqOf(m))
+		uids.AddNum(imap.UID(m.uid))
 	}
 	if _, ok := numSet.(imap.UIDSet); ok {
 		return uids, nil
 	}
 	return seqs, nil
+}
+
+// unchangedSinceRead splits messages of the view by the store's current
+// mod-sequences for a conditional STORE that changes nothing (the store
+// refuses an empty change, and a STORE that writes nothing has nothing to
+// make atomic): the ones at most n are kept, the others are modified; the
+// ones deleted meanwhile are in neither (their EXPUNGE follows from the
+// events).
+func (s *session) unchangedSinceRead(msgs []*message, n uint64) (keep, modified []*message, err error) {
+	current, err := s.currentModSeqs(msgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range msgs {
+		modSeq, ok := current[m.uid]
+		switch {
+		case !ok:
+		case modSeq > n:
+			modified = append(modified, m)
+		default:
+			keep = append(keep, m)
+		}
+	}
+	return keep, modified, nil
 }
 
 // currentModSeqs reads the store's current mod-sequences of messages of
@@ -969,10 +982,13 @@ func (s *session) writeFlagsFetch(w *imapserver.FetchWriter, m *message, silent 
 	return rw.Close()
 }
 
-// store changes the flags of messages of the view.
-func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.StoreFlags) error {
+// store changes the flags of messages of the view. With unchangedSince,
+// only of the ones whose mod-sequence in the store is at most
+// *unchangedSince, checked by the store in the change's transaction; the
+// others are returned as modified.
+func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.StoreFlags, unchangedSince *uint64) (modified []*message, err error) {
 	if len(msgs) == 0 {
-		return nil
+		return nil, nil
 	}
 	want := storeFlags(flags.Flags)
 	var add, remove []string
@@ -996,15 +1012,20 @@ func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.
 		// Nothing to change (FLAGS () of messages without flags, or only
 		// \Recent): the store refuses an empty change; the client gets
 		// the flags as they are.
+		if unchangedSince != nil {
+			if msgs, modified, err = s.unchangedSinceRead(msgs, *unchangedSince); err != nil {
+				return nil, err
+			}
+		}
 		if flags.Silent {
-			return nil
+			return modified, nil
 		}
 		for _, m := range msgs {
 			if err := s.writeFlagsFetch(w, m, false); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
+		return modified, nil
 	}
 	for chunk := range slices.Chunk(msgs, batch) {
 		ids := make([]string, len(chunk))
@@ -1014,17 +1035,30 @@ func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.
 		// The messages another device deleted meanwhile are left out (no
 		// FETCH for them; their EXPUNGE follows from the events).
 		var changed []*mailbusv1.MessageSummary
+		var modifiedIDs []string
 		_, err := eachExisting(ids, func(ids []string) error {
 			ctx, cancel := s.call()
 			defer cancel()
-			resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: add, Remove: remove, DeviceId: s.device}, s.creds)
+			resp, err := s.mailboxes().UpdateFlags(ctx, &mailbusv1.UpdateFlagsRequest{AccountId: s.account.Id, MessageIds: ids, Add: add, Remove: remove, DeviceId: s.device, UnchangedSince: unchangedSince}, s.creds)
 			if err == nil {
 				changed = append(changed, resp.Messages...)
+				modifiedIDs = append(modifiedIDs, resp.ModifiedMessageIds...)
 			}
 			return err
 		})
 		if err != nil {
-			return imapError(err, "store the flags")
+			return nil, imapError(err, "store the flags")
+		}
+		if len(modifiedIDs) > 0 {
+			byID := make(map[string]*message, len(chunk))
+			for _, m := range chunk {
+				byID[m.id] = m
+			}
+			for _, id := range modifiedIDs {
+				if m := byID[id]; m != nil {
+					modified = append(modified, m)
+				}
+			}
 		}
 		for _, after := range changed {
 			m := s.sel.findSummary(after)
@@ -1034,11 +1068,11 @@ func (s *session) store(w *imapserver.FetchWriter, msgs []*message, flags *imap.
 			m.flags = s.sel.flags.intern(after.Flags)
 			m.state = max(m.state, after.State)
 			if err := s.writeFlagsFetch(w, m, flags.Silent); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return modified, nil
 }
 
 func containsFold(list []string, s string) bool {
