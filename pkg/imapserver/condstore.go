@@ -242,6 +242,21 @@ func (w *UpdateWriter) WriteMessageFlagsModSeq(seqNum uint32, uid imap.UID, flag
 	return respWriter.Close()
 }
 
+// WriteHighestModSeq writes an untagged `* OK [HIGHESTMODSEQ n]` (nothing
+// for 0 or before CONDSTORE is enabled). A session writes it before the
+// tagged response of a command whose responses carried a MODSEQ above
+// the state up to which it has told the client every change: RFC 7162
+// section 6 has the client adopt the highest MODSEQ it saw unless a
+// HIGHESTMODSEQ came with the command, which it then MUST use. Also
+// after EXPUNGE and MOVE (section 3.2.7's example), whose expunges raise
+// the mailbox's HIGHESTMODSEQ without any MODSEQ the client could see.
+func (w *UpdateWriter) WriteHighestModSeq(modSeq uint64) error {
+	if modSeq == 0 || !w.conn.CondStoreEnabled() {
+		return nil
+	}
+	return w.conn.writeHighestModSeq(modSeq)
+}
+
 // writeHighestModSeq writes SELECT's HIGHESTMODSEQ, or NOMODSEQ for 0
 // (RFC 7162 section 3.1.2).
 func (c *Conn) writeHighestModSeq(modSeq uint64) error {

@@ -233,6 +233,20 @@ func TestCondStoreUnchangedSince(t *testing.T) {
 		t.Fatalf("message %s gone", id)
 		return nil
 	}
+	stateOf := func(id string) uint64 {
+		t.Helper()
+		list, err := e.mailboxes().ListMessages(callCtx(t), &mailbusv1.ListMessagesRequest{MailboxId: inbox.Id, PageSize: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list.Messages {
+			if m.Id == id {
+				return m.State
+			}
+		}
+		t.Fatalf("message %s gone", id)
+		return 0
+	}
 	if got := flagsOf(a.Id); slices.Contains(got, `\Flagged`) {
 		t.Errorf("the modified message was changed: %v", got)
 	}
@@ -251,12 +265,19 @@ func TestCondStoreUnchangedSince(t *testing.T) {
 		t.Errorf("FETCH of the changed message: %q (all: %q)", fetchB, untagged)
 	}
 
-	// A STORE conditional on the current state succeeds.
-	if _, tagged := w.cmd(fmt.Sprintf("UID STORE %d (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Flagged)", a.ImapUid, changed.State)); strings.Contains(tagged, "MODIFIED") || !strings.HasPrefix(tagged, "OK") {
+	// A STORE conditional on the current state succeeds. With .SILENT the
+	// client is still told the new MODSEQ, without FLAGS (RFC 7162
+	// section 3.1.3); a HIGHESTMODSEQ may follow (its own change's event
+	// may not be delivered yet).
+	untagged, tagged = w.cmd(fmt.Sprintf("UID STORE %d (UNCHANGEDSINCE %d) +FLAGS.SILENT (\\Flagged)", a.ImapUid, changed.State))
+	if strings.Contains(tagged, "MODIFIED") || !strings.HasPrefix(tagged, "OK") {
 		t.Errorf("STORE UNCHANGEDSINCE the current state: %s", tagged)
 	}
 	if got := flagsOf(a.Id); !slices.Contains(got, `\Flagged`) {
 		t.Errorf("after a STORE that was not conditional on an old state: %v", got)
+	}
+	if got, want := untaggedModSeqs(untagged), []string{fmt.Sprintf("* 1 FETCH (UID %d MODSEQ (%d))", a.ImapUid, stateOf(a.Id))}; !slices.Equal(got, want) {
+		t.Errorf("STORE .SILENT with CONDSTORE: %q, want %q", untagged, want)
 	}
 	// UNCHANGEDSINCE 0 fails for every message (sequence numbers).
 	if _, tagged := w.cmd("STORE 1:* (UNCHANGEDSINCE 0) -FLAGS (\\Flagged)"); !strings.HasPrefix(tagged, "OK [MODIFIED 1:2]") {
@@ -385,8 +406,10 @@ func TestCondStoreBadInput(t *testing.T) {
 		}
 	}
 	// The session goes on, still selected (a SELECT with a bad
-	// parameter fails before it closes the selected mailbox).
-	if got := w.ok("FETCH 1 (MODSEQ)"); len(got) != 1 || !regexp.MustCompile(`^\* 1 FETCH \(MODSEQ \(\d+\)\)$`).MatchString(got[0]) {
+	// parameter fails before it closes the selected mailbox). A
+	// HIGHESTMODSEQ may follow: the event of the client's own STORE may
+	// not be delivered yet.
+	if got := untaggedModSeqs(w.ok("FETCH 1 (MODSEQ)")); len(got) != 1 || !regexp.MustCompile(`^\* 1 FETCH \(MODSEQ \(\d+\)\)$`).MatchString(got[0]) {
 		t.Errorf("FETCH MODSEQ after the bad input: %q", got)
 	}
 }
@@ -438,13 +461,30 @@ func TestQResync(t *testing.T) {
 		t.Errorf("another device's deletion: %q, want %q", got, want)
 	}
 	// The client's own EXPUNGE and MOVE: VANISHED too.
+	// Each ends with the HIGHESTMODSEQ after the expunge (RFC 7162
+	// section 3.2.7): the account's state, which STATUS reads from the
+	// store.
+	statusModSeq := func() uint64 {
+		t.Helper()
+		got := w.ok("STATUS INBOX (HIGHESTMODSEQ)")
+		if len(got) == 1 {
+			if m := regexp.MustCompile(`HIGHESTMODSEQ (\d+)`).FindStringSubmatch(got[0]); m != nil {
+				n, _ := strconv.ParseUint(m[1], 10, 64)
+				return n
+			}
+		}
+		t.Fatalf("STATUS: %q", got)
+		return 0
+	}
 	w.ok(fmt.Sprintf("UID STORE %d +FLAGS.SILENT (\\Deleted)", c.ImapUid))
-	if got, want := w.ok("EXPUNGE"), []string{fmt.Sprintf("* VANISHED %d", c.ImapUid)}; !slices.Equal(got, want) {
+	got := w.ok("EXPUNGE")
+	if want := []string{fmt.Sprintf("* VANISHED %d", c.ImapUid), fmt.Sprintf("* OK [HIGHESTMODSEQ %d] Highest", statusModSeq())}; !slices.Equal(got, want) {
 		t.Errorf("EXPUNGE: %q, want %q", got, want)
 	}
 	w.ok("CREATE Archive")
-	if got := w.ok(fmt.Sprintf("UID MOVE %d Archive", d.ImapUid)); len(got) != 2 || got[1] != fmt.Sprintf("* VANISHED %d", d.ImapUid) {
-		t.Errorf("MOVE: %q, want COPYUID then VANISHED %d", got, d.ImapUid)
+	got = w.ok(fmt.Sprintf("UID MOVE %d Archive", d.ImapUid))
+	if want := fmt.Sprintf("* OK [HIGHESTMODSEQ %d] Highest", statusModSeq()); len(got) != 3 || got[1] != fmt.Sprintf("* VANISHED %d", d.ImapUid) || got[2] != want {
+		t.Errorf("MOVE: %q, want COPYUID, VANISHED %d, %q", got, d.ImapUid, want)
 	}
 
 	// A client reconnecting with its state from before: what vanished
@@ -452,7 +492,7 @@ func TestQResync(t *testing.T) {
 	// not in the mailbox), then what changed (b), before the tagged OK.
 	w2 := gw.wire(t, "work", tok)
 	w2.ok("ENABLE QRESYNC")
-	got := w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d %d:%d))", uidValidity, before, a.ImapUid, d.ImapUid))
+	got = w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d %d:%d))", uidValidity, before, a.ImapUid, d.ImapUid))
 	wantVanished := fmt.Sprintf("* VANISHED (EARLIER) %d,%d:%d", a.ImapUid, c.ImapUid, d.ImapUid)
 	wantFetch := fmt.Sprintf("* 1 FETCH (UID %d FLAGS (\\Flagged) MODSEQ (%d))", b.ImapUid, flagged.State)
 	if i := slices.Index(got, wantVanished); i < 0 || len(got) != i+2 || got[i+1] != wantFetch {
@@ -492,4 +532,104 @@ func TestQResync(t *testing.T) {
 	}
 	// With seq-match-data (read, not needed).
 	w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d 1:%d (1:2 %d:%d)))", uidValidity, before, d.ImapUid, a.ImapUid, b.ImapUid))
+}
+
+var (
+	anyFetchModSeqRE = regexp.MustCompile(`^\* \d+ FETCH \(.*MODSEQ \((\d+)\)`)
+	taggedModSeqRE   = regexp.MustCompile(`^OK \[HIGHESTMODSEQ (\d+)\]`)
+)
+
+// untaggedModSeqs is untagged without HIGHESTMODSEQ responses.
+func untaggedModSeqs(untagged []string) []string {
+	return slices.DeleteFunc(slices.Clone(untagged), func(l string) bool { return highestModSeqRE.MatchString(l) })
+}
+
+// adoptModSeq is the HIGHESTMODSEQ a client keeps after a command (RFC
+// 7162 section 6): the value of a HIGHESTMODSEQ response code when the
+// command's responses had one (which it must use even when it saw
+// higher mod-sequences), else the highest MODSEQ of its FETCH responses
+// when that is above the old value.
+func adoptModSeq(old uint64, untagged []string, tagged string) uint64 {
+	parse := func(s string) uint64 {
+		n, _ := strconv.ParseUint(s, 10, 64)
+		return n
+	}
+	if m := taggedModSeqRE.FindStringSubmatch(tagged); m != nil {
+		return parse(m[1])
+	}
+	var code, seen uint64
+	haveCode := false
+	for _, l := range untagged {
+		if m := highestModSeqRE.FindStringSubmatch(l); m != nil {
+			code, haveCode = parse(m[1]), true
+		}
+		if m := anyFetchModSeqRE.FindStringSubmatch(l); m != nil {
+			seen = max(seen, parse(m[1]))
+		}
+	}
+	if haveCode {
+		return code
+	}
+	return max(old, seen)
+}
+
+// TestCondStoreOwnChangeBehindHeldBackEvents: review finding 1. Another
+// device deletes c, then flags b; the client's sequence STORE (or FETCH
+// BODY[], which sets \Seen) may not be told the expunge, so both events
+// stay held back, while the FETCH of its own change carries a MODSEQ
+// above them. The gateway must tell HIGHESTMODSEQ up to what it
+// delivered, so that a client that adopts it (RFC 7162 section 6) and
+// reconnects at once learns both changes.
+func TestCondStoreOwnChangeBehindHeldBackEvents(t *testing.T) {
+	for _, cmd := range []string{`STORE 1 +FLAGS (\Seen)`, `FETCH 1 BODY[]`} {
+		t.Run(strings.Fields(cmd)[0], func(t *testing.T) {
+			e := startEnv(t)
+			acct, inbox := e.account("work", "ann@example.com")
+			e.appendMsg(inbox.Id, testMail("a"))
+			b := e.appendMsg(inbox.Id, testMail("b"))
+			c := e.appendMsg(inbox.Id, testMail("c"))
+			tok, _ := e.token(false, acct.Id)
+			gw := e.gateway(nil)
+			w := gw.wire(t, "work", tok)
+			w.ok("ENABLE QRESYNC")
+			var uidValidity string
+			var modSeq uint64
+			for _, l := range w.ok("SELECT INBOX") {
+				if m := uidValidityRE.FindStringSubmatch(l); m != nil {
+					uidValidity = m[1]
+				}
+				modSeq = adoptModSeq(modSeq, []string{l}, "")
+			}
+			// An observer session of the same gateway shares the account's
+			// stream: once it is told b's flag change, both events are in
+			// the first session's queue too.
+			observer := gw.wire(t, "work", tok)
+			observer.ok("SELECT INBOX")
+			if _, err := e.mailboxes().DeleteMessages(callCtx(t), &mailbusv1.DeleteMessagesRequest{AccountId: acct.Id, MessageIds: []string{c.Id}, DeviceId: "phone"}); err != nil {
+				t.Fatal(err)
+			}
+			flagged := e.setFlags(acct.Id, b.Id, `\Flagged`)
+			observer.noopUntil(`\Flagged`)
+
+			untagged, tagged := w.cmd(cmd)
+			if !strings.HasPrefix(tagged, "OK") {
+				t.Fatalf("%s: %s", cmd, tagged)
+			}
+			modSeq = adoptModSeq(modSeq, untagged, tagged)
+			if modSeq >= flagged.State {
+				t.Errorf("%s: the client adopts HIGHESTMODSEQ %d, at or above the held-back flag change's %d (%q, %s)", cmd, modSeq, flagged.State, untagged, tagged)
+			}
+
+			// The client goes away before its next NOOP and reconnects.
+			w2 := gw.wire(t, "work", tok)
+			w2.ok("ENABLE QRESYNC")
+			got := w2.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d))", uidValidity, modSeq))
+			if want := fmt.Sprintf("* VANISHED (EARLIER) %d", c.ImapUid); !slices.Contains(got, want) {
+				t.Errorf("SELECT (QRESYNC (%s %d)): %q, want %q", uidValidity, modSeq, got, want)
+			}
+			if want := fmt.Sprintf("* 2 FETCH (UID %d FLAGS (\\Flagged) MODSEQ (%d))", b.ImapUid, flagged.State); !slices.Contains(got, want) {
+				t.Errorf("SELECT (QRESYNC (%s %d)): %q, want %q", uidValidity, modSeq, got, want)
+			}
+		})
+	}
 }

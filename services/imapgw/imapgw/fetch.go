@@ -149,6 +149,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, m *message, raw []byte, o 
 	}
 	if modSeq {
 		rw.WriteModSeq(m.modSeq())
+		s.sel.tellModSeq(m.modSeq())
 	}
 	if o.InternalDate {
 		rw.WriteInternalDate(m.internalDate())
@@ -297,6 +298,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		// only when the criteria have a MODSEQ key).
 		data.ModSeq = max(data.ModSeq, m.modSeq())
 	}
+	s.sel.tellModSeq(data.ModSeq)
 	if kind == imapserver.NumKindUID {
 		data.All = uids
 	} else {

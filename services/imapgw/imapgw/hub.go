@@ -64,6 +64,13 @@ type subscription struct {
 	mu     sync.Mutex
 	queue  []*mailbusv1.Event
 	resync bool // events were lost: list the mailbox again
+	// seen is the state of the last event of the account given to the
+	// subscription, of any mailbox: the stream is in state order and
+	// every data change has its own state, so every change up to seen
+	// that touches the mailbox is queued (or was taken).
+	seen uint64
+	// seenMoved, when not nil, is closed when seen grows (waitSeen).
+	seenMoved chan struct{}
 }
 
 // maxQueue is a subscription's default most events queued.
@@ -93,10 +100,18 @@ func touches(ev *mailbusv1.Event, mailbox string) bool {
 }
 
 func (s *subscription) push(ev *mailbusv1.Event) {
+	s.mu.Lock()
+	if ev.State > s.seen {
+		s.seen = ev.State
+		if s.seenMoved != nil {
+			close(s.seenMoved)
+			s.seenMoved = nil
+		}
+	}
 	if !touches(ev, s.mailbox) {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.Lock()
 	if s.resync {
 		// Listing again covers it.
 	} else if len(s.queue) >= s.max {
@@ -133,11 +148,41 @@ func (s *subscription) wake() {
 // take returns the queued events, and whether the mailbox must be listed
 // again instead.
 func (s *subscription) take() ([]*mailbusv1.Event, bool) {
+	q, r, _ := s.takeSeen()
+	return q, r
+}
+
+// takeSeen is take, with the state of the last event of the account
+// given to the subscription by then (seen).
+func (s *subscription) takeSeen() ([]*mailbusv1.Event, bool, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, r := s.queue, s.resync
 	s.queue, s.resync = nil, false
-	return q, r
+	return q, r, s.seen
+}
+
+// waitSeen waits until the subscription was given the account's events
+// up to state (or lost events: listing again covers them); false when
+// ctx ended first.
+func (s *subscription) waitSeen(ctx context.Context, state uint64) bool {
+	for {
+		s.mu.Lock()
+		if s.seen >= state || s.resync {
+			s.mu.Unlock()
+			return true
+		}
+		if s.seenMoved == nil {
+			s.seenMoved = make(chan struct{})
+		}
+		moved := s.seenMoved
+		s.mu.Unlock()
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // putBack returns events not yet applied to the front of the queue.

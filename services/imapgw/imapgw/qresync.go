@@ -16,18 +16,24 @@ var _ imapserver.SessionQResync = (*session)(nil)
 // that the view does not hold: the ones expunged since, and also ones
 // expunged before, moved away or never used, which RFC 7162 allows
 // (section 3.2.6; the client ignores UIDs it does not know). When the
-// mod-sequence is not below the state the view was listed at, nothing
-// of the account changed since, and the answer is empty (decision 43).
+// mod-sequence is not below the state up to which the view applied
+// every change (delivered: every UID missing from the view left at or
+// below it) nor below the session's own last EXPUNGE or MOVE, no
+// message of the view left after it, and the answer is empty (decision
+// 43). Not the HIGHESTMODSEQ announced at SELECT: the view applies
+// expunges after it, which UID FETCH (CHANGEDSINCE n VANISHED) with n
+// at that value must report.
 func (s *session) Vanished(uids imap.UIDSet, since uint64) (imap.UIDSet, error) {
 	sel := s.sel
-	if sel == nil || since >= sel.highestModSeq {
+	if sel == nil || since >= max(sel.delivered, sel.ownRemoval) {
 		return nil, nil
 	}
 	top := sel.uidNext() - 1 // the largest UID the mailbox has handed out
+	// "*" is taken as top, not as the largest UID in use: with the
+	// latter, 1:* (also the default when the client sends no known-uids)
+	// would never report the expunge of the newest messages. UIDs the
+	// client did not have are allowed (RFC 7162 section 3.2.6).
 	star := top
-	if n := len(sel.msgs); n > 0 {
-		star = sel.msgs[n-1].uid // "*" is the largest UID in use
-	}
 	var out imap.UIDSet
 	for _, r := range uids {
 		start, stop := uint32(r.Start), uint32(r.Stop)

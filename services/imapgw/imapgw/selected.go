@@ -95,6 +95,24 @@ type selected struct {
 	// highestModSeq is the HIGHESTMODSEQ announced at SELECT: the account
 	// state at which the listing began (decision 43).
 	highestModSeq uint64
+	// delivered is the account state up to which the client was told
+	// every change of the mailbox: the listing's state, then the state
+	// of the account's events the view applied (all of those up to it).
+	// The view's own changes (STORE, a FETCH setting \Seen) and later
+	// pages of a listing can hold higher MODSEQs; a client that saw one
+	// is told HIGHESTMODSEQ delivered before the tagged response
+	// (tellHighestModSeq, decision 43).
+	delivered uint64
+	// told is the highest MODSEQ written to the client since the last
+	// poll (which precedes every tagged response that may follow one).
+	told uint64
+	// expunged is set by EXPUNGE and MOVE: the next poll tells
+	// HIGHESTMODSEQ (RFC 7162 section 3.2.7), after waiting for the
+	// events up to ownRemoval, so that the value passes the expunge.
+	expunged bool
+	// ownRemoval is the account state after the session's last EXPUNGE
+	// or MOVE that took messages out of the view.
+	ownRemoval uint64
 	// pendingExists is set when messages were added to the view but the
 	// client was not told the new count yet.
 	pendingExists bool
@@ -262,7 +280,7 @@ func (s *selected) flushExists(w *imapserver.UpdateWriter) error {
 // at the first event that would expunge a message and keeps the rest for
 // later.
 func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.UpdateWriter, allowExpunge bool) error {
-	evs, resync := s.sub.take()
+	evs, resync, seen := s.sub.takeSeen()
 	if resync {
 		if !allowExpunge {
 			s.sub.lost()
@@ -288,13 +306,36 @@ func (s *selected) poll(ctx context.Context, sess *session, w *imapserver.Update
 	for i, ev := range evs {
 		if !allowExpunge && s.expunges(ev) {
 			s.sub.putBack(evs[i:])
-			break
+			// Every change below the one held back was applied.
+			s.delivered = max(s.delivered, ev.State-1)
+			return s.flushExists(w)
 		}
 		if err := s.apply(ev, w); err != nil {
 			return err
 		}
 	}
+	s.delivered = max(s.delivered, seen)
 	return s.flushExists(w)
+}
+
+// tellModSeq records a MODSEQ written to the client.
+func (s *selected) tellModSeq(modSeq uint64) { s.told = max(s.told, modSeq) }
+
+// tellHighestModSeq ends a poll, which precedes the tagged response of a
+// command: when the command's responses carried a MODSEQ above
+// delivered, or it expunged, it writes `* OK [HIGHESTMODSEQ delivered]`,
+// which the client must adopt instead of the highest MODSEQ it saw (RFC
+// 7162 section 6). Otherwise a client that adopted the MODSEQ of its own
+// STORE while another device's earlier change was still held back (an
+// expunge withheld during STORE, FETCH and SEARCH holds back every event
+// after it) would skip that change at its next CHANGEDSINCE or QRESYNC.
+func (s *selected) tellHighestModSeq(w *imapserver.UpdateWriter) error {
+	told, expunged := s.told, s.expunged
+	s.told, s.expunged = 0, false
+	if told > s.delivered || expunged {
+		return w.WriteHighestModSeq(s.delivered)
+	}
+	return nil
 }
 
 // expunges reports whether an event takes a message out of the view.
@@ -333,6 +374,7 @@ func (s *selected) apply(ev *mailbusv1.Event, w *imapserver.UpdateWriter) error 
 			if err := s.flushExists(w); err != nil {
 				return err
 			}
+			s.tellModSeq(cur.modSeq())
 			return w.WriteMessageFlagsModSeq(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags), cur.modSeq())
 		}
 		s.add(newMessage(m, s.flags)) // moved in (add ignores UIDs not new)
@@ -377,10 +419,13 @@ func (s *selected) expunge(w *imapserver.UpdateWriter, id string) error {
 // resync lists the mailbox again after lost events and tells the client
 // the difference.
 func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.UpdateWriter) error {
-	msgs, _, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds, s.flags)
+	msgs, state, err := listAll(ctx, sess.mailboxes(), s.mbox.Id, sess.creds, s.flags)
 	if err != nil {
 		return imapError(err, "list the mailbox")
 	}
+	// The listing reflects every change up to its first page's state
+	// (later pages may hold higher MODSEQs: tellModSeq).
+	s.delivered = max(s.delivered, state)
 	now := make(map[string]*message, len(msgs))
 	for i := range msgs {
 		now[msgs[i].id] = &msgs[i]
@@ -397,6 +442,7 @@ func (s *selected) resync(ctx context.Context, sess *session, w *imapserver.Upda
 			cur.state = m.state
 			if !slices.Equal(cur.flags, m.flags) {
 				cur.flags = m.flags
+				s.tellModSeq(cur.modSeq())
 				if err := w.WriteMessageFlagsModSeq(s.seqOf(cur), imap.UID(cur.uid), imapFlags(cur.flags), cur.modSeq()); err != nil {
 					return err
 				}

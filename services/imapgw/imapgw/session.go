@@ -642,6 +642,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	}
 	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub, s.g.flags)
 	sel.highestModSeq = max(state, 1)
+	sel.delivered = sel.highestModSeq
 	s.sel = sel
 	data := &imap.SelectData{
 		Flags:         []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft},
@@ -695,8 +696,24 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	ctx, cancel := s.call()
 	defer cancel()
-	return s.sel.poll(ctx, s, w, allowExpunge)
+	if s.sel.expunged && allowExpunge && s.sel.ownRemoval > s.sel.delivered && s.conn.CondStoreEnabled() {
+		// The HIGHESTMODSEQ after EXPUNGE or MOVE passes the expunge
+		// once its events (and every earlier change) are applied.
+		wctx, wcancel := context.WithTimeout(ctx, ownEventWait)
+		s.sel.sub.waitSeen(wctx, s.sel.ownRemoval)
+		wcancel()
+	}
+	if err := s.sel.poll(ctx, s, w, allowExpunge); err != nil {
+		return err
+	}
+	return s.sel.tellHighestModSeq(w)
 }
+
+// ownEventWait is how long the poll after EXPUNGE or MOVE waits for the
+// events of the session's own change (usually milliseconds): without
+// them the HIGHESTMODSEQ it tells stays below the expunge, which is
+// correct but has the client's next QRESYNC ask for more.
+const ownEventWait = 2 * time.Second
 
 // Idle implements imapserver.Session: pushes the changes of the selected
 // mailbox as the account's stream delivers them.
@@ -747,6 +764,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		}
 		return err
 	}
+	s.sel.expunged = true
 	var ids []string
 	var last uint32
 	if n := len(s.sel.msgs); n > 0 {
@@ -766,7 +784,8 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error 
 		_, err := eachExisting(chunk, func(ids []string) error {
 			ctx, cancel := s.call()
 			defer cancel()
-			_, err := s.mailboxes().DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: s.account.Id, MessageIds: ids, DeviceId: s.device}, s.creds)
+			resp, err := s.mailboxes().DeleteMessages(ctx, &mailbusv1.DeleteMessagesRequest{AccountId: s.account.Id, MessageIds: ids, DeviceId: s.device}, s.creds)
+			s.sel.ownRemoval = max(s.sel.ownRemoval, resp.GetState())
 			return err
 		})
 		if err != nil && status.Code(err) != codes.NotFound {
@@ -978,6 +997,7 @@ func (s *session) writeFlagsFetch(w *imapserver.FetchWriter, m *message, silent 
 	}
 	if condStore {
 		rw.WriteModSeq(m.modSeq())
+		s.sel.tellModSeq(m.modSeq())
 	}
 	return rw.Close()
 }
@@ -1164,6 +1184,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 	if err != nil {
 		return err
 	}
+	s.sel.expunged = true
 	msgs := s.sel.resolve(numSet)
 	var src, dst imap.UIDSet
 	var moved []string
@@ -1185,6 +1206,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destName st
 			if err != nil {
 				return err
 			}
+			s.sel.ownRemoval = max(s.sel.ownRemoval, resp.State)
 			for i, after := range resp.Messages {
 				src.AddNum(imap.UID(uidOf[ids[i]]))
 				dst.AddNum(imap.UID(after.ImapUid))
