@@ -869,7 +869,8 @@ func TestDovecotWriteBackDuringInitialSync(t *testing.T) {
 	const total = 300
 	deliver(t, s, "INBOX", total)
 	a := e.createAccount(t, s.IMAPSAddr(), mailbusv1.Security_SECURITY_TLS, "alice", "secret", nil)
-	startSync(t, e, func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 5 })
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) { c.RootCAs = s.CertPool(); c.FetchBatch = 5; c.Registry = reg })
 	tp := dialDovecot(t, s)
 	var id string
 	waitFor(t, "the newest messages", func() bool {
@@ -900,4 +901,14 @@ func TestDovecotWriteBackDuringInitialSync(t *testing.T) {
 	}
 	t.Logf("the write-back reached the server with %d of %d messages stored", stored, total)
 	waitFor(t, "the rest", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	// The initial sync paused for the write-back and went on: once every
+	// folder's is done (the account idle), one initial sync of each
+	// folder, not one per part.
+	waitFor(t, "the account idle", func() bool {
+		return e.account(t, a.Id).GetStatus().GetState() == mailbusv1.SyncState_SYNC_STATE_IDLE
+	})
+	folders := len(e.mailboxNames(t, a.Id))
+	if n := counterValues(t, reg, "mailbus_imapsync_folder_syncs_total")["initial"]; n != float64(folders) {
+		t.Errorf("mailbus_imapsync_folder_syncs_total{kind=\"initial\"} = %v, want %d (one per folder)", n, folders)
+	}
 }

@@ -220,6 +220,29 @@ func gaugeValues(t testing.TB, reg *prometheus.Registry, name string) map[string
 	return out
 }
 
+// counterValues is gaugeValues for a counter.
+func counterValues(t testing.TB, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			key := ""
+			if len(m.GetLabel()) > 0 {
+				key = m.GetLabel()[0].GetValue()
+			}
+			out[key] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
 // TestMemOneConnectionIdleNeverPushes: with Connections = 1 INBOX is IDLEd
 // on the work connection; on a server whose IDLE never pushes, new mail
 // in INBOX is still seen within the account's poll interval (the poll
