@@ -58,7 +58,10 @@ func (c *Conn) UIDValidity(ctx context.Context, name string) (uint32, error) {
 }
 
 // SelectedMessages is the number of messages in the selected mailbox as
-// the session sees it now, and false when none is selected.
+// the session sees it now, and false when none is selected. go-imap
+// beta.8 records a SELECT's mailbox just after Select returns (once the
+// next command has been answered it has): right after Select this may
+// still say false, or the mailbox selected before.
 func (c *Conn) SelectedMessages() (uint32, bool) {
 	mb := c.c.Mailbox()
 	if mb == nil {
@@ -67,7 +70,8 @@ func (c *Conn) SelectedMessages() (uint32, bool) {
 	return mb.NumMessages, true
 }
 
-// Selected is the name of the selected mailbox ("" when none is).
+// Selected is the name of the selected mailbox ("" when none is), with
+// the lag SelectedMessages has.
 func (c *Conn) Selected() string {
 	if mb := c.c.Mailbox(); mb != nil {
 		return mb.Name
