@@ -80,11 +80,17 @@ func (c *Conn) readSelectParams(dec *imapwire.Decoder, options *imap.SelectOptio
 		return nil, nil
 	}
 	var qresync *qresyncParams
+	seen := map[string]bool{}
 	err := dec.ExpectList(func() error {
 		var name string
 		if !dec.ExpectAtom(&name) {
 			return dec.Err()
 		}
+		up := strings.ToUpper(name)
+		if seen[up] {
+			return newClientBugError("Duplicate SELECT parameter")
+		}
+		seen[up] = true
 		switch {
 		case strings.EqualFold(name, "CONDSTORE"):
 			if !c.condStoreAvailable() {
@@ -112,11 +118,17 @@ func (c *Conn) readFetchModifiers(dec *imapwire.Decoder, options *imap.FetchOpti
 	if !dec.SP() {
 		return false, nil
 	}
+	seen := map[string]bool{}
 	err = dec.ExpectList(func() error {
 		var name string
 		if !dec.ExpectAtom(&name) {
 			return dec.Err()
 		}
+		up := strings.ToUpper(name)
+		if seen[up] {
+			return newClientBugError("Duplicate FETCH modifier")
+		}
+		seen[up] = true
 		if strings.EqualFold(name, "VANISHED") {
 			if !c.qresyncAvailable() || !c.QResyncEnabled() {
 				return newClientBugError("QRESYNC is not enabled")

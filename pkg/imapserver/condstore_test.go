@@ -144,3 +144,70 @@ func TestWithoutCondStore(t *testing.T) {
 		})
 	}
 }
+
+// TestCondStoreStrictSyntax: RFC 4466 parameters and modifiers given
+// twice, and mod-sequences above 2^63-1 (RFC 7162 section 7), are BAD;
+// the valid forms next to them are not.
+func TestCondStoreStrictSyntax(t *testing.T) {
+	srv := New(&Options{
+		NewSession:   func(*Conn) (Session, *GreetingData, error) { return condSession{}, nil, nil },
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapQResync: {}},
+		InsecureAuth: true,
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	n := 0
+	cmd := func(c string) string {
+		t.Helper()
+		n++
+		tag := fmt.Sprintf("t%d", n)
+		fmt.Fprintf(conn, "%s %s\r\n", tag, c)
+		for {
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: read: %v", c, err)
+			}
+			if strings.HasPrefix(l, tag+" ") {
+				return strings.TrimRight(strings.TrimPrefix(l, tag+" "), "\r\n")
+			}
+		}
+	}
+	r.ReadString('\n') // greeting
+	for _, c := range []string{"LOGIN u p", "ENABLE QRESYNC", "SELECT INBOX"} {
+		if got := cmd(c); !strings.HasPrefix(got, "OK") {
+			t.Fatalf("%s: %s", c, got)
+		}
+	}
+	for _, tc := range []struct{ cmd, want string }{
+		{"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 3 VANISHED)", "OK"},
+		{"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 3 CHANGEDSINCE 4)", "BAD"},
+		{"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 3 VANISHED VANISHED)", "BAD"},
+		{"UID FETCH 1:* (FLAGS) (changedsince 3 CHANGEDSINCE 3)", "BAD"},
+		{"FETCH 1 (FLAGS) (CHANGEDSINCE 9223372036854775807)", "OK"},
+		{"FETCH 1 (FLAGS) (CHANGEDSINCE 9223372036854775808)", "BAD"},
+		{"FETCH 1 (FLAGS) (CHANGEDSINCE 18446744073709551615)", "BAD"},
+		{"STORE 1 (UNCHANGEDSINCE 9223372036854775807) +FLAGS (\\Seen)", "OK"},
+		{"STORE 1 (UNCHANGEDSINCE 9223372036854775808) +FLAGS (\\Seen)", "BAD"},
+		{"SEARCH MODSEQ 9223372036854775807", "OK"},
+		{"SEARCH MODSEQ 9223372036854775808", "BAD"},
+		{"SELECT INBOX (QRESYNC (1 9223372036854775808))", "BAD"},
+		{"SELECT INBOX (QRESYNC (1 5) QRESYNC (1 6))", "BAD"},
+		{"SELECT INBOX (CONDSTORE CONDSTORE)", "BAD"},
+		{"SELECT INBOX (CONDSTORE QRESYNC (1 9223372036854775807))", "OK"},
+	} {
+		if got := cmd(tc.cmd); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: %s, want %s", tc.cmd, got, tc.want)
+		}
+	}
+}

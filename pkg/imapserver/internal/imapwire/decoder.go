@@ -361,12 +361,14 @@ func (dec *Decoder) ExpectNumber64(ptr *int64) bool {
 	return dec.Expect(dec.Number64(ptr), "number64")
 }
 
+// ModSeq reads a mod-sequence value: at most 2^63-1 (RFC 7162 section
+// 7: a positive unsigned 63-bit integer).
 func (dec *Decoder) ModSeq(ptr *uint64) bool {
 	s, ok := dec.numberStr()
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseUint(s, 10, 64)
+	v, err := strconv.ParseUint(s, 10, 63)
 	if err != nil {
 		return false // can happen on overflow
 	}
