@@ -633,3 +633,59 @@ func TestCondStoreOwnChangeBehindHeldBackEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestQResyncVanishedFromChangeLog: review finding 4. A client without
+// known-uids reconnecting after changes in the account is told only the
+// UIDs expunged after its mod-sequence (read from the account's change
+// log), not every hole the mailbox has: b, deleted before, is not
+// repeated; nothing at all when only another mailbox changed.
+func TestQResyncVanishedFromChangeLog(t *testing.T) {
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	if _, err := e.mailboxes().CreateMailbox(callCtx(t), &mailbusv1.CreateMailboxRequest{AccountId: acct.Id, Name: "Other", DeviceId: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	other := e.mailbox(acct.Id, "Other")
+	e.appendMsg(inbox.Id, testMail("a"))
+	b := e.appendMsg(inbox.Id, testMail("b"))
+	c := e.appendMsg(inbox.Id, testMail("c"))
+	e.appendMsg(inbox.Id, testMail("d"))
+	deleteMsg := func(id string) {
+		t.Helper()
+		if _, err := e.mailboxes().DeleteMessages(callCtx(t), &mailbusv1.DeleteMessagesRequest{AccountId: acct.Id, MessageIds: []string{id}, DeviceId: "phone"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleteMsg(b.Id)
+	tok, _ := e.token(false, acct.Id)
+	gw := e.gateway(nil)
+	w := gw.wire(t, "work", tok)
+	w.ok("ENABLE QRESYNC")
+	var uidValidity string
+	for _, l := range w.ok("SELECT INBOX") {
+		if m := uidValidityRE.FindStringSubmatch(l); m != nil {
+			uidValidity = m[1]
+		}
+	}
+	before := w.selectModSeq("SELECT INBOX")
+	deleteMsg(c.Id)
+	after := w.selectModSeq("SELECT INBOX")
+	e.appendMsg(other.Id, testMail("elsewhere"))
+
+	vanished := func(modSeq uint64) []string {
+		t.Helper()
+		var out []string
+		for _, l := range w.ok(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %d))", uidValidity, modSeq)) {
+			if strings.Contains(l, "VANISHED") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	if got, want := vanished(before), []string{fmt.Sprintf("* VANISHED (EARLIER) %d", c.ImapUid)}; !slices.Equal(got, want) {
+		t.Errorf("QRESYNC from before c's deletion: %q, want %q", got, want)
+	}
+	if got := vanished(after); len(got) != 0 {
+		t.Errorf("QRESYNC from after c's deletion (only another mailbox changed since): %q, want none", got)
+	}
+}
