@@ -214,7 +214,10 @@ func TestSilentServerTimesOut(t *testing.T) {
 }
 
 // Select asks for CONDSTORE only of a server that offers it (the
-// in-memory server does not), and a folder that does not exist is a NO.
+// in-memory server does not), the session's view is the new mailbox's as
+// soon as it returns (go-imap beta.8 records it just after: failed once
+// under -race before Select waited for it), and a folder that does not
+// exist is a NO.
 func TestSelect(t *testing.T) {
 	s := startMem(t, rev2Caps)
 	appendN(t, s.thirdParty(t), "INBOX", 2)
@@ -224,11 +227,6 @@ func TestSelect(t *testing.T) {
 	}
 	sel, err := c.Select(ctxT(t), "INBOX")
 	if err != nil {
-		t.Fatal(err)
-	}
-	// go-imap beta.8 records the selected mailbox just after Select
-	// returns: the next command's answer is read after it.
-	if _, err := c.SearchUIDs(ctxT(t), &imap.SearchCriteria{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, ok := c.SelectedMessages(); sel.NumMessages != 2 || !ok || n != 2 || c.Selected() != "INBOX" {
