@@ -214,7 +214,7 @@ func parseDate(v string) (time.Time, error) {
 		"2006-01-02 15:04:05 -0700",
 		"2006-01-02 15:04:05",
 	}
-	t, err := mail.ParseDate(v)
+	t, err := mailParseDate(v)
 	if err != nil {
 		s := v
 		if i := strings.IndexByte(s, '('); i > 0 {
@@ -248,9 +248,25 @@ func obsoleteZone(t time.Time) time.Time {
 	if off != 0 {
 		return t
 	}
-	hours := map[string]int{"EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7}
-	h, ok := hours[name]
-	if !ok {
+	var h int
+	switch name {
+	case "EST":
+		h = -5
+	case "EDT":
+		h = -4
+	case "CST":
+		h = -6
+	case "CDT":
+		h = -5
+	case "MST":
+		h = -7
+	case "MDT":
+		h = -6
+	case "PST":
+		h = -8
+	case "PDT":
+		h = -7
+	default:
 		return t
 	}
 	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(),
