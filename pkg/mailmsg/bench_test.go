@@ -120,14 +120,19 @@ func BenchmarkParseCorpus(b *testing.B) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	for _, name := range names {
-		raw := corpus[name]
-		b.Run(name, func(b *testing.B) {
-			b.SetBytes(int64(len(raw)))
-			b.ReportAllocs()
-			for b.Loop() {
-				Parse(raw, nil)
-			}
-		})
+	for _, mode := range []struct {
+		name string
+		opts *Options
+	}{{"bodies", nil}, {"nobodies", &Options{NoBodies: true}}} {
+		for _, name := range names {
+			raw := corpus[name]
+			b.Run(mode.name+"/"+name, func(b *testing.B) {
+				b.SetBytes(int64(len(raw)))
+				b.ReportAllocs()
+				for b.Loop() {
+					Parse(raw, mode.opts)
+				}
+			})
+		}
 	}
 }

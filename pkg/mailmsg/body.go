@@ -11,8 +11,8 @@ import (
 // collector gathers the bodies and the attachments of a MIME tree.
 type collector struct {
 	b     *builder
-	texts []string // decoded text/plain bodies, in order
-	htmls []string // decoded text/html bodies, in order
+	texts []bodyText // decoded text/plain bodies, in order
+	htmls []bodyText // decoded text/html bodies, in order
 	atts  []*mailbusv1.Attachment
 }
 
@@ -81,9 +81,39 @@ func (e *entity) isBodyText() bool {
 		e.disposition != "attachment" && e.filename == ""
 }
 
+// bodyText is the decoded text of a body part: as a string, or, when
+// Options.NoBodies spared the copy, as the valid UTF-8 it was decoded to,
+// with its "\r\n" line endings still in.
+type bodyText struct {
+	s    string
+	crlf []byte
+	// lazy is set when the text is in crlf; lfLen is then its length
+	// once each "\r\n" is made "\n".
+	lazy  bool
+	lfLen int
+}
+
+// str returns the text as a string with "\n" line endings.
+func (t bodyText) str() string {
+	if t.lazy {
+		return withLF(t.crlf)
+	}
+	return t.s
+}
+
+// len is the length of str().
+func (t bodyText) len() int {
+	if t.lazy {
+		return t.lfLen
+	}
+	return len(t.s)
+}
+
 // decode returns the text of a body part as UTF-8 with "\n" line endings,
 // at most MaxBodyBytes of it. Only a prefix of a long part is decoded.
-func (c *collector) decode(e *entity) string {
+// With Options.NoBodies, text that is valid UTF-8 already and not too long
+// is not copied: the preview needs only its start.
+func (c *collector) decode(e *entity) bodyText {
 	lim := c.b.opts.MaxBodyBytes
 	enc, truncated := e.body, false
 	if maxEnc := 4*lim + 4; len(enc) > maxEnc {
@@ -97,6 +127,15 @@ func (c *collector) decode(e *entity) string {
 	if charset == "" && e.mediaType == "text/html" && !utf8.Valid(dec) {
 		charset = sniffHTMLCharset(dec)
 	}
+	if c.b.opts.NoBodies && isUTF8Label(normCharset(charset)) && utf8.Valid(dec) {
+		// What textLF and the truncation below would do, without the copy.
+		if n := len(dec) - bytes.Count(dec, []byte("\r\n")); n <= lim {
+			if truncated {
+				c.b.errf("%s: text longer than %d bytes; truncated", where(e.id), lim)
+			}
+			return bodyText{crlf: dec, lazy: true, lfLen: n}
+		}
+	}
 	s, err := textLF(charset, dec)
 	if err != nil {
 		c.b.errf("%s: %v", where(e.id), err)
@@ -107,7 +146,7 @@ func (c *collector) decode(e *entity) string {
 	if truncated {
 		c.b.errf("%s: text longer than %d bytes; truncated", where(e.id), lim)
 	}
-	return s
+	return bodyText{s: s}
 }
 
 // textLF is toUTF8 with "\r\n" line endings made "\n". Text that is
@@ -147,19 +186,19 @@ func withLF(b []byte) string {
 
 // joined joins the bodies of one kind, each ending a line, and keeps at
 // most MaxBodyBytes.
-func (c *collector) joined(parts []string, kind string) string {
+func (c *collector) joined(parts []bodyText, kind string) string {
 	switch len(parts) {
 	case 0:
 		return ""
 	case 1:
-		return parts[0]
+		return parts[0].str()
 	}
 	var sb strings.Builder
 	for _, p := range parts {
 		if sb.Len() > 0 && !strings.HasSuffix(sb.String(), "\n") {
 			sb.WriteByte('\n')
 		}
-		sb.WriteString(p)
+		sb.WriteString(p.str())
 	}
 	s := sb.String()
 	if lim := c.b.opts.MaxBodyBytes; len(s) > lim {
@@ -167,6 +206,50 @@ func (c *collector) joined(parts []string, kind string) string {
 		s = truncate(s, lim)
 	}
 	return s
+}
+
+// mayExceed reports whether joining parts could make a body longer than
+// MaxBodyBytes (joined would then cut it and report it).
+func (c *collector) mayExceed(parts []bodyText) bool {
+	n := 0
+	for _, p := range parts {
+		n += p.len() + 1
+	}
+	return n-1 > c.b.opts.MaxBodyBytes
+}
+
+// preview is Parse's preview for Options.NoBodies: that of
+// preview(joined(texts), joined(htmls)), and joined's problems, without
+// making the bodies, unless one may be too long or the text has nothing
+// to show.
+func (c *collector) preview() string {
+	n := c.b.opts.PreviewLen
+	var text string
+	if c.mayExceed(c.texts) {
+		text = collapse(c.joined(c.texts, "text"), n)
+	} else {
+		var col collapser
+		col.n = n
+		for i, p := range c.texts {
+			if i > 0 {
+				col.add("\n") // joined's line break, if any, is white space
+			}
+			if p.lazy {
+				col.addBytes(p.crlf) // a CR before LF is white space too
+			} else {
+				col.add(p.s)
+			}
+		}
+		text = col.String()
+	}
+	var htmlBody string
+	if c.mayExceed(c.htmls) || text == "" {
+		htmlBody = c.joined(c.htmls, "html")
+	}
+	if text != "" {
+		return text
+	}
+	return collapse(htmlText(htmlBody, 8*n+256), n)
 }
 
 // truncate cuts s to at most n bytes at a rune boundary.

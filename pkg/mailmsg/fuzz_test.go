@@ -20,6 +20,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkNoBodies(t, raw)
 		p := Parse(raw, nil)
 		if p.Envelope == nil || p.Structure == nil {
 			t.Fatal("nil Envelope or Structure")

@@ -239,6 +239,7 @@ BEGIN:VCALENDAR
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := Parse([]byte(tt.raw), nil)
+			checkNoBodies(t, []byte(tt.raw))
 			if p.Envelope.GetSubject() != tt.subject {
 				t.Errorf("Subject = %q, want %q", p.Envelope.GetSubject(), tt.subject)
 			}

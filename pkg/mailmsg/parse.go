@@ -32,6 +32,11 @@ type Options struct {
 	// MaxBodyBytes is how many bytes of UTF-8 are kept of each of
 	// TextBody and HTMLBody. Default 1 MiB.
 	MaxBodyBytes int
+	// NoBodies leaves Parsed.TextBody and Parsed.HTMLBody empty, for a
+	// caller that wants the rest only (the store's summary): everything
+	// else, Preview and Errors included, is as without it, but a text
+	// part is not copied whole to get its preview.
+	NoBodies bool
 }
 
 // withDefaults returns a copy of o with defaults filled in.
@@ -100,15 +105,19 @@ func Parse(raw []byte, opts *Options) *Parsed {
 	}
 	c := &collector{b: b}
 	c.walk(root, false)
-	p.TextBody = c.joined(c.texts, "text")
-	p.HTMLBody = c.joined(c.htmls, "html")
+	if b.opts.NoBodies {
+		p.Preview = c.preview()
+	} else {
+		p.TextBody = c.joined(c.texts, "text")
+		p.HTMLBody = c.joined(c.htmls, "html")
+		p.Preview = preview(p.TextBody, p.HTMLBody, b.opts.PreviewLen)
+	}
 	p.Attachments = c.atts
 	for _, a := range c.atts {
 		if !a.GetInline() {
 			p.HasAttachments = true
 		}
 	}
-	p.Preview = preview(p.TextBody, p.HTMLBody, b.opts.PreviewLen)
 	p.Errors = b.errs
 	return p
 }

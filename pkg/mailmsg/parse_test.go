@@ -187,6 +187,7 @@ func TestParse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := Parse([]byte(tt.raw), nil)
+			checkNoBodies(t, []byte(tt.raw))
 			if len(p.Errors) != 0 {
 				t.Errorf("Errors = %q, want none", p.Errors)
 			}

@@ -19,28 +19,67 @@ func preview(text, htmlBody string, n int) string {
 // collapse returns the first n runes of s with each run of white space
 // turned into one space and none at either end.
 func collapse(s string, n int) string {
-	var sb strings.Builder
-	count, space := 0, false
+	c := collapser{n: n}
+	c.add(s)
+	return c.String()
+}
+
+// collapser is collapse over text given in pieces.
+type collapser struct {
+	sb    strings.Builder
+	n     int
+	count int
+	space bool
+	done  bool
+}
+
+// add collapses s onto the text so far.
+func (c *collapser) add(s string) {
 	for _, r := range s {
-		if unicode.IsSpace(r) || r == '\u00a0' || r == '\u200b' || r == '\ufeff' {
-			space = count > 0
-			continue
+		if c.done || !c.rune(r) {
+			return
 		}
-		if space {
-			if count+1 >= n {
-				break
-			}
-			sb.WriteByte(' ')
-			count++
-			space = false
-		}
-		if count >= n {
-			break
-		}
-		sb.WriteRune(r)
-		count++
 	}
-	return sb.String()
+}
+
+// addBytes is add for valid UTF-8 in a byte slice.
+func (c *collapser) addBytes(b []byte) {
+	for len(b) > 0 && !c.done {
+		r, size := utf8.DecodeRune(b)
+		if !c.rune(r) {
+			return
+		}
+		b = b[size:]
+	}
+}
+
+// rune collapses r onto the text; false when the text is complete.
+func (c *collapser) rune(r rune) bool {
+	if unicode.IsSpace(r) || r == '\u00a0' || r == '\u200b' || r == '\ufeff' {
+		c.space = c.count > 0
+		return true
+	}
+	if c.space {
+		if c.count+1 >= c.n {
+			c.done = true
+			return false
+		}
+		c.sb.WriteByte(' ')
+		c.count++
+		c.space = false
+	}
+	if c.count >= c.n {
+		c.done = true
+		return false
+	}
+	c.sb.WriteRune(r)
+	c.count++
+	return true
+}
+
+// String returns the collapsed text.
+func (c *collapser) String() string {
+	return c.sb.String()
 }
 
 // htmlText extracts, crudely, the text of an HTML document: tags, comments
