@@ -6,23 +6,41 @@ import (
 	"strings"
 )
 
-// field is one header field.
+// field is one header field, as it stands in the raw message: the value
+// is unfolded only when asked for, so that the many fields nobody reads
+// (Received, DKIM-Signature, ...) cost no allocation.
 type field struct {
-	name  string // lower case
-	value string // unfolded and trimmed; raw bytes, not necessarily UTF-8
+	name  []byte // as written; ASCII
+	value []byte // folded, not trimmed; raw bytes, not necessarily UTF-8
 }
 
 // header is the fields of an entity, in order.
 type header []field
 
-// get returns the value of the first field with the lower-case name.
+// get returns the value, unfolded and trimmed, of the first field with the
+// lower-case name (compared without regard to case).
 func (h header) get(name string) string {
 	for _, f := range h {
-		if f.name == name {
-			return f.value
+		if len(f.name) == len(name) && asciiEqualFold(f.name, name) {
+			return unfold(f.value)
 		}
 	}
 	return ""
+}
+
+// asciiEqualFold reports whether b, ASCII, equals the lower-case s
+// without regard to case.
+func asciiEqualFold(b []byte, s string) bool {
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // cutLine splits off the first line of b, without its CRLF or LF.
@@ -41,21 +59,21 @@ func cutLine(b []byte) (line, rest []byte) {
 // fieldName returns the name of a header line "name: value" and the offset
 // of the value, or ok false when the line is not a field. White space
 // before the colon (obsolete syntax) is allowed.
-func fieldName(line []byte) (name string, value int, ok bool) {
+func fieldName(line []byte) (name []byte, value int, ok bool) {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return "", 0, false
+		return nil, 0, false
 	}
 	n := bytes.TrimRight(line[:colon], " \t")
 	if len(n) == 0 {
-		return "", 0, false
+		return nil, 0, false
 	}
 	for _, c := range n {
 		if c <= ' ' || c >= 0x7f {
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
-	return strings.ToLower(string(n)), colon + 1, true
+	return n, colon + 1, true
 }
 
 // isContinuation reports whether line continues a folded field.
@@ -77,14 +95,14 @@ func readHeader(raw []byte, mbox bool) (h header, body []byte, probs []string) {
 		_, rest = cutLine(rest)
 	}
 	type span struct {
-		name       string
+		name       []byte
 		start, end int // of the value in raw, folded
 	}
 	var spans []span
 	done := func() header {
 		h := make(header, len(spans))
 		for i, s := range spans {
-			h[i] = field{name: s.name, value: unfold(raw[s.start:s.end])}
+			h[i] = field{name: s.name, value: raw[s.start:s.end]}
 		}
 		return h
 	}
