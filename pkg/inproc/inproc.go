@@ -41,6 +41,7 @@ package inproc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"reflect"
 	"strings"
@@ -175,7 +176,8 @@ type call struct {
 	shared  bool
 	ctx     context.Context // the handler's
 	cancel  context.CancelFunc
-	release func() bool // stops the cancellation by the client's context
+	client  context.Context // the client's
+	release func() bool     // stops the cancellation by the client's context
 	ts      *transportStream
 	done    func()
 }
@@ -215,13 +217,24 @@ func (cc *Conn) begin(ctx context.Context, fullMethod string, opts []grpc.CallOp
 	if err != nil {
 		return fail(err)
 	}
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDL := ctx.Deadline()
+	if hasDL {
 		var cancelDL context.CancelFunc
 		k.ctx, cancelDL = context.WithDeadline(k.ctx, dl)
 		cancelOuter := k.cancel
 		k.cancel = func() { cancelDL(); cancelOuter() }
 	}
-	k.release = context.AfterFunc(ctx, k.cancel)
+	k.client = ctx
+	k.release = context.AfterFunc(ctx, func() {
+		// The client's deadline is the handler's too: its own timer
+		// ends it with DeadlineExceeded, as grpc-go's server does.
+		// Cancelling it here would race that timer and end it with
+		// Canceled instead.
+		if hasDL && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return
+		}
+		k.cancel()
+	})
 	k.ts = &transportStream{method: fullMethod}
 	k.ctx = metadata.NewIncomingContext(k.ctx, md)
 	k.ctx = peer.NewContext(k.ctx, &peer.Peer{Addr: Addr{}, LocalAddr: Addr{}})
@@ -232,6 +245,26 @@ func (cc *Conn) begin(ctx context.Context, fullMethod string, opts []grpc.CallOp
 		c.calls.Done()
 	}
 	return &k, nil
+}
+
+// status is the call's status for the client once the handler returned
+// herr, before the call is done: as over the network, a call whose
+// client's context ended before the handler returned ends with that
+// context's status (the client's cancel resets the stream, its
+// deadline ends it) whatever the handler answered, and a call whose
+// deadline passed ends with DEADLINE_EXCEEDED even if the handler saw it
+// first. Otherwise it is the handler's status.
+func (k *call) status(herr error) error {
+	if err := k.client.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	if errors.Is(k.ctx.Err(), context.DeadlineExceeded) {
+		return status.FromContextError(context.DeadlineExceeded).Err()
+	}
+	if herr != nil {
+		return toStatusError(herr)
+	}
+	return nil
 }
 
 // incoming is the metadata the server sees: the client's outgoing
@@ -282,11 +315,8 @@ func (cc *Conn) Invoke(ctx context.Context, fullMethod string, args, reply any, 
 	dec := func(in any) error { return pass(in, args, k.shared) }
 	resp, herr := k.m.unary.Handler(k.m.impl, k.ctx, dec, k.unary)
 	setCallMetadata(opts, k.ts.header(), k.ts.trailer())
-	if err := ctx.Err(); err != nil {
-		return status.FromContextError(err).Err()
-	}
-	if herr != nil {
-		return toStatusError(herr)
+	if err := k.status(herr); err != nil {
+		return err
 	}
 	return pass(reply, resp, k.shared)
 }
@@ -301,12 +331,14 @@ func (cc *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, fullMethod
 		k.done()
 		return nil, status.Errorf(codes.Unimplemented, "inproc: %s is a unary method", fullMethod)
 	}
-	cctx := ctx
-	if k.shared {
-		cctx = context.WithValue(ctx, sharedKey{}, true)
+	if desc == nil {
+		desc = k.m.stream
 	}
 	cs := &clientStream{
-		ctx: cctx, opts: opts, shared: k.shared, ts: k.ts,
+		// Always set, so that a stream opened with a context derived
+		// from a shared stream's does not inherit its flag.
+		ctx:  context.WithValue(ctx, sharedKey{}, k.shared),
+		desc: desc, opts: opts, shared: k.shared, ts: k.ts,
 		toServer:  make(chan any),
 		toClient:  make(chan any),
 		sendClose: make(chan struct{}),
@@ -322,9 +354,7 @@ func (cc *Conn) NewStream(ctx context.Context, desc *grpc.StreamDesc, fullMethod
 		} else {
 			herr = k.m.stream.Handler(k.m.impl, ss)
 		}
-		if herr != nil {
-			cs.err = toStatusError(herr)
-		}
+		cs.err = k.status(herr)
 		k.ts.sendHeader()
 		k.done()
 		close(cs.done)
@@ -347,6 +377,7 @@ func SharesMessages(ctx context.Context) bool {
 // clientStream is the client's end of a stream.
 type clientStream struct {
 	ctx       context.Context
+	desc      *grpc.StreamDesc
 	opts      []grpc.CallOption
 	shared    bool
 	ts        *transportStream
@@ -390,6 +421,11 @@ func (cs *clientStream) CloseSend() error {
 // SendMsg hands m to the handler and returns once the handler took it.
 // As with gRPC, it returns io.EOF once the call is over (the handler
 // returned, or the client's context ended): RecvMsg tells the status.
+// On a method whose client does not stream it returns nil then, as
+// grpc-go does because the generated client of a server-streaming
+// method fails the call on any error of its one SendMsg: the call
+// returns its stream, and the first RecvMsg tells the status (an
+// interceptor's refusal, say).
 func (cs *clientStream) SendMsg(m any) error {
 	msg := m
 	if !cs.shared {
@@ -399,10 +435,12 @@ func (cs *clientStream) SendMsg(m any) error {
 	case cs.toServer <- msg:
 		return nil
 	case <-cs.done:
-		return io.EOF
 	case <-cs.ctx.Done():
-		return io.EOF
 	}
+	if !cs.desc.ClientStreams {
+		return nil
+	}
+	return io.EOF
 }
 
 func (cs *clientStream) RecvMsg(m any) error {

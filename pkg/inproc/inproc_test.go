@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -334,5 +335,255 @@ func TestStopCancelsAndRefuses(t *testing.T) {
 	}
 	if _, err := c.ClaimAccount(context.Background(), &mailbusv1.ClaimAccountRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("after stop: %v; want UNAVAILABLE", err)
+	}
+}
+
+// blockingInterceptor holds every stream call until its context ends,
+// then refuses it with that context's status, as the store's auth
+// interceptor refuses a call it cannot check in time; entered tells
+// that a call reached it.
+func blockingInterceptor(entered chan<- struct{}) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		entered <- struct{}{}
+		<-ss.Context().Done()
+		return status.FromContextError(ss.Context().Err()).Err()
+	}
+}
+
+// A server-streaming call that ends before its handler took the request
+// (an interceptor's refusal, the client's cancel) opens through the
+// generated client and tells its status on the first Recv, as over
+// grpc-go, whose SendMsg returns nil on such a method; it must not fail
+// with a bare io.EOF, which loses the code.
+func TestServerStreamRefusalOnRecv(t *testing.T) {
+	f := newFake()
+	ch, _ := serve(t, f)
+	bad := mailbusv1.NewIngestServiceClient(ch.Conn(apitoken.Credentials("mbt_bad")))
+
+	blocking := New()
+	mailbusv1.RegisterIngestServiceServer(blocking, newFake())
+	entered := make(chan struct{}, 1)
+	t.Cleanup(blocking.Serve(ServeOptions{Stream: []grpc.StreamServerInterceptor{blockingInterceptor(entered)}}))
+	held := mailbusv1.NewIngestServiceClient(blocking.Conn(nil))
+
+	for _, tc := range []struct {
+		name   string
+		client mailbusv1.IngestServiceClient
+		cancel bool // cancel the call once it reached the interceptor
+		code   codes.Code
+	}{
+		{"refused by an interceptor", bad, false, codes.Unauthenticated},
+		{"cancelled while the request waits", held, true, codes.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				go func() {
+					<-entered
+					cancel()
+				}()
+			}
+			stream, err := tc.client.ListUpstreamIds(ctx, &mailbusv1.ListUpstreamIdsRequest{})
+			if err != nil {
+				t.Fatalf("ListUpstreamIds: %v (code %v); want a stream whose Recv tells %v", err, status.Code(err), tc.code)
+			}
+			if _, err := stream.Recv(); status.Code(err) != tc.code {
+				t.Errorf("Recv: %v; want %v", err, tc.code)
+			}
+		})
+	}
+
+	// A bidirectional stream's Send still returns io.EOF once the call
+	// is over (pkg/ingest relies on it), and Recv tells the status.
+	stream, err := bad.IngestMessages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&mailbusv1.IngestMessagesRequest{}); err != io.EOF {
+		t.Errorf("Send on a refused bidirectional stream: %v; want io.EOF", err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("Recv on a refused bidirectional stream: %v; want UNAUTHENTICATED", err)
+	}
+}
+
+// endingIngest's IngestMessages waits for its context to end, reports
+// its error, sets a trailer (so that the client can tell the call is
+// over) and returns what ret makes of its context.
+type endingIngest struct {
+	mailbusv1.UnimplementedIngestServiceServer
+	handlerErr chan error
+	ret        func(ctx context.Context) error
+}
+
+func (f *endingIngest) IngestMessages(stream mailbusv1.IngestService_IngestMessagesServer) error {
+	<-stream.Context().Done()
+	f.handlerErr <- stream.Context().Err()
+	stream.SetTrailer(metadata.Pairs("ended", "1"))
+	return f.ret(stream.Context())
+}
+
+func (f *endingIngest) ClaimAccount(ctx context.Context, _ *mailbusv1.ClaimAccountRequest) (*mailbusv1.ClaimAccountResponse, error) {
+	<-ctx.Done()
+	f.handlerErr <- ctx.Err()
+	return nil, f.ret(ctx)
+}
+
+// handlerAnswers are what a handler returns once its context ended.
+var handlerAnswers = []struct {
+	name string
+	ret  func(ctx context.Context) error
+}{
+	{"its context's status", func(ctx context.Context) error { return status.FromContextError(ctx.Err()).Err() }},
+	{"its context's error", func(ctx context.Context) error { return ctx.Err() }},
+	{"a status of its own", func(context.Context) error { return status.Error(codes.Internal, "db: interrupted") }},
+}
+
+// waitOver returns once the handler of stream returned (its trailer is
+// there).
+func waitOver(stream grpc.ClientStream) {
+	for stream.Trailer() == nil {
+		runtime.Gosched()
+	}
+}
+
+// A call that reaches its own deadline ends with DEADLINE_EXCEEDED: its
+// handler's context says so (the request metrics count the code the
+// handler returns), and the client's Recv does, whatever the handler
+// answered, also when it reads after the handler returned. The handler's
+// deadline and the client's are two timers at the same instant; the
+// channel once let the client's cancel the handler's context, which
+// then said Canceled in about half the calls, so this runs many.
+func TestDeadlineIsDeadlineExceeded(t *testing.T) {
+	const calls = 100
+	for _, answer := range handlerAnswers {
+		t.Run(answer.name, func(t *testing.T) {
+			f := &endingIngest{handlerErr: make(chan error, 1), ret: answer.ret}
+			metrics := make(chan codes.Code, 1)
+			ch := New()
+			mailbusv1.RegisterIngestServiceServer(ch, f)
+			t.Cleanup(ch.Serve(ServeOptions{
+				Unary: []grpc.UnaryServerInterceptor{func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					resp, err := h(ctx, req)
+					metrics <- status.Code(toStatusError(err))
+					return resp, err
+				}},
+				Stream: []grpc.StreamServerInterceptor{func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+					err := h(srv, ss)
+					metrics <- status.Code(toStatusError(err))
+					return err
+				}},
+			}))
+			c := mailbusv1.NewIngestServiceClient(ch.Conn(nil))
+			check := func(what string, handlerErr error, handlerCode, clientCode codes.Code) {
+				t.Helper()
+				if !errors.Is(handlerErr, context.DeadlineExceeded) {
+					t.Fatalf("%s: the handler's context ended with %v; want %v", what, handlerErr, context.DeadlineExceeded)
+				}
+				// The handler's own status is what the metrics count;
+				// one that answers from its context counts the deadline.
+				if answer.name != "a status of its own" && handlerCode != codes.DeadlineExceeded {
+					t.Fatalf("%s: the handler answered %v; want DEADLINE_EXCEEDED", what, handlerCode)
+				}
+				if clientCode != codes.DeadlineExceeded {
+					t.Fatalf("%s: the client got %v; want DEADLINE_EXCEEDED", what, clientCode)
+				}
+			}
+			for range calls {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+				stream, err := c.IngestMessages(ctx)
+				if err != nil {
+					cancel()
+					t.Fatal(err)
+				}
+				herr := <-f.handlerErr
+				waitOver(stream)
+				_, err = stream.Recv()
+				check("stream", herr, <-metrics, status.Code(err))
+				cancel()
+
+				ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+				_, err = c.ClaimAccount(ctx, &mailbusv1.ClaimAccountRequest{})
+				check("unary", <-f.handlerErr, <-metrics, status.Code(err))
+				cancel()
+			}
+		})
+	}
+}
+
+// After the client cancels a stream, Recv returns CANCELLED whatever the
+// handler answered, as over grpc-go, where the cancel resets the stream;
+// also when the client reads after the handler returned.
+func TestCancelIsCanceled(t *testing.T) {
+	for _, answer := range handlerAnswers {
+		t.Run(answer.name, func(t *testing.T) {
+			f := &endingIngest{handlerErr: make(chan error, 1), ret: answer.ret}
+			ch := New()
+			mailbusv1.RegisterIngestServiceServer(ch, f)
+			t.Cleanup(ch.Serve(ServeOptions{}))
+			c := mailbusv1.NewIngestServiceClient(ch.Conn(nil))
+			ctx, cancel := context.WithCancel(context.Background())
+			stream, err := c.IngestMessages(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if err := <-f.handlerErr; !errors.Is(err, context.Canceled) {
+				t.Errorf("the handler's context ended with %v; want %v", err, context.Canceled)
+			}
+			waitOver(stream)
+			if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
+				t.Errorf("Recv after the client's cancel: %v; want CANCELLED", err)
+			}
+		})
+	}
+}
+
+// A finished call keeps its status even if its client's context ends
+// before the client reads it.
+func TestFinishedCallKeepsStatus(t *testing.T) {
+	f := newFake()
+	ch, _ := serve(t, f)
+	c := mailbusv1.NewIngestServiceClient(ch.Conn(apitoken.Credentials("mbt_good")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := c.IngestMessages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&mailbusv1.IngestMessagesRequest{Meta: &mailbusv1.IngestMeta{Ref: "fail"}}); err != nil {
+		t.Fatal(err)
+	}
+	<-f.got
+	<-f.ended
+	waitOver(stream)
+	cancel()
+	if _, err := stream.Recv(); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Recv of a call that ended before the cancel: %v; want its FAILED_PRECONDITION", err)
+	}
+}
+
+// SharesMessages belongs to the stream, not to the contexts derived from
+// its context: a stream opened with one is told its own mode.
+func TestSharesMessagesNotInherited(t *testing.T) {
+	f := newFake()
+	ch, _ := serve(t, f, mailbusv1.IngestService_IngestMessages_FullMethodName)
+	c := mailbusv1.NewIngestServiceClient(ch.Conn(apitoken.Credentials("mbt_good")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	shared, err := c.IngestMessages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SharesMessages(shared.Context()) {
+		t.Fatal("SharesMessages is false on a shared method's stream")
+	}
+	other, err := c.ListUpstreamIds(shared.Context(), &mailbusv1.ListUpstreamIdsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if SharesMessages(other.Context()) {
+		t.Error("a stream that clones reports SharesMessages because its context derives from a shared stream's")
 	}
 }

@@ -239,7 +239,12 @@ func invoke(ctx context.Context, conn grpc.ClientConnInterface, m protoreflect.M
 	if err != nil {
 		return err
 	}
-	if err := cs.SendMsg(req); err != nil && !errors.Is(err, io.EOF) {
+	// As a generated client does: io.EOF from SendMsg means "the call is
+	// over, RecvMsg tells its status" only on a method whose client
+	// streams; on the others (server streaming) any error of SendMsg
+	// fails the call, so a transport must give the status on RecvMsg
+	// instead (grpc-go's SendMsg returns nil there).
+	if err := cs.SendMsg(req); err != nil && (!m.IsStreamingClient() || !errors.Is(err, io.EOF)) {
 		return err
 	}
 	if err := cs.CloseSend(); err != nil {
