@@ -9,14 +9,14 @@ import (
 type entity struct {
 	id          string
 	header      header
-	mediaType   string // lower case; the default when absent or invalid
-	params      map[string]string
-	charset     string // lower case, as declared
-	disposition string // "inline", "attachment" or ""
-	filename    string // decoded
-	contentID   string // without angle brackets
-	cte         string // lower case; "7bit" when absent
-	body        []byte // the encoded body, a slice of the raw message
+	mediaType   string            // lower case; the default when absent or invalid
+	params      map[string]string // nil when there are none
+	charset     string            // lower case, as declared
+	disposition string            // "inline", "attachment" or ""
+	filename    string            // decoded
+	contentID   string            // without angle brackets
+	cte         string            // lower case; "7bit" when absent
+	body        []byte            // the encoded body, a slice of the raw message
 	sections    [][]byte
 	children    []*entity
 }
@@ -116,7 +116,7 @@ func (b *builder) expand(e *entity, depth int) {
 func (b *builder) newEntity(raw []byte, defType string, top bool) (*entity, []string) {
 	b.parts++
 	h, body, probs := readHeader(raw, top)
-	e := &entity{header: h, body: body, mediaType: defType, params: map[string]string{}}
+	e := &entity{header: h, body: body, mediaType: defType}
 	if ct := h.get("content-type"); ct != "" {
 		v, params, err := parseParams(ct)
 		if err != nil {

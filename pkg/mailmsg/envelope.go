@@ -56,9 +56,11 @@ func (b *builder) addresses(h header, name, charset string) []*mailbusv1.Address
 	if v == "" {
 		return nil
 	}
-	var wordErr error
-	p := mail.AddressParser{WordDecoder: newWordDecoder(&wordErr)}
-	list, err := p.ParseList(v)
+	b.wordErr = nil
+	if b.addrParser == nil {
+		b.addrParser = &mail.AddressParser{WordDecoder: newWordDecoder(&b.wordErr)}
+	}
+	list, err := b.addrParser.ParseList(v)
 	if err != nil {
 		b.errf("message: %s: %v; read leniently", name, err)
 		return b.lenientAddresses(v, name)
@@ -67,8 +69,8 @@ func (b *builder) addresses(h header, name, charset string) []*mailbusv1.Address
 	for _, a := range list {
 		out = append(out, &mailbusv1.Address{Name: b.name(a.Name, name), Email: a.Address})
 	}
-	if wordErr != nil {
-		b.errf("message: %s: %v", name, wordErr)
+	if b.wordErr != nil {
+		b.errf("message: %s: %v", name, b.wordErr)
 	}
 	return out
 }

@@ -22,15 +22,22 @@ const maxSections = 1000
 // It is lenient: unquoted values may contain spaces, a quoted string may
 // lack its closing quote, junk between parameters is skipped. The first
 // problem met is returned along with the result.
+//
+// params is nil when there are none.
 func parseParams(s string) (value string, params map[string]string, err error) {
 	v, rest, _ := strings.Cut(s, ";")
 	value = strings.ToLower(strings.Trim(v, " \t\""))
-	params = map[string]string{}
+	set := func(name, val string) {
+		if params == nil {
+			params = map[string]string{}
+		}
+		params[name] = val
+	}
 	type section struct {
 		val     string
 		encoded bool
 	}
-	sections := map[string]map[int]section{}
+	var sections map[string]map[int]section // made when needed
 	note := func(e error) {
 		if err == nil {
 			err = e
@@ -73,6 +80,9 @@ func parseParams(s string) (value string, params map[string]string, err error) {
 				note(fmt.Errorf("parameter %q: too many continuations", base))
 				continue
 			}
+			if sections == nil {
+				sections = map[string]map[int]section{}
+			}
 			if sections[base] == nil {
 				sections[base] = map[int]section{}
 			}
@@ -80,10 +90,10 @@ func parseParams(s string) (value string, params map[string]string, err error) {
 		case encoded:
 			d, e := decode2231(val)
 			note(e)
-			params[base] = d
+			set(base, d)
 		default:
 			if _, ok := params[base]; !ok {
-				params[base] = val
+				set(base, val)
 			}
 		}
 	}
@@ -119,7 +129,7 @@ func parseParams(s string) (value string, params map[string]string, err error) {
 		if e != nil {
 			note(fmt.Errorf("parameter %q: %w", name, e))
 		}
-		params[name] = d // an extended value wins over a plain one
+		set(name, d) // an extended value wins over a plain one
 	}
 	return value, params, err
 }

@@ -2,6 +2,7 @@ package mailmsg
 
 import (
 	"fmt"
+	"net/mail"
 
 	mailbusv1 "github.com/mailbus/mailbus/pkg/gen/mailbus/v1"
 )
@@ -129,6 +130,10 @@ type builder struct {
 	errs  []string
 	// quiet suppresses error collection (OpenPart does not report them).
 	quiet bool
+	// addrParser reads address lists with this package's charsets; it
+	// notes the first charset problem of a list in wordErr.
+	addrParser *mail.AddressParser
+	wordErr    error
 }
 
 // errf records a problem.
