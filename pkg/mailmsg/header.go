@@ -94,38 +94,38 @@ func readHeader(raw []byte, mbox bool) (h header, body []byte, probs []string) {
 	if mbox && bytes.HasPrefix(rest, []byte("From ")) {
 		_, rest = cutLine(rest)
 	}
-	type span struct {
-		name       []byte
-		start, end int // of the value in raw, folded
-	}
-	var spans []span
-	done := func() header {
-		h := make(header, len(spans))
-		for i, s := range spans {
-			h[i] = field{name: s.name, value: raw[s.start:s.end]}
-		}
-		return h
-	}
-	lineNo := 0
+	// h is built as the lines are read, each value a slice of raw that a
+	// continuation line extends.
+	lineNo, lastEnd := 0, 0 // lastEnd: where the last field's value ends in raw
 	for len(rest) > 0 {
 		off := len(raw) - len(rest)
 		line, next := cutLine(rest)
 		end := off + len(line)
 		lineNo++
 		if len(bytes.TrimRight(line, "\r")) == 0 {
-			return done(), next, probs
+			return h, next, probs
 		}
-		if isContinuation(line) && len(spans) > 0 {
-			spans[len(spans)-1].end = end
+		if isContinuation(line) && len(h) > 0 {
+			last := &h[len(h)-1]
+			last.value = raw[lastEnd-len(last.value) : end]
+			lastEnd = end
 			rest = next
 			continue
 		}
 		if name, v, ok := fieldName(line); ok {
-			spans = append(spans, span{name: name, start: off + v, end: end})
+			if h == nil {
+				n := 4 // a body part's header is short
+				if mbox {
+					n = 24 // a message's (mbox is set for a message's)
+				}
+				h = make(header, 0, n)
+			}
+			h = append(h, field{name: name, value: raw[off+v : end]})
+			lastEnd = end
 			rest = next
 			continue
 		}
-		if len(spans) == 0 {
+		if len(h) == 0 {
 			probs = append(probs, "no header; read all as body")
 			return nil, rest, probs
 		}
@@ -135,10 +135,10 @@ func readHeader(raw []byte, mbox bool) (h header, body []byte, probs []string) {
 			continue
 		}
 		probs = append(probs, "no blank line between header and body")
-		return done(), rest, probs
+		return h, rest, probs
 	}
 	// A header without a body needs no blank line (RFC 5322 section 3.5).
-	return done(), nil, probs
+	return h, nil, probs
 }
 
 // headerGoesOn reports whether b starts with fields (or continuation lines)
