@@ -57,7 +57,7 @@ func (d *DB) prepare(it IngestItem) (*prepared, error) {
 	var hash [2 * sha256.Size]byte
 	hex.Encode(hash[:], sum[:])
 	p := &prepared{item: it, hash: string(hash[:]), inFile: d.files.wants(len(it.Raw))}
-	parsed := mailmsg.Parse(it.Raw, nil)
+	parsed := mailmsg.Parse(it.Raw, &mailmsg.Options{NoBodies: true})
 	s := &mailbusv1.MessageSummary{Envelope: parsed.Envelope, HasAttachments: parsed.HasAttachments, Preview: parsed.Preview}
 	p.attachments = parsed.Attachments
 	var err error
