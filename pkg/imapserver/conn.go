@@ -35,9 +35,16 @@ var internalServerErrorResp = &imap.StatusResponse{
 
 // A Conn represents an IMAP connection to the server.
 type Conn struct {
-	server   *Server
-	br       *bufio.Reader
+	server *Server
+	// br is the buffered reader of src while a command is read; nil while
+	// the connection waits for its client's next command or DONE (see
+	// awaitInput). Only the goroutine of serve uses it.
+	br  *bufio.Reader
+	src connReader
+	// bw is the buffered writer of rw while a response is written; nil
+	// between responses. Guarded by encMutex.
 	bw       *bufio.Writer
+	rw       io.Writer
 	encMutex sync.Mutex
 
 	mutex   sync.Mutex
@@ -50,14 +57,74 @@ type Conn struct {
 
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
-	br := bufio.NewReader(rw)
-	bw := bufio.NewWriter(rw)
 	return &Conn{
 		conn:    c,
 		server:  server,
-		br:      br,
-		bw:      bw,
+		src:     connReader{r: rw},
+		rw:      rw,
 		enabled: make(imap.CapSet),
+	}
+}
+
+// connReader is what Conn.br reads: the connection, after the byte (or
+// error) that awaitInput read while the connection had no buffer.
+type connReader struct {
+	r   io.Reader
+	one [1]byte
+	has bool
+	err error
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.has && len(p) > 0 {
+		p[0], r.has = r.one[0], false
+		return 1, nil
+	}
+	if r.err != nil {
+		err := r.err
+		r.err = nil
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// awaitInput makes c.br ready to read: when nothing is buffered, it gives
+// the buffer back to the server's pool while it waits for the client's
+// next byte, so that a connection waiting for a command (or for DONE,
+// after IDLE) holds no 4 KiB buffer. What it read (a byte, or the error
+// of the read) is what c.br reads first.
+func (c *Conn) awaitInput() {
+	if c.br != nil && c.br.Buffered() > 0 {
+		return
+	}
+	if c.br != nil {
+		c.br.Reset(nil)
+		c.server.readers.Put(c.br)
+		c.br = nil
+	}
+	if !c.src.has && c.src.err == nil {
+		n, err := c.src.r.Read(c.src.one[:])
+		c.src.has, c.src.err = n > 0, err
+	}
+	br, _ := c.server.readers.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReader(&c.src)
+	} else {
+		br.Reset(&c.src)
+	}
+	c.br = br
+}
+
+// setSource makes rw what the connection reads and writes (after
+// STARTTLS). The caller holds encMutex and nothing is buffered.
+func (c *Conn) setSource(rw io.ReadWriter) {
+	c.src = connReader{r: rw}
+	if c.br != nil {
+		c.br.Reset(&c.src)
+	}
+	c.rw = rw
+	if c.bw != nil {
+		c.bw.Reset(rw)
 	}
 }
 
@@ -175,6 +242,7 @@ func (c *Conn) serve() {
 		}
 		c.setReadTimeout(readTimeout)
 
+		c.awaitInput()
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = maxCommandSize
 		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
@@ -502,10 +570,19 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
 
+	conn.encMutex.Lock() // released by responseEncoder.end
+	if conn.bw == nil {
+		bw, _ := conn.server.writers.Get().(*bufio.Writer)
+		if bw == nil {
+			bw = bufio.NewWriter(conn.rw)
+		} else {
+			bw.Reset(conn.rw)
+		}
+		conn.bw = bw
+	}
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 
-	conn.encMutex.Lock() // released by responseEncoder.end
 	conn.setWriteTimeout(respWriteTimeout)
 	return &responseEncoder{
 		Encoder: wireEnc,
@@ -519,6 +596,13 @@ func (enc *responseEncoder) end() {
 	}
 	enc.Encoder = nil
 	enc.conn.setWriteTimeout(0)
+	if bw := enc.conn.bw; bw.Buffered() == 0 {
+		// Written out: the buffer goes back to the pool until the next
+		// response (a write that failed keeps what it did not write).
+		bw.Reset(nil)
+		enc.conn.server.writers.Put(bw)
+		enc.conn.bw = nil
+	}
 	enc.conn.encMutex.Unlock()
 }
 

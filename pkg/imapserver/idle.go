@@ -36,6 +36,7 @@ func (c *Conn) handleIdle(dec *imapwire.Decoder) error {
 	}()
 
 	c.setReadTimeout(idleReadTimeout)
+	c.awaitInput()
 	line, isPrefix, err := c.br.ReadLine()
 	close(stop)
 	if err == io.EOF {

@@ -85,6 +85,10 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*Conn]struct{}
 	closed    bool
+
+	// readers and writers hold the buffers of the connections that wait
+	// for their client (see Conn.awaitInput and newResponseEncoder).
+	readers, writers sync.Pool
 }
 
 // New creates a new server.

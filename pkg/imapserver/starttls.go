@@ -67,8 +67,7 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 	c.mutex.Unlock()
 
 	rw := c.server.options.wrapReadWriter(tlsConn)
-	c.br.Reset(rw)
-	c.bw.Reset(rw)
+	c.setSource(rw)
 
 	return nil
 }
