@@ -58,8 +58,6 @@ type subscription struct {
 	// the session lists its mailbox again (a client that does not poll
 	// for a long time holds no more than that).
 	max int
-	// notify has room for one wake-up: Idle waits on it.
-	notify chan struct{}
 
 	mu     sync.Mutex
 	queue  []*mailbusv1.Event
@@ -71,6 +69,8 @@ type subscription struct {
 	seen uint64
 	// seenMoved, when not nil, is closed when seen grows (waitSeen).
 	seenMoved chan struct{}
+	// onWake, while the session IDLEs, is called when events come.
+	onWake func()
 }
 
 // maxQueue is a subscription's default most events queued.
@@ -139,10 +139,19 @@ func (s *subscription) retry() {
 }
 
 func (s *subscription) wake() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
+	s.mu.Lock()
+	f := s.onWake
+	s.mu.Unlock()
+	if f != nil {
+		f()
 	}
+}
+
+// setOnWake sets (or, with nil, clears) what wake calls.
+func (s *subscription) setOnWake(f func()) {
+	s.mu.Lock()
+	s.onWake = f
+	s.mu.Unlock()
 }
 
 // take returns the queued events, and whether the mailbox must be listed
@@ -200,7 +209,7 @@ func (s *subscription) putBack(evs []*mailbusv1.Event) {
 // every change committed after subscribe returns is delivered (some
 // committed before may be too: the session applies events idempotently).
 func (h *hub) subscribe(ctx context.Context, accountID, mailboxID, token string) (*subscription, error) {
-	sub := &subscription{token: token, mailbox: mailboxID, max: maxQueue, notify: make(chan struct{}, 1)}
+	sub := &subscription{token: token, mailbox: mailboxID, max: maxQueue}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

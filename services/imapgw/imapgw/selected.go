@@ -152,6 +152,11 @@ func listAll(ctx context.Context, c mailbusv1.MailboxServiceClient, mailboxID st
 	// The store's order; sorted again so that the view's invariant does
 	// not depend on it.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].uid < out[j].uid })
+	// Held as long as the mailbox is selected: without append's spare
+	// room (up to a quarter more).
+	if cap(out) > len(out) {
+		out = slices.Clone(out)
+	}
 	return out, state, nil
 }
 

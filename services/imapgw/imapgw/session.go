@@ -61,9 +61,8 @@ type session struct {
 	// STATUS and LIST-STATUS announce it as HIGHESTMODSEQ (decision 43).
 	mailboxesState uint64
 
-	// idleMu is held by Idle and by Close: imapserver's IDLE returns
-	// without waiting for Session.Idle when the connection breaks, so
-	// Close may run while Idle still does.
+	// idleMu is held while updates are written during IDLE (idle.go) and
+	// by Close and Poll.
 	idleMu sync.Mutex
 }
 
@@ -71,6 +70,7 @@ var (
 	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
 	_ imapserver.SessionAppendLimit    = (*session)(nil)
 	_ imapserver.SessionCondStore      = (*session)(nil)
+	_ imapserver.SessionIdleWatch      = (*session)(nil)
 	_ imapserver.SessionUnauthenticate = (*session)(nil)
 )
 
@@ -715,41 +715,15 @@ func (s *session) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // correct but has the client's next QRESYNC ask for more.
 const ownEventWait = 2 * time.Second
 
-// Idle implements imapserver.Session: pushes the changes of the selected
-// mailbox as the account's stream delivers them.
+// Idle implements imapserver.Session (imapserver calls IdleWatch
+// instead; see idle.go).
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
-	if s.sel == nil {
-		<-stop
-		return nil
+	end, err := s.IdleWatch(w)
+	<-stop
+	if stopErr := end(); err == nil {
+		err = stopErr
 	}
-	if err := s.poll(w, true); err != nil {
-		return err
-	}
-	for {
-		var retry <-chan time.Time
-		var t *time.Timer
-		if s.sel.resyncFailed {
-			t = time.NewTimer(resyncRetry)
-			retry = t.C
-		}
-		select {
-		case <-stop:
-			if t != nil {
-				t.Stop()
-			}
-			return nil
-		case <-s.sel.sub.notify:
-		case <-retry:
-		}
-		if t != nil {
-			t.Stop()
-		}
-		if err := s.poll(w, true); err != nil {
-			return err
-		}
-	}
+	return err
 }
 
 // Expunge implements imapserver.Session: deletes the messages flagged

@@ -20,7 +20,7 @@ func TestStaleEvents(t *testing.T) {
 	sel := newSelected(&mailbusv1.Mailbox{Id: inbox}, []message{
 		{id: "7", uid: 3, state: 4},
 		{id: "9", uid: 25, state: 10, flags: []string{`\Flagged`}},
-	}, false, &subscription{notify: make(chan struct{}, 1)}, &flagSets{})
+	}, false, &subscription{}, &flagSets{})
 	moved := func(state uint64, to string, uid uint32, from string, prevUID uint32, flags ...string) *mailbusv1.Event {
 		return &mailbusv1.Event{State: state, Payload: &mailbusv1.Event_MessageUpdated{MessageUpdated: &mailbusv1.MessageUpdated{
 			Message:           &mailbusv1.MessageSummary{Id: "9", MailboxId: to, ImapUid: uid, State: state, Flags: flags},
@@ -53,7 +53,7 @@ func TestStaleEvents(t *testing.T) {
 // mailbox, at most max of them; past that it lists the mailbox again.
 func TestSubscriptionQueue(t *testing.T) {
 	const inbox, other = "1", "2"
-	sub := &subscription{mailbox: inbox, max: 3, notify: make(chan struct{}, 1)}
+	sub := &subscription{mailbox: inbox, max: 3}
 	msg := func(mailbox string) *mailbusv1.MessageSummary {
 		return &mailbusv1.MessageSummary{Id: "9", MailboxId: mailbox}
 	}
