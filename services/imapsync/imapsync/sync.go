@@ -17,14 +17,15 @@ import (
 // with device changes first (decision 4): one that came in meanwhile does
 // not wait for this folder, and is on the server before its flags are
 // read. A long initial sync pauses between chunks of FETCH batches when
-// write-backs are due: they are applied, and the sync goes on from its
-// cursor (decision 6: a write-back waits at most a chunk).
+// a write-back is pending (writeBacksDue): they are applied, and the sync
+// goes on from its cursor (decision 6: a write-back waits at most a
+// chunk).
 func (w *account) syncFolder(ctx context.Context, f *folder) error {
 	for resumed := false; ; resumed = true {
 		if err := w.writeBacksBetween(ctx); err != nil {
 			return err
 		}
-		done, err := w.syncFolderUntil(ctx, f, w.writeBacksDue, resumed)
+		done, err := w.syncFolderUntil(ctx, f, func() bool { return w.writeBacksDue(ctx) }, resumed)
 		if err != nil || done {
 			return err
 		}

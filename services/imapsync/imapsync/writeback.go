@@ -342,15 +342,29 @@ type resyncNeeded struct{ name string }
 
 func (e *resyncNeeded) Error() string { return "imapsync: UIDVALIDITY of " + e.name + " changed" }
 
-// writeBacksDue reports (and consumes) a write-back wake-up, or that the
-// write-back poll interval has passed.
-func (w *account) writeBacksDue() bool {
+// writeBacksDue reports (and consumes) a write-back wake-up, or, once the
+// write-back poll interval has passed, that a write-back is pending (one
+// ListPendingWriteBacks with Max 1). With none pending the interval starts
+// again: a long initial sync does not pause, and list its folder again on
+// resuming, for nothing (decision 46). An error of the store pauses: the
+// write-back pass reports it.
+func (w *account) writeBacksDue(ctx context.Context) bool {
 	select {
 	case <-w.wb:
 		return true
 	default:
-		return time.Since(w.lastWriteBacks) >= w.s.cfg.WriteBackPoll
 	}
+	if time.Since(w.lastWriteBacks) < w.s.cfg.WriteBackPoll {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	resp, err := w.st.ingest.ListPendingWriteBacks(sctx, &mailbusv1.ListPendingWriteBacksRequest{AccountId: w.a.Id, Max: 1})
+	if err != nil || len(resp.Writebacks) > 0 {
+		return true
+	}
+	w.lastWriteBacks = time.Now()
+	return false
 }
 
 // writeBacksBetween applies write-backs a device made while a pass over
