@@ -128,6 +128,9 @@ type folder struct {
 	// absent holds UIDs on the server that the store does not hold (too
 	// large, or refused by the store): the expunge check counts them.
 	absent map[uint32]bool
+	// rest is what a paused initial sync has left to fetch, for the part
+	// that resumes it (nil: none).
+	rest *initialRest
 }
 
 func (f *folder) markAbsent(uid uint32) {

@@ -123,3 +123,60 @@ func TestMoveAndAppendDuringPausedInitialSync(t *testing.T) {
 		t.Errorf("Archive %d, want 6", got)
 	}
 }
+
+// TestResumedInitialSyncGoesOnWithoutListing: a device's flag change made
+// while INBOX's initial sync is held between FETCH batches pauses the sync
+// after the chunk; the write-back is applied, and the resumed sync goes on
+// with the UIDs it had, without listing the folder again.
+func TestResumedInitialSyncGoesOnWithoutListing(t *testing.T) {
+	const n, batch = 1200, 10
+	gate := make(chan struct{})
+	closeGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(closeGate)
+	var bodyFetches, sizeLists atomic.Int64
+	h := &memHooks{fetch: func(o *imap.FetchOptions) {
+		if len(o.BodySection) == 0 {
+			if o.RFC822Size && !o.Flags {
+				sizeLists.Add(1)
+			}
+			return
+		}
+		if bodyFetches.Add(1) == 13 {
+			<-gate
+		}
+	}}
+	m := startMemHooked(t, h)
+	c := dialPlain(t, m.addr, "alice", "secret")
+	for i := range n {
+		appendMsg(t, c, "INBOX", testMessage(i, "INBOX"))
+	}
+	e := startStore(t)
+	a := e.createAccount(t, m.addr, mailbusv1.Security_SECURITY_NONE, "alice", "secret", nil)
+	reg := prometheus.NewRegistry()
+	startSync(t, e, func(c *imapsync.Config) { c.Registry = reg; c.FetchBatch = batch })
+	var id string
+	waitFor(t, "some INBOX messages", func() bool {
+		inbox := e.storeFolder(t, a.Id, "INBOX")
+		for _, sm := range inbox {
+			id = sm.id
+		}
+		return len(inbox) >= 100
+	})
+	if _, err := e.mailboxes.UpdateFlags(ctxT(t), &mailbusv1.UpdateFlagsRequest{AccountId: a.Id, MessageIds: []string{id}, Add: []string{`\Flagged`}, DeviceId: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	stored := len(e.storeFolder(t, a.Id, "INBOX"))
+	closeGate()
+	if stored >= n {
+		t.Fatalf("the device's change was made with %d of %d INBOX messages stored, want during the initial sync", stored, n)
+	}
+	waitFor(t, "idle", func() bool { return gaugeValues(t, reg, "mailbus_imapsync_accounts")["idle"] == 1 })
+	tp := dialPlain(t, m.addr, "alice", "secret")
+	waitFor(t, "INBOX same on server and store", func() bool { return sameView(serverFolder(t, tp, "INBOX"), e.storeFolder(t, a.Id, "INBOX")) == nil })
+	if got := len(e.storeFolder(t, a.Id, "INBOX")); got != n {
+		t.Errorf("INBOX %d, want %d", got, n)
+	}
+	if got := sizeLists.Load(); got != 1 {
+		t.Errorf("the initial sync listed the folder %d times, want 1", got)
+	}
+}

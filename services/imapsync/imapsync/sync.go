@@ -68,7 +68,7 @@ func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() b
 			return false, err
 		}
 		f.st = &mailbusv1.MailboxSyncState{Uidvalidity: sel.UIDValidity}
-		f.known, f.recheck, f.absent = nil, nil, nil
+		f.known, f.recheck, f.absent, f.rest = nil, nil, nil, nil
 		if err := w.saveState(ctx, f); err != nil {
 			return false, err
 		}
@@ -81,7 +81,7 @@ func (w *account) syncFolderUntil(ctx context.Context, f *folder, pause func() b
 		if !resumed {
 			w.s.metrics.syncs.WithLabelValues("initial").Inc()
 		}
-		if done, err := w.initialSync(ctx, f, sel, pause); err != nil || !done {
+		if done, err := w.initialSync(ctx, f, sel, pause, resumed); err != nil || !done {
 			return false, err
 		}
 	}

@@ -81,9 +81,18 @@ func (w *account) initialSyncs(ctx context.Context) error {
 // delta's), synced_lowest_uid the lowest UID of the last committed batch:
 // an interrupted sync goes on below it, and skips what the store has.
 // When pause (may be nil) says so after a chunk of batches, it returns
-// with done false, the cursor saved.
-func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData, pause func() bool) (done bool, err error) {
+// with done false, the cursor saved and the batches left on the folder.
+// A part that resumes a paused sync (resumed) goes on with the batches
+// the pause left (f.rest) when the folder's UIDVALIDITY is the same: it
+// neither lists the folder again nor, unless a write-back moved messages
+// meanwhile, reads the store's identities again.
+func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectData, pause func() bool, resumed bool) (done bool, err error) {
 	st := f.st
+	rest := f.rest
+	f.rest = nil
+	if rest != nil && resumed && rest.uidvalidity == sel.UIDValidity && st.Uidvalidity == sel.UIDValidity && st.SyncedUidnext != 0 {
+		return w.initialSyncRest(ctx, f, rest, pause)
+	}
 	stale, err := w.loadKnown(ctx, f)
 	if err != nil {
 		return false, err
@@ -121,7 +130,38 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 			}
 		}
 	}
-	batches := newestFirst(uids, w.s.cfg.FetchBatch)
+	return w.initialSyncRest(ctx, f, &initialRest{uidvalidity: sel.UIDValidity, batches: newestFirst(uids, w.s.cfg.FetchBatch), stale: stale}, pause)
+}
+
+// initialRest is what an initial sync has left: the batches to fetch,
+// newest first, of the folder under uidvalidity, and the store's
+// messages of earlier UIDVALIDITYs to expunge at its end.
+type initialRest struct {
+	uidvalidity uint32
+	batches     [][]uint32
+	stale       map[uint32][]uint32
+}
+
+// initialSyncRest fetches the batches of rest, pausing between chunks
+// when pause says so (with rest kept on the folder), and ends the initial
+// sync.
+func (w *account) initialSyncRest(ctx context.Context, f *folder, rest *initialRest, pause func() bool) (done bool, err error) {
+	st := f.st
+	stale := rest.stale
+	if f.known == nil {
+		// A write-back moved, deleted or appended messages during the
+		// pause: the store's view is read again.
+		if stale, err = w.loadKnown(ctx, f); err != nil {
+			return false, err
+		}
+	}
+	var batches [][]uint32
+	for _, b := range rest.batches {
+		b = slices.DeleteFunc(slices.Clone(b), func(u uint32) bool { return f.known[u] != nil })
+		if len(b) > 0 {
+			batches = append(batches, b)
+		}
+	}
 	// A long initial sync lets device changes through between chunks of
 	// batches: write-backs do not wait for the whole folder.
 	for len(batches) > 0 {
@@ -135,6 +175,7 @@ func (w *account) initialSync(ctx context.Context, f *folder, sel *imap.SelectDa
 		}
 		batches = batches[n:]
 		if len(batches) > 0 && pause != nil && pause() {
+			f.rest = &initialRest{uidvalidity: rest.uidvalidity, batches: batches, stale: stale}
 			return false, nil
 		}
 	}
