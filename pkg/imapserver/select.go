@@ -92,18 +92,14 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 			return err
 		}
 	}
-	// TODO: forbid write commands in read-only mode
-
-	var (
-		cmdName string
-		code    imap.ResponseCode
-	)
+	// The session may make a SELECT read-only (mailbus: a read-only
+	// token) by setting options.ReadOnly; it then refuses changes itself.
+	cmdName, code := "SELECT", imap.ResponseCode("READ-WRITE")
 	if readOnly {
 		cmdName = "EXAMINE"
+	}
+	if options.ReadOnly {
 		code = "READ-ONLY"
-	} else {
-		cmdName = "SELECT"
-		code = "READ-WRITE"
 	}
 	return c.writeStatusResp(tag, &imap.StatusResponse{
 		Type: imap.StatusResponseTypeOK,

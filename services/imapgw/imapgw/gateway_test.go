@@ -796,3 +796,28 @@ func TestTwoReplicas(t *testing.T) {
 	idle.Close()
 	idle.Wait()
 }
+
+// TestSelectAnswersAccess: SELECT and EXAMINE end with the access the
+// client has: a read-only token's SELECT is [READ-ONLY] (RFC 3501 6.3.1),
+// as EXAMINE is for every token.
+func TestSelectAnswersAccess(t *testing.T) {
+	e := startEnv(t)
+	acct, _ := e.account("work", "ann@example.com")
+	gw := e.gateway(nil)
+	for _, tc := range []struct {
+		readOnly bool
+		cmd      string
+		want     string
+	}{
+		{false, "SELECT INBOX", "OK [READ-WRITE] SELECT completed"},
+		{false, "EXAMINE INBOX", "OK [READ-ONLY] EXAMINE completed"},
+		{true, "SELECT INBOX", "OK [READ-ONLY] SELECT completed"},
+		{true, "EXAMINE INBOX", "OK [READ-ONLY] EXAMINE completed"},
+	} {
+		tok, _ := e.token(tc.readOnly, acct.Id)
+		w := gw.wire(t, "work", tok)
+		if _, got := w.cmd(tc.cmd); got != tc.want {
+			t.Errorf("read-only token %v, %s: %q, want %q", tc.readOnly, tc.cmd, got, tc.want)
+		}
+	}
+}

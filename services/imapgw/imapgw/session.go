@@ -640,7 +640,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		s.g.hub.unsubscribe(s.account.Id, sub)
 		return nil, imapError(err, "list the mailbox")
 	}
-	sel := newSelected(m, msgs, options.ReadOnly || s.readOnly, sub, s.g.flags)
+	// A read-only token's SELECT is answered [READ-ONLY], like EXAMINE.
+	options.ReadOnly = options.ReadOnly || s.readOnly
+	sel := newSelected(m, msgs, options.ReadOnly, sub, s.g.flags)
 	sel.highestModSeq = max(state, 1)
 	sel.delivered = sel.highestModSeq
 	s.sel = sel
