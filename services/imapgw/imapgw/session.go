@@ -936,7 +936,9 @@ func (s *session) currentModSeqs(msgs []*message) (map[uint32]uint64, error) {
 	for {
 		ctx, cancel := s.call()
 		resp, err := s.mailboxes().ListMessages(ctx, &mailbusv1.ListMessagesRequest{
-			MailboxId: s.sel.mbox.Id, PageSize: uint32(min(len(msgs), 1000)), PageToken: token,
+			// Pages sized by the UIDs' span, not by their count: a set like
+			// 1,100000 would otherwise be listed two messages a call.
+			MailboxId: s.sel.mbox.Id, PageSize: uint32(min(uint64(last-first)+1, 1000)), PageToken: token,
 			Order: mailbusv1.MessageOrder_MESSAGE_ORDER_IMAP_UID, MinImapUid: first,
 		}, s.creds)
 		cancel()
@@ -950,6 +952,9 @@ func (s *session) currentModSeqs(msgs []*message) (map[uint32]uint64, error) {
 			if id, ok := want[m.ImapUid]; ok && id == m.Id {
 				out[m.ImapUid] = max(m.State, 1)
 			}
+		}
+		if len(out) == len(want) {
+			return out, nil
 		}
 		if token = resp.NextPageToken; token == "" {
 			return out, nil

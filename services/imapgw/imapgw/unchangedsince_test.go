@@ -133,3 +133,37 @@ func TestCondStoreUnchangedSinceNothingToChange(t *testing.T) {
 		t.Errorf("FETCH responses %q, want one of UID %d", untagged, b.ImapUid)
 	}
 }
+
+// TestCondStoreNothingToChangeListsByPages: the read of a STORE with
+// nothing to change lists the UIDs' span in pages of up to 1,000, not in
+// pages the size of the set: `UID STORE first,last` over 300 messages
+// is one ListMessages call, not 150 (review of CONDSTORE, finding 2).
+func TestCondStoreNothingToChangeListsByPages(t *testing.T) {
+	e := startEnv(t)
+	acct, inbox := e.account("work", "ann@example.com")
+	var first, last *mailbusv1.MessageSummary
+	for i := range 300 {
+		m := e.appendMsg(inbox.Id, testMail(fmt.Sprint("m", i)))
+		if first == nil {
+			first = m
+		}
+		last = m
+	}
+	tok, _ := e.token(false, acct.Id)
+	var lists atomic.Int32
+	conn := e.dial("", grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if method == mailbusv1.MailboxService_ListMessages_FullMethodName {
+			lists.Add(1)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}))
+	gw := e.gateway(func(cfg *Config) { cfg.StoreConn = conn })
+	w := gw.wire(t, "work", tok)
+	w.ok("SELECT INBOX")
+	w.ok("ENABLE CONDSTORE")
+	before := lists.Load()
+	w.ok(fmt.Sprintf("UID STORE %d,%d (UNCHANGEDSINCE %d) FLAGS ()", first.ImapUid, last.ImapUid, last.State))
+	if n := lists.Load() - before; n != 1 {
+		t.Errorf("ListMessages calls for a STORE of two messages 300 UIDs apart: %d, want 1", n)
+	}
+}
